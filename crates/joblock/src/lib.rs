@@ -1,0 +1,1 @@
+//! joblock (placeholder)
