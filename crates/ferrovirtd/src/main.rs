@@ -1,1 +1,7 @@
-fn main() {}
+//! ferrovirtd: a QEMU management daemon that speaks libvirt's remote protocol.
+
+mod config;
+
+fn main() {
+    let _ = config::Config::default();
+}

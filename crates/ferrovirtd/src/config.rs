@@ -1,0 +1,172 @@
+//! Daemon configuration: embedded defaults, optionally overridden by a TOML
+//! file (`--config FILE`) and by command-line flags.
+//!
+//! Every limit that outside input can push against (clients, in-flight
+//! calls, output queues, event queues, waits) lives here, so an operator can
+//! see and tune all of them in one place.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything the daemon needs to start. Field names are the TOML keys.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Root of all state: `etc/` definitions, `run/` sockets and status,
+    /// `log/` QEMU logs. `None` picks the default for the current user.
+    pub root: Option<PathBuf>,
+    /// Most simultaneously connected clients; further connections are
+    /// accepted and closed at once.
+    pub max_clients: usize,
+    /// Calls one client may have running at once; at the bound the daemon
+    /// stops reading from that client until one finishes.
+    pub max_client_requests: usize,
+    /// Outgoing queue per client (messages); a client that lets it fill is
+    /// disconnected.
+    pub client_queue_messages: usize,
+    /// Outgoing queue per client (bytes).
+    pub client_queue_bytes: usize,
+    /// Seconds between keepalive probes; 0 disables them.
+    pub keepalive_interval: u64,
+    /// Unanswered probes before a client is dropped.
+    pub keepalive_count: u32,
+    /// Seconds a job waits for the domain's job lock.
+    pub job_wait_secs: u64,
+    /// Seconds a QEMU monitor command may take.
+    pub monitor_timeout_secs: u64,
+    /// Seconds between SIGTERM and SIGKILL on destroy.
+    pub destroy_grace_secs: u64,
+    /// Queued QMP events per VM before coalescing starts.
+    pub vm_event_queue: usize,
+    /// Queued lifecycle events per subscriber before it is dropped.
+    pub subscriber_queue: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            root: None,
+            max_clients: 5000,
+            max_client_requests: 16,
+            client_queue_messages: 4096,
+            client_queue_bytes: 8 << 20,
+            keepalive_interval: 5,
+            keepalive_count: 5,
+            job_wait_secs: 30,
+            monitor_timeout_secs: 30,
+            destroy_grace_secs: 5,
+            vm_event_queue: 1024,
+            subscriber_queue: 1024,
+        }
+    }
+}
+
+/// Why a configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file; keys it does not name keep their defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Rejects values that would make a limit meaningless.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("max_clients", self.max_clients),
+            ("max_client_requests", self.max_client_requests),
+            ("client_queue_messages", self.client_queue_messages),
+            ("client_queue_bytes", self.client_queue_bytes),
+            ("vm_event_queue", self.vm_event_queue),
+            ("subscriber_queue", self.subscriber_queue),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
+        }
+        if self.job_wait_secs == 0 || self.monitor_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "job_wait_secs and monitor_timeout_secs must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn job_wait(&self) -> Duration {
+        Duration::from_secs(self.job_wait_secs)
+    }
+
+    pub fn monitor_timeout(&self) -> Duration {
+        Duration::from_secs(self.monitor_timeout_secs)
+    }
+
+    pub fn destroy_grace(&self) -> Duration {
+        Duration::from_secs(self.destroy_grace_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().expect("defaults must validate");
+    }
+
+    #[test]
+    fn file_overrides_only_named_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ferrovirtd.toml");
+        std::fs::write(&path, "max_clients = 7\njob_wait_secs = 3\n").expect("write");
+        let cfg = Config::load(&path).expect("load");
+        assert_eq!(cfg.max_clients, 7);
+        assert_eq!(cfg.job_wait(), Duration::from_secs(3));
+        assert_eq!(cfg.max_client_requests, Config::default().max_client_requests);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "max_clientz = 7\n").expect("write");
+        let err = Config::load(&path).expect_err("must fail");
+        assert!(err.to_string().contains("max_clientz"), "{err}");
+    }
+
+    #[test]
+    fn zero_limit_is_rejected() {
+        let cfg = Config {
+            max_client_requests: 0,
+            ..Config::default()
+        };
+        let err = cfg.validate().expect_err("must fail");
+        assert!(err.to_string().contains("max_client_requests"));
+    }
+}
