@@ -1,0 +1,290 @@
+//! The generic RPC server: accepts connections on UNIX sockets, frames and
+//! dispatches messages, answers keepalive, and hands REMOTE calls to a
+//! [`Handler`]. It knows nothing about domains; the daemon's handler does.
+//!
+//! See the crate documentation for the limits and what happens at each.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+use virterror::{ErrorCode, ErrorDomain, VirError};
+
+pub use crate::connection::{Dropped, EventSink};
+use crate::frame::MESSAGE_MAX;
+use crate::protocol::remote;
+use crate::xdr::{self, Xdr};
+
+/// Server limits. The defaults follow libvirtd where libvirtd has one.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Connections served at once, over all sockets of this server. An
+    /// excess connection is accepted and closed immediately (the client sees
+    /// end-of-file at once instead of hanging in the backlog) and logged.
+    pub max_clients: usize,
+    /// Calls of one client running concurrently. At the bound the server
+    /// stops reading from that client until a call finishes.
+    pub max_inflight_per_client: usize,
+    /// Messages waiting to be written to one client.
+    pub max_queued_messages: usize,
+    /// Bytes waiting to be written to one client. A single message larger
+    /// than this is still accepted into an empty queue.
+    pub max_queued_bytes: usize,
+    /// Largest message (header + body) accepted or sent; at most
+    /// [`MESSAGE_MAX`] (`VIR_NET_MESSAGE_MAX`).
+    pub max_message: usize,
+    /// How long the connection must be silent before we PING; `None`
+    /// disables our pings (PINGs from the client are always answered).
+    pub keepalive_interval: Option<Duration>,
+    /// Unanswered PINGs after which the client is dropped.
+    pub keepalive_count: u32,
+    /// Ping every client from the start. When false (libvirtd's behaviour),
+    /// pinging starts once the client shows it speaks KEEPALIVE: it sent a
+    /// KEEPALIVE message, asked `CONNECT_SUPPORTS_FEATURE(PROGRAM_KEEPALIVE)`,
+    /// or the handler called [`EventSink::enable_keepalive`]. Old clients
+    /// that do not answer pings are thus never dropped for it.
+    pub keepalive_on_connect: bool,
+    /// After a protocol error or on shutdown, how long queued replies may
+    /// take to drain before the socket is closed anyway.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_clients: 5000,
+            max_inflight_per_client: 16,
+            max_queued_messages: 1024,
+            max_queued_bytes: 8 * 1024 * 1024,
+            max_message: MESSAGE_MAX,
+            keepalive_interval: Some(Duration::from_secs(5)),
+            keepalive_count: 5,
+            keepalive_on_connect: false,
+            drain_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Identifies one client connection for the lifetime of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "client#{}", self.0)
+    }
+}
+
+/// What a handler knows about the call it serves.
+#[derive(Clone)]
+pub struct CallContext {
+    pub client: ClientId,
+    /// The client connected through the read-only socket. Mutating
+    /// procedures were already refused; this is for finer checks (flags).
+    pub readonly: bool,
+    /// Serial of the call (for logs).
+    pub serial: u32,
+    /// Push events to this client; clone it into event registrations.
+    pub events: EventSink,
+}
+
+/// The daemon's side of the server: executes REMOTE procedures.
+pub trait Handler: Send + Sync + 'static {
+    /// Executes one call. `args` is the XDR body of the call; the returned
+    /// bytes are the XDR body of the reply. An error becomes a
+    /// `remote_error` reply (virsh prints its message). Unknown procedures
+    /// should return [`unsupported_procedure`] (`VIR_ERR_NO_SUPPORT`).
+    ///
+    /// Calls of one client run concurrently (up to
+    /// `Config::max_inflight_per_client`) and their replies may be sent out
+    /// of order. A call runs to completion even if its client disconnects
+    /// (the reply is then discarded): the future is never cancelled midway.
+    fn call(
+        &self,
+        ctx: CallContext,
+        procedure: i32,
+        args: Bytes,
+    ) -> impl Future<Output = Result<Bytes, VirError>> + Send;
+
+    /// Whether a procedure modifies anything, so is refused with
+    /// `VIR_ERR_OPERATION_DENIED` on the read-only socket. The default is
+    /// the allow-list [`remote::is_read_only_safe`].
+    fn is_mutating(&self, procedure: i32) -> bool {
+        !remote::is_read_only_safe(procedure)
+    }
+
+    /// A client connected.
+    fn on_connect(&self, _client: ClientId, _readonly: bool) {}
+
+    /// A client is gone and every call it made has finished: drop its event
+    /// registrations. Called exactly once per client, last.
+    fn on_disconnect(&self, _client: ClientId) {}
+}
+
+/// Decodes call arguments, mapping failure to the error libvirtd sends for
+/// undecodable arguments.
+pub fn decode_args<T: Xdr>(procedure: i32, args: &[u8]) -> Result<T, VirError> {
+    xdr::from_bytes(args).map_err(|e| {
+        VirError::new(
+            ErrorCode::Rpc,
+            ErrorDomain::Rpc,
+            format!(
+                "cannot decode arguments of procedure {}: {e}",
+                describe_procedure(procedure)
+            ),
+        )
+    })
+}
+
+/// Encodes a reply body.
+pub fn encode_ret<T: Xdr>(ret: &T) -> Result<Bytes, VirError> {
+    Ok(xdr::to_bytes(ret))
+}
+
+/// The error for a procedure the handler does not implement.
+pub fn unsupported_procedure(procedure: i32) -> VirError {
+    VirError::new(
+        ErrorCode::NoSupport,
+        ErrorDomain::Remote,
+        format!(
+            "this function is not supported by the connection driver: {}",
+            describe_procedure(procedure)
+        ),
+    )
+}
+
+/// `NAME (number)` for logs and messages.
+pub fn describe_procedure(procedure: i32) -> String {
+    match remote::procedure_name(procedure) {
+        Some(n) => format!("{n} ({procedure})"),
+        None => format!("procedure {procedure}"),
+    }
+}
+
+pub(crate) struct Inner<H> {
+    pub(crate) cfg: Config,
+    pub(crate) handler: Arc<H>,
+    pub(crate) shutdown: CancellationToken,
+    clients: Arc<Semaphore>,
+    tracker: TaskTracker,
+    next_id: AtomicU64,
+}
+
+/// A server; clone it freely (all clones are the same server). Serve any
+/// number of sockets with it, typically a read-write and a read-only one.
+pub struct Server<H> {
+    inner: Arc<Inner<H>>,
+}
+
+impl<H> Clone for Server<H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<H: Handler> Server<H> {
+    pub fn new(config: Config, handler: H) -> Self {
+        Self::with_handler(config, Arc::new(handler))
+    }
+
+    pub fn with_handler(mut config: Config, handler: Arc<H>) -> Self {
+        config.max_message = config
+            .max_message
+            .clamp(crate::header::HEADER_LEN, MESSAGE_MAX);
+        config.max_inflight_per_client = config.max_inflight_per_client.max(1);
+        config.max_queued_messages = config.max_queued_messages.max(1);
+        let clients = Arc::new(Semaphore::new(config.max_clients));
+        Self {
+            inner: Arc::new(Inner {
+                cfg: config,
+                handler,
+                shutdown: CancellationToken::new(),
+                clients,
+                tracker: TaskTracker::new(),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    pub fn handler(&self) -> &Arc<H> {
+        &self.inner.handler
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.cfg
+    }
+
+    /// Clients currently connected (including those whose calls are
+    /// finishing after a disconnect).
+    pub fn client_count(&self) -> usize {
+        self.inner.cfg.max_clients - self.inner.clients.available_permits()
+    }
+
+    /// Accepts and serves connections until [`Server::shutdown`]. Every
+    /// client of this listener is read-only when `readonly` is true.
+    pub async fn serve(&self, listener: UnixListener, readonly: bool) -> io::Result<()> {
+        let inner = &self.inner;
+        loop {
+            let accepted = tokio::select! {
+                _ = inner.shutdown.cancelled() => return Ok(()),
+                r = listener.accept() => r,
+            };
+            let stream = match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning; the
+                    // connection stays in the backlog until fds free up.
+                    warn!(error = %e, "accept failed");
+                    tokio::select! {
+                        _ = inner.shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                    continue;
+                }
+            };
+            let permit = match inner.clients.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    warn!(
+                        max_clients = inner.cfg.max_clients,
+                        "too many clients: closing new connection"
+                    );
+                    drop(stream);
+                    continue;
+                }
+            };
+            let id = ClientId(inner.next_id.fetch_add(1, Ordering::Relaxed));
+            let inner2 = inner.clone();
+            inner.tracker.spawn(async move {
+                crate::connection::run(stream, id, readonly, inner2).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Stops accepting on every socket and closes every client (queued
+    /// replies get `drain_timeout` to be written). Returns at once; await
+    /// [`Server::wait_closed`] for completion.
+    pub fn shutdown(&self) {
+        info!("server shutting down");
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+    }
+
+    /// Resolves when shutdown was requested and every connection is gone
+    /// (and `on_disconnect` was called for each).
+    pub async fn wait_closed(&self) {
+        self.inner.shutdown.cancelled().await;
+        self.inner.tracker.wait().await;
+    }
+}

@@ -1,0 +1,208 @@
+//! A mock handler: just enough of the REMOTE program for `virsh version`
+//! and `virsh list --all`, plus test procedures (numbers ≥ 10000) to drive
+//! the server's concurrency and event paths. Shared by the tests and by
+//! `examples/mock_server.rs`.
+
+#![allow(dead_code)]
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use rpc::protocol::remote::{self, procedure};
+use rpc::server::{decode_args, encode_ret, unsupported_procedure};
+use rpc::{CallContext, ClientId, EventSink, Handler};
+use tokio::sync::{Notify, Semaphore};
+use virterror::VirError;
+
+/// Returns its `u32` argument.
+pub const P_ECHO: i32 = 10_001;
+/// Waits for a permit of `Mock::gate`, then returns its `u32` argument.
+pub const P_BLOCK: i32 = 10_002;
+/// Panics.
+pub const P_PANIC: i32 = 10_003;
+
+pub struct Mock {
+    /// Every procedure called, in arrival order at the handler.
+    pub seen: Mutex<Vec<i32>>,
+    /// Procedures answered with NO_SUPPORT.
+    pub unknown: Mutex<Vec<i32>>,
+    /// Features asked with CONNECT_SUPPORTS_FEATURE.
+    pub features: Mutex<Vec<i32>>,
+    /// Released by tests to let P_BLOCK calls finish.
+    pub gate: Semaphore,
+    /// P_BLOCK calls currently waiting.
+    pub blocked: AtomicUsize,
+    pub changed: Notify,
+    /// Sinks registered with CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY.
+    pub sinks: Mutex<Vec<EventSink>>,
+    pub connected: Mutex<Vec<ClientId>>,
+    pub disconnected: Mutex<Vec<ClientId>>,
+}
+
+impl Default for Mock {
+    fn default() -> Self {
+        Self {
+            seen: Mutex::default(),
+            unknown: Mutex::default(),
+            features: Mutex::default(),
+            gate: Semaphore::new(0),
+            blocked: AtomicUsize::new(0),
+            changed: Notify::new(),
+            sinks: Mutex::default(),
+            connected: Mutex::default(),
+            disconnected: Mutex::default(),
+        }
+    }
+}
+
+impl Mock {
+    pub fn seen(&self) -> Vec<i32> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn sinks(&self) -> Vec<EventSink> {
+        self.sinks.lock().unwrap().clone()
+    }
+
+    pub fn disconnected(&self) -> Vec<ClientId> {
+        self.disconnected.lock().unwrap().clone()
+    }
+
+    /// Waits (with a deadline) until `cond` holds; re-checked on every
+    /// state change of the mock.
+    pub async fn wait_for(&self, what: &str, cond: impl Fn(&Mock) -> bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let notified = self.changed.notified();
+            if cond(self) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                assert!(cond(self), "timed out waiting for {what}");
+                return;
+            }
+        }
+    }
+}
+
+fn u32_arg(proc_: i32, args: &[u8]) -> Result<u32, VirError> {
+    decode_args::<u32>(proc_, args)
+}
+
+impl Handler for Mock {
+    async fn call(&self, ctx: CallContext, proc_: i32, args: Bytes) -> Result<Bytes, VirError> {
+        self.seen.lock().unwrap().push(proc_);
+        self.changed.notify_waiters();
+        match proc_ {
+            procedure::AUTH_LIST => encode_ret(&remote::AuthListRet {
+                types: vec![remote::AuthType::None],
+            }),
+            procedure::CONNECT_OPEN => {
+                let _a: remote::ConnectOpenArgs = decode_args(proc_, &args)?;
+                Ok(Bytes::new())
+            }
+            procedure::CONNECT_CLOSE
+            | procedure::CONNECT_REGISTER_CLOSE_CALLBACK
+            | procedure::CONNECT_UNREGISTER_CLOSE_CALLBACK => Ok(Bytes::new()),
+            procedure::CONNECT_SUPPORTS_FEATURE => {
+                let a: remote::ConnectSupportsFeatureArgs = decode_args(proc_, &args)?;
+                self.features.lock().unwrap().push(a.feature);
+                use remote::feature::*;
+                let supported = matches!(
+                    a.feature,
+                    PROGRAM_KEEPALIVE
+                        | REMOTE_EVENT_CALLBACK
+                        | REMOTE_CLOSE_CALLBACK
+                        | TYPED_PARAM_STRING
+                );
+                encode_ret(&remote::ConnectSupportsFeatureRet {
+                    supported: i32::from(supported),
+                })
+            }
+            procedure::CONNECT_GET_TYPE => encode_ret(&remote::ConnectGetTypeRet {
+                type_: "QEMU".into(),
+            }),
+            procedure::CONNECT_GET_VERSION => {
+                encode_ret(&remote::ConnectGetVersionRet { hv_ver: 8_002_000 })
+            }
+            procedure::CONNECT_GET_LIB_VERSION => {
+                encode_ret(&remote::ConnectGetLibVersionRet { lib_ver: 9_000_000 })
+            }
+            procedure::CONNECT_GET_HOSTNAME => encode_ret(&remote::ConnectGetHostnameRet {
+                hostname: "ferrovirt-mock".into(),
+            }),
+            procedure::CONNECT_GET_URI => encode_ret(&remote::ConnectGetUriRet {
+                uri: "qemu:///system".into(),
+            }),
+            procedure::CONNECT_IS_SECURE => encode_ret(&remote::ConnectIsSecureRet { secure: 1 }),
+            procedure::CONNECT_NUM_OF_DOMAINS | procedure::CONNECT_NUM_OF_DEFINED_DOMAINS => {
+                encode_ret(&remote::NumRet { num: 0 })
+            }
+            procedure::CONNECT_LIST_DOMAINS => {
+                encode_ret(&remote::ConnectListDomainsRet { ids: vec![] })
+            }
+            procedure::CONNECT_LIST_DEFINED_DOMAINS => {
+                encode_ret(&remote::ConnectListDefinedDomainsRet { names: vec![] })
+            }
+            procedure::CONNECT_LIST_ALL_DOMAINS => {
+                let _a: remote::ConnectListAllDomainsArgs = decode_args(proc_, &args)?;
+                encode_ret(&remote::ConnectListAllDomainsRet {
+                    domains: vec![],
+                    ret: 0,
+                })
+            }
+            procedure::CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY => {
+                let _a: remote::ConnectDomainEventCallbackRegisterAnyArgs =
+                    decode_args(proc_, &args)?;
+                let mut sinks = self.sinks.lock().unwrap();
+                sinks.push(ctx.events.clone());
+                let id = i32::try_from(sinks.len()).unwrap_or(i32::MAX);
+                drop(sinks);
+                self.changed.notify_waiters();
+                encode_ret(&remote::ConnectDomainEventCallbackRegisterAnyRet { callback_id: id })
+            }
+            procedure::CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY => Ok(Bytes::new()),
+            P_ECHO => encode_ret(&u32_arg(proc_, &args)?),
+            P_BLOCK => {
+                let v = u32_arg(proc_, &args)?;
+                self.blocked.fetch_add(1, Ordering::SeqCst);
+                self.changed.notify_waiters();
+                if let Ok(p) = self.gate.acquire().await {
+                    p.forget();
+                }
+                self.blocked.fetch_sub(1, Ordering::SeqCst);
+                self.changed.notify_waiters();
+                encode_ret(&v)
+            }
+            P_PANIC => panic!("mock handler panics on purpose"),
+            _ => {
+                eprintln!(
+                    "mock: unsupported {}",
+                    rpc::server::describe_procedure(proc_)
+                );
+                self.unknown.lock().unwrap().push(proc_);
+                Err(unsupported_procedure(proc_))
+            }
+        }
+    }
+
+    fn is_mutating(&self, procedure: i32) -> bool {
+        // Test procedures are harmless; everything else per the allow-list.
+        if (10_000..11_000).contains(&procedure) {
+            return false;
+        }
+        !remote::is_read_only_safe(procedure)
+    }
+
+    fn on_connect(&self, client: ClientId, _readonly: bool) {
+        self.connected.lock().unwrap().push(client);
+        self.changed.notify_waiters();
+    }
+
+    fn on_disconnect(&self, client: ClientId) {
+        self.sinks.lock().unwrap().retain(|s| s.client() != client);
+        self.disconnected.lock().unwrap().push(client);
+        self.changed.notify_waiters();
+    }
+}
