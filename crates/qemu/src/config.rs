@@ -1,0 +1,178 @@
+//! Driver configuration and the on-disk layout under its root.
+//!
+//! Everything the driver persists lives under one root so that a test (or a
+//! second daemon) can run beside a production one without sharing state, and
+//! so that a restarted daemon finds exactly what the previous one left.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// UNIX socket paths are limited to 108 bytes including the NUL.
+pub const UNIX_PATH_MAX: usize = 107;
+
+/// How the driver is tuned. `DriverConfig::new(root)` gives production
+/// defaults; tests shorten the deadlines.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// All state lives under this directory (see [`Layout`]).
+    pub root: PathBuf,
+    /// Deadline for acquiring a domain's job lock.
+    pub job_wait: Duration,
+    /// Deadline of every monitor command (and of the QMP greeting).
+    pub monitor_timeout: Duration,
+    /// SIGTERM → SIGKILL delay of a non-graceful destroy.
+    pub destroy_grace: Duration,
+    /// Bounds of each VM's QMP event queue (the qmp crate coalesces past it).
+    pub events: qmp::EventLimits,
+    /// Capacity of each subscriber's queue; a subscriber that falls this far
+    /// behind is dropped rather than allowed to grow the daemon.
+    pub subscriber_queue: usize,
+    /// Global bound on concurrent event-handling work across all VMs, so
+    /// 10,000 busy VMs share a fixed amount of handler work.
+    pub max_parallel_handlers: usize,
+    /// Start domains marked autostart when the driver opens.
+    pub autostart: bool,
+}
+
+impl DriverConfig {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            root: root.into(),
+            job_wait: Duration::from_secs(30),
+            monitor_timeout: Duration::from_secs(30),
+            destroy_grace: Duration::from_secs(5),
+            events: qmp::EventLimits::default(),
+            subscriber_queue: 1024,
+            max_parallel_handlers: 2 * cores,
+            autostart: true,
+        }
+    }
+
+    /// The on-disk layout under `root`.
+    pub fn layout(&self) -> Layout {
+        Layout::new(&self.root)
+    }
+}
+
+/// Default root: `/var/lib/ferrovirt` for root (like libvirt's system
+/// instance), otherwise a per-user directory (like `qemu:///session`).
+pub fn default_root() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/ferrovirt");
+    }
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("ferrovirt");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/ferrovirt"),
+        None => PathBuf::from("/tmp/ferrovirt"),
+    }
+}
+
+/// Paths of everything the driver keeps on disk.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Persistent definitions: `NAME.xml`.
+    pub config_dir: PathBuf,
+    /// Autostart markers: `NAME` (empty files).
+    pub autostart_dir: PathBuf,
+    /// Status of running domains (`UUID.json`) and QMP sockets.
+    pub run_dir: PathBuf,
+    /// QEMU stdout/stderr: `NAME.log`.
+    pub log_dir: PathBuf,
+    /// Scratch sockets for capability probes.
+    pub caps_dir: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Path) -> Self {
+        Self {
+            config_dir: root.join("etc/qemu"),
+            autostart_dir: root.join("etc/qemu/autostart"),
+            run_dir: root.join("run/qemu"),
+            log_dir: root.join("log/qemu"),
+            caps_dir: root.join("run/caps"),
+        }
+    }
+
+    pub fn create_all(&self) -> std::io::Result<()> {
+        for d in [
+            &self.config_dir,
+            &self.autostart_dir,
+            &self.run_dir,
+            &self.log_dir,
+            &self.caps_dir,
+        ] {
+            std::fs::create_dir_all(d)?;
+        }
+        Ok(())
+    }
+
+    pub fn definition(&self, name: &str) -> PathBuf {
+        self.config_dir.join(format!("{name}.xml"))
+    }
+
+    pub fn autostart_marker(&self, name: &str) -> PathBuf {
+        self.autostart_dir.join(name)
+    }
+
+    pub fn status(&self, uuid: &uuid::Uuid) -> PathBuf {
+        self.run_dir.join(format!("{uuid}.json"))
+    }
+
+    /// Keyed by uuid (36 bytes), not name, so its length is bounded and
+    /// predictable: see [`Layout::check_socket_len`].
+    pub fn monitor_socket(&self, uuid: &uuid::Uuid) -> PathBuf {
+        self.run_dir.join(format!("{uuid}.qmp"))
+    }
+
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.log_dir.join(format!("{name}.log"))
+    }
+
+    /// Fails early (at driver open) rather than at the first start when the
+    /// root is too deep for a UNIX socket path.
+    pub fn check_socket_len(&self) -> Result<(), String> {
+        let probe = self.monitor_socket(&uuid::Uuid::nil());
+        let len = probe.as_os_str().len();
+        if len > UNIX_PATH_MAX {
+            return Err(format!(
+                "state root too long: monitor socket path {} is {len} bytes, limit {UNIX_PATH_MAX}",
+                probe.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Domain names become file names: reject what would escape the directory
+/// or hide the file.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && !name.contains('/')
+        && !name.contains('\0')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_len_checked() {
+        let l = Layout::new(Path::new("/tmp/x"));
+        assert!(l.check_socket_len().is_ok());
+        let long = "/tmp/".to_string() + &"a".repeat(100);
+        assert!(Layout::new(Path::new(&long)).check_socket_len().is_err());
+    }
+
+    #[test]
+    fn names_validated() {
+        assert!(valid_name("vm-1"));
+        assert!(!valid_name("../x"));
+        assert!(!valid_name(".hidden"));
+        assert!(!valid_name(""));
+    }
+}

@@ -1,0 +1,243 @@
+//! `virsh save` as an async job driven by QEMU's MIGRATION events.
+//!
+//! The job holds the async slot for its whole duration, does its monitor
+//! work in nested jobs, and *waits for completion on the run's progress
+//! watch*, which the event task updates without any job. So events keep
+//! flowing while the save runs, the job is woken by the event it waits for
+//! (requirement 4), queries answer from the snapshot, suspend and abort
+//! follow the allow-list, and destroy still preempts everything.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use joblock::{AllowList, AsyncKind, NormalJob};
+use serde_json::json;
+
+use crate::domain::{AsyncJobInfo, Domain, JobOutcome, RunCtx, command};
+use crate::driver::Shared;
+use crate::lifecycle;
+use crate::state::{DomainState, EventKind, LifecycleKind as L, StateReason, StopCause, detail};
+use crate::{Error, Result, jobs, monitor};
+
+/// While a save runs, re-read query-migrate at least this often: events
+/// are hints (they may be coalesced, or disabled in an old QEMU).
+const POLL: Duration = Duration::from_millis(500);
+
+/// Jobs allowed beside a save (libvirt's mask: queries, abort, suspend,
+/// migration tuning; destroy is always allowed).
+fn allowed() -> AllowList {
+    AllowList::DEFAULT
+        .with(NormalJob::Suspend)
+        .with(NormalJob::MigrationOp)
+}
+
+/// A shell-safe `exec:` URI writing the migration stream to `path`.
+pub fn exec_uri_out(path: &Path) -> String {
+    format!("exec:cat > {}", shell_quote(&path.to_string_lossy()))
+}
+
+/// Single-quotes `s` for /bin/sh (`'` becomes `'\''`).
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+pub(crate) async fn save(s: &Arc<Shared>, dom: &Arc<Domain>, path: &Path) -> Result<()> {
+    let job = jobs::begin_async(dom, AsyncKind::Save, allowed(), "save", s.cfg.job_wait).await?;
+    let (ctx, was_running) = {
+        let mut g = dom.lock();
+        let st = g.state.state;
+        if !matches!(st, DomainState::Running | DomainState::Paused) {
+            return Err(Error::OperationInvalid("domain is not running".into()));
+        }
+        let ctx = g
+            .run
+            .as_ref()
+            .map(|r| r.ctx.clone())
+            .ok_or(Error::NotRunning)?;
+        let was_running = st == DomainState::Running;
+        g.job = Some(AsyncJobInfo {
+            kind: "save".into(),
+            started: SystemTime::now(),
+            path: Some(path.to_path_buf()),
+            resume_running: was_running,
+        });
+        (ctx, was_running)
+    };
+    let _ = lifecycle::persist_status(s, dom);
+    let res = run(s, dom, &job, &ctx, path, was_running).await;
+    finish(s, dom, &job, &ctx, path, was_running, &res).await;
+    res
+}
+
+async fn run(
+    s: &Arc<Shared>,
+    dom: &Arc<Domain>,
+    job: &joblock::AsyncJob,
+    ctx: &Arc<RunCtx>,
+    path: &Path,
+    was_running: bool,
+) -> Result<()> {
+    let t = s.cfg.monitor_timeout;
+    let wait = s.cfg.job_wait;
+    if was_running {
+        let _n = job
+            .nested(NormalJob::Suspend, wait)
+            .await
+            .map_err(|e| jobs::map_err(dom, e))?;
+        if let Some(run) = dom.lock().run_of(ctx.generation) {
+            run.pending_pause = Some(crate::state::paused::SAVE);
+        }
+        command(dom, t, "stop", None).await?;
+        mark_paused_for_save(s, dom, ctx);
+    }
+    ctx.update_progress(|p| p.migration = None);
+    let mut progress = ctx.progress.subscribe();
+    {
+        let _n = job
+            .nested(NormalJob::MigrationOp, wait)
+            .await
+            .map_err(|e| jobs::map_err(dom, e))?;
+        // Ask for MIGRATION events (real QEMU sends none without it); a
+        // QEMU that lacks the capability is still polled.
+        let caps = json!({"capabilities": [{"capability": "events", "state": true}]});
+        let _ = command(dom, t, "migrate-set-capabilities", Some(caps)).await;
+        command(dom, t, "migrate", Some(json!({"uri": exec_uri_out(path)}))).await?;
+    }
+    wait_completed(s, dom, ctx, &mut progress).await?;
+    // The state is on disk: stop QEMU as "saved".
+    let process = {
+        let mut g = dom.lock();
+        let run = g.run_of(ctx.generation).ok_or(Error::NotRunning)?;
+        run.kill_reason = Some(StopCause::Saved);
+        run.process.clone()
+    };
+    let _ = command(dom, t, "quit", None).await;
+    let _ = process.terminate(s.cfg.destroy_grace, true).await;
+    lifecycle::cleanup(s, dom, ctx.generation, Some(StopCause::Saved));
+    Ok(())
+}
+
+fn mark_paused_for_save(s: &Shared, dom: &Domain, ctx: &RunCtx) {
+    let mut g = dom.lock();
+    if g.run_of(ctx.generation).is_some() && g.state.state == DomainState::Running {
+        let st = StateReason::new(DomainState::Paused, crate::state::paused::SAVE);
+        let ev = EventKind::lifecycle(L::Suspended, detail::SUSPENDED_PAUSED);
+        g.set_state(dom, &s.hub, st, Some(ev));
+    }
+}
+
+/// Waits for MIGRATION "completed", woken by the event task; re-reads
+/// query-migrate periodically and after overflows.
+async fn wait_completed(
+    s: &Shared,
+    dom: &Domain,
+    ctx: &RunCtx,
+    progress: &mut tokio::sync::watch::Receiver<crate::domain::Progress>,
+) -> Result<()> {
+    let mut seen_overflows = 0;
+    loop {
+        let (status, closed, overflowed) = {
+            let p = progress.borrow_and_update();
+            (p.migration.clone(), p.closed, p.overflowed)
+        };
+        match status.as_deref() {
+            Some("completed") => return Ok(()),
+            Some("failed") => return Err(Error::Qemu("migration to file failed".into())),
+            Some("cancelled") => return Err(Error::Aborted("save job cancelled".into())),
+            _ => {}
+        }
+        if closed {
+            return Err(Error::Qemu("QEMU exited during save".into()));
+        }
+        let changed = tokio::time::timeout(POLL, progress.changed()).await;
+        if matches!(changed, Ok(Err(_))) {
+            return Err(Error::Qemu("QEMU exited during save".into()));
+        }
+        if changed.is_err() || overflowed != seen_overflows {
+            seen_overflows = overflowed;
+            poll_migrate(s, dom, ctx).await;
+        }
+    }
+}
+
+async fn poll_migrate(s: &Shared, dom: &Domain, ctx: &RunCtx) {
+    if let Ok(v) = command(dom, s.cfg.monitor_timeout, "query-migrate", None).await
+        && let Some(st) = monitor::str_field(&v, "status")
+    {
+        let st = st.to_owned();
+        ctx.update_progress(|p| p.migration = Some(st));
+    }
+}
+
+async fn finish(
+    s: &Arc<Shared>,
+    dom: &Arc<Domain>,
+    job: &joblock::AsyncJob,
+    ctx: &Arc<RunCtx>,
+    path: &Path,
+    was_running: bool,
+    res: &Result<()>,
+) {
+    let outcome = JobOutcome {
+        kind: "save".into(),
+        success: res.is_ok(),
+        message: res
+            .as_ref()
+            .err()
+            .map_or_else(String::new, |e| e.to_string()),
+    };
+    {
+        let mut g = dom.lock();
+        g.job = None;
+        g.last_job = Some(outcome);
+    }
+    if res.is_ok() {
+        return;
+    }
+    let _ = std::fs::remove_file(path);
+    let still_ours = dom.lock().run_of(ctx.generation).is_some();
+    if still_ours
+        && was_running
+        && !job.destroyed()
+        && let Ok(_n) = job.nested(NormalJob::Resume, s.cfg.job_wait).await
+    {
+        let _ = command(dom, s.cfg.monitor_timeout, "migrate_cancel", None).await;
+        lifecycle::expect_resume(dom, ctx, crate::state::running::SAVE_CANCELED);
+        if command(dom, s.cfg.monitor_timeout, "cont", None)
+            .await
+            .is_ok()
+        {
+            lifecycle::mark_running(s, dom, ctx, crate::state::running::SAVE_CANCELED);
+        }
+    }
+    let _ = lifecycle::persist_status(s, dom);
+}
+
+/// `domjobabort`: cancels the running save (migrate_cancel); the save
+/// sees MIGRATION "cancelled", resumes the guest and fails.
+pub(crate) async fn abort(s: &Shared, dom: &Domain) -> Result<()> {
+    let _job = jobs::begin(dom, NormalJob::Abort, "abort job", s.cfg.job_wait).await?;
+    if dom.async_job().is_none() {
+        return Err(Error::OperationInvalid(
+            "no job is active on the domain".into(),
+        ));
+    }
+    command(dom, s.cfg.monitor_timeout, "migrate_cancel", None).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_is_shell_safe() {
+        assert_eq!(shell_quote("/a b/c"), "'/a b/c'");
+        assert_eq!(shell_quote("x'y"), "'x'\\''y'");
+        assert_eq!(
+            exec_uri_out(Path::new("/tmp/it's")),
+            "exec:cat > '/tmp/it'\\''s'"
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! Connecting to a QEMU monitor and reading JSON replies defensively.
+//!
+//! QEMU creates its QMP socket some time after exec; we poll for it with a
+//! deadline and give up early if the process dies (then the log tells why).
+//! Replies are read with `serde_json::Value` accessors that never panic:
+//! a hostile QEMU's odd reply becomes an error or a default, not a crash.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::process::Process;
+use crate::{Error, Result};
+
+/// qmp client settings derived from the driver's.
+pub fn qmp_config(monitor_timeout: Duration, events: &qmp::EventLimits) -> qmp::Config {
+    qmp::Config {
+        command_timeout: monitor_timeout,
+        greeting_timeout: monitor_timeout,
+        events: *events,
+        ..qmp::Config::default()
+    }
+}
+
+/// Polls for `path` until QEMU listens, then negotiates capabilities.
+pub async fn connect(
+    path: &Path,
+    cfg: &qmp::Config,
+    process: &Process,
+    timeout: Duration,
+    log: Option<&Path>,
+) -> Result<(qmp::Monitor, qmp::Events)> {
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(2);
+    loop {
+        if process.has_exited() {
+            process.reap();
+            return Err(Error::Qemu(format!(
+                "QEMU exited during startup{}",
+                log.map(log_tail).unwrap_or_default()
+            )));
+        }
+        if path.exists() {
+            match qmp::Monitor::connect(path, cfg.clone()).await {
+                Ok(pair) => return Ok(pair),
+                // Socket file exists but QEMU does not listen yet (or a stale
+                // file from a crashed run): retry until the deadline.
+                Err(qmp::QmpError::Connect { .. }) => {}
+                Err(e) => return Err(Error::Qemu(format!("monitor handshake failed: {e}"))),
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::MonitorTimeout {
+                command: "connect".into(),
+                after: timeout,
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// The last lines of a QEMU log, for error messages.
+pub fn log_tail(path: &Path) -> String {
+    let Ok(text) = std::fs::read(path) else {
+        return String::new();
+    };
+    let start = text.len().saturating_sub(800);
+    let tail = String::from_utf8_lossy(&text[start..]);
+    let lines: Vec<&str> = tail.lines().rev().take(5).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut lines = lines;
+    lines.reverse();
+    format!(": {}", lines.join(" | "))
+}
+
+pub fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key)?.as_str()
+}
+
+pub fn u64_field(v: &Value, key: &str) -> Option<u64> {
+    v.get(key)?.as_u64()
+}
+
+pub fn bool_field(v: &Value, key: &str) -> Option<bool> {
+    v.get(key)?.as_bool()
+}

@@ -1,0 +1,226 @@
+//! libvirt's domain states, state reasons and lifecycle event numbers.
+//!
+//! These numbers are libvirt's stable ABI (`libvirt-domain.h`): `virsh
+//! domstate --reason` and libvirt-python interpret them directly, so they are
+//! fixed here once and never invented elsewhere in the driver.
+
+use serde::{Deserialize, Serialize};
+
+/// `virDomainState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(i32)]
+pub enum DomainState {
+    NoState = 0,
+    Running = 1,
+    Blocked = 2,
+    Paused = 3,
+    Shutdown = 4,
+    Shutoff = 5,
+    Crashed = 6,
+    PmSuspended = 7,
+}
+
+impl DomainState {
+    /// The wire value.
+    pub fn as_i32(self) -> i32 {
+        self as i32
+    }
+
+    /// Whether a QEMU process exists for a domain in this state.
+    pub fn is_active(self) -> bool {
+        !matches!(self, DomainState::Shutoff | DomainState::NoState)
+    }
+}
+
+/// `virDomainRunningReason`.
+pub mod running {
+    pub const UNKNOWN: i32 = 0;
+    pub const BOOTED: i32 = 1;
+    pub const MIGRATED: i32 = 2;
+    pub const RESTORED: i32 = 3;
+    pub const UNPAUSED: i32 = 5;
+    pub const SAVE_CANCELED: i32 = 7;
+    pub const CRASHED: i32 = 9;
+}
+
+/// `virDomainPausedReason`.
+pub mod paused {
+    pub const UNKNOWN: i32 = 0;
+    pub const USER: i32 = 1;
+    pub const MIGRATION: i32 = 2;
+    pub const SAVE: i32 = 3;
+    pub const IOERROR: i32 = 5;
+    pub const WATCHDOG: i32 = 6;
+    pub const SHUTTING_DOWN: i32 = 8;
+    pub const CRASHED: i32 = 10;
+    pub const STARTING_UP: i32 = 11;
+}
+
+/// `virDomainShutdownReason`.
+pub mod shutdown {
+    pub const UNKNOWN: i32 = 0;
+    pub const USER: i32 = 1;
+}
+
+/// `virDomainShutoffReason`.
+pub mod shutoff {
+    pub const UNKNOWN: i32 = 0;
+    pub const SHUTDOWN: i32 = 1;
+    pub const DESTROYED: i32 = 2;
+    pub const CRASHED: i32 = 3;
+    pub const SAVED: i32 = 5;
+    pub const FAILED: i32 = 6;
+    pub const DAEMON: i32 = 8;
+}
+
+/// `virDomainCrashedReason`.
+pub mod crashed {
+    pub const UNKNOWN: i32 = 0;
+    pub const PANICKED: i32 = 1;
+}
+
+/// A state with its reason, as `virDomainGetState` returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateReason {
+    pub state: DomainState,
+    pub reason: i32,
+}
+
+impl StateReason {
+    pub const fn new(state: DomainState, reason: i32) -> Self {
+        Self { state, reason }
+    }
+
+    pub const fn shutoff(reason: i32) -> Self {
+        Self::new(DomainState::Shutoff, reason)
+    }
+}
+
+/// `virDomainEventType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum LifecycleKind {
+    Defined = 0,
+    Undefined = 1,
+    Started = 2,
+    Suspended = 3,
+    Resumed = 4,
+    Stopped = 5,
+    Shutdown = 6,
+    PmSuspended = 7,
+    Crashed = 8,
+}
+
+impl LifecycleKind {
+    pub fn as_i32(self) -> i32 {
+        self as i32
+    }
+}
+
+/// Detail numbers of each lifecycle event type (`virDomainEvent*DetailType`).
+pub mod detail {
+    pub const DEFINED_ADDED: i32 = 0;
+    pub const DEFINED_UPDATED: i32 = 1;
+    pub const UNDEFINED_REMOVED: i32 = 0;
+    pub const STARTED_BOOTED: i32 = 0;
+    pub const STARTED_RESTORED: i32 = 2;
+    pub const SUSPENDED_PAUSED: i32 = 0;
+    pub const SUSPENDED_IOERROR: i32 = 2;
+    pub const SUSPENDED_WATCHDOG: i32 = 3;
+    pub const SUSPENDED_API_ERROR: i32 = 6;
+    pub const RESUMED_UNPAUSED: i32 = 0;
+    pub const STOPPED_SHUTDOWN: i32 = 0;
+    pub const STOPPED_DESTROYED: i32 = 1;
+    pub const STOPPED_CRASHED: i32 = 2;
+    pub const STOPPED_SAVED: i32 = 4;
+    pub const STOPPED_FAILED: i32 = 5;
+    pub const SHUTDOWN_FINISHED: i32 = 0;
+    pub const SHUTDOWN_GUEST: i32 = 1;
+    pub const SHUTDOWN_HOST: i32 = 2;
+    pub const CRASHED_PANICKED: i32 = 0;
+}
+
+/// What happened to a domain, as delivered to subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// `VIR_DOMAIN_EVENT_ID_LIFECYCLE` with its type and detail.
+    Lifecycle { kind: LifecycleKind, detail: i32 },
+    /// `VIR_DOMAIN_EVENT_ID_REBOOT`.
+    Reboot,
+}
+
+/// One event about one domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainEvent {
+    pub name: String,
+    pub uuid: uuid::Uuid,
+    /// The domain id while running, -1 otherwise (as libvirt reports it).
+    pub id: i32,
+    pub kind: EventKind,
+}
+
+impl EventKind {
+    pub const fn lifecycle(kind: LifecycleKind, detail: i32) -> Self {
+        EventKind::Lifecycle { kind, detail }
+    }
+}
+
+/// Why a QEMU process ended: decides the shutoff reason and the STOPPED
+/// event detail, as libvirt does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopCause {
+    /// The guest (or `shutdown`) powered off.
+    Shutdown,
+    /// `destroy`.
+    Destroyed,
+    /// on_crash=destroy after a guest panic.
+    Panicked,
+    /// QEMU exited without being asked to (or its monitor broke).
+    Failed,
+    /// `save` finished.
+    Saved,
+    /// Start did not complete: no STARTED was emitted, so no STOPPED either.
+    StartFailed,
+}
+
+impl StopCause {
+    pub fn shutoff_reason(self) -> i32 {
+        match self {
+            StopCause::Shutdown => shutoff::SHUTDOWN,
+            StopCause::Destroyed => shutoff::DESTROYED,
+            StopCause::Panicked | StopCause::Failed => shutoff::CRASHED,
+            StopCause::Saved => shutoff::SAVED,
+            StopCause::StartFailed => shutoff::FAILED,
+        }
+    }
+
+    pub fn stopped_detail(self) -> Option<i32> {
+        match self {
+            StopCause::Shutdown => Some(detail::STOPPED_SHUTDOWN),
+            StopCause::Destroyed => Some(detail::STOPPED_DESTROYED),
+            StopCause::Panicked => Some(detail::STOPPED_CRASHED),
+            StopCause::Failed => Some(detail::STOPPED_FAILED),
+            StopCause::Saved => Some(detail::STOPPED_SAVED),
+            StopCause::StartFailed => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_match_libvirt_abi() {
+        assert_eq!(DomainState::Running.as_i32(), 1);
+        assert_eq!(DomainState::Paused.as_i32(), 3);
+        assert_eq!(DomainState::Shutdown.as_i32(), 4);
+        assert_eq!(DomainState::Shutoff.as_i32(), 5);
+        assert_eq!(DomainState::Crashed.as_i32(), 6);
+        assert_eq!(paused::STARTING_UP, 11);
+        assert_eq!(shutoff::DAEMON, 8);
+        assert_eq!(LifecycleKind::Stopped.as_i32(), 5);
+        assert_eq!(LifecycleKind::Crashed.as_i32(), 8);
+        assert_eq!(detail::STOPPED_SAVED, 4);
+    }
+}
