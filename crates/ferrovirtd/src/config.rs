@@ -137,7 +137,9 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        Config::default().validate().expect("defaults must validate");
+        Config::default()
+            .validate()
+            .expect("defaults must validate");
     }
 
     #[test]
@@ -148,7 +150,10 @@ mod tests {
         let cfg = Config::load(&path).expect("load");
         assert_eq!(cfg.max_clients, 7);
         assert_eq!(cfg.job_wait(), Duration::from_secs(3));
-        assert_eq!(cfg.max_client_requests, Config::default().max_client_requests);
+        assert_eq!(
+            cfg.max_client_requests,
+            Config::default().max_client_requests
+        );
     }
 
     #[test]

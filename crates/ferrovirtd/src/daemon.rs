@@ -1,0 +1,136 @@
+//! Start-up and shutdown: open the driver on the root directory, bind the
+//! read-write and read-only sockets, serve until SIGTERM/SIGINT.
+//!
+//! On shutdown the daemon stops accepting, closes clients and exits; QEMU
+//! processes keep running and are adopted again by the next start
+//! (requirement 9).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use qemu::{Driver, DriverConfig};
+use rpc::Server;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::Config;
+use crate::dispatch::Daemon;
+use crate::relay::{self, Relay};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the driver under {root}: {message}")]
+    Driver { root: PathBuf, message: String },
+    #[error("cannot listen on {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Paths of the two sockets under a root.
+pub fn socket_paths(root: &Path) -> (PathBuf, PathBuf) {
+    let run = root.join("run");
+    (run.join("libvirt-sock"), run.join("libvirt-sock-ro"))
+}
+
+/// The URI virsh needs to reach the read-write socket.
+pub fn uri_for(sock: &Path) -> String {
+    format!("qemu+unix:///system?socket={}", sock.display())
+}
+
+pub async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
+    let driver = Driver::open(driver_config(&cfg, &root))
+        .await
+        .map_err(|e| StartError::Driver {
+            root: root.clone(),
+            message: e.to_string(),
+        })?;
+    let (rw_path, ro_path) = socket_paths(&root);
+    let rw = bind(&rw_path, 0o600)?;
+    let ro = bind(&ro_path, 0o666)?;
+
+    let relay = Arc::new(Relay::new());
+    tokio::spawn(relay::run(driver.clone(), relay.clone()));
+    let daemon = Daemon {
+        driver,
+        relay,
+        uri: "qemu:///system".into(),
+    };
+    let server = Server::new(server_config(&cfg), daemon);
+    let s_rw = server.clone();
+    let s_ro = server.clone();
+    tokio::spawn(async move { s_rw.serve(rw, false).await });
+    tokio::spawn(async move { s_ro.serve(ro, true).await });
+    tracing::info!(uri = %uri_for(&rw_path), "ferrovirtd ready");
+    println!("ferrovirtd ready: virsh -c '{}'", uri_for(&rw_path));
+
+    wait_for_stop_signal().await?;
+    tracing::info!("shutting down; QEMU processes keep running");
+    server.shutdown();
+    server.wait_closed().await;
+    let _ = std::fs::remove_file(&rw_path);
+    let _ = std::fs::remove_file(&ro_path);
+    Ok(())
+}
+
+fn driver_config(cfg: &Config, root: &Path) -> DriverConfig {
+    let mut d = DriverConfig::new(root);
+    d.job_wait = cfg.job_wait();
+    d.monitor_timeout = cfg.monitor_timeout();
+    d.destroy_grace = cfg.destroy_grace();
+    d.events.max_events = cfg.vm_event_queue;
+    d.subscriber_queue = cfg.subscriber_queue;
+    d
+}
+
+fn server_config(cfg: &Config) -> rpc::Config {
+    rpc::Config {
+        max_clients: cfg.max_clients,
+        max_inflight_per_client: cfg.max_client_requests,
+        max_queued_messages: cfg.client_queue_messages,
+        max_queued_bytes: cfg.client_queue_bytes,
+        keepalive_interval: (cfg.keepalive_interval > 0)
+            .then(|| std::time::Duration::from_secs(cfg.keepalive_interval)),
+        keepalive_count: cfg.keepalive_count,
+        ..rpc::Config::default()
+    }
+}
+
+/// Binds a socket, replacing a stale one left by a killed daemon (but never
+/// one a live daemon is serving).
+fn bind(path: &Path, mode: u32) -> Result<UnixListener, StartError> {
+    let err = |source| StartError::Bind {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another daemon is serving this socket",
+            )));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let l = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    Ok(l)
+}
+
+async fn wait_for_stop_signal() -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! Connection-level procedures: opening, feature negotiation, and what the
+//! daemon says about itself and the host.
+
+use bytes::Bytes;
+use rpc::CallContext;
+use rpc::protocol::remote::{
+    AuthListRet, AuthType, ConnectGetCapabilitiesRet, ConnectGetHostnameRet,
+    ConnectGetLibVersionRet, ConnectGetMaxVcpusRet, ConnectGetSysinfoRet, ConnectGetTypeRet,
+    ConnectGetUriRet, ConnectGetVersionRet, ConnectIsSecureRet, ConnectOpenArgs,
+    ConnectSupportsFeatureArgs, ConnectSupportsFeatureRet, NodeGetInfoRet, NodeGetSecurityModelRet,
+    feature, model_chars, procedure as p, string_to_chars,
+};
+use rpc::server::{decode_args, encode_ret, unsupported_procedure};
+use virterror::VirError;
+
+use crate::dispatch::Daemon;
+use crate::host;
+
+/// The libvirt version whose protocol and behaviour we implement (9.0.0),
+/// in libvirt's major * 1,000,000 + minor * 1,000 + micro form.
+pub const LIB_VERSION: u64 = 9_000_000;
+/// The emulator reported by GET_CAPABILITIES and used when a definition
+/// names none.
+pub const DEFAULT_EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
+/// Most vCPUs we let a domain ask for (QEMU's q35 limit).
+const MAX_VCPUS: i32 = 288;
+
+pub fn call(d: &Daemon, ctx: &CallContext, proc_: i32, args: &[u8]) -> Result<Bytes, VirError> {
+    match proc_ {
+        p::AUTH_LIST => encode_ret(&AuthListRet {
+            types: vec![AuthType::None],
+        }),
+        p::CONNECT_OPEN => {
+            let _: ConnectOpenArgs = decode_args(proc_, args)?;
+            Ok(Bytes::new())
+        }
+        p::CONNECT_CLOSE
+        | p::CONNECT_REGISTER_CLOSE_CALLBACK
+        | p::CONNECT_UNREGISTER_CLOSE_CALLBACK => Ok(Bytes::new()),
+        p::CONNECT_SUPPORTS_FEATURE => {
+            let a: ConnectSupportsFeatureArgs = decode_args(proc_, args)?;
+            let supported = supports(a.feature);
+            if a.feature == feature::PROGRAM_KEEPALIVE {
+                ctx.events.enable_keepalive();
+            }
+            encode_ret(&ConnectSupportsFeatureRet {
+                supported: i32::from(supported),
+            })
+        }
+        p::CONNECT_GET_TYPE => encode_ret(&ConnectGetTypeRet {
+            type_: "QEMU".into(),
+        }),
+        p::CONNECT_GET_VERSION => encode_ret(&ConnectGetVersionRet {
+            hv_ver: qemu_version(),
+        }),
+        p::CONNECT_GET_LIB_VERSION => encode_ret(&ConnectGetLibVersionRet {
+            lib_ver: LIB_VERSION,
+        }),
+        p::CONNECT_GET_HOSTNAME => encode_ret(&ConnectGetHostnameRet {
+            hostname: host::hostname(),
+        }),
+        p::CONNECT_GET_URI => encode_ret(&ConnectGetUriRet { uri: d.uri.clone() }),
+        p::CONNECT_GET_CAPABILITIES => encode_ret(&ConnectGetCapabilitiesRet {
+            capabilities: host::capabilities_xml(DEFAULT_EMULATOR, d.driver.kvm_available()),
+        }),
+        p::CONNECT_GET_SYSINFO => encode_ret(&ConnectGetSysinfoRet {
+            sysinfo: "<sysinfo type='smbios'/>\n".into(),
+        }),
+        p::CONNECT_GET_MAX_VCPUS => encode_ret(&ConnectGetMaxVcpusRet {
+            max_vcpus: MAX_VCPUS,
+        }),
+        p::CONNECT_IS_SECURE => encode_ret(&ConnectIsSecureRet { secure: 1 }),
+        p::NODE_GET_INFO => {
+            let n = host::node_info();
+            encode_ret(&NodeGetInfoRet {
+                model: model_chars(&n.model),
+                memory: n.memory_kib,
+                cpus: n.cpus,
+                mhz: n.mhz,
+                nodes: n.nodes,
+                sockets: n.sockets,
+                cores: n.cores,
+                threads: n.threads,
+            })
+        }
+        // No security driver: an empty model, as libvirtd reports with
+        // security_driver = "none"; virsh then shows no security labels.
+        p::NODE_GET_SECURITY_MODEL => encode_ret(&NodeGetSecurityModelRet {
+            model: string_to_chars(""),
+            doi: string_to_chars(""),
+        }),
+        _ => Err(unsupported_procedure(proc_)),
+    }
+}
+
+fn supports(f: i32) -> bool {
+    matches!(
+        f,
+        feature::PROGRAM_KEEPALIVE
+            | feature::REMOTE_EVENT_CALLBACK
+            | feature::REMOTE_CLOSE_CALLBACK
+            | feature::TYPED_PARAM_STRING
+    )
+}
+
+/// QEMU's version in libvirt's numeric form, read once from the default
+/// emulator (`qemu-system-x86_64 --version`); 0 when it cannot be run.
+fn qemu_version() -> u64 {
+    static VERSION: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *VERSION.get_or_init(|| {
+        std::process::Command::new(DEFAULT_EMULATOR)
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| parse_qemu_version(&s))
+            .unwrap_or(0)
+    })
+}
+
+fn parse_qemu_version(out: &str) -> Option<u64> {
+    let v = out
+        .split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)?;
+    let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
+    let major = parts.next()??;
+    let minor = parts.next().flatten().unwrap_or(0);
+    let micro = parts.next().flatten().unwrap_or(0);
+    Some(major * 1_000_000 + minor * 1_000 + micro)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_debian_qemu_version_line() {
+        let out = "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright";
+        assert_eq!(parse_qemu_version(out), Some(7_002_022));
+        assert_eq!(parse_qemu_version("garbage"), None);
+    }
+}

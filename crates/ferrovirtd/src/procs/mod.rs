@@ -1,0 +1,5 @@
+//! REMOTE procedures, grouped by what they act on.
+
+pub mod connect;
+pub mod domain;
+pub mod events;

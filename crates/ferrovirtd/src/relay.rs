@@ -1,0 +1,255 @@
+//! Event registrations of clients, and the relay that delivers the driver's
+//! domain events to them.
+//!
+//! The relay is the driver's one subscriber. It never blocks: each event is
+//! encoded and pushed into each registered client's bounded output queue
+//! (`EventSink::try_send_event`). A client whose queue is full is
+//! disconnected by the rpc layer and its registrations dropped here, so a
+//! client that stops reading costs a bounded amount of memory and never
+//! slows delivery to anyone else (requirement 8).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use qemu::{DomainEvent, Driver, EventKind, SubscriptionEnd};
+use rpc::protocol::remote::{
+    DomainEventCallbackLifecycleMsg, DomainEventCallbackRebootMsg, DomainEventLifecycleMsg,
+    DomainEventRebootMsg, NonnullDomain, event_id, procedure,
+};
+use rpc::{ClientId, EventSink};
+use virterror::{ErrorCode, ErrorDomain, VirError};
+
+/// How the client asked for events, which decides the message it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// `CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY`: messages carry the
+    /// callback id and may be filtered by domain.
+    Callback,
+    /// `CONNECT_DOMAIN_EVENT_REGISTER(_ANY)`: one registration per event id,
+    /// messages without a callback id.
+    Legacy,
+}
+
+#[derive(Debug, Clone)]
+struct Registration {
+    id: i32,
+    event_id: i32,
+    dom: Option<uuid::Uuid>,
+    style: Style,
+}
+
+struct ClientRegs {
+    sink: EventSink,
+    regs: Vec<Registration>,
+}
+
+/// Most registrations one client may hold; each is tiny, but a client must
+/// not be able to grow the daemon without bound.
+pub const MAX_REGISTRATIONS_PER_CLIENT: usize = 1024;
+
+#[derive(Default)]
+pub struct Relay {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_id: i32,
+    clients: HashMap<ClientId, ClientRegs>,
+}
+
+impl Relay {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a registration and returns its callback id.
+    pub fn register(
+        &self,
+        sink: &EventSink,
+        event_id: i32,
+        dom: Option<uuid::Uuid>,
+        style: Style,
+    ) -> Result<i32, VirError> {
+        let mut inner = self.lock();
+        inner.next_id = inner.next_id.wrapping_add(1).max(1);
+        let id = inner.next_id;
+        let entry = inner
+            .clients
+            .entry(sink.client())
+            .or_insert_with(|| ClientRegs {
+                sink: sink.clone(),
+                regs: Vec::new(),
+            });
+        if entry.regs.len() >= MAX_REGISTRATIONS_PER_CLIENT {
+            return Err(VirError::new(
+                ErrorCode::OperationFailed,
+                ErrorDomain::Remote,
+                format!("too many event registrations (limit {MAX_REGISTRATIONS_PER_CLIENT})"),
+            ));
+        }
+        if style == Style::Legacy
+            && entry
+                .regs
+                .iter()
+                .any(|r| r.style == Style::Legacy && r.event_id == event_id)
+        {
+            return Err(VirError::new(
+                ErrorCode::OperationFailed,
+                ErrorDomain::Remote,
+                format!("domain event {event_id} already registered"),
+            ));
+        }
+        entry.regs.push(Registration {
+            id,
+            event_id,
+            dom,
+            style,
+        });
+        Ok(id)
+    }
+
+    /// Removes a callback registration by id.
+    pub fn deregister(&self, client: ClientId, callback_id: i32) -> Result<(), VirError> {
+        self.remove(client, |r| {
+            r.style == Style::Callback && r.id == callback_id
+        })
+        .then_some(())
+        .ok_or_else(|| not_registered(format!("callback {callback_id}")))
+    }
+
+    /// Removes the legacy registration for an event id.
+    pub fn deregister_legacy(&self, client: ClientId, event_id: i32) -> Result<(), VirError> {
+        self.remove(client, |r| {
+            r.style == Style::Legacy && r.event_id == event_id
+        })
+        .then_some(())
+        .ok_or_else(|| not_registered(format!("domain event {event_id}")))
+    }
+
+    /// Forgets everything a disconnected client registered.
+    pub fn drop_client(&self, client: ClientId) {
+        self.lock().clients.remove(&client);
+    }
+
+    fn remove(&self, client: ClientId, pred: impl Fn(&Registration) -> bool) -> bool {
+        let mut inner = self.lock();
+        let Some(c) = inner.clients.get_mut(&client) else {
+            return false;
+        };
+        let before = c.regs.len();
+        c.regs.retain(|r| !pred(r));
+        let removed = c.regs.len() != before;
+        if c.regs.is_empty() {
+            inner.clients.remove(&client);
+        }
+        removed
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the map half-updated
+        // in a way that matters (every mutation is a single insert/remove),
+        // so recover from poisoning instead of taking the daemon down.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pushes one event to every matching registration. Never blocks.
+    pub fn deliver(&self, ev: &DomainEvent) {
+        let (want, dom) = match ev.kind {
+            EventKind::Lifecycle { .. } => (event_id::LIFECYCLE, wire_dom(ev)),
+            EventKind::Reboot => (event_id::REBOOT, wire_dom(ev)),
+        };
+        let mut gone = Vec::new();
+        let inner = self.lock();
+        for (client, c) in inner.clients.iter() {
+            for r in c.regs.iter().filter(|r| r.event_id == want) {
+                if r.dom.is_some_and(|u| u != ev.uuid) {
+                    continue;
+                }
+                if push(&c.sink, r, ev, &dom).is_err() {
+                    gone.push(*client);
+                    break;
+                }
+            }
+        }
+        drop(inner);
+        for client in gone {
+            tracing::warn!(%client, "dropping event registrations: client disconnected or not reading");
+            self.drop_client(client);
+        }
+    }
+}
+
+fn not_registered(what: String) -> VirError {
+    VirError::new(
+        ErrorCode::InvalidArg,
+        ErrorDomain::Remote,
+        format!("{what} is not registered"),
+    )
+}
+
+fn wire_dom(ev: &DomainEvent) -> NonnullDomain {
+    NonnullDomain {
+        name: ev.name.clone(),
+        uuid: *ev.uuid.as_bytes(),
+        id: ev.id,
+    }
+}
+
+fn push(
+    sink: &EventSink,
+    r: &Registration,
+    ev: &DomainEvent,
+    dom: &NonnullDomain,
+) -> Result<(), rpc::Dropped> {
+    match (ev.kind, r.style) {
+        (EventKind::Lifecycle { kind, detail }, style) => {
+            let msg = DomainEventLifecycleMsg {
+                dom: dom.clone(),
+                event: kind.as_i32(),
+                detail,
+            };
+            match style {
+                Style::Callback => sink.try_send_event_xdr(
+                    procedure::DOMAIN_EVENT_CALLBACK_LIFECYCLE,
+                    &DomainEventCallbackLifecycleMsg {
+                        callback_id: r.id,
+                        msg,
+                    },
+                ),
+                Style::Legacy => sink.try_send_event_xdr(procedure::DOMAIN_EVENT_LIFECYCLE, &msg),
+            }
+        }
+        (EventKind::Reboot, Style::Callback) => sink.try_send_event_xdr(
+            procedure::DOMAIN_EVENT_CALLBACK_REBOOT,
+            &DomainEventCallbackRebootMsg {
+                callback_id: r.id,
+                msg: DomainEventRebootMsg { dom: dom.clone() },
+            },
+        ),
+        (EventKind::Reboot, Style::Legacy) => sink.try_send_event_xdr(
+            procedure::DOMAIN_EVENT_REBOOT,
+            &DomainEventRebootMsg { dom: dom.clone() },
+        ),
+    }
+}
+
+/// Feeds the driver's events to the relay until the driver goes away. If
+/// the relay itself ever lags (its queue in the driver is bounded too), it
+/// resubscribes and says so: clients miss events but the daemon stays
+/// bounded.
+pub async fn run(driver: Driver, relay: std::sync::Arc<Relay>) {
+    loop {
+        let mut sub = driver.subscribe();
+        loop {
+            match sub.recv().await {
+                Ok(ev) => relay.deliver(&ev),
+                Err(SubscriptionEnd::Lagged) => {
+                    tracing::error!("event relay lagged behind the driver; events were lost");
+                    break;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Black-box: the real `virsh` drives ferrovirtd, which drives real QEMU
+//! (and qemu-sim where a guest that reacts to ACPI is needed).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Daemon, real_domain_xml, sim_domain_xml};
+
+#[test]
+fn virsh_lifecycle_against_real_qemu() {
+    let d = Daemon::start();
+    assert_eq!(d.virsh_ok(&["list", "--all", "--name"]).trim(), "");
+
+    let xml = d.file("vm1.xml", &real_domain_xml("vm1"));
+    let out = d.virsh_ok(&["define", xml.to_str().expect("utf8")]);
+    assert!(out.contains("Domain 'vm1' defined"), "{out}");
+    let list = d.virsh_ok(&["list", "--all"]);
+    assert!(list.contains("vm1") && list.contains("shut off"), "{list}");
+    assert_eq!(
+        d.virsh_ok(&["domstate", "--reason", "vm1"]).trim(),
+        "shut off (unknown)"
+    );
+
+    let out = d.virsh_ok(&["start", "vm1"]);
+    assert!(out.contains("Domain 'vm1' started"), "{out}");
+    assert_eq!(
+        d.virsh_ok(&["domstate", "--reason", "vm1"]).trim(),
+        "running (booted)"
+    );
+    let info = d.virsh_ok(&["dominfo", "vm1"]);
+    for want in [
+        "Name:           vm1",
+        "State:          running",
+        "CPU(s):         1",
+        "Max memory:     65536 KiB",
+        "Persistent:     yes",
+    ] {
+        assert!(info.contains(want), "dominfo lacks '{want}':\n{info}");
+    }
+    let list = d.virsh_ok(&["list"]);
+    assert!(list.contains("vm1") && list.contains("running"), "{list}");
+
+    let xml = d.virsh_ok(&["dumpxml", "vm1"]);
+    assert!(xml.contains("<name>vm1</name>"), "{xml}");
+    assert!(xml.contains(" id='"), "live XML carries the id: {xml}");
+    let inactive = d.virsh_ok(&["dumpxml", "--inactive", "vm1"]);
+    assert!(!inactive.contains(" id='"), "{inactive}");
+
+    d.virsh_ok(&["suspend", "vm1"]);
+    assert_eq!(
+        d.virsh_ok(&["domstate", "--reason", "vm1"]).trim(),
+        "paused (user)"
+    );
+    d.virsh_ok(&["resume", "vm1"]);
+    assert_eq!(
+        d.virsh_ok(&["domstate", "--reason", "vm1"]).trim(),
+        "running (unpaused)"
+    );
+
+    d.virsh_ok(&["destroy", "vm1"]);
+    assert_eq!(
+        d.virsh_ok(&["domstate", "--reason", "vm1"]).trim(),
+        "shut off (destroyed)"
+    );
+    let out = d.virsh_ok(&["undefine", "vm1"]);
+    assert!(out.contains("Domain 'vm1' has been undefined"), "{out}");
+    assert_eq!(d.virsh_ok(&["list", "--all", "--name"]).trim(), "");
+}
+
+#[test]
+fn virsh_shutdown_reaches_shutoff_shutdown() {
+    let d = Daemon::start();
+    let xml = d.file("sim1.xml", &sim_domain_xml("sim1", &[]));
+    d.virsh_ok(&["define", xml.to_str().expect("utf8")]);
+    d.virsh_ok(&["start", "sim1"]);
+    d.virsh_ok(&["shutdown", "sim1"]);
+    d.wait_state("sim1", "shut off (shutdown)", Duration::from_secs(30));
+    d.virsh_ok(&["undefine", "sim1"]);
+}
+
+#[test]
+fn virsh_event_loop_prints_lifecycle_events() {
+    let d = Daemon::start();
+    let xml = d.file("ev1.xml", &real_domain_xml("ev1"));
+    d.virsh_ok(&["define", xml.to_str().expect("utf8")]);
+    let listener = Command::new("virsh")
+        .args([
+            "-c",
+            &d.uri,
+            "event",
+            "--loop",
+            "--timeout",
+            "60",
+            "--event",
+            "lifecycle",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn virsh event");
+    let pid = listener.id();
+    wait_for_registration(&d);
+    d.virsh_ok(&["start", "ev1"]);
+    d.virsh_ok(&["suspend", "ev1"]);
+    d.virsh_ok(&["resume", "ev1"]);
+    d.virsh_ok(&["destroy", "ev1"]);
+    // End the listener (SIGINT makes virsh print what it has and exit).
+    let _ = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+    let out = listener.wait_with_output().expect("virsh event output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = [
+        "event 'lifecycle' for domain 'ev1': Started Booted",
+        "event 'lifecycle' for domain 'ev1': Suspended Paused",
+        "event 'lifecycle' for domain 'ev1': Resumed Unpaused",
+        "event 'lifecycle' for domain 'ev1': Stopped Destroyed",
+    ];
+    let mut at = 0;
+    for w in want {
+        let pos = text[at..]
+            .find(w)
+            .unwrap_or_else(|| panic!("missing or out of order: '{w}'\n{text}"));
+        at += pos + w.len();
+    }
+}
+
+/// Waits until `virsh event` has registered its callback: the daemon logs
+/// each registration, so poll the log with a deadline.
+fn wait_for_registration(d: &Daemon) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if d.log().contains("event callback registered") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "virsh event never registered\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn virsh_errors_are_meaningful() {
+    let d = Daemon::start();
+    let bad = d.file("bad.xml", "<domain type='kvm'><name>x</name");
+    let out = d.virsh(&["define", bad.to_str().expect("utf8")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error:"), "{err}");
+    assert!(err.to_lowercase().contains("xml"), "{err}");
+
+    let out = d.virsh(&["start", "no-such-domain"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("failed to get domain 'no-such-domain'"),
+        "{err}"
+    );
+
+    // The read-only socket refuses every mutating call.
+    let xml = d.file("ro.xml", &real_domain_xml("ro1"));
+    let out = common::virsh(&d.ro_uri, &["define", xml.to_str().expect("utf8")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("operation forbidden"), "{err}");
+    // ...and still answers reads.
+    let out = common::virsh(&d.ro_uri, &["list", "--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn libvirt_python_sees_lifecycle_events_in_order() {
+    let d = Daemon::start();
+    let xml = d.file("py1.xml", &real_domain_xml("py1"));
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/lifecycle_events.py"
+    );
+    let out = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(&d.uri)
+        .arg(&xml)
+        .output()
+        .expect("run /usr/bin/python3 (apt-get install python3-libvirt)");
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        common::tail(&d.log(), 40)
+    );
+}
