@@ -62,7 +62,7 @@ if ! virsh -c "$uri" dominfo demo >/dev/null 2>&1; then
   <os>
     <type arch='x86_64' machine='q35'>hvm</type>
     <kernel>$here/guest/build/vmlinuz</kernel>
-    <initrd>$here/guest/build/initrd.gz</initrd>
+    <initrd>$here/guest/build/initramfs.cpio.gz</initrd>
     <cmdline>console=ttyS0 quiet</cmdline>
   </os>
   <devices>
