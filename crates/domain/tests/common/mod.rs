@@ -1,0 +1,165 @@
+//! Shared helpers of the integration tests: fixed caps/launch parameters
+//! for goldens, and a raw QMP client (line-delimited JSON over a UNIX
+//! socket, deliberately independent of the qmp crate).
+#![allow(dead_code)]
+
+use domain::{Accel, EmulatorCaps, LaunchParams, MachineType};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub fn golden_caps() -> EmulatorCaps {
+    let m = |name: &str, alias: Option<&str>, def: bool, max: u32| MachineType {
+        name: name.into(),
+        alias: alias.map(Into::into),
+        is_default: def,
+        cpu_max: Some(max),
+        deprecated: false,
+    };
+    EmulatorCaps {
+        version: (7, 2, 22),
+        machines: vec![
+            m("pc-i440fx-7.2", Some("pc"), true, 255),
+            m("pc-q35-7.2", Some("q35"), false, 288),
+            m("pc-q35-7.1", None, false, 288),
+        ],
+        kvm: true,
+    }
+}
+
+pub fn golden_launch(name: &str, accel: Accel) -> LaunchParams {
+    LaunchParams {
+        qmp_socket: PathBuf::from(format!("/run/ferrovirt/{name}/qmp.sock")),
+        pidfile: PathBuf::from(format!("/run/ferrovirt/{name}/qemu.pid")),
+        domain_run_dir: PathBuf::from(format!("/run/ferrovirt/{name}")),
+        accel,
+        daemonize: true,
+    }
+}
+
+pub const QEMU: &str = "/usr/bin/qemu-system-x86_64";
+
+/// Fails the test with a clear message when QEMU is not installed.
+pub fn require_qemu() {
+    assert!(
+        Path::new(QEMU).exists(),
+        "{QEMU} is missing: install the qemu-system-x86 package to run this test"
+    );
+}
+
+/// KVM when /dev/kvm can be opened read-write, else TCG. Override with
+/// FERROVIRT_TEST_ACCEL=kvm|tcg (some nested hosts expose a /dev/kvm that
+/// cannot actually run guests).
+pub fn test_accel() -> Accel {
+    match std::env::var("FERROVIRT_TEST_ACCEL").as_deref() {
+        Ok("kvm") => return Accel::Kvm,
+        Ok("tcg") => return Accel::Tcg,
+        _ => {}
+    }
+    let usable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    if usable { Accel::Kvm } else { Accel::Tcg }
+}
+
+/// A private temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!(
+            "ferrovirt-domain-{tag}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct RawQmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    pub events: Vec<serde_json::Value>,
+}
+
+impl RawQmp {
+    /// Connects (retrying until `deadline`), reads the greeting and
+    /// negotiates capabilities.
+    pub fn connect(path: &Path, deadline: Duration) -> RawQmp {
+        let start = Instant::now();
+        let s = loop {
+            match UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(e) if start.elapsed() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("cannot connect to QMP socket {}: {e}", path.display()),
+            }
+        };
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut q = RawQmp {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+            events: Vec::new(),
+        };
+        let greeting = q.read_line().expect("QMP greeting");
+        assert!(
+            greeting.get("QMP").is_some(),
+            "not a QMP greeting: {greeting}"
+        );
+        q.execute("qmp_capabilities", None);
+        q
+    }
+
+    /// One JSON line, `None` at EOF.
+    pub fn read_line(&mut self) -> Option<serde_json::Value> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(serde_json::from_str(&line).expect("QMP line is JSON")),
+            Err(e) => panic!("QMP read failed: {e}"),
+        }
+    }
+
+    pub fn execute(&mut self, cmd: &str, args: Option<serde_json::Value>) -> serde_json::Value {
+        let mut m = serde_json::json!({ "execute": cmd });
+        if let Some(a) = args {
+            m["arguments"] = a;
+        }
+        writeln!(self.writer, "{m}").expect("QMP write");
+        loop {
+            let v = self
+                .read_line()
+                .expect("QMP closed while waiting for a reply");
+            if v.get("event").is_some() {
+                self.events.push(v);
+                continue;
+            }
+            if let Some(r) = v.get("return") {
+                return r.clone();
+            }
+            panic!("QMP error for {cmd}: {v}");
+        }
+    }
+
+    /// Reads events until EOF (QEMU exited) or the socket timeout.
+    pub fn drain_until_eof(&mut self, timeout: Duration) {
+        self.writer.set_read_timeout(Some(timeout)).unwrap();
+        while let Some(v) = self.read_line() {
+            if v.get("event").is_some() {
+                self.events.push(v);
+            }
+        }
+    }
+}
