@@ -86,7 +86,7 @@ pub async fn probe(emulator: &Path, dir: &Path, seq: u64, timeout: Duration) -> 
         "-qmp".into(),
         format!("unix:{},server=on,wait=off", sock.display()),
     ];
-    let proc = process::spawn(&argv, &log)
+    let proc = process::spawn(&argv, &[], &log)
         .map_err(|e| Error::io(format!("cannot run {}", emulator.display()), e))?;
     let cfg = monitor::qmp_config(timeout, &qmp::EventLimits::default());
     let res = async {

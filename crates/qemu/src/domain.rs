@@ -71,6 +71,14 @@ pub(crate) struct Run {
     pub pending_pause: Option<i32>,
     /// Reason to use for the next RESUME event (set by the op that resumes).
     pub pending_resume: Option<i32>,
+    /// STOP / RESUME events QEMU still owes us for state changes the command
+    /// path already applied (its reply came back before the event task had
+    /// handled the event). The event, when it comes, is consumed instead of
+    /// applied again: applying it late, after a later command changed the
+    /// state back, would emit a spurious transition and briefly report a
+    /// wrong state. Reset on overflow, where the resync restores the truth.
+    pub owed_stop: u32,
+    pub owed_resume: u32,
 }
 
 /// A running async job as `domjobinfo` shows it.

@@ -104,6 +104,12 @@ impl Driver {
         self.s.hub.subscribe()
     }
 
+    /// Calls `f` synchronously for every domain event; see
+    /// [`crate::subscribers::Hub::add_listener`] for the rules `f` must obey.
+    pub fn add_event_listener(&self, f: crate::subscribers::Listener) {
+        self.s.hub.add_listener(f)
+    }
+
     /// Ends a subscription early (its stream ends with `Closed`).
     pub fn unsubscribe(&self, id: u64) {
         self.s.hub.unsubscribe(id)

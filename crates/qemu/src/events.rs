@@ -123,6 +123,14 @@ pub(crate) fn handle_item(s: &Shared, dom: &Domain, ctx: &RunCtx, item: EventIte
                 dropped = o.dropped,
                 "event overflow: resync"
             );
+            // Owed STOP/RESUME events may be among those dropped: forget
+            // them; the resync below restores the truth either way.
+            with_run(s, dom, ctx, |g, _, _, _| {
+                if let Some(r) = g.run.as_mut() {
+                    r.owed_stop = 0;
+                    r.owed_resume = 0;
+                }
+            });
             // Apply what the coalesced events tell us now; the resync
             // (an action: it needs monitor commands) makes it exact.
             for ev in o.latest {
@@ -212,6 +220,12 @@ fn suspended_detail(reason: i32) -> i32 {
 }
 
 fn on_stop(g: &mut Inner, dom: &Domain, hub: &crate::subscribers::Hub, a: &Actions) {
+    if let Some(r) = g.run.as_mut()
+        && r.owed_stop > 0
+    {
+        r.owed_stop -= 1;
+        return;
+    }
     if g.state.state != DomainState::Running {
         return;
     }
@@ -231,6 +245,12 @@ fn on_stop(g: &mut Inner, dom: &Domain, hub: &crate::subscribers::Hub, a: &Actio
 }
 
 fn on_resume(g: &mut Inner, dom: &Domain, hub: &crate::subscribers::Hub, a: &Actions) {
+    if let Some(r) = g.run.as_mut()
+        && r.owed_resume > 0
+    {
+        r.owed_resume -= 1;
+        return;
+    }
     let st = g.state;
     let resumable = (st.state == DomainState::Paused && st.reason != paused::STARTING_UP)
         || st.state == DomainState::Shutdown;

@@ -30,4 +30,4 @@ pub use domain::{
 pub use driver::{Driver, JobStats, JobType, ListFilter};
 pub use error::{Error, Result};
 pub use state::{DomainEvent, DomainState, EventKind, LifecycleKind, StateReason, StopCause};
-pub use subscribers::{Subscription, SubscriptionEnd};
+pub use subscribers::{Listener, Subscription, SubscriptionEnd};

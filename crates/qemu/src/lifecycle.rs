@@ -61,7 +61,7 @@ pub(crate) async fn start_locked(s: &Arc<Shared>, dom: &Arc<Domain>, paused: boo
     let log = s.layout.log(dom.name());
     log_header(&log, dom.name(), id, &argv);
     let process = Arc::new(
-        process::spawn(&argv, &log)
+        process::spawn(&argv, def.env(), &log)
             .map_err(|e| Error::io(format!("cannot execute {}", def.emulator().display()), e))?,
     );
     let start_time = process::start_time(process.pid()).unwrap_or(0);
@@ -70,7 +70,7 @@ pub(crate) async fn start_locked(s: &Arc<Shared>, dom: &Arc<Domain>, paused: boo
         g.generation += 1;
         let ctx = RunCtx::new(g.generation);
         g.id = Some(id);
-        g.live = Some(def.clone());
+        g.live = Some(Arc::new(def.live(id)));
         g.run = Some(Run {
             ctx: ctx.clone(),
             process: process.clone(),
@@ -83,6 +83,8 @@ pub(crate) async fn start_locked(s: &Arc<Shared>, dom: &Arc<Domain>, paused: boo
             kill_reason: None,
             pending_pause: None,
             pending_resume: None,
+            owed_stop: 0,
+            owed_resume: 0,
         });
         g.state = StateReason::new(DomainState::Paused, paused::STARTING_UP);
         ctx
@@ -323,7 +325,10 @@ pub(crate) async fn suspend(s: &Shared, dom: &Domain, owner: &str) -> Result<()>
     }
     // The STOP event may not have been handled yet: apply it now; the
     // handler will then see "already paused" and do nothing.
-    if g.run_of(ctx.generation).is_some() && g.state.state == DomainState::Running {
+    if g.state.state == DomainState::Running
+        && let Some(run) = g.run_of(ctx.generation)
+    {
+        run.owed_stop += 1;
         let ev = EventKind::lifecycle(L::Suspended, detail::SUSPENDED_PAUSED);
         g.set_state(
             dom,
@@ -366,6 +371,7 @@ pub(crate) fn mark_running(s: &Shared, dom: &Domain, ctx: &RunCtx, reason: i32) 
     if let Some(run) = g.run_of(ctx.generation) {
         run.pending_pause = None;
         run.pending_resume = None;
+        run.owed_resume += 1;
     }
     let ev = EventKind::lifecycle(L::Resumed, detail::RESUMED_UNPAUSED);
     g.set_state(

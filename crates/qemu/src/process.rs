@@ -142,7 +142,8 @@ impl Process {
 
 /// Spawns `argv[0]` with `argv[1..]` in a new session, stdin from
 /// /dev/null, stdout/stderr appended to `log`. Returns it with a pidfd.
-pub fn spawn(argv: &[String], log: &Path) -> io::Result<Process> {
+/// `env` is added to the daemon's environment (`qemu:commandline` env).
+pub fn spawn(argv: &[String], env: &[(String, String)], log: &Path) -> io::Result<Process> {
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
@@ -150,6 +151,7 @@ pub fn spawn(argv: &[String], log: &Path) -> io::Result<Process> {
     let err = out.try_clone()?;
     let mut cmd = Command::new(prog);
     cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err));
@@ -244,7 +246,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let p = spawn(&argv, &log).unwrap();
+        let p = spawn(&argv, &[], &log).unwrap();
         assert!(start_time(p.pid()).is_some());
         assert!(cmdline_contains(p.pid(), "sleep"));
         assert!(!p.has_exited());

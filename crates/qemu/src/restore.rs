@@ -175,7 +175,7 @@ async fn readopt(s: &Arc<Shared>, rec: StatusRecord) {
         g.generation += 1;
         let ctx = RunCtx::new(g.generation);
         g.id = Some(rec.id);
-        g.live = Some(live);
+        g.live = Some(Arc::new(live.live(rec.id)));
         g.persistent = rec.persistent;
         g.state = rec.state;
         g.run = Some(Run {
@@ -190,6 +190,8 @@ async fn readopt(s: &Arc<Shared>, rec: StatusRecord) {
             kill_reason: None,
             pending_pause: None,
             pending_resume: None,
+            owed_stop: 0,
+            owed_resume: 0,
         });
         ctx
     };

@@ -21,9 +21,13 @@ struct Sub {
     lagged: Arc<AtomicBool>,
 }
 
+/// A synchronous event listener; see [`Hub::add_listener`].
+pub type Listener = Arc<dyn Fn(&DomainEvent) + Send + Sync>;
+
 /// The set of subscribers.
 pub struct Hub {
     subs: RwLock<Vec<Sub>>,
+    listeners: RwLock<Vec<Listener>>,
     capacity: usize,
     next_id: AtomicU64,
     dropped_lagging: AtomicU64,
@@ -83,6 +87,7 @@ impl Hub {
     pub fn new(capacity: usize) -> Self {
         Self {
             subs: RwLock::new(Vec::new()),
+            listeners: RwLock::new(Vec::new()),
             capacity: capacity.max(1),
             next_id: AtomicU64::new(1),
             dropped_lagging: AtomicU64::new(0),
@@ -105,6 +110,20 @@ impl Hub {
         Subscription { rx, lagged, id }
     }
 
+    /// Adds a listener called synchronously for every event, in each
+    /// domain's order, while the emitting domain's short state lock is held.
+    ///
+    /// For fan-out layers that keep their own per-consumer bounds (the RPC
+    /// relay pushes into each client's bounded output queue): with no shared
+    /// queue in between, one slow consumer can never make every consumer
+    /// lose events. A listener must not block, await, or call the driver.
+    pub fn add_listener(&self, f: Listener) {
+        self.listeners
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(f);
+    }
+
     pub fn unsubscribe(&self, id: u64) {
         self.remove(&[id]);
     }
@@ -112,6 +131,14 @@ impl Hub {
     /// Delivers `ev` to every subscriber without waiting; drops those that
     /// are full or gone.
     pub fn emit(&self, ev: &DomainEvent) {
+        for l in self
+            .listeners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            l(ev);
+        }
         let mut dead = Vec::new();
         {
             let subs = self.subs.read().unwrap_or_else(|e| e.into_inner());

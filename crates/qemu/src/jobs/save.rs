@@ -120,7 +120,10 @@ async fn run(
 
 fn mark_paused_for_save(s: &Shared, dom: &Domain, ctx: &RunCtx) {
     let mut g = dom.lock();
-    if g.run_of(ctx.generation).is_some() && g.state.state == DomainState::Running {
+    if g.state.state == DomainState::Running
+        && let Some(run) = g.run_of(ctx.generation)
+    {
+        run.owed_stop += 1;
         let st = StateReason::new(DomainState::Paused, crate::state::paused::SAVE);
         let ev = EventKind::lifecycle(L::Suspended, detail::SUSPENDED_PAUSED);
         g.set_state(dom, &s.hub, st, Some(ev));
