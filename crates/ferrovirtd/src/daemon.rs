@@ -55,7 +55,7 @@ pub async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
     let ro = bind(&ro_path, 0o666)?;
 
     let relay = Arc::new(Relay::new());
-    tokio::spawn(relay::run(driver.clone(), relay.clone()));
+    relay::attach(&driver, relay.clone());
     let daemon = Daemon {
         driver,
         relay,

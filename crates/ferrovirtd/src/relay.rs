@@ -9,9 +9,10 @@
 //! slows delivery to anyone else (requirement 8).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicI32, Ordering};
 
-use qemu::{DomainEvent, Driver, EventKind, SubscriptionEnd};
+use qemu::{DomainEvent, Driver, EventKind};
 use rpc::protocol::remote::{
     DomainEventCallbackLifecycleMsg, DomainEventCallbackRebootMsg, DomainEventLifecycleMsg,
     DomainEventRebootMsg, NonnullDomain, event_id, procedure,
@@ -47,15 +48,12 @@ struct ClientRegs {
 /// not be able to grow the daemon without bound.
 pub const MAX_REGISTRATIONS_PER_CLIENT: usize = 1024;
 
+/// Registrations by client. Delivery (on every VM's event path) takes the
+/// read side only, so VMs never serialise on it; (de)registration writes.
 #[derive(Default)]
 pub struct Relay {
-    inner: Mutex<Inner>,
-}
-
-#[derive(Default)]
-struct Inner {
-    next_id: i32,
-    clients: HashMap<ClientId, ClientRegs>,
+    clients: RwLock<HashMap<ClientId, ClientRegs>>,
+    next_id: AtomicI32,
 }
 
 impl Relay {
@@ -71,16 +69,16 @@ impl Relay {
         dom: Option<uuid::Uuid>,
         style: Style,
     ) -> Result<i32, VirError> {
-        let mut inner = self.lock();
-        inner.next_id = inner.next_id.wrapping_add(1).max(1);
-        let id = inner.next_id;
-        let entry = inner
-            .clients
-            .entry(sink.client())
-            .or_insert_with(|| ClientRegs {
-                sink: sink.clone(),
-                regs: Vec::new(),
-            });
+        let id = self
+            .next_id
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1)
+            .max(1);
+        let mut clients = self.write();
+        let entry = clients.entry(sink.client()).or_insert_with(|| ClientRegs {
+            sink: sink.clone(),
+            regs: Vec::new(),
+        });
         if entry.regs.len() >= MAX_REGISTRATIONS_PER_CLIENT {
             return Err(VirError::new(
                 ErrorCode::OperationFailed,
@@ -129,28 +127,32 @@ impl Relay {
 
     /// Forgets everything a disconnected client registered.
     pub fn drop_client(&self, client: ClientId) {
-        self.lock().clients.remove(&client);
+        self.write().remove(&client);
     }
 
     fn remove(&self, client: ClientId, pred: impl Fn(&Registration) -> bool) -> bool {
-        let mut inner = self.lock();
-        let Some(c) = inner.clients.get_mut(&client) else {
+        let mut clients = self.write();
+        let Some(c) = clients.get_mut(&client) else {
             return false;
         };
         let before = c.regs.len();
         c.regs.retain(|r| !pred(r));
         let removed = c.regs.len() != before;
         if c.regs.is_empty() {
-            inner.clients.remove(&client);
+            clients.remove(&client);
         }
         removed
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding this lock cannot leave the map half-updated
-        // in a way that matters (every mutation is a single insert/remove),
-        // so recover from poisoning instead of taking the daemon down.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    // A panic while holding this lock cannot leave the map half-updated in
+    // a way that matters (every mutation is a single insert/remove), so
+    // recover from poisoning instead of taking the daemon down.
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ClientId, ClientRegs>> {
+        self.clients.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<ClientId, ClientRegs>> {
+        self.clients.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Pushes one event to every matching registration. Never blocks.
@@ -160,8 +162,8 @@ impl Relay {
             EventKind::Reboot => (event_id::REBOOT, wire_dom(ev)),
         };
         let mut gone = Vec::new();
-        let inner = self.lock();
-        for (client, c) in inner.clients.iter() {
+        let clients = self.read();
+        for (client, c) in clients.iter() {
             for r in c.regs.iter().filter(|r| r.event_id == want) {
                 if r.dom.is_some_and(|u| u != ev.uuid) {
                     continue;
@@ -172,7 +174,7 @@ impl Relay {
                 }
             }
         }
-        drop(inner);
+        drop(clients);
         for client in gone {
             tracing::warn!(%client, "dropping event registrations: client disconnected or not reading");
             self.drop_client(client);
@@ -234,22 +236,12 @@ fn push(
     }
 }
 
-/// Feeds the driver's events to the relay until the driver goes away. If
-/// the relay itself ever lags (its queue in the driver is bounded too), it
-/// resubscribes and says so: clients miss events but the daemon stays
-/// bounded.
-pub async fn run(driver: Driver, relay: std::sync::Arc<Relay>) {
-    loop {
-        let mut sub = driver.subscribe();
-        loop {
-            match sub.recv().await {
-                Ok(ev) => relay.deliver(&ev),
-                Err(SubscriptionEnd::Lagged) => {
-                    tracing::error!("event relay lagged behind the driver; events were lost");
-                    break;
-                }
-                Err(_) => return,
-            }
-        }
-    }
+/// Connects the relay to the driver: every domain event is delivered
+/// synchronously, in each domain's order, straight into the registered
+/// clients' bounded queues. There is no shared queue in between that could
+/// lag, so a slow client only ever costs itself its events.
+pub fn attach(driver: &Driver, relay: std::sync::Arc<Relay>) {
+    driver.add_event_listener(std::sync::Arc::new(move |ev: &DomainEvent| {
+        relay.deliver(ev)
+    }));
 }

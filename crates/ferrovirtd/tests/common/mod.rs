@@ -273,3 +273,345 @@ pub fn sim_domain_xml(name: &str, args: &[&str]) -> String {
         qemu_sim().display()
     )
 }
+
+// ---------------------------------------------------------------------------
+// Helpers of the stress and robustness tests (flood_clients.rs,
+// robustness.rs): protocol-level clients, raw frames, process figures.
+// ---------------------------------------------------------------------------
+
+impl Daemon {
+    /// The read-write socket.
+    pub fn sock(&self) -> PathBuf {
+        self.root.path().join("run/libvirt-sock")
+    }
+
+    /// The read-only socket.
+    pub fn ro_sock(&self) -> PathBuf {
+        self.root.path().join("run/libvirt-sock-ro")
+    }
+
+    /// The daemon's resident set size in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid()).expect("daemon is running")
+    }
+
+    /// Number of open file descriptors of the daemon.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// A reader of the daemon log that returns only what was appended
+    /// since the previous call.
+    pub fn log_tail(&self) -> LogTail {
+        LogTail {
+            path: self.root.path().join("ferrovirtd.log"),
+            offset: 0,
+        }
+    }
+}
+
+/// `VmRSS` of a process in KiB; `None` when it is gone.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Incremental reader of a log file (see [`Daemon::log_tail`]).
+pub struct LogTail {
+    path: PathBuf,
+    offset: u64,
+}
+
+impl LogTail {
+    /// Text appended since the last call, ANSI colours removed.
+    pub fn new_text(&mut self) -> String {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return String::new();
+        };
+        if f.seek(SeekFrom::Start(self.offset)).is_err() {
+            return String::new();
+        }
+        let mut buf = Vec::new();
+        let _ = f.read_to_end(&mut buf);
+        // Only consume complete lines.
+        let end = buf.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        self.offset += end as u64;
+        strip_ansi(&String::from_utf8_lossy(&buf[..end]))
+    }
+}
+
+/// Removes ANSI escape sequences (tracing colours field names).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' {
+            if it.peek() == Some(&'[') {
+                it.next();
+                for c in it.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Latency percentiles of a set of samples.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Summary {
+    pub n: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl Summary {
+    pub fn of(samples: &[Duration]) -> Summary {
+        if samples.is_empty() {
+            return Summary::default();
+        }
+        let mut v = samples.to_vec();
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
+        Summary {
+            n: v.len(),
+            p50: at(0.50),
+            p99: at(0.99),
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "n={} p50={:.3} ms p99={:.3} ms max={:.3} ms",
+            self.n,
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3,
+            self.max.as_secs_f64() * 1e3
+        )
+    }
+}
+
+/// An `rpc::Client` connected the way libvirt clients connect:
+/// `AUTH_LIST`, then `CONNECT_OPEN`.
+pub async fn rpc_open(path: &Path) -> rpc::Client {
+    let c = rpc::Client::connect(path)
+        .await
+        .unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
+    let _: rpc::protocol::remote::AuthListRet = c
+        .call(rpc::protocol::remote::procedure::AUTH_LIST, &())
+        .await
+        .expect("AUTH_LIST");
+    c.open(Some("qemu:///system"), 0)
+        .await
+        .expect("CONNECT_OPEN");
+    c
+}
+
+/// Defines and starts a domain through `c`; returns it with its id.
+pub async fn define_and_start(c: &rpc::Client, xml: &str) -> rpc::protocol::remote::NonnullDomain {
+    let dom = c.define_xml(xml).await.expect("define");
+    c.create(&dom).await.expect("start")
+}
+
+/// Raises this process's `RLIMIT_NOFILE` soft limit to at least `want`
+/// (bounded by the hard limit; children such as the daemon inherit it).
+/// Returns the soft limit in force afterwards.
+pub fn raise_nofile(want: u64) -> u64 {
+    #[repr(C)]
+    struct Rlimit {
+        cur: u64,
+        max: u64,
+    }
+    unsafe extern "C" {
+        fn getrlimit(resource: i32, rlim: *mut Rlimit) -> i32;
+        fn setrlimit(resource: i32, rlim: *const Rlimit) -> i32;
+    }
+    const RLIMIT_NOFILE: i32 = 7;
+    let mut r = Rlimit { cur: 0, max: 0 };
+    // SAFETY: plain libc calls on a properly sized, initialised struct.
+    unsafe {
+        if getrlimit(RLIMIT_NOFILE, &mut r) != 0 {
+            return 0;
+        }
+        if r.cur < want {
+            let new = Rlimit {
+                cur: want.min(r.max),
+                max: r.max,
+            };
+            if setrlimit(RLIMIT_NOFILE, &new) == 0 {
+                r.cur = new.cur;
+            }
+        }
+    }
+    r.cur
+}
+
+/// Polls until `path` exists.
+pub fn wait_for_path(path: &Path, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends one command to a qemu-sim control socket (`-sim-control PATH`)
+/// and returns its one-line answer.
+pub fn sim_control(path: &Path, cmd: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    wait_for_path(path, Duration::from_secs(20));
+    let mut s =
+        UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(format!("{cmd}\n").as_bytes())
+        .expect("write control");
+    let mut line = String::new();
+    BufReader::new(s)
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("control answer to '{cmd}': {e}"));
+    line.trim().to_owned()
+}
+
+/// The stdout of a child, line by line, readable with deadlines.
+pub struct ChildLines {
+    rx: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl ChildLines {
+    pub fn new(child: &mut Child) -> ChildLines {
+        use std::io::BufRead;
+        let out = child.stdout.take().expect("child stdout piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        ChildLines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line satisfying `pred`; `None` at the deadline or EOF.
+    pub fn wait_for(&mut self, pred: impl Fn(&str) -> bool, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.rx.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if pred(&l) {
+                        return Some(l);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// Waits for a child to exit; kills it at the deadline (returns `None`).
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A complete CALL frame of the REMOTE program (length word included).
+pub fn call_frame(procedure: i32, serial: u32, body: &[u8]) -> Vec<u8> {
+    use rpc::header::{Header, MessageStatus, MessageType};
+    let h = Header::new(
+        rpc::protocol::remote::PROGRAM,
+        rpc::protocol::remote::VERSION,
+        procedure,
+        MessageType::Call,
+        serial,
+        MessageStatus::Ok,
+    );
+    rpc::frame::encode_frame(&h, body, rpc::frame::MESSAGE_MAX)
+        .expect("frame")
+        .to_vec()
+}
+
+/// Reads one frame from a raw stream: `Ok(None)` at a clean EOF.
+pub async fn read_frame(
+    s: &mut tokio::net::UnixStream,
+) -> std::io::Result<Option<(rpc::header::Header, Vec<u8>)>> {
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 4];
+    match s.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if !(28..=rpc::frame::MESSAGE_MAX + 4).contains(&len) {
+        return Err(std::io::Error::other(format!("bad frame length {len}")));
+    }
+    let mut rest = vec![0u8; len - 4];
+    s.read_exact(&mut rest).await?;
+    let h = rpc::header::Header::decode(&mut rpc::xdr::Decoder::new(&rest[..24]))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(Some((h, rest[24..].to_vec())))
+}
+
+/// Sends a CALL on a raw stream and reads its reply (no events may be
+/// pending on that stream). Panics on an error reply.
+pub async fn raw_call(
+    s: &mut tokio::net::UnixStream,
+    procedure: i32,
+    serial: u32,
+    body: &[u8],
+) -> Vec<u8> {
+    use tokio::io::AsyncWriteExt;
+    s.write_all(&call_frame(procedure, serial, body))
+        .await
+        .expect("write call");
+    let (h, body) = tokio::time::timeout(Duration::from_secs(20), read_frame(s))
+        .await
+        .expect("reply in time")
+        .expect("read reply")
+        .expect("reply before EOF");
+    assert_eq!(h.serial, serial, "reply to another call");
+    assert_eq!(
+        h.status,
+        0,
+        "call {procedure} failed: {:?}",
+        rpc::xdr::from_bytes::<rpc::protocol::remote::RemoteError>(&body)
+    );
+    body
+}
