@@ -100,6 +100,34 @@ impl Def {
         &self.inner.qemu_commandline.env
     }
 
+    /// The emulator must exist and be executable: checked at define time,
+    /// as libvirt does, so a typo is reported before anything is stored.
+    pub fn check_emulator(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.emulator();
+        let ctx = || format!("Cannot check QEMU binary {}", path.display());
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(ctx(), e))?;
+        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "not an executable file",
+            );
+            return Err(Error::io(ctx(), e));
+        }
+        Ok(())
+    }
+
+    /// Every disk and kernel/initrd file must be accessible: checked before
+    /// QEMU is started so the error names the file, not QEMU's argv.
+    pub fn check_disks(&self) -> Result<()> {
+        for p in self.inner.disk_paths() {
+            std::fs::metadata(p).map_err(|e| {
+                Error::io(format!("Cannot access storage file '{}'", p.display()), e)
+            })?;
+        }
+        Ok(())
+    }
+
     /// Inactive XML, or live XML for a live definition.
     pub fn to_xml(&self) -> String {
         match self.live_id {

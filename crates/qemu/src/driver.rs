@@ -159,6 +159,7 @@ impl Driver {
     /// Defines (or updates) a persistent domain from XML.
     pub async fn define_xml(&self, xml: &str) -> Result<Arc<Domain>> {
         let def = Arc::new(Def::parse(xml)?);
+        def.check_emulator()?;
         let s = &self.s;
         let _d = s.define_lock.lock().await;
         let existing = self.find_same(&def)?;
@@ -269,6 +270,7 @@ impl Driver {
     /// Creates and starts a transient domain (`virsh create`).
     pub async fn create_xml(&self, xml: &str, paused: bool) -> Result<Arc<Domain>> {
         let def = Arc::new(Def::parse(xml)?);
+        def.check_emulator()?;
         let s = &self.s;
         let dom = {
             let _d = s.define_lock.lock().await;

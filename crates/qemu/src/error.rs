@@ -71,7 +71,8 @@ impl ToVirError for Error {
     fn to_vir_error(&self) -> VirError {
         let code = match self {
             Error::NoDomain(_) => ErrorCode::NoDomain,
-            Error::DomainExists(_) => ErrorCode::DomExist,
+            // libvirt reports a name/uuid clash as OPERATION_FAILED.
+            Error::DomainExists(_) => ErrorCode::OperationFailed,
             Error::NotRunning | Error::AlreadyActive | Error::OperationInvalid(_) => {
                 ErrorCode::OperationInvalid
             }
@@ -98,7 +99,7 @@ mod tests {
         assert_eq!(c(Error::NoDomain("x".into())), 42);
         assert_eq!(c(Error::NotRunning), 55);
         assert_eq!(c(Error::AlreadyActive), 55);
-        assert_eq!(c(Error::DomainExists("x".into())), 28);
+        assert_eq!(c(Error::DomainExists("x".into())), 9);
         assert_eq!(c(Error::JobTimeout("held by modify".into())), 68);
         assert_eq!(c(Error::Qemu("x".into())), 9);
         assert_eq!(c(Error::Internal("x".into())), 1);

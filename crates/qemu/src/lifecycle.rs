@@ -49,6 +49,8 @@ pub(crate) async fn start_locked(s: &Arc<Shared>, dom: &Arc<Domain>, paused: boo
         g.def.clone()
     };
     let accel = choose_accel(s, &def)?;
+    def.check_emulator()?;
+    def.check_disks()?;
     let caps = s
         .caps
         .get(def.emulator(), &s.layout.caps_dir, s.cfg.monitor_timeout)

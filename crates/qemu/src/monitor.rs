@@ -63,18 +63,24 @@ pub async fn connect(
 }
 
 /// The last lines of a QEMU log, for error messages.
+/// What QEMU itself printed during its last start (the lines after the
+/// driver's `--- starting domain` header), so a start failure carries
+/// QEMU's own reason ("Could not open ...") and not our argv.
 pub fn log_tail(path: &Path) -> String {
     let Ok(text) = std::fs::read(path) else {
         return String::new();
     };
-    let start = text.len().saturating_sub(800);
+    let start = text.len().saturating_sub(8192);
     let tail = String::from_utf8_lossy(&text[start..]);
-    let lines: Vec<&str> = tail.lines().rev().take(5).collect();
+    let own = match tail.rfind("--- starting domain") {
+        Some(i) => tail[i..].split_once('\n').map_or("", |(_, rest)| rest),
+        None => &tail,
+    };
+    let lines: Vec<&str> = own.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines = &lines[lines.len().saturating_sub(5)..];
     if lines.is_empty() {
         return String::new();
     }
-    let mut lines = lines;
-    lines.reverse();
     format!(": {}", lines.join(" | "))
 }
 
