@@ -10,7 +10,7 @@ use rpc::server::unsupported_procedure;
 use rpc::{CallContext, ClientId, Handler};
 use virterror::VirError;
 
-use crate::procs::{connect, domain, events};
+use crate::procs::{connect, domain, events, longjobs};
 use crate::relay::Relay;
 
 /// Shared by every call: the driver, the event relay, and what the daemon
@@ -49,10 +49,15 @@ impl Handler for Daemon {
             | p::CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY => {
                 events::call(self, &ctx, proc_, &args)
             }
-            _ => match domain::call(self, &ctx, proc_, &args).await {
-                Some(r) => r,
-                None => Err(unsupported_procedure(proc_)),
-            },
+            _ => {
+                if let Some(r) = longjobs::call(self, &ctx, proc_, &args).await {
+                    return r;
+                }
+                match domain::call(self, &ctx, proc_, &args).await {
+                    Some(r) => r,
+                    None => Err(unsupported_procedure(proc_)),
+                }
+            }
         }
     }
 

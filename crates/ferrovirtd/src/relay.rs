@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use qemu::{DomainEvent, Driver, EventKind};
 use rpc::protocol::remote::{
+    DomainEventBlockJob2Msg, DomainEventBlockJobMsg, DomainEventCallbackBlockJobMsg,
     DomainEventCallbackLifecycleMsg, DomainEventCallbackRebootMsg, DomainEventLifecycleMsg,
     DomainEventRebootMsg, NonnullDomain, event_id, procedure,
 };
@@ -157,14 +158,16 @@ impl Relay {
 
     /// Pushes one event to every matching registration. Never blocks.
     pub fn deliver(&self, ev: &DomainEvent) {
-        let (want, dom) = match ev.kind {
-            EventKind::Lifecycle { .. } => (event_id::LIFECYCLE, wire_dom(ev)),
-            EventKind::Reboot => (event_id::REBOOT, wire_dom(ev)),
+        let want: &[i32] = match ev.kind {
+            EventKind::Lifecycle { .. } => &[event_id::LIFECYCLE],
+            EventKind::Reboot => &[event_id::REBOOT],
+            EventKind::BlockJob { .. } => &[event_id::BLOCK_JOB, event_id::BLOCK_JOB_2],
         };
+        let dom = wire_dom(ev);
         let mut gone = Vec::new();
         let clients = self.read();
         for (client, c) in clients.iter() {
-            for r in c.regs.iter().filter(|r| r.event_id == want) {
+            for r in c.regs.iter().filter(|r| want.contains(&r.event_id)) {
                 if r.dom.is_some_and(|u| u != ev.uuid) {
                     continue;
                 }
@@ -204,12 +207,12 @@ fn push(
     ev: &DomainEvent,
     dom: &NonnullDomain,
 ) -> Result<(), rpc::Dropped> {
-    match (ev.kind, r.style) {
+    match (&ev.kind, r.style) {
         (EventKind::Lifecycle { kind, detail }, style) => {
             let msg = DomainEventLifecycleMsg {
                 dom: dom.clone(),
                 event: kind.as_i32(),
-                detail,
+                detail: *detail,
             };
             match style {
                 Style::Callback => sink.try_send_event_xdr(
@@ -233,6 +236,58 @@ fn push(
             procedure::DOMAIN_EVENT_REBOOT,
             &DomainEventRebootMsg { dom: dom.clone() },
         ),
+        (ev @ EventKind::BlockJob { .. }, style) => push_block_job(sink, r, style, ev, dom),
+    }
+}
+
+/// BLOCK_JOB (by disk path, legacy or callback form) and BLOCK_JOB_2 (by
+/// disk target, callback form only, as in libvirt).
+fn push_block_job(
+    sink: &EventSink,
+    r: &Registration,
+    style: Style,
+    ev: &EventKind,
+    dom: &NonnullDomain,
+) -> Result<(), rpc::Dropped> {
+    let EventKind::BlockJob {
+        disk,
+        path,
+        job_type,
+        status,
+    } = ev
+    else {
+        return Ok(());
+    };
+    if r.event_id == event_id::BLOCK_JOB_2 {
+        if style == Style::Legacy {
+            return Ok(());
+        }
+        return sink.try_send_event_xdr(
+            procedure::DOMAIN_EVENT_BLOCK_JOB_2,
+            &DomainEventBlockJob2Msg {
+                callback_id: r.id,
+                dom: dom.clone(),
+                dst: disk.clone(),
+                type_: *job_type,
+                status: *status,
+            },
+        );
+    }
+    let msg = DomainEventBlockJobMsg {
+        dom: dom.clone(),
+        path: path.clone(),
+        type_: *job_type,
+        status: *status,
+    };
+    match style {
+        Style::Callback => sink.try_send_event_xdr(
+            procedure::DOMAIN_EVENT_CALLBACK_BLOCK_JOB,
+            &DomainEventCallbackBlockJobMsg {
+                callback_id: r.id,
+                msg,
+            },
+        ),
+        Style::Legacy => sink.try_send_event_xdr(procedure::DOMAIN_EVENT_BLOCK_JOB, &msg),
     }
 }
 

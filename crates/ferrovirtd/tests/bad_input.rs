@@ -266,11 +266,10 @@ async fn start_time_errors_name_the_cause_and_leave_no_qemu() {
     // QEMU itself refuses the command line: its own words reach the client.
     let dom2 = c
         .define_xml(
-            &"<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'><name>badarg</name>\
+            "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'><name>badarg</name>\
               <memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type arch='x86_64' machine='q35'>hvm</type></os>\
               <devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>\
-              <qemu:commandline><qemu:arg value='-no-such-option'/></qemu:commandline></domain>"
-                .to_string(),
+              <qemu:commandline><qemu:arg value='-no-such-option'/></qemu:commandline></domain>",
         )
         .await
         .expect("define");

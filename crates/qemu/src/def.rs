@@ -163,6 +163,61 @@ impl Def {
     }
 }
 
+/// What block jobs need to know about one disk of a definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskInfo {
+    /// Position in the definition: decides the startup node names.
+    pub index: usize,
+    /// `<target dev>` (vda, sda, ...).
+    pub target: String,
+    /// The device alias (`virtio-disk0`, ...), which names the QEMU device.
+    pub alias: String,
+    pub source: Option<std::path::PathBuf>,
+    /// "raw" or "qcow2".
+    pub format: &'static str,
+}
+
+impl Def {
+    /// The disk a user names by target (`vda`) or by its source path, as
+    /// libvirt's virDomainDiskByName accepts both.
+    pub fn disk(&self, name: &str) -> Option<DiskInfo> {
+        let disks = &self.inner.devices.disks;
+        let (index, d) = disks
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.target == name || d.source.as_deref() == Some(Path::new(name)))?;
+        Some(DiskInfo {
+            index,
+            target: d.target.clone(),
+            alias: d.alias(),
+            source: d.source.clone(),
+            format: d.driver.format.unwrap_or(domain::DiskFormat::Raw).as_str(),
+        })
+    }
+
+    /// This definition with disk `target` now backed by `source` in
+    /// `format`: the live definition after a block job pivoted the disk,
+    /// so the live XML shows the chain the guest really uses.
+    pub fn with_disk_source(&self, target: &str, source: &Path, qcow2: bool) -> Self {
+        let mut out = self.clone();
+        if let Some(d) = out
+            .inner
+            .devices
+            .disks
+            .iter_mut()
+            .find(|d| d.target == target)
+        {
+            d.source = Some(source.to_path_buf());
+            d.driver.format = Some(if qcow2 {
+                domain::DiskFormat::Qcow2
+            } else {
+                domain::DiskFormat::Raw
+            });
+        }
+        out
+    }
+}
+
 /// The domain crate's view of what the emulator supports.
 fn emulator_caps(caps: &Caps) -> EmulatorCaps {
     let (a, b, c) = caps.version;

@@ -107,6 +107,8 @@ pub(crate) struct Inner {
     /// Outcome of the last async job (for `domjobinfo --completed` and for
     /// reporting the outcome of a job that ran across a daemon restart).
     pub last_job: Option<JobOutcome>,
+    /// The running block job (copy, pull, commit), if any.
+    pub block_job: Option<crate::jobs::blockjob::BlockJobState>,
     /// The domain is no longer in the registry (undefined transient).
     pub removed: bool,
 }
@@ -237,6 +239,7 @@ impl Domain {
                 generation: 0,
                 job: None,
                 last_job: None,
+                block_job: None,
                 removed: false,
             }),
             jobs: joblock::JobLock::new(),

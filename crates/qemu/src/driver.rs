@@ -203,7 +203,7 @@ impl Driver {
 
     /// The domain `def` redefines, or a DomExist error if it clashes with
     /// a different one (same name, other uuid, or the reverse).
-    fn find_same(&self, def: &Def) -> Result<Option<Arc<Domain>>> {
+    pub(crate) fn find_same(&self, def: &Def) -> Result<Option<Arc<Domain>>> {
         let by_name = self.s.registry.by_name(def.name());
         let by_uuid = self.s.registry.by_uuid(&def.uuid());
         match (by_name, by_uuid) {
@@ -260,10 +260,29 @@ impl Driver {
         Ok(())
     }
 
-    /// Starts a defined domain (`virsh start [--paused]`).
+    /// Starts a defined domain (`virsh start [--paused]`), resuming from
+    /// its managed-save image if it has one.
     pub async fn start(&self, dom: &Arc<Domain>, paused: bool) -> Result<()> {
+        self.start_with(dom, paused, false).await
+    }
+
+    /// `start` with `--force-boot`: discard a managed-save image and boot.
+    pub async fn start_with(
+        &self,
+        dom: &Arc<Domain>,
+        paused: bool,
+        force_boot: bool,
+    ) -> Result<()> {
         let s = &self.s;
         let _job = jobs::begin(dom, NormalJob::Modify, "start", s.cfg.job_wait).await?;
+        let image = jobs::restore_image::managed_path(s, dom.name());
+        if image.exists() && !dom.is_active() {
+            if !force_boot {
+                return jobs::restore_image::start_managed(s, dom, paused).await;
+            }
+            persist::remove(&image)
+                .map_err(|e| Error::io(format!("cannot remove {}", image.display()), e))?;
+        }
         lifecycle::start_locked(s, dom, paused).await
     }
 
@@ -375,9 +394,86 @@ impl Driver {
         Ok(())
     }
 
-    /// Managed save is not implemented yet.
-    pub fn has_managed_save(&self, _dom: &Domain) -> bool {
-        false
+    /// Whether the domain has a managed-save image (a stat, no job).
+    pub fn has_managed_save(&self, dom: &Domain) -> bool {
+        jobs::restore_image::managed_path(&self.s, dom.name()).exists()
+    }
+
+    /// `virsh managedsave`: save to the daemon's image; `start` resumes.
+    pub async fn managed_save(&self, dom: &Arc<Domain>) -> Result<()> {
+        if !dom.is_persistent() {
+            return Err(Error::OperationInvalid(
+                "cannot do managed save for transient domain".into(),
+            ));
+        }
+        let path = jobs::restore_image::managed_path(&self.s, dom.name());
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+        }
+        crate::jobs::save::save(&self.s, dom, &path).await
+    }
+
+    /// `virsh managedsave-remove`.
+    pub async fn managed_save_remove(&self, dom: &Arc<Domain>) -> Result<()> {
+        let s = &self.s;
+        let _job =
+            jobs::begin(dom, NormalJob::Modify, "managedsave-remove", s.cfg.job_wait).await?;
+        let path = jobs::restore_image::managed_path(s, dom.name());
+        persist::remove(&path)
+            .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))
+    }
+
+    /// `virsh restore FILE [--running|--paused]`.
+    pub async fn restore(&self, path: &Path, paused: Option<bool>) -> Result<Arc<Domain>> {
+        jobs::restore_image::restore(self, path, paused).await
+    }
+
+    /// Starts a block job (`blockcopy`, `blockpull`, `blockcommit`);
+    /// `bandwidth` in bytes/s, 0 = unlimited.
+    pub async fn block_job_start(
+        &self,
+        dom: &Arc<Domain>,
+        disk: &str,
+        spec: jobs::blockjob::BlockJobSpec,
+        bandwidth: u64,
+    ) -> Result<()> {
+        jobs::blockjob::start(&self.s, dom, disk, spec, bandwidth).await
+    }
+
+    /// `blockjob --abort [--pivot] [--async]`.
+    pub async fn block_job_abort(
+        &self,
+        dom: &Arc<Domain>,
+        disk: &str,
+        pivot: bool,
+        asynchronous: bool,
+    ) -> Result<()> {
+        jobs::blockjob::abort(&self.s, dom, disk, pivot, asynchronous).await
+    }
+
+    /// `blockjob --bandwidth` (bytes/s).
+    pub async fn block_job_set_speed(
+        &self,
+        dom: &Arc<Domain>,
+        disk: &str,
+        bytes: u64,
+    ) -> Result<()> {
+        jobs::blockjob::set_speed(&self.s, dom, disk, bytes).await
+    }
+
+    /// `blockjob --info`: `None` when the disk has no job.
+    pub async fn block_job_info(
+        &self,
+        dom: &Arc<Domain>,
+        disk: &str,
+    ) -> Result<Option<jobs::blockjob::BlockJobInfo>> {
+        jobs::blockjob::info(&self.s, dom, disk).await
+    }
+
+    /// The running block job as the driver tracks it.
+    pub fn block_job(&self, dom: &Domain) -> Option<jobs::blockjob::BlockJobState> {
+        dom.lock().block_job.clone()
     }
 
     /// `domjobinfo`: the running async job with QEMU's migration progress.

@@ -33,8 +33,26 @@ fn choose_accel(s: &Shared, def: &Def) -> Result<Accel> {
     }
 }
 
+/// Where a restore loads the guest's state from (`-incoming defer`, then
+/// `migrate-incoming`), and the definition saved with it.
+pub(crate) struct Incoming {
+    pub def: Arc<Def>,
+    pub uri: String,
+}
+
 /// Starts a defined, inactive domain. Caller holds a job.
 pub(crate) async fn start_locked(s: &Arc<Shared>, dom: &Arc<Domain>, paused: bool) -> Result<()> {
+    start_from(s, dom, paused, None).await
+}
+
+/// Starts a domain, booting it or (with `incoming`) restoring saved state.
+/// Caller holds a job.
+pub(crate) async fn start_from(
+    s: &Arc<Shared>,
+    dom: &Arc<Domain>,
+    paused: bool,
+    incoming: Option<Incoming>,
+) -> Result<()> {
     let def = {
         let g = dom.lock();
         if g.removed {
@@ -46,7 +64,10 @@ pub(crate) async fn start_locked(s: &Arc<Shared>, dom: &Arc<Domain>, paused: boo
         if g.state.state.is_active() {
             return Err(Error::AlreadyActive);
         }
-        g.def.clone()
+        match &incoming {
+            Some(inc) => inc.def.clone(),
+            None => g.def.clone(),
+        }
     };
     let accel = choose_accel(s, &def)?;
     def.check_emulator()?;
@@ -59,6 +80,9 @@ pub(crate) async fn start_locked(s: &Arc<Shared>, dom: &Arc<Domain>, paused: boo
     let _ = std::fs::remove_file(&socket);
     let mut argv = def.argv(&socket, accel, &caps)?;
     argv.push("-no-shutdown".into());
+    if incoming.is_some() {
+        argv.extend(["-incoming".into(), "defer".into()]);
+    }
     let id = s.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let log = s.layout.log(dom.name());
     log_header(&log, dom.name(), id, &argv);
@@ -92,7 +116,8 @@ pub(crate) async fn start_locked(s: &Arc<Shared>, dom: &Arc<Domain>, paused: boo
         ctx
     };
     s.registry.set_id(id, dom);
-    match finish_start(s, dom, &ctx, &process, paused).await {
+    let uri = incoming.map(|i| i.uri);
+    match finish_start(s, dom, &ctx, &process, paused, uri.as_deref()).await {
         Ok(()) => Ok(()),
         Err(e) => {
             tracing::warn!(domain = dom.name(), error = %e, "start failed");
@@ -121,6 +146,7 @@ async fn finish_start(
     ctx: &Arc<RunCtx>,
     process: &Arc<Process>,
     paused: bool,
+    incoming: Option<&str>,
 ) -> Result<()> {
     let socket = s.layout.monitor_socket(&dom.uuid());
     let log = s.layout.log(dom.name());
@@ -136,6 +162,9 @@ async fn finish_start(
     events::spawn_run_tasks(s, dom, ctx, Some(events), process.clone());
     // Persist before the guest runs: a daemon killed from here on finds it.
     persist_status(s, dom)?;
+    if let Some(uri) = incoming {
+        crate::jobs::restore_image::load(s, dom, ctx, uri).await?;
+    }
     if !paused {
         command(dom, s.cfg.monitor_timeout, "cont", None).await?;
     }
@@ -144,7 +173,11 @@ async fn finish_start(
         if g.run_of(ctx.generation).is_none() {
             return Err(Error::Qemu("domain was destroyed during startup".into()));
         }
-        let booted = EventKind::lifecycle(L::Started, detail::STARTED_BOOTED);
+        let (det, reason) = match incoming {
+            Some(_) => (detail::STARTED_RESTORED, running::RESTORED),
+            None => (detail::STARTED_BOOTED, running::BOOTED),
+        };
+        let booted = EventKind::lifecycle(L::Started, det);
         if paused {
             let st = StateReason::new(DomainState::Paused, crate::state::paused::USER);
             g.set_state(dom, &s.hub, st, Some(booted));
@@ -154,7 +187,7 @@ async fn finish_start(
                 EventKind::lifecycle(L::Suspended, detail::SUSPENDED_PAUSED),
             );
         } else {
-            let st = StateReason::new(DomainState::Running, running::BOOTED);
+            let st = StateReason::new(DomainState::Running, reason);
             g.set_state(dom, &s.hub, st, Some(booted));
         }
     }
@@ -193,6 +226,7 @@ pub(crate) fn persist_status(s: &Shared, dom: &Domain) -> Result<()> {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64),
             }),
+            block_job: g.block_job.clone(),
         };
         (rec, g.live.clone().unwrap_or_else(|| g.def.clone()))
     };

@@ -146,6 +146,9 @@ pub struct StatusRecord {
     pub fake_reboot: bool,
     #[serde(default)]
     pub job: Option<JobRecord>,
+    /// A running block job, finished by a restarted daemon.
+    #[serde(default)]
+    pub block_job: Option<crate::jobs::blockjob::BlockJobState>,
 }
 
 pub const STATUS_VERSION: u32 = 1;
@@ -212,6 +215,7 @@ mod tests {
             shutdown_seen: false,
             fake_reboot: false,
             job: None,
+            block_job: None,
         };
         let text = String::from_utf8(rec.to_bytes()).unwrap();
         assert_eq!(StatusRecord::parse(&text).unwrap(), rec);

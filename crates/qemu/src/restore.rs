@@ -211,13 +211,19 @@ async fn resync(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &Arc<RunCtx>, rec: &Sta
     {
         events::apply_qemu_status(s, dom, ctx, st);
     }
+    if let Some(b) = rec.block_job.clone() {
+        crate::jobs::blockjob::readopt(s, dom, ctx, b);
+    }
     let Some(job) = &rec.job else { return };
     let status = command(dom, t, "query-migrate", None)
         .await
         .ok()
         .and_then(|v| monitor::str_field(&v, "status").map(str::to_owned));
+    // The image is complete only once its header says so.
+    let completed = status.as_deref() == Some("completed")
+        && crate::jobs::saveimage::mark_complete(&job.path).is_ok();
     let (success, message) = match status.as_deref() {
-        Some("completed") => {
+        Some("completed") if completed => {
             // The state reached the file: finish what the old daemon began.
             finish_saved(s, dom, ctx).await;
             (true, String::new())

@@ -141,12 +141,40 @@ pub mod detail {
 }
 
 /// What happened to a domain, as delivered to subscribers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
     /// `VIR_DOMAIN_EVENT_ID_LIFECYCLE` with its type and detail.
     Lifecycle { kind: LifecycleKind, detail: i32 },
     /// `VIR_DOMAIN_EVENT_ID_REBOOT`.
     Reboot,
+    /// `VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2` (disk target) and `..._BLOCK_JOB`
+    /// (disk path): a block job became ready or ended.
+    BlockJob {
+        /// `<target dev>`, e.g. "vda".
+        disk: String,
+        /// The disk's source path (what the legacy event reports).
+        path: String,
+        /// `virDomainBlockJobType`.
+        job_type: i32,
+        /// `virConnectDomainEventBlockStatus`.
+        status: i32,
+    },
+}
+
+/// `virDomainBlockJobType`.
+pub mod block_job_type {
+    pub const PULL: i32 = 1;
+    pub const COPY: i32 = 2;
+    pub const COMMIT: i32 = 3;
+    pub const ACTIVE_COMMIT: i32 = 4;
+}
+
+/// `virConnectDomainEventBlockStatus`.
+pub mod block_status {
+    pub const COMPLETED: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const CANCELED: i32 = 2;
+    pub const READY: i32 = 3;
 }
 
 /// One event about one domain.

@@ -137,8 +137,9 @@ async fn save_during_flood_with_queries_and_job_errors() {
     let mut kinds = Vec::new();
     loop {
         let ev = next_event_for(&mut sub, "save1", T).await;
+        let stopped = ev.kind == lc(L::Stopped, detail::STOPPED_SAVED);
         kinds.push(ev.kind);
-        if ev.kind == lc(L::Stopped, detail::STOPPED_SAVED) {
+        if stopped {
             break;
         }
     }

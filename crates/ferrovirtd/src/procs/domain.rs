@@ -113,9 +113,13 @@ pub async fn call(d: &Daemon, _ctx: &CallContext, proc_: i32, args: &[u8]) -> Op
                         | START_FORCE_BOOT
                         | START_VALIDATE,
                 )?;
-                drv.start(&dom, flags & START_PAUSED != 0)
-                    .await
-                    .map_err(vir)?;
+                drv.start_with(
+                    &dom,
+                    flags & START_PAUSED != 0,
+                    flags & START_FORCE_BOOT != 0,
+                )
+                .await
+                .map_err(vir)?;
                 encode_ret(&DomainRet {
                     dom: wire_domain(&dom),
                 })

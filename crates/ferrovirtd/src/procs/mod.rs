@@ -3,3 +3,4 @@
 pub mod connect;
 pub mod domain;
 pub mod events;
+pub mod longjobs;

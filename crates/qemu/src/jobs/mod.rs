@@ -5,7 +5,11 @@
 //! [`joblock::JobLock`]; a timeout becomes `OperationTimeout` naming the
 //! holder (requirement 5). Queries take no job: they read the snapshot.
 
+pub mod blockjob;
+pub mod qemu_img;
+pub mod restore_image;
 pub mod save;
+pub mod saveimage;
 
 use std::time::Duration;
 

@@ -20,6 +20,8 @@ use crate::lifecycle;
 use crate::state::{DomainState, EventKind, LifecycleKind as L, StateReason, StopCause, detail};
 use crate::{Error, Result, jobs, monitor};
 
+use super::saveimage;
+
 /// While a save runs, re-read query-migrate at least this often: events
 /// are hints (they may be coalesced, or disabled in an old QEMU).
 const POLL: Duration = Duration::from_millis(500);
@@ -32,9 +34,10 @@ fn allowed() -> AllowList {
         .with(NormalJob::MigrationOp)
 }
 
-/// A shell-safe `exec:` URI writing the migration stream to `path`.
+/// A shell-safe `exec:` URI appending the migration stream to `path`,
+/// after the header [`saveimage::write_header`] put there.
 pub fn exec_uri_out(path: &Path) -> String {
-    format!("exec:cat > {}", shell_quote(&path.to_string_lossy()))
+    format!("exec:cat >> {}", shell_quote(&path.to_string_lossy()))
 }
 
 /// Single-quotes `s` for /bin/sh (`'` becomes `'\''`).
@@ -44,11 +47,16 @@ pub fn shell_quote(s: &str) -> String {
 
 pub(crate) async fn save(s: &Arc<Shared>, dom: &Arc<Domain>, path: &Path) -> Result<()> {
     let job = jobs::begin_async(dom, AsyncKind::Save, allowed(), "save", s.cfg.job_wait).await?;
-    let (ctx, was_running) = {
+    let (ctx, was_running, xml) = {
         let mut g = dom.lock();
         let st = g.state.state;
         if !matches!(st, DomainState::Running | DomainState::Paused) {
             return Err(Error::OperationInvalid("domain is not running".into()));
+        }
+        if g.block_job.is_some() {
+            return Err(Error::OperationInvalid(
+                "domain has an active block job".into(),
+            ));
         }
         let ctx = g
             .run
@@ -56,14 +64,21 @@ pub(crate) async fn save(s: &Arc<Shared>, dom: &Arc<Domain>, path: &Path) -> Res
             .map(|r| r.ctx.clone())
             .ok_or(Error::NotRunning)?;
         let was_running = st == DomainState::Running;
+        let xml = g.live.as_ref().unwrap_or(&g.def).to_xml();
         g.job = Some(AsyncJobInfo {
             kind: "save".into(),
             started: SystemTime::now(),
             path: Some(path.to_path_buf()),
             resume_running: was_running,
         });
-        (ctx, was_running)
+        (ctx, was_running, xml)
     };
+    // The header goes first (outside the state lock: it fsyncs); QEMU
+    // appends its stream after it.
+    if let Err(e) = saveimage::write_header(path, &xml, was_running) {
+        dom.lock().job = None;
+        return Err(e);
+    }
     let _ = lifecycle::persist_status(s, dom);
     let res = run(s, dom, &job, &ctx, path, was_running).await;
     finish(s, dom, &job, &ctx, path, was_running, &res).await;
@@ -105,6 +120,7 @@ async fn run(
         command(dom, t, "migrate", Some(json!({"uri": exec_uri_out(path)}))).await?;
     }
     wait_completed(s, dom, ctx, &mut progress).await?;
+    saveimage::mark_complete(path)?;
     // The state is on disk: stop QEMU as "saved".
     let process = {
         let mut g = dom.lock();
@@ -240,7 +256,7 @@ mod tests {
         assert_eq!(shell_quote("x'y"), "'x'\\''y'");
         assert_eq!(
             exec_uri_out(Path::new("/tmp/it's")),
-            "exec:cat > '/tmp/it'\\''s'"
+            "exec:cat >> '/tmp/it'\\''s'"
         );
     }
 }

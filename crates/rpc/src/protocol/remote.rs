@@ -38,6 +38,8 @@ pub const SECURITY_DOI_MAX: usize = 257;
 pub const SECURITY_LABEL_MAX: usize = 4097;
 /// `REMOTE_DOMAIN_EVENT_TUNABLE_MAX`.
 pub const DOMAIN_EVENT_TUNABLE_MAX: usize = 2048;
+/// `REMOTE_DOMAIN_BLOCK_COPY_PARAMETERS_MAX`.
+pub const DOMAIN_BLOCK_COPY_PARAMETERS_MAX: usize = 16;
 /// `VIR_UUID_BUFLEN`.
 pub const UUID_LEN: usize = 16;
 
@@ -155,17 +157,24 @@ procedures! {
     DOMAIN_GET_STATE = 212,
     DOMAIN_GET_CONTROL_INFO = 229,
     DOMAIN_UNDEFINE_FLAGS = 231,
+    DOMAIN_SAVE_FLAGS = 232,
+    DOMAIN_RESTORE_FLAGS = 233,
     DOMAIN_DESTROY_FLAGS = 234,
     DOMAIN_BLOCK_JOB_ABORT = 237,
     DOMAIN_GET_BLOCK_JOB_INFO = 238,
+    DOMAIN_BLOCK_JOB_SET_SPEED = 239,
+    DOMAIN_BLOCK_PULL = 240,
+    DOMAIN_EVENT_BLOCK_JOB = 241,
     DOMAIN_RESET = 245,
     DOMAIN_SHUTDOWN_FLAGS = 258,
     DOMAIN_GET_METADATA = 265,
+    DOMAIN_BLOCK_REBASE = 266,
     CONNECT_LIST_ALL_DOMAINS = 273,
     DOMAIN_GET_HOSTNAME = 277,
     DOMAIN_GET_SECURITY_LABEL_LIST = 278,
     CONNECT_LIST_ALL_STORAGE_POOLS = 281,
     CONNECT_LIST_ALL_NETWORKS = 283,
+    DOMAIN_BLOCK_COMMIT = 290,
     DOMAIN_GET_JOB_STATS = 298,
     CONNECT_NETWORK_EVENT_REGISTER_ANY = 313,
     CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY = 316,
@@ -833,6 +842,111 @@ xdr_struct! {
         pub params: Vec<TypedParam> [max = DOMAIN_JOB_STATS_MAX],
     }
 
+    /// `remote_domain_event_block_job_msg` (legacy `DOMAIN_EVENT_BLOCK_JOB`).
+    pub struct DomainEventBlockJobMsg {
+        pub dom: NonnullDomain,
+        pub path: String,
+        pub type_: i32,
+        pub status: i32,
+    }
+
+    /// `remote_domain_event_callback_block_job_msg`.
+    pub struct DomainEventCallbackBlockJobMsg {
+        pub callback_id: i32,
+        pub msg: DomainEventBlockJobMsg,
+    }
+
+    /// `remote_domain_event_block_job_2_msg` (always with a callback id).
+    pub struct DomainEventBlockJob2Msg {
+        pub callback_id: i32,
+        pub dom: NonnullDomain,
+        pub dst: String,
+        pub type_: i32,
+        pub status: i32,
+    }
+
+    // ---- save / restore ----
+
+    /// `remote_domain_save_args`.
+    pub struct DomainSaveArgs {
+        pub dom: NonnullDomain,
+        pub to: String,
+    }
+
+    /// `remote_domain_save_flags_args`.
+    pub struct DomainSaveFlagsArgs {
+        pub dom: NonnullDomain,
+        pub to: String,
+        pub dxml: Option<String>,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_restore_args`.
+    pub struct DomainRestoreArgs {
+        pub from: String,
+    }
+
+    /// `remote_domain_restore_flags_args`.
+    pub struct DomainRestoreFlagsArgs {
+        pub from: String,
+        pub dxml: Option<String>,
+        pub flags: u32,
+    }
+
+    // ---- block jobs ----
+
+    /// `remote_domain_block_job_abort_args` (also `get_block_job_info_args`).
+    pub struct DomainBlockJobAbortArgs {
+        pub dom: NonnullDomain,
+        pub path: String,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_get_block_job_info_ret`.
+    pub struct DomainGetBlockJobInfoRet {
+        pub found: i32,
+        pub type_: i32,
+        pub bandwidth: u64,
+        pub cur: u64,
+        pub end: u64,
+    }
+
+    /// `remote_domain_block_job_set_speed_args` (also `block_pull_args`).
+    pub struct DomainBlockJobSetSpeedArgs {
+        pub dom: NonnullDomain,
+        pub path: String,
+        pub bandwidth: u64,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_block_rebase_args`.
+    pub struct DomainBlockRebaseArgs {
+        pub dom: NonnullDomain,
+        pub path: String,
+        pub base: Option<String>,
+        pub bandwidth: u64,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_block_copy_args`.
+    pub struct DomainBlockCopyArgs {
+        pub dom: NonnullDomain,
+        pub path: String,
+        pub destxml: String,
+        pub params: Vec<TypedParam> [max = DOMAIN_BLOCK_COPY_PARAMETERS_MAX],
+        pub flags: u32,
+    }
+
+    /// `remote_domain_block_commit_args`.
+    pub struct DomainBlockCommitArgs {
+        pub dom: NonnullDomain,
+        pub disk: String,
+        pub base: Option<String>,
+        pub top: Option<String>,
+        pub bandwidth: u64,
+        pub flags: u32,
+    }
+
     /// `remote_connect_event_connection_closed_msg`.
     pub struct ConnectEventConnectionClosedMsg {
         pub reason: i32,
@@ -878,6 +992,10 @@ pub type DomainHasManagedSaveImageArgs = DomainFlagsArgs;
 pub type DomainGetVcpusFlagsArgs = DomainFlagsArgs;
 pub type DomainGetJobStatsArgs = DomainFlagsArgs;
 pub type DomainGetControlInfoArgs = DomainFlagsArgs;
+pub type DomainManagedSaveArgs = DomainFlagsArgs;
+pub type DomainManagedSaveRemoveArgs = DomainFlagsArgs;
+pub type DomainGetBlockJobInfoArgs = DomainBlockJobAbortArgs;
+pub type DomainBlockPullArgs = DomainBlockJobSetSpeedArgs;
 pub type DomainGetVcpusFlagsRet = NumRet;
 pub type DomainGetMaxVcpusRet = NumRet;
 pub type ConnectNumOfDomainsRet = NumRet;
@@ -926,6 +1044,11 @@ mod tests {
         assert_eq!(procedure::CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY, 316);
         assert_eq!(procedure::DOMAIN_EVENT_CALLBACK_LIFECYCLE, 318);
         assert_eq!(procedure::DOMAIN_DEFINE_XML_FLAGS, 350);
+        assert_eq!(procedure::DOMAIN_SAVE_FLAGS, 232);
+        assert_eq!(procedure::DOMAIN_BLOCK_PULL, 240);
+        assert_eq!(procedure::DOMAIN_BLOCK_REBASE, 266);
+        assert_eq!(procedure::DOMAIN_BLOCK_COMMIT, 290);
+        assert_eq!(procedure::DOMAIN_BLOCK_COPY, 345);
         assert_eq!(procedure_name(212), Some("DOMAIN_GET_STATE"));
         assert_eq!(procedure_name(100_000), None);
     }

@@ -1,0 +1,183 @@
+//! `virsh restore` and the managed-save image behind `virsh managedsave` /
+//! `virsh start`.
+//!
+//! The image is validated before anything is created or started (see
+//! [`saveimage::read_header`]); the domain is then started with
+//! `-incoming defer` and its state loaded with `migrate-incoming` from the
+//! stream after the header. The load is woken by MIGRATION events on the
+//! run's progress watch (polled as a fallback). If anything fails, QEMU is
+//! killed and a domain created for the restore is forgotten, so a bad
+//! image leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use joblock::{AllowList, AsyncKind};
+use serde_json::json;
+
+use super::save::shell_quote;
+use super::saveimage;
+use crate::def::Def;
+use crate::domain::{Domain, RunCtx, command};
+use crate::driver::{Driver, Shared};
+use crate::lifecycle::{self, Incoming};
+use crate::{Error, Result, jobs, monitor};
+
+/// Re-read query-migrate at least this often while loading.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Where the managed-save image of domain `name` lives.
+pub(crate) fn managed_path(s: &Shared, name: &str) -> PathBuf {
+    s.cfg
+        .root
+        .join("lib/qemu/save")
+        .join(format!("{name}.save"))
+}
+
+/// The `exec:` URI that streams the image from `offset` (0-based).
+fn exec_uri_in(path: &Path, offset: u64) -> String {
+    format!(
+        "exec:tail -c +{} {}",
+        offset + 1,
+        shell_quote(&path.to_string_lossy())
+    )
+}
+
+/// Loads the saved state into a QEMU started with `-incoming defer`.
+pub(crate) async fn load(s: &Shared, dom: &Domain, ctx: &RunCtx, uri: &str) -> Result<()> {
+    let t = s.cfg.monitor_timeout;
+    let mut progress = ctx.progress.subscribe();
+    let caps = json!({"capabilities": [{"capability": "events", "state": true}]});
+    let _ = command(dom, t, "migrate-set-capabilities", Some(caps)).await;
+    command(dom, t, "migrate-incoming", Some(json!({"uri": uri}))).await?;
+    loop {
+        let (status, closed) = {
+            let p = progress.borrow_and_update();
+            (p.migration.clone(), p.closed)
+        };
+        match status.as_deref() {
+            Some("completed") => return Ok(()),
+            Some("failed" | "cancelled") => {
+                return Err(Error::Qemu(
+                    "QEMU could not load the saved state (corrupt image?)".into(),
+                ));
+            }
+            _ if closed => {
+                return Err(Error::Qemu(
+                    "QEMU exited while loading the saved state (corrupt image?)".into(),
+                ));
+            }
+            _ => {}
+        }
+        match tokio::time::timeout(POLL, progress.changed()).await {
+            Ok(Err(_)) => return Err(Error::Qemu("QEMU exited during restore".into())),
+            Ok(Ok(())) => {}
+            Err(_) => {
+                if let Ok(v) = command(dom, t, "query-migrate", None).await
+                    && let Some(st) = monitor::str_field(&v, "status")
+                {
+                    let st = st.to_owned();
+                    ctx.update_progress(|p| p.migration = Some(st));
+                }
+            }
+        }
+    }
+}
+
+/// `virsh restore FILE`: `paused` None = as the guest was when saved.
+pub(crate) async fn restore(
+    drv: &Driver,
+    path: &Path,
+    paused: Option<bool>,
+) -> Result<Arc<Domain>> {
+    let s = &drv.s;
+    let h = saveimage::read_header(path)?;
+    let def = Arc::new(Def::parse(&h.xml).map_err(|e| {
+        Error::InvalidArg(format!(
+            "'{}' carries an invalid domain XML: {e}",
+            path.display()
+        ))
+    })?);
+    let (dom, created) = {
+        let _d = s.define_lock.lock().await;
+        match drv.find_same(&def)? {
+            Some(dom) if dom.is_active() => {
+                return Err(Error::OperationInvalid(format!(
+                    "domain '{}' is already active",
+                    dom.name()
+                )));
+            }
+            Some(dom) => (dom, false),
+            None => {
+                let dom = Domain::new(def.clone(), false);
+                s.registry.insert(&dom);
+                (dom, true)
+            }
+        }
+    };
+    let paused = paused.unwrap_or(!h.was_running);
+    let res = start_restored(s, &dom, def, path, h.stream_offset, paused).await;
+    if let Err(e) = res {
+        if created && !dom.is_active() {
+            dom.lock().removed = true;
+            s.registry.remove(&dom);
+            dom.jobs.close("restore failed");
+        }
+        return Err(e);
+    }
+    Ok(dom)
+}
+
+/// Starts `dom` from the image under an async Restore job.
+async fn start_restored(
+    s: &Arc<Shared>,
+    dom: &Arc<Domain>,
+    def: Arc<Def>,
+    path: &Path,
+    offset: u64,
+    paused: bool,
+) -> Result<()> {
+    let _job = jobs::begin_async(
+        dom,
+        AsyncKind::Restore,
+        AllowList::DEFAULT,
+        "restore",
+        s.cfg.job_wait,
+    )
+    .await?;
+    let uri = exec_uri_in(path, offset);
+    lifecycle::start_from(s, dom, paused, Some(Incoming { def, uri })).await
+}
+
+/// `virsh start` of a domain with a managed-save image: restore it, then
+/// remove the image. The caller holds a job on `dom`.
+pub(crate) async fn start_managed(s: &Arc<Shared>, dom: &Arc<Domain>, paused: bool) -> Result<()> {
+    let path = managed_path(s, dom.name());
+    let h = saveimage::read_header(&path)?;
+    let def = Arc::new(Def::parse(&h.xml)?);
+    if def.uuid() != dom.uuid() {
+        return Err(Error::OperationInvalid(format!(
+            "managed save image '{}' belongs to another domain",
+            path.display()
+        )));
+    }
+    let uri = exec_uri_in(&path, h.stream_offset);
+    let paused = paused || !h.was_running;
+    lifecycle::start_from(s, dom, paused, Some(Incoming { def, uri })).await?;
+    crate::persist::remove(&path)
+        .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incoming_uri_skips_the_header() {
+        assert_eq!(
+            exec_uri_in(Path::new("/a b"), 99),
+            "exec:tail -c +100 '/a b'"
+        );
+    }
+}

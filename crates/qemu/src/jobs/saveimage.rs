@@ -1,0 +1,208 @@
+//! The save image: a fixed header, the domain XML, then QEMU's migration
+//! stream.
+//!
+//! ```text
+//! 0   16  magic: PARTIAL while QEMU writes, COMPLETE once the save finished
+//! 16  4   version (LE u32)
+//! 20  4   XML length (LE u32)
+//! 24  4   flags (LE u32; bit 0: the guest was running)
+//! 28  4   reserved
+//! 32  8   stream length (LE u64; 0 while partial)
+//! 40  24  reserved
+//! 64  ..  domain XML, then the migration stream
+//! ```
+//!
+//! The header is written first and QEMU appends; the magic and the stream
+//! length are rewritten only after QEMU reported completion, so a save that
+//! was interrupted, a truncated copy, or a file that is not ours is refused
+//! by [`read_header`] before any QEMU is started.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use crate::{Error, Result};
+
+pub const MAGIC_PARTIAL: &[u8; 16] = b"FerrovirtSavePrt";
+pub const MAGIC_COMPLETE: &[u8; 16] = b"FerrovirtSaveImg";
+pub const VERSION: u32 = 1;
+pub const HEADER_LEN: u64 = 64;
+/// A domain XML larger than this is not one we wrote.
+pub const MAX_XML: u32 = 16 << 20;
+
+const FLAG_RUNNING: u32 = 1;
+
+/// What the header of a complete image says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageHeader {
+    pub xml: String,
+    pub was_running: bool,
+    /// Offset of the migration stream in the file.
+    pub stream_offset: u64,
+    pub stream_len: u64,
+}
+
+/// Creates `path` with a partial header and the XML; QEMU appends.
+pub fn write_header(path: &Path, xml: &str, was_running: bool) -> Result<()> {
+    let len = u32::try_from(xml.len())
+        .ok()
+        .filter(|l| *l <= MAX_XML)
+        .ok_or_else(|| Error::InvalidArg("domain XML too large for a save image".into()))?;
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[..16].copy_from_slice(MAGIC_PARTIAL);
+    h[16..20].copy_from_slice(&VERSION.to_le_bytes());
+    h[20..24].copy_from_slice(&len.to_le_bytes());
+    let flags = if was_running { FLAG_RUNNING } else { 0 };
+    h[24..28].copy_from_slice(&flags.to_le_bytes());
+    let ctx = || format!("cannot write save image '{}'", path.display());
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| Error::io(ctx(), e))?;
+    f.write_all(&h)
+        .and_then(|()| f.write_all(xml.as_bytes()))
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(ctx(), e))
+}
+
+/// Marks the image complete: records the stream length, then the magic,
+/// each synced, so a crash in between leaves a partial image.
+pub fn mark_complete(path: &Path) -> Result<()> {
+    let ctx = || format!("cannot finish save image '{}'", path.display());
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(ctx(), e))?;
+    let size = f.metadata().map_err(|e| Error::io(ctx(), e))?.len();
+    let mut h = [0u8; HEADER_LEN as usize];
+    f.read_exact(&mut h).map_err(|e| Error::io(ctx(), e))?;
+    let xml_len = u64::from(le32(&h[20..24]));
+    let stream_len = size
+        .checked_sub(HEADER_LEN + xml_len)
+        .filter(|l| *l > 0)
+        .ok_or_else(|| Error::Qemu("QEMU wrote no migration stream".into()))?;
+    let io = |f: &mut File, at: u64, data: &[u8]| -> std::io::Result<()> {
+        f.seek(SeekFrom::Start(at))?;
+        f.write_all(data)?;
+        f.sync_all()
+    };
+    io(&mut f, 32, &stream_len.to_le_bytes()).map_err(|e| Error::io(ctx(), e))?;
+    io(&mut f, 0, MAGIC_COMPLETE).map_err(|e| Error::io(ctx(), e))
+}
+
+fn le32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(a)
+}
+
+fn le64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+fn bad(path: &Path, why: &str) -> Error {
+    Error::Qemu(format!(
+        "'{}' is not a valid save image: {why}",
+        path.display()
+    ))
+}
+
+/// Reads and validates the header of a complete image (magic, version,
+/// lengths against the file size, the stream's own magic).
+pub fn read_header(path: &Path) -> Result<ImageHeader> {
+    let mut f = File::open(path)
+        .map_err(|e| Error::io(format!("cannot open save image '{}'", path.display()), e))?;
+    let size = f
+        .metadata()
+        .map_err(|e| Error::io(format!("cannot stat '{}'", path.display()), e))?
+        .len();
+    let mut h = [0u8; HEADER_LEN as usize];
+    if size < HEADER_LEN || f.read_exact(&mut h).is_err() {
+        return Err(bad(path, "file too short"));
+    }
+    if &h[..16] == MAGIC_PARTIAL {
+        return Err(bad(path, "the save did not complete"));
+    }
+    if &h[..16] != MAGIC_COMPLETE {
+        return Err(bad(path, "unknown magic"));
+    }
+    if le32(&h[16..20]) != VERSION {
+        return Err(bad(path, "unsupported version"));
+    }
+    let xml_len = le32(&h[20..24]);
+    let stream_len = le64(&h[32..40]);
+    if xml_len == 0 || xml_len > MAX_XML {
+        return Err(bad(path, "bad XML length"));
+    }
+    let stream_offset = HEADER_LEN + u64::from(xml_len);
+    if stream_len == 0 || stream_offset.checked_add(stream_len) != Some(size) {
+        return Err(bad(path, "truncated or extended (stream length mismatch)"));
+    }
+    let mut xml = vec![0u8; xml_len as usize];
+    f.read_exact(&mut xml)
+        .map_err(|_| bad(path, "file too short"))?;
+    let xml = String::from_utf8(xml).map_err(|_| bad(path, "domain XML is not UTF-8"))?;
+    let mut magic = [0u8; 4];
+    f.read_exact(&mut magic)
+        .map_err(|_| bad(path, "no migration stream"))?;
+    // QEMU's stream starts with "QEVM"; qemu-sim's with "QEMU".
+    if &magic != b"QEVM" && &magic != b"QEMU" {
+        return Err(bad(path, "the migration stream has an unknown magic"));
+    }
+    Ok(ImageHeader {
+        xml,
+        was_running: le32(&h[24..28]) & FLAG_RUNNING != 0,
+        stream_offset,
+        stream_len,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_rejections() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.save");
+        write_header(&p, "<domain/>", true).unwrap();
+        assert!(
+            read_header(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("did not complete")
+        );
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"QEVM-stream-bytes").unwrap();
+        drop(f);
+        mark_complete(&p).unwrap();
+        let h = read_header(&p).unwrap();
+        assert_eq!(h.xml, "<domain/>");
+        assert!(h.was_running);
+        assert_eq!(h.stream_offset, 64 + 9);
+        assert_eq!(h.stream_len, 17);
+        let len = std::fs::metadata(&p).unwrap().len();
+        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(len - 3).unwrap();
+        assert!(
+            read_header(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("truncated")
+        );
+        std::fs::write(&p, vec![7u8; 200]).unwrap();
+        assert!(read_header(&p).unwrap_err().to_string().contains("magic"));
+        std::fs::write(&p, b"short").unwrap();
+        assert!(
+            read_header(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("too short")
+        );
+    }
+}
