@@ -199,3 +199,40 @@ fn libvirt_python_sees_lifecycle_events_in_order() {
         common::tail(&d.log(), 40)
     );
 }
+
+#[test]
+fn live_xml_shows_pty_paths_and_survives_a_killed_daemon() {
+    let mut d = Daemon::start();
+    let xml = real_domain_xml("pty1").replace(
+        "  </devices>",
+        "    <serial type='pty'><target port='0'/></serial>\n  </devices>",
+    );
+    let f = d.file("pty1.xml", &xml);
+    d.virsh_ok(&["define", f.to_str().expect("utf8")]);
+    d.virsh_ok(&["start", "pty1"]);
+    let live = d.virsh_ok(&["dumpxml", "pty1"]);
+    let pty = live
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("<source path='/dev/pts/"))
+        .map(|rest| rest.trim_end_matches("'/>").to_owned())
+        .unwrap_or_else(|| panic!("live XML lacks the pty path:\n{live}"));
+    let inactive = d.virsh_ok(&["dumpxml", "--inactive", "pty1"]);
+    assert!(!inactive.contains("/dev/pts/"), "{inactive}");
+
+    // SIGKILL the daemon: QEMU keeps running; the new daemon re-adopts it
+    // and reports the same state, id and pty.
+    let id = d.virsh_ok(&["domid", "pty1"]);
+    d.kill();
+    d.spawn();
+    assert_eq!(
+        d.virsh_ok(&["domstate", "--reason", "pty1"]).trim(),
+        "running (booted)"
+    );
+    assert_eq!(d.virsh_ok(&["domid", "pty1"]), id);
+    let live = d.virsh_ok(&["dumpxml", "pty1"]);
+    assert!(
+        live.contains(&format!("/dev/pts/{pty}")),
+        "pty lost after restart:\n{live}"
+    );
+    d.virsh_ok(&["destroy", "pty1"]);
+}

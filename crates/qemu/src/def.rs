@@ -42,8 +42,9 @@ impl From<domain::LifecycleAction> for LifecycleAction {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Def {
     inner: DomainDef,
-    /// Set on the live definition of a running domain.
-    live_id: Option<u32>,
+    /// Set on the live definition of a running domain: its id and the pty
+    /// path of each serial (None where not a pty or not known yet).
+    live: Option<(u32, Vec<Option<String>>)>,
 }
 
 impl Def {
@@ -51,17 +52,14 @@ impl Def {
     /// crate's libvirt code (XML_ERROR, CONFIG_UNSUPPORTED, ...).
     pub fn parse(xml: &str) -> Result<Self> {
         let inner = DomainDef::parse(xml).map_err(|e| Error::Xml(e.to_vir_error()))?;
-        Ok(Self {
-            inner,
-            live_id: None,
-        })
+        Ok(Self { inner, live: None })
     }
 
     /// The live definition of this domain running with `id`.
     pub fn live(&self, id: u32) -> Self {
         Self {
             inner: self.inner.clone(),
-            live_id: Some(id),
+            live: Some((id, Vec::new())),
         }
     }
 
@@ -128,12 +126,26 @@ impl Def {
         Ok(())
     }
 
+    /// QEMU chardev ids of the serial ports, in order (for query-chardev).
+    pub fn serial_chardev_ids(&self) -> Vec<String> {
+        self.inner.serial_chardev_ids()
+    }
+
+    /// This live definition with the serials' pty paths filled in.
+    pub fn with_ptys(&self, ptys: Vec<Option<String>>) -> Self {
+        let mut out = self.clone();
+        if let Some((_, p)) = out.live.as_mut() {
+            *p = ptys;
+        }
+        out
+    }
+
     /// Inactive XML, or live XML for a live definition.
     pub fn to_xml(&self) -> String {
-        match self.live_id {
-            Some(id) => self.inner.to_xml(Some(&LiveInfo {
-                id,
-                serial_ptys: Vec::new(),
+        match &self.live {
+            Some((id, ptys)) => self.inner.to_xml(Some(&LiveInfo {
+                id: *id,
+                serial_ptys: ptys.clone(),
                 vnc_port: None,
             })),
             None => self.inner.to_xml(None),

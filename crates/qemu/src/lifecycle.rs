@@ -160,6 +160,7 @@ async fn finish_start(
         run.monitor = Some(mon);
     }
     events::spawn_run_tasks(s, dom, ctx, Some(events), process.clone());
+    fill_ptys(s, dom, ctx).await;
     // Persist before the guest runs: a daemon killed from here on finds it.
     persist_status(s, dom)?;
     if let Some(uri) = incoming {
@@ -192,6 +193,36 @@ async fn finish_start(
         }
     }
     persist_status(s, dom)
+}
+
+/// Records the pty paths QEMU allocated for pty serials in the live
+/// definition, so `dumpxml` shows `<source path='/dev/pts/N'/>` as libvirt
+/// does. Best effort: a failure leaves the paths out, nothing else.
+pub(crate) async fn fill_ptys(s: &Shared, dom: &Domain, ctx: &RunCtx) {
+    let ids = dom.def_for_xml(false).serial_chardev_ids();
+    if ids.is_empty() {
+        return;
+    }
+    let Ok(v) = command(dom, s.cfg.monitor_timeout, "query-chardev", None).await else {
+        return;
+    };
+    let ptys = ids
+        .iter()
+        .map(|id| {
+            v.as_array()?
+                .iter()
+                .find(|c| monitor::str_field(c, "label") == Some(id))
+                .and_then(|c| monitor::str_field(c, "filename"))
+                .and_then(|f| f.strip_prefix("pty:"))
+                .map(str::to_owned)
+        })
+        .collect();
+    let mut g = dom.lock();
+    if g.run_of(ctx.generation).is_some()
+        && let Some(live) = g.live.clone()
+    {
+        g.live = Some(Arc::new(live.with_ptys(ptys)));
+    }
 }
 
 /// Writes the status record of the current run (nothing if not running).

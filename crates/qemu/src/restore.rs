@@ -199,6 +199,7 @@ async fn readopt(s: &Arc<Shared>, rec: StatusRecord) {
     events::spawn_run_tasks(s, &dom, &ctx, events, process);
     if dom.lock().monitor().is_some() {
         resync(s, &dom, &ctx, &rec).await;
+        lifecycle::fill_ptys(s, &dom, &ctx).await;
     }
     let _ = lifecycle::persist_status(s, &dom);
 }
