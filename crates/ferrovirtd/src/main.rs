@@ -5,6 +5,7 @@ mod config;
 mod daemon;
 mod dispatch;
 mod host;
+mod limits;
 mod procs;
 mod relay;
 mod wire;
@@ -42,6 +43,10 @@ fn main() -> ExitCode {
         }
         None => config::Config::default(),
     };
+    match limits::raise_nofile() {
+        Ok(n) => tracing::debug!(nofile = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let root = args
         .root
         .or_else(|| cfg.root.clone())
