@@ -83,15 +83,6 @@ fn wait_markers(d: &Daemon, serial: &Path, n: usize) {
     }
 }
 
-/// Polls the daemon log (with a deadline) for `needle`.
-fn wait_for_log(d: &Daemon, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !d.log().contains(needle) {
-        assert!(Instant::now() < deadline, "daemon never logged '{needle}'");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn define_start(d: &Daemon, name: &str, xml: &str) {
     let f = d.file(&format!("{name}.xml"), xml);
     d.virsh_ok(&["define", f.to_str().expect("utf8")]);
@@ -121,7 +112,7 @@ fn guest_boots_with_qcow2_disk_and_user_nic_and_powers_off_through_acpi() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn virsh event");
-    wait_for_log(&d, "event callback registered");
+    d.wait_for_log("event callback registered");
     d.virsh_ok(&["start", "g1"]);
     let started = Instant::now();
     wait_markers(&d, &serial, 1);

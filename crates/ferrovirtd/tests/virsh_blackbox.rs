@@ -101,7 +101,7 @@ fn virsh_event_loop_prints_lifecycle_events() {
         .spawn()
         .expect("spawn virsh event");
     let pid = listener.id();
-    wait_for_registration(&d);
+    d.wait_for_log("event callback registered");
     d.virsh_ok(&["start", "ev1"]);
     d.virsh_ok(&["suspend", "ev1"]);
     d.virsh_ok(&["resume", "ev1"]);
@@ -124,23 +124,6 @@ fn virsh_event_loop_prints_lifecycle_events() {
             .find(w)
             .unwrap_or_else(|| panic!("missing or out of order: '{w}'\n{text}"));
         at += pos + w.len();
-    }
-}
-
-/// Waits until `virsh event` has registered its callback: the daemon logs
-/// each registration, so poll the log with a deadline.
-fn wait_for_registration(d: &Daemon) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if d.log().contains("event callback registered") {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "virsh event never registered\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -145,6 +145,19 @@ impl Daemon {
         p
     }
 
+    /// Polls the daemon log (with a deadline) until it contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "daemon never logged '{needle}'\n{}",
+                tail(&self.log(), 40)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Polls `virsh domstate --reason` until it prints `want`.
     pub fn wait_state(&self, dom: &str, want: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
