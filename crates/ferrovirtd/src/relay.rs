@@ -14,9 +14,11 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use qemu::{DomainEvent, Driver, EventKind};
 use rpc::protocol::remote::{
-    DomainEventBlockJob2Msg, DomainEventBlockJobMsg, DomainEventCallbackBlockJobMsg,
-    DomainEventCallbackLifecycleMsg, DomainEventCallbackRebootMsg, DomainEventLifecycleMsg,
-    DomainEventRebootMsg, NonnullDomain, event_id, procedure,
+    DomainEventBalloonChangeMsg, DomainEventBlockJob2Msg, DomainEventBlockJobMsg,
+    DomainEventCallbackBalloonChangeMsg, DomainEventCallbackBlockJobMsg,
+    DomainEventCallbackLifecycleMsg, DomainEventCallbackRebootMsg, DomainEventCallbackRtcChangeMsg,
+    DomainEventLifecycleMsg, DomainEventRebootMsg, DomainEventRtcChangeMsg, NonnullDomain,
+    event_id, procedure,
 };
 use rpc::{ClientId, EventSink};
 use virterror::{ErrorCode, ErrorDomain, VirError};
@@ -162,6 +164,8 @@ impl Relay {
             EventKind::Lifecycle { .. } => &[event_id::LIFECYCLE],
             EventKind::Reboot => &[event_id::REBOOT],
             EventKind::BlockJob { .. } => &[event_id::BLOCK_JOB, event_id::BLOCK_JOB_2],
+            EventKind::RtcChange { .. } => &[event_id::RTC_CHANGE],
+            EventKind::BalloonChange { .. } => &[event_id::BALLOON_CHANGE],
         };
         let dom = wire_dom(ev);
         let mut gone = Vec::new();
@@ -237,6 +241,40 @@ fn push(
             &DomainEventRebootMsg { dom: dom.clone() },
         ),
         (ev @ EventKind::BlockJob { .. }, style) => push_block_job(sink, r, style, ev, dom),
+        (EventKind::RtcChange { offset }, style) => {
+            let msg = DomainEventRtcChangeMsg {
+                dom: dom.clone(),
+                offset: *offset,
+            };
+            match style {
+                Style::Callback => sink.try_send_event_xdr(
+                    procedure::DOMAIN_EVENT_CALLBACK_RTC_CHANGE,
+                    &DomainEventCallbackRtcChangeMsg {
+                        callback_id: r.id,
+                        msg,
+                    },
+                ),
+                Style::Legacy => sink.try_send_event_xdr(procedure::DOMAIN_EVENT_RTC_CHANGE, &msg),
+            }
+        }
+        (EventKind::BalloonChange { actual_kib }, style) => {
+            let msg = DomainEventBalloonChangeMsg {
+                dom: dom.clone(),
+                actual: *actual_kib,
+            };
+            match style {
+                Style::Callback => sink.try_send_event_xdr(
+                    procedure::DOMAIN_EVENT_CALLBACK_BALLOON_CHANGE,
+                    &DomainEventCallbackBalloonChangeMsg {
+                        callback_id: r.id,
+                        msg,
+                    },
+                ),
+                Style::Legacy => {
+                    sink.try_send_event_xdr(procedure::DOMAIN_EVENT_BALLOON_CHANGE, &msg)
+                }
+            }
+        }
     }
 }
 

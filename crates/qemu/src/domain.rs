@@ -33,6 +33,8 @@ pub(crate) struct RunCtx {
     pub generation: u64,
     pub actions: Actions,
     pub progress: watch::Sender<Progress>,
+    /// Guest-triggered value events waiting for their delivery slot.
+    pub throttle: crate::throttle::Throttle,
 }
 
 impl RunCtx {
@@ -41,6 +43,7 @@ impl RunCtx {
             generation,
             actions: Actions::default(),
             progress: watch::Sender::new(Progress::default()),
+            throttle: Default::default(),
         })
     }
 

@@ -23,6 +23,7 @@ use crate::process::Process;
 use crate::state::{
     DomainState, EventKind, LifecycleKind as L, StateReason, detail, paused, running, shutdown,
 };
+use crate::throttle::Kind;
 
 /// Events handled per semaphore permit before yielding.
 const BATCH: usize = 64;
@@ -76,6 +77,7 @@ async fn pump(s: &Shared, dom: &Domain, ctx: &RunCtx, events: &mut qmp::Events, 
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         batch.clear();
+        let flush_at = ctx.throttle.next_due().map(tokio::time::Instant::from_std);
         let n = tokio::select! {
             biased;
             n = events.recv_many(&mut batch, BATCH) => n,
@@ -83,12 +85,22 @@ async fn pump(s: &Shared, dom: &Domain, ctx: &RunCtx, events: &mut qmp::Events, 
                 drain_after_exit(s, dom, ctx, events).await;
                 return;
             }
+            _ = sleep_until_opt(flush_at), if flush_at.is_some() => {
+                flush_due(s, dom, ctx);
+                continue;
+            }
         };
         if n == 0 {
             return;
         }
         handle_batch(s, dom, ctx, &mut batch).await;
         tokio::task::yield_now().await;
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
     }
 }
 
@@ -170,6 +182,23 @@ fn handle_event(s: &Shared, dom: &Domain, ctx: &RunCtx, ev: Event) {
                 on_pause_reason(g, dom, hub, a, paused::WATCHDOG, detail::SUSPENDED_WATCHDOG)
             });
         }
+        Q::RtcChange(d) => guest_value(
+            s,
+            dom,
+            ctx,
+            Kind::Rtc,
+            EventKind::RtcChange { offset: d.offset },
+        ),
+        Q::BalloonChange(d) => {
+            let actual_kib = u64::try_from(d.actual).unwrap_or(0) / 1024;
+            guest_value(
+                s,
+                dom,
+                ctx,
+                Kind::Balloon,
+                EventKind::BalloonChange { actual_kib },
+            )
+        }
         Q::Migration(d) => {
             let st = d.status.as_str().to_owned();
             ctx.update_progress(|p| p.migration = Some(st));
@@ -188,6 +217,21 @@ fn handle_event(s: &Shared, dom: &Domain, ctx: &RunCtx, ev: Event) {
             }
         }
         _ => {}
+    }
+}
+
+/// Delivers a guest-triggered value event now, or leaves it to the
+/// throttle's slot (delivered by [`flush_due`] when its interval ends).
+fn guest_value(s: &Shared, dom: &Domain, ctx: &RunCtx, kind: Kind, ev: EventKind) {
+    if let Some(ev) = ctx.throttle.offer(kind, ev, std::time::Instant::now()) {
+        with_run(s, dom, ctx, |g, dom, hub, _| g.emit(dom, hub, ev));
+    }
+}
+
+/// Delivers throttled events whose interval has ended.
+fn flush_due(s: &Shared, dom: &Domain, ctx: &RunCtx) {
+    for ev in ctx.throttle.due(std::time::Instant::now()) {
+        with_run(s, dom, ctx, |g, dom, hub, _| g.emit(dom, hub, ev));
     }
 }
 

@@ -21,6 +21,7 @@ pub mod registry;
 pub mod restore;
 pub mod state;
 pub mod subscribers;
+pub mod throttle;
 
 pub use config::{DriverConfig, default_root};
 pub use domain::{

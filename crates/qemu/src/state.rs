@@ -147,6 +147,12 @@ pub enum EventKind {
     Lifecycle { kind: LifecycleKind, detail: i32 },
     /// `VIR_DOMAIN_EVENT_ID_REBOOT`.
     Reboot,
+    /// `VIR_DOMAIN_EVENT_ID_RTC_CHANGE`: guest RTC offset from the host,
+    /// seconds (throttled per VM, see `throttle`).
+    RtcChange { offset: i64 },
+    /// `VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE`: guest memory now, KiB
+    /// (throttled per VM).
+    BalloonChange { actual_kib: u64 },
     /// `VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2` (disk target) and `..._BLOCK_JOB`
     /// (disk path): a block job became ready or ended.
     BlockJob {

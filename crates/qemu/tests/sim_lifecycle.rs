@@ -138,7 +138,11 @@ async fn save_during_flood_with_queries_and_job_errors() {
     loop {
         let ev = next_event_for(&mut sub, "save1", T).await;
         let stopped = ev.kind == lc(L::Stopped, detail::STOPPED_SAVED);
-        kinds.push(ev.kind);
+        // The flood's RTC_CHANGEs arrive too (throttled); the lifecycle
+        // sequence is what this test is about.
+        if matches!(ev.kind, EventKind::Lifecycle { .. }) {
+            kinds.push(ev.kind);
+        }
         if stopped {
             break;
         }

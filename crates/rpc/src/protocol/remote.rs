@@ -142,6 +142,7 @@ procedures! {
     CONNECT_DOMAIN_EVENT_REGISTER_ANY = 167,
     CONNECT_DOMAIN_EVENT_DEREGISTER_ANY = 168,
     DOMAIN_EVENT_REBOOT = 169,
+    DOMAIN_EVENT_RTC_CHANGE = 170,
     DOMAIN_UPDATE_DEVICE_FLAGS = 174,
     DOMAIN_MANAGED_SAVE = 182,
     DOMAIN_HAS_MANAGED_SAVE_IMAGE = 183,
@@ -170,6 +171,7 @@ procedures! {
     DOMAIN_GET_METADATA = 265,
     DOMAIN_BLOCK_REBASE = 266,
     CONNECT_LIST_ALL_DOMAINS = 273,
+    DOMAIN_EVENT_BALLOON_CHANGE = 276,
     DOMAIN_GET_HOSTNAME = 277,
     DOMAIN_GET_SECURITY_LABEL_LIST = 278,
     CONNECT_LIST_ALL_STORAGE_POOLS = 281,
@@ -181,7 +183,9 @@ procedures! {
     CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY = 317,
     DOMAIN_EVENT_CALLBACK_LIFECYCLE = 318,
     DOMAIN_EVENT_CALLBACK_REBOOT = 319,
+    DOMAIN_EVENT_CALLBACK_RTC_CHANGE = 320,
     DOMAIN_EVENT_CALLBACK_BLOCK_JOB = 326,
+    DOMAIN_EVENT_CALLBACK_BALLOON_CHANGE = 331,
     DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED = 333,
     DOMAIN_GET_TIME = 337,
     DOMAIN_EVENT_BLOCK_JOB_2 = 339,
@@ -833,6 +837,26 @@ xdr_struct! {
     pub struct DomainEventCallbackRebootMsg {
         pub callback_id: i32,
         pub msg: DomainEventRebootMsg,
+    }
+
+    pub struct DomainEventRtcChangeMsg {
+        pub dom: NonnullDomain,
+        pub offset: i64,
+    }
+
+    pub struct DomainEventCallbackRtcChangeMsg {
+        pub callback_id: i32,
+        pub msg: DomainEventRtcChangeMsg,
+    }
+
+    pub struct DomainEventBalloonChangeMsg {
+        pub dom: NonnullDomain,
+        pub actual: u64,
+    }
+
+    pub struct DomainEventCallbackBalloonChangeMsg {
+        pub callback_id: i32,
+        pub msg: DomainEventBalloonChangeMsg,
     }
 
     /// `remote_domain_event_callback_job_completed_msg`.

@@ -1,0 +1,89 @@
+//! Guest-triggered value events (RTC_CHANGE, BALLOON_CHANGE) reach clients,
+//! and a flood of them is throttled per VM: a live `virsh event` listener
+//! sees the first at once and then at most one per interval, never the
+//! flood (which is what wedged libvirtd's single event thread).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, sim_control, sim_domain_xml};
+
+#[test]
+fn rtc_and_balloon_events_reach_virsh_and_a_flood_is_throttled() {
+    let d = Daemon::start();
+    let ctl = d.root.path().join("ev.ctl");
+    let ctl_s = ctl.to_string_lossy().into_owned();
+    let xml = sim_domain_xml("ev", &["-sim-control", &ctl_s]);
+    let f = d.file("ev.xml", &xml);
+    d.virsh_ok(&["define", f.to_str().expect("utf8")]);
+    d.virsh_ok(&["start", "ev"]);
+
+    let listener = Command::new("virsh")
+        .args([
+            "-c",
+            &d.uri,
+            "event",
+            "--loop",
+            "--timeout",
+            "60",
+            "--all",
+            "--domain",
+            "ev",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn virsh event");
+    // `--all` registers every event id; wait until the last one is in.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while d.log().matches("event callback registered").count() < 20 {
+        assert!(Instant::now() < deadline, "virsh event never registered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let r = sim_control(&ctl, r#"event RTC_CHANGE {"offset": 42}"#);
+    assert!(r.starts_with("ok"), "{r}");
+    let r = sim_control(&ctl, r#"event BALLOON_CHANGE {"actual": 1073741824}"#);
+    assert!(r.starts_with("ok"), "{r}");
+    // A flood of RTC_CHANGE for 2 s at the sim's maximum rate.
+    let flood_start = Instant::now();
+    let r = sim_control(&ctl, "flood RTC_CHANGE max 2");
+    assert!(r.starts_with("ok"), "{r}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = sim_control(&ctl, "stats");
+        if stats.contains("\"flood\":false") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "flood never ended: {stats}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let flood_secs = flood_start.elapsed().as_secs_f64();
+    let stats = sim_control(&ctl, "stats");
+    d.virsh_ok(&["destroy", "ev"]);
+    let _ = Command::new("kill")
+        .args(["-INT", &listener.id().to_string()])
+        .status();
+    let out = listener.wait_with_output().expect("virsh event output");
+    let text = String::from_utf8_lossy(&out.stdout);
+
+    assert!(
+        text.contains("event 'rtc-change' for domain 'ev': 42"),
+        "{text}"
+    );
+    assert!(
+        text.contains("event 'balloon-change' for domain 'ev': 1048576KiB")
+            || text.contains("event 'balloon-change' for domain 'ev': 1048576 KiB"),
+        "{text}"
+    );
+    let rtc = text.matches("event 'rtc-change'").count();
+    println!("flood: {stats}; {flood_secs:.1} s; virsh got {rtc} rtc-change events");
+    // At most one per 100 ms interval (plus the first and the immediate one).
+    let bound = (flood_secs * 10.0).ceil() as usize + 3;
+    assert!(
+        rtc >= 2 && rtc <= bound,
+        "{rtc} rtc-change events, bound {bound}"
+    );
+}
