@@ -8,11 +8,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, tail};
+use common::{Daemon, EventListener, assert_in_order, tail};
 
 const MARKER: &str = "FERROVIRT-GUEST-READY";
 /// Boot under TCG on a loaded 2-core machine takes ~10 s; allow a lot more.
@@ -95,24 +95,7 @@ fn guest_boots_with_qcow2_disk_and_user_nic_and_powers_off_through_acpi() {
     let (xml, serial) = guest_xml(&d, "g1", "", "");
     let f = d.file("g1.xml", &xml);
     d.virsh_ok(&["define", f.to_str().expect("utf8")]);
-    let listener = Command::new("virsh")
-        .args([
-            "-c",
-            &d.uri,
-            "event",
-            "--loop",
-            "--timeout",
-            "240",
-            "--event",
-            "lifecycle",
-            "--domain",
-            "g1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn virsh event");
-    d.wait_for_log("event callback registered");
+    let listener = EventListener::start(&d, &["--event", "lifecycle", "--domain", "g1"], 1);
     d.virsh_ok(&["start", "g1"]);
     let started = Instant::now();
     wait_markers(&d, &serial, 1);
@@ -138,23 +121,14 @@ fn guest_boots_with_qcow2_disk_and_user_nic_and_powers_off_through_acpi() {
         "the guest itself saw the power button:\n{text}"
     );
 
-    let _ = Command::new("kill")
-        .args(["-INT", &listener.id().to_string()])
-        .status();
-    let out = listener.wait_with_output().expect("virsh event");
-    let events = String::from_utf8_lossy(&out.stdout);
-    let want = [
-        "'g1': Started Booted",
-        "'g1': Shutdown Finished after guest request",
-        "'g1': Stopped Shutdown",
-    ];
-    let mut at = 0;
-    for w in want {
-        let pos = events[at..]
-            .find(w)
-            .unwrap_or_else(|| panic!("missing or out of order: {w}\n{events}"));
-        at += pos + w.len();
-    }
+    assert_in_order(
+        &listener.stop(),
+        &[
+            "'g1': Started Booted",
+            "'g1': Shutdown Finished after guest request",
+            "'g1': Stopped Shutdown",
+        ],
+    );
     d.virsh_ok(&["undefine", "g1"]);
 }
 

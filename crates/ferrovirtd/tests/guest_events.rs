@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, sim_control, sim_domain_xml};
+use common::{Daemon, EventListener, sim_control, sim_domain_xml};
 
 #[test]
 fn rtc_and_balloon_events_reach_virsh_and_a_flood_is_throttled() {
@@ -20,28 +19,8 @@ fn rtc_and_balloon_events_reach_virsh_and_a_flood_is_throttled() {
     d.virsh_ok(&["define", f.to_str().expect("utf8")]);
     d.virsh_ok(&["start", "ev"]);
 
-    let listener = Command::new("virsh")
-        .args([
-            "-c",
-            &d.uri,
-            "event",
-            "--loop",
-            "--timeout",
-            "60",
-            "--all",
-            "--domain",
-            "ev",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn virsh event");
-    // `--all` registers every event id; wait until the last one is in.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while d.log().matches("event callback registered").count() < 20 {
-        assert!(Instant::now() < deadline, "virsh event never registered");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // `--all` registers every event id (20 kinds virsh 9.0 knows).
+    let listener = EventListener::start(&d, &["--all", "--domain", "ev"], 20);
 
     let r = sim_control(&ctl, r#"event RTC_CHANGE {"offset": 42}"#);
     assert!(r.starts_with("ok"), "{r}");
@@ -63,11 +42,7 @@ fn rtc_and_balloon_events_reach_virsh_and_a_flood_is_throttled() {
     let flood_secs = flood_start.elapsed().as_secs_f64();
     let stats = sim_control(&ctl, "stats");
     d.virsh_ok(&["destroy", "ev"]);
-    let _ = Command::new("kill")
-        .args(["-INT", &listener.id().to_string()])
-        .status();
-    let out = listener.wait_with_output().expect("virsh event output");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = listener.stop();
 
     assert!(
         text.contains("event 'rtc-change' for domain 'ev': 42"),

@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{Daemon, real_domain_xml, sim_domain_xml};
+use common::{Daemon, EventListener, assert_in_order, real_domain_xml, sim_domain_xml};
 
 #[test]
 fn virsh_lifecycle_against_real_qemu() {
@@ -85,46 +85,21 @@ fn virsh_event_loop_prints_lifecycle_events() {
     let d = Daemon::start();
     let xml = d.file("ev1.xml", &real_domain_xml("ev1"));
     d.virsh_ok(&["define", xml.to_str().expect("utf8")]);
-    let listener = Command::new("virsh")
-        .args([
-            "-c",
-            &d.uri,
-            "event",
-            "--loop",
-            "--timeout",
-            "60",
-            "--event",
-            "lifecycle",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn virsh event");
-    let pid = listener.id();
-    d.wait_for_log("event callback registered");
+    let listener = EventListener::start(&d, &["--event", "lifecycle"], 1);
     d.virsh_ok(&["start", "ev1"]);
     d.virsh_ok(&["suspend", "ev1"]);
     d.virsh_ok(&["resume", "ev1"]);
     d.virsh_ok(&["destroy", "ev1"]);
-    // End the listener (SIGINT makes virsh print what it has and exit).
-    let _ = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status();
-    let out = listener.wait_with_output().expect("virsh event output");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let want = [
-        "event 'lifecycle' for domain 'ev1': Started Booted",
-        "event 'lifecycle' for domain 'ev1': Suspended Paused",
-        "event 'lifecycle' for domain 'ev1': Resumed Unpaused",
-        "event 'lifecycle' for domain 'ev1': Stopped Destroyed",
-    ];
-    let mut at = 0;
-    for w in want {
-        let pos = text[at..]
-            .find(w)
-            .unwrap_or_else(|| panic!("missing or out of order: '{w}'\n{text}"));
-        at += pos + w.len();
-    }
+    let text = listener.stop();
+    assert_in_order(
+        &text,
+        &[
+            "event 'lifecycle' for domain 'ev1': Started Booted",
+            "event 'lifecycle' for domain 'ev1': Suspended Paused",
+            "event 'lifecycle' for domain 'ev1': Resumed Unpaused",
+            "event 'lifecycle' for domain 'ev1': Stopped Destroyed",
+        ],
+    );
 }
 
 #[test]

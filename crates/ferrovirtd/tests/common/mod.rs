@@ -628,3 +628,48 @@ pub async fn raw_call(
     );
     body
 }
+
+/// A `virsh event --loop` listener on a daemon, started only once the
+/// daemon has registered its callbacks (so no event can be missed).
+pub struct EventListener {
+    child: Child,
+}
+
+impl EventListener {
+    /// Runs `virsh -c URI event --loop --timeout 240 ARGS` and waits until
+    /// the daemon logged `registrations` more callback registrations.
+    pub fn start(d: &Daemon, args: &[&str], registrations: usize) -> EventListener {
+        let before = d.log().matches("event callback registered").count();
+        let child = Command::new("virsh")
+            .args(["-c", &d.uri, "event", "--loop", "--timeout", "240"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn virsh event");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while d.log().matches("event callback registered").count() < before + registrations {
+            assert!(Instant::now() < deadline, "virsh event never registered");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        EventListener { child }
+    }
+
+    /// Ends the listener (SIGINT makes virsh exit) and returns its output.
+    pub fn stop(self) -> String {
+        unsafe_kill(self.child.id() as i32, 2);
+        let out = self.child.wait_with_output().expect("virsh event output");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Asserts every string of `wanted` appears in `text`, in this order.
+pub fn assert_in_order(text: &str, wanted: &[&str]) {
+    let mut at = 0;
+    for w in wanted {
+        let pos = text[at..]
+            .find(w)
+            .unwrap_or_else(|| panic!("missing or out of order: '{w}'\n{text}"));
+        at += pos + w.len();
+    }
+}
