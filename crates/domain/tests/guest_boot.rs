@@ -9,7 +9,7 @@
 mod common;
 
 use common::{RawQmp, TempDir};
-use domain::{Accel, DomainDef, EmulatorCaps, LaunchParams, build_argv};
+use domain::{Accel, DomainDef, build_argv};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -59,18 +59,7 @@ fn boot_once(accel: Accel, deadline: Duration) -> Boot {
         serial.display()
     ))
     .unwrap();
-    let launch = LaunchParams {
-        qmp_socket: dir.0.join("qmp.sock"),
-        pidfile: dir.0.join("qemu.pid"),
-        domain_run_dir: dir.0.clone(),
-        accel,
-        daemonize: false,
-    };
-    let caps = EmulatorCaps {
-        version: (7, 2, 0),
-        machines: vec![],
-        kvm: accel == Accel::Kvm,
-    };
+    let (launch, caps) = common::real_launch(&dir, accel);
     let argv = build_argv(&def, &caps, &launch).unwrap();
     let mut child = Command::new(def.emulator())
         .args(&argv)

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{RawQmp, TempDir};
-use domain::{Accel, DomainDef, EmulatorCaps, LaunchParams, build_argv};
+use domain::{Accel, DomainDef, EmulatorCaps, build_argv};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,19 +22,7 @@ fn minimal_domain_reaches_prelaunch() {
          <features><acpi/></features><devices><serial type='pty'/></devices></domain>"
     ))
     .unwrap();
-    let launch = LaunchParams {
-        qmp_socket: dir.0.join("qmp.sock"),
-        pidfile: dir.0.join("qemu.pid"),
-        domain_run_dir: dir.0.clone(),
-        accel,
-        daemonize: false,
-    };
-    // Machines not probed yet: "q35" is passed through as an alias.
-    let caps = EmulatorCaps {
-        version: (7, 2, 0),
-        machines: vec![],
-        kvm: accel == Accel::Kvm,
-    };
+    let (launch, caps) = common::real_launch(&dir, accel);
     let argv = build_argv(&def, &caps, &launch).unwrap();
     let mut child = Command::new(def.emulator())
         .args(&argv)

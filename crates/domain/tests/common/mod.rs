@@ -163,3 +163,21 @@ impl RawQmp {
         }
     }
 }
+
+/// Launch parameters for a real QEMU run in `dir`, and caps with no probed
+/// machines (so "q35" passes through as QEMU's own alias).
+pub fn real_launch(dir: &TempDir, accel: Accel) -> (LaunchParams, EmulatorCaps) {
+    let launch = LaunchParams {
+        qmp_socket: dir.0.join("qmp.sock"),
+        pidfile: dir.0.join("qemu.pid"),
+        domain_run_dir: dir.0.clone(),
+        accel,
+        daemonize: false,
+    };
+    let caps = EmulatorCaps {
+        version: (7, 2, 0),
+        machines: vec![],
+        kvm: accel == Accel::Kvm,
+    };
+    (launch, caps)
+}
