@@ -105,7 +105,9 @@ fn supports(f: i32) -> bool {
 
 /// QEMU's version in libvirt's numeric form, read once from the default
 /// emulator (`qemu-system-x86_64 --version`); 0 when it cannot be run.
-fn qemu_version() -> u64 {
+/// The daemon reads it at start-up on a blocking thread, so no RPC ever
+/// waits for the process.
+pub fn qemu_version() -> u64 {
     static VERSION: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *VERSION.get_or_init(|| {
         std::process::Command::new(DEFAULT_EMULATOR)
