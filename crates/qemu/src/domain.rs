@@ -436,3 +436,19 @@ pub(crate) async fn command(
     }
     res.map_err(crate::Error::from_qmp)
 }
+
+/// Hands `fd` to QEMU under `fdname` (`getfd`), for a later `fd:` URI.
+pub(crate) async fn pass_fd(
+    dom: &Domain,
+    fdname: &str,
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> crate::Result<()> {
+    let mon = dom.lock().monitor().ok_or(crate::Error::NotRunning)?;
+    let cmd = qmp::commands::Getfd {
+        fdname: fdname.to_owned(),
+    };
+    mon.execute_with_fd(&cmd, fd)
+        .await
+        .map(|_| ())
+        .map_err(crate::Error::from_qmp)
+}

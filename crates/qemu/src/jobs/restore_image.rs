@@ -16,7 +16,6 @@ use std::time::Duration;
 use joblock::{AllowList, AsyncKind};
 use serde_json::json;
 
-use super::save::shell_quote;
 use super::saveimage;
 use crate::def::Def;
 use crate::domain::{Domain, RunCtx, command};
@@ -33,6 +32,11 @@ pub(crate) fn managed_path(s: &Shared, name: &str) -> PathBuf {
         .root
         .join("lib/qemu/save")
         .join(format!("{name}.save"))
+}
+
+/// Single-quotes `s` for /bin/sh (`'` becomes `'\''`).
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// The `exec:` URI that streams the image from `offset` (0-based).
@@ -172,6 +176,12 @@ pub(crate) async fn start_managed(s: &Arc<Shared>, dom: &Arc<Domain>, paused: bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoting_is_shell_safe() {
+        assert_eq!(shell_quote("/a b/c"), "'/a b/c'");
+        assert_eq!(shell_quote("x'y"), "'x'\\''y'");
+    }
 
     #[test]
     fn incoming_uri_skips_the_header() {

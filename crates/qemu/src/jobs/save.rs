@@ -34,15 +34,21 @@ fn allowed() -> AllowList {
         .with(NormalJob::MigrationOp)
 }
 
-/// A shell-safe `exec:` URI appending the migration stream to `path`,
-/// after the header [`saveimage::write_header`] put there.
-pub fn exec_uri_out(path: &Path) -> String {
-    format!("exec:cat >> {}", shell_quote(&path.to_string_lossy()))
-}
+/// The name the save image's descriptor is registered under in QEMU.
+const SAVE_FD: &str = "ferrovirt-save";
 
-/// Single-quotes `s` for /bin/sh (`'` becomes `'\''`).
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+/// Opens `path` for appending and hands it to QEMU, which then writes the
+/// migration stream straight into the file after the header
+/// [`saveimage::write_header`] put there. QEMU reports "completed" only
+/// after its last write returned, so the file is whole by the time the
+/// job sees the event. (Piping through `exec:cat` is not: `cat` may still
+/// hold a pipe's worth of stream when QEMU says it is done.)
+async fn pass_image_fd(dom: &Domain, path: &Path) -> Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("cannot open save image '{}'", path.display()), e))?;
+    crate::domain::pass_fd(dom, SAVE_FD, std::os::fd::AsFd::as_fd(&f)).await
 }
 
 pub(crate) async fn save(s: &Arc<Shared>, dom: &Arc<Domain>, path: &Path) -> Result<()> {
@@ -117,7 +123,9 @@ async fn run(
         // QEMU that lacks the capability is still polled.
         let caps = json!({"capabilities": [{"capability": "events", "state": true}]});
         let _ = command(dom, t, "migrate-set-capabilities", Some(caps)).await;
-        command(dom, t, "migrate", Some(json!({"uri": exec_uri_out(path)}))).await?;
+        pass_image_fd(dom, path).await?;
+        let uri = format!("fd:{SAVE_FD}");
+        command(dom, t, "migrate", Some(json!({"uri": uri}))).await?;
     }
     wait_completed(s, dom, ctx, &mut progress).await?;
     saveimage::mark_complete(path)?;
@@ -244,19 +252,4 @@ pub(crate) async fn abort(s: &Shared, dom: &Domain) -> Result<()> {
     }
     command(dom, s.cfg.monitor_timeout, "migrate_cancel", None).await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting_is_shell_safe() {
-        assert_eq!(shell_quote("/a b/c"), "'/a b/c'");
-        assert_eq!(shell_quote("x'y"), "'x'\\''y'");
-        assert_eq!(
-            exec_uri_out(Path::new("/tmp/it's")),
-            "exec:cat >> '/tmp/it'\\''s'"
-        );
-    }
 }
