@@ -404,8 +404,18 @@ pub(crate) async fn suspend(s: &Shared, dom: &Domain, owner: &str) -> Result<()>
             Some(ev),
         );
     }
-    ctx.actions.set(actions::PERSIST);
+    drop(g);
+    persist_user_change(s, dom);
     Ok(())
+}
+
+/// Writes the status file before a user's state change returns, so a
+/// daemon killed right after still knows why the guest is paused or
+/// running (the reason is ours; QEMU only knows the state).
+fn persist_user_change(s: &Shared, dom: &Domain) {
+    if let Err(e) = persist_status(s, dom) {
+        tracing::warn!(domain = dom.name(), error = %e, "cannot persist status");
+    }
 }
 
 /// `virsh resume`.
@@ -419,6 +429,7 @@ pub(crate) async fn resume(s: &Shared, dom: &Domain, owner: &str) -> Result<()> 
     }
     command(dom, s.cfg.monitor_timeout, "cont", None).await?;
     mark_running(s, dom, &ctx, running::UNPAUSED);
+    persist_user_change(s, dom);
     Ok(())
 }
 
