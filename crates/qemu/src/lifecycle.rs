@@ -601,6 +601,11 @@ async fn on_poweroff(s: &Shared, dom: &Domain, ctx: &RunCtx) {
 }
 
 /// reset + cont after a guest shutdown (fake reboot / on_poweroff=restart).
+///
+/// Unlike a user's `resume`, nobody waits on this, so the state is left
+/// to QEMU's RESUME event: applying it on cont's reply could overtake the
+/// RESET event still queued before it and emit RESUMED before REBOOT.
+/// (A lost RESUME is caught by the resync every overflow triggers.)
 async fn restart_guest(s: &Shared, dom: &Domain, ctx: &RunCtx) -> Result<()> {
     let _job = jobs::begin(dom, NormalJob::Modify, "fake reboot", s.cfg.job_wait).await?;
     command(dom, s.cfg.monitor_timeout, "system_reset", None).await?;
@@ -613,8 +618,6 @@ async fn restart_guest(s: &Shared, dom: &Domain, ctx: &RunCtx) -> Result<()> {
             run.shutdown_seen = None;
         }
     }
-    mark_running(s, dom, ctx, running::BOOTED);
-    ctx.actions.set(actions::PERSIST);
     Ok(())
 }
 
