@@ -248,7 +248,13 @@ mod tests {
             .collect();
         let p = spawn(&argv, &[], &log).unwrap();
         assert!(start_time(p.pid()).is_some());
-        assert!(cmdline_contains(p.pid(), "sleep"));
+        // The shell's own exec of sleep briefly leaves an empty cmdline
+        // (the new image's argument area is not mapped yet): poll.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !cmdline_contains(p.pid(), "sleep") {
+            assert!(std::time::Instant::now() < deadline, "no 'sleep' cmdline");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert!(!p.has_exited());
         assert!(p.terminate(Duration::from_secs(5), true).await.unwrap());
         assert!(p.has_exited());
