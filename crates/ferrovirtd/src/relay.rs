@@ -16,9 +16,11 @@ use qemu::{DomainEvent, Driver, EventKind};
 use rpc::protocol::remote::{
     DomainEventBalloonChangeMsg, DomainEventBlockJob2Msg, DomainEventBlockJobMsg,
     DomainEventCallbackBalloonChangeMsg, DomainEventCallbackBlockJobMsg,
+    DomainEventCallbackIoErrorMsg, DomainEventCallbackIoErrorReasonMsg,
     DomainEventCallbackLifecycleMsg, DomainEventCallbackRebootMsg, DomainEventCallbackRtcChangeMsg,
-    DomainEventLifecycleMsg, DomainEventRebootMsg, DomainEventRtcChangeMsg, NonnullDomain,
-    event_id, procedure,
+    DomainEventCallbackWatchdogMsg, DomainEventIoErrorMsg, DomainEventIoErrorReasonMsg,
+    DomainEventLifecycleMsg, DomainEventRebootMsg, DomainEventRtcChangeMsg, DomainEventWatchdogMsg,
+    NonnullDomain, event_id, procedure,
 };
 use rpc::{ClientId, EventSink};
 use virterror::{ErrorCode, ErrorDomain, VirError};
@@ -166,6 +168,8 @@ impl Relay {
             EventKind::BlockJob { .. } => &[event_id::BLOCK_JOB, event_id::BLOCK_JOB_2],
             EventKind::RtcChange { .. } => &[event_id::RTC_CHANGE],
             EventKind::BalloonChange { .. } => &[event_id::BALLOON_CHANGE],
+            EventKind::IoError { .. } => &[event_id::IO_ERROR, event_id::IO_ERROR_REASON],
+            EventKind::Watchdog { .. } => &[event_id::WATCHDOG],
         };
         let dom = wire_dom(ev);
         let mut gone = Vec::new();
@@ -257,6 +261,23 @@ fn push(
                 Style::Legacy => sink.try_send_event_xdr(procedure::DOMAIN_EVENT_RTC_CHANGE, &msg),
             }
         }
+        (ev @ EventKind::IoError { .. }, style) => push_io_error(sink, r, style, ev, dom),
+        (EventKind::Watchdog { action }, style) => {
+            let msg = DomainEventWatchdogMsg {
+                dom: dom.clone(),
+                action: *action,
+            };
+            match style {
+                Style::Callback => sink.try_send_event_xdr(
+                    procedure::DOMAIN_EVENT_CALLBACK_WATCHDOG,
+                    &DomainEventCallbackWatchdogMsg {
+                        callback_id: r.id,
+                        msg,
+                    },
+                ),
+                Style::Legacy => sink.try_send_event_xdr(procedure::DOMAIN_EVENT_WATCHDOG, &msg),
+            }
+        }
         (EventKind::BalloonChange { actual_kib }, style) => {
             let msg = DomainEventBalloonChangeMsg {
                 dom: dom.clone(),
@@ -326,6 +347,61 @@ fn push_block_job(
             },
         ),
         Style::Legacy => sink.try_send_event_xdr(procedure::DOMAIN_EVENT_BLOCK_JOB, &msg),
+    }
+}
+
+/// IO_ERROR or IO_ERROR_REASON (whichever `r` registered for), legacy or
+/// callback form: one driver event serves both ids, as in libvirt.
+fn push_io_error(
+    sink: &EventSink,
+    r: &Registration,
+    style: Style,
+    ev: &EventKind,
+    dom: &NonnullDomain,
+) -> Result<(), rpc::Dropped> {
+    let EventKind::IoError {
+        src_path,
+        dev_alias,
+        action,
+        reason,
+    } = ev
+    else {
+        return Ok(());
+    };
+    if r.event_id == event_id::IO_ERROR_REASON {
+        let msg = DomainEventIoErrorReasonMsg {
+            dom: dom.clone(),
+            src_path: src_path.clone(),
+            dev_alias: dev_alias.clone(),
+            action: *action,
+            reason: reason.clone(),
+        };
+        return match style {
+            Style::Callback => sink.try_send_event_xdr(
+                procedure::DOMAIN_EVENT_CALLBACK_IO_ERROR_REASON,
+                &DomainEventCallbackIoErrorReasonMsg {
+                    callback_id: r.id,
+                    msg,
+                },
+            ),
+            Style::Legacy => sink.try_send_event_xdr(procedure::DOMAIN_EVENT_IO_ERROR_REASON, &msg),
+        };
+    }
+    let msg = DomainEventIoErrorMsg {
+        dom: dom.clone(),
+        src_path: src_path.clone(),
+        dev_alias: dev_alias.clone(),
+        action: *action,
+    };
+    match style {
+        Style::Callback => sink.try_send_event_xdr(
+            procedure::DOMAIN_EVENT_CALLBACK_IO_ERROR,
+            &DomainEventCallbackIoErrorMsg {
+                callback_id: r.id,
+                msg,
+            },
+        ),
+        Style::Legacy => sink.try_send_event_xdr(procedure::DOMAIN_EVENT_IO_ERROR, &msg),
     }
 }
 

@@ -193,11 +193,17 @@ impl Def {
     /// The disk a user names by target (`vda`) or by its source path, as
     /// libvirt's virDomainDiskByName accepts both.
     pub fn disk(&self, name: &str) -> Option<DiskInfo> {
-        let disks = &self.inner.devices.disks;
-        let (index, d) = disks
+        let index = self
+            .inner
+            .devices
+            .disks
             .iter()
-            .enumerate()
-            .find(|(_, d)| d.target == name || d.source.as_deref() == Some(Path::new(name)))?;
+            .position(|d| d.target == name || d.source.as_deref() == Some(Path::new(name)))?;
+        self.disk_at(index)
+    }
+
+    fn disk_at(&self, index: usize) -> Option<DiskInfo> {
+        let d = self.inner.devices.disks.get(index)?;
         Some(DiskInfo {
             index,
             target: d.target.clone(),
@@ -205,6 +211,35 @@ impl Def {
             source: d.source.clone(),
             format: d.driver.format.unwrap_or(domain::DiskFormat::Raw).as_str(),
         })
+    }
+
+    /// The disk a QMP block event names, as QEMU names it for the devices
+    /// and nodes `argv` created: by the device's QOM path
+    /// (`/machine/peripheral/ALIAS/...`), by a non-empty `device` (`ALIAS`
+    /// or legacy `drive-ALIAS`), or by a startup node name
+    /// (`libvirt-N-format` / `libvirt-N-storage`, see
+    /// [`domain::disk_node_names`]). Nodes a block job pivoted a disk onto
+    /// are not known here (the caller maps those).
+    pub fn disk_of_qmp(
+        &self,
+        device: Option<&str>,
+        node: Option<&str>,
+        qom_path: Option<&str>,
+    ) -> Option<DiskInfo> {
+        let disks = &self.inner.devices.disks;
+        let by_alias = |a: &str| disks.iter().position(|d| d.alias() == a);
+        let peripheral = qom_path
+            .and_then(|p| p.strip_prefix("/machine/peripheral/"))
+            .and_then(|rest| rest.split('/').next());
+        let device = device.filter(|d| !d.is_empty());
+        let index = peripheral
+            .and_then(by_alias)
+            .or_else(|| device.and_then(|d| by_alias(d.strip_prefix("drive-").unwrap_or(d))))
+            .or_else(|| {
+                node.and_then(startup_node_index)
+                    .filter(|i| disks.get(*i).is_some_and(|d| d.source.is_some()))
+            })?;
+        self.disk_at(index)
     }
 
     /// This definition with disk `target` now backed by `source` in
@@ -230,6 +265,19 @@ impl Def {
     }
 }
 
+/// The disk index a startup node name (`libvirt-N-format` or
+/// `libvirt-N-storage`, N = index + 1) stands for.
+fn startup_node_index(node: &str) -> Option<usize> {
+    let n = node.strip_prefix("libvirt-")?;
+    let n = n
+        .strip_suffix("-format")
+        .or_else(|| n.strip_suffix("-storage"))?;
+    if n.starts_with('+') || n.starts_with('0') {
+        return None;
+    }
+    n.parse::<usize>().ok()?.checked_sub(1)
+}
+
 /// The domain crate's view of what the emulator supports.
 fn emulator_caps(caps: &Caps) -> EmulatorCaps {
     let (a, b, c) = caps.version;
@@ -248,5 +296,75 @@ fn emulator_caps(caps: &Caps) -> EmulatorCaps {
             })
             .collect(),
         kvm: caps.kvm_supported,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def() -> Def {
+        Def::parse(
+            "<domain type='qemu'><name>d</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
+             <disk type='file' device='disk'><source file='/a.img'/><target dev='vda' bus='virtio'/></disk>\
+             <disk type='file' device='disk'><source file='/b.img'/><target dev='sda' bus='sata'/></disk>\
+             <disk type='file' device='cdrom'><target dev='sdb' bus='sata'/></disk>\
+             </devices></domain>",
+        )
+        .expect("valid XML")
+    }
+
+    fn target(d: Option<DiskInfo>) -> Option<String> {
+        d.map(|d| d.target)
+    }
+
+    #[test]
+    fn startup_node_names_map_back_to_their_disk() {
+        for i in [0, 1, 9, 41] {
+            let (storage, format) = domain::disk_node_names(i);
+            assert_eq!(startup_node_index(&storage), Some(i));
+            assert_eq!(startup_node_index(&format), Some(i));
+        }
+        for bad in [
+            "libvirt-0-format",
+            "libvirt-01-format",
+            "libvirt-+1-format",
+            "libvirt-1-other",
+            "fv1-format",
+            "libvirt-99999999999999999999999-format",
+            "",
+        ] {
+            assert_eq!(startup_node_index(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn qmp_names_resolve_to_disks() {
+        let d = def();
+        let by_node = |n| target(d.disk_of_qmp(Some(""), Some(n), None));
+        assert_eq!(by_node("libvirt-1-format").as_deref(), Some("vda"));
+        assert_eq!(by_node("libvirt-2-storage").as_deref(), Some("sda"));
+        // The empty CD-ROM has no nodes; beyond the last disk neither.
+        assert_eq!(by_node("libvirt-3-format"), None);
+        assert_eq!(by_node("libvirt-4-format"), None);
+        assert_eq!(by_node("fv17-format"), None);
+
+        let by_dev = |dev| target(d.disk_of_qmp(Some(dev), None, None));
+        assert_eq!(by_dev("virtio-disk0").as_deref(), Some("vda"));
+        assert_eq!(by_dev("drive-sata0-0-0").as_deref(), Some("sda"));
+        assert_eq!(by_dev("nope"), None);
+
+        let qom = "/machine/peripheral/sata0-0-0/blk";
+        let a = d.disk_of_qmp(Some(""), Some("fv17-format"), Some(qom));
+        assert_eq!(target(a).as_deref(), Some("sda"));
+        let a = d.disk_of_qmp(None, None, Some("/machine/peripheral/virtio-disk0"));
+        let a = a.expect("disk by qom path");
+        assert_eq!(a.alias, "virtio-disk0");
+        assert_eq!(a.source.as_deref(), Some(Path::new("/a.img")));
+        assert_eq!(
+            d.disk_of_qmp(None, None, Some("/machine/unattached/device[3]")),
+            None
+        );
     }
 }

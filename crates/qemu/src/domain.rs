@@ -82,6 +82,19 @@ pub(crate) struct Run {
     /// wrong state. Reset on overflow, where the resync restores the truth.
     pub owed_stop: u32,
     pub owed_resume: u32,
+    /// (node name, disk target) of the nodes block jobs pivoted disks
+    /// onto, so an I/O error QEMU reports on such a node names its disk.
+    /// At most two nodes per disk (see [`Run::note_pivot`]).
+    pub pivoted_nodes: Vec<(String, String)>,
+}
+
+impl Run {
+    /// Disk `target` now runs on `nodes` (replacing an earlier pivot's).
+    pub fn note_pivot(&mut self, target: &str, nodes: &[String]) {
+        self.pivoted_nodes.retain(|(_, t)| t != target);
+        self.pivoted_nodes
+            .extend(nodes.iter().map(|n| (n.clone(), target.to_owned())));
+    }
 }
 
 /// A running async job as `domjobinfo` shows it.

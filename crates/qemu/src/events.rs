@@ -17,13 +17,15 @@ use std::time::Duration;
 use qmp::{Event, EventItem, EventKind as Q};
 
 use crate::actions::{self, Actions};
+use crate::device_events;
 use crate::domain::{Domain, Inner, RunCtx, ShutdownBy};
 use crate::driver::Shared;
 use crate::process::Process;
 use crate::state::{
-    DomainState, EventKind, LifecycleKind as L, StateReason, detail, paused, running, shutdown,
+    DomainState, EventKind, LifecycleKind as L, StateReason, detail, io_error_action, paused,
+    running, shutdown, watchdog_action,
 };
-use crate::throttle::Kind;
+use crate::throttle::Key;
 
 /// Events handled per semaphore permit before yielding.
 const BATCH: usize = 64;
@@ -172,21 +174,13 @@ fn handle_event(s: &Shared, dom: &Domain, ctx: &RunCtx, ev: Event) {
         }
         Q::Reset(_) => with_run(s, dom, ctx, on_reset),
         Q::GuestPanicked(_) => with_run(s, dom, ctx, on_panic),
-        Q::BlockIoError(d) if d.action.as_deref() == Some("stop") => {
-            with_run(s, dom, ctx, |g, dom, hub, a| {
-                on_pause_reason(g, dom, hub, a, paused::IOERROR, detail::SUSPENDED_IOERROR)
-            });
-        }
-        Q::Watchdog(d) if d.action.as_deref() == Some("pause") => {
-            with_run(s, dom, ctx, |g, dom, hub, a| {
-                on_pause_reason(g, dom, hub, a, paused::WATCHDOG, detail::SUSPENDED_WATCHDOG)
-            });
-        }
+        Q::BlockIoError(d) => on_io_error(s, dom, ctx, &d),
+        Q::Watchdog(d) => on_watchdog(s, dom, ctx, &d),
         Q::RtcChange(d) => guest_value(
             s,
             dom,
             ctx,
-            Kind::Rtc,
+            Key::Rtc,
             EventKind::RtcChange { offset: d.offset },
         ),
         Q::BalloonChange(d) => {
@@ -195,7 +189,7 @@ fn handle_event(s: &Shared, dom: &Domain, ctx: &RunCtx, ev: Event) {
                 s,
                 dom,
                 ctx,
-                Kind::Balloon,
+                Key::Balloon,
                 EventKind::BalloonChange { actual_kib },
             )
         }
@@ -220,10 +214,52 @@ fn handle_event(s: &Shared, dom: &Domain, ctx: &RunCtx, ev: Event) {
     }
 }
 
-/// Delivers a guest-triggered value event now, or leaves it to the
-/// throttle's slot (delivered by [`flush_due`] when its interval ends).
-fn guest_value(s: &Shared, dom: &Domain, ctx: &RunCtx, kind: Kind, ev: EventKind) {
-    if let Some(ev) = ctx.throttle.offer(kind, ev, std::time::Instant::now()) {
+/// BLOCK_IO_ERROR: IO_ERROR and IO_ERROR_REASON for the disk it names
+/// (throttled per disk: a guest can make QEMU report errors at the rate
+/// it issues I/O), then, for action "stop", the pause QEMU is about to
+/// make: paused (I/O error) with SUSPENDED/IOERROR, so the STOP that
+/// follows finds the domain paused already and is not news (as libvirt
+/// orders them: the I/O error events, then the lifecycle event). Under a
+/// storm the I/O error events may lag the pause by up to one throttle
+/// interval; the pause itself is never delayed.
+fn on_io_error(s: &Shared, dom: &Domain, ctx: &RunCtx, d: &qmp::events::BlockIoErrorData) {
+    let found = {
+        let g = dom.lock();
+        let run = g
+            .run
+            .as_ref()
+            .filter(|r| r.ctx.generation == ctx.generation);
+        run.map(|r| device_events::io_error_event(g.live.as_deref(), &r.pivoted_nodes, d))
+    };
+    let Some((key, ev)) = found else { return };
+    let pause = matches!(ev, EventKind::IoError { action, .. } if action == io_error_action::PAUSE);
+    guest_value(s, dom, ctx, key, ev);
+    if pause {
+        with_run(s, dom, ctx, |g, dom, hub, a| {
+            on_pause_reason(g, dom, hub, a, paused::IOERROR, detail::SUSPENDED_IOERROR)
+        });
+    }
+}
+
+/// WATCHDOG: the WATCHDOG event (throttled per VM), then for action
+/// "pause" the pause QEMU is about to make, as for an I/O error. The other
+/// actions are carried out by QEMU and reported by their own events
+/// (RESET, SHUTDOWN, ...).
+fn on_watchdog(s: &Shared, dom: &Domain, ctx: &RunCtx, d: &qmp::events::WatchdogData) {
+    let ev = device_events::watchdog_event(d);
+    let pause = matches!(ev, EventKind::Watchdog { action } if action == watchdog_action::PAUSE);
+    guest_value(s, dom, ctx, Key::Watchdog, ev);
+    if pause {
+        with_run(s, dom, ctx, |g, dom, hub, a| {
+            on_pause_reason(g, dom, hub, a, paused::WATCHDOG, detail::SUSPENDED_WATCHDOG)
+        });
+    }
+}
+
+/// Delivers a guest-triggered event now, or leaves it to the throttle's
+/// slot (delivered by [`flush_due`] when its interval ends).
+fn guest_value(s: &Shared, dom: &Domain, ctx: &RunCtx, key: Key, ev: EventKind) {
+    if let Some(ev) = ctx.throttle.offer(key, ev, std::time::Instant::now()) {
         with_run(s, dom, ctx, |g, dom, hub, _| g.emit(dom, hub, ev));
     }
 }

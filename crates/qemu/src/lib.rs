@@ -8,6 +8,7 @@ pub mod actions;
 pub mod caps;
 pub mod config;
 pub mod def;
+pub mod device_events;
 pub mod domain;
 pub mod driver;
 pub mod error;

@@ -111,6 +111,7 @@ pub(crate) async fn start_from(
             pending_resume: None,
             owed_stop: 0,
             owed_resume: 0,
+            pivoted_nodes: Vec::new(),
         });
         g.state = StateReason::new(DomainState::Paused, paused::STARTING_UP);
         ctx

@@ -192,6 +192,7 @@ async fn readopt(s: &Arc<Shared>, rec: StatusRecord) {
             pending_resume: None,
             owed_stop: 0,
             owed_resume: 0,
+            pivoted_nodes: Vec::new(),
         });
         ctx
     };

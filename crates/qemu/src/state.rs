@@ -153,6 +153,21 @@ pub enum EventKind {
     /// `VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE`: guest memory now, KiB
     /// (throttled per VM).
     BalloonChange { actual_kib: u64 },
+    /// `VIR_DOMAIN_EVENT_ID_IO_ERROR` and `..._IO_ERROR_REASON`: one QMP
+    /// BLOCK_IO_ERROR raises both, as in libvirt (throttled per disk).
+    IoError {
+        /// The disk's source path in the live definition ("" if unknown).
+        src_path: String,
+        /// The disk's device alias (`virtio-disk0`; "" if unknown).
+        dev_alias: String,
+        /// `virDomainEventIOErrorAction`.
+        action: i32,
+        /// "enospc" or "" (see `device_events::io_error_reason`).
+        reason: String,
+    },
+    /// `VIR_DOMAIN_EVENT_ID_WATCHDOG`: the guest's watchdog fired
+    /// (`virDomainEventWatchdogAction`; throttled per VM).
+    Watchdog { action: i32 },
     /// `VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2` (disk target) and `..._BLOCK_JOB`
     /// (disk path): a block job became ready or ended.
     BlockJob {
@@ -165,6 +180,24 @@ pub enum EventKind {
         /// `virConnectDomainEventBlockStatus`.
         status: i32,
     },
+}
+
+/// `virDomainEventIOErrorAction`.
+pub mod io_error_action {
+    pub const NONE: i32 = 0;
+    pub const PAUSE: i32 = 1;
+    pub const REPORT: i32 = 2;
+}
+
+/// `virDomainEventWatchdogAction`.
+pub mod watchdog_action {
+    pub const NONE: i32 = 0;
+    pub const PAUSE: i32 = 1;
+    pub const RESET: i32 = 2;
+    pub const POWEROFF: i32 = 3;
+    pub const SHUTDOWN: i32 = 4;
+    pub const DEBUG: i32 = 5;
+    pub const INJECTNMI: i32 = 6;
 }
 
 /// `virDomainBlockJobType`.
@@ -256,5 +289,11 @@ mod tests {
         assert_eq!(LifecycleKind::Stopped.as_i32(), 5);
         assert_eq!(LifecycleKind::Crashed.as_i32(), 8);
         assert_eq!(detail::STOPPED_SAVED, 4);
+        assert_eq!(paused::IOERROR, 5);
+        assert_eq!(paused::WATCHDOG, 6);
+        assert_eq!(detail::SUSPENDED_IOERROR, 2);
+        assert_eq!(detail::SUSPENDED_WATCHDOG, 3);
+        assert_eq!(io_error_action::REPORT, 2);
+        assert_eq!(watchdog_action::INJECTNMI, 6);
     }
 }

@@ -16,7 +16,9 @@ use crate::wire::{invalid_arg, resolve};
 
 /// Highest `virDomainEventID` libvirt 9 defines; registrations for ids we
 /// never raise are accepted (clients like `virsh event --all` register all
-/// of them) and simply never fire.
+/// of them) and simply never fire. Raised: LIFECYCLE, REBOOT, RTC_CHANGE,
+/// WATCHDOG, IO_ERROR, IO_ERROR_REASON, BLOCK_JOB, BALLOON_CHANGE,
+/// BLOCK_JOB_2 (see `relay`).
 const EVENT_ID_MAX: i32 = 26;
 
 pub fn call(d: &Daemon, ctx: &CallContext, proc_: i32, args: &[u8]) -> Result<Bytes, VirError> {

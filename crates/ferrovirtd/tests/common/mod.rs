@@ -530,6 +530,19 @@ impl ChildLines {
         }
     }
 
+    /// Every line (those already seen and the rest up to EOF, or until
+    /// the deadline), newline-terminated.
+    pub fn rest(&mut self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => break,
+            }
+        }
+        self.seen.iter().map(|l| format!("{l}\n")).collect()
+    }
+
     /// Waits for a line satisfying `pred`; `None` at the deadline or EOF.
     pub fn wait_for(&mut self, pred: impl Fn(&str) -> bool, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
@@ -633,6 +646,7 @@ pub async fn raw_call(
 /// daemon has registered its callbacks (so no event can be missed).
 pub struct EventListener {
     child: Child,
+    lines: ChildLines,
 }
 
 impl EventListener {
@@ -640,26 +654,39 @@ impl EventListener {
     /// the daemon logged `registrations` more callback registrations.
     pub fn start(d: &Daemon, args: &[&str], registrations: usize) -> EventListener {
         let before = d.log().matches("event callback registered").count();
-        let child = Command::new("virsh")
+        let mut child = Command::new("virsh")
             .args(["-c", &d.uri, "event", "--loop", "--timeout", "240"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn virsh event");
+        let lines = ChildLines::new(&mut child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while d.log().matches("event callback registered").count() < before + registrations {
             assert!(Instant::now() < deadline, "virsh event never registered");
             std::thread::sleep(Duration::from_millis(20));
         }
-        EventListener { child }
+        EventListener { child, lines }
     }
 
-    /// Ends the listener (SIGINT makes virsh exit) and returns its output.
-    pub fn stop(self) -> String {
+    /// Waits (with a deadline) for a printed line equal to `want`; panics
+    /// with everything printed so far if it does not come.
+    pub fn expect_line(&mut self, want: &str, timeout: Duration) {
+        if self.lines.wait_for(|l| l == want, timeout).is_none() {
+            panic!(
+                "virsh event never printed '{want}'; it printed:\n{}",
+                self.lines.seen.join("\n")
+            );
+        }
+    }
+
+    /// Ends the listener (SIGINT makes virsh exit) and returns everything
+    /// it printed.
+    pub fn stop(mut self) -> String {
         unsafe_kill(self.child.id() as i32, 2);
-        let out = self.child.wait_with_output().expect("virsh event output");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let _ = self.child.wait();
+        self.lines.rest(Duration::from_secs(10))
     }
 }
 

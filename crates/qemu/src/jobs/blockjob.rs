@@ -514,6 +514,9 @@ async fn finish(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &RunCtx, job: &AsyncJob
         let mut g = dom.lock();
         if pivoted && let (Some(live), Some((path, qcow2))) = (g.live.clone(), &st.pivot_to) {
             g.live = Some(Arc::new(live.with_disk_source(&st.disk, path, *qcow2)));
+            if let Some(run) = g.run_of(ctx.generation) {
+                run.note_pivot(&st.disk, &st.added_nodes);
+            }
         }
         g.block_job = None;
         g.emit(dom, &s.hub, event_of(&st, status));

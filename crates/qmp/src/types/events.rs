@@ -134,6 +134,9 @@ pub struct BlockIoErrorData {
     /// Human-readable error text.
     #[serde(default)]
     pub reason: Option<String>,
+    /// QOM path of the device, when QEMU sends it (newer QEMUs do).
+    #[serde(rename = "qom-path", default)]
+    pub qom_path: Option<String>,
 }
 
 /// Data of `JOB_STATUS_CHANGE`.

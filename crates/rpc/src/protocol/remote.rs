@@ -143,11 +143,14 @@ procedures! {
     CONNECT_DOMAIN_EVENT_DEREGISTER_ANY = 168,
     DOMAIN_EVENT_REBOOT = 169,
     DOMAIN_EVENT_RTC_CHANGE = 170,
+    DOMAIN_EVENT_WATCHDOG = 171,
+    DOMAIN_EVENT_IO_ERROR = 172,
     DOMAIN_UPDATE_DEVICE_FLAGS = 174,
     DOMAIN_MANAGED_SAVE = 182,
     DOMAIN_HAS_MANAGED_SAVE_IMAGE = 183,
     DOMAIN_MANAGED_SAVE_REMOVE = 184,
     DOMAIN_GET_BLOCK_INFO = 194,
+    DOMAIN_EVENT_IO_ERROR_REASON = 195,
     DOMAIN_CREATE_WITH_FLAGS = 196,
     DOMAIN_SET_VCPUS_FLAGS = 199,
     DOMAIN_GET_VCPUS_FLAGS = 200,
@@ -184,6 +187,9 @@ procedures! {
     DOMAIN_EVENT_CALLBACK_LIFECYCLE = 318,
     DOMAIN_EVENT_CALLBACK_REBOOT = 319,
     DOMAIN_EVENT_CALLBACK_RTC_CHANGE = 320,
+    DOMAIN_EVENT_CALLBACK_WATCHDOG = 321,
+    DOMAIN_EVENT_CALLBACK_IO_ERROR = 322,
+    DOMAIN_EVENT_CALLBACK_IO_ERROR_REASON = 324,
     DOMAIN_EVENT_CALLBACK_BLOCK_JOB = 326,
     DOMAIN_EVENT_CALLBACK_BALLOON_CHANGE = 331,
     DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED = 333,
@@ -849,6 +855,49 @@ xdr_struct! {
         pub msg: DomainEventRtcChangeMsg,
     }
 
+    /// `remote_domain_event_watchdog_msg`; `action` is a
+    /// `virDomainEventWatchdogAction`.
+    pub struct DomainEventWatchdogMsg {
+        pub dom: NonnullDomain,
+        pub action: i32,
+    }
+
+    /// `remote_domain_event_callback_watchdog_msg`.
+    pub struct DomainEventCallbackWatchdogMsg {
+        pub callback_id: i32,
+        pub msg: DomainEventWatchdogMsg,
+    }
+
+    /// `remote_domain_event_io_error_msg`; `action` is a
+    /// `virDomainEventIOErrorAction`.
+    pub struct DomainEventIoErrorMsg {
+        pub dom: NonnullDomain,
+        pub src_path: String,
+        pub dev_alias: String,
+        pub action: i32,
+    }
+
+    /// `remote_domain_event_callback_io_error_msg`.
+    pub struct DomainEventCallbackIoErrorMsg {
+        pub callback_id: i32,
+        pub msg: DomainEventIoErrorMsg,
+    }
+
+    /// `remote_domain_event_io_error_reason_msg`.
+    pub struct DomainEventIoErrorReasonMsg {
+        pub dom: NonnullDomain,
+        pub src_path: String,
+        pub dev_alias: String,
+        pub action: i32,
+        pub reason: String,
+    }
+
+    /// `remote_domain_event_callback_io_error_reason_msg`.
+    pub struct DomainEventCallbackIoErrorReasonMsg {
+        pub callback_id: i32,
+        pub msg: DomainEventIoErrorReasonMsg,
+    }
+
     pub struct DomainEventBalloonChangeMsg {
         pub dom: NonnullDomain,
         pub actual: u64,
@@ -1073,6 +1122,12 @@ mod tests {
         assert_eq!(procedure::DOMAIN_BLOCK_REBASE, 266);
         assert_eq!(procedure::DOMAIN_BLOCK_COMMIT, 290);
         assert_eq!(procedure::DOMAIN_BLOCK_COPY, 345);
+        assert_eq!(procedure::DOMAIN_EVENT_WATCHDOG, 171);
+        assert_eq!(procedure::DOMAIN_EVENT_IO_ERROR, 172);
+        assert_eq!(procedure::DOMAIN_EVENT_IO_ERROR_REASON, 195);
+        assert_eq!(procedure::DOMAIN_EVENT_CALLBACK_WATCHDOG, 321);
+        assert_eq!(procedure::DOMAIN_EVENT_CALLBACK_IO_ERROR, 322);
+        assert_eq!(procedure::DOMAIN_EVENT_CALLBACK_IO_ERROR_REASON, 324);
         assert_eq!(procedure_name(212), Some("DOMAIN_GET_STATE"));
         assert_eq!(procedure_name(100_000), None);
     }
@@ -1110,6 +1165,37 @@ mod tests {
         // discriminant right after the 12-byte field name: set to 99
         bad[16..20].copy_from_slice(&99i32.to_be_bytes());
         assert!(from_bytes::<TypedParam>(&bad).is_err());
+    }
+
+    #[test]
+    fn io_error_reason_msg_layout() {
+        let m = DomainEventCallbackIoErrorReasonMsg {
+            callback_id: 7,
+            msg: DomainEventIoErrorReasonMsg {
+                dom: NonnullDomain {
+                    name: "vm".into(),
+                    uuid: [1; UUID_LEN],
+                    id: 3,
+                },
+                src_path: "/d.img".into(),
+                dev_alias: "virtio-disk0".into(),
+                action: 1,
+                reason: "enospc".into(),
+            },
+        };
+        let b = to_bytes(&m);
+        // callbackID, dom (len+"vm" padded, uuid, id), srcPath (len +
+        // 6 padded to 8), devAlias (len + 12), action, reason (len + 6 + 2)
+        assert_eq!(
+            b.len(),
+            4 + (4 + 4 + 16 + 4) + (4 + 8) + (4 + 12) + 4 + (4 + 8)
+        );
+        assert_eq!(&b[..4], &7i32.to_be_bytes());
+        assert_eq!(&b[b.len() - 12..b.len() - 8], &6u32.to_be_bytes());
+        assert_eq!(
+            from_bytes::<DomainEventCallbackIoErrorReasonMsg>(&b).unwrap(),
+            m
+        );
     }
 
     #[test]
