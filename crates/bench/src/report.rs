@@ -439,6 +439,16 @@ pub fn render(v: &Value, src: &str) -> String {
                 listener comparison (both daemons deliver lifecycle events)."
             );
         }
+        // RTC_CHANGE relayed, but throttled by design (one per 100 ms per VM)
+        let rtc_throttled = !ferro_rtc_live.is_empty() && ferro_rtc_live.iter().all(|&x| x > 0);
+        if rtc_throttled {
+            let _ = writeln!(
+                md,
+                "\n**Listener counts differ by design:** ferrovirtd delivers RTC_CHANGE (and BALLOON_CHANGE, WATCHDOG, I/O errors) \
+                at most once per 100 ms per VM (per disk for I/O errors), keeping the newest value (crates/qemu/src/throttle.rs); \
+                libvirtd forwards every event. A client of ferrovirtd sees the same final offset with far fewer messages."
+            );
+        }
         // like-for-like comparisons: ferrovirtd via proxy vs libvirtd via proxy
         if let (Some(fr), Some(lr)) = (
             row_of(rows, "ferrovirtd", "QEMU via qmp-proxy"),
