@@ -204,28 +204,10 @@ pub fn kill_processes_under(root: &Path) {
     }
 }
 
-/// Pids of processes whose command line contains `needle`.
+/// Live (non-zombie) pids whose command line mentions `needle`; the
+/// driver's own lookup, so tests see processes the way restore does.
 pub fn pids_mentioning(needle: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) {
-                out.push(pid);
-            }
-        }
-    }
-    out
+    qemu::process::pids_with_arg(needle)
 }
 
 pub fn virsh(uri: &str, args: &[&str]) -> Output {
