@@ -16,11 +16,12 @@
 //! DomainDef::disk_node_names(&self, i) -> Option<(String, String)>    // (storage, format) blockdev nodes
 //! DomainDef::serial_chardev_ids(&self) -> Vec<String>                 // charserialN, to map query-chardev
 //! DomainDef::resolve_machine(&mut self, caps) -> Result<(), _>        // pin q35/pc to pc-q35-7.2 at define
+//! check_abi_stability(old, new) -> Result<(), AbiMismatch>          // same guest? (save-image XML)
 //! build_argv(def, caps, launch) -> Result<Vec<String>, DomainXmlError> // argv without the binary
 //! Accel::for_domain(def) -> Accel                                      // kvm → Kvm, qemu → Tcg
 //! EmulatorCaps::from_qmp(query_version, query_machines, kvm) -> Result<EmulatorCaps, CapsError>
 //! EmulatorCaps::resolve_machine(Option<&str>) / cpu_max(&str) / has_action_option()
-//! impl ToVirError for DomainXmlError, CapsError
+//! impl ToVirError for DomainXmlError, CapsError, AbiMismatch
 //! ```
 //!
 //! `def.qemu_commandline.env` must be applied by the driver to QEMU's
@@ -72,6 +73,7 @@
 //! controllers, seclabel other than none, lifecycle rename-restart/
 //! coredump-*, on_reboot=preserve, watchdog models other than i6300esb.
 
+pub mod abi;
 pub mod argv;
 pub mod caps;
 pub mod def;
@@ -82,6 +84,7 @@ pub mod parse;
 pub mod units;
 pub mod xml;
 
+pub use abi::{AbiMismatch, check_abi_stability};
 pub use argv::{Accel, LaunchParams, build_argv, disk_node_names};
 pub use caps::{CapsError, EmulatorCaps, MachineType};
 pub use def::*;

@@ -10,7 +10,7 @@ use rpc::server::unsupported_procedure;
 use rpc::{CallContext, ClientId, Handler};
 use virterror::VirError;
 
-use crate::procs::{connect, domain, events, longjobs};
+use crate::procs::{connect, domain, events, longjobs, save_image};
 use crate::relay::Relay;
 
 /// Shared by every call: the driver, the event relay, and what the daemon
@@ -48,6 +48,12 @@ impl Handler for Daemon {
             | p::CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY
             | p::CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY => {
                 events::call(self, &ctx, proc_, &args)
+            }
+            p::DOMAIN_SAVE_IMAGE_GET_XML_DESC | p::DOMAIN_SAVE_IMAGE_DEFINE_XML => {
+                match save_image::call(self, &ctx, proc_, &args).await {
+                    Some(r) => r,
+                    None => Err(unsupported_procedure(proc_)),
+                }
             }
             _ => {
                 if let Some(r) = longjobs::call(self, &ctx, proc_, &args).await {

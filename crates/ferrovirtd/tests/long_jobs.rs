@@ -381,6 +381,164 @@ fn save_restore_managedsave_real() {
     d.wait_state("sv", "running (restored)", T);
 }
 
+/// `virsh` with `--xml`-style files: writes `xml` under the root first.
+fn virsh_with_xml(d: &Daemon, file: &str, xml: &str, args: &[&str]) -> std::process::Output {
+    let f = d.file(file, xml);
+    let mut a: Vec<&str> = args.to_vec();
+    let f = f.to_string_lossy().into_owned();
+    a.push(&f);
+    d.virsh(&a)
+}
+
+/// `virsh save-image-edit` with a non-interactive editor (a sed script).
+fn save_image_edit(d: &Daemon, img: &str, sed: &str) -> std::process::Output {
+    Command::new("virsh")
+        .args(["-c", &d.uri, "save-image-edit", img])
+        .env("VISUAL", format!("sed -i '{sed}'"))
+        .output()
+        .expect("run virsh")
+}
+
+/// The memory element of `xml` doubled (a guest ABI change).
+fn doubled_memory(xml: &str) -> String {
+    let old = "<memory unit='KiB'>65536</memory>";
+    assert!(xml.contains(old), "{xml}");
+    xml.replace(old, "<memory unit='KiB'>131072</memory>")
+}
+
+/// save-image-dumpxml / save-image-define / save-image-edit, restore
+/// --xml and save --xml around a disk file that moved while the guest was
+/// saved; incompatible and malformed XML are refused and leave the image
+/// restorable. One real QEMU.
+#[test]
+fn save_image_xml_moved_disk_real() {
+    let d = Daemon::start();
+    let root = d.root.path();
+    let disk = root.join("disk.qcow2");
+    let moved = root.join("moved/disk.qcow2");
+    std::fs::create_dir_all(root.join("moved")).expect("mkdir");
+    qemu_img_create(&disk, None);
+    define_start(&d, "si", &disk_domain_xml("si", &disk));
+    let img = root.join("si.save");
+    let img_s = img.to_string_lossy().into_owned();
+    d.virsh_ok(&["save", "si", &img_s]);
+    d.wait_state("si", "shut off (saved)", T);
+    std::fs::rename(&disk, &moved).expect("move the disk");
+
+    let shown = d.virsh_ok(&["save-image-dumpxml", &img_s]);
+    let old_src = format!("file='{}'", disk.display());
+    let new_src = format!("file='{}'", moved.display());
+    assert!(shown.contains(&old_src), "{shown}");
+    let moved_xml = shown.replace(&old_src, &new_src);
+    read_only_socket(&d, &img_s, &shown, &moved_xml);
+    refused_xml_keeps_image(&d, &img_s, &shown);
+
+    define_and_edit(&d, &img_s, &moved_xml, &new_src);
+
+    d.virsh_ok(&["restore", &img_s]);
+    d.wait_state("si", "paused (user)", T);
+    assert!(dumpxml(&d, "si").contains(&new_src));
+    d.virsh_ok(&["resume", "si"]);
+    d.wait_state("si", "running (unpaused)", T);
+
+    // save --xml stores the given XML: the disk will be back at its old
+    // place when the image is restored.
+    let back_xml = dumpxml(&d, "si").replace(&new_src, &old_src);
+    let out = virsh_with_xml(&d, "back.xml", &back_xml, &["save", "si", &img_s, "--xml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    d.wait_state("si", "shut off (saved)", T);
+    assert!(
+        d.virsh_ok(&["save-image-dumpxml", &img_s])
+            .contains(&old_src)
+    );
+    std::fs::rename(&moved, &disk).expect("move the disk back");
+    d.virsh_ok(&["restore", &img_s]);
+    d.wait_state("si", "running (restored)", T);
+    assert!(dumpxml(&d, "si").contains(&old_src));
+    d.virsh_ok(&["destroy", "si"]);
+}
+
+/// The read-only socket: the image's XML can be read (not with the
+/// secure flag), not replaced.
+fn read_only_socket(d: &Daemon, img: &str, shown: &str, moved_xml: &str) {
+    let secure = d.virsh_ok(&["save-image-dumpxml", "--security-info", img]);
+    assert_eq!(secure, shown);
+    let ro = common::virsh(&d.ro_uri, &["save-image-dumpxml", img]);
+    assert!(ro.status.success(), "read-only dumpxml: {}", stderr(&ro));
+    let ro = common::virsh(&d.ro_uri, &["save-image-dumpxml", "--security-info", img]);
+    assert!(!ro.status.success(), "read-only dumpxml --security-info");
+    assert!(stderr(&ro).contains("secure flag"), "{}", stderr(&ro));
+    let f = d.file("moved.xml", moved_xml);
+    let ro = common::virsh(&d.ro_uri, &["save-image-define", img, &f.to_string_lossy()]);
+    assert!(!ro.status.success(), "read-only define succeeded");
+    assert!(stderr(&ro).contains("read only"), "{}", stderr(&ro));
+}
+
+/// save-image-define (plain and --paused) and save-image-edit rewrite the
+/// image's XML; the image then points at `new_src`.
+fn define_and_edit(d: &Daemon, img: &str, moved_xml: &str, new_src: &str) {
+    let out = virsh_with_xml(d, "moved.xml", moved_xml, &["save-image-define", img]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(d.virsh_ok(&["save-image-dumpxml", img]).contains(new_src));
+    // --paused flips the image's state; save-image-edit rewrites it too.
+    let out = virsh_with_xml(
+        d,
+        "moved.xml",
+        moved_xml,
+        &["save-image-define", "--paused", img],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = save_image_edit(d, img, "s,<on_crash>destroy,<on_crash>restart,");
+    assert!(out.status.success(), "save-image-edit: {}", stderr(&out));
+    let edited = d.virsh_ok(&["save-image-dumpxml", img]);
+    assert!(edited.contains("<on_crash>restart</on_crash>"), "{edited}");
+    assert!(edited.contains(new_src), "{edited}");
+}
+
+/// An XML changing the guest ABI, or malformed, is refused by restore
+/// --xml and save-image-define with a clear error, and the image still
+/// holds `shown`.
+fn refused_xml_keeps_image(d: &Daemon, img: &str, shown: &str) {
+    let bigger = doubled_memory(shown);
+    let out = virsh_with_xml(d, "big.xml", &bigger, &["restore", img, "--xml"]);
+    assert!(!out.status.success(), "restore --xml with more memory");
+    let err = stderr(&out);
+    assert!(err.contains("unsupported configuration"), "{err}");
+    assert!(
+        err.contains("memory (KiB) cannot change from '65536' to '131072'"),
+        "{err}"
+    );
+    let out = virsh_with_xml(d, "big.xml", &bigger, &["save-image-define", img]);
+    assert!(!out.status.success(), "save-image-define with more memory");
+    assert!(stderr(&out).contains("memory (KiB)"), "{}", stderr(&out));
+    let renamed = shown.replace("<name>si</name>", "<name>si2</name>");
+    let out = virsh_with_xml(d, "renamed.xml", &renamed, &["save-image-define", img]);
+    assert!(
+        stderr(&out).contains("name cannot change"),
+        "{}",
+        stderr(&out)
+    );
+    // Malformed XML: the daemon's error is the one `define` gets (virsh's
+    // own first line names the command, so compare the last).
+    let last = |o: &std::process::Output| {
+        let e = stderr(o);
+        e.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let define_err = last(&virsh_with_xml(d, "bad.xml", "<domain", &["define"]));
+    assert!(define_err.contains("XML error"), "{define_err}");
+    let out = virsh_with_xml(d, "bad.xml", "<domain", &["save-image-define", img]);
+    assert!(!out.status.success());
+    assert_eq!(last(&out), define_err);
+    let out = virsh_with_xml(d, "bad.xml", "<domain", &["restore", img, "--xml"]);
+    assert_eq!(last(&out), define_err);
+    assert!(!d.virsh_ok(&["list", "--all", "--name"]).contains("si2"));
+    assert_eq!(d.virsh_ok(&["save-image-dumpxml", img]), shown);
+}
+
 #[test]
 fn save_abort_and_destroy_during_save_sim() {
     let d = Daemon::start();

@@ -98,6 +98,14 @@ impl Def {
         &self.inner.qemu_commandline.env
     }
 
+    /// `new` must describe the same guest as `self` (name, uuid, sizes,
+    /// machine, device set); host-side details such as a disk's source may
+    /// differ. Reported as the domain crate's CONFIG_UNSUPPORTED.
+    pub fn check_abi(&self, new: &Def) -> Result<()> {
+        domain::check_abi_stability(&self.inner, &new.inner)
+            .map_err(|e| Error::Xml(e.to_vir_error()))
+    }
+
     /// The emulator must exist and be executable: checked at define time,
     /// as libvirt does, so a typo is reported before anything is stored.
     pub fn check_emulator(&self) -> Result<()> {

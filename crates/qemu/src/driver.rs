@@ -411,7 +411,8 @@ impl Driver {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
         }
-        crate::jobs::save::save(&self.s, dom, &path).await
+        let opts = jobs::save::SaveOptions::default();
+        jobs::save::save(&self.s, dom, &path, &opts).await
     }
 
     /// `virsh managedsave-remove`.
@@ -424,9 +425,32 @@ impl Driver {
             .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))
     }
 
-    /// `virsh restore FILE [--running|--paused]`.
-    pub async fn restore(&self, path: &Path, paused: Option<bool>) -> Result<Arc<Domain>> {
-        jobs::restore_image::restore(self, path, paused).await
+    /// `virsh restore FILE [--running|--paused] [--xml DXML]`: `dxml`
+    /// replaces the image's XML if it describes the same guest.
+    pub async fn restore(
+        &self,
+        path: &Path,
+        paused: Option<bool>,
+        dxml: Option<&str>,
+    ) -> Result<Arc<Domain>> {
+        jobs::restore_image::restore(self, path, paused, dxml).await
+    }
+
+    /// `virsh save-image-dumpxml FILE`: the XML a complete image carries.
+    pub async fn save_image_xml(&self, path: &Path) -> Result<String> {
+        jobs::image_xml::get_xml(path).await
+    }
+
+    /// `virsh save-image-define FILE XML [--running|--paused]`: replaces
+    /// the image's XML (same guest only) and, with `running`, the state a
+    /// restore starts it in.
+    pub async fn save_image_define(
+        &self,
+        path: &Path,
+        xml: &str,
+        running: Option<bool>,
+    ) -> Result<()> {
+        jobs::image_xml::define_xml(path, xml, running).await
     }
 
     /// Starts a block job (`blockcopy`, `blockpull`, `blockcommit`);
@@ -517,7 +541,18 @@ impl Driver {
 
     /// `virsh save`: pause, write the state to `path`, stop QEMU.
     pub async fn save(&self, dom: &Arc<Domain>, path: &Path) -> Result<()> {
-        crate::jobs::save::save(&self.s, dom, path).await
+        self.save_with(dom, path, &jobs::save::SaveOptions::default())
+            .await
+    }
+
+    /// `virsh save` with `--xml` / `--running` / `--paused`.
+    pub async fn save_with(
+        &self,
+        dom: &Arc<Domain>,
+        path: &Path,
+        opts: &jobs::save::SaveOptions,
+    ) -> Result<()> {
+        jobs::save::save(&self.s, dom, path, opts).await
     }
 
     /// Number of domains known.

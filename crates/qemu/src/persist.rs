@@ -24,22 +24,31 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    // Unique per process and call, so concurrent writers never share a temp.
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}.{}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = temp_sibling(path)?;
     let res = write_synced(&tmp, data).and_then(|()| fs::rename(&tmp, path));
     if res.is_err() {
         let _ = fs::remove_file(&tmp);
         return res;
     }
     sync_dir(dir)
+}
+
+/// A fresh temp name in `path`'s directory (so a rename onto `path` is
+/// atomic), unique per process and call: concurrent writers never share
+/// one.
+pub fn temp_sibling(path: &Path) -> io::Result<PathBuf> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    Ok(dir.join(format!(
+        ".{}.tmp.{}.{}",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+    )))
 }
 
 fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {

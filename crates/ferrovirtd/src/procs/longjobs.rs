@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use qemu::Driver;
 use qemu::jobs::blockjob::{BlockJobSpec, CopySpec, parse_copy_dest};
+use qemu::jobs::save::SaveOptions;
 use rpc::CallContext;
 use rpc::protocol::remote::{
     DomainBlockCommitArgs, DomainBlockCopyArgs, DomainBlockJobAbortArgs,
@@ -28,8 +29,8 @@ type Reply = Result<Bytes, VirError>;
 
 // virDomainSaveRestoreFlags
 const SAVE_BYPASS_CACHE: u32 = 1;
-const SAVE_RUNNING: u32 = 2;
-const SAVE_PAUSED: u32 = 4;
+pub(crate) const SAVE_RUNNING: u32 = 2;
+pub(crate) const SAVE_PAUSED: u32 = 4;
 // virDomainBlockJobAbortFlags
 const ABORT_ASYNC: u32 = 1;
 const ABORT_PIVOT: u32 = 2;
@@ -101,12 +102,19 @@ type SaveArgs = (
 
 async fn save(drv: &Driver, a: Result<SaveArgs, VirError>) -> Reply {
     let (dom, to, dxml, flags) = a?;
-    check_flags("virDomainSaveFlags", flags, SAVE_BYPASS_CACHE)?;
-    if dxml.is_some() {
-        return Err(unsupported_flags("virDomainSaveFlags (dxml)", 0));
-    }
+    check_flags(
+        "virDomainSaveFlags",
+        flags,
+        SAVE_BYPASS_CACHE | SAVE_RUNNING | SAVE_PAUSED,
+    )?;
+    let opts = SaveOptions {
+        xml: dxml,
+        running: running_flag(flags)?,
+    };
     let dom = resolve(drv, &dom)?;
-    drv.save(&dom, &abs_path(&to)?).await.map_err(vir)?;
+    drv.save_with(&dom, &abs_path(&to)?, &opts)
+        .await
+        .map_err(vir)?;
     Ok(Bytes::new())
 }
 
@@ -117,17 +125,22 @@ async fn restore(drv: &Driver, a: Result<(String, Option<String>, u32), VirError
         flags,
         SAVE_BYPASS_CACHE | SAVE_RUNNING | SAVE_PAUSED,
     )?;
-    if dxml.is_some() {
-        return Err(unsupported_flags("virDomainRestoreFlags (dxml)", 0));
-    }
-    let paused = match (flags & SAVE_RUNNING != 0, flags & SAVE_PAUSED != 0) {
-        (true, true) => return Err(invalid_arg("--running and --paused are exclusive")),
-        (true, false) => Some(false),
-        (false, true) => Some(true),
-        (false, false) => None,
-    };
-    drv.restore(&abs_path(&from)?, paused).await.map_err(vir)?;
+    let paused = running_flag(flags)?.map(|running| !running);
+    drv.restore(&abs_path(&from)?, paused, dxml.as_deref())
+        .await
+        .map_err(vir)?;
     Ok(Bytes::new())
+}
+
+/// VIR_DOMAIN_SAVE_RUNNING / _PAUSED: whether the image (or the restored
+/// guest) is to run; `None` when neither is given.
+pub(crate) fn running_flag(flags: u32) -> Result<Option<bool>, VirError> {
+    match (flags & SAVE_RUNNING != 0, flags & SAVE_PAUSED != 0) {
+        (true, true) => Err(invalid_arg("--running and --paused are exclusive")),
+        (true, false) => Ok(Some(true)),
+        (false, true) => Ok(Some(false)),
+        (false, false) => Ok(None),
+    }
 }
 
 async fn managed_save(drv: &Driver, a: Result<DomainFlagsArgs, VirError>) -> Reply {
@@ -146,7 +159,7 @@ async fn managed_save_remove(drv: &Driver, a: Result<DomainFlagsArgs, VirError>)
     Ok(Bytes::new())
 }
 
-fn abs_path(p: &str) -> Result<PathBuf, VirError> {
+pub(crate) fn abs_path(p: &str) -> Result<PathBuf, VirError> {
     if p.starts_with('/') {
         Ok(PathBuf::from(p))
     } else {

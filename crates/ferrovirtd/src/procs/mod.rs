@@ -4,3 +4,4 @@ pub mod connect;
 pub mod domain;
 pub mod events;
 pub mod longjobs;
+pub mod save_image;

@@ -6,6 +6,7 @@
 //! holder (requirement 5). Queries take no job: they read the snapshot.
 
 pub mod blockjob;
+pub mod image_xml;
 pub mod qemu_img;
 pub mod restore_image;
 pub mod save;

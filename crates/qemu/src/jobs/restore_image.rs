@@ -89,20 +89,17 @@ pub(crate) async fn load(s: &Shared, dom: &Domain, ctx: &RunCtx, uri: &str) -> R
     }
 }
 
-/// `virsh restore FILE`: `paused` None = as the guest was when saved.
+/// `virsh restore FILE [--xml DXML]`: `paused` None = as the guest was
+/// when saved; `dxml` replaces the image's XML if it keeps the guest ABI.
 pub(crate) async fn restore(
     drv: &Driver,
     path: &Path,
     paused: Option<bool>,
+    dxml: Option<&str>,
 ) -> Result<Arc<Domain>> {
     let s = &drv.s;
     let h = saveimage::read_header(path)?;
-    let def = Arc::new(Def::parse(&h.xml).map_err(|e| {
-        Error::InvalidArg(format!(
-            "'{}' carries an invalid domain XML: {e}",
-            path.display()
-        ))
-    })?);
+    let def = Arc::new(super::image_xml::restore_def(path, &h.xml, dxml)?);
     let (dom, created) = {
         let _d = s.define_lock.lock().await;
         match drv.find_same(&def)? {

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use joblock::{AllowList, AsyncKind, NormalJob};
 use serde_json::json;
 
+use crate::def::Def;
 use crate::domain::{AsyncJobInfo, Domain, JobOutcome, RunCtx, command};
 use crate::driver::Shared;
 use crate::lifecycle;
@@ -51,7 +52,37 @@ async fn pass_image_fd(dom: &Domain, path: &Path) -> Result<()> {
     crate::domain::pass_fd(dom, SAVE_FD, std::os::fd::AsFd::as_fd(&f)).await
 }
 
-pub(crate) async fn save(s: &Arc<Shared>, dom: &Arc<Domain>, path: &Path) -> Result<()> {
+/// What `virsh save` may change about the image it writes.
+#[derive(Debug, Clone, Default)]
+pub struct SaveOptions {
+    /// `--xml`: the domain XML to store instead of the live one; it must
+    /// describe the same guest (host-side details such as disk sources
+    /// may differ).
+    pub xml: Option<String>,
+    /// `--running` / `--paused`: the state a restore starts the guest in,
+    /// instead of the state it was in when saved.
+    pub running: Option<bool>,
+}
+
+/// The XML the image stores: the live one, or `new` if it keeps its ABI.
+fn image_xml(live: &Def, new: Option<&Def>) -> Result<String> {
+    match new {
+        None => Ok(live.to_xml()),
+        Some(new) => {
+            live.check_abi(new)?;
+            Ok(new.to_xml())
+        }
+    }
+}
+
+pub(crate) async fn save(
+    s: &Arc<Shared>,
+    dom: &Arc<Domain>,
+    path: &Path,
+    opts: &SaveOptions,
+) -> Result<()> {
+    // Parsed before the job: malformed XML fails as it does for `define`.
+    let new_def = opts.xml.as_deref().map(Def::parse).transpose()?;
     let job = jobs::begin_async(dom, AsyncKind::Save, allowed(), "save", s.cfg.job_wait).await?;
     let (ctx, was_running, xml) = {
         let mut g = dom.lock();
@@ -70,7 +101,7 @@ pub(crate) async fn save(s: &Arc<Shared>, dom: &Arc<Domain>, path: &Path) -> Res
             .map(|r| r.ctx.clone())
             .ok_or(Error::NotRunning)?;
         let was_running = st == DomainState::Running;
-        let xml = g.live.as_ref().unwrap_or(&g.def).to_xml();
+        let xml = image_xml(g.live.as_ref().unwrap_or(&g.def), new_def.as_ref())?;
         g.job = Some(AsyncJobInfo {
             kind: "save".into(),
             started: SystemTime::now(),
@@ -81,7 +112,8 @@ pub(crate) async fn save(s: &Arc<Shared>, dom: &Arc<Domain>, path: &Path) -> Res
     };
     // The header goes first (outside the state lock: it fsyncs); QEMU
     // appends its stream after it.
-    if let Err(e) = saveimage::write_header(path, &xml, was_running) {
+    let image_running = opts.running.unwrap_or(was_running);
+    if let Err(e) = saveimage::write_header(path, &xml, image_running) {
         dom.lock().job = None;
         return Err(e);
     }

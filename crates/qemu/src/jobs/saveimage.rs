@@ -16,12 +16,16 @@
 //! length are rewritten only after QEMU reported completion, so a save that
 //! was interrupted, a truncated copy, or a file that is not ours is refused
 //! by [`read_header`] before any QEMU is started.
+//!
+//! [`rewrite`] replaces the XML of a complete image (`save-image-define`):
+//! the XML length and so the stream offset change, so it builds a new
+//! image beside the old one and renames it over, never editing in place.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use crate::{Error, Result};
+use crate::{Error, Result, persist};
 
 pub const MAGIC_PARTIAL: &[u8; 16] = b"FerrovirtSavePrt";
 pub const MAGIC_COMPLETE: &[u8; 16] = b"FerrovirtSaveImg";
@@ -91,6 +95,65 @@ pub fn mark_complete(path: &Path) -> Result<()> {
     };
     io(&mut f, 32, &stream_len.to_le_bytes()).map_err(|e| Error::io(ctx(), e))?;
     io(&mut f, 0, MAGIC_COMPLETE).map_err(|e| Error::io(ctx(), e))
+}
+
+/// Replaces the domain XML and the "was running" flag of the complete
+/// image `old` describes, keeping its migration stream byte for byte. The
+/// new image is built in a temp file beside `path` (header and XML, the
+/// stream copied after them), checked, synced and renamed over `path`, so
+/// `path` always holds either the old or the new complete image.
+pub fn rewrite(path: &Path, old: &ImageHeader, xml: &str, was_running: bool) -> Result<()> {
+    let ctx = || format!("cannot rewrite save image '{}'", path.display());
+    let tmp = persist::temp_sibling(path).map_err(|e| Error::io(ctx(), e))?;
+    let res = build_copy(path, &tmp, old, xml, was_running)
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(ctx(), e)));
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    match path.parent() {
+        Some(dir) => persist::sync_dir(dir).map_err(|e| Error::io(ctx(), e)),
+        None => Ok(()),
+    }
+}
+
+/// Writes the new image for [`rewrite`] to `tmp` and validates it.
+fn build_copy(
+    src: &Path,
+    tmp: &Path,
+    old: &ImageHeader,
+    xml: &str,
+    was_running: bool,
+) -> Result<()> {
+    let ctx = || format!("cannot rewrite save image '{}'", src.display());
+    let mut from = File::open(src).map_err(|e| Error::io(ctx(), e))?;
+    let meta = from.metadata().map_err(|e| Error::io(ctx(), e))?;
+    if old.stream_offset.checked_add(old.stream_len) != Some(meta.len()) {
+        return Err(bad(src, "it changed while being rewritten"));
+    }
+    write_header(tmp, xml, was_running)?;
+    std::fs::set_permissions(tmp, meta.permissions()).map_err(|e| Error::io(ctx(), e))?;
+    let mut to = OpenOptions::new()
+        .append(true)
+        .open(tmp)
+        .map_err(|e| Error::io(ctx(), e))?;
+    from.seek(SeekFrom::Start(old.stream_offset))
+        .map_err(|e| Error::io(ctx(), e))?;
+    let copied =
+        std::io::copy(&mut from.take(old.stream_len), &mut to).map_err(|e| Error::io(ctx(), e))?;
+    drop(to);
+    if copied != old.stream_len {
+        return Err(bad(src, "it changed while being rewritten"));
+    }
+    mark_complete(tmp)?;
+    let new = read_header(tmp)?;
+    if new.stream_len != old.stream_len {
+        return Err(Error::Internal(format!(
+            "rewritten save image '{}' lost stream bytes",
+            src.display()
+        )));
+    }
+    Ok(())
 }
 
 fn le32(b: &[u8]) -> u32 {
@@ -204,5 +267,64 @@ mod tests {
                 .to_string()
                 .contains("too short")
         );
+    }
+
+    /// A complete image of `xml` and `stream` at `dir/a.save`.
+    fn complete_image(dir: &Path, xml: &str, stream: &[u8]) -> std::path::PathBuf {
+        let p = dir.join("a.save");
+        write_header(&p, xml, true).unwrap();
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(stream).unwrap();
+        drop(f);
+        mark_complete(&p).unwrap();
+        p
+    }
+
+    fn entries(dir: &Path) -> usize {
+        std::fs::read_dir(dir).unwrap().count()
+    }
+
+    #[test]
+    fn rewrite_replaces_the_xml_and_keeps_the_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let stream: Vec<u8> = b"QEVM"
+            .iter()
+            .copied()
+            .chain((0..200_000u32).map(|i| (i % 251) as u8))
+            .collect();
+        let p = complete_image(dir.path(), "<domain>old</domain>", &stream);
+        for xml in ["<domain>a much longer replacement XML</domain>", "<d/>"] {
+            let old = read_header(&p).unwrap();
+            rewrite(&p, &old, xml, false).unwrap();
+            let h = read_header(&p).unwrap();
+            assert_eq!(h.xml, xml);
+            assert!(!h.was_running);
+            assert_eq!(h.stream_offset, HEADER_LEN + xml.len() as u64);
+            assert_eq!(h.stream_len, stream.len() as u64);
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(bytes[h.stream_offset as usize..] == stream[..]);
+            assert_eq!(entries(dir.path()), 1, "no temp file left behind");
+        }
+        let old = read_header(&p).unwrap();
+        rewrite(&p, &old, "<d/>", true).unwrap();
+        assert!(read_header(&p).unwrap().was_running);
+    }
+
+    #[test]
+    fn rewrite_refuses_an_image_that_changed_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = complete_image(dir.path(), "<domain/>", b"QEVM-stream");
+        let old = read_header(&p).unwrap();
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"more").unwrap();
+        drop(f);
+        let before = std::fs::read(&p).unwrap();
+        let e = rewrite(&p, &old, "<other/>", false).unwrap_err();
+        assert!(
+            e.to_string().contains("changed while being rewritten"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&p).unwrap(), before);
+        assert_eq!(entries(dir.path()), 1, "no temp file left behind");
     }
 }

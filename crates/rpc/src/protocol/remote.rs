@@ -164,6 +164,8 @@ procedures! {
     DOMAIN_SAVE_FLAGS = 232,
     DOMAIN_RESTORE_FLAGS = 233,
     DOMAIN_DESTROY_FLAGS = 234,
+    DOMAIN_SAVE_IMAGE_GET_XML_DESC = 235,
+    DOMAIN_SAVE_IMAGE_DEFINE_XML = 236,
     DOMAIN_BLOCK_JOB_ABORT = 237,
     DOMAIN_GET_BLOCK_JOB_INFO = 238,
     DOMAIN_BLOCK_JOB_SET_SPEED = 239,
@@ -285,6 +287,9 @@ pub fn is_read_only_safe(proc_: i32) -> bool {
             | CONNECT_GET_SYSINFO
             | DOMAIN_GET_STATE
             | DOMAIN_GET_CONTROL_INFO
+            // libvirt allows it read-only unless the secure flag is asked
+            // for; the handler refuses that case.
+            | DOMAIN_SAVE_IMAGE_GET_XML_DESC
             | DOMAIN_GET_BLOCK_JOB_INFO
             | DOMAIN_GET_METADATA
             | CONNECT_LIST_ALL_DOMAINS
@@ -966,6 +971,24 @@ xdr_struct! {
         pub flags: u32,
     }
 
+    /// `remote_domain_save_image_get_xml_desc_args`.
+    pub struct DomainSaveImageGetXmlDescArgs {
+        pub file: String,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_save_image_get_xml_desc_ret`.
+    pub struct DomainSaveImageGetXmlDescRet {
+        pub xml: String,
+    }
+
+    /// `remote_domain_save_image_define_xml_args`.
+    pub struct DomainSaveImageDefineXmlArgs {
+        pub file: String,
+        pub dxml: String,
+        pub flags: u32,
+    }
+
     // ---- block jobs ----
 
     /// `remote_domain_block_job_abort_args` (also `get_block_job_info_args`).
@@ -1118,6 +1141,8 @@ mod tests {
         assert_eq!(procedure::DOMAIN_EVENT_CALLBACK_LIFECYCLE, 318);
         assert_eq!(procedure::DOMAIN_DEFINE_XML_FLAGS, 350);
         assert_eq!(procedure::DOMAIN_SAVE_FLAGS, 232);
+        assert_eq!(procedure::DOMAIN_SAVE_IMAGE_GET_XML_DESC, 235);
+        assert_eq!(procedure::DOMAIN_SAVE_IMAGE_DEFINE_XML, 236);
         assert_eq!(procedure::DOMAIN_BLOCK_PULL, 240);
         assert_eq!(procedure::DOMAIN_BLOCK_REBASE, 266);
         assert_eq!(procedure::DOMAIN_BLOCK_COMMIT, 290);
@@ -1203,6 +1228,8 @@ mod tests {
         assert!(is_read_only_safe(procedure::DOMAIN_GET_INFO));
         assert!(!is_read_only_safe(procedure::DOMAIN_DESTROY));
         assert!(!is_read_only_safe(procedure::DOMAIN_DEFINE_XML));
+        assert!(is_read_only_safe(procedure::DOMAIN_SAVE_IMAGE_GET_XML_DESC));
+        assert!(!is_read_only_safe(procedure::DOMAIN_SAVE_IMAGE_DEFINE_XML));
         assert!(!is_read_only_safe(9999));
     }
 }
