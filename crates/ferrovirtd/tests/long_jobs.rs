@@ -356,8 +356,19 @@ fn save_restore_managedsave_real() {
     d.virsh_ok(&["save", "sv", &img.to_string_lossy()]);
     d.virsh_ok(&["undefine", "sv"]);
     let good = std::fs::read(&img).expect("image");
-    let cases: [(&str, Vec<u8>, &str); 3] = [
+    // A header that checks out over a stream QEMU cannot parse: garbage
+    // where the first section should follow QEVM and its version.
+    let at = good
+        .windows(4)
+        .position(|w| w == b"QEVM")
+        .expect("QEMU stream magic")
+        + 8;
+    let mut garbled = good.clone();
+    garbled[at..at + 64].fill(0x42);
+    let cases: [(&str, Vec<u8>, &str); 4] = [
         ("truncated", good[..good.len() - 100].to_vec(), "truncated"),
+        // QEMU reports the failure, then exits: either may be seen first.
+        ("garbled", garbled, "the saved state"),
         ("foreign", vec![0x42; 4096], "unknown magic"),
         (
             "badmagic",

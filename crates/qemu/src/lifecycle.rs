@@ -37,7 +37,8 @@ fn choose_accel(s: &Shared, def: &Def) -> Result<Accel> {
 /// `migrate-incoming`), and the definition saved with it.
 pub(crate) struct Incoming {
     pub def: Arc<Def>,
-    pub uri: String,
+    /// The image, positioned at its migration stream (handed to QEMU).
+    pub image: std::fs::File,
 }
 
 /// Starts a defined, inactive domain. Caller holds a job.
@@ -117,8 +118,8 @@ pub(crate) async fn start_from(
         ctx
     };
     s.registry.set_id(id, dom);
-    let uri = incoming.map(|i| i.uri);
-    match finish_start(s, dom, &ctx, &process, paused, uri.as_deref()).await {
+    let image = incoming.map(|i| i.image);
+    match finish_start(s, dom, &ctx, &process, paused, image.as_ref()).await {
         Ok(()) => Ok(()),
         Err(e) => {
             tracing::warn!(domain = dom.name(), error = %e, "start failed");
@@ -147,7 +148,7 @@ async fn finish_start(
     ctx: &Arc<RunCtx>,
     process: &Arc<Process>,
     paused: bool,
-    incoming: Option<&str>,
+    incoming: Option<&std::fs::File>,
 ) -> Result<()> {
     let socket = s.layout.monitor_socket(&dom.uuid());
     let log = s.layout.log(dom.name());
@@ -164,8 +165,8 @@ async fn finish_start(
     fill_ptys(s, dom, ctx).await;
     // Persist before the guest runs: a daemon killed from here on finds it.
     persist_status(s, dom)?;
-    if let Some(uri) = incoming {
-        crate::jobs::restore_image::load(s, dom, ctx, uri).await?;
+    if let Some(image) = incoming {
+        crate::jobs::restore_image::load(s, dom, ctx, image).await?;
     }
     if !paused {
         command(dom, s.cfg.monitor_timeout, "cont", None).await?;

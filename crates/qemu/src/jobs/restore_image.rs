@@ -2,13 +2,15 @@
 //! `virsh start`.
 //!
 //! The image is validated before anything is created or started (see
-//! [`saveimage::read_header`]); the domain is then started with
-//! `-incoming defer` and its state loaded with `migrate-incoming` from the
-//! stream after the header. The load is woken by MIGRATION events on the
+//! [`saveimage::open`]); the domain is then started with `-incoming defer`
+//! and its state loaded with `migrate-incoming` from the stream after the
+//! header, read by QEMU through the descriptor that was validated. The load is woken by MIGRATION events on the
 //! run's progress watch (polled as a fallback). If anything fails, QEMU is
 //! killed and a domain created for the restore is forgotten, so a bad
 //! image leaves nothing behind.
 
+use std::fs::File;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,26 +36,19 @@ pub(crate) fn managed_path(s: &Shared, name: &str) -> PathBuf {
         .join(format!("{name}.save"))
 }
 
-/// Single-quotes `s` for /bin/sh (`'` becomes `'\''`).
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
+/// The name the image's descriptor is registered under in QEMU.
+const RESTORE_FD: &str = "ferrovirt-restore";
 
-/// The `exec:` URI that streams the image from `offset` (0-based).
-fn exec_uri_in(path: &Path, offset: u64) -> String {
-    format!(
-        "exec:tail -c +{} {}",
-        offset + 1,
-        shell_quote(&path.to_string_lossy())
-    )
-}
-
-/// Loads the saved state into a QEMU started with `-incoming defer`.
-pub(crate) async fn load(s: &Shared, dom: &Domain, ctx: &RunCtx, uri: &str) -> Result<()> {
+/// Loads the saved state into a QEMU started with `-incoming defer`,
+/// which reads it from `image` (positioned at the stream) itself: no
+/// shell, no second open of a path that may have changed.
+pub(crate) async fn load(s: &Shared, dom: &Domain, ctx: &RunCtx, image: &File) -> Result<()> {
     let t = s.cfg.monitor_timeout;
     let mut progress = ctx.progress.subscribe();
     let caps = json!({"capabilities": [{"capability": "events", "state": true}]});
     let _ = command(dom, t, "migrate-set-capabilities", Some(caps)).await;
+    crate::domain::pass_fd(dom, RESTORE_FD, image.as_fd()).await?;
+    let uri = format!("fd:{RESTORE_FD}");
     command(dom, t, "migrate-incoming", Some(json!({"uri": uri}))).await?;
     loop {
         let (status, closed) = {
@@ -75,7 +70,11 @@ pub(crate) async fn load(s: &Shared, dom: &Domain, ctx: &RunCtx, uri: &str) -> R
             _ => {}
         }
         match tokio::time::timeout(POLL, progress.changed()).await {
-            Ok(Err(_)) => return Err(Error::Qemu("QEMU exited during restore".into())),
+            Ok(Err(_)) => {
+                return Err(Error::Qemu(
+                    "QEMU exited while loading the saved state".into(),
+                ));
+            }
             Ok(Ok(())) => {}
             Err(_) => {
                 if let Ok(v) = command(dom, t, "query-migrate", None).await
@@ -98,7 +97,7 @@ pub(crate) async fn restore(
     dxml: Option<&str>,
 ) -> Result<Arc<Domain>> {
     let s = &drv.s;
-    let h = saveimage::read_header(path)?;
+    let (h, image) = saveimage::open(path)?;
     let def = Arc::new(super::image_xml::restore_def(path, &h.xml, dxml)?);
     let (dom, created) = {
         let _d = s.define_lock.lock().await;
@@ -118,7 +117,7 @@ pub(crate) async fn restore(
         }
     };
     let paused = paused.unwrap_or(!h.was_running);
-    let res = start_restored(s, &dom, def, path, h.stream_offset, paused).await;
+    let res = start_restored(s, &dom, def, image, paused).await;
     if let Err(e) = res {
         if created && !dom.is_active() {
             dom.lock().removed = true;
@@ -135,8 +134,7 @@ async fn start_restored(
     s: &Arc<Shared>,
     dom: &Arc<Domain>,
     def: Arc<Def>,
-    path: &Path,
-    offset: u64,
+    image: File,
     paused: bool,
 ) -> Result<()> {
     let _job = jobs::begin_async(
@@ -147,15 +145,14 @@ async fn start_restored(
         s.cfg.job_wait,
     )
     .await?;
-    let uri = exec_uri_in(path, offset);
-    lifecycle::start_from(s, dom, paused, Some(Incoming { def, uri })).await
+    lifecycle::start_from(s, dom, paused, Some(Incoming { def, image })).await
 }
 
 /// `virsh start` of a domain with a managed-save image: restore it, then
 /// remove the image. The caller holds a job on `dom`.
 pub(crate) async fn start_managed(s: &Arc<Shared>, dom: &Arc<Domain>, paused: bool) -> Result<()> {
     let path = managed_path(s, dom.name());
-    let h = saveimage::read_header(&path)?;
+    let (h, image) = saveimage::open(&path)?;
     let def = Arc::new(Def::parse(&h.xml)?);
     if def.uuid() != dom.uuid() {
         return Err(Error::OperationInvalid(format!(
@@ -163,28 +160,8 @@ pub(crate) async fn start_managed(s: &Arc<Shared>, dom: &Arc<Domain>, paused: bo
             path.display()
         )));
     }
-    let uri = exec_uri_in(&path, h.stream_offset);
     let paused = paused || !h.was_running;
-    lifecycle::start_from(s, dom, paused, Some(Incoming { def, uri })).await?;
+    lifecycle::start_from(s, dom, paused, Some(Incoming { def, image })).await?;
     crate::persist::remove(&path)
         .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting_is_shell_safe() {
-        assert_eq!(shell_quote("/a b/c"), "'/a b/c'");
-        assert_eq!(shell_quote("x'y"), "'x'\\''y'");
-    }
-
-    #[test]
-    fn incoming_uri_skips_the_header() {
-        assert_eq!(
-            exec_uri_in(Path::new("/a b"), 99),
-            "exec:tail -c +100 '/a b'"
-        );
-    }
 }

@@ -178,8 +178,24 @@ fn bad(path: &Path, why: &str) -> Error {
 /// Reads and validates the header of a complete image (magic, version,
 /// lengths against the file size, the stream's own magic).
 pub fn read_header(path: &Path) -> Result<ImageHeader> {
+    open(path).map(|(h, _)| h)
+}
+
+/// Opens a complete image for a restore: its validated header, and the
+/// file positioned at the start of the migration stream. The stream is
+/// then read through this very descriptor, so the file validated is the
+/// file loaded even if the path is replaced meanwhile (save-image-define
+/// renames a new image over it).
+pub fn open(path: &Path) -> Result<(ImageHeader, File)> {
     let mut f = File::open(path)
         .map_err(|e| Error::io(format!("cannot open save image '{}'", path.display()), e))?;
+    let h = read_header_from(&mut f, path)?;
+    f.seek(SeekFrom::Start(h.stream_offset))
+        .map_err(|e| Error::io(format!("cannot read save image '{}'", path.display()), e))?;
+    Ok((h, f))
+}
+
+fn read_header_from(f: &mut File, path: &Path) -> Result<ImageHeader> {
     let size = f
         .metadata()
         .map_err(|e| Error::io(format!("cannot stat '{}'", path.display()), e))?
@@ -249,6 +265,13 @@ mod tests {
         assert!(h.was_running);
         assert_eq!(h.stream_offset, 64 + 9);
         assert_eq!(h.stream_len, 17);
+        let (_, mut f) = open(&p).unwrap();
+        let mut stream = Vec::new();
+        f.read_to_end(&mut stream).unwrap();
+        assert_eq!(
+            stream, b"QEVM-stream-bytes",
+            "open() positions at the stream"
+        );
         let len = std::fs::metadata(&p).unwrap().len();
         let f = OpenOptions::new().write(true).open(&p).unwrap();
         f.set_len(len - 3).unwrap();
