@@ -110,14 +110,18 @@ pub(crate) async fn save(
         });
         (ctx, was_running, xml)
     };
+    // The job is on disk before the image exists, so a daemon killed from
+    // here on finds the job on restart and removes a partial image rather
+    // than leave it behind.
+    let _ = lifecycle::persist_status(s, dom);
     // The header goes first (outside the state lock: it fsyncs); QEMU
     // appends its stream after it.
     let image_running = opts.running.unwrap_or(was_running);
     if let Err(e) = saveimage::write_header(path, &xml, image_running) {
         dom.lock().job = None;
+        let _ = lifecycle::persist_status(s, dom);
         return Err(e);
     }
-    let _ = lifecycle::persist_status(s, dom);
     let res = run(s, dom, &job, &ctx, path, was_running).await;
     finish(s, dom, &job, &ctx, path, was_running, &res).await;
     res
