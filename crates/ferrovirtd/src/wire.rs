@@ -36,8 +36,9 @@ pub fn vir<E: ToVirError>(e: E) -> VirError {
 
 /// A flag the procedure does not implement: refused by name, never ignored.
 pub fn unsupported_flags(what: &str, flags: u32) -> VirError {
+    // libvirt's own flag check reports VIR_ERR_INVALID_ARG.
     VirError::new(
-        ErrorCode::ArgumentUnsupported,
+        ErrorCode::InvalidArg,
         ErrorDomain::Qemu,
         format!("unsupported flags (0x{flags:x}) in function {what}"),
     )
