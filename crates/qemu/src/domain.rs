@@ -123,6 +123,9 @@ pub(crate) struct Inner {
     /// Outcome of the last async job (for `domjobinfo --completed` and for
     /// reporting the outcome of a job that ran across a daemon restart).
     pub last_job: Option<JobOutcome>,
+    /// Statistics of the last async job that ended (`domjobinfo
+    /// --completed`): one record, replaced by the next, dropped when read.
+    pub completed_job: Option<crate::jobstats::CompletedJob>,
     /// The running block job (copy, pull, commit), if any.
     pub block_job: Option<crate::jobs::blockjob::BlockJobState>,
     /// The domain is no longer in the registry (undefined transient).
@@ -255,6 +258,7 @@ impl Domain {
                 generation: 0,
                 job: None,
                 last_job: None,
+                completed_job: None,
                 block_job: None,
                 removed: false,
             }),
@@ -378,6 +382,17 @@ impl Domain {
         self.lock().last_job.clone()
     }
 
+    /// The completed-job statistics; taken (gone for the next reader)
+    /// unless `keep`.
+    pub(crate) fn read_completed_job(&self, keep: bool) -> Option<crate::jobstats::CompletedJob> {
+        let mut g = self.lock();
+        if keep {
+            g.completed_job.clone()
+        } else {
+            g.completed_job.take()
+        }
+    }
+
     /// A receiver for job progress driven by events of the current run.
     pub fn watch_progress(&self) -> Option<watch::Receiver<Progress>> {
         self.lock().run.as_ref().map(|r| r.ctx.progress.subscribe())
@@ -464,4 +479,38 @@ pub(crate) async fn pass_fd(
         .await
         .map(|_| ())
         .map_err(crate::Error::from_qmp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobstats::{CompletedJob, JobEnd, RamStats};
+
+    fn domain() -> Arc<Domain> {
+        let xml = "<domain type='qemu'><name>d</name><memory unit='MiB'>64</memory>\
+                   <vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>";
+        Domain::new(Arc::new(Def::parse(xml).expect("valid XML")), true)
+    }
+
+    fn record(end: JobEnd) -> CompletedJob {
+        CompletedJob {
+            end,
+            operation: "save".into(),
+            elapsed_ms: 5,
+            ram: RamStats::default(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn completed_job_kept_or_taken_once() {
+        let dom = domain();
+        assert_eq!(dom.read_completed_job(false), None);
+        dom.lock().completed_job = Some(record(JobEnd::Completed));
+        assert!(dom.read_completed_job(true).is_some());
+        assert!(dom.read_completed_job(true).is_some(), "keep leaves it");
+        assert!(dom.read_completed_job(false).is_some());
+        assert_eq!(dom.read_completed_job(false), None, "read discards it");
+        assert_eq!(dom.read_completed_job(true), None);
+    }
 }

@@ -16,6 +16,7 @@ use crate::caps::CapsCache;
 use crate::config::{DriverConfig, Layout};
 use crate::def::Def;
 use crate::domain::{AsyncJobInfo, ControlInfo, Domain, DomainInfo, DomainSummary, JobOutcome};
+use crate::jobstats::RamStats;
 use crate::registry::Registry;
 use crate::state::{EventKind, LifecycleKind as L, StateReason, detail};
 use crate::subscribers::{Hub, Subscription};
@@ -66,11 +67,14 @@ pub struct JobStats {
     /// "save", ...
     pub operation: Option<String>,
     pub elapsed_ms: u64,
-    pub data_total: u64,
-    pub data_processed: u64,
-    pub data_remaining: u64,
+    /// Guest memory moved by a migration-based job (the only data a save
+    /// moves, so also its data totals).
+    pub ram: RamStats,
     /// QEMU's migration status, when a migration-based job runs.
     pub status: Option<String>,
+    /// Set for a job that ended: whether it completed, and why not.
+    pub success: Option<bool>,
+    pub error: Option<String>,
 }
 
 /// The driver. Clone freely.
@@ -510,18 +514,26 @@ impl Driver {
         let mut st = JobStats::none();
         st.job_type = JobType::Unbounded;
         st.operation = Some(job.kind.clone());
-        st.elapsed_ms = job.started.elapsed().map_or(0, |d| d.as_millis() as u64);
+        st.elapsed_ms = crate::jobstats::elapsed_ms(job.started);
         let t = self.s.cfg.monitor_timeout;
         if let Ok(v) = crate::domain::command(dom, t, "query-migrate", None).await {
             st.status = crate::monitor::str_field(&v, "status").map(str::to_owned);
-            if let Some(ram) = v.get("ram") {
-                let f = |k| crate::monitor::u64_field(ram, k).unwrap_or(0);
-                st.data_total = f("total");
-                st.data_processed = f("transferred");
-                st.data_remaining = f("remaining");
-            }
+            st.ram = RamStats::from_query_migrate(&v).unwrap_or_default();
         }
         Ok(st)
+    }
+
+    /// `domjobinfo --completed [--keep-completed]`: statistics of the last
+    /// async job that ended, or job type None. As in libvirt, reading them
+    /// discards them unless `keep`; the status file then forgets them too.
+    pub fn completed_job_stats(&self, dom: &Domain, keep: bool) -> JobStats {
+        let Some(done) = dom.read_completed_job(keep) else {
+            return JobStats::none();
+        };
+        if !keep {
+            let _ = lifecycle::persist_status(&self.s, dom);
+        }
+        done.stats()
     }
 
     /// The running async job as recorded by the driver.
@@ -571,10 +583,10 @@ impl JobStats {
             job_type: JobType::None,
             operation: None,
             elapsed_ms: 0,
-            data_total: 0,
-            data_processed: 0,
-            data_remaining: 0,
+            ram: RamStats::default(),
             status: None,
+            success: None,
+            error: None,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod driver;
 pub mod error;
 pub mod events;
 pub mod jobs;
+pub mod jobstats;
 pub mod lifecycle;
 pub mod monitor;
 pub mod persist;
@@ -31,5 +32,6 @@ pub use domain::{
 };
 pub use driver::{Driver, JobStats, JobType, ListFilter};
 pub use error::{Error, Result};
+pub use jobstats::{CompletedJob, JobEnd, RamStats};
 pub use state::{DomainEvent, DomainState, EventKind, LifecycleKind, StateReason, StopCause};
 pub use subscribers::{Listener, Subscription, SubscriptionEnd};

@@ -260,6 +260,7 @@ pub(crate) fn persist_status(s: &Shared, dom: &Domain) -> Result<()> {
                     .map_or(0, |d| d.as_millis() as u64),
             }),
             block_job: g.block_job.clone(),
+            completed_job: g.completed_job.clone(),
         };
         (rec, g.live.clone().unwrap_or_else(|| g.def.clone()))
     };

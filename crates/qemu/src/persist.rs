@@ -158,6 +158,9 @@ pub struct StatusRecord {
     /// A running block job, finished by a restarted daemon.
     #[serde(default)]
     pub block_job: Option<crate::jobs::blockjob::BlockJobState>,
+    /// Statistics of the last async job that ended, not yet read.
+    #[serde(default)]
+    pub completed_job: Option<crate::jobstats::CompletedJob>,
 }
 
 pub const STATUS_VERSION: u32 = 1;
@@ -184,6 +187,7 @@ impl StatusRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobstats::{CompletedJob, JobEnd, RamStats};
     use crate::state::{DomainState, StateReason};
 
     #[test]
@@ -225,10 +229,50 @@ mod tests {
             fake_reboot: false,
             job: None,
             block_job: None,
+            completed_job: Some(CompletedJob {
+                end: JobEnd::Cancelled,
+                operation: "save".into(),
+                elapsed_ms: 42,
+                ram: RamStats {
+                    total: 8,
+                    bps: Some(1),
+                    ..RamStats::default()
+                },
+                error: Some("save job cancelled".into()),
+            }),
         };
         let text = String::from_utf8(rec.to_bytes()).unwrap();
         assert_eq!(StatusRecord::parse(&text).unwrap(), rec);
         assert!(StatusRecord::parse("{garbage").is_err());
         assert!(StatusRecord::parse("").is_err());
+    }
+
+    /// A status file written before completed-job statistics existed.
+    const OLD_STATUS: &str = r#"{
+  "version": 1, "name": "vm", "uuid": "5f1c3c2e-8c4e-4a53-9d0e-3b7a7f1b2c3d",
+  "id": 3, "pid": 1234, "pid_start_time": 99, "monitor": "/run/x.qmp",
+  "state": {"state": "Running", "reason": 1}, "persistent": true,
+  "live_xml": "<domain/>", "shutdown_seen": false, "fake_reboot": false,
+  "job": null, "block_job": null
+}"#;
+
+    #[test]
+    fn old_status_file_without_completed_job_loads() {
+        let rec = StatusRecord::parse(OLD_STATUS).expect("old record loads");
+        assert_eq!(rec.completed_job, None);
+        assert_eq!(rec.id, 3);
+    }
+
+    #[test]
+    fn completed_job_with_only_the_first_fields_loads() {
+        let done = r#"{"end": "Completed", "operation": "save", "elapsed_ms": 7}"#;
+        let text = OLD_STATUS.replace(
+            r#""block_job": null"#,
+            &format!(r#""block_job": null, "completed_job": {done}"#),
+        );
+        let rec = StatusRecord::parse(&text).expect("record loads");
+        let c = rec.completed_job.expect("completed job");
+        assert_eq!((c.end, c.elapsed_ms), (JobEnd::Completed, 7));
+        assert_eq!((c.ram, c.error), (RamStats::default(), None));
     }
 }

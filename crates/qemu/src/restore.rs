@@ -19,6 +19,7 @@ use crate::config::DriverConfig;
 use crate::def::Def;
 use crate::domain::{Domain, JobOutcome, Run, RunCtx, ShutdownBy, command};
 use crate::driver::{Driver, Shared};
+use crate::jobstats::{CompletedJob, JobEnd, RamStats};
 use crate::persist::{self, StatusRecord};
 use crate::process::{self, Process};
 use crate::registry::Registry;
@@ -178,6 +179,7 @@ async fn readopt(s: &Arc<Shared>, rec: StatusRecord) {
         g.live = Some(Arc::new(live.live(rec.id)));
         g.persistent = rec.persistent;
         g.state = rec.state;
+        g.completed_job = rec.completed_job.clone();
         g.run = Some(Run {
             ctx: ctx.clone(),
             process: process.clone(),
@@ -217,10 +219,11 @@ async fn resync(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &Arc<RunCtx>, rec: &Sta
         crate::jobs::blockjob::readopt(s, dom, ctx, b);
     }
     let Some(job) = &rec.job else { return };
-    let status = command(dom, t, "query-migrate", None)
-        .await
-        .ok()
-        .and_then(|v| monitor::str_field(&v, "status").map(str::to_owned));
+    let reply = command(dom, t, "query-migrate", None).await.ok();
+    let status = reply
+        .as_ref()
+        .and_then(|v| monitor::str_field(v, "status").map(str::to_owned));
+    let ram = reply.as_ref().and_then(RamStats::from_query_migrate);
     // The image is complete only once its header says so.
     let completed = status.as_deref() == Some("completed")
         && crate::jobs::saveimage::mark_complete(&job.path).is_ok();
@@ -246,11 +249,28 @@ async fn resync(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &Arc<RunCtx>, rec: &Sta
             )
         }
     };
-    dom.lock().last_job = Some(JobOutcome {
+    let done = CompletedJob {
+        end: if success {
+            JobEnd::Completed
+        } else {
+            JobEnd::Failed
+        },
+        operation: job.kind.clone(),
+        elapsed_ms: now_ms().saturating_sub(job.started_ms),
+        ram: ram.filter(|_| success).unwrap_or_default(),
+        error: (!success).then(|| message.clone()),
+    };
+    let mut g = dom.lock();
+    g.completed_job = Some(done);
+    g.last_job = Some(JobOutcome {
         kind: job.kind.clone(),
         success,
         message,
     });
+}
+
+fn now_ms() -> u64 {
+    crate::jobstats::elapsed_ms(std::time::UNIX_EPOCH)
 }
 
 async fn finish_saved(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &RunCtx) {
@@ -281,6 +301,7 @@ fn mark_dead(s: &Shared, dom: &Arc<Domain>, rec: &StatusRecord) {
     {
         let mut g = dom.lock();
         g.state = StateReason::shutoff(cause.shutoff_reason());
+        g.completed_job = rec.completed_job.clone();
         if !rec.persistent && !g.persistent {
             g.removed = true;
         }

@@ -5,7 +5,7 @@
 //! lock; destroy never waits behind anything.
 
 use bytes::Bytes;
-use qemu::{Domain, Driver, ListFilter};
+use qemu::{Domain, Driver, JobStats, JobType, ListFilter};
 use rpc::CallContext;
 use rpc::protocol::remote::{
     ConnectListAllDomainsArgs, ConnectListAllDomainsRet, ConnectListDefinedDomainsArgs,
@@ -64,6 +64,9 @@ const DEFINE_VALIDATE: u32 = 1;
 // virDomainUndefineFlagsValues that are no-ops here (no managed save,
 // snapshots, checkpoints, nvram or TPM state to remove).
 const UNDEFINE_HARMLESS: u32 = 1 | 2 | 4 | 8 | 16 | 32 | 64;
+// virDomainGetJobStatsFlags
+const JOB_STATS_COMPLETED: u32 = 1;
+const JOB_STATS_KEEP_COMPLETED: u32 = 2;
 // virDomainVcpuFlags
 const VCPU_MAXIMUM: u32 = 4;
 const VCPU_ALL: u32 = 1 | 2 | 4 | 8;
@@ -221,8 +224,8 @@ pub async fn call(d: &Daemon, _ctx: &CallContext, proc_: i32, args: &[u8]) -> Op
             .await
         }
         p::DOMAIN_GET_JOB_STATS => {
-            with_dom_flags(drv, proc_, args, |dom, _flags| async move {
-                job_stats(drv, &dom).await
+            with_dom_flags(drv, proc_, args, |dom, flags| async move {
+                job_stats(drv, &dom, flags).await
             })
             .await
         }
@@ -463,40 +466,94 @@ async fn set_autostart(drv: &Driver, a: Result<DomainSetAutostartArgs, VirError>
 
 async fn job_info(drv: &Driver, dom: &Domain) -> Reply {
     let j = drv.job_info(dom).await.map_err(vir)?;
+    let r = &j.ram;
     encode_ret(&DomainGetJobInfoRet {
         type_: j.job_type as i32,
         time_elapsed: j.elapsed_ms,
         time_remaining: 0,
-        data_total: j.data_total,
-        data_processed: j.data_processed,
-        data_remaining: j.data_remaining,
-        mem_total: j.data_total,
-        mem_processed: j.data_processed,
-        mem_remaining: j.data_remaining,
+        data_total: r.total,
+        data_processed: r.transferred,
+        data_remaining: r.remaining,
+        mem_total: r.total,
+        mem_processed: r.transferred,
+        mem_remaining: r.remaining,
         file_total: 0,
         file_processed: 0,
         file_remaining: 0,
     })
 }
 
-async fn job_stats(drv: &Driver, dom: &Domain) -> Reply {
-    let j = drv.job_info(dom).await.map_err(vir)?;
-    let mut params = vec![
-        param_u64("time_elapsed", j.elapsed_ms),
-        param_u64("data_total", j.data_total),
-        param_u64("data_processed", j.data_processed),
-        param_u64("data_remaining", j.data_remaining),
-    ];
-    if let Some(op) = j.operation.as_deref().and_then(operation_code) {
-        params.push(TypedParam {
-            field: "operation".into(),
-            value: TypedParamValue::Int(op),
-        });
-    }
+/// `virDomainGetJobStats`: the running job, or with
+/// `VIR_DOMAIN_JOB_STATS_COMPLETED` the last one that ended (discarded
+/// once read unless `..._KEEP_COMPLETED`, which alone is ignored).
+async fn job_stats(drv: &Driver, dom: &Domain, flags: u32) -> Reply {
+    let j = match completed_mode(flags)? {
+        Some(keep) => drv.completed_job_stats(dom, keep),
+        None => drv.job_info(dom).await.map_err(vir)?,
+    };
     encode_ret(&DomainGetJobStatsRet {
         type_: j.job_type as i32,
-        params,
+        params: job_params(&j),
     })
+}
+
+/// `Some(keep)` when `flags` ask for the completed job, `None` for the
+/// running one; unknown flags are refused.
+fn completed_mode(flags: u32) -> Result<Option<bool>, VirError> {
+    check_flags(
+        "virDomainGetJobStats",
+        flags,
+        JOB_STATS_COMPLETED | JOB_STATS_KEEP_COMPLETED,
+    )?;
+    Ok((flags & JOB_STATS_COMPLETED != 0).then_some(flags & JOB_STATS_KEEP_COMPLETED != 0))
+}
+
+/// The typed parameters of a job's statistics (none without a job). A
+/// save moves only guest memory, so its data and memory totals agree.
+fn job_params(j: &JobStats) -> Vec<TypedParam> {
+    if j.job_type == JobType::None {
+        return Vec::new();
+    }
+    let r = &j.ram;
+    let mut params = Vec::with_capacity(16);
+    if let Some(op) = j.operation.as_deref().and_then(operation_code) {
+        params.push(param_int("operation", op));
+    }
+    params.extend([
+        param_u64("time_elapsed", j.elapsed_ms),
+        param_u64("data_total", r.total),
+        param_u64("data_processed", r.transferred),
+        param_u64("data_remaining", r.remaining),
+        param_u64("memory_total", r.total),
+        param_u64("memory_processed", r.transferred),
+        param_u64("memory_remaining", r.remaining),
+    ]);
+    let optional = [
+        ("memory_bps", r.bps),
+        ("memory_constant", r.constant),
+        ("memory_normal", r.normal),
+        ("memory_normal_bytes", r.normal_bytes),
+        ("memory_iteration", r.iteration),
+        ("memory_page_size", r.page_size),
+    ];
+    params.extend(
+        optional
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| param_u64(k, v))),
+    );
+    if let Some(ok) = j.success {
+        params.push(TypedParam {
+            field: "success".into(),
+            value: TypedParamValue::Boolean(i32::from(ok)),
+        });
+    }
+    if let Some(msg) = &j.error {
+        params.push(TypedParam {
+            field: "errmsg".into(),
+            value: TypedParamValue::String(msg.clone()),
+        });
+    }
+    params
 }
 
 /// `virDomainJobOperation` for the job names the driver reports.
@@ -519,6 +576,13 @@ fn param_u64(field: &str, v: u64) -> TypedParam {
     TypedParam {
         field: field.into(),
         value: TypedParamValue::ULLong(v),
+    }
+}
+
+fn param_int(field: &str, v: i32) -> TypedParam {
+    TypedParam {
+        field: field.into(),
+        value: TypedParamValue::Int(v),
     }
 }
 
@@ -555,4 +619,92 @@ fn sync_dom_flags(
     let a: DomainFlagsArgs = decode_args(proc_, args)?;
     let dom = resolve(drv, &a.dom)?;
     f(&dom, a.flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qemu::{CompletedJob, JobEnd, RamStats};
+
+    #[test]
+    fn job_stats_flags() {
+        assert_eq!(completed_mode(0).unwrap(), None);
+        assert_eq!(completed_mode(JOB_STATS_KEEP_COMPLETED).unwrap(), None);
+        assert_eq!(completed_mode(JOB_STATS_COMPLETED).unwrap(), Some(false));
+        assert_eq!(completed_mode(3).unwrap(), Some(true));
+        // libvirt answers unknown flags with VIR_ERR_INVALID_ARG.
+        let e = completed_mode(4).unwrap_err();
+        assert_eq!(e.code, virterror::ErrorCode::InvalidArg, "{e:?}");
+        assert!(e.message.contains("virDomainGetJobStats"), "{e:?}");
+    }
+
+    fn field<'a>(params: &'a [TypedParam], name: &str) -> Option<&'a TypedParamValue> {
+        params.iter().find(|p| p.field == name).map(|p| &p.value)
+    }
+
+    #[test]
+    fn completed_save_params() {
+        let done = CompletedJob {
+            end: JobEnd::Completed,
+            operation: "save".into(),
+            elapsed_ms: 250,
+            ram: RamStats {
+                total: 100,
+                transferred: 90,
+                remaining: 0,
+                page_size: Some(4096),
+                ..RamStats::default()
+            },
+            error: None,
+        };
+        let p = job_params(&done.stats());
+        assert_eq!(p[0].field, "operation", "operation comes first");
+        assert_eq!(field(&p, "operation"), Some(&TypedParamValue::Int(2)));
+        assert_eq!(
+            field(&p, "time_elapsed"),
+            Some(&TypedParamValue::ULLong(250))
+        );
+        assert_eq!(
+            field(&p, "data_processed"),
+            Some(&TypedParamValue::ULLong(90))
+        );
+        assert_eq!(
+            field(&p, "memory_total"),
+            Some(&TypedParamValue::ULLong(100))
+        );
+        assert_eq!(
+            field(&p, "memory_page_size"),
+            Some(&TypedParamValue::ULLong(4096))
+        );
+        assert_eq!(
+            field(&p, "memory_bps"),
+            None,
+            "unreported counters are left out"
+        );
+        assert_eq!(field(&p, "success"), Some(&TypedParamValue::Boolean(1)));
+        assert_eq!(field(&p, "errmsg"), None);
+        let mut names: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
+        names.dedup();
+        assert_eq!(names.len(), p.len(), "no duplicate fields");
+    }
+
+    #[test]
+    fn cancelled_save_params_and_no_job() {
+        let done = CompletedJob {
+            end: JobEnd::Cancelled,
+            operation: "save".into(),
+            elapsed_ms: 1,
+            ram: RamStats::default(),
+            error: Some("save job cancelled".into()),
+        };
+        let st = done.stats();
+        assert_eq!(st.job_type as i32, 5);
+        let p = job_params(&st);
+        assert_eq!(field(&p, "success"), Some(&TypedParamValue::Boolean(0)));
+        assert_eq!(
+            field(&p, "errmsg"),
+            Some(&TypedParamValue::String("save job cancelled".into()))
+        );
+        assert!(job_params(&JobStats::none()).is_empty());
+    }
 }

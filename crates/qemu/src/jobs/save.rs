@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::def::Def;
 use crate::domain::{AsyncJobInfo, Domain, JobOutcome, RunCtx, command};
 use crate::driver::Shared;
+use crate::jobstats::{CompletedJob, JobEnd, RamStats};
 use crate::lifecycle;
 use crate::state::{DomainState, EventKind, LifecycleKind as L, StateReason, StopCause, detail};
 use crate::{Error, Result, jobs, monitor};
@@ -84,6 +85,7 @@ pub(crate) async fn save(
     // Parsed before the job: malformed XML fails as it does for `define`.
     let new_def = opts.xml.as_deref().map(Def::parse).transpose()?;
     let job = jobs::begin_async(dom, AsyncKind::Save, allowed(), "save", s.cfg.job_wait).await?;
+    let started = SystemTime::now();
     let (ctx, was_running, xml) = {
         let mut g = dom.lock();
         let st = g.state.state;
@@ -104,7 +106,7 @@ pub(crate) async fn save(
         let xml = image_xml(g.live.as_ref().unwrap_or(&g.def), new_def.as_ref())?;
         g.job = Some(AsyncJobInfo {
             kind: "save".into(),
-            started: SystemTime::now(),
+            started,
             path: Some(path.to_path_buf()),
             resume_running: was_running,
         });
@@ -123,8 +125,11 @@ pub(crate) async fn save(
         return Err(e);
     }
     let res = run(s, dom, &job, &ctx, path, was_running).await;
+    // Recorded now: the job's time ends here, not after a failed save's
+    // resume (and a stopped QEMU's cleanup already dropped `job`).
+    dom.lock().completed_job = Some(completed_record(started, &res));
     finish(s, dom, &job, &ctx, path, was_running, &res).await;
-    res
+    res.map(|_| ())
 }
 
 async fn run(
@@ -134,7 +139,7 @@ async fn run(
     ctx: &Arc<RunCtx>,
     path: &Path,
     was_running: bool,
-) -> Result<()> {
+) -> Result<RamStats> {
     let t = s.cfg.monitor_timeout;
     let wait = s.cfg.job_wait;
     if was_running {
@@ -164,6 +169,7 @@ async fn run(
         command(dom, t, "migrate", Some(json!({"uri": uri}))).await?;
     }
     wait_completed(s, dom, ctx, &mut progress).await?;
+    let ram = final_ram(s, dom).await;
     saveimage::mark_complete(path)?;
     // The state is on disk: stop QEMU as "saved".
     let process = {
@@ -175,7 +181,17 @@ async fn run(
     let _ = command(dom, t, "quit", None).await;
     let _ = process.terminate(s.cfg.destroy_grace, true).await;
     lifecycle::cleanup(s, dom, ctx.generation, Some(StopCause::Saved));
-    Ok(())
+    Ok(ram)
+}
+
+/// What the completed migration moved, read once while QEMU still runs
+/// (nothing is known if it does not answer).
+async fn final_ram(s: &Shared, dom: &Domain) -> RamStats {
+    command(dom, s.cfg.monitor_timeout, "query-migrate", None)
+        .await
+        .ok()
+        .and_then(|v| RamStats::from_query_migrate(&v))
+        .unwrap_or_default()
 }
 
 fn mark_paused_for_save(s: &Shared, dom: &Domain, ctx: &RunCtx) {
@@ -240,7 +256,7 @@ async fn finish(
     ctx: &Arc<RunCtx>,
     path: &Path,
     was_running: bool,
-    res: &Result<()>,
+    res: &Result<RamStats>,
 ) {
     let outcome = JobOutcome {
         kind: "save".into(),
@@ -277,6 +293,22 @@ async fn finish(
     let _ = lifecycle::persist_status(s, dom);
 }
 
+/// The `domjobinfo --completed` record of a save that ended with `res`.
+fn completed_record(started: SystemTime, res: &Result<RamStats>) -> CompletedJob {
+    let (end, ram, error) = match res {
+        Ok(ram) => (JobEnd::Completed, *ram, None),
+        Err(e @ Error::Aborted(_)) => (JobEnd::Cancelled, RamStats::default(), Some(e)),
+        Err(e) => (JobEnd::Failed, RamStats::default(), Some(e)),
+    };
+    CompletedJob {
+        end,
+        operation: "save".into(),
+        elapsed_ms: crate::jobstats::elapsed_ms(started),
+        ram,
+        error: error.map(ToString::to_string),
+    }
+}
+
 /// `domjobabort`: cancels the running save (migrate_cancel); the save
 /// sees MIGRATION "cancelled", resumes the guest and fails.
 pub(crate) async fn abort(s: &Shared, dom: &Domain) -> Result<()> {
@@ -288,4 +320,31 @@ pub(crate) async fn abort(s: &Shared, dom: &Domain) -> Result<()> {
     }
     command(dom, s.cfg.monitor_timeout, "migrate_cancel", None).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completed_record_follows_the_result() {
+        let ram = RamStats {
+            total: 10,
+            transferred: 10,
+            ..RamStats::default()
+        };
+        let started = SystemTime::now() - Duration::from_millis(1500);
+        let ok = completed_record(started, &Ok(ram));
+        assert!((1500..60_000).contains(&ok.elapsed_ms), "{}", ok.elapsed_ms);
+        assert_eq!((ok.end, ok.ram, ok.error), (JobEnd::Completed, ram, None));
+        let aborted = completed_record(started, &Err(Error::Aborted("save job cancelled".into())));
+        assert_eq!(aborted.end, JobEnd::Cancelled);
+        assert!(aborted.error.is_some_and(|m| m.contains("cancelled")));
+        let failed = completed_record(
+            started,
+            &Err(Error::Qemu("migration to file failed".into())),
+        );
+        assert_eq!(failed.end, JobEnd::Failed);
+        assert_eq!(failed.operation, "save");
+    }
 }

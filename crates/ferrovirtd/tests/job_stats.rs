@@ -1,0 +1,124 @@
+//! `virsh domjobinfo --completed [--keep-completed]` end to end: the
+//! statistics of the last async job that ended, read once unless kept,
+//! and kept across a daemon restart while the domain runs.
+//!
+//! One VM per test; waits poll with a deadline, nothing sleeps to
+//! synchronise.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Daemon, tail};
+
+const T: Duration = Duration::from_secs(60);
+
+fn define_start(d: &Daemon, name: &str, xml: &str) {
+    let f = d.file(&format!("{name}.xml"), xml);
+    d.virsh_ok(&["define", &f.to_string_lossy()]);
+    d.virsh_ok(&["start", name]);
+}
+
+/// Polls `f` until it is true or `timeout` passes.
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The value of `label` in virsh's `domjobinfo` output ("Job type:").
+fn value<'a>(out: &'a str, label: &str) -> Option<&'a str> {
+    out.lines()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .map(str::trim)
+}
+
+/// A figure ("Memory processed: 63.148 MiB", "Time elapsed: 45 ms") as a
+/// number, unit dropped.
+fn size(out: &str, label: &str) -> f64 {
+    let v = value(out, label).unwrap_or_else(|| panic!("no '{label}' in\n{out}"));
+    let num = v.split_whitespace().next().unwrap_or("");
+    num.parse()
+        .unwrap_or_else(|_| panic!("'{label}' is not a size: {v}"))
+}
+
+fn job_type(out: &str) -> &str {
+    value(out, "Job type:").unwrap_or_else(|| panic!("no job type in\n{out}"))
+}
+
+#[test]
+fn completed_save_stats_real() {
+    let d = Daemon::start();
+    let xml = common::real_domain_xml("js").replace("type='kvm'", "type='qemu'");
+    define_start(&d, "js", &xml);
+    let before = d.virsh_ok(&["domjobinfo", "js", "--completed"]);
+    assert_eq!(job_type(&before), "None", "{before}");
+
+    let img = d.root.path().join("js.save");
+    d.virsh_ok(&["save", "js", &img.to_string_lossy()]);
+    d.wait_state("js", "shut off (saved)", T);
+
+    let kept = d.virsh_ok(&["domjobinfo", "js", "--completed", "--keep-completed"]);
+    println!("domjobinfo --completed --keep-completed:\n{kept}");
+    assert_eq!(job_type(&kept), "Completed", "{kept}");
+    assert_eq!(value(&kept, "Operation:"), Some("Save"), "{kept}");
+    assert!(size(&kept, "Memory processed:") > 0.0, "{kept}");
+    assert!(size(&kept, "Data processed:") > 0.0, "{kept}");
+    assert!(size(&kept, "Memory total:") > 0.0, "{kept}");
+    assert!(size(&kept, "Time elapsed:") > 0.0, "{kept}");
+
+    // Without --keep-completed the read discards them: shown once more,
+    // then gone.
+    let read = d.virsh_ok(&["domjobinfo", "js", "--completed"]);
+    assert_eq!(job_type(&read), "Completed", "{read}");
+    assert_eq!(
+        value(&read, "Memory processed:"),
+        value(&kept, "Memory processed:")
+    );
+    let gone = d.virsh_ok(&["domjobinfo", "js", "--completed"]);
+    assert_eq!(job_type(&gone), "None", "{gone}");
+    let running = d.virsh_ok(&["domjobinfo", "js"]);
+    assert_eq!(job_type(&running), "None", "{running}");
+}
+
+#[test]
+fn cancelled_save_stats_survive_restart_sim() {
+    let mut d = Daemon::start();
+    let xml = common::sim_domain_xml("jc", &["-sim-job-ms", "3000"]);
+    define_start(&d, "jc", &xml);
+    let img = d.root.path().join("jc.save");
+    let (uri, p) = (d.uri.clone(), img.to_string_lossy().into_owned());
+    let saver = std::thread::spawn(move || common::virsh(&uri, &["save", "jc", &p]));
+    wait_until("save job", T, || {
+        job_type(&d.virsh_ok(&["domjobinfo", "jc"])) == "Unbounded"
+    });
+    d.virsh_ok(&["domjobabort", "jc"]);
+    assert!(!saver.join().expect("saver").status.success());
+    d.wait_state("jc", "running (save canceled)", T);
+
+    let args = ["domjobinfo", "jc", "--completed", "--keep-completed"];
+    let out = d.virsh_ok(&args);
+    println!("after abort:\n{out}");
+    assert_eq!(job_type(&out), "Cancelled", "{out}");
+    let any = d.virsh_ok(&[&args[..], &["--anystats"]].concat());
+    println!("after abort, --anystats:\n{any}");
+    assert_eq!(value(&any, "Operation:"), Some("Save"), "{any}");
+
+    // The domain still runs, so its status file carries the record.
+    d.kill();
+    d.spawn();
+    let out = d.virsh_ok(&["domjobinfo", "jc", "--completed"]);
+    assert_eq!(job_type(&out), "Cancelled", "{out}\n{}", tail(&d.log(), 30));
+    let gone = d.virsh_ok(&["domjobinfo", "jc", "--completed"]);
+    assert_eq!(job_type(&gone), "None", "{gone}");
+    // The discard reached the status file: a second restart keeps it gone.
+    d.kill();
+    d.spawn();
+    let still = d.virsh_ok(&["domjobinfo", "jc", "--completed"]);
+    assert_eq!(job_type(&still), "None", "{still}");
+}
