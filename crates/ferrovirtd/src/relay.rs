@@ -20,8 +20,9 @@ use rpc::protocol::remote::{
     DomainEventCallbackLifecycleMsg, DomainEventCallbackRebootMsg, DomainEventCallbackRtcChangeMsg,
     DomainEventCallbackWatchdogMsg, DomainEventIoErrorMsg, DomainEventIoErrorReasonMsg,
     DomainEventLifecycleMsg, DomainEventRebootMsg, DomainEventRtcChangeMsg, DomainEventWatchdogMsg,
-    NonnullDomain, event_id, procedure,
+    NonnullDomain, event_id, procedure as p,
 };
+use rpc::xdr::Xdr;
 use rpc::{ClientId, EventSink};
 use virterror::{ErrorCode, ErrorDomain, VirError};
 
@@ -215,87 +216,82 @@ fn push(
     ev: &DomainEvent,
     dom: &NonnullDomain,
 ) -> Result<(), rpc::Dropped> {
-    match (&ev.kind, r.style) {
-        (EventKind::Lifecycle { kind, detail }, style) => {
-            let msg = DomainEventLifecycleMsg {
-                dom: dom.clone(),
+    let dom = dom.clone();
+    match &ev.kind {
+        EventKind::Lifecycle { kind, detail } => send(
+            sink,
+            r,
+            (
+                p::DOMAIN_EVENT_LIFECYCLE,
+                p::DOMAIN_EVENT_CALLBACK_LIFECYCLE,
+            ),
+            DomainEventLifecycleMsg {
+                dom,
                 event: kind.as_i32(),
                 detail: *detail,
-            };
-            match style {
-                Style::Callback => sink.try_send_event_xdr(
-                    procedure::DOMAIN_EVENT_CALLBACK_LIFECYCLE,
-                    &DomainEventCallbackLifecycleMsg {
-                        callback_id: r.id,
-                        msg,
-                    },
-                ),
-                Style::Legacy => sink.try_send_event_xdr(procedure::DOMAIN_EVENT_LIFECYCLE, &msg),
-            }
-        }
-        (EventKind::Reboot, Style::Callback) => sink.try_send_event_xdr(
-            procedure::DOMAIN_EVENT_CALLBACK_REBOOT,
-            &DomainEventCallbackRebootMsg {
-                callback_id: r.id,
-                msg: DomainEventRebootMsg { dom: dom.clone() },
             },
+            |callback_id, msg| DomainEventCallbackLifecycleMsg { callback_id, msg },
         ),
-        (EventKind::Reboot, Style::Legacy) => sink.try_send_event_xdr(
-            procedure::DOMAIN_EVENT_REBOOT,
-            &DomainEventRebootMsg { dom: dom.clone() },
+        EventKind::Reboot => send(
+            sink,
+            r,
+            (p::DOMAIN_EVENT_REBOOT, p::DOMAIN_EVENT_CALLBACK_REBOOT),
+            DomainEventRebootMsg { dom },
+            |callback_id, msg| DomainEventCallbackRebootMsg { callback_id, msg },
         ),
-        (ev @ EventKind::BlockJob { .. }, style) => push_block_job(sink, r, style, ev, dom),
-        (EventKind::RtcChange { offset }, style) => {
-            let msg = DomainEventRtcChangeMsg {
-                dom: dom.clone(),
+        ev @ EventKind::BlockJob { .. } => push_block_job(sink, r, ev, dom),
+        EventKind::RtcChange { offset } => send(
+            sink,
+            r,
+            (
+                p::DOMAIN_EVENT_RTC_CHANGE,
+                p::DOMAIN_EVENT_CALLBACK_RTC_CHANGE,
+            ),
+            DomainEventRtcChangeMsg {
+                dom,
                 offset: *offset,
-            };
-            match style {
-                Style::Callback => sink.try_send_event_xdr(
-                    procedure::DOMAIN_EVENT_CALLBACK_RTC_CHANGE,
-                    &DomainEventCallbackRtcChangeMsg {
-                        callback_id: r.id,
-                        msg,
-                    },
-                ),
-                Style::Legacy => sink.try_send_event_xdr(procedure::DOMAIN_EVENT_RTC_CHANGE, &msg),
-            }
-        }
-        (ev @ EventKind::IoError { .. }, style) => push_io_error(sink, r, style, ev, dom),
-        (EventKind::Watchdog { action }, style) => {
-            let msg = DomainEventWatchdogMsg {
-                dom: dom.clone(),
+            },
+            |callback_id, msg| DomainEventCallbackRtcChangeMsg { callback_id, msg },
+        ),
+        ev @ EventKind::IoError { .. } => push_io_error(sink, r, ev, dom),
+        EventKind::Watchdog { action } => send(
+            sink,
+            r,
+            (p::DOMAIN_EVENT_WATCHDOG, p::DOMAIN_EVENT_CALLBACK_WATCHDOG),
+            DomainEventWatchdogMsg {
+                dom,
                 action: *action,
-            };
-            match style {
-                Style::Callback => sink.try_send_event_xdr(
-                    procedure::DOMAIN_EVENT_CALLBACK_WATCHDOG,
-                    &DomainEventCallbackWatchdogMsg {
-                        callback_id: r.id,
-                        msg,
-                    },
-                ),
-                Style::Legacy => sink.try_send_event_xdr(procedure::DOMAIN_EVENT_WATCHDOG, &msg),
-            }
-        }
-        (EventKind::BalloonChange { actual_kib }, style) => {
-            let msg = DomainEventBalloonChangeMsg {
-                dom: dom.clone(),
+            },
+            |callback_id, msg| DomainEventCallbackWatchdogMsg { callback_id, msg },
+        ),
+        EventKind::BalloonChange { actual_kib } => send(
+            sink,
+            r,
+            (
+                p::DOMAIN_EVENT_BALLOON_CHANGE,
+                p::DOMAIN_EVENT_CALLBACK_BALLOON_CHANGE,
+            ),
+            DomainEventBalloonChangeMsg {
+                dom,
                 actual: *actual_kib,
-            };
-            match style {
-                Style::Callback => sink.try_send_event_xdr(
-                    procedure::DOMAIN_EVENT_CALLBACK_BALLOON_CHANGE,
-                    &DomainEventCallbackBalloonChangeMsg {
-                        callback_id: r.id,
-                        msg,
-                    },
-                ),
-                Style::Legacy => {
-                    sink.try_send_event_xdr(procedure::DOMAIN_EVENT_BALLOON_CHANGE, &msg)
-                }
-            }
-        }
+            },
+            |callback_id, msg| DomainEventCallbackBalloonChangeMsg { callback_id, msg },
+        ),
+    }
+}
+
+/// Sends `msg` in the form `r` registered for: as procedure `legacy`, or
+/// wrapped with the callback id by `wrap` as procedure `callback`.
+fn send<M: Xdr, C: Xdr>(
+    sink: &EventSink,
+    r: &Registration,
+    (legacy, callback): (i32, i32),
+    msg: M,
+    wrap: impl FnOnce(i32, M) -> C,
+) -> Result<(), rpc::Dropped> {
+    match r.style {
+        Style::Callback => sink.try_send_event_xdr(callback, &wrap(r.id, msg)),
+        Style::Legacy => sink.try_send_event_xdr(legacy, &msg),
     }
 }
 
@@ -304,9 +300,8 @@ fn push(
 fn push_block_job(
     sink: &EventSink,
     r: &Registration,
-    style: Style,
     ev: &EventKind,
-    dom: &NonnullDomain,
+    dom: NonnullDomain,
 ) -> Result<(), rpc::Dropped> {
     let EventKind::BlockJob {
         disk,
@@ -318,36 +313,33 @@ fn push_block_job(
         return Ok(());
     };
     if r.event_id == event_id::BLOCK_JOB_2 {
-        if style == Style::Legacy {
+        if r.style == Style::Legacy {
             return Ok(());
         }
-        return sink.try_send_event_xdr(
-            procedure::DOMAIN_EVENT_BLOCK_JOB_2,
-            &DomainEventBlockJob2Msg {
-                callback_id: r.id,
-                dom: dom.clone(),
-                dst: disk.clone(),
-                type_: *job_type,
-                status: *status,
-            },
-        );
+        let msg = DomainEventBlockJob2Msg {
+            callback_id: r.id,
+            dom,
+            dst: disk.clone(),
+            type_: *job_type,
+            status: *status,
+        };
+        return sink.try_send_event_xdr(p::DOMAIN_EVENT_BLOCK_JOB_2, &msg);
     }
-    let msg = DomainEventBlockJobMsg {
-        dom: dom.clone(),
-        path: path.clone(),
-        type_: *job_type,
-        status: *status,
-    };
-    match style {
-        Style::Callback => sink.try_send_event_xdr(
-            procedure::DOMAIN_EVENT_CALLBACK_BLOCK_JOB,
-            &DomainEventCallbackBlockJobMsg {
-                callback_id: r.id,
-                msg,
-            },
+    send(
+        sink,
+        r,
+        (
+            p::DOMAIN_EVENT_BLOCK_JOB,
+            p::DOMAIN_EVENT_CALLBACK_BLOCK_JOB,
         ),
-        Style::Legacy => sink.try_send_event_xdr(procedure::DOMAIN_EVENT_BLOCK_JOB, &msg),
-    }
+        DomainEventBlockJobMsg {
+            dom,
+            path: path.clone(),
+            type_: *job_type,
+            status: *status,
+        },
+        |callback_id, msg| DomainEventCallbackBlockJobMsg { callback_id, msg },
+    )
 }
 
 /// IO_ERROR or IO_ERROR_REASON (whichever `r` registered for), legacy or
@@ -355,9 +347,8 @@ fn push_block_job(
 fn push_io_error(
     sink: &EventSink,
     r: &Registration,
-    style: Style,
     ev: &EventKind,
-    dom: &NonnullDomain,
+    dom: NonnullDomain,
 ) -> Result<(), rpc::Dropped> {
     let EventKind::IoError {
         src_path,
@@ -368,41 +359,37 @@ fn push_io_error(
     else {
         return Ok(());
     };
+    let (src_path, dev_alias, action) = (src_path.clone(), dev_alias.clone(), *action);
     if r.event_id == event_id::IO_ERROR_REASON {
-        let msg = DomainEventIoErrorReasonMsg {
-            dom: dom.clone(),
-            src_path: src_path.clone(),
-            dev_alias: dev_alias.clone(),
-            action: *action,
-            reason: reason.clone(),
-        };
-        return match style {
-            Style::Callback => sink.try_send_event_xdr(
-                procedure::DOMAIN_EVENT_CALLBACK_IO_ERROR_REASON,
-                &DomainEventCallbackIoErrorReasonMsg {
-                    callback_id: r.id,
-                    msg,
-                },
+        return send(
+            sink,
+            r,
+            (
+                p::DOMAIN_EVENT_IO_ERROR_REASON,
+                p::DOMAIN_EVENT_CALLBACK_IO_ERROR_REASON,
             ),
-            Style::Legacy => sink.try_send_event_xdr(procedure::DOMAIN_EVENT_IO_ERROR_REASON, &msg),
-        };
-    }
-    let msg = DomainEventIoErrorMsg {
-        dom: dom.clone(),
-        src_path: src_path.clone(),
-        dev_alias: dev_alias.clone(),
-        action: *action,
-    };
-    match style {
-        Style::Callback => sink.try_send_event_xdr(
-            procedure::DOMAIN_EVENT_CALLBACK_IO_ERROR,
-            &DomainEventCallbackIoErrorMsg {
-                callback_id: r.id,
-                msg,
+            DomainEventIoErrorReasonMsg {
+                dom,
+                src_path,
+                dev_alias,
+                action,
+                reason: reason.clone(),
             },
-        ),
-        Style::Legacy => sink.try_send_event_xdr(procedure::DOMAIN_EVENT_IO_ERROR, &msg),
+            |callback_id, msg| DomainEventCallbackIoErrorReasonMsg { callback_id, msg },
+        );
     }
+    send(
+        sink,
+        r,
+        (p::DOMAIN_EVENT_IO_ERROR, p::DOMAIN_EVENT_CALLBACK_IO_ERROR),
+        DomainEventIoErrorMsg {
+            dom,
+            src_path,
+            dev_alias,
+            action,
+        },
+        |callback_id, msg| DomainEventCallbackIoErrorMsg { callback_id, msg },
+    )
 }
 
 /// Connects the relay to the driver: every domain event is delivered
