@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use super::saveimage;
+use super::{blocking, saveimage};
 use crate::def::Def;
 use crate::{Error, Result};
 
@@ -56,13 +56,6 @@ fn image_def(path: &Path, xml: &str) -> Result<Def> {
             path.display()
         ))
     })
-}
-
-/// Runs file work on the blocking pool.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(format!("save image task failed: {e}")))?
 }
 
 #[cfg(test)]

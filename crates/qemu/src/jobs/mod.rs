@@ -19,6 +19,16 @@ use joblock::{AllowList, AsyncKind, JobError, NormalJob};
 use crate::Error;
 use crate::domain::Domain;
 
+/// Runs save-image file work (reading a header and XML of up to 16 MiB,
+/// copying a stream) on the blocking pool, off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> crate::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("save image task failed: {e}")))?
+}
+
 /// Maps a lock failure to the error a client sees.
 pub fn map_err(dom: &Domain, e: JobError) -> Error {
     match e {

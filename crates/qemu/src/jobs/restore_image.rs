@@ -97,7 +97,7 @@ pub(crate) async fn restore(
     dxml: Option<&str>,
 ) -> Result<Arc<Domain>> {
     let s = &drv.s;
-    let (h, image) = saveimage::open(path)?;
+    let (h, image) = open_image(path).await?;
     let def = Arc::new(super::image_xml::restore_def(path, &h.xml, dxml)?);
     let (dom, created) = {
         let _d = s.define_lock.lock().await;
@@ -148,12 +148,18 @@ async fn start_restored(
     lifecycle::start_from(s, dom, paused, Some(Incoming { def, image })).await
 }
 
+/// Opens and validates the image on the blocking pool.
+async fn open_image(path: &Path) -> Result<(saveimage::ImageHeader, File)> {
+    let path = path.to_path_buf();
+    jobs::blocking(move || saveimage::open(&path)).await
+}
+
 /// `virsh start` of a domain with a managed-save image: restore it, then
 /// remove the image. The caller holds a job on `dom`.
 pub(crate) async fn start_managed(s: &Arc<Shared>, dom: &Arc<Domain>, paused: bool) -> Result<()> {
     let path = managed_path(s, dom.name());
-    let (h, image) = saveimage::open(&path)?;
-    let def = Arc::new(Def::parse(&h.xml)?);
+    let (h, image) = open_image(&path).await?;
+    let def = Arc::new(super::image_xml::restore_def(&path, &h.xml, None)?);
     if def.uuid() != dom.uuid() {
         return Err(Error::OperationInvalid(format!(
             "managed save image '{}' belongs to another domain",
