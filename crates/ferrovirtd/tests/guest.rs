@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, EventListener, assert_in_order, tail};
+use common::{Daemon, EventListener, assert_in_order, define_start, tail};
 
 const MARKER: &str = "FERROVIRT-GUEST-READY";
 /// Boot under TCG on a loaded 2-core machine takes ~10 s; allow a lot more.
@@ -81,12 +81,6 @@ fn wait_markers(d: &Daemon, serial: &Path, n: usize) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn define_start(d: &Daemon, name: &str, xml: &str) {
-    let f = d.file(&format!("{name}.xml"), xml);
-    d.virsh_ok(&["define", f.to_str().expect("utf8")]);
-    d.virsh_ok(&["start", name]);
 }
 
 #[test]

@@ -7,29 +7,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Daemon, tail};
+use common::{Daemon, define_start, tail, wait_until};
 
 const T: Duration = Duration::from_secs(60);
-
-fn define_start(d: &Daemon, name: &str, xml: &str) {
-    let f = d.file(&format!("{name}.xml"), xml);
-    d.virsh_ok(&["define", &f.to_string_lossy()]);
-    d.virsh_ok(&["start", name]);
-}
-
-/// Polls `f` until it is true or `timeout` passes.
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
 
 /// The value of `label` in virsh's `domjobinfo` output ("Job type:").
 fn value<'a>(out: &'a str, label: &str) -> Option<&'a str> {

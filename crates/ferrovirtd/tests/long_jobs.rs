@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Summary, rpc_open, tail};
+use common::{Daemon, Summary, define_start, rpc_open, tail, wait_until};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -119,26 +119,8 @@ fn make_chain(dir: &Path) -> (PathBuf, PathBuf) {
     (base, top)
 }
 
-fn define_start(d: &Daemon, name: &str, xml: &str) {
-    let f = d.file(&format!("{name}.xml"), xml);
-    d.virsh_ok(&["define", &f.to_string_lossy()]);
-    d.virsh_ok(&["start", name]);
-}
-
 fn dumpxml(d: &Daemon, name: &str) -> String {
     d.virsh_ok(&["dumpxml", name])
-}
-
-/// Polls `f` until it is true or `timeout` passes.
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// Samples GET_STATE + GET_INFO latency over RPC until `stop` is set.

@@ -204,6 +204,26 @@ pub fn kill_processes_under(root: &Path) {
     }
 }
 
+/// Defines the domain `xml` (written under the root as `NAME.xml`) with
+/// virsh and starts it.
+pub fn define_start(d: &Daemon, name: &str, xml: &str) {
+    let f = d.file(&format!("{name}.xml"), xml);
+    d.virsh_ok(&["define", &f.to_string_lossy()]);
+    d.virsh_ok(&["start", name]);
+}
+
+/// Polls `f` until it is true; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
 /// Live (non-zombie) pids whose command line mentions `needle`; the
 /// driver's own lookup, so tests see processes the way restore does.
 pub fn pids_mentioning(needle: &str) -> Vec<i32> {
