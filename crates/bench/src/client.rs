@@ -15,17 +15,17 @@ use tokio::time::{Instant, timeout};
 
 use crate::util::{lat_summary, now_ns, round1};
 
-pub type Res<T> = Result<T, String>;
+pub(crate) type Res<T> = Result<T, String>;
 
 /// Highest domain event ID of libvirt 9.0 (VIR_DOMAIN_EVENT_ID_LAST - 1).
-pub const EVENT_ID_LAST: i32 = 26;
+pub(crate) const EVENT_ID_LAST: i32 = 26;
 
-pub fn es<E: std::fmt::Display>(e: E) -> String {
+pub(crate) fn es<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
 /// Connects and opens `qemu:///system` like libvirt's client library.
-pub async fn open(sock: &Path) -> Res<Client> {
+pub(crate) async fn open(sock: &Path) -> Res<Client> {
     let c = Client::connect(sock)
         .await
         .map_err(|e| format!("connect {}: {e}", sock.display()))?;
@@ -34,14 +34,14 @@ pub async fn open(sock: &Path) -> Res<Client> {
     Ok(c)
 }
 
-pub async fn open_timeout(sock: &Path, t: Duration) -> Res<Client> {
+pub(crate) async fn open_timeout(sock: &Path, t: Duration) -> Res<Client> {
     match timeout(t, open(sock)).await {
         Ok(r) => r,
         Err(_) => Err(format!("no answer to connect/open within {t:?}")),
     }
 }
 
-pub async fn define_start(c: &Client, xml: &str, paused: bool) -> Res<NonnullDomain> {
+pub(crate) async fn define_start(c: &Client, xml: &str, paused: bool) -> Res<NonnullDomain> {
     let d = c.define_xml(xml).await.map_err(es)?;
     let r: remote::DomainRet = c
         .call(
@@ -56,21 +56,21 @@ pub async fn define_start(c: &Client, xml: &str, paused: bool) -> Res<NonnullDom
     Ok(r.dom)
 }
 
-pub async fn suspend(c: &Client, dom: &NonnullDomain) -> Res<()> {
+pub(crate) async fn suspend(c: &Client, dom: &NonnullDomain) -> Res<()> {
     c.call(p::DOMAIN_SUSPEND, &remote::DomainArgs { dom: dom.clone() })
         .await
         .map_err(es)
 }
 
 #[allow(dead_code)]
-pub async fn resume(c: &Client, dom: &NonnullDomain) -> Res<()> {
+pub(crate) async fn resume(c: &Client, dom: &NonnullDomain) -> Res<()> {
     c.call(p::DOMAIN_RESUME, &remote::DomainArgs { dom: dom.clone() })
         .await
         .map_err(es)
 }
 
 #[allow(dead_code)]
-pub async fn undefine(c: &Client, dom: &NonnullDomain) -> Res<()> {
+pub(crate) async fn undefine(c: &Client, dom: &NonnullDomain) -> Res<()> {
     c.call(
         p::DOMAIN_UNDEFINE_FLAGS,
         &remote::DomainFlagsArgs {
@@ -85,7 +85,7 @@ pub async fn undefine(c: &Client, dom: &NonnullDomain) -> Res<()> {
 /// Destroys (if running) and undefines every domain whose name starts with
 /// `prefix`; returns how many.
 #[allow(dead_code)]
-pub async fn teardown(c: &Client, prefix: &str) -> Res<usize> {
+pub(crate) async fn teardown(c: &Client, prefix: &str) -> Res<usize> {
     let doms = c.list_all_domains(0).await.map_err(es)?;
     let mut n = 0;
     for d in doms.iter().filter(|d| d.name.starts_with(prefix)) {
@@ -99,18 +99,18 @@ pub async fn teardown(c: &Client, prefix: &str) -> Res<usize> {
 }
 
 /// `running` (1) / `paused` (3) / ... of a domain.
-pub async fn state(c: &Client, dom: &NonnullDomain) -> Res<i32> {
+pub(crate) async fn state(c: &Client, dom: &NonnullDomain) -> Res<i32> {
     Ok(c.domain_get_state(dom).await.map_err(es)?.state)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     Info,
     State,
 }
 
 impl Op {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Op::Info => "GET_INFO",
             Op::State => "GET_STATE",
@@ -135,7 +135,7 @@ async fn lookup_all(c: &Client, names: &[String]) -> Res<Vec<NonnullDomain>> {
 
 /// Closed loop: `conns` connections, each calling `op` back to back,
 /// round-robin over `names`, for `dur`. Returns ops/s and latency figures.
-pub async fn closed_loop(
+pub(crate) async fn closed_loop(
     sock: &Path,
     names: &[String],
     op: Op,
@@ -193,7 +193,7 @@ pub async fn closed_loop(
 /// delayed are issued late), round-robin over `names`, for `dur`. Calls
 /// still blocked `grace` after the end are reported as stuck. Connection
 /// set-up that does not finish in 10 s is reported as `setup_stuck`.
-pub fn spawn_probe(
+pub(crate) fn spawn_probe(
     sock: PathBuf,
     names: Vec<String>,
     op: Op,
@@ -279,7 +279,7 @@ pub fn spawn_probe(
 
 /// Registers `c` for every domain event ID 0..=EVENT_ID_LAST the daemon
 /// accepts (like `virsh event --all`); returns how many were accepted.
-pub async fn register_all_events(c: &Client) -> usize {
+pub(crate) async fn register_all_events(c: &Client) -> usize {
     let mut ok = 0;
     for id in 0..=EVENT_ID_LAST {
         let r: Result<remote::ConnectDomainEventCallbackRegisterAnyRet, _> = c
@@ -300,7 +300,7 @@ pub async fn register_all_events(c: &Client) -> usize {
 
 /// A live event listener: its own connection, registered for all event IDs,
 /// reading continuously; counts what it receives.
-pub struct Listener {
+pub(crate) struct Listener {
     pub received: Arc<AtomicU64>,
     pub registered: usize,
     client: Client,
@@ -308,7 +308,7 @@ pub struct Listener {
 }
 
 impl Listener {
-    pub async fn start(sock: &Path) -> Res<Listener> {
+    pub(crate) async fn start(sock: &Path) -> Res<Listener> {
         let client = open_timeout(sock, Duration::from_secs(10)).await?;
         let mut ev = client.take_events().ok_or("events taken")?;
         let registered = register_all_events(&client).await;
@@ -327,7 +327,7 @@ impl Listener {
         })
     }
 
-    pub fn summary(&self) -> Value {
+    pub(crate) fn summary(&self) -> Value {
         json!({
             "received": self.received.load(Ordering::Relaxed),
             "dropped_in_client": self.client.dropped_events(),
@@ -336,7 +336,7 @@ impl Listener {
         })
     }
 
-    pub async fn stop(self) -> Value {
+    pub(crate) async fn stop(self) -> Value {
         let v = self.summary();
         self.task.abort();
         let _ = timeout(Duration::from_secs(2), self.client.close()).await;
@@ -345,14 +345,14 @@ impl Listener {
 }
 
 /// Lifecycle callbacks as (monotonic ns at receipt, domain name, event).
-pub struct LifecycleStream {
+pub(crate) struct LifecycleStream {
     pub client: Client,
     pub rx: tokio::sync::mpsc::UnboundedReceiver<(u64, String, i32)>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl LifecycleStream {
-    pub async fn start(sock: &Path) -> Res<LifecycleStream> {
+    pub(crate) async fn start(sock: &Path) -> Res<LifecycleStream> {
         let client = open_timeout(sock, Duration::from_secs(10)).await?;
         let mut ev = client.take_events().ok_or("events taken")?;
         client.register_lifecycle_callback(None).await.map_err(es)?;
@@ -372,7 +372,7 @@ impl LifecycleStream {
 
     /// Waits for the next lifecycle event `want` of `dom`; returns its
     /// receipt time.
-    pub async fn wait_for(&mut self, dom: &str, want: i32, t: Duration) -> Option<u64> {
+    pub(crate) async fn wait_for(&mut self, dom: &str, want: i32, t: Duration) -> Option<u64> {
         let deadline = Instant::now() + t;
         loop {
             match tokio::time::timeout_at(deadline, self.rx.recv()).await {
@@ -383,20 +383,20 @@ impl LifecycleStream {
         }
     }
 
-    pub fn drain(&mut self) {
+    pub(crate) fn drain(&mut self) {
         while self.rx.try_recv().is_ok() {}
     }
 
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.task.abort();
         let _ = timeout(Duration::from_secs(2), self.client.close()).await;
     }
 }
 
 /// virDomainEventType values.
-pub const EV_SUSPENDED: i32 = 3;
-pub const EV_RESUMED: i32 = 4;
+pub(crate) const EV_SUSPENDED: i32 = 3;
+pub(crate) const EV_RESUMED: i32 = 4;
 /// virDomainState values.
-pub const ST_RUNNING: i32 = 1;
+pub(crate) const ST_RUNNING: i32 = 1;
 #[allow(dead_code)]
-pub const ST_PAUSED: i32 = 3;
+pub(crate) const ST_PAUSED: i32 = 3;

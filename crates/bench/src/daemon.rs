@@ -20,7 +20,7 @@ use crate::util;
 
 /// Paths of everything the bench drives.
 #[derive(Debug, Clone)]
-pub struct Env {
+pub(crate) struct Env {
     /// Work directory of this run (ferrovirtd roots, proxy state, sockets).
     pub work: PathBuf,
     pub ferrovirtd: PathBuf,
@@ -35,14 +35,14 @@ pub struct Env {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Ferro,
     Libvirt,
 }
 
 /// Which QEMU a VM runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Emu {
+pub(crate) enum Emu {
     /// real qemu-system-x86_64
     Real,
     /// real QEMU behind the anchors' qmp-proxy.py
@@ -51,7 +51,7 @@ pub enum Emu {
     Sim,
 }
 
-pub struct Daemon {
+pub(crate) struct Daemon {
     pub kind: Kind,
     pub env: Env,
     pub sock: PathBuf,
@@ -65,18 +65,18 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self.kind {
             Kind::Ferro => "ferrovirtd",
             Kind::Libvirt => "libvirtd",
         }
     }
 
-    pub fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.pid
     }
 
-    pub fn start(kind: Kind, env: &Env, tag: &str) -> Res<Daemon> {
+    pub(crate) fn start(kind: Kind, env: &Env, tag: &str) -> Res<Daemon> {
         match kind {
             Kind::Ferro => Self::start_ferro(env, tag),
             Kind::Libvirt => Self::start_libvirt(env),
@@ -145,7 +145,7 @@ impl Daemon {
 
     /// SIGKILLs ferrovirtd (its QEMUs keep running) and starts it again on
     /// the same root; returns when the socket accepts connections.
-    pub fn kill9_and_restart(&mut self) -> Res<()> {
+    pub(crate) fn kill9_and_restart(&mut self) -> Res<()> {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -197,7 +197,7 @@ impl Daemon {
 
     /// Stops the daemon and everything it started. ferrovirtd: destroy all
     /// domains via RPC (unless wedged), SIGTERM, then kill leftovers by PID.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         match self.kind {
             Kind::Ferro => {
                 if !self.wedged
@@ -251,7 +251,7 @@ impl Daemon {
     }
 
     /// `<emulator>` for this daemon and kind of QEMU.
-    pub fn emulator(&self, emu: Emu) -> Res<PathBuf> {
+    pub(crate) fn emulator(&self, emu: Emu) -> Res<PathBuf> {
         match (self.kind, emu) {
             (_, Emu::Real) => Ok(self.env.qemu.clone()),
             (Kind::Libvirt, Emu::Proxy) => Ok(self.env.lvb_state.join("bin/qemu-lvb-proxy")),
@@ -284,7 +284,7 @@ impl Daemon {
     }
 
     /// Control socket of the QMP proxy of domain `name`.
-    pub fn proxy_ctl(&self, name: &str) -> PathBuf {
+    pub(crate) fn proxy_ctl(&self, name: &str) -> PathBuf {
         match self.kind {
             Kind::Libvirt => self.env.lvb_state.join("ctl").join(format!("{name}.sock")),
             Kind::Ferro => self.root.join("proxy/ctl").join(format!("{name}.sock")),
@@ -293,7 +293,7 @@ impl Daemon {
 
     /// Domain XML for this daemon: q35, 64 MiB, 1 vCPU, no disk, KVM when
     /// usable. `extra` goes to `<qemu:commandline>`.
-    pub fn domain_xml(&self, name: &str, emu: Emu, extra: &[String]) -> Res<String> {
+    pub(crate) fn domain_xml(&self, name: &str, emu: Emu, extra: &[String]) -> Res<String> {
         let emulator = self.emulator(emu)?;
         let vtype = if emu == Emu::Sim {
             "qemu"
@@ -337,12 +337,12 @@ impl Daemon {
     }
 }
 
-pub fn anchors_default() -> PathBuf {
+pub(crate) fn anchors_default() -> PathBuf {
     Path::new("/work/shared/anchors/libvirt").to_path_buf()
 }
 
 /// Destroys `doms` with at most `par` calls in flight.
-pub async fn destroy_all(
+pub(crate) async fn destroy_all(
     c: &rpc::Client,
     doms: Vec<rpc::protocol::remote::NonnullDomain>,
     par: usize,

@@ -165,11 +165,17 @@ fn main() {
         return;
     }
     let nofile = util::raise_nofile();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("tokio runtime");
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench: cannot start the tokio runtime: {e}");
+            std::process::exit(1);
+        }
+    };
     let code = rt.block_on(run(cli, nofile));
     rt.shutdown_timeout(Duration::from_secs(2));
     std::process::exit(code);

@@ -15,7 +15,7 @@ use crate::client::{Res, es};
 use crate::util::now_ns;
 
 /// One command on a line-oriented control socket; returns the reply line.
-pub async fn ctl(path: &Path, cmd: &str) -> Res<String> {
+pub(crate) async fn ctl(path: &Path, cmd: &str) -> Res<String> {
     let fut = async {
         let s = UnixStream::connect(path)
             .await
@@ -34,7 +34,7 @@ pub async fn ctl(path: &Path, cmd: &str) -> Res<String> {
 }
 
 /// qemu-sim control command; errors unless the reply starts with `ok`.
-pub async fn sim(path: &Path, cmd: &str) -> Res<String> {
+pub(crate) async fn sim(path: &Path, cmd: &str) -> Res<String> {
     let r = ctl(path, cmd).await?;
     if r.starts_with("ok") {
         Ok(r)
@@ -44,7 +44,7 @@ pub async fn sim(path: &Path, cmd: &str) -> Res<String> {
 }
 
 /// qmp-proxy.py control command; returns its JSON reply.
-pub async fn proxy(path: &Path, cmd: &str) -> Res<Value> {
+pub(crate) async fn proxy(path: &Path, cmd: &str) -> Res<Value> {
     let r = ctl(path, cmd).await?;
     let v: Value = serde_json::from_str(&r).map_err(es)?;
     if v["ok"] == Value::Bool(true) {
@@ -55,7 +55,7 @@ pub async fn proxy(path: &Path, cmd: &str) -> Res<Value> {
 }
 
 /// Waits until a control socket answers `ping`.
-pub async fn wait_ctl(path: &Path, t: Duration) -> Res<()> {
+pub(crate) async fn wait_ctl(path: &Path, t: Duration) -> Res<()> {
     let deadline = tokio::time::Instant::now() + t;
     loop {
         if ctl(path, "ping").await.is_ok() {
@@ -69,13 +69,13 @@ pub async fn wait_ctl(path: &Path, t: Duration) -> Res<()> {
 }
 
 /// A QMP connection of our own to a QEMU monitor (`-qmp unix:PATH,...`).
-pub struct Qmp {
+pub(crate) struct Qmp {
     r: BufReader<OwnedReadHalf>,
     w: OwnedWriteHalf,
 }
 
 impl Qmp {
-    pub async fn connect(path: &Path, t: Duration) -> Res<Qmp> {
+    pub(crate) async fn connect(path: &Path, t: Duration) -> Res<Qmp> {
         let deadline = tokio::time::Instant::now() + t;
         let s = loop {
             match UnixStream::connect(path).await {
@@ -118,7 +118,7 @@ impl Qmp {
 
     /// Sends `cmd` and waits for event `ev`; returns (time sent, time the
     /// event was read), monotonic ns.
-    pub async fn exec_until_event(&mut self, cmd: &str, ev: &str) -> Res<(u64, u64)> {
+    pub(crate) async fn exec_until_event(&mut self, cmd: &str, ev: &str) -> Res<(u64, u64)> {
         let t0 = now_ns();
         self.w
             .write_all(format!("{{\"execute\":\"{cmd}\"}}\n").as_bytes())
@@ -133,7 +133,7 @@ impl Qmp {
     }
 
     /// query-status → "running" / "paused" / ...
-    pub async fn status(&mut self) -> Res<String> {
+    pub(crate) async fn status(&mut self) -> Res<String> {
         self.w
             .write_all(b"{\"execute\":\"query-status\"}\n")
             .await

@@ -98,7 +98,7 @@ fn errors(v: &Value) -> Vec<String> {
     out
 }
 
-pub fn render(v: &Value, src: &str) -> String {
+pub(crate) fn render(v: &Value, src: &str) -> String {
     let mut md = String::new();
     let mut cmps: Vec<Cmp> = Vec::new();
     // gaps the ratios cannot show

@@ -16,7 +16,7 @@ use crate::util::{self, Sampler, round1, round3};
 
 /// Parameters that differ between smoke and full runs.
 #[derive(Debug, Clone)]
-pub struct Params {
+pub(crate) struct Params {
     pub rpc_ns: Vec<usize>,
     pub cell: Duration,
     pub flood_s: f64,
@@ -36,7 +36,7 @@ pub struct Params {
     pub rpc_emu_ferro: Emu,
 }
 
-pub fn emu_label(e: Emu) -> &'static str {
+pub(crate) fn emu_label(e: Emu) -> &'static str {
     match e {
         Emu::Real => "QEMU",
         Emu::Proxy => "QEMU via qmp-proxy",
@@ -119,7 +119,7 @@ fn daemon_mem(d: &Daemon) -> Value {
 
 // ---------------------------------------------------------------- 1. rpc
 
-pub async fn rpc(kind: Kind, emu: Emu, env: &crate::daemon::Env, p: &Params) -> Res<Value> {
+pub(crate) async fn rpc(kind: Kind, emu: Emu, env: &crate::daemon::Env, p: &Params) -> Res<Value> {
     let d = Daemon::start(kind, env, "rpc")?;
     let r = rpc_inner(&d, emu, p).await;
     d.stop().await;
@@ -318,7 +318,12 @@ fn brief(v: &Value) -> Value {
            "setup_stuck": v.get("setup_stuck"), "worst_second_max_us": v["worst_second_max_us"]})
 }
 
-pub async fn flood(kind: Kind, emu: Emu, env: &crate::daemon::Env, p: &Params) -> Res<Value> {
+pub(crate) async fn flood(
+    kind: Kind,
+    emu: Emu,
+    env: &crate::daemon::Env,
+    p: &Params,
+) -> Res<Value> {
     // RTC_CHANGE: no listener at each rate; then STOP_RESUME (lifecycle
     // events, which both daemons deliver) with a live listener at the
     // lowest rate; last RTC_CHANGE with a live listener at the highest rate
@@ -353,7 +358,7 @@ pub async fn flood(kind: Kind, emu: Emu, env: &crate::daemon::Env, p: &Params) -
             "  [{}/{}] flood {event} {rate}/s live={live}: {}",
             r.d.label(),
             emu_label(emu),
-            summary_line(rows.last().unwrap())
+            rows.last().map(summary_line).unwrap_or_default()
         );
         if wedged && i + 1 < ncases {
             // a daemon that stopped answering gets a fresh start for the next case
@@ -462,7 +467,7 @@ async fn flood_case(r: &Rig, event: &str, rate: u64, live: bool, p: &Params) -> 
 
 // ---------------------------------------------------------------- 3. hung
 
-pub async fn hung(kind: Kind, emu: Emu, env: &crate::daemon::Env, p: &Params) -> Res<Value> {
+pub(crate) async fn hung(kind: Kind, emu: Emu, env: &crate::daemon::Env, p: &Params) -> Res<Value> {
     // running, so that suspend really needs the monitor
     let r = rig(kind, emu, env, p, "hung", true, vec![]).await?;
     let out = hung_inner(&r, p).await;
@@ -572,7 +577,12 @@ async fn hung_inner(r: &Rig, p: &Params) -> Res<Value> {
 
 // ---------------------------------------------------------------- 4. events
 
-pub async fn events(kind: Kind, emu: Emu, env: &crate::daemon::Env, p: &Params) -> Res<Value> {
+pub(crate) async fn events(
+    kind: Kind,
+    emu: Emu,
+    env: &crate::daemon::Env,
+    p: &Params,
+) -> Res<Value> {
     let qmp_path = env.work.join(format!(
         "evq-{}-{}.sock",
         if kind == Kind::Ferro { "f" } else { "l" },
@@ -727,7 +737,7 @@ async fn event_samples(
 
 // ---------------------------------------------------------------- 5. scale
 
-pub async fn scale(env: &crate::daemon::Env, p: &Params) -> Res<Value> {
+pub(crate) async fn scale(env: &crate::daemon::Env, p: &Params) -> Res<Value> {
     let mut rows = Vec::new();
     // ferrovirtd holds 2 fds per VM (monitor socket, pidfd); stay under
     // RLIMIT_NOFILE, which an unprivileged container may not raise

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 /// Monotonic nanoseconds since an arbitrary process-wide origin.
-pub fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 /// Latency summary of samples in nanoseconds, reported in microseconds.
-pub fn lat_summary(samples: &mut [u64]) -> Value {
+pub(crate) fn lat_summary(samples: &mut [u64]) -> Value {
     if samples.is_empty() {
         return json!({"n": 0});
     }
@@ -37,16 +37,16 @@ pub fn lat_summary(samples: &mut [u64]) -> Value {
     })
 }
 
-pub fn round1(x: f64) -> f64 {
+pub(crate) fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-pub fn round3(x: f64) -> f64 {
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
 /// (rss KiB, threads) of a process.
-pub fn proc_status(pid: i32) -> Option<(u64, u64)> {
+pub(crate) fn proc_status(pid: i32) -> Option<(u64, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let mut rss = None;
     let mut thr = None;
@@ -61,21 +61,21 @@ pub fn proc_status(pid: i32) -> Option<(u64, u64)> {
 }
 
 /// utime + stime of a process, in clock ticks.
-pub fn proc_cpu_ticks(pid: i32) -> Option<u64> {
+pub(crate) fn proc_cpu_ticks(pid: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &s[s.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
-pub fn clk_tck() -> f64 {
+pub(crate) fn clk_tck() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 { t as f64 } else { 100.0 }
 }
 
 /// PSS of a process in KiB.
-pub fn proc_pss_kb(pid: i32) -> Option<u64> {
+pub(crate) fn proc_pss_kb(pid: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     s.lines()
         .find_map(|l| l.strip_prefix("Pss:"))
@@ -84,7 +84,7 @@ pub fn proc_pss_kb(pid: i32) -> Option<u64> {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// seconds since the sampler started
     pub t: f64,
     pub rss_kb: u64,
@@ -93,7 +93,7 @@ pub struct Sample {
 }
 
 /// Samples RSS, threads and CPU of one pid every `interval` on a thread.
-pub struct Sampler {
+pub(crate) struct Sampler {
     stop: Arc<AtomicBool>,
     samples: Arc<Mutex<Vec<Sample>>>,
     handle: Option<std::thread::JoinHandle<()>>,
@@ -103,7 +103,7 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn start(pid: i32, interval: Duration, rss_limit_kb: u64) -> Sampler {
+    pub(crate) fn start(pid: i32, interval: Duration, rss_limit_kb: u64) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let tripped = Arc::new(AtomicBool::new(false));
@@ -115,7 +115,7 @@ impl Sampler {
                     if rss > rss_limit_kb {
                         t2.store(true, Ordering::Relaxed);
                     }
-                    v2.lock().unwrap().push(Sample {
+                    v2.lock().unwrap_or_else(|e| e.into_inner()).push(Sample {
                         t: started.elapsed().as_secs_f64(),
                         rss_kb: rss,
                         threads: thr,
@@ -134,15 +134,18 @@ impl Sampler {
         }
     }
 
-    pub fn now(&self) -> f64 {
+    pub(crate) fn now(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
 
-    pub fn snapshot(&self) -> Vec<Sample> {
-        self.samples.lock().unwrap().clone()
+    pub(crate) fn snapshot(&self) -> Vec<Sample> {
+        self.samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    pub fn finish(mut self) -> Vec<Sample> {
+    pub(crate) fn finish(mut self) -> Vec<Sample> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.handle.take() {
             let _ = h.join();
@@ -158,7 +161,7 @@ impl Drop for Sampler {
 }
 
 /// Figures of a sample window [t0, t1]: RSS first/peak/last (MiB), mean CPU %.
-pub fn window(samples: &[Sample], t0: f64, t1: f64) -> Value {
+pub(crate) fn window(samples: &[Sample], t0: f64, t1: f64) -> Value {
     let w: Vec<&Sample> = samples.iter().filter(|s| s.t >= t0 && s.t <= t1).collect();
     if w.len() < 2 {
         return json!({"n": w.len()});
@@ -177,12 +180,12 @@ pub fn window(samples: &[Sample], t0: f64, t1: f64) -> Value {
     })
 }
 
-pub fn mib(kb: u64) -> f64 {
+pub(crate) fn mib(kb: u64) -> f64 {
     round1(kb as f64 / 1024.0)
 }
 
 /// RSS series thinned to about `points` points: [[t, MiB], ...].
-pub fn rss_series(samples: &[Sample], points: usize) -> Value {
+pub(crate) fn rss_series(samples: &[Sample], points: usize) -> Value {
     let step = (samples.len() / points.max(1)).max(1);
     Value::Array(
         samples
@@ -195,14 +198,14 @@ pub fn rss_series(samples: &[Sample], points: usize) -> Value {
 
 /// A tag unique to this run, the first characters of every VM name, so
 /// that QEMUs left behind can be found by PID (`guest=TAG...`).
-pub fn run_tag() -> &'static str {
+pub(crate) fn run_tag() -> &'static str {
     static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TAG.get_or_init(|| format!("b{}", std::process::id()))
 }
 
 /// SIGKILLs, by pid, every process whose command line names one of this
 /// run's VMs.
-pub fn kill_run_vms() -> usize {
+pub(crate) fn kill_run_vms() -> usize {
     let pids = pids_mentioning(&format!("guest={}", run_tag()));
     for &p in &pids {
         // SAFETY: plain syscall.
@@ -214,7 +217,7 @@ pub fn kill_run_vms() -> usize {
 }
 
 /// Pids (other than ours) whose command line contains `needle`.
-pub fn pids_mentioning(needle: &str) -> Vec<i32> {
+pub(crate) fn pids_mentioning(needle: &str) -> Vec<i32> {
     let me = std::process::id() as i32;
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -238,7 +241,7 @@ pub fn pids_mentioning(needle: &str) -> Vec<i32> {
 
 /// SIGKILLs, by pid, every process whose command line mentions `dir`
 /// (the QEMUs, simulators and proxies started under a bench root).
-pub fn kill_processes_under(dir: &Path) -> usize {
+pub(crate) fn kill_processes_under(dir: &Path) -> usize {
     let pids = pids_mentioning(&dir.to_string_lossy());
     for &p in &pids {
         // SAFETY: plain syscall.
@@ -249,7 +252,7 @@ pub fn kill_processes_under(dir: &Path) -> usize {
     pids.len()
 }
 
-pub fn raise_nofile() -> u64 {
+pub(crate) fn raise_nofile() -> u64 {
     let mut r = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -272,7 +275,7 @@ pub fn raise_nofile() -> u64 {
     r.rlim_cur
 }
 
-pub fn loadavg() -> Vec<f64> {
+pub(crate) fn loadavg() -> Vec<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .split_whitespace()
@@ -281,7 +284,7 @@ pub fn loadavg() -> Vec<f64> {
         .collect()
 }
 
-pub fn kvm_usable() -> bool {
+pub(crate) fn kvm_usable() -> bool {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -297,7 +300,7 @@ fn cmd_out(prog: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-pub fn machine_info(qemu: &str) -> Value {
+pub(crate) fn machine_info(qemu: &str) -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()

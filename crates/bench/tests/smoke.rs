@@ -2,6 +2,14 @@
 //! install, ~1 minute) and checks that the JSON holds every scenario with
 //! sane numbers.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -1,5 +1,13 @@
 //! Invalid definitions, each with the libvirt error code a client gets.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 use domain::{DomainDef, DomainXmlError};
 use virterror::{ErrorCode, ErrorDomain, ToVirError};
 

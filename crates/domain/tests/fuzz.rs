@@ -1,6 +1,14 @@
 //! The parser never panics: arbitrary strings, and mutations of every
 //! golden input. Valid results must round-trip.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 use domain::DomainDef;
 use proptest::prelude::*;
 

@@ -5,6 +5,14 @@
 //! and parse(NAME.out.xml) == parse(NAME.xml) (round trip).
 //! Regenerate with UPDATE_GOLDEN=1 and review the diff.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use domain::{Accel, DomainDef, LiveInfo, build_argv};

@@ -2,6 +2,14 @@
 //! (prelaunch), answers QMP, reports capabilities EmulatorCaps can parse,
 //! and quits.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use common::{RawQmp, TempDir};

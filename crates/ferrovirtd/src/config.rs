@@ -13,7 +13,7 @@ use serde::Deserialize;
 /// Everything the daemon needs to start. Field names are the TOML keys.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     /// Root of all state: `etc/` definitions, `run/` sockets and status,
     /// `log/` QEMU logs. `None` picks the default for the current user.
     pub root: Option<PathBuf>,
@@ -65,7 +65,7 @@ impl Default for Config {
 
 /// Why a configuration file could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read {
         path: PathBuf,
@@ -82,7 +82,7 @@ pub enum ConfigError {
 
 impl Config {
     /// Reads a TOML file; keys it does not name keep their defaults.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -96,7 +96,7 @@ impl Config {
     }
 
     /// Rejects values that would make a limit meaningless.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("max_clients", self.max_clients),
             ("max_client_requests", self.max_client_requests),
@@ -118,15 +118,15 @@ impl Config {
         Ok(())
     }
 
-    pub fn job_wait(&self) -> Duration {
+    pub(crate) fn job_wait(&self) -> Duration {
         Duration::from_secs(self.job_wait_secs)
     }
 
-    pub fn monitor_timeout(&self) -> Duration {
+    pub(crate) fn monitor_timeout(&self) -> Duration {
         Duration::from_secs(self.monitor_timeout_secs)
     }
 
-    pub fn destroy_grace(&self) -> Duration {
+    pub(crate) fn destroy_grace(&self) -> Duration {
         Duration::from_secs(self.destroy_grace_secs)
     }
 }

@@ -20,7 +20,7 @@ use crate::relay::{self, Relay};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub(crate) enum StartError {
     #[error("cannot open the driver under {root}: {message}")]
     Driver { root: PathBuf, message: String },
     #[error("cannot listen on {path}: {source}")]
@@ -33,17 +33,17 @@ pub enum StartError {
 }
 
 /// Paths of the two sockets under a root.
-pub fn socket_paths(root: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn socket_paths(root: &Path) -> (PathBuf, PathBuf) {
     let run = root.join("run");
     (run.join("libvirt-sock"), run.join("libvirt-sock-ro"))
 }
 
 /// The URI virsh needs to reach the read-write socket.
-pub fn uri_for(sock: &Path) -> String {
+pub(crate) fn uri_for(sock: &Path) -> String {
     format!("qemu+unix:///system?socket={}", sock.display())
 }
 
-pub async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
+pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
     let driver = Driver::open(driver_config(&cfg, &root))
         .await
         .map_err(|e| StartError::Driver {

@@ -5,7 +5,7 @@ use std::fs;
 
 /// `virNodeInfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeInfo {
+pub(crate) struct NodeInfo {
     pub model: String,
     pub memory_kib: u64,
     pub cpus: i32,
@@ -16,7 +16,7 @@ pub struct NodeInfo {
     pub threads: i32,
 }
 
-pub fn node_info() -> NodeInfo {
+pub(crate) fn node_info() -> NodeInfo {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as i32);
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let mhz = cpuinfo
@@ -49,7 +49,7 @@ fn mem_total_kib() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -58,7 +58,7 @@ pub fn hostname() -> String {
 
 /// A minimal, truthful capabilities document: this host's arch and the one
 /// guest type we run (hvm on x86_64 with the default emulator).
-pub fn capabilities_xml(emulator: &str, kvm: bool) -> String {
+pub(crate) fn capabilities_xml(emulator: &str, kvm: bool) -> String {
     let arch = std::env::consts::ARCH;
     let mut domains = String::from("      <domain type='qemu'/>\n");
     if kvm {

@@ -9,7 +9,7 @@ use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 /// Raises RLIMIT_NOFILE's soft limit to its hard limit; returns the limit
 /// now in force.
-pub fn raise_nofile() -> nix::Result<u64> {
+pub(crate) fn raise_nofile() -> nix::Result<u64> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;

@@ -28,7 +28,7 @@ use virterror::{ErrorCode, ErrorDomain, VirError};
 
 /// How the client asked for events, which decides the message it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
+pub(crate) enum Style {
     /// `CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY`: messages carry the
     /// callback id and may be filtered by domain.
     Callback,
@@ -52,23 +52,23 @@ struct ClientRegs {
 
 /// Most registrations one client may hold; each is tiny, but a client must
 /// not be able to grow the daemon without bound.
-pub const MAX_REGISTRATIONS_PER_CLIENT: usize = 1024;
+pub(crate) const MAX_REGISTRATIONS_PER_CLIENT: usize = 1024;
 
 /// Registrations by client. Delivery (on every VM's event path) takes the
 /// read side only, so VMs never serialise on it; (de)registration writes.
 #[derive(Default)]
-pub struct Relay {
+pub(crate) struct Relay {
     clients: RwLock<HashMap<ClientId, ClientRegs>>,
     next_id: AtomicI32,
 }
 
 impl Relay {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Records a registration and returns its callback id.
-    pub fn register(
+    pub(crate) fn register(
         &self,
         sink: &EventSink,
         event_id: i32,
@@ -114,7 +114,7 @@ impl Relay {
     }
 
     /// Removes a callback registration by id.
-    pub fn deregister(&self, client: ClientId, callback_id: i32) -> Result<(), VirError> {
+    pub(crate) fn deregister(&self, client: ClientId, callback_id: i32) -> Result<(), VirError> {
         self.remove(client, |r| {
             r.style == Style::Callback && r.id == callback_id
         })
@@ -123,7 +123,11 @@ impl Relay {
     }
 
     /// Removes the legacy registration for an event id.
-    pub fn deregister_legacy(&self, client: ClientId, event_id: i32) -> Result<(), VirError> {
+    pub(crate) fn deregister_legacy(
+        &self,
+        client: ClientId,
+        event_id: i32,
+    ) -> Result<(), VirError> {
         self.remove(client, |r| {
             r.style == Style::Legacy && r.event_id == event_id
         })
@@ -132,7 +136,7 @@ impl Relay {
     }
 
     /// Forgets everything a disconnected client registered.
-    pub fn drop_client(&self, client: ClientId) {
+    pub(crate) fn drop_client(&self, client: ClientId) {
         self.write().remove(&client);
     }
 
@@ -162,7 +166,7 @@ impl Relay {
     }
 
     /// Pushes one event to every matching registration. Never blocks.
-    pub fn deliver(&self, ev: &DomainEvent) {
+    pub(crate) fn deliver(&self, ev: &DomainEvent) {
         let want: &[i32] = match ev.kind {
             EventKind::Lifecycle { .. } => &[event_id::LIFECYCLE],
             EventKind::Reboot => &[event_id::REBOOT],
@@ -396,7 +400,7 @@ fn push_io_error(
 /// synchronously, in each domain's order, straight into the registered
 /// clients' bounded queues. There is no shared queue in between that could
 /// lag, so a slow client only ever costs itself its events.
-pub fn attach(driver: &Driver, relay: std::sync::Arc<Relay>) {
+pub(crate) fn attach(driver: &Driver, relay: std::sync::Arc<Relay>) {
     driver.add_event_listener(std::sync::Arc::new(move |ev: &DomainEvent| {
         relay.deliver(ev)
     }));

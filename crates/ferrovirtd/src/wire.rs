@@ -7,7 +7,7 @@ use rpc::protocol::remote::NonnullDomain;
 use virterror::{ErrorCode, ErrorDomain, ToVirError, VirError};
 
 /// The `remote_nonnull_domain` a client uses to name `dom` from now on.
-pub fn wire_domain(dom: &Domain) -> NonnullDomain {
+pub(crate) fn wire_domain(dom: &Domain) -> NonnullDomain {
     NonnullDomain {
         name: dom.name().to_owned(),
         uuid: *dom.uuid().as_bytes(),
@@ -17,7 +17,7 @@ pub fn wire_domain(dom: &Domain) -> NonnullDomain {
 
 /// Finds the domain a client names. libvirt's own server looks domains up
 /// by UUID (names can be reused after undefine + define), so do we.
-pub fn resolve(driver: &Driver, dom: &NonnullDomain) -> Result<Arc<Domain>, VirError> {
+pub(crate) fn resolve(driver: &Driver, dom: &NonnullDomain) -> Result<Arc<Domain>, VirError> {
     let uuid = uuid::Uuid::from_bytes(dom.uuid);
     driver.lookup_by_uuid(&uuid).map_err(|e| {
         let mut err = e.to_vir_error();
@@ -30,12 +30,12 @@ pub fn resolve(driver: &Driver, dom: &NonnullDomain) -> Result<Arc<Domain>, VirE
 }
 
 /// Maps any driver error to what the client will see.
-pub fn vir<E: ToVirError>(e: E) -> VirError {
+pub(crate) fn vir<E: ToVirError>(e: E) -> VirError {
     e.to_vir_error()
 }
 
 /// A flag the procedure does not implement: refused by name, never ignored.
-pub fn unsupported_flags(what: &str, flags: u32) -> VirError {
+pub(crate) fn unsupported_flags(what: &str, flags: u32) -> VirError {
     // libvirt's own flag check reports VIR_ERR_INVALID_ARG.
     VirError::new(
         ErrorCode::InvalidArg,
@@ -45,13 +45,13 @@ pub fn unsupported_flags(what: &str, flags: u32) -> VirError {
 }
 
 /// Refuses unknown bits of `flags`.
-pub fn check_flags(what: &str, flags: u32, allowed: u32) -> Result<(), VirError> {
+pub(crate) fn check_flags(what: &str, flags: u32, allowed: u32) -> Result<(), VirError> {
     match flags & !allowed {
         0 => Ok(()),
         extra => Err(unsupported_flags(what, extra)),
     }
 }
 
-pub fn invalid_arg(msg: impl Into<String>) -> VirError {
+pub(crate) fn invalid_arg(msg: impl Into<String>) -> VirError {
     VirError::new(ErrorCode::InvalidArg, ErrorDomain::Remote, msg)
 }

@@ -2,6 +2,14 @@
 //! a client can act on, a message naming what is wrong, and leaves nothing
 //! behind (no half-defined domain, no QEMU process).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use common::{Daemon, pids_mentioning, real_domain_xml, rpc_open};

@@ -8,6 +8,14 @@
 //! control socket with the data real QEMU 7.2 sends for the `-blockdev`
 //! nodes ferrovirtd names (`libvirt-1-format` for the first disk).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -14,6 +14,14 @@
 //! subscriber) → settle → RTC_CHANGE flood (the daemon does not relay
 //! RTC_CHANGE yet: this phase exercises only the monitor path).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::io::Write;

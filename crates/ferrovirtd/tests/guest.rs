@@ -5,6 +5,14 @@
 //! TCG (`type='qemu'`) so the tests behave the same on hosts whose KVM
 //! cannot run guests; the guest boots in seconds either way.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,14 @@
 //! sees the first at once and then at most one per interval, never the
 //! flood (which is what wedged libvirtd's single event thread).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -5,6 +5,14 @@
 //! One VM per test; waits poll with a deadline, nothing sleeps to
 //! synchronise.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::time::Duration;

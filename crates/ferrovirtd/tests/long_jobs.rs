@@ -6,6 +6,14 @@
 //! firmware plus an attached disk the block jobs work on. Waits poll with
 //! a deadline; nothing sleeps to synchronise.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -6,6 +6,14 @@
 //! Every test runs against the real daemon with qemu-sim VMs, and keeps a
 //! healthy client (rpc::Client and/or virsh) working alongside.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::path::Path;

@@ -1,6 +1,14 @@
 //! Black-box: the real `virsh` drives ferrovirtd, which drives real QEMU
 //! (and qemu-sim where a guest that reacts to ACPI is needed).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::process::Command;

@@ -173,6 +173,10 @@ impl Future for Acquire {
         let outcome = inner.mutate(|sh, now| match sh.state.take_status(id) {
             Status::Held => {
                 sh.wakers.remove(&id);
+                #[allow(
+                    clippy::expect_used,
+                    reason = "a state-machine invariant, checked one line up"
+                )]
                 let entry = sh
                     .state
                     .held_entry(id)
@@ -189,6 +193,10 @@ impl Future for Acquire {
             }
             Status::Waiting if expired => {
                 sh.wakers.remove(&id);
+                #[allow(
+                    clippy::expect_used,
+                    reason = "a state-machine invariant, checked one line up"
+                )]
                 let t = sh
                     .state
                     .time_out(id, now)

@@ -1,6 +1,14 @@
 //! Behaviour of the real lock on tokio, with paused time so that deadlines
 //! and durations are exact and no test sleeps for real.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

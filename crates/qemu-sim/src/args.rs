@@ -15,7 +15,7 @@ use crate::faults::FloodSpec;
 /// A command-line error; printed as `qemu-sim: <msg>` and exit status 1, as
 /// QEMU does.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArgError(pub String);
+pub(crate) struct ArgError(pub String);
 
 impl fmt::Display for ArgError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -31,7 +31,7 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ArgError> {
 
 /// Where a QMP monitor listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MonitorSpec {
+pub(crate) enum MonitorSpec {
     /// A UNIX socket path the simulator binds (after unlinking a stale file).
     Path(PathBuf),
     /// A listening socket inherited from the manager (libvirt passes these so
@@ -41,7 +41,7 @@ pub enum MonitorSpec {
 
 /// Fault-injection and timing options (`-sim-*`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct SimOptions {
+pub(crate) struct SimOptions {
     pub control: Option<PathBuf>,
     pub flood: Option<FloodSpec>,
     pub hang: bool,
@@ -73,7 +73,7 @@ impl Default for SimOptions {
 
 /// Everything the simulator takes from its command line.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Config {
+pub(crate) struct Config {
     pub name: Option<String>,
     pub uuid: Option<String>,
     pub mem_mib: u64,
@@ -120,7 +120,7 @@ impl Default for Config {
 
 /// What the command line asks for.
 #[derive(Debug)]
-pub enum Action {
+pub(crate) enum Action {
     Run(Box<Config>),
     /// `-version`: print and exit 0 (managers probe the binary this way).
     Version,
@@ -130,7 +130,7 @@ pub enum Action {
 
 /// Options that take no argument. Everything else starting with `-`
 /// consumes the next word.
-pub const FLAGS: &[&str] = &[
+pub(crate) const FLAGS: &[&str] = &[
     "S",
     "no-shutdown",
     "no-reboot",
@@ -169,7 +169,7 @@ pub const FLAGS: &[&str] = &[
 /// comma. A first element without `=` gets the `implied` key when given (as
 /// `-name NAME` or `-m 512`); any other bare word is a boolean flag, with a
 /// `no` prefix meaning off (`nowait`).
-pub fn parse_opts(s: &str, implied: Option<&str>) -> Vec<(String, String)> {
+pub(crate) fn parse_opts(s: &str, implied: Option<&str>) -> Vec<(String, String)> {
     let mut parts: Vec<String> = Vec::new();
     let mut cur = String::new();
     let mut chars = s.chars().peekable();
@@ -394,7 +394,7 @@ fn device_id(v: &str) -> Option<String> {
 }
 
 /// Parses the arguments after the program name.
-pub fn parse<I, S>(args: I) -> Result<Action, ArgError>
+pub(crate) fn parse<I, S>(args: I) -> Result<Action, ArgError>
 where
     I: IntoIterator<Item = S>,
     S: Into<String>,

@@ -17,7 +17,7 @@ const MAX_LINE: usize = 64 * 1024;
 const MAX_GARBAGE: usize = 16 << 20;
 const MAX_HUGE_MIB: u64 = 4096;
 
-pub async fn serve(sim: Rc<Sim>, listener: UnixListener) {
+pub(crate) async fn serve(sim: Rc<Sim>, listener: UnixListener) {
     loop {
         match listener.accept().await {
             Ok((s, _)) => session(&sim, s).await,
@@ -81,7 +81,7 @@ fn num<T: std::str::FromStr>(v: Option<&str>, what: &str) -> Result<T, String> {
 
 /// Runs one control command; returns the answer and, for `exit`, the
 /// status to exit with once the answer is sent.
-pub fn command(sim: &Rc<Sim>, line: &str) -> (String, Option<i32>) {
+pub(crate) fn command(sim: &Rc<Sim>, line: &str) -> (String, Option<i32>) {
     match run(sim, line) {
         Ok(Reply::Text(t)) => (t, None),
         Ok(Reply::Exit(c)) => ("ok".into(), Some(c)),

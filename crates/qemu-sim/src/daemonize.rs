@@ -13,17 +13,17 @@ use std::path::Path;
 use nix::unistd::{ForkResult, fork, pipe, setsid};
 
 /// The child's end of the readiness pipe.
-pub struct Ready(Option<std::fs::File>);
+pub(crate) struct Ready(Option<std::fs::File>);
 
 impl Ready {
     /// Not daemonized: nothing to report.
-    pub fn none() -> Ready {
+    pub(crate) fn none() -> Ready {
         Ready(None)
     }
 
     /// Tells the waiting parent the child is ready, and detaches from the
     /// terminal like QEMU: stdio goes to /dev/null, cwd to `/`.
-    pub fn done(mut self) {
+    pub(crate) fn done(mut self) {
         let Some(mut w) = self.0.take() else { return };
         if let Ok(null) = std::fs::OpenOptions::new()
             .read(true)
@@ -42,7 +42,7 @@ impl Ready {
 
 /// Forks. Returns in the child (new session) only; the parent waits for
 /// [`Ready::done`] and exits 0, or exits 1 if the child dies first.
-pub fn daemonize() -> Result<Ready, String> {
+pub(crate) fn daemonize() -> Result<Ready, String> {
     let (r, w): (OwnedFd, OwnedFd) = pipe().map_err(|e| format!("pipe: {e}"))?;
     // SAFETY: called before any other thread exists.
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
@@ -66,7 +66,7 @@ pub fn daemonize() -> Result<Ready, String> {
 
 /// Writes the pidfile atomically (temp file + rename) so a reader never
 /// sees it empty or half-written.
-pub fn write_pidfile(path: &Path) -> Result<(), String> {
+pub(crate) fn write_pidfile(path: &Path) -> Result<(), String> {
     let pid = std::process::id();
     let name = path
         .file_name()

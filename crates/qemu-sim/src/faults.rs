@@ -15,14 +15,14 @@ use crate::output::{Outbox, timestamp};
 use crate::sim::Sim;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Rate {
+pub(crate) enum Rate {
     PerSec(f64),
     /// As fast as the peer reads.
     Max,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct FloodSpec {
+pub(crate) struct FloodSpec {
     pub name: String,
     pub rate: Rate,
     pub seconds: Option<f64>,
@@ -30,7 +30,7 @@ pub struct FloodSpec {
 
 impl FloodSpec {
     /// `NAME:RATE[:SECONDS]` (command line).
-    pub fn parse_colon(s: &str) -> Result<FloodSpec, String> {
+    pub(crate) fn parse_colon(s: &str) -> Result<FloodSpec, String> {
         let mut it = s.split(':');
         let name = it.next().unwrap_or_default();
         let rate = it.next().ok_or("expected NAME:RATE[:SECONDS]")?;
@@ -42,7 +42,7 @@ impl FloodSpec {
     }
 
     /// `NAME RATE [SECONDS]` (control socket), already split.
-    pub fn new(name: &str, rate: &str, seconds: Option<&str>) -> Result<FloodSpec, String> {
+    pub(crate) fn new(name: &str, rate: &str, seconds: Option<&str>) -> Result<FloodSpec, String> {
         if name.is_empty()
             || !name
                 .bytes()
@@ -74,7 +74,7 @@ impl FloodSpec {
 }
 
 /// Run-time fault switches.
-pub struct Faults {
+pub(crate) struct Faults {
     pub hang: Cell<bool>,
     pub slow_ms: Cell<u64>,
     pub wrong_ids: Cell<bool>,
@@ -86,7 +86,7 @@ pub struct Faults {
 }
 
 impl Faults {
-    pub fn new(o: &SimOptions) -> Faults {
+    pub(crate) fn new(o: &SimOptions) -> Faults {
         Faults {
             hang: Cell::new(o.hang),
             slow_ms: Cell::new(o.slow_ms),
@@ -97,7 +97,7 @@ impl Faults {
         }
     }
 
-    pub fn set_hang(&self, on: bool) {
+    pub(crate) fn set_hang(&self, on: bool) {
         self.hang.set(on);
         self.changed.notify_waiters();
     }
@@ -105,7 +105,7 @@ impl Faults {
 
 /// `n` bytes that are neither JSON nor UTF-8 nor contain a newline, then a
 /// newline: what a corrupted monitor stream looks like.
-pub fn garbage(n: usize) -> Vec<u8> {
+pub(crate) fn garbage(n: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(n + 1);
     let mut x: u32 = 0x9e37_79b9;
     for i in 0..n {
@@ -130,7 +130,7 @@ pub fn garbage(n: usize) -> Vec<u8> {
 /// Queues one valid event line of about `mib` MiB (`SIM_HUGE`, with a
 /// padding string). The padding is produced while writing, so the line
 /// costs no memory however large.
-pub fn push_huge(out: &Outbox, mib: u64) {
+pub(crate) fn push_huge(out: &Outbox, mib: u64) {
     let total = usize::try_from(mib)
         .unwrap_or(usize::MAX)
         .saturating_mul(1 << 20);
@@ -176,7 +176,7 @@ fn emit_one(sim: &Sim, name: &str, i: u64, buf: &mut String) -> bool {
 }
 
 /// Starts a flood, replacing any running one.
-pub fn start_flood(sim: &Rc<Sim>, spec: FloodSpec) {
+pub(crate) fn start_flood(sim: &Rc<Sim>, spec: FloodSpec) {
     stop_flood(sim);
     let weak = Rc::downgrade(sim);
     let h = tokio::task::spawn_local(async move {
@@ -190,14 +190,14 @@ pub fn start_flood(sim: &Rc<Sim>, spec: FloodSpec) {
 }
 
 /// `flood off`.
-pub fn stop_flood(sim: &Sim) {
+pub(crate) fn stop_flood(sim: &Sim) {
     if let Some(h) = sim.faults.flood.borrow_mut().take() {
         h.abort();
     }
     finish_stop_resume(sim);
 }
 
-pub fn flood_running(sim: &Sim) -> bool {
+pub(crate) fn flood_running(sim: &Sim) -> bool {
     sim.faults.flood.borrow().is_some()
 }
 

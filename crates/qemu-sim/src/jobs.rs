@@ -22,7 +22,7 @@ use crate::sim::Sim;
 const JOB_LEN: u64 = 1 << 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Mirror,
     Commit,
     Stream,
@@ -39,7 +39,7 @@ impl Kind {
 }
 
 #[derive(Debug)]
-pub struct Job {
+pub(crate) struct Job {
     pub id: String,
     kind: Kind,
     device: String,
@@ -165,7 +165,7 @@ fn later(sim: &Rc<Sim>, f: impl FnOnce(&Sim) + 'static) {
     });
 }
 
-pub fn blockdev_add(sim: &Sim, args: &Args) -> Result<Value, QmpError> {
+pub(crate) fn blockdev_add(sim: &Sim, args: &Args<'_>) -> Result<Value, QmpError> {
     // blockdev-add takes the whole BlockdevOptions union: only node-name
     // matters here.
     let Some(name) = args.opt_str("node-name")? else {
@@ -183,7 +183,7 @@ pub fn blockdev_add(sim: &Sim, args: &Args) -> Result<Value, QmpError> {
     Ok(json!({}))
 }
 
-pub fn blockdev_del(sim: &Sim, args: &Args) -> Result<Value, QmpError> {
+pub(crate) fn blockdev_del(sim: &Sim, args: &Args<'_>) -> Result<Value, QmpError> {
     args.only(&["node-name"])?;
     let name = args.str("node-name")?;
     let mut vm = sim.vm.borrow_mut();
@@ -206,7 +206,7 @@ pub fn blockdev_del(sim: &Sim, args: &Args) -> Result<Value, QmpError> {
     Ok(json!({}))
 }
 
-pub fn query_named_block_nodes(sim: &Sim) -> Value {
+pub(crate) fn query_named_block_nodes(sim: &Sim) -> Value {
     let vm = sim.vm.borrow();
     Value::Array(
         vm.nodes
@@ -229,7 +229,7 @@ const COMMON: &[&str] = &[
 ];
 
 /// blockdev-mirror, drive-mirror, block-commit and block-stream.
-pub fn start(sim: &Rc<Sim>, cmd: &str, args: &Args) -> Result<Value, QmpError> {
+pub(crate) fn start(sim: &Rc<Sim>, cmd: &str, args: &Args<'_>) -> Result<Value, QmpError> {
     let (kind, extra): (Kind, &[&str]) = match cmd {
         "blockdev-mirror" => (
             Kind::Mirror,
@@ -373,7 +373,7 @@ fn verb_error(id: &str, status: &str, verb: &str) -> QmpError {
 
 /// job-complete, job-cancel, job-dismiss, job-finalize and their
 /// block-job-* spellings.
-pub fn verb(sim: &Rc<Sim>, cmd: &str, args: &Args) -> Result<Value, QmpError> {
+pub(crate) fn verb(sim: &Rc<Sim>, cmd: &str, args: &Args<'_>) -> Result<Value, QmpError> {
     let block = cmd.starts_with("block-job-");
     let key = if block { "device" } else { "id" };
     match cmd {
@@ -441,7 +441,7 @@ fn shown(status: &'static str) -> &'static str {
     }
 }
 
-pub fn query_jobs(sim: &Sim) -> Value {
+pub(crate) fn query_jobs(sim: &Sim) -> Value {
     let vm = sim.vm.borrow();
     let job_ms = sim.cfg.sim.job_ms;
     Value::Array(
@@ -455,7 +455,7 @@ pub fn query_jobs(sim: &Sim) -> Value {
     )
 }
 
-pub fn query_block_jobs(sim: &Sim) -> Value {
+pub(crate) fn query_block_jobs(sim: &Sim) -> Value {
     let vm = sim.vm.borrow();
     let job_ms = sim.cfg.sim.job_ms;
     Value::Array(

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::args::{Config, MonitorSpec};
 
-pub struct Bound {
+pub(crate) struct Bound {
     monitors: Vec<UnixListener>,
     control: Option<UnixListener>,
     cleanup: Vec<PathBuf>,
@@ -30,7 +30,7 @@ fn bind_path(p: &Path, what: &str) -> Result<UnixListener, String> {
 fn adopt_fd(n: RawFd) -> Result<UnixListener, String> {
     let mut accepting: libc::c_int = 0;
     let mut domain: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into the ints; it fails
     // cleanly on a descriptor that is closed or not a socket.
     let ok = unsafe {
@@ -61,7 +61,7 @@ fn adopt_fd(n: RawFd) -> Result<UnixListener, String> {
     }
 }
 
-pub fn bind_all(cfg: &Config) -> Result<Bound, String> {
+pub(crate) fn bind_all(cfg: &Config) -> Result<Bound, String> {
     let mut b = Bound {
         monitors: Vec::new(),
         control: None,
@@ -91,7 +91,7 @@ type Tokio = (
 
 impl Bound {
     /// Must run inside the runtime.
-    pub fn into_tokio(self) -> Result<Tokio, String> {
+    pub(crate) fn into_tokio(self) -> Result<Tokio, String> {
         let conv = |l: UnixListener| {
             l.set_nonblocking(true)
                 .and_then(|_| tokio::net::UnixListener::from_std(l))

@@ -21,11 +21,11 @@ use crate::qmp::{Args, QmpError};
 use crate::sim::Sim;
 use crate::state::RunState;
 
-pub const MAGIC: &str = "QEMU-SIM-MIGRATION 1";
+pub(crate) const MAGIC: &str = "QEMU-SIM-MIGRATION 1";
 /// An incoming stream larger than this is not ours.
 const MAX_STREAM: u64 = 16 << 20;
 
-pub struct Migration {
+pub(crate) struct Migration {
     pub status: &'static str,
     incoming: bool,
     started: Instant,
@@ -161,7 +161,7 @@ fn payload(sim: &Sim, was_running: bool) -> Vec<u8> {
 }
 
 /// `migrate`.
-pub fn migrate(sim: &Rc<Sim>, args: &Args) -> Result<Value, QmpError> {
+pub(crate) fn migrate(sim: &Rc<Sim>, args: &Args<'_>) -> Result<Value, QmpError> {
     args.only(&["uri", "blk", "inc", "detach", "resume"])?;
     let uri = args.str("uri")?;
     if args.opt_bool("resume")?.unwrap_or(false) {
@@ -239,7 +239,7 @@ async fn outgoing(sim: Rc<Sim>, serial: u64, ch: Channel) {
 }
 
 /// `migrate_cancel`: a no-op unless a migration is under way.
-pub fn cancel(sim: &Sim) {
+pub(crate) fn cancel(sim: &Sim) {
     let serial = {
         let vm = sim.vm.borrow();
         match vm.migration.as_ref() {
@@ -414,7 +414,7 @@ fn check_stream(data: &[u8]) -> Result<(), String> {
 /// Starts an incoming migration from `uri` (`-incoming URI` or
 /// migrate-incoming). Listening sockets exist when this returns, as a
 /// manager connects the source right after.
-pub fn start_incoming(sim: &Rc<Sim>, uri: &str) -> Result<(), QmpError> {
+pub(crate) fn start_incoming(sim: &Rc<Sim>, uri: &str) -> Result<(), QmpError> {
     let ch = parse_uri(sim, uri, true)?;
     let src = match ch {
         Channel::Unix(p) => {
@@ -469,7 +469,7 @@ async fn incoming(sim: Rc<Sim>, serial: u64, src: Source) {
 }
 
 /// `migrate-incoming`.
-pub fn migrate_incoming(sim: &Rc<Sim>, args: &Args) -> Result<Value, QmpError> {
+pub(crate) fn migrate_incoming(sim: &Rc<Sim>, args: &Args<'_>) -> Result<Value, QmpError> {
     args.only(&["uri", "channels"])?;
     let uri = args.str("uri")?;
     if sim.vm.borrow().run != RunState::InMigrate {
@@ -486,7 +486,7 @@ pub fn migrate_incoming(sim: &Rc<Sim>, args: &Args) -> Result<Value, QmpError> {
     Ok(json!({}))
 }
 
-pub fn query(sim: &Sim) -> Value {
+pub(crate) fn query(sim: &Sim) -> Value {
     let vm = sim.vm.borrow();
     let Some(m) = vm.migration.as_ref() else {
         return json!({});
@@ -532,7 +532,7 @@ pub fn query(sim: &Sim) -> Value {
     v
 }
 
-pub fn set_capabilities(sim: &Sim, args: &Args) -> Result<Value, QmpError> {
+pub(crate) fn set_capabilities(sim: &Sim, args: &Args<'_>) -> Result<Value, QmpError> {
     args.only(&["capabilities"])?;
     let Some(Value::Array(list)) = args.get("capabilities") else {
         return Err(QmpError::generic(
@@ -569,7 +569,7 @@ pub fn set_capabilities(sim: &Sim, args: &Args) -> Result<Value, QmpError> {
     Ok(json!({}))
 }
 
-pub fn query_capabilities(sim: &Sim) -> Value {
+pub(crate) fn query_capabilities(sim: &Sim) -> Value {
     let vm = sim.vm.borrow();
     Value::Array(
         CAPS.iter()
@@ -578,7 +578,7 @@ pub fn query_capabilities(sim: &Sim) -> Value {
     )
 }
 
-pub fn set_parameters(sim: &Sim, args: &Args) -> Result<Value, QmpError> {
+pub(crate) fn set_parameters(sim: &Sim, args: &Args<'_>) -> Result<Value, QmpError> {
     if let Some(m) = args.0 {
         let mut vm = sim.vm.borrow_mut();
         for (k, v) in m {
@@ -588,7 +588,7 @@ pub fn set_parameters(sim: &Sim, args: &Args) -> Result<Value, QmpError> {
     Ok(json!({}))
 }
 
-pub fn query_parameters(sim: &Sim) -> Value {
+pub(crate) fn query_parameters(sim: &Sim) -> Value {
     let mut v = json!({
         "max-bandwidth": 134217728u64, "downtime-limit": 300, "multifd-channels": 2,
         "x-checkpoint-delay": 20000, "tls-creds": "", "tls-hostname": "",

@@ -23,7 +23,7 @@ use crate::output::{CAP, Chunk, Outbox, to_json, write_json_str};
 use crate::qmp::{self, Args, QmpError};
 use crate::sim::Sim;
 
-pub const GREETING: &[u8] = b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, \"package\": \"qemu-sim\"}, \"capabilities\": [\"oob\"]}}\r\n";
+pub(crate) const GREETING: &[u8] = b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, \"package\": \"qemu-sim\"}, \"capabilities\": [\"oob\"]}}\r\n";
 
 /// Bound of one unparsed input value; QEMU's own limit is larger, but a
 /// manager never sends commands near this size.
@@ -32,7 +32,7 @@ const MAX_INPUT: usize = 1 << 20;
 const MAX_FDS: usize = 16;
 
 /// Serves successive clients of one monitor socket forever.
-pub async fn serve(sim: Rc<Sim>, listener: UnixListener, out: Rc<Outbox>) {
+pub(crate) async fn serve(sim: Rc<Sim>, listener: UnixListener, out: Rc<Outbox>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {

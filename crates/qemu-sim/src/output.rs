@@ -16,13 +16,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
 /// Pending-output bound of one monitor connection.
-pub const CAP: usize = 256 * 1024;
+pub(crate) const CAP: usize = 256 * 1024;
 
 /// Chunks are merged up to this size so a flood does not allocate per event
 /// yet the writer never holds a large buffer.
 const MERGE: usize = 32 * 1024;
 
-pub enum Chunk {
+pub(crate) enum Chunk {
     Data(Vec<u8>),
     /// `n` bytes of `x`, produced while writing: a huge line costs no memory.
     Fill(usize),
@@ -30,7 +30,7 @@ pub enum Chunk {
 
 /// Output queue of one monitor (reused across its successive connections).
 #[derive(Default)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     chunks: RefCell<VecDeque<Chunk>>,
     len: Cell<usize>,
     /// A client is connected (replies may be queued).
@@ -46,35 +46,35 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len.get()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len.get() == 0
     }
 
-    pub fn connected(&self) -> bool {
+    pub(crate) fn connected(&self) -> bool {
         self.connected.get()
     }
 
-    pub fn events_on(&self) -> bool {
+    pub(crate) fn events_on(&self) -> bool {
         self.events_on.get()
     }
 
-    pub fn set_events_on(&self, on: bool) {
+    pub(crate) fn set_events_on(&self, on: bool) {
         self.events_on.set(on);
     }
 
     /// A new client: start from an empty queue.
-    pub fn connect(&self) {
+    pub(crate) fn connect(&self) {
         self.clear();
         self.connected.set(true);
         self.events_on.set(false);
     }
 
     /// The client is gone: what it did not read is discarded, like QEMU does.
-    pub fn disconnect(&self) {
+    pub(crate) fn disconnect(&self) {
         self.connected.set(false);
         self.events_on.set(false);
         self.clear();
@@ -90,7 +90,7 @@ impl Outbox {
     }
 
     /// Appends raw bytes (a whole message including its newline).
-    pub fn push(&self, bytes: &[u8]) {
+    pub(crate) fn push(&self, bytes: &[u8]) {
         if !self.connected.get() {
             return;
         }
@@ -108,7 +108,7 @@ impl Outbox {
     }
 
     /// Appends `n` filler bytes.
-    pub fn push_fill(&self, n: usize) {
+    pub(crate) fn push_fill(&self, n: usize) {
         if !self.connected.get() || n == 0 {
             return;
         }
@@ -119,12 +119,12 @@ impl Outbox {
 
     /// Takes the next chunk to write. Its bytes stay counted until
     /// [`Outbox::written`] so backpressure reflects unsent output.
-    pub fn pop(&self) -> Option<Chunk> {
+    pub(crate) fn pop(&self) -> Option<Chunk> {
         self.chunks.borrow_mut().pop_front()
     }
 
     /// Accounts `n` bytes as written to the peer.
-    pub fn written(&self, n: usize) {
+    pub(crate) fn written(&self, n: usize) {
         let before = self.len.get();
         let after = before.saturating_sub(n);
         self.len.set(after);
@@ -139,7 +139,7 @@ impl Outbox {
 
     /// Drops the memory of a burst once idle again: an idle instance must
     /// stay small.
-    pub fn trim(&self) {
+    pub(crate) fn trim(&self) {
         let mut c = self.chunks.borrow_mut();
         if c.is_empty() && c.capacity() > 8 {
             c.shrink_to_fit();
@@ -148,7 +148,7 @@ impl Outbox {
 }
 
 /// QEMU's event timestamp.
-pub fn timestamp() -> (u64, u32) {
+pub(crate) fn timestamp() -> (u64, u32) {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -157,7 +157,7 @@ pub fn timestamp() -> (u64, u32) {
 
 /// Formats an event line the way QEMU does (key order and spacing).
 /// `data` is already-formatted JSON, or `None` for events without data.
-pub fn format_event(buf: &mut String, name: &str, data: Option<&str>) {
+pub(crate) fn format_event(buf: &mut String, name: &str, data: Option<&str>) {
     let (s, us) = timestamp();
     let _ = write!(
         buf,
@@ -172,7 +172,7 @@ pub fn format_event(buf: &mut String, name: &str, data: Option<&str>) {
 }
 
 /// Serializes a JSON value with QEMU's spacing (`{"a": 1, "b": [1, 2]}`).
-pub fn to_json(v: &serde_json::Value) -> String {
+pub(crate) fn to_json(v: &serde_json::Value) -> String {
     let mut out = String::new();
     write_value(&mut out, v);
     out
@@ -212,7 +212,7 @@ fn write_value(out: &mut String, v: &serde_json::Value) {
     }
 }
 
-pub fn write_json_str(out: &mut String, s: &str) {
+pub(crate) fn write_json_str(out: &mut String, s: &str) {
     // serde_json's string escaping is correct and fast; it cannot fail for
     // a &str.
     match serde_json::to_string(s) {

@@ -17,27 +17,27 @@ use crate::{jobs, migration};
 
 /// A QMP error reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QmpError {
+pub(crate) struct QmpError {
     pub class: &'static str,
     pub desc: String,
 }
 
 impl QmpError {
-    pub fn generic(desc: impl Into<String>) -> QmpError {
+    pub(crate) fn generic(desc: impl Into<String>) -> QmpError {
         QmpError {
             class: "GenericError",
             desc: desc.into(),
         }
     }
 
-    pub fn not_found(cmd: &str) -> QmpError {
+    pub(crate) fn not_found(cmd: &str) -> QmpError {
         QmpError {
             class: "CommandNotFound",
             desc: format!("The command {cmd} has not been found"),
         }
     }
 
-    pub fn device_not_active(id: &str) -> QmpError {
+    pub(crate) fn device_not_active(id: &str) -> QmpError {
         QmpError {
             class: "DeviceNotActive",
             desc: format!("Block job '{id}' not found"),
@@ -47,7 +47,7 @@ impl QmpError {
 
 /// A command's `arguments` object.
 #[derive(Clone, Copy)]
-pub struct Args<'a>(pub Option<&'a Map<String, Value>>);
+pub(crate) struct Args<'a>(pub Option<&'a Map<String, Value>>);
 
 fn type_error(k: &str, want: &str) -> QmpError {
     QmpError::generic(format!(
@@ -57,11 +57,11 @@ fn type_error(k: &str, want: &str) -> QmpError {
 
 impl<'a> Args<'a> {
     /// Rejects parameters not in `allowed`.
-    pub fn only(&self, allowed: &[&str]) -> Result<(), QmpError> {
+    pub(crate) fn only(&self, allowed: &[&str]) -> Result<(), QmpError> {
         self.only_two(allowed, &[])
     }
 
-    pub fn only_two(&self, a: &[&str], b: &[&str]) -> Result<(), QmpError> {
+    pub(crate) fn only_two(&self, a: &[&str], b: &[&str]) -> Result<(), QmpError> {
         if let Some(m) = self.0 {
             for k in m.keys() {
                 if !a.contains(&k.as_str()) && !b.contains(&k.as_str()) {
@@ -72,7 +72,7 @@ impl<'a> Args<'a> {
         Ok(())
     }
 
-    pub fn get(&self, k: &str) -> Option<&'a Value> {
+    pub(crate) fn get(&self, k: &str) -> Option<&'a Value> {
         self.0.and_then(|m| m.get(k))
     }
 
@@ -80,11 +80,11 @@ impl<'a> Args<'a> {
         QmpError::generic(format!("Parameter '{k}' is missing"))
     }
 
-    pub fn str(&self, k: &str) -> Result<&'a str, QmpError> {
+    pub(crate) fn str(&self, k: &str) -> Result<&'a str, QmpError> {
         self.opt_str(k)?.ok_or_else(|| Self::missing(k))
     }
 
-    pub fn opt_str(&self, k: &str) -> Result<Option<&'a str>, QmpError> {
+    pub(crate) fn opt_str(&self, k: &str) -> Result<Option<&'a str>, QmpError> {
         match self.get(k) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -92,7 +92,7 @@ impl<'a> Args<'a> {
         }
     }
 
-    pub fn opt_bool(&self, k: &str) -> Result<Option<bool>, QmpError> {
+    pub(crate) fn opt_bool(&self, k: &str) -> Result<Option<bool>, QmpError> {
         match self.get(k) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -100,11 +100,11 @@ impl<'a> Args<'a> {
         }
     }
 
-    pub fn u64(&self, k: &str) -> Result<u64, QmpError> {
+    pub(crate) fn u64(&self, k: &str) -> Result<u64, QmpError> {
         self.opt_u64(k)?.ok_or_else(|| Self::missing(k))
     }
 
-    pub fn opt_u64(&self, k: &str) -> Result<Option<u64>, QmpError> {
+    pub(crate) fn opt_u64(&self, k: &str) -> Result<Option<u64>, QmpError> {
         match self.get(k) {
             None => Ok(None),
             Some(v) => v.as_u64().map(Some).ok_or_else(|| type_error(k, "integer")),
@@ -113,7 +113,7 @@ impl<'a> Args<'a> {
 }
 
 /// Every command the simulator answers (query-commands).
-pub const COMMANDS: &[&str] = &[
+pub(crate) const COMMANDS: &[&str] = &[
     "qmp_capabilities",
     "query-status",
     "query-version",
@@ -169,7 +169,7 @@ fn emit_ev(sim: &Sim, ev: Option<Ev>) {
 }
 
 /// The guest reacted to the power button (or otherwise powered off).
-pub fn guest_poweroff(sim: &Sim) {
+pub(crate) fn guest_poweroff(sim: &Sim) {
     sim.emit(
         "SHUTDOWN",
         Some("{\"guest\": true, \"reason\": \"guest-shutdown\"}"),
@@ -178,7 +178,7 @@ pub fn guest_poweroff(sim: &Sim) {
 }
 
 /// A shutdown QEMU cannot refuse: quit or a termination signal.
-pub fn host_shutdown(sim: &Sim, reason: &str) {
+pub(crate) fn host_shutdown(sim: &Sim, reason: &str) {
     sim.emit_value("SHUTDOWN", &json!({"guest": false, "reason": reason}));
     finish_shutdown(sim, true);
 }
@@ -193,7 +193,7 @@ fn finish_shutdown(sim: &Sim, forced: bool) {
 
 /// Arms the simulated guest's reaction to a pending power button press: it
 /// powers off `-sim-powerdown-ms` after it runs, unless stopped or reset.
-pub fn arm_powerdown(sim: &Rc<Sim>) {
+pub(crate) fn arm_powerdown(sim: &Rc<Sim>) {
     let (pending, running, boot) = {
         let vm = sim.vm.borrow();
         (vm.powerdown_pending, vm.running(), vm.boot)
@@ -216,10 +216,10 @@ pub fn arm_powerdown(sim: &Rc<Sim>) {
 
 /// Runs one command (after negotiation). `fds` holds the descriptors the
 /// client passed with SCM_RIGHTS (for getfd).
-pub fn execute(
+pub(crate) fn execute(
     sim: &Rc<Sim>,
     name: &str,
-    args: Args,
+    args: Args<'_>,
     fds: &mut Vec<OwnedFd>,
 ) -> Result<Value, QmpError> {
     let none: &[&str] = &[];

@@ -18,13 +18,13 @@ use crate::state::Vm;
 
 /// Counters reported by the control socket's `stats`.
 #[derive(Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub events_sent: Cell<u64>,
     pub events_skipped: Cell<u64>,
     pub commands: Cell<u64>,
 }
 
-pub struct Sim {
+pub(crate) struct Sim {
     pub cfg: Config,
     pub vm: RefCell<Vm>,
     pub outboxes: Vec<Rc<Outbox>>,
@@ -39,7 +39,7 @@ pub struct Sim {
 }
 
 impl Sim {
-    pub fn new(cfg: Config, outboxes: Vec<Rc<Outbox>>) -> Rc<Sim> {
+    pub(crate) fn new(cfg: Config, outboxes: Vec<Rc<Outbox>>) -> Rc<Sim> {
         let vm = Vm::new(&cfg);
         let faults = Faults::new(&cfg.sim);
         Rc::new(Sim {
@@ -57,18 +57,18 @@ impl Sim {
 
     /// Emits a state event to every negotiated monitor. Never skipped: these
     /// events are what a manager's state machine depends on.
-    pub fn emit(&self, name: &str, data: Option<&str>) {
+    pub(crate) fn emit(&self, name: &str, data: Option<&str>) {
         self.emit_inner(name, data, false);
     }
 
-    pub fn emit_value(&self, name: &str, data: &serde_json::Value) {
+    pub(crate) fn emit_value(&self, name: &str, data: &serde_json::Value) {
         let d = crate::output::to_json(data);
         self.emit_inner(name, Some(&d), false);
     }
 
     /// Emits a flood event; skipped (and counted) where the peer's queue is
     /// over its bound. Returns false if every monitor skipped it.
-    pub fn emit_flood(&self, name: &str, data: Option<&str>) -> bool {
+    pub(crate) fn emit_flood(&self, name: &str, data: Option<&str>) -> bool {
         self.emit_inner(name, data, true)
     }
 
@@ -100,7 +100,7 @@ impl Sim {
     }
 
     /// True while some negotiated monitor is over its output bound.
-    pub fn all_monitors_full(&self) -> bool {
+    pub(crate) fn all_monitors_full(&self) -> bool {
         let mut any = false;
         for out in &self.outboxes {
             if out.events_on() {
@@ -113,18 +113,18 @@ impl Sim {
         any
     }
 
-    pub fn request_exit(&self, code: i32) {
+    pub(crate) fn request_exit(&self, code: i32) {
         if self.exit_code.get().is_none() {
             self.exit_code.set(Some(code));
             self.exit_notify.notify_one();
         }
     }
 
-    pub fn exiting(&self) -> bool {
+    pub(crate) fn exiting(&self) -> bool {
         self.exit_code.get().is_some()
     }
 
-    pub async fn wait_exit(&self) -> i32 {
+    pub(crate) async fn wait_exit(&self) -> i32 {
         loop {
             if let Some(c) = self.exit_code.get() {
                 return c;
@@ -135,7 +135,7 @@ impl Sim {
 
     /// Gives connected clients up to `limit` to receive what is queued
     /// (the reply to `quit`, the SHUTDOWN event).
-    pub async fn flush(&self, limit: Duration) {
+    pub(crate) async fn flush(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
         for out in &self.outboxes {
             while out.connected() && !out.is_empty() {
@@ -150,7 +150,7 @@ impl Sim {
     }
 
     /// Unlinks sockets and pidfile and exits at once.
-    pub fn exit_now(&self, code: i32, clean: bool) -> ! {
+    pub(crate) fn exit_now(&self, code: i32, clean: bool) -> ! {
         if clean {
             for p in self.cleanup.borrow().iter() {
                 let _ = std::fs::remove_file(p);

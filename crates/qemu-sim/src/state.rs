@@ -11,7 +11,7 @@ use crate::jobs::Job;
 use crate::migration::Migration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
+pub(crate) enum RunState {
     Prelaunch,
     Running,
     Paused,
@@ -22,7 +22,7 @@ pub enum RunState {
 }
 
 impl RunState {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RunState::Prelaunch => "prelaunch",
             RunState::Running => "running",
@@ -37,20 +37,20 @@ impl RunState {
 
 /// An event the caller must emit (name, data as JSON text).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ev(pub &'static str, pub Option<&'static str>);
+pub(crate) struct Ev(pub &'static str, pub Option<&'static str>);
 
-pub const STOP: Ev = Ev("STOP", None);
-pub const RESUME: Ev = Ev("RESUME", None);
+pub(crate) const STOP: Ev = Ev("STOP", None);
+pub(crate) const RESUME: Ev = Ev("RESUME", None);
 
 /// What the caller must do after a shutdown request.
 #[derive(Debug, PartialEq, Eq)]
-pub enum AfterShutdown {
+pub(crate) enum AfterShutdown {
     Exit,
     /// `-no-shutdown`: stay, in state `shutdown`.
     Stay,
 }
 
-pub struct Vm {
+pub(crate) struct Vm {
     pub run: RunState,
     /// QEMU's `autostart`: run after an incoming migration completes.
     pub autostart: bool,
@@ -72,7 +72,7 @@ pub struct Vm {
 }
 
 impl Vm {
-    pub fn new(cfg: &Config) -> Vm {
+    pub(crate) fn new(cfg: &Config) -> Vm {
         let run = if cfg.incoming.is_some() {
             RunState::InMigrate
         } else if cfg.start_paused {
@@ -98,13 +98,13 @@ impl Vm {
         }
     }
 
-    pub fn running(&self) -> bool {
+    pub(crate) fn running(&self) -> bool {
         self.run == RunState::Running
     }
 
     /// `stop`: only a running VM stops (and emits STOP); during an incoming
     /// migration it cancels autostart; otherwise nothing.
-    pub fn stop(&mut self) -> Option<Ev> {
+    pub(crate) fn stop(&mut self) -> Option<Ev> {
         match self.run {
             RunState::Running => {
                 self.run = RunState::Paused;
@@ -119,7 +119,7 @@ impl Vm {
     }
 
     /// `cont`.
-    pub fn cont(&mut self) -> Result<Option<Ev>, &'static str> {
+    pub(crate) fn cont(&mut self) -> Result<Option<Ev>, &'static str> {
         match self.run {
             RunState::Shutdown => Err("Resetting the Virtual Machine is required"),
             RunState::FinishMigrate => Err("Migration is not finalized yet"),
@@ -137,7 +137,7 @@ impl Vm {
 
     /// A host-requested reset (`system_reset`). With `-no-reboot` QEMU turns
     /// it into a shutdown, which the caller handles when `Err` is returned.
-    pub fn reset(&mut self) -> Result<Ev, ()> {
+    pub(crate) fn reset(&mut self) -> Result<Ev, ()> {
         if self.no_reboot {
             return Err(());
         }
@@ -157,7 +157,7 @@ impl Vm {
 
     /// A shutdown request of any cause. `host` requests (quit, signals)
     /// always exit; guest ones stay with `-no-shutdown`, stopping the VM.
-    pub fn shutdown(&mut self, host_forced: bool) -> (AfterShutdown, Option<Ev>) {
+    pub(crate) fn shutdown(&mut self, host_forced: bool) -> (AfterShutdown, Option<Ev>) {
         self.powerdown_pending = false;
         if self.no_shutdown && !host_forced {
             let ev = if self.running() { Some(STOP) } else { None };

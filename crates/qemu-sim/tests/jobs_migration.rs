@@ -1,5 +1,13 @@
 //! Block jobs, migration, incoming migration, fd passing.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::io::Read;

@@ -2,6 +2,14 @@
 //! the mean PSS (proportional set size: shared pages split among sharers),
 //! the figure that decides how many fit on one machine.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::process::{Command, Stdio};

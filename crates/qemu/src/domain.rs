@@ -38,7 +38,7 @@ pub(crate) struct RunCtx {
 }
 
 impl RunCtx {
-    pub fn new(generation: u64) -> Arc<Self> {
+    pub(crate) fn new(generation: u64) -> Arc<Self> {
         Arc::new(Self {
             generation,
             actions: Actions::default(),
@@ -47,7 +47,7 @@ impl RunCtx {
         })
     }
 
-    pub fn update_progress(&self, f: impl FnOnce(&mut Progress)) {
+    pub(crate) fn update_progress(&self, f: impl FnOnce(&mut Progress)) {
         self.progress.send_modify(|p| {
             f(p);
             p.seq = p.seq.wrapping_add(1);
@@ -90,7 +90,7 @@ pub(crate) struct Run {
 
 impl Run {
     /// Disk `target` now runs on `nodes` (replacing an earlier pivot's).
-    pub fn note_pivot(&mut self, target: &str, nodes: &[String]) {
+    pub(crate) fn note_pivot(&mut self, target: &str, nodes: &[String]) {
         self.pivoted_nodes.retain(|(_, t)| t != target);
         self.pivoted_nodes
             .extend(nodes.iter().map(|n| (n.clone(), target.to_owned())));
@@ -411,7 +411,13 @@ impl Domain {
 impl Inner {
     /// Changes state and emits `ev` while the caller holds the lock, so the
     /// emission order is the state-change order.
-    pub fn set_state(&mut self, dom: &Domain, hub: &Hub, st: StateReason, ev: Option<EventKind>) {
+    pub(crate) fn set_state(
+        &mut self,
+        dom: &Domain,
+        hub: &Hub,
+        st: StateReason,
+        ev: Option<EventKind>,
+    ) {
         if self.state != st {
             self.state = st;
             self.state_since = Instant::now();
@@ -421,16 +427,16 @@ impl Inner {
         }
     }
 
-    pub fn emit(&self, dom: &Domain, hub: &Hub, kind: EventKind) {
+    pub(crate) fn emit(&self, dom: &Domain, hub: &Hub, kind: EventKind) {
         hub.emit(&dom.event(self, kind));
     }
 
     /// The run of `generation`, if it is still the current one.
-    pub fn run_of(&mut self, generation: u64) -> Option<&mut Run> {
+    pub(crate) fn run_of(&mut self, generation: u64) -> Option<&mut Run> {
         self.run.as_mut().filter(|r| r.ctx.generation == generation)
     }
 
-    pub fn monitor(&self) -> Option<qmp::Monitor> {
+    pub(crate) fn monitor(&self) -> Option<qmp::Monitor> {
         self.run.as_ref().and_then(|r| r.monitor.clone())
     }
 }

@@ -3,6 +3,14 @@
 //! 50 other VMs, and the flood does not grow the driver's memory.
 //! (Own test binary, so the RSS figures are this driver's alone.)
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::sync::Arc;

@@ -1,6 +1,14 @@
 //! Lifecycle against real QEMU (KVM if usable, else TCG): define, start,
 //! suspend, resume, destroy, undefine, with events in order.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::time::Duration;

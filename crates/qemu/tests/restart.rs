@@ -5,6 +5,14 @@
 //! The first driver runs in a child process: this test binary re-executed
 //! with FV_RESTART_HELPER set, running only `restart_helper`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -183,6 +191,7 @@ async fn sigkilled_driver_is_replaced_without_losing_vms() {
     // Exit of an adopted QEMU (not our child) is noticed through its pidfd.
     let sim1 = drv.lookup_by_name("sim1").unwrap();
     let pid = sim1.pid().unwrap();
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     unsafe {
         libc::kill(pid, libc::SIGKILL);
     }

@@ -1,5 +1,13 @@
 //! Client behaviour against a scripted fake QMP server.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::time::Duration;

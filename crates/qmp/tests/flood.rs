@@ -4,6 +4,14 @@
 //! Figures are printed (run with `--nocapture`); assertions are generous
 //! because the test machine is small and shared.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::sync::Arc;

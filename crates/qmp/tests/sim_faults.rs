@@ -4,6 +4,14 @@
 //! (`$CARGO_TARGET_DIR/debug/qemu-sim`); build it first with
 //! `cargo build --workspace --bins`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,14 @@
 //! Raw codec throughput: decode + parse + classify, no socket. In its own
 //! test binary so its test data does not pollute the flood test's RSS.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use common::event_line;

@@ -7,6 +7,14 @@
 //!
 //! Every procedure received is logged (`RUST_LOG=debug` for more).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 #[path = "../tests/common/mock.rs"]
 mod mock;
 

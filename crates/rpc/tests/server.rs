@@ -1,5 +1,13 @@
 //! Server behaviour with a mock handler, over real UNIX sockets.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::sync::atomic::Ordering;

@@ -2,6 +2,14 @@
 //! mock handler. Proves the wire format end to end. Skipped (with a message)
 //! when virsh is not installed.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::process::Command;

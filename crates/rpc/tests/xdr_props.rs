@@ -1,6 +1,14 @@
 //! Property tests: XDR round trips, and decoders that never panic on
 //! arbitrary input.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 use bytes::BytesMut;
 use proptest::prelude::*;
 use rpc::frame::MessageCodec;

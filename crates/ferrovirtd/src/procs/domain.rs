@@ -72,7 +72,7 @@ const VCPU_MAXIMUM: u32 = 4;
 const VCPU_ALL: u32 = 1 | 2 | 4 | 8;
 
 /// Serves a domain procedure, or `None` if `proc_` is not one.
-pub async fn call(d: &Daemon, _ctx: &CallContext, proc_: i32, args: &[u8]) -> Option<Reply> {
+pub(crate) async fn call(d: &Daemon, _ctx: &CallContext, proc_: i32, args: &[u8]) -> Option<Reply> {
     let drv = &d.driver;
     Some(match proc_ {
         p::CONNECT_LIST_ALL_DOMAINS => list_all(drv, decode_args(proc_, args)),
@@ -589,7 +589,7 @@ fn param_int(field: &str, v: i32) -> TypedParam {
 async fn with_dom<'a, F, Fut>(drv: &'a Driver, proc_: i32, args: &[u8], f: F) -> Reply
 where
     F: FnOnce(std::sync::Arc<Domain>) -> Fut,
-    Fut: std::future::Future<Output = Reply> + 'a,
+    Fut: Future<Output = Reply> + 'a,
 {
     let a: DomainArgs = decode_args(proc_, args)?;
     f(resolve(drv, &a.dom)?).await
@@ -598,7 +598,7 @@ where
 async fn with_dom_flags<'a, F, Fut>(drv: &'a Driver, proc_: i32, args: &[u8], f: F) -> Reply
 where
     F: FnOnce(std::sync::Arc<Domain>, u32) -> Fut,
-    Fut: std::future::Future<Output = Reply> + 'a,
+    Fut: Future<Output = Reply> + 'a,
 {
     let a: DomainFlagsArgs = decode_args(proc_, args)?;
     f(resolve(drv, &a.dom)?, a.flags).await

@@ -21,7 +21,12 @@ use crate::wire::{invalid_arg, resolve};
 /// BLOCK_JOB_2 (see `relay`).
 const EVENT_ID_MAX: i32 = 26;
 
-pub fn call(d: &Daemon, ctx: &CallContext, proc_: i32, args: &[u8]) -> Result<Bytes, VirError> {
+pub(crate) fn call(
+    d: &Daemon,
+    ctx: &CallContext,
+    proc_: i32,
+    args: &[u8],
+) -> Result<Bytes, VirError> {
     match proc_ {
         p::CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY => {
             let a: ConnectDomainEventCallbackRegisterAnyArgs = decode_args(proc_, args)?;

@@ -55,7 +55,7 @@ const SPEED_BANDWIDTH_BYTES: u32 = 1;
 const MIB: u64 = 1 << 20;
 
 /// Serves a long-job procedure, or `None` if `proc_` is not one.
-pub async fn call(d: &Daemon, _ctx: &CallContext, proc_: i32, args: &[u8]) -> Option<Reply> {
+pub(crate) async fn call(d: &Daemon, _ctx: &CallContext, proc_: i32, args: &[u8]) -> Option<Reply> {
     let drv = &d.driver;
     Some(match proc_ {
         p::DOMAIN_SAVE => {

@@ -1,7 +1,7 @@
 //! REMOTE procedures, grouped by what they act on.
 
-pub mod connect;
-pub mod domain;
-pub mod events;
-pub mod longjobs;
-pub mod save_image;
+pub(crate) mod connect;
+pub(crate) mod domain;
+pub(crate) mod events;
+pub(crate) mod longjobs;
+pub(crate) mod save_image;

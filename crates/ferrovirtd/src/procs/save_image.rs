@@ -25,7 +25,7 @@ type Reply = Result<Bytes, VirError>;
 const XML_SECURE: u32 = 1;
 
 /// Serves a save-image procedure, or `None` if `proc_` is not one.
-pub async fn call(d: &Daemon, ctx: &CallContext, proc_: i32, args: &[u8]) -> Option<Reply> {
+pub(crate) async fn call(d: &Daemon, ctx: &CallContext, proc_: i32, args: &[u8]) -> Option<Reply> {
     let drv = &d.driver;
     Some(match proc_ {
         p::DOMAIN_SAVE_IMAGE_GET_XML_DESC => get_xml_desc(drv, ctx, decode_args(proc_, args)).await,
