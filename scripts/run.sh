@@ -22,16 +22,10 @@ if [ "${1:-}" = stop ]; then
   exit 0
 fi
 
-need=(qemu-system-x86 qemu-utils libvirt-clients)
-missing=()
-for p in "${need[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+# shellcheck source=deps.sh
+. scripts/deps.sh
+ferrovirt_install_packages
+ferrovirt_check_tools
 
 cargo build --release --bins
 mkdir -p "$root_dir"
@@ -50,7 +44,9 @@ else
 fi
 
 if ! virsh -c "$uri" dominfo demo >/dev/null 2>&1; then
-  virt=qemu; [ -w /dev/kvm ] && virt=kvm
+  # KVM only where the daemon's probe saw it run a guest; TCG otherwise.
+  virt=qemu
+  virsh -c "$uri" capabilities 2>/dev/null | grep -q "<domain type='kvm'" && virt=kvm
   demo_xml="$root_dir/demo.xml"
   if [ -x guest/build.sh ] && guest/build.sh >/dev/null 2>&1 && [ -f guest/build/vmlinuz ]; then
     here="$(pwd)"
@@ -65,6 +61,7 @@ if ! virsh -c "$uri" dominfo demo >/dev/null 2>&1; then
     <initrd>$here/guest/build/initramfs.cpio.gz</initrd>
     <cmdline>console=ttyS0 quiet</cmdline>
   </os>
+  <features><acpi/></features>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <serial type='file'><source path='$root_dir/demo-serial.log'/><target port='0'/></serial>
@@ -78,6 +75,7 @@ XML
   <memory unit='MiB'>64</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <features><acpi/></features>
   <devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>
 </domain>
 XML

@@ -15,7 +15,7 @@ use crate::relay::Relay;
 
 /// Shared by every call: the driver, the event relay, and what the daemon
 /// tells clients about itself.
-pub struct Daemon {
+pub(crate) struct Daemon {
     pub driver: Driver,
     pub relay: Arc<Relay>,
     pub uri: String,
@@ -33,7 +33,6 @@ impl Handler for Daemon {
             | p::CONNECT_GET_LIB_VERSION
             | p::CONNECT_GET_HOSTNAME
             | p::CONNECT_GET_URI
-            | p::CONNECT_GET_CAPABILITIES
             | p::CONNECT_GET_SYSINFO
             | p::CONNECT_GET_MAX_VCPUS
             | p::CONNECT_IS_SECURE
@@ -41,6 +40,7 @@ impl Handler for Daemon {
             | p::NODE_GET_SECURITY_MODEL
             | p::CONNECT_REGISTER_CLOSE_CALLBACK
             | p::CONNECT_UNREGISTER_CLOSE_CALLBACK => connect::call(self, &ctx, proc_, &args),
+            p::CONNECT_GET_CAPABILITIES => connect::capabilities(self).await,
             p::CONNECT_DOMAIN_EVENT_REGISTER
             | p::CONNECT_DOMAIN_EVENT_DEREGISTER
             | p::CONNECT_DOMAIN_EVENT_REGISTER_ANY

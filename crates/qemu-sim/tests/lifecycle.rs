@@ -1,5 +1,13 @@
 //! Command line, QMP negotiation, run states, shutdown, daemonize, reconnect.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::os::fd::AsRawFd;

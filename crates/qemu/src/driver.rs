@@ -36,8 +36,22 @@ pub(crate) struct Shared {
     /// together. Never taken by lookups or per-VM operations.
     pub define_lock: tokio::sync::Mutex<()>,
     pub caps: CapsCache,
-    /// /dev/kvm is usable.
-    pub kvm: bool,
+    /// Whether KVM runs guests here ([`crate::caps::kvm_works`]): probed
+    /// once, on first need, so opening the driver never waits for it.
+    pub kvm: tokio::sync::OnceCell<bool>,
+}
+
+/// Whether KVM runs guests here, probing the default emulator on first use.
+pub(crate) async fn kvm_available(s: &Shared) -> bool {
+    *s.kvm
+        .get_or_init(|| {
+            crate::caps::kvm_works(
+                Path::new(domain::DEFAULT_EMULATOR),
+                &s.layout.caps_dir,
+                crate::caps::KVM_PROBE_DEADLINE,
+            )
+        })
+        .await
 }
 
 /// Which domains [`Driver::list`] returns.
@@ -98,9 +112,10 @@ impl Driver {
         &self.s.cfg
     }
 
-    /// Whether KVM is usable on this host.
-    pub fn kvm_available(&self) -> bool {
-        self.s.kvm
+    /// Whether KVM runs guests on this host in useful time (probed once,
+    /// on first call; see [`crate::caps::kvm_works`]).
+    pub async fn kvm_available(&self) -> bool {
+        kvm_available(&self.s).await
     }
 
     /// A bounded stream of lifecycle events of all domains.
@@ -548,7 +563,7 @@ impl Driver {
 
     /// `domjobabort`: cancels the running async job.
     pub async fn abort_job(&self, dom: &Arc<Domain>) -> Result<()> {
-        crate::jobs::save::abort(&self.s, dom).await
+        jobs::save::abort(&self.s, dom).await
     }
 
     /// `virsh save`: pause, write the state to `path`, stop QEMU.

@@ -24,10 +24,10 @@ use crate::{Error, Result};
 
 /// Picks the accelerator: KVM when the definition asks for it (and fails
 /// clearly when the host cannot), TCG for type='qemu'.
-fn choose_accel(s: &Shared, def: &Def) -> Result<Accel> {
+async fn choose_accel(s: &Shared, def: &Def) -> Result<Accel> {
     match def.accel() {
-        Accel::Kvm if !s.kvm => Err(Error::ConfigUnsupported(
-            "domain type 'kvm' requested but /dev/kvm is not usable on this host".into(),
+        Accel::Kvm if !crate::driver::kvm_available(s).await => Err(Error::ConfigUnsupported(
+            "domain type 'kvm' requested but KVM cannot run guests on this host".into(),
         )),
         a => Ok(a),
     }
@@ -70,7 +70,7 @@ pub(crate) async fn start_from(
             None => g.def.clone(),
         }
     };
-    let accel = choose_accel(s, &def)?;
+    let accel = choose_accel(s, &def).await?;
     def.check_emulator()?;
     def.check_disks()?;
     let caps = s
@@ -166,7 +166,7 @@ async fn finish_start(
     // Persist before the guest runs: a daemon killed from here on finds it.
     persist_status(s, dom)?;
     if let Some(image) = incoming {
-        crate::jobs::restore_image::load(s, dom, ctx, image).await?;
+        jobs::restore_image::load(s, dom, ctx, image).await?;
     }
     if !paused {
         command(dom, s.cfg.monitor_timeout, "cont", None).await?;
@@ -182,7 +182,7 @@ async fn finish_start(
         };
         let booted = EventKind::lifecycle(L::Started, det);
         if paused {
-            let st = StateReason::new(DomainState::Paused, crate::state::paused::USER);
+            let st = StateReason::new(DomainState::Paused, paused::USER);
             g.set_state(dom, &s.hub, st, Some(booted));
             g.emit(
                 dom,

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::caps::{self, CapsCache};
+use crate::caps::CapsCache;
 use crate::config::DriverConfig;
 use crate::def::Def;
 use crate::domain::{Domain, JobOutcome, Run, RunCtx, ShutdownBy, command};
@@ -46,7 +46,7 @@ pub(crate) async fn open(cfg: DriverConfig) -> Result<Driver> {
         next_id: AtomicU32::new(1),
         define_lock: tokio::sync::Mutex::new(()),
         caps: CapsCache::default(),
-        kvm: caps::kvm_usable(),
+        kvm: tokio::sync::OnceCell::new(),
         layout,
         cfg,
     });

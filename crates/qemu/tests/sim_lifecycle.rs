@@ -3,6 +3,14 @@
 //! and job errors during a long job, destroy of a hung monitor, and a
 //! subscriber that does not read.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::sync::Arc;

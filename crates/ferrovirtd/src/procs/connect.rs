@@ -18,14 +18,19 @@ use crate::host;
 
 /// The libvirt version whose protocol and behaviour we implement (9.0.0),
 /// in libvirt's major * 1,000,000 + minor * 1,000 + micro form.
-pub const LIB_VERSION: u64 = 9_000_000;
+pub(crate) const LIB_VERSION: u64 = 9_000_000;
 /// The emulator reported by GET_CAPABILITIES and used when a definition
 /// names none.
-pub const DEFAULT_EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
+pub(crate) const DEFAULT_EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
 /// Most vCPUs we let a domain ask for (QEMU's q35 limit).
 const MAX_VCPUS: i32 = 288;
 
-pub fn call(d: &Daemon, ctx: &CallContext, proc_: i32, args: &[u8]) -> Result<Bytes, VirError> {
+pub(crate) fn call(
+    d: &Daemon,
+    ctx: &CallContext,
+    proc_: i32,
+    args: &[u8],
+) -> Result<Bytes, VirError> {
     match proc_ {
         p::AUTH_LIST => encode_ret(&AuthListRet {
             types: vec![AuthType::None],
@@ -60,9 +65,6 @@ pub fn call(d: &Daemon, ctx: &CallContext, proc_: i32, args: &[u8]) -> Result<By
             hostname: host::hostname(),
         }),
         p::CONNECT_GET_URI => encode_ret(&ConnectGetUriRet { uri: d.uri.clone() }),
-        p::CONNECT_GET_CAPABILITIES => encode_ret(&ConnectGetCapabilitiesRet {
-            capabilities: host::capabilities_xml(DEFAULT_EMULATOR, d.driver.kvm_available()),
-        }),
         p::CONNECT_GET_SYSINFO => encode_ret(&ConnectGetSysinfoRet {
             sysinfo: "<sysinfo type='smbios'/>\n".into(),
         }),
@@ -93,6 +95,14 @@ pub fn call(d: &Daemon, ctx: &CallContext, proc_: i32, args: &[u8]) -> Result<By
     }
 }
 
+/// `CONNECT_GET_CAPABILITIES`: async, because the first call waits for the
+/// driver's KVM probe (a few seconds at most, once per daemon).
+pub(crate) async fn capabilities(d: &Daemon) -> Result<Bytes, VirError> {
+    encode_ret(&ConnectGetCapabilitiesRet {
+        capabilities: host::capabilities_xml(DEFAULT_EMULATOR, d.driver.kvm_available().await),
+    })
+}
+
 fn supports(f: i32) -> bool {
     matches!(
         f,
@@ -107,7 +117,7 @@ fn supports(f: i32) -> bool {
 /// emulator (`qemu-system-x86_64 --version`); 0 when it cannot be run.
 /// The daemon reads it at start-up on a blocking thread, so no RPC ever
 /// waits for the process.
-pub fn qemu_version() -> u64 {
+pub(crate) fn qemu_version() -> u64 {
     static VERSION: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *VERSION.get_or_init(|| {
         std::process::Command::new(DEFAULT_EMULATOR)
