@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use virterror::{ErrorCode, ErrorDomain, VirError};
 
 pub use crate::connection::{Dropped, EventSink};
+use crate::dispatch::Lane;
 use crate::frame::MESSAGE_MAX;
 use crate::protocol::remote;
 use crate::xdr::{self, Xdr};
@@ -115,10 +116,18 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Bytes, VirError>> + Send;
 
     /// Whether a procedure modifies anything, so is refused with
-    /// `VIR_ERR_OPERATION_DENIED` on the read-only socket. The default is
-    /// the allow-list [`remote::is_read_only_safe`].
-    fn is_mutating(&self, procedure: i32) -> bool {
-        !remote::is_read_only_safe(procedure)
+    /// `VIR_ERR_OPERATION_DENIED` on the read-only socket before
+    /// [`Handler::call`] sees it. The default refuses everything there; a
+    /// handler serving from a [`Table`](crate::dispatch::Table) answers with
+    /// [`Table::is_mutating`](crate::dispatch::Table::is_mutating).
+    fn is_mutating(&self, _procedure: i32) -> bool {
+        true
+    }
+
+    /// Which in-flight slots a call of `procedure` may use (see
+    /// [`Lane`]). The default is [`Lane::Normal`] for every procedure.
+    fn lane(&self, _procedure: i32) -> Lane {
+        Lane::Normal
     }
 
     /// A client connected.
@@ -161,12 +170,12 @@ pub fn unsupported_procedure(procedure: i32) -> VirError {
     )
 }
 
-/// `NAME (number)` for logs and messages.
+/// How every message and log line names a REMOTE procedure:
+/// `DOMAIN_BLOCK_STATS (64)`, or `unknown procedure (99999)` for a number
+/// libvirt 9.0 does not define.
 pub fn describe_procedure(procedure: i32) -> String {
-    match remote::procedure_name(procedure) {
-        Some(n) => format!("{n} ({procedure})"),
-        None => format!("procedure {procedure}"),
-    }
+    let name = remote::procedure_name(procedure).unwrap_or("unknown procedure");
+    format!("{name} ({procedure})")
 }
 
 pub(crate) struct Inner<H> {

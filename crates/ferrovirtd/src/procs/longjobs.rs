@@ -14,10 +14,9 @@ use qemu::jobs::blockjob::{BlockJobSpec, CopySpec, parse_copy_dest};
 use qemu::jobs::save::SaveOptions;
 use rpc::CallContext;
 use rpc::protocol::remote::{
-    DomainBlockCommitArgs, DomainBlockCopyArgs, DomainBlockJobAbortArgs,
-    DomainBlockJobSetSpeedArgs, DomainBlockPullArgs, DomainBlockRebaseArgs, DomainFlagsArgs,
-    DomainGetBlockJobInfoArgs, DomainGetBlockJobInfoRet, DomainRestoreArgs, DomainRestoreFlagsArgs,
-    DomainSaveArgs, DomainSaveFlagsArgs, TypedParamValue, procedure as p,
+    DomainBlockCommitArgs, DomainBlockCopyArgs, DomainBlockRebaseArgs, DomainFlagsArgs,
+    DomainGetBlockJobInfoRet, DomainPathBandwidthArgs, DomainPathFlagsArgs, DomainRestoreArgs,
+    DomainRestoreFlagsArgs, DomainSaveArgs, DomainSaveFlagsArgs, TypedParamValue, procedure as p,
 };
 use rpc::server::{decode_args, encode_ret};
 use virterror::VirError;
@@ -239,7 +238,7 @@ async fn block_rebase(drv: &Driver, a: Result<DomainBlockRebaseArgs, VirError>) 
     Ok(Bytes::new())
 }
 
-async fn block_pull(drv: &Driver, a: Result<DomainBlockPullArgs, VirError>) -> Reply {
+async fn block_pull(drv: &Driver, a: Result<DomainPathBandwidthArgs, VirError>) -> Reply {
     let a = a?;
     check_flags("virDomainBlockPull", a.flags, PULL_BANDWIDTH_BYTES)?;
     let bw = bandwidth(a.bandwidth, a.flags & PULL_BANDWIDTH_BYTES != 0)?;
@@ -281,7 +280,7 @@ async fn block_commit(drv: &Driver, a: Result<DomainBlockCommitArgs, VirError>) 
     Ok(Bytes::new())
 }
 
-async fn block_job_abort(drv: &Driver, a: Result<DomainBlockJobAbortArgs, VirError>) -> Reply {
+async fn block_job_abort(drv: &Driver, a: Result<DomainPathFlagsArgs, VirError>) -> Reply {
     let a = a?;
     check_flags("virDomainBlockJobAbort", a.flags, ABORT_ASYNC | ABORT_PIVOT)?;
     let dom = resolve(drv, &a.dom)?;
@@ -296,7 +295,7 @@ async fn block_job_abort(drv: &Driver, a: Result<DomainBlockJobAbortArgs, VirErr
     Ok(Bytes::new())
 }
 
-async fn block_job_speed(drv: &Driver, a: Result<DomainBlockJobSetSpeedArgs, VirError>) -> Reply {
+async fn block_job_speed(drv: &Driver, a: Result<DomainPathBandwidthArgs, VirError>) -> Reply {
     let a = a?;
     check_flags("virDomainBlockJobSetSpeed", a.flags, SPEED_BANDWIDTH_BYTES)?;
     let bw = bandwidth(a.bandwidth, a.flags & SPEED_BANDWIDTH_BYTES != 0)?;
@@ -307,7 +306,7 @@ async fn block_job_speed(drv: &Driver, a: Result<DomainBlockJobSetSpeedArgs, Vir
     Ok(Bytes::new())
 }
 
-async fn block_job_info(drv: &Driver, a: Result<DomainGetBlockJobInfoArgs, VirError>) -> Reply {
+async fn block_job_info(drv: &Driver, a: Result<DomainPathFlagsArgs, VirError>) -> Reply {
     let a = a?;
     check_flags("virDomainGetBlockJobInfo", a.flags, SPEED_BANDWIDTH_BYTES)?;
     let dom = resolve(drv, &a.dom)?;
