@@ -32,8 +32,16 @@ pub struct Config {
     /// end-of-file at once instead of hanging in the backlog) and logged.
     pub max_clients: usize,
     /// Calls of one client running concurrently. At the bound the server
-    /// stops reading from that client until a call finishes.
+    /// reads at most one more message from that client (see
+    /// `max_priority_inflight_per_client`) and then stops reading it until a
+    /// call finishes.
     pub max_inflight_per_client: usize,
+    /// Extra in-flight slots per client that only [`Lane::Priority`] calls
+    /// may use: a destroy, a lookup or a state query read while the normal
+    /// slots are all taken (say, by calls waiting for a job) still runs. A
+    /// priority call read when these are taken too waits like a normal one.
+    /// 0 disables the lane.
+    pub max_priority_inflight_per_client: usize,
     /// Messages waiting to be written to one client.
     pub max_queued_messages: usize,
     /// Bytes waiting to be written to one client. A single message larger
@@ -63,6 +71,7 @@ impl Default for Config {
         Self {
             max_clients: 5000,
             max_inflight_per_client: 16,
+            max_priority_inflight_per_client: 4,
             max_queued_messages: 1024,
             max_queued_bytes: 8 * 1024 * 1024,
             max_message: MESSAGE_MAX,
