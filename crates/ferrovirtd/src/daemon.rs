@@ -86,7 +86,6 @@ fn driver_config(cfg: &Config, root: &Path) -> DriverConfig {
     d.monitor_timeout = cfg.monitor_timeout();
     d.destroy_grace = cfg.destroy_grace();
     d.events.max_events = cfg.vm_event_queue;
-    d.subscriber_queue = cfg.subscriber_queue;
     d
 }
 
@@ -94,6 +93,7 @@ fn server_config(cfg: &Config) -> rpc::Config {
     rpc::Config {
         max_clients: cfg.max_clients,
         max_inflight_per_client: cfg.max_client_requests,
+        max_priority_inflight_per_client: cfg.max_client_priority_requests,
         max_queued_messages: cfg.client_queue_messages,
         max_queued_bytes: cfg.client_queue_bytes,
         keepalive_interval: (cfg.keepalive_interval > 0)
