@@ -9,7 +9,7 @@ use rpc::protocol::remote::{
     ConnectGetLibVersionRet, ConnectGetMaxVcpusArgs, ConnectGetMaxVcpusRet, ConnectGetSysinfoArgs,
     ConnectGetSysinfoRet, ConnectGetTypeRet, ConnectGetUriRet, ConnectGetVersionRet,
     ConnectIsSecureRet, ConnectOpenArgs, ConnectSupportsFeatureArgs, ConnectSupportsFeatureRet,
-    NodeGetInfoRet, NodeGetSecurityModelRet, feature, model_chars, string_to_chars,
+    NodeGetInfoRet, NodeGetSecurityModelRet, feature, string_to_chars,
 };
 
 use super::Reply;
@@ -125,17 +125,7 @@ pub(crate) async fn is_secure(_: &Daemon, _: &CallContext, _: ()) -> Reply<Conne
 }
 
 pub(crate) async fn node_get_info(_: &Daemon, _: &CallContext, _: ()) -> Reply<NodeGetInfoRet> {
-    let n = host::node_info();
-    Ok(NodeGetInfoRet {
-        model: model_chars(&n.model),
-        memory: n.memory_kib,
-        cpus: n.cpus,
-        mhz: n.mhz,
-        nodes: n.nodes,
-        sockets: n.sockets,
-        cores: n.cores,
-        threads: n.threads,
-    })
+    Ok(host::node_info())
 }
 
 /// No security driver: an empty model, as libvirtd reports with
