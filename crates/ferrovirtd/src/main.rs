@@ -5,7 +5,6 @@ mod config;
 mod daemon;
 mod dispatch;
 mod host;
-mod limits;
 mod procs;
 mod relay;
 mod wire;
@@ -43,7 +42,7 @@ fn main() -> ExitCode {
         }
         None => config::Config::default(),
     };
-    match limits::raise_nofile() {
+    match qemu::raise_nofile() {
         Ok(n) => tracing::debug!(nofile = n, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
