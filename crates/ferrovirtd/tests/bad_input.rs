@@ -303,6 +303,7 @@ async fn start_time_errors_name_the_cause_and_leave_no_qemu() {
         "a failed start left a QEMU behind"
     );
     // After fixing the cause, the same domain starts.
+    testkit::tools::Tool::QemuImg.require();
     std::process::Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", &missing, "16M"])
         .status()
@@ -311,8 +312,6 @@ async fn start_time_errors_name_the_cause_and_leave_no_qemu() {
     d.virsh_ok(&["destroy", "nodisk"]);
 }
 
-fn is_qemu(pid: i32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains("qemu-system"))
-        .unwrap_or(false)
+fn is_qemu(pid: u32) -> bool {
+    testkit::procfs::cmdline(pid).is_some_and(|args| args.iter().any(|a| a.contains("qemu-system")))
 }

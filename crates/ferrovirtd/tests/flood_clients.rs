@@ -31,10 +31,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
-    ChildLines, Daemon, LogTail, Summary, define_and_start, raw_call, rpc_open, sim_control,
-    sim_domain_xml, strip_ansi, tail, wait_child,
+    ChildLines, Daemon, LogTail, define_and_start, raw_call, rpc_open, sim_control, sim_domain_xml,
+    strip_ansi, tail, wait_child,
 };
 use rpc::protocol::remote::{self, NonnullDomain, procedure};
+use testkit::latency::Percentiles;
 use tokio::io::Interest;
 
 /// VMs that do nothing; the probe asks them.
@@ -591,12 +592,12 @@ fn event_flood_with_live_and_stalled_subscribers_keeps_daemon_responsive_and_fla
 
     // ---- figures ----
     let all = samples.lock().expect("samples");
-    let in_phase = |p: &Phase| -> (Summary, Vec<String>) {
+    let in_phase = |p: &Phase| -> (Percentiles, Vec<String>) {
         let (s, e) = (p.start.expect("start"), p.end.expect("end"));
         let v: Vec<&Sample> = all.iter().filter(|x| x.at >= s && x.at < e).collect();
         let lat: Vec<Duration> = v.iter().map(|x| x.lat).collect();
         let errs: Vec<String> = v.iter().filter_map(|x| x.err.clone()).collect();
-        (Summary::of(&lat), errs)
+        (Percentiles::of(&lat), errs)
     };
     let (idle_s, idle_e) = in_phase(&idle);
     let (flood_s, flood_e) = in_phase(&flood);
@@ -662,7 +663,7 @@ fn event_flood_with_live_and_stalled_subscribers_keeps_daemon_responsive_and_fla
     println!("python info client during STOP_RESUME flood: {prober_res}");
     println!(
         "witness VM (not flooding): {witness_ops} suspend+resume pairs during the flood, call latency {}; its subscriber got {} of {want} events (client-side drops {})",
-        Summary::of(&witness_lat),
+        Percentiles::of(&witness_lat),
         witness_seen.len(),
         witness_sub.dropped_events()
     );
@@ -789,7 +790,7 @@ fn event_flood_with_live_and_stalled_subscribers_keeps_daemon_responsive_and_fla
     assert!(
         witness_lat.iter().all(|l| *l < MAX_CALL),
         "suspend/resume of another VM took too long during the flood: {}",
-        Summary::of(&witness_lat)
+        Percentiles::of(&witness_lat)
     );
 }
 
@@ -906,7 +907,7 @@ fn flood_does_not_cost_other_vms_their_events() {
     );
     println!(
         "witness: {ops} suspend+resume pairs in {SECS} s of STOP_RESUME flood, call latency {}; its filtered subscriber got {} of {want} events; fast reader alive: {}; python listener got {} events (dropped: {}); daemon log: {} 'event relay lagged', {} overflow resyncs",
-        Summary::of(&lat),
+        Percentiles::of(&lat),
         seen.len(),
         !fast.is_closed(),
         listener_res["events"],

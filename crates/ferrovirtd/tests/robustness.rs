@@ -16,19 +16,19 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{
-    Daemon, Summary, call_frame, define_and_start, raise_nofile, raw_call, read_frame, rpc_open,
-    sim_domain_xml, strip_ansi, tail,
+    Daemon, call_frame, define_and_start, raw_open, read_frame, rpc_open, sim_domain_xml,
+    strip_ansi, tail,
 };
 use rpc::ClientError;
 use rpc::header::{Header, MessageStatus, MessageType};
 use rpc::protocol::remote::{self, NonnullDomain, procedure};
+use testkit::latency::Percentiles;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
@@ -102,10 +102,10 @@ impl Healthy {
     }
 
     /// Stops the probe; asserts it never failed nor waited long.
-    fn finish(self, rt: &tokio::runtime::Runtime, what: &str, d: &Daemon) -> Summary {
+    fn finish(self, rt: &tokio::runtime::Runtime, what: &str, d: &Daemon) -> Percentiles {
         self.stop.store(true, Ordering::Relaxed);
         rt.block_on(self.task).expect("healthy task");
-        let s = Summary::of(&self.lat.lock().expect("lat"));
+        let s = Percentiles::of(&self.lat.lock().expect("lat"));
         let errors = self.errors.lock().expect("errors").clone();
         println!("healthy client during {what}: {s}, errors={}", errors.len());
         assert!(
@@ -148,18 +148,6 @@ async fn drain_until_closed(
             Err(_) => return (frames, false),
         }
     }
-}
-
-/// A connection that did the libvirt handshake on a raw socket.
-async fn raw_open(path: &Path) -> UnixStream {
-    let mut s = UnixStream::connect(path).await.expect("connect");
-    raw_call(&mut s, procedure::AUTH_LIST, 1, &[]).await;
-    let open = rpc::xdr::to_bytes(&remote::ConnectOpenArgs {
-        name: Some("qemu:///system".into()),
-        flags: 0,
-    });
-    raw_call(&mut s, procedure::CONNECT_OPEN, 2, &open).await;
-    s
 }
 
 fn header_bytes(h: &Header) -> Vec<u8> {
@@ -520,7 +508,7 @@ fn client_that_never_reads_its_replies_is_dropped_and_others_keep_working() {
 #[test]
 fn thousand_idle_clients_and_the_daemon_still_serves_everyone() {
     const N: usize = 1000;
-    let nofile = raise_nofile(4 * N as u64);
+    let nofile = testkit::raise_nofile().expect("raise RLIMIT_NOFILE");
     assert!(
         nofile >= 2 * N as u64 + 64,
         "RLIMIT_NOFILE {nofile} is too low for {N} clients"
@@ -608,7 +596,7 @@ fn thousand_idle_clients_and_the_daemon_still_serves_everyone() {
     println!(
         "all {N} idle clients answered in {:.0} ms: {}",
         t.elapsed().as_secs_f64() * 1e3,
-        Summary::of(&lat)
+        Percentiles::of(&lat)
     );
     assert!(rt.block_on(c.get_type()).is_ok());
 
