@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use qemu::{Domain, DomainState, Driver};
+use testkit::latency::Percentiles;
 use tokio::task::JoinSet;
 
 const QUIET: usize = 50;
@@ -42,11 +43,8 @@ async fn round(drv: &Driver, doms: &[Arc<Domain>], lat: &mut Lat) {
 }
 
 fn report(what: &str, lat: &mut Lat) -> (Duration, Duration) {
-    let (q50, q99) = (
-        percentile(&mut lat.query, 0.5),
-        percentile(&mut lat.query, 0.99),
-    );
-    let (o50, o99) = (percentile(&mut lat.op, 0.5), percentile(&mut lat.op, 0.99));
+    let (query, op) = (Percentiles::of(&lat.query), Percentiles::of(&lat.op));
+    let (q50, q99, o50, o99) = (query.p50, query.p99, op.p50, op.p99);
     println!(
         "{what}: get_info+get_state p50 {q50:?} p99 {q99:?} | suspend/resume p50 {o50:?} p99 {o99:?} (n={})",
         lat.op.len()
@@ -135,7 +133,7 @@ async fn flood_and_hung_monitor_do_not_delay_other_vms() {
     let (fq99, fo99) = report("flood+hang", &mut fault);
     println!(
         "flooded VM's own get_state+get_info p99 {:?}",
-        percentile(&mut flooded_q, 0.99)
+        Percentiles::of(&flooded_q).p99
     );
     println!(
         "driver RSS before flood {} KiB, after 10 s of flood {} KiB (delta {} KiB)",
