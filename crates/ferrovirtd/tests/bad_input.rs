@@ -196,7 +196,7 @@ async fn define_time_errors_have_libvirt_codes_and_leave_nothing() {
             &good_uuid.to_string().leak()[..],
         ),
     ];
-    assert!(cases.len() >= 20, "the issue asks for twenty cases");
+    assert!(cases.len() >= 20, "at least twenty bad inputs are covered");
     for (what, xml, want, mention) in &cases {
         let err = c
             .define_xml(xml)

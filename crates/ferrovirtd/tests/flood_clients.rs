@@ -1070,7 +1070,7 @@ fn event_flood_with_live_and_stalled_subscribers_keeps_daemon_responsive_and_fla
     let run = run_phases(&rt, &vms, &mut witness_events, &mut prober, &mut phases);
     let samples = probe.finish(&rt);
     phases.watch.scan(&mut phases.log);
-    // The flooded VM converged on the truth (QEMU's state,
+    // The flooded VM converged on the truth, QEMU's state (no lost state,
     // docs/REQUIREMENTS.md 3): running.
     let state = converged_state(&rt, &vms.c, &vms.flooder.dom, 1);
     let results = finish_clients(

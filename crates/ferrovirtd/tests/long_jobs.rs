@@ -1,4 +1,5 @@
-//! Event-driven long jobs end to end, from `virsh` down to QEMU (issue 6):
+//! Event-driven long jobs end to end, from `virsh` down to QEMU (events
+//! during jobs, docs/REQUIREMENTS.md 4):
 //! block jobs on real qcow2 chains, save / restore / managed save, queries
 //! during jobs, abort, restart mid-job, and an event flood during a job.
 //!
