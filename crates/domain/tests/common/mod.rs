@@ -130,7 +130,12 @@ impl RawQmp {
         if let Some(a) = args {
             m["arguments"] = a;
         }
-        writeln!(self.writer, "{m}").expect("QMP write");
+        // One write for the whole line: `writeln!` may write the JSON and the
+        // newline separately, and QEMU runs a command (such as `quit`, which
+        // then closes the socket) as soon as its JSON object is complete.
+        self.writer
+            .write_all(format!("{m}\n").as_bytes())
+            .expect("QMP write");
         loop {
             let v = self
                 .read_line()
