@@ -301,9 +301,11 @@ fn emulator_caps(caps: &Caps) -> EmulatorCaps {
                 is_default: caps.default_machine.as_deref() == Some(name),
                 cpu_max: None,
                 deprecated: false,
+                default_cpu_type: None,
             })
             .collect(),
         kvm: caps.kvm_supported,
+        ..EmulatorCaps::default()
     }
 }
 
