@@ -56,8 +56,6 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
 
     let relay = Arc::new(Relay::new());
     relay::attach(&driver, relay.clone());
-    // Runs a process: do it once here, off the runtime's worker threads.
-    let _ = tokio::task::spawn_blocking(crate::procs::connect::qemu_version).await;
     let daemon = Daemon {
         driver,
         relay,

@@ -29,7 +29,6 @@ impl Handler for Daemon {
             | p::CONNECT_CLOSE
             | p::CONNECT_SUPPORTS_FEATURE
             | p::CONNECT_GET_TYPE
-            | p::CONNECT_GET_VERSION
             | p::CONNECT_GET_LIB_VERSION
             | p::CONNECT_GET_HOSTNAME
             | p::CONNECT_GET_URI
@@ -41,6 +40,7 @@ impl Handler for Daemon {
             | p::CONNECT_REGISTER_CLOSE_CALLBACK
             | p::CONNECT_UNREGISTER_CLOSE_CALLBACK => connect::call(self, &ctx, proc_, &args),
             p::CONNECT_GET_CAPABILITIES => connect::capabilities(self).await,
+            p::CONNECT_GET_VERSION => connect::version(self).await,
             p::CONNECT_DOMAIN_EVENT_REGISTER
             | p::CONNECT_DOMAIN_EVENT_DEREGISTER
             | p::CONNECT_DOMAIN_EVENT_REGISTER_ANY

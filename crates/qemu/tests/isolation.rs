@@ -1,6 +1,7 @@
-//! Requirements 1 and 2 with qemu-sim: one VM flooding 100k events/s and
-//! one whose monitor hangs do not delay queries or monitor operations on
-//! 50 other VMs, and the flood does not grow the driver's memory.
+//! Isolation and bounded memory, with qemu-sim: one VM flooding 100k
+//! events/s and one whose monitor hangs do not delay queries or monitor
+//! operations on 50 other VMs, and the flood does not grow the driver's
+//! memory.
 //! (Own test binary, so the RSS figures are this driver's alone.)
 
 #![allow(

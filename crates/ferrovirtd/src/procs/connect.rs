@@ -55,9 +55,6 @@ pub(crate) fn call(
         p::CONNECT_GET_TYPE => encode_ret(&ConnectGetTypeRet {
             type_: "QEMU".into(),
         }),
-        p::CONNECT_GET_VERSION => encode_ret(&ConnectGetVersionRet {
-            hv_ver: qemu_version(),
-        }),
         p::CONNECT_GET_LIB_VERSION => encode_ret(&ConnectGetLibVersionRet {
             lib_ver: LIB_VERSION,
         }),
@@ -103,6 +100,17 @@ pub(crate) async fn capabilities(d: &Daemon) -> Result<Bytes, VirError> {
     })
 }
 
+/// `CONNECT_GET_VERSION`: QEMU's version in libvirt's numeric form, from
+/// the driver's probe of the default emulator (once per binary; the first
+/// call may wait for it); 0 when it cannot be probed.
+pub(crate) async fn version(d: &Daemon) -> Result<Bytes, VirError> {
+    let hv_ver = d.driver.emulator_caps(None).await.map_or(0, |caps| {
+        let (major, minor, micro) = caps.version;
+        u64::from(major) * 1_000_000 + u64::from(minor) * 1_000 + u64::from(micro)
+    });
+    encode_ret(&ConnectGetVersionRet { hv_ver })
+}
+
 fn supports(f: i32) -> bool {
     matches!(
         f,
@@ -111,45 +119,4 @@ fn supports(f: i32) -> bool {
             | feature::REMOTE_CLOSE_CALLBACK
             | feature::TYPED_PARAM_STRING
     )
-}
-
-/// QEMU's version in libvirt's numeric form, read once from the default
-/// emulator (`qemu-system-x86_64 --version`); 0 when it cannot be run.
-/// The daemon reads it at start-up on a blocking thread, so no RPC ever
-/// waits for the process.
-pub(crate) fn qemu_version() -> u64 {
-    static VERSION: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *VERSION.get_or_init(|| {
-        std::process::Command::new(DEFAULT_EMULATOR)
-            .arg("--version")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| parse_qemu_version(&s))
-            .unwrap_or(0)
-    })
-}
-
-fn parse_qemu_version(out: &str) -> Option<u64> {
-    let v = out
-        .split_whitespace()
-        .skip_while(|w| *w != "version")
-        .nth(1)?;
-    let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
-    let major = parts.next()??;
-    let minor = parts.next().flatten().unwrap_or(0);
-    let micro = parts.next().flatten().unwrap_or(0);
-    Some(major * 1_000_000 + minor * 1_000 + micro)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_debian_qemu_version_line() {
-        let out = "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright";
-        assert_eq!(parse_qemu_version(out), Some(7_002_022));
-        assert_eq!(parse_qemu_version("garbage"), None);
-    }
 }

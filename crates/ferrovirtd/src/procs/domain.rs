@@ -5,7 +5,7 @@
 //! lock; destroy never waits behind anything.
 
 use bytes::Bytes;
-use qemu::{Domain, Driver, JobStats, JobType, ListFilter};
+use qemu::{Domain, Driver, JobStats, JobType, ListFilter, StartOptions};
 use rpc::CallContext;
 use rpc::protocol::remote::{
     ConnectListAllDomainsArgs, ConnectListAllDomainsRet, ConnectListDefinedDomainsArgs,
@@ -116,13 +116,11 @@ pub(crate) async fn call(d: &Daemon, _ctx: &CallContext, proc_: i32, args: &[u8]
                         | START_FORCE_BOOT
                         | START_VALIDATE,
                 )?;
-                drv.start_with(
-                    &dom,
-                    flags & START_PAUSED != 0,
-                    flags & START_FORCE_BOOT != 0,
-                )
-                .await
-                .map_err(vir)?;
+                let opts = StartOptions {
+                    paused: flags & START_PAUSED != 0,
+                    force_boot: flags & START_FORCE_BOOT != 0,
+                };
+                drv.start_with(&dom, opts).await.map_err(vir)?;
                 encode_ret(&DomainRet {
                     dom: wire_domain(&dom),
                 })
@@ -516,8 +514,8 @@ fn job_params(j: &JobStats) -> Vec<TypedParam> {
     }
     let r = &j.ram;
     let mut params = Vec::with_capacity(16);
-    if let Some(op) = j.operation.as_deref().and_then(operation_code) {
-        params.push(param_int("operation", op));
+    if let Some(op) = j.operation {
+        params.push(param_int("operation", op.as_i32()));
     }
     params.extend([
         param_u64("time_elapsed", j.elapsed_ms),
@@ -554,22 +552,6 @@ fn job_params(j: &JobStats) -> Vec<TypedParam> {
         });
     }
     params
-}
-
-/// `virDomainJobOperation` for the job names the driver reports.
-fn operation_code(op: &str) -> Option<i32> {
-    Some(match op {
-        "start" => 1,
-        "save" => 2,
-        "restore" => 3,
-        "migration-in" => 4,
-        "migration-out" => 5,
-        "snapshot" => 6,
-        "snapshot-revert" => 7,
-        "dump" => 8,
-        "backup" => 9,
-        _ => return None,
-    })
 }
 
 fn param_u64(field: &str, v: u64) -> TypedParam {
@@ -624,7 +606,7 @@ fn sync_dom_flags(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qemu::{CompletedJob, JobEnd, RamStats};
+    use qemu::{CompletedJob, JobEnd, JobOperation, RamStats};
 
     #[test]
     fn job_stats_flags() {
@@ -646,7 +628,7 @@ mod tests {
     fn completed_save_params() {
         let done = CompletedJob {
             end: JobEnd::Completed,
-            operation: "save".into(),
+            operation: JobOperation::Save,
             elapsed_ms: 250,
             ram: RamStats {
                 total: 100,
@@ -692,7 +674,7 @@ mod tests {
     fn cancelled_save_params_and_no_job() {
         let done = CompletedJob {
             end: JobEnd::Cancelled,
-            operation: "save".into(),
+            operation: JobOperation::Save,
             elapsed_ms: 1,
             ram: RamStats::default(),
             error: Some("save job cancelled".into()),

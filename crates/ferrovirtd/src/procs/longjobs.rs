@@ -9,9 +9,9 @@
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use qemu::Driver;
-use qemu::jobs::blockjob::{BlockJobSpec, CopySpec, parse_copy_dest};
-use qemu::jobs::save::SaveOptions;
+use qemu::{
+    AbortOptions, AfterRestore, BlockJobSpec, CopySpec, Driver, SaveOptions, parse_copy_dest,
+};
 use rpc::CallContext;
 use rpc::protocol::remote::{
     DomainBlockCommitArgs, DomainBlockCopyArgs, DomainBlockJobAbortArgs,
@@ -109,7 +109,7 @@ async fn save(drv: &Driver, a: Result<SaveArgs, VirError>) -> Reply {
     )?;
     let opts = SaveOptions {
         xml: dxml,
-        running: running_flag(flags)?,
+        after_restore: running_flag(flags)?,
     };
     let dom = resolve(drv, &dom)?;
     drv.save_with(&dom, &abs_path(&to)?, &opts)
@@ -125,20 +125,19 @@ async fn restore(drv: &Driver, a: Result<(String, Option<String>, u32), VirError
         flags,
         SAVE_BYPASS_CACHE | SAVE_RUNNING | SAVE_PAUSED,
     )?;
-    let paused = running_flag(flags)?.map(|running| !running);
-    drv.restore(&abs_path(&from)?, paused, dxml.as_deref())
+    drv.restore(&abs_path(&from)?, running_flag(flags)?, dxml.as_deref())
         .await
         .map_err(vir)?;
     Ok(Bytes::new())
 }
 
-/// VIR_DOMAIN_SAVE_RUNNING / _PAUSED: whether the image (or the restored
-/// guest) is to run; `None` when neither is given.
-pub(crate) fn running_flag(flags: u32) -> Result<Option<bool>, VirError> {
+/// VIR_DOMAIN_SAVE_RUNNING / _PAUSED: the state the restored guest
+/// starts in; `None` when neither is given.
+pub(crate) fn running_flag(flags: u32) -> Result<Option<AfterRestore>, VirError> {
     match (flags & SAVE_RUNNING != 0, flags & SAVE_PAUSED != 0) {
         (true, true) => Err(invalid_arg("--running and --paused are exclusive")),
-        (true, false) => Ok(Some(true)),
-        (false, true) => Ok(Some(false)),
+        (true, false) => Ok(Some(AfterRestore::Running)),
+        (false, true) => Ok(Some(AfterRestore::Paused)),
         (false, false) => Ok(None),
     }
 }
@@ -285,14 +284,13 @@ async fn block_job_abort(drv: &Driver, a: Result<DomainBlockJobAbortArgs, VirErr
     let a = a?;
     check_flags("virDomainBlockJobAbort", a.flags, ABORT_ASYNC | ABORT_PIVOT)?;
     let dom = resolve(drv, &a.dom)?;
-    drv.block_job_abort(
-        &dom,
-        &a.path,
-        a.flags & ABORT_PIVOT != 0,
-        a.flags & ABORT_ASYNC != 0,
-    )
-    .await
-    .map_err(vir)?;
+    let opts = AbortOptions {
+        pivot: a.flags & ABORT_PIVOT != 0,
+        asynchronous: a.flags & ABORT_ASYNC != 0,
+    };
+    drv.block_job_abort(&dom, &a.path, opts)
+        .await
+        .map_err(vir)?;
     Ok(Bytes::new())
 }
 

@@ -60,8 +60,8 @@ async fn define_xml(drv: &Driver, a: Result<DomainSaveImageDefineXmlArgs, VirErr
         a.flags,
         SAVE_RUNNING | SAVE_PAUSED,
     )?;
-    let running = running_flag(a.flags)?;
-    drv.save_image_define(&abs_path(&a.file)?, &a.dxml, running)
+    let after = running_flag(a.flags)?;
+    drv.save_image_define(&abs_path(&a.file)?, &a.dxml, after)
         .await
         .map_err(vir)?;
     Ok(Bytes::new())

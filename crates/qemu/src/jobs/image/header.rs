@@ -25,29 +25,30 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use crate::{Error, Result, persist};
+use crate::store::files;
+use crate::{Error, Result};
 
-pub const MAGIC_PARTIAL: &[u8; 16] = b"FerrovirtSavePrt";
-pub const MAGIC_COMPLETE: &[u8; 16] = b"FerrovirtSaveImg";
-pub const VERSION: u32 = 1;
-pub const HEADER_LEN: u64 = 64;
+pub(crate) const MAGIC_PARTIAL: &[u8; 16] = b"FerrovirtSavePrt";
+pub(crate) const MAGIC_COMPLETE: &[u8; 16] = b"FerrovirtSaveImg";
+pub(crate) const VERSION: u32 = 1;
+pub(crate) const HEADER_LEN: u64 = 64;
 /// A domain XML larger than this is not one we wrote.
-pub const MAX_XML: u32 = 16 << 20;
+pub(crate) const MAX_XML: u32 = 16 << 20;
 
 const FLAG_RUNNING: u32 = 1;
 
 /// What the header of a complete image says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageHeader {
-    pub xml: String,
-    pub was_running: bool,
+pub(crate) struct ImageHeader {
+    pub(crate) xml: String,
+    pub(crate) was_running: bool,
     /// Offset of the migration stream in the file.
-    pub stream_offset: u64,
-    pub stream_len: u64,
+    pub(crate) stream_offset: u64,
+    pub(crate) stream_len: u64,
 }
 
 /// Creates `path` with a partial header and the XML; QEMU appends.
-pub fn write_header(path: &Path, xml: &str, was_running: bool) -> Result<()> {
+pub(crate) fn write_header(path: &Path, xml: &str, was_running: bool) -> Result<()> {
     let len = u32::try_from(xml.len())
         .ok()
         .filter(|l| *l <= MAX_XML)
@@ -73,7 +74,7 @@ pub fn write_header(path: &Path, xml: &str, was_running: bool) -> Result<()> {
 
 /// Marks the image complete: records the stream length, then the magic,
 /// each synced, so a crash in between leaves a partial image.
-pub fn mark_complete(path: &Path) -> Result<()> {
+pub(crate) fn mark_complete(path: &Path) -> Result<()> {
     let ctx = || format!("cannot finish save image '{}'", path.display());
     let mut f = OpenOptions::new()
         .read(true)
@@ -102,9 +103,9 @@ pub fn mark_complete(path: &Path) -> Result<()> {
 /// new image is built in a temp file beside `path` (header and XML, the
 /// stream copied after them), checked, synced and renamed over `path`, so
 /// `path` always holds either the old or the new complete image.
-pub fn rewrite(path: &Path, old: &ImageHeader, xml: &str, was_running: bool) -> Result<()> {
+pub(crate) fn rewrite(path: &Path, old: &ImageHeader, xml: &str, was_running: bool) -> Result<()> {
     let ctx = || format!("cannot rewrite save image '{}'", path.display());
-    let tmp = persist::temp_sibling(path).map_err(|e| Error::io(ctx(), e))?;
+    let tmp = files::temp_sibling(path).map_err(|e| Error::io(ctx(), e))?;
     let res = build_copy(path, &tmp, old, xml, was_running)
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(ctx(), e)));
     if let Err(e) = res {
@@ -112,7 +113,7 @@ pub fn rewrite(path: &Path, old: &ImageHeader, xml: &str, was_running: bool) -> 
         return Err(e);
     }
     match path.parent() {
-        Some(dir) => persist::sync_dir(dir).map_err(|e| Error::io(ctx(), e)),
+        Some(dir) => files::sync_dir(dir).map_err(|e| Error::io(ctx(), e)),
         None => Ok(()),
     }
 }
@@ -177,7 +178,7 @@ fn bad(path: &Path, why: &str) -> Error {
 
 /// Reads and validates the header of a complete image (magic, version,
 /// lengths against the file size, the stream's own magic).
-pub fn read_header(path: &Path) -> Result<ImageHeader> {
+pub(crate) fn read_header(path: &Path) -> Result<ImageHeader> {
     open(path).map(|(h, _)| h)
 }
 
@@ -186,7 +187,7 @@ pub fn read_header(path: &Path) -> Result<ImageHeader> {
 /// then read through this very descriptor, so the file validated is the
 /// file loaded even if the path is replaced meanwhile (save-image-define
 /// renames a new image over it).
-pub fn open(path: &Path) -> Result<(ImageHeader, File)> {
+pub(crate) fn open(path: &Path) -> Result<(ImageHeader, File)> {
     let mut f = File::open(path)
         .map_err(|e| Error::io(format!("cannot open save image '{}'", path.display()), e))?;
     let h = read_header_from(&mut f, path)?;

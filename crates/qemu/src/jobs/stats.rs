@@ -10,11 +10,42 @@
 //! raises `VIR_DOMAIN_EVENT_ID_JOB_COMPLETED` only when a migration or a
 //! backup job ends, and this driver runs neither.
 
+use qmp::MigrationStatus;
+use qmp::commands::MigrationInfo;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::driver::{JobStats, JobType};
-use crate::monitor::u64_field;
+use crate::state::{JobOperation, JobType};
+
+/// `virDomainGetJobInfo` / `domjobinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobStats {
+    pub job_type: JobType,
+    pub operation: Option<JobOperation>,
+    pub elapsed_ms: u64,
+    /// Guest memory moved by a migration-based job (the only data a save
+    /// moves, so also its data totals).
+    pub ram: RamStats,
+    /// QEMU's migration status, when a migration-based job runs.
+    pub status: Option<MigrationStatus>,
+    /// Set for a job that ended: whether it completed, and why not.
+    pub success: Option<bool>,
+    pub error: Option<String>,
+}
+
+impl JobStats {
+    /// No job.
+    pub fn none() -> Self {
+        Self {
+            job_type: JobType::None,
+            operation: None,
+            elapsed_ms: 0,
+            ram: RamStats::default(),
+            status: None,
+            success: None,
+            error: None,
+        }
+    }
+}
 
 /// Transfer counters of a migration-based job (save), from the `ram`
 /// member of QEMU's `query-migrate` reply. Optional counters are absent
@@ -39,22 +70,18 @@ pub struct RamStats {
 impl RamStats {
     /// Reads the counters of a `query-migrate` reply; `None` when it has
     /// no `ram` member (QEMU omits it before setup and after a cancel).
-    pub fn from_query_migrate(reply: &Value) -> Option<Self> {
-        let ram = reply.get("ram")?;
-        let f = |k| u64_field(ram, k);
+    pub(crate) fn from_query_migrate(reply: &MigrationInfo) -> Option<Self> {
+        let ram = reply.ram.as_ref()?;
         Some(Self {
-            total: f("total").unwrap_or(0),
-            transferred: f("transferred").unwrap_or(0),
-            remaining: f("remaining").unwrap_or(0),
-            bps: ram
-                .get("mbps")
-                .and_then(Value::as_f64)
-                .and_then(mbps_to_bps),
-            constant: f("duplicate"),
-            normal: f("normal"),
-            normal_bytes: f("normal-bytes"),
-            iteration: f("dirty-sync-count"),
-            page_size: f("page-size").filter(|&p| p > 0),
+            total: ram.total.unwrap_or(0),
+            transferred: ram.transferred.unwrap_or(0),
+            remaining: ram.remaining.unwrap_or(0),
+            bps: ram.mbps.and_then(mbps_to_bps),
+            constant: ram.duplicate,
+            normal: ram.normal,
+            normal_bytes: ram.normal_bytes,
+            iteration: ram.dirty_sync_count,
+            page_size: ram.page_size.filter(|&p| p > 0),
         })
     }
 }
@@ -73,7 +100,7 @@ pub enum JobEnd {
 }
 
 impl JobEnd {
-    pub fn job_type(self) -> JobType {
+    pub(crate) fn job_type(self) -> JobType {
         match self {
             JobEnd::Completed => JobType::Completed,
             JobEnd::Failed => JobType::Failed,
@@ -87,8 +114,8 @@ impl JobEnd {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompletedJob {
     pub end: JobEnd,
-    /// The job's name ("save").
-    pub operation: String,
+    /// What the job did (persisted by name, as it always was).
+    pub operation: JobOperation,
     pub elapsed_ms: u64,
     #[serde(default)]
     pub ram: RamStats,
@@ -102,7 +129,7 @@ impl CompletedJob {
     pub fn stats(&self) -> JobStats {
         JobStats {
             job_type: self.end.job_type(),
-            operation: Some(self.operation.clone()),
+            operation: Some(self.operation),
             elapsed_ms: self.elapsed_ms,
             ram: self.ram,
             status: None,
@@ -113,7 +140,7 @@ impl CompletedJob {
 }
 
 /// Milliseconds from `started` until now (0 if the clock went back).
-pub fn elapsed_ms(started: std::time::SystemTime) -> u64 {
+pub(crate) fn elapsed_ms(started: std::time::SystemTime) -> u64 {
     started
         .elapsed()
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -124,12 +151,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn reply(v: serde_json::Value) -> MigrationInfo {
+        serde_json::from_value(v).expect("a query-migrate reply")
+    }
+
     #[test]
     fn ram_stats_from_query_migrate() {
-        let reply = json!({"status": "completed", "ram": {
+        let reply = reply(json!({"status": "completed", "ram": {
             "total": 1000, "transferred": 900, "remaining": 0, "mbps": 8.0,
             "duplicate": 5, "normal": 2, "normal-bytes": 8192,
-            "dirty-sync-count": 3, "page-size": 4096}});
+            "dirty-sync-count": 3, "page-size": 4096}}));
         let r = RamStats::from_query_migrate(&reply).expect("ram");
         assert_eq!((r.total, r.transferred, r.remaining), (1000, 900, 0));
         assert_eq!(r.bps, Some(1_000_000));
@@ -142,10 +173,11 @@ mod tests {
     #[test]
     fn hostile_or_missing_ram_is_not_trusted() {
         assert_eq!(
-            RamStats::from_query_migrate(&json!({"status": "cancelled"})),
+            RamStats::from_query_migrate(&reply(json!({"status": "cancelled"}))),
             None
         );
-        let odd = json!({"ram": {"total": -1, "transferred": "x", "mbps": -3.0, "page-size": 0}});
+        let odd =
+            reply(json!({"ram": {"total": -1, "transferred": "x", "mbps": -3.0, "page-size": 0}}));
         let r = RamStats::from_query_migrate(&odd).expect("ram");
         assert_eq!(r, RamStats::default());
     }
@@ -154,7 +186,7 @@ mod tests {
     fn completed_record_reports_its_end() {
         let mut c = CompletedJob {
             end: JobEnd::Completed,
-            operation: "save".into(),
+            operation: JobOperation::Save,
             elapsed_ms: 12,
             ram: RamStats::default(),
             error: None,

@@ -9,31 +9,32 @@
 
 use std::path::Path;
 
-use super::{blocking, saveimage};
-use crate::def::Def;
+use super::header;
+use crate::jobs::{AfterRestore, blocking};
+use crate::object::def::Def;
 use crate::{Error, Result};
 
 /// The XML stored in the complete image at `path`.
 pub(crate) async fn get_xml(path: &Path) -> Result<String> {
     let path = path.to_path_buf();
-    blocking(move || saveimage::read_header(&path).map(|h| h.xml)).await
+    blocking(move || header::read_header(&path).map(|h| h.xml)).await
 }
 
-/// Replaces the XML stored in the image at `path` with `xml` (and its
-/// "was running" flag when `running` is given).
-pub(crate) async fn define_xml(path: &Path, xml: &str, running: Option<bool>) -> Result<()> {
+/// Replaces the XML stored in the image at `path` with `xml` (and the
+/// state a restore starts the guest in, when `after` is given).
+pub(crate) async fn define_xml(path: &Path, xml: &str, after: Option<AfterRestore>) -> Result<()> {
     // Parsed first: malformed XML fails as it does for `define`.
     let new = Def::parse(xml)?;
     let path = path.to_path_buf();
-    blocking(move || replace(&path, &new, running)).await
+    blocking(move || replace(&path, &new, after)).await
 }
 
 /// The synchronous body of [`define_xml`].
-fn replace(path: &Path, new: &Def, running: Option<bool>) -> Result<()> {
-    let h = saveimage::read_header(path)?;
+fn replace(path: &Path, new: &Def, after: Option<AfterRestore>) -> Result<()> {
+    let h = header::read_header(path)?;
     image_def(path, &h.xml)?.check_abi(new)?;
-    let was_running = running.unwrap_or(h.was_running);
-    saveimage::rewrite(path, &h, &new.to_xml(), was_running)
+    let was_running = after.map_or(h.was_running, AfterRestore::is_running);
+    header::rewrite(path, &h, &new.to_xml(), was_running)
 }
 
 /// The definition a restore from `path` uses: the image's own XML, or
@@ -73,12 +74,12 @@ mod tests {
 
     fn image(dir: &Path, complete: bool) -> PathBuf {
         let p = dir.join("vm.save");
-        saveimage::write_header(&p, XML, true).unwrap();
+        header::write_header(&p, XML, true).unwrap();
         let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(b"QEVM-the-stream").unwrap();
         drop(f);
         if complete {
-            saveimage::mark_complete(&p).unwrap();
+            header::mark_complete(&p).unwrap();
         }
         p
     }
@@ -88,15 +89,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = image(dir.path(), true);
         let new = Def::parse(&XML.replace("/old/a.img", "/new/a.img")).unwrap();
-        replace(&p, &new, Some(false)).unwrap();
-        let h = saveimage::read_header(&p).unwrap();
+        replace(&p, &new, Some(AfterRestore::Paused)).unwrap();
+        let h = header::read_header(&p).unwrap();
         assert!(h.xml.contains("/new/a.img"), "{}", h.xml);
         assert!(!h.was_running);
         let bytes = std::fs::read(&p).unwrap();
         assert_eq!(&bytes[h.stream_offset as usize..], b"QEVM-the-stream");
         // No flag: the image's own "was running" is kept.
         replace(&p, &new, None).unwrap();
-        assert!(!saveimage::read_header(&p).unwrap().was_running);
+        assert!(!header::read_header(&p).unwrap().was_running);
     }
 
     #[test]

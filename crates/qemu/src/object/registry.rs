@@ -14,12 +14,13 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, RwLock};
 
-use crate::domain::Domain;
+use super::Domain;
+use crate::{Error, Result};
 
 const SHARDS: usize = 64;
 
 /// A concurrent map split into independently locked shards.
-pub struct ShardedMap<K, V> {
+pub(crate) struct ShardedMap<K, V> {
     shards: Box<[RwLock<HashMap<K, V>>]>,
     hasher: RandomState,
 }
@@ -39,21 +40,21 @@ impl<K: Hash + Eq, V: Clone> ShardedMap<K, V> {
         &self.shards[i]
     }
 
-    pub fn get(&self, k: &K) -> Option<V> {
+    pub(crate) fn get(&self, k: &K) -> Option<V> {
         // A poisoned shard only means a panic elsewhere mid-insert; the map
         // itself is still consistent, so keep serving.
         let g = self.shard(k).read().unwrap_or_else(|e| e.into_inner());
         g.get(k).cloned()
     }
 
-    pub fn insert(&self, k: K, v: V) -> Option<V> {
+    pub(crate) fn insert(&self, k: K, v: V) -> Option<V> {
         let mut g = self.shard(&k).write().unwrap_or_else(|e| e.into_inner());
         g.insert(k, v)
     }
 
     /// Removes `k` only if `pred` accepts the current value (so a stale
     /// remover never deletes a newer entry).
-    pub fn remove_if(&self, k: &K, pred: impl FnOnce(&V) -> bool) -> Option<V> {
+    pub(crate) fn remove_if(&self, k: &K, pred: impl FnOnce(&V) -> bool) -> Option<V> {
         let mut g = self.shard(k).write().unwrap_or_else(|e| e.into_inner());
         if g.get(k).is_some_and(pred) {
             return g.remove(k);
@@ -61,7 +62,7 @@ impl<K: Hash + Eq, V: Clone> ShardedMap<K, V> {
         None
     }
 
-    pub fn values(&self) -> Vec<V> {
+    pub(crate) fn values(&self) -> Vec<V> {
         let mut out = Vec::new();
         for s in self.shards.iter() {
             let g = s.read().unwrap_or_else(|e| e.into_inner());
@@ -70,55 +71,71 @@ impl<K: Hash + Eq, V: Clone> ShardedMap<K, V> {
         out
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len())
             .sum()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The driver's domains by every key a client may use.
 #[derive(Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     by_name: ShardedMap<String, Arc<Domain>>,
     by_uuid: ShardedMap<uuid::Uuid, Arc<Domain>>,
     by_id: ShardedMap<u32, Arc<Domain>>,
 }
 
 impl Registry {
-    pub fn by_name(&self, name: &str) -> Option<Arc<Domain>> {
+    pub(crate) fn by_name(&self, name: &str) -> Option<Arc<Domain>> {
         self.by_name.get(&name.to_owned())
     }
 
-    pub fn by_uuid(&self, uuid: &uuid::Uuid) -> Option<Arc<Domain>> {
+    pub(crate) fn by_uuid(&self, uuid: &uuid::Uuid) -> Option<Arc<Domain>> {
         self.by_uuid.get(uuid)
     }
 
-    pub fn by_id(&self, id: u32) -> Option<Arc<Domain>> {
+    pub(crate) fn by_id(&self, id: u32) -> Option<Arc<Domain>> {
         self.by_id.get(&id)
     }
 
+    /// The domain that `name` and `uuid` both name, if any; a DomainExists
+    /// error if they name different domains (same name with another uuid,
+    /// or the reverse). The caller holds the definition lock.
+    pub(crate) fn find_same(&self, name: &str, uuid: &uuid::Uuid) -> Result<Option<Arc<Domain>>> {
+        match (self.by_name(name), self.by_uuid(uuid)) {
+            (Some(a), Some(b)) if Arc::ptr_eq(&a, &b) => Ok(Some(a)),
+            (Some(a), _) => Err(Error::DomainExists(format!(
+                "domain '{}' already exists with uuid {}",
+                a.name(),
+                a.uuid()
+            ))),
+            (None, Some(b)) => Err(Error::DomainExists(format!(
+                "domain '{}' is already defined with uuid {}",
+                b.name(),
+                b.uuid()
+            ))),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// Caller holds the definition lock and has checked for conflicts.
-    pub fn insert(&self, dom: &Arc<Domain>) {
+    pub(crate) fn insert(&self, dom: &Arc<Domain>) {
         self.by_name.insert(dom.name().to_owned(), dom.clone());
         self.by_uuid.insert(dom.uuid(), dom.clone());
     }
 
-    pub fn set_id(&self, id: u32, dom: &Arc<Domain>) {
+    pub(crate) fn set_id(&self, id: u32, dom: &Arc<Domain>) {
         self.by_id.insert(id, dom.clone());
     }
 
-    pub fn clear_id(&self, id: u32, dom: &Arc<Domain>) {
+    pub(crate) fn clear_id(&self, id: u32, dom: &Arc<Domain>) {
         self.by_id.remove_if(&id, |d| Arc::ptr_eq(d, dom));
     }
 
     /// Removes `dom` under every key that still points at it.
-    pub fn remove(&self, dom: &Arc<Domain>) {
+    pub(crate) fn remove(&self, dom: &Arc<Domain>) {
         let same = |d: &Arc<Domain>| Arc::ptr_eq(d, dom);
         self.by_name.remove_if(&dom.name().to_owned(), same);
         self.by_uuid.remove_if(&dom.uuid(), same);
@@ -127,17 +144,17 @@ impl Registry {
         }
     }
 
-    pub fn all(&self) -> Vec<Arc<Domain>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Domain>> {
         let mut v = self.by_uuid.values();
         v.sort_by(|a, b| a.name().cmp(b.name()));
         v
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_uuid.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

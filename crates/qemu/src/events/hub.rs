@@ -1,4 +1,6 @@
-//! Bounded fan-out of domain events to subscribers (requirement 8).
+//! Bounded fan-out of domain events to subscribers and listeners: each
+//! VM's events in its order, and a reader that stops reading is dropped,
+//! never allowed to grow the daemon.
 //!
 //! Each subscriber has its own bounded queue filled with `try_send`: the
 //! emitter never waits for a reader. A subscriber whose queue is full is
@@ -21,11 +23,11 @@ struct Sub {
     lagged: Arc<AtomicBool>,
 }
 
-/// A synchronous event listener; see [`Hub::add_listener`].
+/// A synchronous event listener; see `Driver::add_event_listener`.
 pub type Listener = Arc<dyn Fn(&DomainEvent) + Send + Sync>;
 
 /// The set of subscribers.
-pub struct Hub {
+pub(crate) struct Hub {
     subs: RwLock<Vec<Sub>>,
     listeners: RwLock<Vec<Listener>>,
     capacity: usize,
@@ -77,14 +79,14 @@ impl Subscription {
         }
     }
 
-    /// Identifies this subscription to [`Hub::unsubscribe`].
+    /// Identifies this subscription to `Driver::unsubscribe`.
     pub fn id(&self) -> u64 {
         self.id
     }
 }
 
 impl Hub {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             subs: RwLock::new(Vec::new()),
             listeners: RwLock::new(Vec::new()),
@@ -94,7 +96,7 @@ impl Hub {
         }
     }
 
-    pub fn subscribe(&self) -> Subscription {
+    pub(crate) fn subscribe(&self) -> Subscription {
         let (tx, rx) = mpsc::channel(self.capacity);
         let lagged = Arc::new(AtomicBool::new(false));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -117,20 +119,20 @@ impl Hub {
     /// relay pushes into each client's bounded output queue): with no shared
     /// queue in between, one slow consumer can never make every consumer
     /// lose events. A listener must not block, await, or call the driver.
-    pub fn add_listener(&self, f: Listener) {
+    pub(crate) fn add_listener(&self, f: Listener) {
         self.listeners
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(f);
     }
 
-    pub fn unsubscribe(&self, id: u64) {
+    pub(crate) fn unsubscribe(&self, id: u64) {
         self.remove(&[id]);
     }
 
     /// Delivers `ev` to every subscriber without waiting; drops those that
     /// are full or gone.
-    pub fn emit(&self, ev: &DomainEvent) {
+    pub(crate) fn emit(&self, ev: &DomainEvent) {
         for l in self
             .listeners
             .read()
@@ -172,16 +174,18 @@ impl Hub {
         subs.retain(|s| !ids.contains(&s.id));
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.subs.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// How many subscribers were dropped for lagging so far.
-    pub fn dropped_lagging(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn dropped_lagging(&self) -> u64 {
         self.dropped_lagging.load(Ordering::Relaxed)
     }
 }

@@ -3,8 +3,8 @@
 //! A pidfd names one process for its whole life, so signals never hit a
 //! recycled PID and exit can be awaited for processes that are not our
 //! children (adopted after a daemon restart). QEMU runs in its own session
-//! so it outlives the daemon (requirement 9) and is not killed by a signal
-//! aimed at the daemon's process group.
+//! so it outlives the daemon (a restarted daemon re-adopts it) and is not
+//! killed by a signal aimed at the daemon's process group.
 
 use std::fs::OpenOptions;
 use std::io;
@@ -18,7 +18,7 @@ use tokio::io::unix::AsyncFd;
 
 /// A process named by a pidfd.
 #[derive(Debug)]
-pub struct Process {
+pub(crate) struct Process {
     pid: i32,
     fd: AsyncFd<OwnedFd>,
     /// We spawned it, so we must reap it.
@@ -29,7 +29,7 @@ impl Process {
     /// Opens a pidfd for `pid`. For a process that is not our child the
     /// caller must verify identity (start time, cmdline) *after* this call:
     /// from then on the pidfd pins the process.
-    pub fn open(pid: i32, child: bool) -> io::Result<Self> {
+    pub(crate) fn open(pid: i32, child: bool) -> io::Result<Self> {
         if pid <= 1 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad pid"));
         }
@@ -47,13 +47,13 @@ impl Process {
         Ok(Self { pid, fd, child })
     }
 
-    pub fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.pid
     }
 
     /// Sends `sig` to exactly this process (no PID-reuse race). ESRCH (it
     /// is already gone) counts as success.
-    pub fn signal(&self, sig: i32) -> io::Result<()> {
+    pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
         // SAFETY: plain syscall; null siginfo is allowed.
         let r = unsafe {
             libc::syscall(
@@ -75,7 +75,7 @@ impl Process {
     }
 
     /// Non-blocking: has the process exited?
-    pub fn has_exited(&self) -> bool {
+    pub(crate) fn has_exited(&self) -> bool {
         let mut pfd = libc::pollfd {
             fd: self.fd.get_ref().as_raw_fd(),
             events: libc::POLLIN,
@@ -88,7 +88,7 @@ impl Process {
 
     /// Resolves when the process has exited, then reaps it if it is ours.
     /// Cancel-safe.
-    pub async fn exited(&self) {
+    pub(crate) async fn exited(&self) {
         loop {
             match self.fd.readable().await {
                 Ok(mut guard) => {
@@ -111,7 +111,7 @@ impl Process {
     }
 
     /// Collects our child's exit status so it does not stay a zombie.
-    pub fn reap(&self) {
+    pub(crate) fn reap(&self) {
         if self.child {
             // SAFETY: WNOHANG waitpid on a pid that is our child.
             unsafe {
@@ -123,7 +123,11 @@ impl Process {
 
     /// SIGTERM, then SIGKILL after `grace` unless it exits first. Returns
     /// once the process is gone (bounded by `grace` + a short SIGKILL wait).
-    pub async fn terminate(&self, grace: Duration, force_after_grace: bool) -> io::Result<bool> {
+    pub(crate) async fn terminate(
+        &self,
+        grace: Duration,
+        force_after_grace: bool,
+    ) -> io::Result<bool> {
         self.signal(libc::SIGTERM)?;
         if tokio::time::timeout(grace, self.exited()).await.is_ok() {
             return Ok(true);
@@ -143,7 +147,7 @@ impl Process {
 /// Spawns `argv[0]` with `argv[1..]` in a new session, stdin from
 /// /dev/null, stdout/stderr appended to `log`. Returns it with a pidfd.
 /// `env` is added to the daemon's environment (`qemu:commandline` env).
-pub fn spawn(argv: &[String], env: &[(String, String)], log: &Path) -> io::Result<Process> {
+pub(crate) fn spawn(argv: &[String], env: &[(String, String)], log: &Path) -> io::Result<Process> {
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
@@ -192,13 +196,13 @@ fn stat_fields(pid: i32) -> Option<Vec<String>> {
 
 /// Field 22 (starttime, clock ticks since boot): with the PID it identifies
 /// one process instance.
-pub fn start_time(pid: i32) -> Option<u64> {
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
     // Fields after ')' start at field 3, so field 22 is index 19.
     stat_fields(pid)?.get(19)?.parse().ok()
 }
 
 /// utime + stime in nanoseconds (virDomainGetInfo's cpuTime).
-pub fn cpu_time_ns(pid: i32) -> Option<u64> {
+pub(crate) fn cpu_time_ns(pid: i32) -> Option<u64> {
     let f = stat_fields(pid)?;
     let utime: u64 = f.get(11)?.parse().ok()?;
     let stime: u64 = f.get(12)?.parse().ok()?;
@@ -209,7 +213,7 @@ pub fn cpu_time_ns(pid: i32) -> Option<u64> {
 }
 
 /// Whether `/proc/PID/cmdline` contains `needle` as (part of) an argument.
-pub fn cmdline_contains(pid: i32, needle: &str) -> bool {
+pub(crate) fn cmdline_contains(pid: i32, needle: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|raw| {
             raw.split(|b| *b == 0)
@@ -218,8 +222,8 @@ pub fn cmdline_contains(pid: i32, needle: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// PIDs whose command line mentions `needle` (tests use it to count QEMUs
-/// per uuid; restore uses nothing else).
+/// PIDs whose command line mentions `needle` (tests and tools count the
+/// QEMUs of a uuid with it; the driver itself never needs it).
 pub fn pids_with_arg(needle: &str) -> Vec<i32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();

@@ -7,40 +7,14 @@
 
 use std::path::Path;
 
-use domain::{DomainDef, DomainType, EmulatorCaps, LaunchParams, LiveInfo, MachineType};
+use domain::{Accel, DomainDef, EmulatorCaps, LaunchParams, LifecycleAction, LiveInfo};
 use virterror::ToVirError;
 
-use crate::caps::Caps;
 use crate::{Error, Result};
-
-/// Accelerator QEMU runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accel {
-    Kvm,
-    Tcg,
-}
-
-/// What to do when the guest powers off / crashes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LifecycleAction {
-    Destroy,
-    Restart,
-    Preserve,
-}
-
-impl From<domain::LifecycleAction> for LifecycleAction {
-    fn from(a: domain::LifecycleAction) -> Self {
-        match a {
-            domain::LifecycleAction::Destroy => LifecycleAction::Destroy,
-            domain::LifecycleAction::Restart => LifecycleAction::Restart,
-            domain::LifecycleAction::Preserve => LifecycleAction::Preserve,
-        }
-    }
-}
 
 /// A parsed, validated domain definition.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Def {
+pub(crate) struct Def {
     inner: DomainDef,
     /// Set on the live definition of a running domain: its id and the pty
     /// path of each serial (None where not a pty or not known yet).
@@ -50,65 +24,63 @@ pub struct Def {
 impl Def {
     /// Parses and validates libvirt domain XML; errors carry the domain
     /// crate's libvirt code (XML_ERROR, CONFIG_UNSUPPORTED, ...).
-    pub fn parse(xml: &str) -> Result<Self> {
+    pub(crate) fn parse(xml: &str) -> Result<Self> {
         let inner = DomainDef::parse(xml).map_err(|e| Error::Xml(e.to_vir_error()))?;
         Ok(Self { inner, live: None })
     }
 
     /// The live definition of this domain running with `id`.
-    pub fn live(&self, id: u32) -> Self {
+    pub(crate) fn live(&self, id: u32) -> Self {
         Self {
             inner: self.inner.clone(),
             live: Some((id, Vec::new())),
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.inner.name
     }
-    pub fn uuid(&self) -> uuid::Uuid {
+    pub(crate) fn uuid(&self) -> uuid::Uuid {
         self.inner.uuid
     }
-    pub fn max_memory_kib(&self) -> u64 {
+    pub(crate) fn max_memory_kib(&self) -> u64 {
         self.inner.memory_kib
     }
-    pub fn current_memory_kib(&self) -> u64 {
+    pub(crate) fn current_memory_kib(&self) -> u64 {
         self.inner.current_memory_kib
     }
-    pub fn vcpus(&self) -> u32 {
+    pub(crate) fn vcpus(&self) -> u32 {
         self.inner.vcpus
     }
-    pub fn emulator(&self) -> &Path {
+    pub(crate) fn emulator(&self) -> &Path {
         self.inner.emulator()
     }
-    pub fn accel(&self) -> Accel {
-        match self.inner.domain_type {
-            DomainType::Kvm => Accel::Kvm,
-            DomainType::Qemu => Accel::Tcg,
-        }
+    /// The accelerator the domain type asks for.
+    pub(crate) fn accel(&self) -> Accel {
+        Accel::for_domain(&self.inner)
     }
-    pub fn on_poweroff(&self) -> LifecycleAction {
-        self.inner.on_poweroff.into()
+    pub(crate) fn on_poweroff(&self) -> LifecycleAction {
+        self.inner.on_poweroff
     }
-    pub fn on_crash(&self) -> LifecycleAction {
-        self.inner.on_crash.into()
+    pub(crate) fn on_crash(&self) -> LifecycleAction {
+        self.inner.on_crash
     }
     /// Environment `qemu:commandline` asks for.
-    pub fn env(&self) -> &[(String, String)] {
+    pub(crate) fn env(&self) -> &[(String, String)] {
         &self.inner.qemu_commandline.env
     }
 
     /// `new` must describe the same guest as `self` (name, uuid, sizes,
     /// machine, device set); host-side details such as a disk's source may
     /// differ. Reported as the domain crate's CONFIG_UNSUPPORTED.
-    pub fn check_abi(&self, new: &Def) -> Result<()> {
+    pub(crate) fn check_abi(&self, new: &Def) -> Result<()> {
         domain::check_abi_stability(&self.inner, &new.inner)
             .map_err(|e| Error::Xml(e.to_vir_error()))
     }
 
     /// The emulator must exist and be executable: checked at define time,
     /// as libvirt does, so a typo is reported before anything is stored.
-    pub fn check_emulator(&self) -> Result<()> {
+    pub(crate) fn check_emulator(&self) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         let path = self.emulator();
         let ctx = || format!("Cannot check QEMU binary {}", path.display());
@@ -125,7 +97,7 @@ impl Def {
 
     /// Every disk and kernel/initrd file must be accessible: checked before
     /// QEMU is started so the error names the file, not QEMU's argv.
-    pub fn check_disks(&self) -> Result<()> {
+    pub(crate) fn check_disks(&self) -> Result<()> {
         for p in self.inner.disk_paths() {
             std::fs::metadata(p).map_err(|e| {
                 Error::io(format!("Cannot access storage file '{}'", p.display()), e)
@@ -135,12 +107,12 @@ impl Def {
     }
 
     /// QEMU chardev ids of the serial ports, in order (for query-chardev).
-    pub fn serial_chardev_ids(&self) -> Vec<String> {
+    pub(crate) fn serial_chardev_ids(&self) -> Vec<String> {
         self.inner.serial_chardev_ids()
     }
 
     /// This live definition with the serials' pty paths filled in.
-    pub fn with_ptys(&self, ptys: Vec<Option<String>>) -> Self {
+    pub(crate) fn with_ptys(&self, ptys: Vec<Option<String>>) -> Self {
         let mut out = self.clone();
         if let Some((_, p)) = out.live.as_mut() {
             *p = ptys;
@@ -149,7 +121,7 @@ impl Def {
     }
 
     /// Inactive XML, or live XML for a live definition.
-    pub fn to_xml(&self) -> String {
+    pub(crate) fn to_xml(&self) -> String {
         match &self.live {
             Some((id, ptys)) => self.inner.to_xml(Some(&LiveInfo {
                 id: *id,
@@ -163,18 +135,20 @@ impl Def {
     /// QEMU's argv including the emulator path (without `-no-shutdown`,
     /// which the driver adds so that it decides what a guest poweroff
     /// means).
-    pub fn argv(&self, monitor: &Path, accel: Accel, caps: &Caps) -> Result<Vec<String>> {
+    pub(crate) fn argv(
+        &self,
+        monitor: &Path,
+        accel: Accel,
+        caps: &EmulatorCaps,
+    ) -> Result<Vec<String>> {
         let launch = LaunchParams {
             qmp_socket: monitor.to_path_buf(),
             pidfile: monitor.with_extension("pid"),
             domain_run_dir: monitor.parent().map(Path::to_path_buf).unwrap_or_default(),
-            accel: match accel {
-                Accel::Kvm => domain::Accel::Kvm,
-                Accel::Tcg => domain::Accel::Tcg,
-            },
+            accel,
             daemonize: false,
         };
-        let args = domain::build_argv(&self.inner, &emulator_caps(caps), &launch)
+        let args = domain::build_argv(&self.inner, caps, &launch)
             .map_err(|e| Error::Xml(e.to_vir_error()))?;
         let mut v = Vec::with_capacity(args.len() + 1);
         v.push(self.emulator().to_string_lossy().into_owned());
@@ -185,22 +159,21 @@ impl Def {
 
 /// What block jobs need to know about one disk of a definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiskInfo {
+pub(crate) struct DiskInfo {
     /// Position in the definition: decides the startup node names.
-    pub index: usize,
+    pub(crate) index: usize,
     /// `<target dev>` (vda, sda, ...).
-    pub target: String,
+    pub(crate) target: String,
     /// The device alias (`virtio-disk0`, ...), which names the QEMU device.
-    pub alias: String,
-    pub source: Option<std::path::PathBuf>,
-    /// "raw" or "qcow2".
-    pub format: &'static str,
+    pub(crate) alias: String,
+    pub(crate) source: Option<std::path::PathBuf>,
+    pub(crate) format: domain::DiskFormat,
 }
 
 impl Def {
     /// The disk a user names by target (`vda`) or by its source path, as
     /// libvirt's virDomainDiskByName accepts both.
-    pub fn disk(&self, name: &str) -> Option<DiskInfo> {
+    pub(crate) fn disk(&self, name: &str) -> Option<DiskInfo> {
         let index = self
             .inner
             .devices
@@ -217,7 +190,7 @@ impl Def {
             target: d.target.clone(),
             alias: d.alias(),
             source: d.source.clone(),
-            format: d.driver.format.unwrap_or(domain::DiskFormat::Raw).as_str(),
+            format: d.driver.format.unwrap_or(domain::DiskFormat::Raw),
         })
     }
 
@@ -228,7 +201,7 @@ impl Def {
     /// (`libvirt-N-format` / `libvirt-N-storage`, see
     /// [`domain::disk_node_names`]). Nodes a block job pivoted a disk onto
     /// are not known here (the caller maps those).
-    pub fn disk_of_qmp(
+    pub(crate) fn disk_of_qmp(
         &self,
         device: Option<&str>,
         node: Option<&str>,
@@ -253,7 +226,7 @@ impl Def {
     /// This definition with disk `target` now backed by `source` in
     /// `format`: the live definition after a block job pivoted the disk,
     /// so the live XML shows the chain the guest really uses.
-    pub fn with_disk_source(&self, target: &str, source: &Path, qcow2: bool) -> Self {
+    pub(crate) fn with_disk_source(&self, target: &str, source: &Path, qcow2: bool) -> Self {
         let mut out = self.clone();
         if let Some(d) = out
             .inner
@@ -284,29 +257,6 @@ fn startup_node_index(node: &str) -> Option<usize> {
         return None;
     }
     n.parse::<usize>().ok()?.checked_sub(1)
-}
-
-/// The domain crate's view of what the emulator supports.
-fn emulator_caps(caps: &Caps) -> EmulatorCaps {
-    let (a, b, c) = caps.version;
-    let v = |x: u64| u32::try_from(x).unwrap_or(u32::MAX);
-    EmulatorCaps {
-        version: (v(a), v(b), v(c)),
-        machines: caps
-            .machines
-            .iter()
-            .map(|name| MachineType {
-                name: name.clone(),
-                alias: None,
-                is_default: caps.default_machine.as_deref() == Some(name),
-                cpu_max: None,
-                deprecated: false,
-                default_cpu_type: None,
-            })
-            .collect(),
-        kvm: caps.kvm_supported,
-        ..EmulatorCaps::default()
-    }
 }
 
 #[cfg(test)]

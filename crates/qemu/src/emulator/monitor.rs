@@ -1,21 +1,21 @@
-//! Connecting to a QEMU monitor and reading JSON replies defensively.
+//! Connecting to a QEMU monitor.
 //!
 //! QEMU creates its QMP socket some time after exec; we poll for it with a
 //! deadline and give up early if the process dies (then the log tells why).
-//! Replies are read with `serde_json::Value` accessors that never panic:
-//! a hostile QEMU's odd reply becomes an error or a default, not a crash.
+//! Commands and replies are typed by the `qmp` crate, whose types are
+//! lenient (unknown values, absent members): a hostile QEMU's odd reply
+//! becomes an error or a default, not a crash.
 
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::process::Process;
+use super::process::Process;
 use crate::{Error, Result};
 
 /// qmp client settings derived from the driver's.
-pub fn qmp_config(monitor_timeout: Duration, events: &qmp::EventLimits) -> qmp::Config {
+pub(crate) fn qmp_config(monitor_timeout: Duration, events: &qmp::EventLimits) -> qmp::Config {
     qmp::Config {
         command_timeout: monitor_timeout,
         greeting_timeout: monitor_timeout,
@@ -25,7 +25,7 @@ pub fn qmp_config(monitor_timeout: Duration, events: &qmp::EventLimits) -> qmp::
 }
 
 /// Polls for `path` until QEMU listens, then negotiates capabilities.
-pub async fn connect(
+pub(crate) async fn connect(
     path: &Path,
     cfg: &qmp::Config,
     process: &Process,
@@ -62,11 +62,10 @@ pub async fn connect(
     }
 }
 
-/// The last lines of a QEMU log, for error messages.
-/// What QEMU itself printed during its last start (the lines after the
-/// driver's `--- starting domain` header), so a start failure carries
-/// QEMU's own reason ("Could not open ...") and not our argv.
-pub fn log_tail(path: &Path) -> String {
+/// The last lines QEMU itself printed during its last start (after the
+/// driver's `--- starting domain` header), for error messages: a start
+/// failure carries QEMU's own reason ("Could not open ..."), not our argv.
+pub(crate) fn log_tail(path: &Path) -> String {
     let Ok(text) = std::fs::read(path) else {
         return String::new();
     };
@@ -82,16 +81,4 @@ pub fn log_tail(path: &Path) -> String {
         return String::new();
     }
     format!(": {}", lines.join(" | "))
-}
-
-pub fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key)?.as_str()
-}
-
-pub fn u64_field(v: &Value, key: &str) -> Option<u64> {
-    v.get(key)?.as_u64()
-}
-
-pub fn bool_field(v: &Value, key: &str) -> Option<bool> {
-    v.get(key)?.as_bool()
 }

@@ -1,53 +1,56 @@
 //! Coalesced per-VM follow-up actions.
 //!
-//! Event handlers never take the job lock (that is what deadlocked the 2017
-//! design). Work that does need a job — cleanup after QEMU exits, applying
-//! `on_poweroff`, fake reboot, resync after an event overflow, persisting
-//! the status file — is recorded as a bit in a small set. One action task
-//! per running VM takes the bits and runs them under a job. Setting the same
-//! bit twice before it runs runs it once: the "queue" is a `u32`, bounded
-//! by construction no matter how many events arrive.
+//! Event handlers never take the job lock: a handler waiting for a job
+//! while the job waits for the handler's event would deadlock. Work that
+//! does need a job (cleanup after QEMU exits, applying `on_poweroff`, fake
+//! reboot, resync after an event overflow) or may block (persisting the
+//! status file) is recorded as a bit in a small set. One action task per
+//! running VM ([`task`]) takes the bits and runs them. Setting the same bit
+//! twice before it runs runs it once: the "queue" is a `u32`, bounded by
+//! construction no matter how many events arrive.
+
+pub(crate) mod task;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio::sync::Notify;
 
 /// QEMU exited or its monitor closed: clean up and mark shutoff.
-pub const STOPPED: u32 = 1 << 0;
+pub(crate) const STOPPED: u32 = 1 << 0;
 /// The guest powered off (SHUTDOWN event with -no-shutdown): apply
 /// `on_poweroff` or fake reboot.
-pub const POWEROFF: u32 = 1 << 1;
+pub(crate) const POWEROFF: u32 = 1 << 1;
 /// Events were coalesced: re-read state from QEMU.
-pub const RESYNC: u32 = 1 << 2;
+pub(crate) const RESYNC: u32 = 1 << 2;
 /// The live state changed: rewrite the status file.
-pub const PERSIST: u32 = 1 << 3;
+pub(crate) const PERSIST: u32 = 1 << 3;
 /// The guest crashed (GUEST_PANICKED): apply `on_crash`.
-pub const CRASH: u32 = 1 << 4;
+pub(crate) const CRASH: u32 = 1 << 4;
 
 /// A set of pending actions plus a wakeup.
 #[derive(Default)]
-pub struct Actions {
+pub(crate) struct Actions {
     bits: AtomicU32,
     notify: Notify,
 }
 
 impl Actions {
     /// Records `bits` as pending and wakes the action task.
-    pub fn set(&self, bits: u32) {
+    pub(crate) fn set(&self, bits: u32) {
         if self.bits.fetch_or(bits, Ordering::AcqRel) & bits != bits {
             self.notify.notify_one();
         }
     }
 
     /// Takes every pending action at once.
-    pub fn take(&self) -> u32 {
+    pub(crate) fn take(&self) -> u32 {
         self.bits.swap(0, Ordering::AcqRel)
     }
 
     /// Waits until some action is pending, then takes them all.
     /// `notify_one` stores a permit, so a `set` between `take` and
     /// `notified` is never lost.
-    pub async fn wait(&self) -> u32 {
+    pub(crate) async fn wait(&self) -> u32 {
         loop {
             let b = self.take();
             if b != 0 {
@@ -57,8 +60,9 @@ impl Actions {
         }
     }
 
+    #[cfg(test)]
     /// Pending actions without taking them.
-    pub fn pending(&self) -> u32 {
+    pub(crate) fn pending(&self) -> u32 {
         self.bits.load(Ordering::Acquire)
     }
 }

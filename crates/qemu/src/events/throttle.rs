@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 use crate::state::EventKind;
 
 /// Minimum spacing of two delivered events of one key for one VM.
-pub const INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
 
 /// What throttled events are grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Key {
+pub(crate) enum Key {
     Rtc,
     Balloon,
     Watchdog,
@@ -46,7 +46,7 @@ struct Slot {
 
 /// Per-run throttle state.
 #[derive(Default)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     slots: Mutex<HashMap<Key, Slot>>,
 }
 
@@ -58,7 +58,7 @@ impl Throttle {
     /// Offers an event; returns it if it may be delivered now, otherwise
     /// keeps it (replacing an older pending one of its key) for
     /// [`Throttle::due`].
-    pub fn offer(&self, key: Key, ev: EventKind, now: Instant) -> Option<EventKind> {
+    pub(crate) fn offer(&self, key: Key, ev: EventKind, now: Instant) -> Option<EventKind> {
         let mut slots = self.slots();
         let slot = slots.entry(key).or_default();
         match slot.last {
@@ -75,7 +75,7 @@ impl Throttle {
     }
 
     /// Pending events whose interval has ended, now delivered.
-    pub fn due(&self, now: Instant) -> Vec<EventKind> {
+    pub(crate) fn due(&self, now: Instant) -> Vec<EventKind> {
         let mut out = Vec::new();
         for slot in self.slots().values_mut() {
             let ready = slot.last.is_none_or(|t| now.duration_since(t) >= INTERVAL);
@@ -88,7 +88,7 @@ impl Throttle {
     }
 
     /// When the next pending event becomes due, if any is pending.
-    pub fn next_due(&self) -> Option<Instant> {
+    pub(crate) fn next_due(&self) -> Option<Instant> {
         self.slots()
             .values()
             .filter(|s| s.pending.is_some())
@@ -97,7 +97,8 @@ impl Throttle {
     }
 
     /// Number of keys seen (each holds at most one pending event).
-    pub fn slot_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn slot_count(&self) -> usize {
         self.slots().len()
     }
 }

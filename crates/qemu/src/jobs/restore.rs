@@ -1,40 +1,36 @@
-//! `virsh restore` and the managed-save image behind `virsh managedsave` /
-//! `virsh start`.
+//! `virsh restore` and the managed-save image behind `virsh managedsave`
+//! and `virsh start`.
 //!
 //! The image is validated before anything is created or started (see
-//! [`saveimage::open`]); the domain is then started with `-incoming defer`
+//! [`header::open`]); the domain is then started with `-incoming defer`
 //! and its state loaded with `migrate-incoming` from the stream after the
-//! header, read by QEMU through the descriptor that was validated. The load is woken by MIGRATION events on the
-//! run's progress watch (polled as a fallback). If anything fails, QEMU is
-//! killed and a domain created for the restore is forgotten, so a bad
-//! image leaves nothing behind.
+//! header, read by QEMU through the very descriptor that was validated.
+//! The load is woken by MIGRATION events on the run's progress watch
+//! (polled as a fallback). If anything fails, QEMU is killed and a domain
+//! created for the restore is forgotten, so a bad image leaves nothing
+//! behind.
 
 use std::fs::File;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use joblock::{AllowList, AsyncKind};
-use serde_json::json;
+use qmp::MigrationStatus;
+use qmp::commands::{MigrateIncoming, MigrateSetCapabilities};
 
-use super::saveimage;
-use crate::def::Def;
-use crate::domain::{Domain, RunCtx, command};
-use crate::driver::{Driver, Shared};
-use crate::lifecycle::{self, Incoming};
-use crate::{Error, Result, jobs, monitor};
+use super::AfterRestore;
+use super::image::{header, xml};
+use crate::lifecycle::start::{self, Incoming};
+use crate::object::Domain;
+use crate::object::run::RunCtx;
+use crate::shared::Shared;
+use crate::store::files;
+use crate::{Error, Result, jobs};
 
 /// Re-read query-migrate at least this often while loading.
 const POLL: Duration = Duration::from_millis(500);
-
-/// Where the managed-save image of domain `name` lives.
-pub(crate) fn managed_path(s: &Shared, name: &str) -> PathBuf {
-    s.cfg
-        .root
-        .join("lib/qemu/save")
-        .join(format!("{name}.save"))
-}
 
 /// The name the image's descriptor is registered under in QEMU.
 const RESTORE_FD: &str = "ferrovirt-restore";
@@ -44,20 +40,24 @@ const RESTORE_FD: &str = "ferrovirt-restore";
 /// shell, no second open of a path that may have changed.
 pub(crate) async fn load(s: &Shared, dom: &Domain, ctx: &RunCtx, image: &File) -> Result<()> {
     let t = s.cfg.monitor_timeout;
+    // Subscribed before `migrate-incoming`, so its events cannot be missed.
     let mut progress = ctx.progress.subscribe();
-    let caps = json!({"capabilities": [{"capability": "events", "state": true}]});
-    let _ = command(dom, t, "migrate-set-capabilities", Some(caps)).await;
-    crate::domain::pass_fd(dom, RESTORE_FD, image.as_fd()).await?;
-    let uri = format!("fd:{RESTORE_FD}");
-    command(dom, t, "migrate-incoming", Some(json!({"uri": uri}))).await?;
+    if let Err(e) = dom.qmp(&MigrateSetCapabilities::events(), t).await {
+        tracing::debug!(domain = dom.name(), error = %e, "no migration events");
+    }
+    dom.pass_fd(RESTORE_FD, image.as_fd()).await?;
+    let incoming = MigrateIncoming {
+        uri: format!("fd:{RESTORE_FD}"),
+    };
+    dom.qmp(&incoming, t).await?;
     loop {
         let (status, closed) = {
             let p = progress.borrow_and_update();
             (p.migration.clone(), p.closed)
         };
-        match status.as_deref() {
-            Some("completed") => return Ok(()),
-            Some("failed" | "cancelled") => {
+        match status {
+            Some(MigrationStatus::Completed) => return Ok(()),
+            Some(MigrationStatus::Failed | MigrationStatus::Cancelled) => {
                 return Err(Error::Qemu(
                     "QEMU could not load the saved state (corrupt image?)".into(),
                 ));
@@ -76,32 +76,24 @@ pub(crate) async fn load(s: &Shared, dom: &Domain, ctx: &RunCtx, image: &File) -
                 ));
             }
             Ok(Ok(())) => {}
-            Err(_) => {
-                if let Ok(v) = command(dom, t, "query-migrate", None).await
-                    && let Some(st) = monitor::str_field(&v, "status")
-                {
-                    let st = st.to_owned();
-                    ctx.update_progress(|p| p.migration = Some(st));
-                }
-            }
+            Err(_) => jobs::save::poll_migration(s, dom, ctx).await,
         }
     }
 }
 
-/// `virsh restore FILE [--xml DXML]`: `paused` None = as the guest was
+/// `virsh restore FILE [--xml DXML]`: `after` None = as the guest was
 /// when saved; `dxml` replaces the image's XML if it keeps the guest ABI.
 pub(crate) async fn restore(
-    drv: &Driver,
+    s: &Arc<Shared>,
     path: &Path,
-    paused: Option<bool>,
+    after: Option<AfterRestore>,
     dxml: Option<&str>,
 ) -> Result<Arc<Domain>> {
-    let s = &drv.s;
     let (h, image) = open_image(path).await?;
-    let def = Arc::new(super::image_xml::restore_def(path, &h.xml, dxml)?);
+    let def = Arc::new(xml::restore_def(path, &h.xml, dxml)?);
     let (dom, created) = {
         let _d = s.define_lock.lock().await;
-        match drv.find_same(&def)? {
+        match s.registry.find_same(def.name(), &def.uuid())? {
             Some(dom) if dom.is_active() => {
                 return Err(Error::OperationInvalid(format!(
                     "domain '{}' is already active",
@@ -116,11 +108,11 @@ pub(crate) async fn restore(
             }
         }
     };
-    let paused = paused.unwrap_or(!h.was_running);
-    let res = start_restored(s, &dom, def, image, paused).await;
+    let after = after.unwrap_or(AfterRestore::from_running(h.was_running));
+    let res = start_restored(s, &dom, def, image, after).await;
     if let Err(e) = res {
         if created && !dom.is_active() {
-            dom.lock().removed = true;
+            dom.lock().forget();
             s.registry.remove(&dom);
             dom.jobs.close("restore failed");
         }
@@ -133,9 +125,9 @@ pub(crate) async fn restore(
 async fn start_restored(
     s: &Arc<Shared>,
     dom: &Arc<Domain>,
-    def: Arc<Def>,
+    def: Arc<crate::object::def::Def>,
     image: File,
-    paused: bool,
+    after: AfterRestore,
 ) -> Result<()> {
     let _job = jobs::begin_async(
         dom,
@@ -145,21 +137,22 @@ async fn start_restored(
         s.cfg.job_wait,
     )
     .await?;
-    lifecycle::start_from(s, dom, paused, Some(Incoming { def, image })).await
+    let paused = !after.is_running();
+    start::start_from(s, dom, paused, Some(Incoming { def, image })).await
 }
 
 /// Opens and validates the image on the blocking pool.
-async fn open_image(path: &Path) -> Result<(saveimage::ImageHeader, File)> {
+async fn open_image(path: &Path) -> Result<(header::ImageHeader, File)> {
     let path = path.to_path_buf();
-    jobs::blocking(move || saveimage::open(&path)).await
+    jobs::blocking(move || header::open(&path)).await
 }
 
 /// `virsh start` of a domain with a managed-save image: restore it, then
 /// remove the image. The caller holds a job on `dom`.
 pub(crate) async fn start_managed(s: &Arc<Shared>, dom: &Arc<Domain>, paused: bool) -> Result<()> {
-    let path = managed_path(s, dom.name());
+    let path = s.layout.managed_save(dom.name());
     let (h, image) = open_image(&path).await?;
-    let def = Arc::new(super::image_xml::restore_def(&path, &h.xml, None)?);
+    let def = Arc::new(xml::restore_def(&path, &h.xml, None)?);
     if def.uuid() != dom.uuid() {
         return Err(Error::OperationInvalid(format!(
             "managed save image '{}' belongs to another domain",
@@ -167,7 +160,6 @@ pub(crate) async fn start_managed(s: &Arc<Shared>, dom: &Arc<Domain>, paused: bo
         )));
     }
     let paused = paused || !h.was_running;
-    lifecycle::start_from(s, dom, paused, Some(Incoming { def, image })).await?;
-    crate::persist::remove(&path)
-        .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))
+    start::start_from(s, dom, paused, Some(Incoming { def, image })).await?;
+    files::remove(&path).map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))
 }

@@ -8,9 +8,9 @@
 
 use qmp::events::{BlockIoErrorData, WatchdogData};
 
-use crate::def::Def;
+use super::throttle::Key;
+use crate::object::def::Def;
 use crate::state::{EventKind, io_error_action as io, watchdog_action as wd};
-use crate::throttle::Key;
 
 /// `virDomainEventIOErrorAction` of QEMU's BLOCK_IO_ERROR `action`
 /// (`BlockErrorAction`: ignore, report, stop).
