@@ -303,7 +303,8 @@ impl Inner {
     }
 
     /// Start completed: STARTED (booted or restored), then SUSPENDED if it
-    /// stays paused. False if the run is already gone.
+    /// stays paused. False if the run is already gone. Without `paused`,
+    /// the `cont` that ended the start owes its RESUME unless it came.
     pub(crate) fn boot_complete(
         &mut self,
         dom: &Domain,
@@ -312,8 +313,11 @@ impl Inner {
         paused: bool,
         restored: bool,
     ) -> bool {
-        if self.run_of(generation).is_none() {
+        let Some(run) = self.run_mut(generation) else {
             return false;
+        };
+        if !paused && !run.resumed_while_starting {
+            run.owed_resume += 1;
         }
         let (det, reason) = if restored {
             (detail::STARTED_RESTORED, running::RESTORED)
@@ -472,6 +476,7 @@ pub(super) fn lifecycle(kind: L, det: i32) -> EventKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actions;
     use crate::emulator::process::Process;
 
     fn domain() -> Arc<Domain> {
@@ -490,6 +495,59 @@ mod tests {
         };
         let def = dom.lock().def().clone();
         dom.lock().start_run(1, &def, start).generation
+    }
+
+    fn running(reason: i32) -> StateReason {
+        StateReason::new(DomainState::Running, reason)
+    }
+
+    fn paused_for(reason: i32) -> StateReason {
+        StateReason::new(DomainState::Paused, reason)
+    }
+
+    #[tokio::test]
+    async fn the_start_resume_handled_late_does_not_undo_a_suspend() {
+        let (dom, hub) = (domain(), Hub::new(16));
+        let mut sub = hub.subscribe();
+        let generation = started(&dom);
+        let mut g = dom.lock();
+        assert!(g.boot_complete(&dom, &hub, generation, false, false));
+        assert_eq!(g.state(), running(running::BOOTED));
+        // `virsh suspend` before the event task got to the start's RESUME.
+        g.expect_pause(generation, Some(paused::USER));
+        assert!(g.paused_by_command(&dom, &hub, generation, paused::USER));
+        assert_eq!(g.qemu_resumed(&dom, &hub), 0, "the start's RESUME is owed");
+        assert_eq!(g.qemu_stopped(&dom, &hub), 0, "the suspend's STOP is owed");
+        assert_eq!(g.state(), paused_for(paused::USER));
+        // A later RESUME is news again.
+        assert_eq!(g.qemu_resumed(&dom, &hub), actions::PERSIST);
+        assert_eq!(g.state(), running(running::UNPAUSED));
+        drop(g);
+        let kinds: Vec<_> = std::iter::from_fn(|| sub.try_recv().ok().flatten())
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                lifecycle(L::Started, detail::STARTED_BOOTED),
+                lifecycle(L::Suspended, detail::SUSPENDED_PAUSED),
+                lifecycle(L::Resumed, detail::RESUMED_UNPAUSED),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_start_resume_handled_early_is_not_owed() {
+        let (dom, hub) = (domain(), Hub::new(16));
+        let generation = started(&dom);
+        let mut g = dom.lock();
+        assert_eq!(g.qemu_resumed(&dom, &hub), 0, "starting up: not news");
+        assert!(g.boot_complete(&dom, &hub, generation, false, false));
+        g.expect_pause(generation, Some(paused::USER));
+        assert_eq!(g.qemu_stopped(&dom, &hub), actions::PERSIST);
+        assert_eq!(g.state(), paused_for(paused::USER));
+        assert_eq!(g.qemu_resumed(&dom, &hub), actions::PERSIST);
+        assert_eq!(g.state(), running(running::UNPAUSED));
     }
 
     #[tokio::test]

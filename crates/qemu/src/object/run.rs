@@ -90,6 +90,10 @@ pub(crate) struct Run {
     /// wrong state. Reset on overflow, where the resync restores the truth.
     pub(super) owed_stop: u32,
     pub(super) owed_resume: u32,
+    /// The RESUME of the `cont` that ends a start was handled before the
+    /// start completed (it is not news then: STARTED reports it). If it
+    /// was not, it is owed when the start completes.
+    pub(super) resumed_while_starting: bool,
     /// (node name, disk target) of the nodes block jobs pivoted disks
     /// onto, so an I/O error QEMU reports on such a node names its disk.
     /// At most two nodes per disk (see [`Run::note_pivot`]).
@@ -113,6 +117,7 @@ impl Run {
             pending_resume: None,
             owed_stop: 0,
             owed_resume: 0,
+            resumed_while_starting: false,
             pivoted_nodes: Vec::new(),
         }
     }

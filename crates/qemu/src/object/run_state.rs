@@ -159,8 +159,14 @@ impl Inner {
             return 0;
         }
         let st = self.state;
-        let resumable = (st.state == DomainState::Paused && st.reason != paused::STARTING_UP)
-            || st.state == DomainState::Shutdown;
+        if st == StateReason::new(DomainState::Paused, paused::STARTING_UP) {
+            // The `cont` that ends a start: STARTED will say it.
+            if let Some(r) = self.run.as_mut() {
+                r.resumed_while_starting = true;
+            }
+            return 0;
+        }
+        let resumable = st.state == DomainState::Paused || st.state == DomainState::Shutdown;
         if !resumable {
             return 0;
         }
