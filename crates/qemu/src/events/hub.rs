@@ -153,7 +153,9 @@ impl Hub {
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         s.lagged.store(true, Ordering::Release);
                         self.dropped_lagging.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
+                        // The bound doing its job: the subscriber's stream
+                        // ends with `Lagged`, which tells its reader.
+                        tracing::info!(
                             subscriber = s.id,
                             capacity = self.capacity,
                             "dropping event subscriber: queue full (client not reading)"

@@ -14,7 +14,8 @@ impl Domain {
     /// and asks for a resync: the command may still run later, so state
     /// may have diverged. The resync's own query-status then acts as a
     /// health probe (one per monitor deadline) that clears the mark once
-    /// QEMU answers again.
+    /// QEMU answers again. The log says when QEMU stops answering and when
+    /// it answers again, not every timeout in between.
     pub(crate) async fn qmp<C: qmp::Command>(
         &self,
         cmd: &C,
@@ -23,20 +24,22 @@ impl Domain {
         let mon = self.lock().monitor().ok_or(Error::NotRunning)?;
         let res = mon.execute_timeout(cmd, timeout).await;
         let timed_out = matches!(res, Err(qmp::QmpError::Timeout { .. }));
-        {
+        let was_unresponsive = {
             let mut g = self.lock();
-            if g.note_command(timed_out)
-                && let Some(run) = g.run()
-            {
+            let was = g.note_command(timed_out);
+            if timed_out && let Some(run) = g.run() {
                 run.ctx().actions.set(actions::RESYNC);
             }
-        }
-        if timed_out {
-            tracing::warn!(
+            was
+        };
+        match (timed_out, was_unresponsive) {
+            (true, false) => tracing::warn!(
                 domain = self.name(),
                 command = C::NAME,
                 "QEMU monitor unresponsive"
-            );
+            ),
+            (false, true) => tracing::info!(domain = self.name(), "QEMU monitor answers again"),
+            _ => {}
         }
         res.map_err(Error::from_qmp)
     }

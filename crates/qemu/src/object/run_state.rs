@@ -99,14 +99,11 @@ impl Inner {
         }
     }
 
-    /// Records whether the last monitor command timed out. Returns true
-    /// when it did: state may have diverged, so a resync is due.
+    /// Records whether the last monitor command timed out; returns whether
+    /// the monitor was unresponsive before it.
     pub(crate) fn note_command(&mut self, timed_out: bool) -> bool {
         match self.run.as_mut() {
-            Some(run) => {
-                run.unresponsive = timed_out;
-                timed_out
-            }
+            Some(run) => std::mem::replace(&mut run.unresponsive, timed_out),
             None => false,
         }
     }
