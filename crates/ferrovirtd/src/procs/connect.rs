@@ -104,11 +104,15 @@ pub(crate) async fn capabilities(d: &Daemon) -> Result<Bytes, VirError> {
 /// the driver's probe of the default emulator (once per binary; the first
 /// call may wait for it); 0 when it cannot be probed.
 pub(crate) async fn version(d: &Daemon) -> Result<Bytes, VirError> {
-    let hv_ver = d.driver.emulator_caps(None).await.map_or(0, |caps| {
-        let (major, minor, micro) = caps.version;
-        u64::from(major) * 1_000_000 + u64::from(minor) * 1_000 + u64::from(micro)
-    });
+    let caps = d.driver.emulator_caps(None).await;
+    let hv_ver = caps.map_or(0, |c| version_number(c.version));
     encode_ret(&ConnectGetVersionRet { hv_ver })
+}
+
+/// A version in libvirt's numeric form: major * 1,000,000 + minor * 1,000
+/// + micro.
+fn version_number((major, minor, micro): (u32, u32, u32)) -> u64 {
+    u64::from(major) * 1_000_000 + u64::from(minor) * 1_000 + u64::from(micro)
 }
 
 fn supports(f: i32) -> bool {
@@ -119,4 +123,15 @@ fn supports(f: i32) -> bool {
             | feature::REMOTE_CLOSE_CALLBACK
             | feature::TYPED_PARAM_STRING
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_version_in_libvirt_form() {
+        assert_eq!(version_number((7, 2, 22)), 7_002_022);
+        assert_eq!(version_number((10, 0, 0)), 10_000_000);
+    }
 }
