@@ -25,9 +25,11 @@ use crate::error::DomainXmlError;
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The accelerator QEMU runs a guest with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Accel {
     Kvm,
+    #[default]
     Tcg,
 }
 

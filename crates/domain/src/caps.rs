@@ -1,14 +1,18 @@
-//! What the emulator binary supports, as far as the argv builder cares.
+//! What the emulator binary supports: what the argv builder checks a
+//! definition against, and what domain capabilities are built from.
 //!
-//! The driver probes QEMU (QMP `query-version`, `query-machines`,
-//! `query-kvm`) and fills this in; `from_qmp` does the JSON part so the
-//! driver does not duplicate field names.
+//! Plain data. The driver fills it in from QEMU's own answers (it speaks
+//! QMP; this crate does not), probing each binary once and caching the
+//! result. The probe's CPU answers are relative to the accelerator it ran
+//! under ([`EmulatorCaps::probed_with`]).
 
+use std::collections::BTreeSet;
+
+use crate::argv::Accel;
 use crate::error::DomainXmlError;
-use serde_json::Value;
-use virterror::{ErrorCode, ErrorDomain, ToVirError, VirError};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One machine type (`query-machines`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MachineType {
     /// Versioned name (`pc-q35-7.2`).
     pub name: String,
@@ -17,84 +21,69 @@ pub struct MachineType {
     pub is_default: bool,
     pub cpu_max: Option<u32>,
     pub deprecated: bool,
+    /// QOM type of the CPU the machine gets without `-cpu`.
+    pub default_cpu_type: Option<String>,
 }
 
+/// One named CPU model (`query-cpu-definitions`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CpuModel {
+    /// Model name (`Skylake-Client`).
+    pub name: String,
+    /// Its QOM type (`Skylake-Client-x86_64-cpu`).
+    pub typename: String,
+    /// Features the probed accelerator cannot provide; `None` when QEMU
+    /// did not say.
+    pub unavailable_features: Option<Vec<String>>,
+    pub deprecated: bool,
+}
+
+impl CpuModel {
+    /// Whether the model runs under the probed accelerator as it is.
+    pub fn usable(&self) -> bool {
+        self.unavailable_features
+            .as_ref()
+            .is_some_and(|f| f.is_empty())
+    }
+}
+
+/// The host CPU as KVM presents it (`query-cpu-model-expansion` of
+/// `host`, static): a base model plus properties.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostCpuModel {
+    /// The static base model QEMU expanded to.
+    pub model: String,
+    /// Boolean properties (CPU features) and whether each is on.
+    pub features: Vec<(String, bool)>,
+    /// The other properties (`vendor`, `family`, `model-id`, ...), as text.
+    pub props: Vec<(String, String)>,
+}
+
+/// What one emulator binary supports.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EmulatorCaps {
     /// (major, minor, micro).
     pub version: (u32, u32, u32),
+    /// The distribution's package string (may be empty).
+    pub package: String,
     /// Empty means "not probed": machine names are then passed through.
     pub machines: Vec<MachineType>,
-    /// KVM is usable with this binary on this host.
+    /// The binary has KVM and the host offers it (`query-kvm` present).
+    /// Whether KVM also runs guests in useful time is the driver's own
+    /// check.
     pub kvm: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot parse QEMU capabilities: {0}")]
-pub struct CapsError(pub String);
-
-impl ToVirError for CapsError {
-    fn to_vir_error(&self) -> VirError {
-        VirError::new(
-            ErrorCode::InternalError,
-            ErrorDomain::Qemu,
-            self.to_string(),
-        )
-    }
-}
-
-/// Accepts either a bare QMP return value or the whole `{"return": ...}`.
-fn ret(v: &Value) -> &Value {
-    v.get("return").unwrap_or(v)
+    /// The accelerator the probe ran under: CPU model availability and
+    /// the host model are relative to it.
+    pub probed_with: Accel,
+    /// Named CPU models.
+    pub cpu_models: Vec<CpuModel>,
+    /// The host CPU model; probed under KVM only.
+    pub host_cpu: Option<HostCpuModel>,
+    /// Names of the concrete device models (`virtio-rng-pci`, `tpm-crb`).
+    pub device_types: BTreeSet<String>,
 }
 
 impl EmulatorCaps {
-    /// Builds caps from the replies of `query-version` and `query-machines`,
-    /// and whether `query-kvm` (or the driver's own check) found KVM usable.
-    pub fn from_qmp(version: &Value, machines: &Value, kvm: bool) -> Result<Self, CapsError> {
-        let q = ret(version)
-            .get("qemu")
-            .ok_or_else(|| CapsError("query-version: no 'qemu' member".into()))?;
-        let num = |k: &str| -> Result<u32, CapsError> {
-            q.get(k)
-                .and_then(Value::as_u64)
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| CapsError(format!("query-version: bad '{k}'")))
-        };
-        let version = (num("major")?, num("minor")?, num("micro")?);
-        let list = ret(machines)
-            .as_array()
-            .ok_or_else(|| CapsError("query-machines: not an array".into()))?;
-        let mut out = Vec::with_capacity(list.len());
-        for m in list {
-            let name = m
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| CapsError("query-machines: entry without name".into()))?;
-            out.push(MachineType {
-                name: name.to_string(),
-                alias: m.get("alias").and_then(Value::as_str).map(str::to_string),
-                is_default: m
-                    .get("is-default")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-                cpu_max: m
-                    .get("cpu-max")
-                    .and_then(Value::as_u64)
-                    .and_then(|n| u32::try_from(n).ok()),
-                deprecated: m
-                    .get("deprecated")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-            });
-        }
-        Ok(EmulatorCaps {
-            version,
-            machines: out,
-            kvm,
-        })
-    }
-
     /// `-action` (QEMU ≥ 6.0) replaces -no-reboot/-no-shutdown/-watchdog-action.
     pub fn has_action_option(&self) -> bool {
         self.version >= (6, 0, 0)
@@ -136,30 +125,79 @@ impl EmulatorCaps {
             .find(|m| m.name == machine)
             .and_then(|m| m.cpu_max)
     }
+
+    /// Whether the binary has the device model `name` (`qxl-vga`).
+    pub fn has_device(&self, name: &str) -> bool {
+        self.device_types.contains(name)
+    }
+
+    /// The named CPU model, if the binary knows it.
+    pub fn cpu_model(&self, name: &str) -> Option<&CpuModel> {
+        self.cpu_models.iter().find(|m| m.name == name)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn caps() -> EmulatorCaps {
+        let m = |name: &str, alias: Option<&str>, default: bool, max: u32| MachineType {
+            name: name.into(),
+            alias: alias.map(Into::into),
+            is_default: default,
+            cpu_max: Some(max),
+            ..MachineType::default()
+        };
+        EmulatorCaps {
+            version: (7, 2, 22),
+            machines: vec![
+                m("pc-i440fx-7.2", Some("pc"), true, 255),
+                m("pc-q35-7.2", Some("q35"), false, 288),
+                m("pc-q35-7.1", None, false, 288),
+            ],
+            kvm: true,
+            cpu_models: vec![
+                CpuModel {
+                    name: "qemu64".into(),
+                    typename: "qemu64-x86_64-cpu".into(),
+                    unavailable_features: Some(vec![]),
+                    deprecated: false,
+                },
+                CpuModel {
+                    name: "Skylake-Client".into(),
+                    unavailable_features: Some(vec!["avx2".into()]),
+                    ..CpuModel::default()
+                },
+            ],
+            device_types: ["virtio-rng-pci".to_owned()].into(),
+            ..EmulatorCaps::default()
+        }
+    }
+
     #[test]
-    fn from_qmp_and_resolve() {
-        let v: Value = serde_json::from_str(
-            r#"{"return":{"qemu":{"micro":22,"minor":2,"major":7},"package":"Debian"}}"#,
-        )
-        .unwrap();
-        let m: Value = serde_json::from_str(
-            r#"[{"name":"pc-i440fx-7.2","alias":"pc","is-default":true,"cpu-max":255,"deprecated":false},
-                {"name":"pc-q35-7.2","alias":"q35","cpu-max":288},{"name":"pc-q35-7.1","cpu-max":288}]"#,
-        )
-        .unwrap();
-        let c = EmulatorCaps::from_qmp(&v, &m, true).unwrap();
-        assert_eq!(c.version, (7, 2, 22));
+    fn machines_resolve_by_alias_or_name() {
+        let c = caps();
         assert_eq!(c.resolve_machine(None).unwrap(), "pc-q35-7.2");
         assert_eq!(c.resolve_machine(Some("pc")).unwrap(), "pc-i440fx-7.2");
         assert_eq!(c.resolve_machine(Some("pc-q35-7.1")).unwrap(), "pc-q35-7.1");
         assert!(c.resolve_machine(Some("pc-q35-9.9")).is_err());
         assert_eq!(c.cpu_max("pc-i440fx-7.2"), Some(255));
-        assert!(EmulatorCaps::from_qmp(&m, &v, false).is_err());
+        let unprobed = EmulatorCaps::default();
+        assert_eq!(unprobed.resolve_machine(Some("pc")).unwrap(), "pc");
+        assert_eq!(unprobed.resolve_machine(None).unwrap(), "q35");
+    }
+
+    #[test]
+    fn devices_and_cpu_models() {
+        let c = caps();
+        assert!(c.has_device("virtio-rng-pci"));
+        assert!(!c.has_device("qxl-vga"));
+        assert!(c.cpu_model("qemu64").is_some_and(CpuModel::usable));
+        assert!(!c.cpu_model("Skylake-Client").is_some_and(CpuModel::usable));
+        assert!(c.cpu_model("nope").is_none());
+        let unknown = CpuModel::default();
+        assert!(!unknown.usable(), "unknown availability is not usable");
+        assert_eq!(c.probed_with, Accel::Tcg);
     }
 }

@@ -19,9 +19,11 @@
 //! check_abi_stability(old, new) -> Result<(), AbiMismatch>          // same guest? (save-image XML)
 //! build_argv(def, caps, launch) -> Result<Vec<String>, DomainXmlError> // argv without the binary
 //! Accel::for_domain(def) -> Accel                                      // kvm → Kvm, qemu → Tcg
-//! EmulatorCaps::from_qmp(query_version, query_machines, kvm) -> Result<EmulatorCaps, CapsError>
+//! EmulatorCaps { version, package, machines, kvm, probed_with, cpu_models, host_cpu, device_types }
 //! EmulatorCaps::resolve_machine(Option<&str>) / cpu_max(&str) / has_action_option()
-//! impl ToVirError for DomainXmlError, CapsError, AbiMismatch
+//! EmulatorCaps::has_device(&str) / cpu_model(&str)                   // for domain capabilities
+//! parse_copy_dest(xml) -> Result<(PathBuf, Option<String>), _>        // virDomainBlockCopy's <disk>
+//! impl ToVirError for DomainXmlError, AbiMismatch
 //! ```
 //!
 //! `def.qemu_commandline.env` must be applied by the driver to QEMU's
@@ -86,7 +88,7 @@ pub mod xml;
 
 pub use abi::{AbiMismatch, check_abi_stability};
 pub use argv::{Accel, LaunchParams, build_argv, disk_node_names};
-pub use caps::{CapsError, EmulatorCaps, MachineType};
+pub use caps::{CpuModel, EmulatorCaps, HostCpuModel, MachineType};
 pub use def::*;
 pub use devices::Devices;
 pub use devices::address::{Address, DriveAddress, PciAddress};
@@ -94,6 +96,7 @@ pub use devices::chardev::{ChrSource, ConsoleDef, SerialDef, UnixMode};
 pub use devices::controller::{ControllerDef, ControllerType};
 pub use devices::disk::{
     CacheMode, DiscardMode, DiskBus, DiskDef, DiskDevice, DiskDriver, DiskFormat, DiskType, IoMode,
+    parse_copy_dest,
 };
 pub use devices::graphics::{AudioDef, GraphicsDef, InputDef, InputType, VideoDef, VideoModel};
 pub use devices::misc::{MemballoonDef, MemballoonModel, WatchdogAction, WatchdogDef};

@@ -202,6 +202,7 @@ fn argv_errors() {
         version: (7, 2, 0),
         machines: vec![],
         kvm: false,
+        ..EmulatorCaps::default()
     };
     let e = build_argv(&d, &caps, &launch(Accel::Kvm)).unwrap_err();
     assert_eq!(e.to_vir_error().code, ErrorCode::InvalidArg);

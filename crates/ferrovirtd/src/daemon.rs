@@ -58,7 +58,11 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
 
     let relay = Arc::new(Relay::new());
     relay::attach(&driver, relay.clone());
-    let daemon = Daemon::new(driver, relay, "qemu:///system".into(), hv_version().await)?;
+    // Probe the default emulator now, so the first client that asks for
+    // QEMU's version or capabilities does not wait for it.
+    let warm = driver.clone();
+    tokio::spawn(async move { warm.emulator_caps(None).await });
+    let daemon = Daemon::new(driver, relay, "qemu:///system".into())?;
     let server = Server::new(server_config(&cfg), daemon);
     let s_rw = server.clone();
     let s_ro = server.clone();
@@ -74,17 +78,6 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
     let _ = std::fs::remove_file(&rw_path);
     let _ = std::fs::remove_file(&ro_path);
     Ok(())
-}
-
-/// The default emulator's version, for `CONNECT_GET_VERSION`. The only
-/// place the daemon learns it: it runs `qemu-system-x86_64 --version`
-/// once, off the runtime's worker threads. The driver's QMP probe of the
-/// default emulator knows the same version; read it from there once the
-/// driver exposes its probed capabilities.
-async fn hv_version() -> u64 {
-    tokio::task::spawn_blocking(crate::procs::connect::qemu_version)
-        .await
-        .unwrap_or(0)
 }
 
 fn driver_config(cfg: &Config, root: &Path) -> DriverConfig {

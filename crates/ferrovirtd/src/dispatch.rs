@@ -27,23 +27,15 @@ pub(crate) struct Daemon {
     pub driver: Driver,
     pub relay: Arc<Relay>,
     pub uri: String,
-    /// The default emulator's version in libvirt's numeric form.
-    pub hv_version: u64,
     table: Table<Daemon>,
 }
 
 impl Daemon {
-    pub(crate) fn new(
-        driver: Driver,
-        relay: Arc<Relay>,
-        uri: String,
-        hv_version: u64,
-    ) -> Result<Self, TableError> {
+    pub(crate) fn new(driver: Driver, relay: Arc<Relay>, uri: String) -> Result<Self, TableError> {
         Ok(Self {
             driver,
             relay,
             uri,
-            hv_version,
             table: table()?,
         })
     }

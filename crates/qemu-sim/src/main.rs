@@ -15,6 +15,7 @@ mod listen;
 mod migration;
 mod monitor;
 mod output;
+mod probe;
 mod qmp;
 mod sim;
 mod state;

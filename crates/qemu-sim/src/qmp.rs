@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::sim::Sim;
 use crate::state::{AfterShutdown, Ev};
-use crate::{jobs, migration};
+use crate::{jobs, migration, probe};
 
 /// A QMP error reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +123,11 @@ pub(crate) const COMMANDS: &[&str] = &[
     "query-commands",
     "query-cpus-fast",
     "query-balloon",
+    "query-machines",
+    "query-cpu-definitions",
+    "query-cpu-model-expansion",
+    "qom-list-types",
+    "query-chardev",
     "stop",
     "cont",
     "system_powerdown",
@@ -276,6 +281,12 @@ pub(crate) fn execute(
             args.only(none)?;
             Ok(json!({"actual": sim.cfg.mem_mib << 20}))
         }
+        "query-machines" => args.only(none).map(|()| probe::machines()),
+        "query-cpu-definitions" => args.only(none).map(|()| probe::cpu_definitions(sim)),
+        "query-cpu-model-expansion" => probe::cpu_model_expansion(sim, &args),
+        "qom-list-types" => probe::list_types(&args),
+        // No serial devices are simulated.
+        "query-chardev" => args.only(none).map(|()| json!([])),
         "stop" => {
             args.only(none)?;
             let ev = sim.vm.borrow_mut().stop();

@@ -406,3 +406,54 @@ fn ignores_manager_options() {
     let r = q.cmd(r#"{"execute":"device_del","arguments":{"id":"virtio-disk0"}}"#);
     assert_eq!(r["error"]["desc"], "Device 'virtio-disk0' not found");
 }
+
+#[test]
+fn capability_probes_answer_like_qemu() {
+    let sim = Sim::spawn(&["-machine", "none", "-accel", "tcg"]);
+    let mut q = sim.qmp();
+    let r = q.cmd(r#"{"execute":"query-machines"}"#);
+    let machines = r["return"].as_array().unwrap();
+    let q35 = machines.iter().find(|m| m["alias"] == "q35").unwrap();
+    assert_eq!(q35["name"], "pc-q35-7.2");
+    assert_eq!(q35["cpu-max"], 288);
+    let default: Vec<_> = machines
+        .iter()
+        .filter(|m| m["is-default"] == true)
+        .collect();
+    assert_eq!(default.len(), 1);
+    let r = q.cmd(r#"{"execute":"query-cpu-definitions"}"#);
+    let host = r["return"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "host")
+        .cloned()
+        .unwrap();
+    assert_eq!(host["unavailable-features"], json!(["kvm"]));
+    let r = q.cmd(
+        r#"{"execute":"query-cpu-model-expansion","arguments":{"type":"static","model":{"name":"host"}}}"#,
+    );
+    assert_eq!(r["error"]["class"], "GenericError", "{r}");
+    let r = q.cmd(
+        r#"{"execute":"qom-list-types","arguments":{"implements":"device","abstract":false}}"#,
+    );
+    let names: Vec<_> = r["return"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    for want in ["virtio-rng-pci", "qxl-vga", "ich9-intel-hda", "tpm-crb"] {
+        assert!(names.iter().any(|n| n == want), "{want}");
+    }
+    let r = q.cmd(r#"{"execute":"qom-list-types","arguments":{"implements":"x-none"}}"#);
+    assert_eq!(r["return"], json!([]));
+    assert_eq!(q.cmd(r#"{"execute":"query-chardev"}"#)["return"], json!([]));
+
+    let sim = Sim::spawn(&["-machine", "none", "-accel", "kvm"]);
+    let mut q = sim.qmp();
+    let r = q.cmd(
+        r#"{"execute":"query-cpu-model-expansion","arguments":{"type":"static","model":{"name":"host"}}}"#,
+    );
+    assert_eq!(r["return"]["model"]["name"], "base", "{r}");
+}

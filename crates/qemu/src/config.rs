@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// UNIX socket paths are limited to 108 bytes including the NUL.
-pub const UNIX_PATH_MAX: usize = 107;
+pub(crate) const UNIX_PATH_MAX: usize = 107;
 
 /// How the driver is tuned. `DriverConfig::new(root)` gives production
 /// defaults; tests shorten the deadlines.
@@ -83,6 +83,8 @@ pub struct Layout {
     pub log_dir: PathBuf,
     /// Scratch sockets for capability probes.
     pub caps_dir: PathBuf,
+    /// Managed-save images: `NAME.save`.
+    pub managed_save_dir: PathBuf,
 }
 
 impl Layout {
@@ -93,6 +95,7 @@ impl Layout {
             run_dir: root.join("run/qemu"),
             log_dir: root.join("log/qemu"),
             caps_dir: root.join("run/caps"),
+            managed_save_dir: root.join("lib/qemu/save"),
         }
     }
 
@@ -103,6 +106,7 @@ impl Layout {
             &self.run_dir,
             &self.log_dir,
             &self.caps_dir,
+            &self.managed_save_dir,
         ] {
             std::fs::create_dir_all(d)?;
         }
@@ -131,6 +135,22 @@ impl Layout {
         self.log_dir.join(format!("{name}.log"))
     }
 
+    /// The managed-save image of domain `name` (`virsh managedsave`).
+    pub fn managed_save(&self, name: &str) -> PathBuf {
+        self.managed_save_dir.join(format!("{name}.save"))
+    }
+
+    /// The directories whose temp files a writer killed mid-write may
+    /// have left behind (swept when the driver opens).
+    pub fn written_dirs(&self) -> [&Path; 4] {
+        [
+            &self.config_dir,
+            &self.autostart_dir,
+            &self.run_dir,
+            &self.managed_save_dir,
+        ]
+    }
+
     /// Fails early (at driver open) rather than at the first start when the
     /// root is too deep for a UNIX socket path.
     pub fn check_socket_len(&self) -> Result<(), String> {
@@ -147,8 +167,9 @@ impl Layout {
 }
 
 /// Domain names become file names: reject what would escape the directory
-/// or hide the file.
-pub fn valid_name(name: &str) -> bool {
+/// or hide the file (hidden files are skipped when definitions are loaded
+/// and swept as temp files).
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 200
         && !name.starts_with('.')
@@ -159,6 +180,17 @@ pub fn valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_path_is_under_the_root() {
+        let l = Layout::new(Path::new("/r"));
+        assert_eq!(
+            l.managed_save("vm"),
+            PathBuf::from("/r/lib/qemu/save/vm.save")
+        );
+        assert!(l.written_dirs().iter().all(|d| d.starts_with("/r")));
+        assert!(l.written_dirs().contains(&l.managed_save_dir.as_path()));
+    }
 
     #[test]
     fn socket_len_checked() {

@@ -50,7 +50,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
             source,
@@ -59,7 +59,7 @@ impl Error {
 
     /// Converts a monitor failure. Timeouts keep their own code (68) so a
     /// client can tell "QEMU hung" from "QEMU said no".
-    pub fn from_qmp(e: qmp::QmpError) -> Self {
+    pub(crate) fn from_qmp(e: qmp::QmpError) -> Self {
         match e {
             qmp::QmpError::Timeout { command, after } => Error::MonitorTimeout { command, after },
             other => Error::Qemu(other.to_string()),

@@ -1,39 +1,64 @@
-//! The ferrovirt QEMU driver: domain registry, lifecycle, jobs, the event
-//! pipeline, QEMU processes, persistence and restart.
+//! The ferrovirt QEMU driver: domains, their lifecycle and long jobs, the
+//! event pipeline, QEMU processes, persistence and restart.
 //!
-//! Entry point: [`Driver::open`]. See `docs/ARCHITECTURE.md` (qemu section)
-//! for how the requirements in `DESIGN.md` map onto the modules.
+//! Entry point: [`Driver::open`]. Data flows one way, from the facade down
+//! to QEMU; no module reaches back up:
+//!
+//! | module | what it is |
+//! |---|---|
+//! | `driver` | the public API: [`Driver`] |
+//! | `lifecycle` | start, stop (destroy, cleanup), power operations |
+//! | `jobs` | the job lock's use, save, restore, save images, block jobs, job statistics |
+//! | `actions` | coalesced follow-up work of a run, and the task that runs it |
+//! | `events` | the per-VM event task, device events, throttling, the event hub |
+//! | `object` | the domain object: its state and transitions, its run, the registry, the live definition |
+//! | `emulator` | QEMU processes, monitor connections, emulator capabilities, the KVM probe |
+//! | `store` | crash-safe files, the status record and its write policy, re-adoption at start-up |
+//! | [`state`] | libvirt's numbers: states, reasons, events, job types |
+//!
+//! `docs/ARCHITECTURE.md` (qemu section) describes how they work together.
 
-pub mod actions;
-pub mod caps;
-pub mod config;
-pub mod def;
-pub mod device_events;
-pub mod domain;
-pub mod driver;
-pub mod error;
-pub mod events;
-pub mod jobs;
-pub mod jobstats;
-pub mod lifecycle;
+mod actions;
+mod config;
+mod driver;
+mod emulator;
+mod error;
+mod events;
+mod jobs;
+mod lifecycle;
 mod limits;
-pub mod monitor;
-pub mod persist;
-pub mod process;
-pub mod registry;
-pub mod restore;
+mod object;
+mod shared;
 pub mod state;
-pub mod subscribers;
-pub mod throttle;
+mod store;
 
-pub use config::{DriverConfig, default_root};
-pub use domain::{
-    AsyncJobInfo, ControlInfo, ControlState, Domain, DomainInfo, DomainSummary, JobOutcome,
-    Progress,
-};
-pub use driver::{Driver, JobStats, JobType, ListFilter};
+pub use config::{DriverConfig, Layout, default_root};
+pub use domain::{EmulatorCaps, parse_copy_dest};
+pub use driver::{Driver, ListFilter};
 pub use error::{Error, Result};
-pub use jobstats::{CompletedJob, JobEnd, RamStats};
+pub use events::hub::{Listener, Subscription, SubscriptionEnd};
+pub use jobs::AfterRestore;
+pub use jobs::blockjob::{
+    AbortOptions, BlockJobInfo, BlockJobSpec, BlockJobState, CopySpec, Intent,
+};
+pub use jobs::save::SaveOptions;
+pub use jobs::stats::{CompletedJob, JobEnd, JobStats, RamStats};
+pub use lifecycle::StartOptions;
 pub use limits::raise_nofile;
-pub use state::{DomainEvent, DomainState, EventKind, LifecycleKind, StateReason, StopCause};
-pub use subscribers::{Listener, Subscription, SubscriptionEnd};
+pub use object::{AsyncJobInfo, ControlInfo, Domain, DomainInfo, DomainSummary, JobOutcome};
+pub use qmp::MigrationStatus;
+pub use state::{
+    ControlState, DomainEvent, DomainState, EventKind, JobOperation, JobType, LifecycleKind,
+    StateReason, StopCause,
+};
+
+/// Process lookups for tests and tools.
+pub mod process {
+    pub use crate::emulator::process::{cpu_time_ns, pids_with_arg};
+}
+
+/// Whether KVM runs guests here, for tests that choose an accelerator the
+/// way the driver does.
+pub mod caps {
+    pub use crate::emulator::kvm::kvm_works;
+}

@@ -162,7 +162,7 @@ pub enum EventKind {
         dev_alias: String,
         /// `virDomainEventIOErrorAction`.
         action: i32,
-        /// "enospc" or "" (see `device_events::io_error_reason`).
+        /// "enospc" or "" (see `events::device::io_error_reason`).
         reason: String,
     },
     /// `VIR_DOMAIN_EVENT_ID_WATCHDOG`: the guest's watchdog fired
@@ -273,6 +273,155 @@ impl StopCause {
     }
 }
 
+/// `virDomainControlState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum ControlState {
+    Ok = 0,
+    Job = 1,
+    Occupied = 2,
+    Error = 3,
+}
+
+/// `virDomainControlErrorReason`: why `domcontrol` reports an error.
+pub mod control_error {
+    pub const NONE: u32 = 0;
+    pub const UNKNOWN: u32 = 1;
+    /// The monitor stopped answering.
+    pub const MONITOR: u32 = 2;
+    /// The daemon's own failure (a status file it could not write).
+    pub const INTERNAL: u32 = 3;
+}
+
+/// `virDomainJobType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum JobType {
+    None = 0,
+    Bounded = 1,
+    Unbounded = 2,
+    Completed = 3,
+    Failed = 4,
+    Cancelled = 5,
+}
+
+/// `virDomainJobOperation`: what an async job does, from the driver's
+/// job to the wire. Persisted by its name (`"save"`), the form status
+/// records have always used; a number is read too, and a name this
+/// version does not know reads as `Unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum JobOperation {
+    Unknown = 0,
+    Start = 1,
+    Save = 2,
+    Restore = 3,
+    MigrationIn = 4,
+    MigrationOut = 5,
+    Snapshot = 6,
+    SnapshotRevert = 7,
+    Dump = 8,
+    Backup = 9,
+    SnapshotDelete = 10,
+}
+
+impl JobOperation {
+    const ALL: [JobOperation; 11] = [
+        JobOperation::Unknown,
+        JobOperation::Start,
+        JobOperation::Save,
+        JobOperation::Restore,
+        JobOperation::MigrationIn,
+        JobOperation::MigrationOut,
+        JobOperation::Snapshot,
+        JobOperation::SnapshotRevert,
+        JobOperation::Dump,
+        JobOperation::Backup,
+        JobOperation::SnapshotDelete,
+    ];
+
+    /// The wire value.
+    pub fn as_i32(self) -> i32 {
+        self as i32
+    }
+
+    /// The name it is persisted under.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobOperation::Unknown => "unknown",
+            JobOperation::Start => "start",
+            JobOperation::Save => "save",
+            JobOperation::Restore => "restore",
+            JobOperation::MigrationIn => "migration-in",
+            JobOperation::MigrationOut => "migration-out",
+            JobOperation::Snapshot => "snapshot",
+            JobOperation::SnapshotRevert => "snapshot-revert",
+            JobOperation::Dump => "dump",
+            JobOperation::Backup => "backup",
+            JobOperation::SnapshotDelete => "snapshot-delete",
+        }
+    }
+
+    fn from_name(name: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.as_str() == name)
+            .unwrap_or(JobOperation::Unknown)
+    }
+
+    fn from_number(n: i64) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|o| i64::from(o.as_i32()) == n)
+            .unwrap_or(JobOperation::Unknown)
+    }
+}
+
+impl From<joblock::AsyncKind> for JobOperation {
+    /// The operation libvirt reports for the driver's async jobs (block
+    /// jobs have none).
+    fn from(kind: joblock::AsyncKind) -> Self {
+        use joblock::AsyncKind as K;
+        match kind {
+            K::MigrationOut => JobOperation::MigrationOut,
+            K::MigrationIn => JobOperation::MigrationIn,
+            K::Save => JobOperation::Save,
+            K::Dump => JobOperation::Dump,
+            K::Snapshot => JobOperation::Snapshot,
+            K::Start => JobOperation::Start,
+            K::Restore => JobOperation::Restore,
+            _ => JobOperation::Unknown,
+        }
+    }
+}
+
+impl std::fmt::Display for JobOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for JobOperation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for JobOperation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Name(String),
+            Number(i64),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Name(n) => JobOperation::from_name(&n),
+            Form::Number(n) => JobOperation::from_number(n),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +444,34 @@ mod tests {
         assert_eq!(detail::SUSPENDED_WATCHDOG, 3);
         assert_eq!(io_error_action::REPORT, 2);
         assert_eq!(watchdog_action::INJECTNMI, 6);
+    }
+
+    #[test]
+    fn job_operations_match_libvirt_and_read_any_form() {
+        assert_eq!(JobOperation::Save.as_i32(), 2);
+        assert_eq!(JobOperation::Restore.as_i32(), 3);
+        assert_eq!(JobOperation::SnapshotDelete.as_i32(), 10);
+        assert_eq!(
+            JobOperation::from(joblock::AsyncKind::Save),
+            JobOperation::Save
+        );
+        assert_eq!(
+            JobOperation::from(joblock::AsyncKind::BlockJob),
+            JobOperation::Unknown
+        );
+        let read = |j: &str| serde_json::from_str::<JobOperation>(j).unwrap();
+        assert_eq!(read(r#""save""#), JobOperation::Save);
+        assert_eq!(read(r#""migration-out""#), JobOperation::MigrationOut);
+        assert_eq!(read("3"), JobOperation::Restore);
+        assert_eq!(read(r#""teleport""#), JobOperation::Unknown);
+        assert_eq!(read("99"), JobOperation::Unknown);
+        assert!(serde_json::from_str::<JobOperation>("[1]").is_err());
+        for op in JobOperation::ALL {
+            let text = serde_json::to_string(&op).unwrap();
+            assert_eq!(read(&text), op, "{text}");
+        }
+        assert_eq!(control_error::MONITOR, 2);
+        assert_eq!(ControlState::Error as i32, 3);
+        assert_eq!(JobType::Cancelled as i32, 5);
     }
 }

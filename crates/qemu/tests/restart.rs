@@ -1,4 +1,5 @@
-//! Surviving restarts (docs/REQUIREMENTS.md 9): a driver SIGKILLed with 20 running VMs (real QEMU and
+//! Surviving restarts (docs/REQUIREMENTS.md 9): a driver SIGKILLed with 20
+//! running VMs (real QEMU and
 //! qemu-sim) is replaced by a new one on the same root that finds them all,
 //! with their states, definitions and no orphaned or duplicated QEMU.
 //!

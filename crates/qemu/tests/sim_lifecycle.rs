@@ -131,7 +131,7 @@ async fn save_during_flood_with_queries_and_job_errors() {
     assert!(p99 < Duration::from_millis(50));
     let ji = drv.job_info(&dom).await.unwrap();
     assert_eq!(ji.job_type, qemu::JobType::Unbounded);
-    assert_eq!(ji.operation.as_deref(), Some("save"));
+    assert_eq!(ji.operation, Some(qemu::JobOperation::Save));
     // Suspend is on the save's allow-list; resume is not: its deadline error
     // names the holder.
     drv.suspend(&dom).await.unwrap();

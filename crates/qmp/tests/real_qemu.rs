@@ -282,3 +282,69 @@ async fn lifecycle_against_real_qemu() {
     let status = qemu.wait_exit().await;
     assert!(status.success(), "qemu exit status {status}");
 }
+
+/// The typed commands a manager probes capabilities with decode QEMU's own
+/// replies (field names checked against the binary, not a copy of its
+/// schema).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capability_queries_decode_real_replies() {
+    use qmp::commands::{
+        CpuModelExpansionType, CpuModelInfo, QomListTypes, QueryBlock, QueryChardev,
+        QueryCpuDefinitions, QueryCpuModelExpansion, QueryKvm, QueryMachines, QueryMigrate,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("qmp.sock");
+    let mut qemu = Qemu::start(dir.path(), &sock);
+    let (mon, _events) = qemu.connect(&sock).await;
+
+    let machines = mon.execute(&QueryMachines).await.expect("query-machines");
+    let q35 = machines
+        .iter()
+        .find(|m| m.alias.as_deref() == Some("q35"))
+        .expect("a machine aliased q35");
+    assert!(q35.name.starts_with("pc-q35-"), "{q35:?}");
+    assert!(q35.cpu_max.is_some_and(|n| n >= 255), "{q35:?}");
+    assert!(machines.iter().any(|m| m.is_default), "a default machine");
+
+    let cpus = mon.execute(&QueryCpuDefinitions).await.expect("cpu defs");
+    let qemu64 = cpus.iter().find(|c| c.name == "qemu64").expect("qemu64");
+    assert_eq!(qemu64.typename, "qemu64-x86_64-cpu");
+    assert!(qemu64.unavailable_features.is_some(), "{qemu64:?}");
+
+    let kvm = mon.execute(&QueryKvm).await.expect("query-kvm");
+    assert_eq!(kvm.enabled, kvm_usable(), "{kvm:?}");
+
+    let devices = QomListTypes {
+        implements: Some("device".into()),
+        include_abstract: Some(false),
+    };
+    let types = mon.execute(&devices).await.expect("qom-list-types");
+    for want in ["virtio-rng-pci", "qxl-vga", "ich9-intel-hda", "tpm-crb"] {
+        assert!(types.iter().any(|t| t.name == want), "{want} missing");
+    }
+    assert!(types.iter().all(|t| !t.is_abstract));
+
+    if kvm.enabled {
+        let host = QueryCpuModelExpansion {
+            expansion: CpuModelExpansionType::Static,
+            model: CpuModelInfo {
+                name: "host".into(),
+                props: None,
+            },
+        };
+        let x = mon.execute(&host).await.expect("host model expansion");
+        assert!(x.model.props.is_some_and(|p| !p.is_empty()));
+    }
+    let chardevs = mon.execute(&QueryChardev).await.expect("query-chardev");
+    assert!(chardevs.iter().any(|c| c.filename.starts_with("unix:")));
+    assert!(
+        mon.execute(&QueryBlock)
+            .await
+            .expect("query-block")
+            .is_empty()
+    );
+    let mig = mon.execute(&QueryMigrate).await.expect("query-migrate");
+    assert_eq!(mig.status, None, "no migration ran");
+    let _ = mon.execute(&Quit).await;
+    assert!(qemu.wait_exit().await.success());
+}

@@ -432,6 +432,36 @@ pub(crate) fn format_disk(w: &mut XmlWriter, d: &DiskDef, alias: Option<String>)
     w.close("disk");
 }
 
+/// The destination of a block copy (`virDomainBlockCopy`'s XML): a
+/// `<disk type='file'>` with an absolute `<source file>` and optionally a
+/// `<driver type>` naming the image format. Returns the file and the
+/// format as written (the driver decides which formats it can create).
+pub fn parse_copy_dest(xml: &str) -> Result<(PathBuf, Option<String>), DomainXmlError> {
+    let bad = |why: &str| {
+        DomainXmlError::InvalidArgument(format!("invalid block copy destination: {why}"))
+    };
+    let el = crate::xml::parse_document(xml).map_err(|e| bad(&e.to_string()))?;
+    if el.local_name() != "disk" {
+        return Err(bad("expected <disk>"));
+    }
+    if let Some(t) = el.attr("type").filter(|t| *t != "file") {
+        return Err(DomainXmlError::unsupported_because(
+            "block copy destination type",
+            t,
+            "it must be a file",
+        ));
+    }
+    let child = |n: &str| el.elements().find(|e| e.local_name() == n);
+    let file = child("source")
+        .and_then(|s| s.attr("file"))
+        .filter(|f| f.starts_with('/'))
+        .ok_or_else(|| bad("missing absolute <source file>"))?;
+    let format = child("driver")
+        .and_then(|d| d.attr("type"))
+        .map(str::to_owned);
+    Ok((PathBuf::from(file), format))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,5 +476,30 @@ mod tests {
         assert_eq!(target_index("xvda"), None);
         assert_eq!(target_index("vd"), None);
         assert_eq!(target_index("vd1"), None);
+    }
+
+    #[test]
+    fn copy_destinations() {
+        use virterror::{ErrorCode, ToVirError};
+        let (path, format) = parse_copy_dest(
+            "<disk type='file'><source file='/d/copy.qcow2'/><driver type='qcow2'/></disk>",
+        )
+        .unwrap();
+        assert_eq!(path, PathBuf::from("/d/copy.qcow2"));
+        assert_eq!(format.as_deref(), Some("qcow2"));
+        let (_, format) = parse_copy_dest("<disk><source file='/c.img'/></disk>").unwrap();
+        assert_eq!(format, None);
+        let code = |xml: &str| parse_copy_dest(xml).unwrap_err().to_vir_error().code;
+        assert_eq!(
+            code("<disk type='file'><source file='rel.img'/></disk>"),
+            ErrorCode::InvalidArg
+        );
+        assert_eq!(code("<disk type='file'/>"), ErrorCode::InvalidArg);
+        assert_eq!(code("<domain/>"), ErrorCode::InvalidArg);
+        assert_eq!(code("<disk"), ErrorCode::InvalidArg);
+        assert_eq!(
+            code("<disk type='network'><source file='/x'/></disk>"),
+            ErrorCode::ConfigUnsupported
+        );
     }
 }

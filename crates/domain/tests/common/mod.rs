@@ -16,6 +16,7 @@ pub fn golden_caps() -> EmulatorCaps {
         is_default: def,
         cpu_max: Some(max),
         deprecated: false,
+        default_cpu_type: None,
     };
     EmulatorCaps {
         version: (7, 2, 22),
@@ -25,6 +26,7 @@ pub fn golden_caps() -> EmulatorCaps {
             m("pc-q35-7.1", None, false, 288),
         ],
         kvm: true,
+        ..EmulatorCaps::default()
     }
 }
 
@@ -176,6 +178,7 @@ pub fn real_launch(dir: &TempDir, accel: Accel) -> (LaunchParams, EmulatorCaps) 
         version: (7, 2, 0),
         machines: vec![],
         kvm: accel == Accel::Kvm,
+        ..EmulatorCaps::default()
     };
     (launch, caps)
 }

@@ -207,7 +207,7 @@ async fn serve(root: &Path) -> (String, String) {
     std::fs::create_dir_all(&save_dir).expect("save dir");
     std::fs::write(save_dir.join(format!("{DOM}.save")), b"").expect("image");
     let relay = Arc::new(Relay::new());
-    let daemon = Daemon::new(driver, relay, "qemu:///system".into(), 0).expect("daemon");
+    let daemon = Daemon::new(driver, relay, "qemu:///system".into()).expect("daemon");
     let server = rpc::Server::new(rpc::Config::default(), daemon);
     let mut uris = Vec::new();
     for (name, readonly) in [("sock", false), ("sock-ro", true)] {

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use qemu::jobs::blockjob::{BlockJobSpec, CopySpec, parse_copy_dest};
+use qemu::{AbortOptions, BlockJobSpec, CopySpec, parse_copy_dest};
 use rpc::CallContext;
 use rpc::protocol::remote::{
     DomainBlockCommitArgs, DomainBlockCopyArgs, DomainBlockRebaseArgs, DomainGetBlockJobInfoRet,
@@ -167,11 +167,13 @@ pub(crate) async fn block_job_abort(
         a.flags,
         f::BLOCK_JOB_ABORT_ASYNC | f::BLOCK_JOB_ABORT_PIVOT,
     )?;
-    let pivot = a.flags & f::BLOCK_JOB_ABORT_PIVOT != 0;
-    let asynchronous = a.flags & f::BLOCK_JOB_ABORT_ASYNC != 0;
+    let opts = AbortOptions {
+        pivot: a.flags & f::BLOCK_JOB_ABORT_PIVOT != 0,
+        asynchronous: a.flags & f::BLOCK_JOB_ABORT_ASYNC != 0,
+    };
     let dom = d.domain(&a.dom)?;
     d.driver
-        .block_job_abort(&dom, &a.path, pivot, asynchronous)
+        .block_job_abort(&dom, &a.path, opts)
         .await
         .map_err(vir)
 }

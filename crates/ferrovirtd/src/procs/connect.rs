@@ -66,9 +66,13 @@ pub(crate) async fn get_type(_: &Daemon, _: &CallContext, _: ()) -> Reply<Connec
     })
 }
 
+/// `CONNECT_GET_VERSION`: QEMU's version in libvirt's numeric form, from
+/// the driver's probe of the default emulator (made once per binary, and
+/// started when the daemon starts); 0 when it cannot be probed.
 pub(crate) async fn get_version(d: &Daemon, _: &CallContext, _: ()) -> Reply<ConnectGetVersionRet> {
+    let caps = d.driver.emulator_caps(None).await;
     Ok(ConnectGetVersionRet {
-        hv_ver: d.hv_version,
+        hv_ver: caps.map_or(0, |c| version_number(c.version)),
     })
 }
 
@@ -156,29 +160,10 @@ pub(crate) async fn get_capabilities(
     })
 }
 
-/// QEMU's version in libvirt's numeric form, from the default emulator's
-/// `--version` output; 0 when it cannot be run. Blocks: the daemon calls
-/// it once at start-up, on a blocking thread.
-pub(crate) fn qemu_version() -> u64 {
-    std::process::Command::new(::domain::DEFAULT_EMULATOR)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| parse_qemu_version(&s))
-        .unwrap_or(0)
-}
-
-fn parse_qemu_version(out: &str) -> Option<u64> {
-    let v = out
-        .split_whitespace()
-        .skip_while(|w| *w != "version")
-        .nth(1)?;
-    let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
-    let major = parts.next()??;
-    let minor = parts.next().flatten().unwrap_or(0);
-    let micro = parts.next().flatten().unwrap_or(0);
-    Some(major * 1_000_000 + minor * 1_000 + micro)
+/// A version in libvirt's numeric form: major * 1,000,000 + minor * 1,000
+/// + micro.
+fn version_number((major, minor, micro): (u32, u32, u32)) -> u64 {
+    u64::from(major) * 1_000_000 + u64::from(minor) * 1_000 + u64::from(micro)
 }
 
 #[cfg(test)]
@@ -186,9 +171,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_debian_qemu_version_line() {
-        let out = "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright";
-        assert_eq!(parse_qemu_version(out), Some(7_002_022));
-        assert_eq!(parse_qemu_version("garbage"), None);
+    fn qemu_version_in_libvirt_form() {
+        assert_eq!(version_number((7, 2, 22)), 7_002_022);
+        assert_eq!(version_number((10, 0, 0)), 10_000_000);
     }
 }

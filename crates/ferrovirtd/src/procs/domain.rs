@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use qemu::{Domain, DomainState, DomainSummary, ListFilter};
+use qemu::{Domain, DomainState, DomainSummary, ListFilter, StartOptions};
 use rpc::CallContext;
 use rpc::protocol::remote::{
     ConnectListAllDomainsArgs, ConnectListAllDomainsRet, ConnectListDefinedDomainsArgs,
@@ -307,12 +307,11 @@ pub(crate) async fn create_with_flags(
 ) -> Reply<DomainRet> {
     flags::check("virDomainCreateWithFlags", a.flags, START_FLAGS)?;
     let dom = d.domain(&a.dom)?;
-    let paused = a.flags & f::START_PAUSED != 0;
-    let force_boot = a.flags & f::START_FORCE_BOOT != 0;
-    d.driver
-        .start_with(&dom, paused, force_boot)
-        .await
-        .map_err(vir)?;
+    let opts = StartOptions {
+        paused: a.flags & f::START_PAUSED != 0,
+        force_boot: a.flags & f::START_FORCE_BOOT != 0,
+    };
+    d.driver.start_with(&dom, opts).await.map_err(vir)?;
     ret(dom)
 }
 

@@ -80,8 +80,8 @@ fn job_params(j: &JobStats) -> Vec<TypedParam> {
     }
     let r = &j.ram;
     let mut params = Vec::with_capacity(16);
-    if let Some(op) = j.operation.as_deref().and_then(operation_code) {
-        params.push(param_int("operation", op));
+    if let Some(op) = j.operation {
+        params.push(param_int("operation", op.as_i32()));
     }
     params.extend([
         param_u64("time_elapsed", j.elapsed_ms),
@@ -118,22 +118,6 @@ fn job_params(j: &JobStats) -> Vec<TypedParam> {
         });
     }
     params
-}
-
-/// `virDomainJobOperation` for the job names the driver reports.
-fn operation_code(op: &str) -> Option<i32> {
-    Some(match op {
-        "start" => 1,
-        "save" => 2,
-        "restore" => 3,
-        "migration-in" => 4,
-        "migration-out" => 5,
-        "snapshot" => 6,
-        "snapshot-revert" => 7,
-        "dump" => 8,
-        "backup" => 9,
-        _ => return None,
-    })
 }
 
 fn param_u64(field: &str, v: u64) -> TypedParam {
@@ -175,7 +159,7 @@ mod tests {
     fn completed_save_params() {
         let done = CompletedJob {
             end: JobEnd::Completed,
-            operation: "save".into(),
+            operation: qemu::JobOperation::Save,
             elapsed_ms: 250,
             ram: RamStats {
                 total: 100,
@@ -221,7 +205,7 @@ mod tests {
     fn cancelled_save_params_and_no_job() {
         let done = CompletedJob {
             end: JobEnd::Cancelled,
-            operation: "save".into(),
+            operation: qemu::JobOperation::Save,
             elapsed_ms: 1,
             ram: RamStats::default(),
             error: Some("save job cancelled".into()),

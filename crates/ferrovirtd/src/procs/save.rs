@@ -5,7 +5,7 @@
 //! The driver runs save and restore as async jobs driven by QEMU events;
 //! these handlers only translate libvirt's arguments and flags.
 
-use qemu::jobs::save::SaveOptions;
+use qemu::{AfterRestore, SaveOptions};
 use rpc::CallContext;
 use rpc::protocol::remote::{
     DomainFlagsArgs, DomainRestoreArgs, DomainRestoreFlagsArgs, DomainSaveArgs,
@@ -33,7 +33,7 @@ pub(crate) async fn save_flags(d: &Daemon, _: &CallContext, a: DomainSaveFlagsAr
     flags::check("virDomainSaveFlags", a.flags, SAVE_RESTORE_FLAGS)?;
     let opts = SaveOptions {
         xml: a.dxml,
-        running: run_after(a.flags)?,
+        after_restore: run_after(a.flags)?,
     };
     let dom = d.domain(&a.dom)?;
     d.driver
@@ -57,10 +57,8 @@ pub(crate) async fn restore_flags(
     a: DomainRestoreFlagsArgs,
 ) -> Reply<()> {
     flags::check("virDomainRestoreFlags", a.flags, SAVE_RESTORE_FLAGS)?;
-    // The driver's restore asks the opposite question (start paused?).
-    let paused = run_after(a.flags)?.map(|running| !running);
     d.driver
-        .restore(&abs_path(&a.from)?, paused, a.dxml.as_deref())
+        .restore(&abs_path(&a.from)?, run_after(a.flags)?, a.dxml.as_deref())
         .await
         .map_err(vir)?;
     Ok(())
@@ -68,11 +66,11 @@ pub(crate) async fn restore_flags(
 
 /// `VIR_DOMAIN_SAVE_RUNNING` / `_PAUSED`: whether the restored guest runs;
 /// `None` (the state it was saved in) when neither is given.
-fn run_after(flags: u32) -> Result<Option<bool>, VirError> {
+fn run_after(flags: u32) -> Result<Option<AfterRestore>, VirError> {
     match (flags & f::SAVE_RUNNING != 0, flags & f::SAVE_PAUSED != 0) {
         (true, true) => Err(invalid_arg("--running and --paused are exclusive")),
-        (true, false) => Ok(Some(true)),
-        (false, true) => Ok(Some(false)),
+        (true, false) => Ok(Some(AfterRestore::Running)),
+        (false, true) => Ok(Some(AfterRestore::Paused)),
         (false, false) => Ok(None),
     }
 }
@@ -142,10 +140,13 @@ mod tests {
     #[test]
     fn running_and_paused() {
         assert_eq!(run_after(0).unwrap(), None);
-        assert_eq!(run_after(f::SAVE_RUNNING).unwrap(), Some(true));
+        assert_eq!(
+            run_after(f::SAVE_RUNNING).unwrap(),
+            Some(AfterRestore::Running)
+        );
         assert_eq!(
             run_after(f::SAVE_PAUSED | f::SAVE_BYPASS_CACHE).unwrap(),
-            Some(false)
+            Some(AfterRestore::Paused)
         );
         let e = run_after(f::SAVE_RUNNING | f::SAVE_PAUSED).unwrap_err();
         assert_eq!(e.code, virterror::ErrorCode::InvalidArg);

@@ -1,23 +1,27 @@
-//! Job acquisition with the driver's deadline and error mapping, and the
-//! async jobs built on it.
+//! Jobs: acquiring the domain's job lock with the driver's deadline and
+//! error mapping, and the long jobs built on it.
 //!
 //! Every modify operation takes a job from the domain's FIFO-fair
 //! [`joblock::JobLock`]; a timeout becomes `OperationTimeout` naming the
-//! holder (requirement 5). Queries take no job: they read the snapshot.
+//! holder, so no waiter starves and every wait has a clear error. Queries
+//! take no job: they read the snapshot. The long jobs are `virsh save`
+//! ([`save`]), `virsh restore` and managed save ([`restore`]), the save
+//! image's header and XML ([`image`]), and block jobs ([`blockjob`]); their
+//! statistics are in [`stats`].
 
-pub mod blockjob;
-pub mod image_xml;
-pub mod qemu_img;
-pub mod restore_image;
-pub mod save;
-pub mod saveimage;
+pub(crate) mod blockjob;
+pub(crate) mod image;
+pub(crate) mod qemu_img;
+pub(crate) mod restore;
+pub(crate) mod save;
+pub(crate) mod stats;
 
 use std::time::Duration;
 
 use joblock::{AllowList, AsyncKind, JobError, NormalJob};
 
 use crate::Error;
-use crate::domain::Domain;
+use crate::object::Domain;
 
 /// Runs save-image file work (reading a header and XML of up to 16 MiB,
 /// copying a stream) on the blocking pool, off the async workers.
@@ -29,8 +33,31 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Internal(format!("save image task failed: {e}")))?
 }
 
+/// The state a restored guest starts in (`--running` / `--paused`): what
+/// a save records in its image, and what a restore may override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterRestore {
+    Running,
+    Paused,
+}
+
+impl AfterRestore {
+    /// The state of a guest that was (or is to be) `running`.
+    pub fn from_running(running: bool) -> Self {
+        if running {
+            AfterRestore::Running
+        } else {
+            AfterRestore::Paused
+        }
+    }
+
+    pub fn is_running(self) -> bool {
+        self == AfterRestore::Running
+    }
+}
+
 /// Maps a lock failure to the error a client sees.
-pub fn map_err(dom: &Domain, e: JobError) -> Error {
+pub(crate) fn map_err(dom: &Domain, e: JobError) -> Error {
     match e {
         JobError::Timeout { .. } => Error::JobTimeout(e.to_string()),
         JobError::Closed { .. } => Error::NoDomain(format!("no domain with name '{}'", dom.name())),
@@ -39,7 +66,7 @@ pub fn map_err(dom: &Domain, e: JobError) -> Error {
 }
 
 /// A normal job (query, modify, suspend, ...).
-pub async fn begin(
+pub(crate) async fn begin(
     dom: &Domain,
     job: NormalJob,
     owner: &str,
@@ -52,7 +79,7 @@ pub async fn begin(
 }
 
 /// The destroy job: ahead of every queued waiter, beside any async job.
-pub async fn begin_destroy(
+pub(crate) async fn begin_destroy(
     dom: &Domain,
     owner: &str,
     wait: Duration,
@@ -64,7 +91,7 @@ pub async fn begin_destroy(
 }
 
 /// An async job with its allow-list.
-pub async fn begin_async(
+pub(crate) async fn begin_async(
     dom: &Domain,
     kind: AsyncKind,
     allowed: AllowList,

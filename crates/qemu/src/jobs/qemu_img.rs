@@ -12,14 +12,14 @@ use crate::{Error, Result};
 
 /// One image of a backing chain, top first.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layer {
-    pub file: PathBuf,
-    pub format: String,
-    pub virtual_size: u64,
+pub(crate) struct Layer {
+    pub(crate) file: PathBuf,
+    pub(crate) format: String,
+    pub(crate) virtual_size: u64,
 }
 
 /// The chain of `top` as `qemu-img info --backing-chain` reports it.
-pub async fn chain(top: &Path) -> Result<Vec<Layer>> {
+pub(crate) async fn chain(top: &Path) -> Result<Vec<Layer>> {
     let out = run(Command::new("qemu-img")
         .args(["info", "-U", "--backing-chain", "--output=json"])
         .arg(top))
@@ -45,7 +45,12 @@ pub async fn chain(top: &Path) -> Result<Vec<Layer>> {
 /// Creates a copy destination: standalone of `size`, or (shallow) a qcow2
 /// overlay whose backing is `backing`, like libvirt does for a non-reused
 /// destination.
-pub async fn create(dest: &Path, format: &str, size: u64, backing: Option<&Layer>) -> Result<()> {
+pub(crate) async fn create(
+    dest: &Path,
+    format: &str,
+    size: u64,
+    backing: Option<&Layer>,
+) -> Result<()> {
     let mut cmd = Command::new("qemu-img");
     cmd.args(["create", "-q", "-f", format]);
     if let Some(b) = backing {

@@ -3,26 +3,36 @@
 //! The job holds the async slot for its whole duration, does its monitor
 //! work in nested jobs, and *waits for completion on the run's progress
 //! watch*, which the event task updates without any job. So events keep
-//! flowing while the save runs, the job is woken by the event it waits for
-//! (requirement 4), queries answer from the snapshot, suspend and abort
-//! follow the allow-list, and destroy still preempts everything.
+//! flowing while the save runs, the job is woken by the event it waits
+//! for, queries answer from the snapshot, suspend and abort follow the
+//! allow-list, and destroy still preempts everything. A save that a daemon
+//! restart interrupted is finished (or undone) by [`readopt`].
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use joblock::{AllowList, AsyncKind, NormalJob};
-use serde_json::json;
+use qmp::MigrationStatus;
+use qmp::commands::{
+    Cont, Migrate, MigrateCancel, MigrateSetCapabilities, QueryMigrate, Quit, Stop,
+};
+use tokio::sync::watch;
 
-use crate::def::Def;
-use crate::domain::{AsyncJobInfo, Domain, JobOutcome, RunCtx, command};
-use crate::driver::Shared;
-use crate::jobstats::{CompletedJob, JobEnd, RamStats};
-use crate::lifecycle;
-use crate::state::{DomainState, EventKind, LifecycleKind as L, StateReason, StopCause, detail};
-use crate::{Error, Result, jobs, monitor};
+use super::AfterRestore;
+use super::image::header;
+use super::stats::{CompletedJob, JobEnd, RamStats, elapsed_ms};
+use crate::lifecycle::{power, stop};
+use crate::object::def::Def;
+use crate::object::run::{Progress, RunCtx};
+use crate::object::{AsyncJobInfo, Domain, JobOutcome};
+use crate::shared::Shared;
+use crate::state::{DomainState, StopCause, paused, running};
+use crate::store::status::{self, JobRecord};
+use crate::{Error, Result, jobs};
 
-use super::saveimage;
+/// The async job a save is.
+const KIND: AsyncKind = AsyncKind::Save;
 
 /// While a save runs, re-read query-migrate at least this often: events
 /// are hints (they may be coalesced, or disabled in an old QEMU).
@@ -39,20 +49,6 @@ fn allowed() -> AllowList {
 /// The name the save image's descriptor is registered under in QEMU.
 const SAVE_FD: &str = "ferrovirt-save";
 
-/// Opens `path` for appending and hands it to QEMU, which then writes the
-/// migration stream straight into the file after the header
-/// [`saveimage::write_header`] put there. QEMU reports "completed" only
-/// after its last write returned, so the file is whole by the time the
-/// job sees the event. (Piping through `exec:cat` is not: `cat` may still
-/// hold a pipe's worth of stream when QEMU says it is done.)
-async fn pass_image_fd(dom: &Domain, path: &Path) -> Result<()> {
-    let f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(format!("cannot open save image '{}'", path.display()), e))?;
-    crate::domain::pass_fd(dom, SAVE_FD, std::os::fd::AsFd::as_fd(&f)).await
-}
-
 /// What `virsh save` may change about the image it writes.
 #[derive(Debug, Clone, Default)]
 pub struct SaveOptions {
@@ -62,7 +58,90 @@ pub struct SaveOptions {
     pub xml: Option<String>,
     /// `--running` / `--paused`: the state a restore starts the guest in,
     /// instead of the state it was in when saved.
-    pub running: Option<bool>,
+    pub after_restore: Option<AfterRestore>,
+}
+
+/// One save in progress: what its steps share.
+struct SaveJob<'a> {
+    s: &'a Arc<Shared>,
+    dom: &'a Arc<Domain>,
+    job: joblock::AsyncJob,
+    ctx: Arc<RunCtx>,
+    path: &'a Path,
+    was_running: bool,
+}
+
+pub(crate) async fn save(
+    s: &Arc<Shared>,
+    dom: &Arc<Domain>,
+    path: &Path,
+    opts: &SaveOptions,
+) -> Result<()> {
+    // Parsed before the job: malformed XML fails as it does for `define`.
+    let new_def = opts.xml.as_deref().map(Def::parse).transpose()?;
+    let job = jobs::begin_async(dom, KIND, allowed(), "save", s.cfg.job_wait).await?;
+    let started = SystemTime::now();
+    let (ctx, was_running, xml) = begin(dom, path, started, new_def.as_ref())?;
+    // The job is on disk before the image exists, so a daemon killed from
+    // here on finds the job on restart and removes a partial image rather
+    // than leave it behind; without that record the save does not begin.
+    if let Err(e) = status::persist(s, dom) {
+        dom.lock().end_job(None);
+        return Err(e);
+    }
+    // The header goes first (outside the state lock: it fsyncs); QEMU
+    // appends its stream after it.
+    let image_running = opts.after_restore.map_or(was_running, |a| a.is_running());
+    if let Err(e) = header::write_header(path, &xml, image_running) {
+        dom.lock().end_job(None);
+        status::persist_in_background(s, dom);
+        return Err(e);
+    }
+    let save = SaveJob {
+        s,
+        dom,
+        job,
+        ctx,
+        path,
+        was_running,
+    };
+    let res = save.run().await;
+    // Recorded now: the job's time ends here, not after a failed save's
+    // resume (and a stopped QEMU's cleanup already dropped the job).
+    dom.lock()
+        .set_completed_job(completed_record(started, &res));
+    save.finish(&res).await;
+    res.map(|_| ())
+}
+
+/// Checks the domain can be saved and records the job; returns the run,
+/// whether the guest ran, and the XML the image stores.
+fn begin(
+    dom: &Domain,
+    path: &Path,
+    started: SystemTime,
+    new_def: Option<&Def>,
+) -> Result<(Arc<RunCtx>, bool, String)> {
+    let mut g = dom.lock();
+    let st = g.state().state;
+    if !matches!(st, DomainState::Running | DomainState::Paused) {
+        return Err(Error::OperationInvalid("domain is not running".into()));
+    }
+    if g.block_job().is_some() {
+        return Err(Error::OperationInvalid(
+            "domain has an active block job".into(),
+        ));
+    }
+    let ctx = g.active_ctx()?;
+    let was_running = st == DomainState::Running;
+    let xml = image_xml(&g.current_def(), new_def)?;
+    g.begin_job(AsyncJobInfo {
+        operation: KIND.into(),
+        started,
+        path: Some(path.to_path_buf()),
+        resume_running: was_running,
+    });
+    Ok((ctx, was_running, xml))
 }
 
 /// The XML the image stores: the live one, or `new` if it keeps its ABI.
@@ -76,134 +155,124 @@ fn image_xml(live: &Def, new: Option<&Def>) -> Result<String> {
     }
 }
 
-pub(crate) async fn save(
-    s: &Arc<Shared>,
-    dom: &Arc<Domain>,
-    path: &Path,
-    opts: &SaveOptions,
-) -> Result<()> {
-    // Parsed before the job: malformed XML fails as it does for `define`.
-    let new_def = opts.xml.as_deref().map(Def::parse).transpose()?;
-    let job = jobs::begin_async(dom, AsyncKind::Save, allowed(), "save", s.cfg.job_wait).await?;
-    let started = SystemTime::now();
-    let (ctx, was_running, xml) = {
-        let mut g = dom.lock();
-        let st = g.state.state;
-        if !matches!(st, DomainState::Running | DomainState::Paused) {
-            return Err(Error::OperationInvalid("domain is not running".into()));
-        }
-        if g.block_job.is_some() {
-            return Err(Error::OperationInvalid(
-                "domain has an active block job".into(),
-            ));
-        }
-        let ctx = g
-            .run
-            .as_ref()
-            .map(|r| r.ctx.clone())
-            .ok_or(Error::NotRunning)?;
-        let was_running = st == DomainState::Running;
-        let xml = image_xml(g.live.as_ref().unwrap_or(&g.def), new_def.as_ref())?;
-        g.job = Some(AsyncJobInfo {
-            kind: "save".into(),
-            started,
-            path: Some(path.to_path_buf()),
-            resume_running: was_running,
-        });
-        (ctx, was_running, xml)
-    };
-    // The job is on disk before the image exists, so a daemon killed from
-    // here on finds the job on restart and removes a partial image rather
-    // than leave it behind.
-    let _ = lifecycle::persist_status(s, dom);
-    // The header goes first (outside the state lock: it fsyncs); QEMU
-    // appends its stream after it.
-    let image_running = opts.running.unwrap_or(was_running);
-    if let Err(e) = saveimage::write_header(path, &xml, image_running) {
-        dom.lock().job = None;
-        let _ = lifecycle::persist_status(s, dom);
-        return Err(e);
+impl SaveJob<'_> {
+    fn t(&self) -> Duration {
+        self.s.cfg.monitor_timeout
     }
-    let res = run(s, dom, &job, &ctx, path, was_running).await;
-    // Recorded now: the job's time ends here, not after a failed save's
-    // resume (and a stopped QEMU's cleanup already dropped `job`).
-    dom.lock().completed_job = Some(completed_record(started, &res));
-    finish(s, dom, &job, &ctx, path, was_running, &res).await;
-    res.map(|_| ())
+
+    async fn nested(&self, kind: NormalJob) -> Result<joblock::NestedJob<'_>> {
+        self.job
+            .nested(kind, self.s.cfg.job_wait)
+            .await
+            .map_err(|e| jobs::map_err(self.dom, e))
+    }
+
+    /// Pause, migrate into the image, wait for completion, stop QEMU.
+    async fn run(&self) -> Result<RamStats> {
+        let (s, dom, generation) = (self.s, self.dom, self.ctx.generation);
+        if self.was_running {
+            let _n = self.nested(NormalJob::Suspend).await?;
+            dom.lock().expect_pause(generation, Some(paused::SAVE));
+            dom.qmp(&Stop, self.t()).await?;
+            dom.lock()
+                .paused_by_command(dom, &s.hub, generation, paused::SAVE);
+        }
+        self.ctx.update_progress(|p| p.migration = None);
+        // Subscribed before `migrate`, so its events cannot be missed.
+        let mut progress = self.ctx.progress.subscribe();
+        self.start_migration().await?;
+        wait_completed(s, dom, &self.ctx, &mut progress).await?;
+        let ram = final_ram(s, dom).await;
+        header::mark_complete(self.path)?;
+        // The state is on disk: stop QEMU as "saved".
+        let process = dom
+            .lock()
+            .begin_kill(generation, StopCause::Saved)
+            .ok_or(Error::NotRunning)?;
+        // Best effort: the SIGTERM that follows stops it either way.
+        let _ = dom.qmp(&Quit, self.t()).await;
+        let _ = process.terminate(s.cfg.destroy_grace, true).await;
+        stop::cleanup(s, dom, generation, Some(StopCause::Saved));
+        Ok(ram)
+    }
+
+    /// Hands QEMU the image and starts the migration into it.
+    async fn start_migration(&self) -> Result<()> {
+        let _n = self.nested(NormalJob::MigrationOp).await?;
+        // Ask for MIGRATION events; a QEMU without them is still polled.
+        if let Err(e) = self
+            .dom
+            .qmp(&MigrateSetCapabilities::events(), self.t())
+            .await
+        {
+            tracing::debug!(domain = self.dom.name(), error = %e, "no migration events");
+        }
+        pass_image_fd(self.dom, self.path).await?;
+        let migrate = Migrate {
+            uri: format!("fd:{SAVE_FD}"),
+            ..Migrate::default()
+        };
+        self.dom.qmp(&migrate, self.t()).await?;
+        Ok(())
+    }
+
+    /// Reports the outcome; a failed save removes its image and resumes
+    /// a guest that ran before.
+    async fn finish(&self, res: &Result<RamStats>) {
+        let (s, dom) = (self.s, self.dom);
+        let outcome = JobOutcome {
+            operation: KIND.into(),
+            success: res.is_ok(),
+            message: res
+                .as_ref()
+                .err()
+                .map_or_else(String::new, ToString::to_string),
+        };
+        dom.lock().end_job(Some(outcome));
+        if res.is_ok() {
+            return;
+        }
+        let _ = std::fs::remove_file(self.path);
+        let still_ours = dom.lock().run_of(self.ctx.generation).is_some();
+        if still_ours
+            && self.was_running
+            && !self.job.destroyed()
+            && let Ok(_n) = self.nested(NormalJob::Resume).await
+        {
+            // The migration may be over already; cancelling is harmless.
+            let _ = dom.qmp(&MigrateCancel, self.t()).await;
+            dom.lock()
+                .expect_resume(self.ctx.generation, running::SAVE_CANCELED);
+            if dom.qmp(&Cont, self.t()).await.is_ok() {
+                power::resumed(s, dom, &self.ctx, running::SAVE_CANCELED);
+            }
+        }
+        status::persist_in_background(s, dom);
+    }
 }
 
-async fn run(
-    s: &Arc<Shared>,
-    dom: &Arc<Domain>,
-    job: &joblock::AsyncJob,
-    ctx: &Arc<RunCtx>,
-    path: &Path,
-    was_running: bool,
-) -> Result<RamStats> {
-    let t = s.cfg.monitor_timeout;
-    let wait = s.cfg.job_wait;
-    if was_running {
-        let _n = job
-            .nested(NormalJob::Suspend, wait)
-            .await
-            .map_err(|e| jobs::map_err(dom, e))?;
-        if let Some(run) = dom.lock().run_of(ctx.generation) {
-            run.pending_pause = Some(crate::state::paused::SAVE);
-        }
-        command(dom, t, "stop", None).await?;
-        mark_paused_for_save(s, dom, ctx);
-    }
-    ctx.update_progress(|p| p.migration = None);
-    let mut progress = ctx.progress.subscribe();
-    {
-        let _n = job
-            .nested(NormalJob::MigrationOp, wait)
-            .await
-            .map_err(|e| jobs::map_err(dom, e))?;
-        // Ask for MIGRATION events (real QEMU sends none without it); a
-        // QEMU that lacks the capability is still polled.
-        let caps = json!({"capabilities": [{"capability": "events", "state": true}]});
-        let _ = command(dom, t, "migrate-set-capabilities", Some(caps)).await;
-        pass_image_fd(dom, path).await?;
-        let uri = format!("fd:{SAVE_FD}");
-        command(dom, t, "migrate", Some(json!({"uri": uri}))).await?;
-    }
-    wait_completed(s, dom, ctx, &mut progress).await?;
-    let ram = final_ram(s, dom).await;
-    saveimage::mark_complete(path)?;
-    // The state is on disk: stop QEMU as "saved".
-    let process = {
-        let mut g = dom.lock();
-        let run = g.run_of(ctx.generation).ok_or(Error::NotRunning)?;
-        run.kill_reason = Some(StopCause::Saved);
-        run.process.clone()
-    };
-    let _ = command(dom, t, "quit", None).await;
-    let _ = process.terminate(s.cfg.destroy_grace, true).await;
-    lifecycle::cleanup(s, dom, ctx.generation, Some(StopCause::Saved));
-    Ok(ram)
+/// Opens `path` for appending and hands it to QEMU, which then writes the
+/// migration stream straight into the file after the header
+/// [`header::write_header`] put there. QEMU reports "completed" only
+/// after its last write returned, so the file is whole by the time the
+/// job sees the event. (Piping through `exec:cat` is not: `cat` may still
+/// hold a pipe's worth of stream when QEMU says it is done.)
+async fn pass_image_fd(dom: &Domain, path: &Path) -> Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("cannot open save image '{}'", path.display()), e))?;
+    dom.pass_fd(SAVE_FD, std::os::fd::AsFd::as_fd(&f)).await
 }
 
 /// What the completed migration moved, read once while QEMU still runs
 /// (nothing is known if it does not answer).
 async fn final_ram(s: &Shared, dom: &Domain) -> RamStats {
-    command(dom, s.cfg.monitor_timeout, "query-migrate", None)
+    dom.qmp(&QueryMigrate, s.cfg.monitor_timeout)
         .await
         .ok()
-        .and_then(|v| RamStats::from_query_migrate(&v))
+        .and_then(|m| RamStats::from_query_migrate(&m))
         .unwrap_or_default()
-}
-
-fn mark_paused_for_save(s: &Shared, dom: &Domain, ctx: &RunCtx) {
-    let mut g = dom.lock();
-    if g.state.state == DomainState::Running
-        && let Some(run) = g.run_of(ctx.generation)
-    {
-        run.owed_stop += 1;
-        let st = StateReason::new(DomainState::Paused, crate::state::paused::SAVE);
-        let ev = EventKind::lifecycle(L::Suspended, detail::SUSPENDED_PAUSED);
-        g.set_state(dom, &s.hub, st, Some(ev));
-    }
 }
 
 /// Waits for MIGRATION "completed", woken by the event task; re-reads
@@ -212,7 +281,7 @@ async fn wait_completed(
     s: &Shared,
     dom: &Domain,
     ctx: &RunCtx,
-    progress: &mut tokio::sync::watch::Receiver<crate::domain::Progress>,
+    progress: &mut watch::Receiver<Progress>,
 ) -> Result<()> {
     let mut seen_overflows = 0;
     loop {
@@ -220,10 +289,14 @@ async fn wait_completed(
             let p = progress.borrow_and_update();
             (p.migration.clone(), p.closed, p.overflowed)
         };
-        match status.as_deref() {
-            Some("completed") => return Ok(()),
-            Some("failed") => return Err(Error::Qemu("migration to file failed".into())),
-            Some("cancelled") => return Err(Error::Aborted("save job cancelled".into())),
+        match status {
+            Some(MigrationStatus::Completed) => return Ok(()),
+            Some(MigrationStatus::Failed) => {
+                return Err(Error::Qemu("migration to file failed".into()));
+            }
+            Some(MigrationStatus::Cancelled) => {
+                return Err(Error::Aborted("save job cancelled".into()));
+            }
             _ => {}
         }
         if closed {
@@ -235,62 +308,18 @@ async fn wait_completed(
         }
         if changed.is_err() || overflowed != seen_overflows {
             seen_overflows = overflowed;
-            poll_migrate(s, dom, ctx).await;
+            poll_migration(s, dom, ctx).await;
         }
     }
 }
 
-async fn poll_migrate(s: &Shared, dom: &Domain, ctx: &RunCtx) {
-    if let Ok(v) = command(dom, s.cfg.monitor_timeout, "query-migrate", None).await
-        && let Some(st) = monitor::str_field(&v, "status")
+/// Re-reads the migration status into the progress watch.
+pub(crate) async fn poll_migration(s: &Shared, dom: &Domain, ctx: &RunCtx) {
+    if let Ok(m) = dom.qmp(&QueryMigrate, s.cfg.monitor_timeout).await
+        && let Some(st) = m.status
     {
-        let st = st.to_owned();
         ctx.update_progress(|p| p.migration = Some(st));
     }
-}
-
-async fn finish(
-    s: &Arc<Shared>,
-    dom: &Arc<Domain>,
-    job: &joblock::AsyncJob,
-    ctx: &Arc<RunCtx>,
-    path: &Path,
-    was_running: bool,
-    res: &Result<RamStats>,
-) {
-    let outcome = JobOutcome {
-        kind: "save".into(),
-        success: res.is_ok(),
-        message: res
-            .as_ref()
-            .err()
-            .map_or_else(String::new, |e| e.to_string()),
-    };
-    {
-        let mut g = dom.lock();
-        g.job = None;
-        g.last_job = Some(outcome);
-    }
-    if res.is_ok() {
-        return;
-    }
-    let _ = std::fs::remove_file(path);
-    let still_ours = dom.lock().run_of(ctx.generation).is_some();
-    if still_ours
-        && was_running
-        && !job.destroyed()
-        && let Ok(_n) = job.nested(NormalJob::Resume, s.cfg.job_wait).await
-    {
-        let _ = command(dom, s.cfg.monitor_timeout, "migrate_cancel", None).await;
-        lifecycle::expect_resume(dom, ctx, crate::state::running::SAVE_CANCELED);
-        if command(dom, s.cfg.monitor_timeout, "cont", None)
-            .await
-            .is_ok()
-        {
-            lifecycle::mark_running(s, dom, ctx, crate::state::running::SAVE_CANCELED);
-        }
-    }
-    let _ = lifecycle::persist_status(s, dom);
 }
 
 /// The `domjobinfo --completed` record of a save that ended with `res`.
@@ -302,8 +331,8 @@ fn completed_record(started: SystemTime, res: &Result<RamStats>) -> CompletedJob
     };
     CompletedJob {
         end,
-        operation: "save".into(),
-        elapsed_ms: crate::jobstats::elapsed_ms(started),
+        operation: KIND.into(),
+        elapsed_ms: elapsed_ms(started),
         ram,
         error: error.map(ToString::to_string),
     }
@@ -318,13 +347,79 @@ pub(crate) async fn abort(s: &Shared, dom: &Domain) -> Result<()> {
             "no job is active on the domain".into(),
         ));
     }
-    command(dom, s.cfg.monitor_timeout, "migrate_cancel", None).await?;
+    dom.qmp(&MigrateCancel, s.cfg.monitor_timeout).await?;
     Ok(())
+}
+
+/// Finishes a save that ran across a daemon restart: if QEMU completed
+/// the migration, the image is marked complete and QEMU stopped as saved
+/// (what the old daemon would have done); otherwise the migration is
+/// cancelled, the guest resumed if it ran, and the partial image removed.
+/// Either way the outcome is reported as the save's.
+pub(crate) async fn readopt(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &RunCtx, job: &JobRecord) {
+    let reply = dom.qmp(&QueryMigrate, s.cfg.monitor_timeout).await.ok();
+    let status = reply.as_ref().and_then(|m| m.status.clone());
+    let ram = reply.as_ref().and_then(RamStats::from_query_migrate);
+    // The image is complete only once its header says so.
+    let completed =
+        status == Some(MigrationStatus::Completed) && header::mark_complete(&job.path).is_ok();
+    let (success, message) = if completed {
+        stop_saved(s, dom, ctx).await;
+        (true, String::new())
+    } else {
+        undo_interrupted(s, dom, ctx, job).await;
+        let what = status.as_ref().map_or("unknown", MigrationStatus::as_str);
+        (
+            false,
+            format!("interrupted by daemon restart (migration {what})"),
+        )
+    };
+    let done = CompletedJob {
+        end: if success {
+            JobEnd::Completed
+        } else {
+            JobEnd::Failed
+        },
+        operation: job.operation,
+        elapsed_ms: elapsed_ms(SystemTime::UNIX_EPOCH).saturating_sub(job.started_ms),
+        ram: ram.filter(|_| success).unwrap_or_default(),
+        error: (!success).then(|| message.clone()),
+    };
+    let mut g = dom.lock();
+    g.set_completed_job(done);
+    g.end_job(Some(JobOutcome {
+        operation: job.operation,
+        success,
+        message,
+    }));
+}
+
+/// The saved state reached the file: stop QEMU as "saved".
+async fn stop_saved(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &RunCtx) {
+    let Some(process) = dom.lock().begin_kill(ctx.generation, StopCause::Saved) else {
+        return;
+    };
+    let _ = process.terminate(s.cfg.destroy_grace, true).await;
+    stop::cleanup(s, dom, ctx.generation, Some(StopCause::Saved));
+}
+
+/// The save did not finish: the guest goes back to how it was.
+async fn undo_interrupted(s: &Shared, dom: &Domain, ctx: &RunCtx, job: &JobRecord) {
+    let t = s.cfg.monitor_timeout;
+    // The migration may be gone with the old daemon; cancelling is harmless.
+    let _ = dom.qmp(&MigrateCancel, t).await;
+    dom.lock()
+        .expect_resume(ctx.generation, running::SAVE_CANCELED);
+    if job.resume_running && dom.qmp(&Cont, t).await.is_ok() {
+        power::resumed(s, dom, ctx, running::SAVE_CANCELED);
+    }
+    let _ = std::fs::remove_file(&job.path);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::JobOperation;
 
     #[test]
     fn completed_record_follows_the_result() {
@@ -345,6 +440,6 @@ mod tests {
             &Err(Error::Qemu("migration to file failed".into())),
         );
         assert_eq!(failed.end, JobEnd::Failed);
-        assert_eq!(failed.operation, "save");
+        assert_eq!(failed.operation, JobOperation::Save);
     }
 }

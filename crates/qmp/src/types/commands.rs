@@ -5,16 +5,17 @@
 //! to `null` (unit structs) or `{}` is sent without `"arguments"`, as QEMU
 //! expects for argument-less commands.
 //!
-//! Arguments the driver builds dynamically (`blockdev-add`,
-//! `migrate-set-parameters`) are JSON maps rather than structs: their schema
-//! is large and version-dependent, and the driver already speaks QEMU's
-//! option names.
+//! `blockdev-add` takes the node options QEMU's schema defines per driver;
+//! [`BlockdevOptions`] types the ones a manager needs (a `file` node and a
+//! format node over it) and [`BlockdevAdd`] still takes any map. The
+//! parameters of `migrate-set-parameters` stay a JSON map: that schema is
+//! large and version-dependent.
 
 use serde::de::{DeserializeOwned, Deserializer, IgnoredAny};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{JobStatus, MigrationStatus, RunState};
+use super::{JobStatus, MigrationStatus, RunState, lenient, string_enum};
 
 /// A QMP command.
 pub trait Command: Serialize {
@@ -217,17 +218,96 @@ pub struct BlockJobInfo {
 }
 
 no_args!(
-    /// `query-block`: block devices. The reply is large and version
-    /// dependent, so it is left as JSON.
-    QueryBlock = "query-block" => Value
+    /// `query-block`: the block devices and the node each one reads.
+    QueryBlock = "query-block" => Vec<BlockInfo>
 );
 
+/// One entry of `query-block` (the members a manager uses; QEMU reports
+/// many more, which are ignored).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockInfo {
+    /// Legacy drive name; empty for `-blockdev` devices.
+    #[serde(default)]
+    pub device: String,
+    /// The device's id or QOM path.
+    #[serde(default)]
+    pub qdev: Option<String>,
+    /// The medium, absent for an empty drive.
+    #[serde(default)]
+    pub inserted: Option<BlockDeviceInfo>,
+}
+
+/// The medium of a block device (`BlockDeviceInfo`, in part).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockDeviceInfo {
+    /// The top node the device reads from.
+    #[serde(rename = "node-name", default)]
+    pub node_name: Option<String>,
+    /// The image file name.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// The top node's driver (`qcow2`, `raw`, ...).
+    #[serde(default)]
+    pub drv: Option<String>,
+}
+
 /// `blockdev-add`: the arguments are the blockdev options as QEMU spells
-/// them (`{"driver": "qcow2", "node-name": ..., "file": ...}`).
+/// them (`{"driver": "qcow2", "node-name": ..., "file": ...}`); build
+/// them from [`BlockdevOptions`] where it covers the node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(transparent)]
 pub struct BlockdevAdd(pub Map<String, Value>);
 command!(BlockdevAdd = "blockdev-add" => Empty);
+
+/// Typed options of the block nodes a manager adds, tagged by `driver`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "driver", rename_all = "lowercase")]
+pub enum BlockdevOptions {
+    /// A host file (protocol node).
+    File(BlockdevFile),
+    /// A raw image over a protocol node.
+    Raw(BlockdevFormat),
+    /// A qcow2 image over a protocol node.
+    Qcow2(BlockdevFormat),
+}
+
+/// Options of a `file` node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BlockdevFile {
+    /// The node's name.
+    pub node_name: String,
+    /// The host file.
+    pub filename: String,
+    /// Open read-only until a writer needs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_read_only: Option<bool>,
+    /// `ignore` or `unmap`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discard: Option<String>,
+}
+
+/// Options of a format node (`raw`, `qcow2`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BlockdevFormat {
+    /// The node's name.
+    pub node_name: String,
+    /// The protocol node it reads.
+    pub file: String,
+}
+
+impl From<BlockdevOptions> for BlockdevAdd {
+    fn from(o: BlockdevOptions) -> Self {
+        // Plain structs of strings and booleans always serialise to an
+        // object; anything else would be a bug here, sent as no options
+        // (which QEMU refuses) rather than a panic.
+        match serde_json::to_value(o) {
+            Ok(Value::Object(m)) => BlockdevAdd(m),
+            _ => BlockdevAdd::default(),
+        }
+    }
+}
 
 /// `blockdev-del`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -299,9 +379,15 @@ pub struct BlockCommit {
     /// Base node.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_node: Option<String>,
+    /// Base image, by file name (the image the chain is committed into).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
     /// Top node.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_node: Option<String>,
+    /// Top image, by file name (the active layer when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top: Option<String>,
     /// Backing file string to write into the overlay.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backing_file: Option<String>,
@@ -332,6 +418,9 @@ pub struct BlockStream {
     pub job_id: Option<String>,
     /// Device or node to stream into.
     pub device: String,
+    /// Base image, by file name (streaming stops above it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
     /// Base node.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_node: Option<String>,
@@ -453,22 +542,39 @@ no_args!(
 );
 
 /// RAM statistics of a migration (subset; the rest stays in `extra`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A counter of the wrong type reads as absent (see [`lenient`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct MigrationRamStats {
     /// Bytes transferred.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::u64")]
     pub transferred: Option<u64>,
     /// Bytes remaining.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::u64")]
     pub remaining: Option<u64>,
     /// Total RAM.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::u64")]
     pub total: Option<u64>,
+    /// Pages found to hold one repeated byte.
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub duplicate: Option<u64>,
+    /// Pages sent whole.
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub normal: Option<u64>,
+    /// Bytes of the pages sent whole.
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub normal_bytes: Option<u64>,
+    /// Passes over guest memory.
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub dirty_sync_count: Option<u64>,
+    /// Guest page size in bytes.
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub page_size: Option<u64>,
     /// Throughput in Mbit/s.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::f64")]
     pub mbps: Option<f64>,
     /// Dirty page rate.
-    #[serde(rename = "dirty-pages-rate", default)]
+    #[serde(default, deserialize_with = "lenient::u64")]
     pub dirty_pages_rate: Option<u64>,
     /// Everything else QEMU reported.
     #[serde(flatten)]
@@ -553,6 +659,185 @@ pub struct Closefd {
 }
 command!(Closefd = "closefd" => Empty);
 
+impl MigrateSetCapabilities {
+    /// Turns on the `events` capability only: QEMU sends no MIGRATION
+    /// events without it.
+    pub fn events() -> Self {
+        Self {
+            capabilities: vec![MigrationCapabilityStatus {
+                capability: "events".into(),
+                state: true,
+            }],
+        }
+    }
+}
+
+no_args!(
+    /// `query-chardev`: the character devices and their host side.
+    QueryChardev = "query-chardev" => Vec<ChardevInfo>
+);
+
+/// One entry of `query-chardev`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChardevInfo {
+    /// The chardev id.
+    pub label: String,
+    /// Its host side, e.g. `pty:/dev/pts/3` or `unix:/run/x.sock,server=on`.
+    #[serde(default)]
+    pub filename: String,
+    /// A front end (device) has it open.
+    #[serde(rename = "frontend-open", default)]
+    pub frontend_open: bool,
+}
+
+no_args!(
+    /// `query-machines`: the machine types this binary emulates.
+    QueryMachines = "query-machines" => Vec<MachineInfo>
+);
+
+/// One entry of `query-machines`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct MachineInfo {
+    /// Versioned name (`pc-q35-7.2`).
+    pub name: String,
+    /// Unversioned alias (`q35`).
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// The machine used without `-machine`.
+    #[serde(default)]
+    pub is_default: bool,
+    /// Most vCPUs the machine takes.
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub cpu_max: Option<u64>,
+    /// vCPUs can be hot-plugged.
+    #[serde(default)]
+    pub hotpluggable_cpus: bool,
+    /// Scheduled for removal.
+    #[serde(default)]
+    pub deprecated: bool,
+    /// QOM type of the CPU used without `-cpu`.
+    #[serde(default)]
+    pub default_cpu_type: Option<String>,
+    /// Id of the default RAM backend.
+    #[serde(default)]
+    pub default_ram_id: Option<String>,
+}
+
+no_args!(
+    /// `query-cpu-definitions`: the named CPU models and, for each, what
+    /// the current accelerator lacks to run it.
+    QueryCpuDefinitions = "query-cpu-definitions" => Vec<CpuDefinitionInfo>
+);
+
+/// One entry of `query-cpu-definitions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CpuDefinitionInfo {
+    /// Model name (`Skylake-Client`).
+    pub name: String,
+    /// Its QOM type (`Skylake-Client-x86_64-cpu`).
+    #[serde(default)]
+    pub typename: String,
+    /// Features the accelerator cannot provide; empty: the model runs
+    /// here. Absent when QEMU cannot tell.
+    #[serde(default)]
+    pub unavailable_features: Option<Vec<String>>,
+    /// The model it is an alias of, for versionless names.
+    #[serde(default)]
+    pub alias_of: Option<String>,
+    /// The same on every QEMU version and accelerator.
+    #[serde(rename = "static", default)]
+    pub is_static: bool,
+    /// Safe to migrate.
+    #[serde(default)]
+    pub migration_safe: Option<bool>,
+    /// Scheduled for removal.
+    #[serde(default)]
+    pub deprecated: bool,
+}
+
+string_enum! {
+    /// How far `query-cpu-model-expansion` expands (`CpuModelExpansionType`).
+    pub enum CpuModelExpansionType {
+        /// Into a static base model plus properties.
+        Static = "static",
+        /// Into the model with every property.
+        Full = "full",
+    }
+}
+
+/// A CPU model and properties changed from it (`CpuModelInfo`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuModelInfo {
+    /// Model name (`host`, `base`, `Skylake-Client`).
+    pub name: String,
+    /// Properties (mostly boolean features) and their values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub props: Option<Map<String, Value>>,
+}
+
+/// `query-cpu-model-expansion`: what a model is on this host and
+/// accelerator (`host` only makes sense under KVM).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueryCpuModelExpansion {
+    /// Static or full.
+    #[serde(rename = "type")]
+    pub expansion: CpuModelExpansionType,
+    /// The model to expand.
+    pub model: CpuModelInfo,
+}
+command!(QueryCpuModelExpansion = "query-cpu-model-expansion" => CpuModelExpansionInfo);
+
+/// Reply of `query-cpu-model-expansion`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuModelExpansionInfo {
+    /// The expanded model.
+    pub model: CpuModelInfo,
+}
+
+no_args!(
+    /// `query-kvm`: whether KVM is built in and in use.
+    QueryKvm = "query-kvm" => KvmInfo
+);
+
+/// Reply of `query-kvm`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvmInfo {
+    /// This QEMU runs guests under KVM.
+    #[serde(default)]
+    pub enabled: bool,
+    /// KVM is built in and the host offers it.
+    #[serde(default)]
+    pub present: bool,
+}
+
+/// `qom-list-types`: the QOM types, optionally those implementing a type
+/// (`device` lists every device model the binary has).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct QomListTypes {
+    /// Only types implementing this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub implements: Option<String>,
+    /// Include abstract types (QEMU's default: no).
+    #[serde(rename = "abstract", skip_serializing_if = "Option::is_none")]
+    pub include_abstract: Option<bool>,
+}
+command!(QomListTypes = "qom-list-types" => Vec<ObjectTypeInfo>);
+
+/// One entry of `qom-list-types`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectTypeInfo {
+    /// Type name (`virtio-rng-pci`).
+    pub name: String,
+    /// Cannot be instantiated.
+    #[serde(rename = "abstract", default)]
+    pub is_abstract: bool,
+    /// Parent type.
+    #[serde(default)]
+    pub parent: Option<String>,
+}
+
 /// `device_del`: request unplug; completion is the `DEVICE_DELETED` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeviceDel {
@@ -630,7 +915,7 @@ mod tests {
         let m: MigrationInfo = serde_json::from_value(json!({})).unwrap();
         assert_eq!(m.status, None);
         let m: MigrationInfo = serde_json::from_value(
-            json!({"status": "active", "ram": {"transferred": 5, "normal": 3}, "x": 1}),
+            json!({"status": "active", "ram": {"transferred": 5, "skipped": 3}, "x": 1}),
         )
         .unwrap();
         assert_eq!(m.status, Some(MigrationStatus::Active));
@@ -640,5 +925,137 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v.qemu.major, 7);
+    }
+
+    #[test]
+    fn typed_probe_replies_keep_unknown_values() {
+        let m: Vec<MachineInfo> = serde_json::from_value(json!([
+            {"hotpluggable-cpus": true, "name": "pc-q35-7.2", "alias": "q35",
+             "numa-mem-supported": false, "default-cpu-type": "qemu64-x86_64-cpu",
+             "cpu-max": 288, "deprecated": false, "default-ram-id": "pc.ram",
+             "acpi": true},
+            {"name": "none", "cpu-max": "many", "deprecated": false}
+        ]))
+        .unwrap();
+        assert_eq!(m[0].alias.as_deref(), Some("q35"));
+        assert_eq!(m[0].cpu_max, Some(288));
+        assert_eq!(m[0].default_cpu_type.as_deref(), Some("qemu64-x86_64-cpu"));
+        assert_eq!(m[1].cpu_max, None, "a count of the wrong type is unknown");
+        let c: Vec<CpuDefinitionInfo> = serde_json::from_value(json!([
+            {"name": "qemu64", "typename": "qemu64-x86_64-cpu", "static": false,
+             "unavailable-features": ["pni"], "alias-of": "qemu64-v1",
+             "migration-safe": true, "deprecated": false, "new-member": 1}
+        ]))
+        .unwrap();
+        assert_eq!(
+            c[0].unavailable_features.as_deref(),
+            Some(&["pni".to_owned()][..])
+        );
+        assert_eq!(c[0].alias_of.as_deref(), Some("qemu64-v1"));
+        let k: KvmInfo =
+            serde_json::from_value(json!({"enabled": false, "present": true})).unwrap();
+        assert!(k.present && !k.enabled);
+        let t: Vec<ObjectTypeInfo> = serde_json::from_value(json!([
+            {"name": "tpm-crb", "parent": "device"}, {"name": "pci-device", "abstract": true}
+        ]))
+        .unwrap();
+        assert_eq!((t[0].is_abstract, t[1].is_abstract), (false, true));
+        let e: CpuModelExpansionInfo =
+            serde_json::from_value(json!({"model": {"name": "base", "props": {"avx": true}}}))
+                .unwrap();
+        assert_eq!(e.model.props.map(|p| p.len()), Some(1));
+        let b: Vec<BlockInfo> = serde_json::from_value(json!([
+            {"device": "", "qdev": "/machine/peripheral/virtio-disk0/virtio-backend",
+             "type": "unknown", "removable": false, "locked": false,
+             "inserted": {"node-name": "libvirt-1-format", "file": "/a.img", "drv": "raw", "ro": false}},
+            {"device": "ide1-cd0", "type": "unknown", "removable": true, "locked": false}
+        ]))
+        .unwrap();
+        assert_eq!(
+            b[0].inserted.as_ref().and_then(|i| i.node_name.as_deref()),
+            Some("libvirt-1-format")
+        );
+        assert_eq!(b[1].inserted, None);
+        let ch: Vec<ChardevInfo> = serde_json::from_value(json!([
+            {"frontend-open": true, "filename": "pty:/dev/pts/3", "label": "charserial0"}
+        ]))
+        .unwrap();
+        assert_eq!(ch[0].filename, "pty:/dev/pts/3");
+    }
+
+    #[test]
+    fn odd_migration_counters_do_not_hide_the_status() {
+        let m: MigrationInfo = serde_json::from_value(json!({
+            "status": "brand-new-phase",
+            "ram": {"total": -1, "transferred": "x", "mbps": "fast", "page-size": 4096,
+                    "dirty-sync-count": 2, "normal-bytes": 8192}
+        }))
+        .unwrap();
+        assert_eq!(
+            m.status,
+            Some(MigrationStatus::Other("brand-new-phase".into()))
+        );
+        let ram = m.ram.unwrap();
+        assert_eq!((ram.total, ram.transferred, ram.mbps), (None, None, None));
+        assert_eq!(ram.page_size, Some(4096));
+        assert_eq!(ram.dirty_sync_count, Some(2));
+        assert_eq!(ram.normal_bytes, Some(8192));
+    }
+
+    #[test]
+    fn typed_argument_shapes() {
+        let file = BlockdevAdd::from(BlockdevOptions::File(BlockdevFile {
+            node_name: "n-storage".into(),
+            filename: "/d.img".into(),
+            auto_read_only: Some(true),
+            discard: Some("unmap".into()),
+        }));
+        assert_eq!(
+            serde_json::to_value(&file).unwrap(),
+            json!({"driver": "file", "node-name": "n-storage", "filename": "/d.img",
+                   "auto-read-only": true, "discard": "unmap"})
+        );
+        let fmt = BlockdevAdd::from(BlockdevOptions::Qcow2(BlockdevFormat {
+            node_name: "n-format".into(),
+            file: "n-storage".into(),
+        }));
+        assert_eq!(
+            serde_json::to_value(&fmt).unwrap(),
+            json!({"driver": "qcow2", "node-name": "n-format", "file": "n-storage"})
+        );
+        let commit = BlockCommit {
+            job_id: Some("j".into()),
+            device: "top".into(),
+            base: Some("/base.img".into()),
+            auto_finalize: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&commit).unwrap(),
+            json!({"job-id": "j", "device": "top", "base": "/base.img", "auto-finalize": false})
+        );
+        let x = QueryCpuModelExpansion {
+            expansion: CpuModelExpansionType::Static,
+            model: CpuModelInfo {
+                name: "host".into(),
+                props: None,
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&x).unwrap(),
+            json!({"type": "static", "model": {"name": "host"}})
+        );
+        let q = QomListTypes {
+            implements: Some("device".into()),
+            include_abstract: Some(false),
+        };
+        assert_eq!(
+            serde_json::to_value(&q).unwrap(),
+            json!({"implements": "device", "abstract": false})
+        );
+        assert_eq!(
+            serde_json::to_value(MigrateSetCapabilities::events()).unwrap(),
+            json!({"capabilities": [{"capability": "events", "state": true}]})
+        );
     }
 }

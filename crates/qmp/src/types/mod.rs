@@ -7,6 +7,25 @@
 pub mod commands;
 pub mod events;
 
+/// Field deserializers for numbers QEMU reports as statistics: a value of
+/// the wrong type (another QEMU version, a hostile QEMU) reads as absent
+/// instead of failing the whole reply, since one odd counter must not hide
+/// the status beside it.
+pub(crate) mod lenient {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    /// An unsigned integer, or `None`.
+    pub(crate) fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Ok(Value::deserialize(d)?.as_u64())
+    }
+
+    /// A number, or `None`.
+    pub(crate) fn f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        Ok(Value::deserialize(d)?.as_f64())
+    }
+}
+
 /// Defines a string enum with a catch-all `Other(String)` variant: parsing
 /// never fails on a value a newer QEMU introduced.
 macro_rules! string_enum {

@@ -1,0 +1,276 @@
+//! QEMU processes: spawn, watch, signal, reap, and recognise after restart.
+//!
+//! A pidfd names one process for its whole life, so signals never hit a
+//! recycled PID and exit can be awaited for processes that are not our
+//! children (adopted after a daemon restart). QEMU runs in its own session
+//! so it outlives the daemon (a restarted daemon re-adopts it) and is not
+//! killed by a signal aimed at the daemon's process group.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+
+/// A process named by a pidfd.
+#[derive(Debug)]
+pub(crate) struct Process {
+    pid: i32,
+    fd: AsyncFd<OwnedFd>,
+    /// We spawned it, so we must reap it.
+    child: bool,
+}
+
+impl Process {
+    /// Opens a pidfd for `pid`. For a process that is not our child the
+    /// caller must verify identity (start time, cmdline) *after* this call:
+    /// from then on the pidfd pins the process.
+    pub(crate) fn open(pid: i32, child: bool) -> io::Result<Self> {
+        if pid <= 1 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad pid"));
+        }
+        // SAFETY: plain syscall with integer arguments.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the syscall returned a fresh fd that we now own.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // SAFETY: `owned` is a valid pidfd that the AsyncFd owns (and so
+        // keeps open) for its whole lifetime.
+        let fd = unsafe { AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) }
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Self { pid, fd, child })
+    }
+
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Sends `sig` to exactly this process (no PID-reuse race). ESRCH (it
+    /// is already gone) counts as success.
+    pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
+        // SAFETY: plain syscall; null siginfo is allowed.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.fd.get_ref().as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Non-blocking: has the process exited?
+    pub(crate) fn has_exited(&self) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.get_ref().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        n > 0 && pfd.revents & libc::POLLIN != 0
+    }
+
+    /// Resolves when the process has exited, then reaps it if it is ours.
+    /// Cancel-safe.
+    pub(crate) async fn exited(&self) {
+        loop {
+            match self.fd.readable().await {
+                Ok(mut guard) => {
+                    if self.has_exited() {
+                        break;
+                    }
+                    guard.clear_ready();
+                }
+                // The reactor is gone (runtime shutting down): fall back to
+                // polling rather than report a false exit.
+                Err(_) => {
+                    if self.has_exited() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        self.reap();
+    }
+
+    /// Collects our child's exit status so it does not stay a zombie.
+    pub(crate) fn reap(&self) {
+        if self.child {
+            // SAFETY: WNOHANG waitpid on a pid that is our child.
+            unsafe {
+                let mut status = 0;
+                libc::waitpid(self.pid, &mut status, libc::WNOHANG);
+            }
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace` unless it exits first. Returns
+    /// once the process is gone (bounded by `grace` + a short SIGKILL wait).
+    pub(crate) async fn terminate(
+        &self,
+        grace: Duration,
+        force_after_grace: bool,
+    ) -> io::Result<bool> {
+        self.signal(libc::SIGTERM)?;
+        if tokio::time::timeout(grace, self.exited()).await.is_ok() {
+            return Ok(true);
+        }
+        if !force_after_grace {
+            return Ok(false);
+        }
+        self.signal(libc::SIGKILL)?;
+        // SIGKILL cannot be blocked; a process in uninterruptible sleep can
+        // still take a moment, so wait a bounded time.
+        Ok(tokio::time::timeout(Duration::from_secs(10), self.exited())
+            .await
+            .is_ok())
+    }
+}
+
+/// Spawns `argv[0]` with `argv[1..]` in a new session, stdin from
+/// /dev/null, stdout/stderr appended to `log`. Returns it with a pidfd.
+/// `env` is added to the daemon's environment (`qemu:commandline` env).
+pub(crate) fn spawn(argv: &[String], env: &[(String, String)], log: &Path) -> io::Result<Process> {
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
+    let out = OpenOptions::new().create(true).append(true).open(log)?;
+    let err = out.try_clone()?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err));
+    // SAFETY: setsid is async-signal-safe and touches no parent state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    let pid = i32::try_from(child.id())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "pid out of range"))?;
+    // The child is ours and unreaped, so the PID cannot have been reused.
+    match Process::open(pid, true) {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            // SAFETY: kill + reap our own child so it is not orphaned.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                let mut st = 0;
+                libc::waitpid(pid, &mut st, 0);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The fields of `/proc/PID/stat` after the command name (which may contain
+/// spaces and parentheses, so split at the *last* ')').
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Field 22 (starttime, clock ticks since boot): with the PID it identifies
+/// one process instance.
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
+    // Fields after ')' start at field 3, so field 22 is index 19.
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// utime + stime in nanoseconds (virDomainGetInfo's cpuTime).
+pub fn cpu_time_ns(pid: i32) -> Option<u64> {
+    let f = stat_fields(pid)?;
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let tick = u64::try_from(tick).ok().filter(|t| *t > 0)?;
+    Some((utime + stime).saturating_mul(1_000_000_000 / tick))
+}
+
+/// Whether `/proc/PID/cmdline` contains `needle` as (part of) an argument.
+pub(crate) fn cmdline_contains(pid: i32, needle: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .any(|arg| String::from_utf8_lossy(arg).contains(needle))
+        })
+        .unwrap_or(false)
+}
+
+/// PIDs whose command line mentions `needle` (tests and tools count the
+/// QEMUs of a uuid with it; the driver itself never needs it).
+pub fn pids_with_arg(needle: &str) -> Vec<i32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| !is_zombie(*pid) && cmdline_contains(*pid, needle))
+        .collect()
+}
+
+fn is_zombie(pid: i32) -> bool {
+    stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s == "Z"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn spawn_signal_exit_reap() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("x.log");
+        let argv: Vec<String> = ["/bin/sh", "-c", "echo hi; exec sleep 30"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let p = spawn(&argv, &[], &log).unwrap();
+        assert!(start_time(p.pid()).is_some());
+        // The shell's own exec of sleep briefly leaves an empty cmdline
+        // (the new image's argument area is not mapped yet): poll.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !cmdline_contains(p.pid(), "sleep") {
+            assert!(std::time::Instant::now() < deadline, "no 'sleep' cmdline");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!p.has_exited());
+        assert!(p.terminate(Duration::from_secs(5), true).await.unwrap());
+        assert!(p.has_exited());
+        // Reaped: no zombie left, the pid is gone.
+        assert!(start_time(p.pid()).is_none());
+    }
+
+    #[test]
+    fn own_stat_parses() {
+        let me = std::process::id() as i32;
+        assert!(start_time(me).unwrap() > 0);
+        assert!(cpu_time_ns(me).is_some());
+        assert!(start_time(-5).is_none());
+    }
+}

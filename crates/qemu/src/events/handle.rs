@@ -1,0 +1,186 @@
+//! What each QMP event does to the domain: a transition of its state (see
+//! `object::Inner`), a domain event for clients, or progress for a job
+//! that waits for it. Synchronous; the short state lock only.
+
+use qmp::{Event, EventItem, EventKind as Q, RunState};
+
+use super::device;
+use super::hub::Hub;
+use super::throttle::Key;
+use crate::actions;
+use crate::object::run::{Progress, RunCtx, ShutdownBy};
+use crate::object::{Domain, Inner};
+use crate::shared::Shared;
+use crate::state::{
+    DomainState, EventKind, StateReason, crashed, detail, io_error_action, paused, running,
+    shutdown, watchdog_action,
+};
+
+/// Applies one event or overflow.
+pub(super) fn item(s: &Shared, dom: &Domain, ctx: &RunCtx, item: EventItem) {
+    match item {
+        EventItem::Event(ev) => event(s, dom, ctx, ev),
+        EventItem::Overflow(o) => {
+            tracing::debug!(
+                domain = dom.name(),
+                dropped = o.dropped,
+                "event overflow: resync"
+            );
+            with_run(s, dom, ctx, |g, _, _| {
+                g.forget_owed_events();
+                0
+            });
+            // Apply what the coalesced events tell us now; the resync
+            // (an action: it needs monitor commands) makes it exact.
+            for ev in o.latest {
+                event(s, dom, ctx, ev);
+            }
+            ctx.update_progress(|p| p.overflowed += 1);
+            ctx.actions.set(actions::RESYNC);
+        }
+    }
+}
+
+fn event(s: &Shared, dom: &Domain, ctx: &RunCtx, ev: Event) {
+    match ev.kind {
+        Q::Stop => with_run(s, dom, ctx, |g, dom, hub| g.qemu_stopped(dom, hub)),
+        Q::Resume => with_run(s, dom, ctx, |g, dom, hub| g.qemu_resumed(dom, hub)),
+        Q::Shutdown(d) => {
+            let by = d.guest.map(|guest| {
+                if guest {
+                    ShutdownBy::Guest
+                } else {
+                    ShutdownBy::Host
+                }
+            });
+            with_run(s, dom, ctx, |g, dom, hub| g.guest_shutdown(dom, hub, by));
+        }
+        Q::Reset(_) => with_run(s, dom, ctx, |g, dom, hub| {
+            g.guest_reset(dom, hub);
+            0
+        }),
+        Q::GuestPanicked(_) => with_run(s, dom, ctx, |g, dom, hub| g.guest_panicked(dom, hub)),
+        Q::BlockIoError(d) => io_error(s, dom, ctx, &d),
+        Q::Watchdog(d) => watchdog(s, dom, ctx, &d),
+        Q::RtcChange(d) => {
+            let ev = EventKind::RtcChange { offset: d.offset };
+            guest_value(s, dom, ctx, Key::Rtc, ev);
+        }
+        Q::BalloonChange(d) => {
+            let actual_kib = u64::try_from(d.actual).unwrap_or(0) / 1024;
+            let ev = EventKind::BalloonChange { actual_kib };
+            guest_value(s, dom, ctx, Key::Balloon, ev);
+        }
+        Q::Migration(d) => ctx.update_progress(|p| p.migration = Some(d.status)),
+        Q::JobStatusChange(d) => ctx.update_progress(|p| p.set_job(d.id, d.status)),
+        Q::DeviceDeleted(d) => {
+            if let Some(dev) = d.device.or(d.path) {
+                ctx.update_progress(|p: &mut Progress| p.push_device(dev));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// BLOCK_IO_ERROR: IO_ERROR and IO_ERROR_REASON for the disk it names
+/// (throttled per disk: a guest can make QEMU report errors at the rate
+/// it issues I/O), then, for action "stop", the pause QEMU is about to
+/// make: paused (I/O error) with SUSPENDED/IOERROR, so the STOP that
+/// follows finds the domain paused already and is not news (as libvirt
+/// orders them: the I/O error events, then the lifecycle event). Under a
+/// storm the I/O error events may lag the pause by up to one throttle
+/// interval; the pause itself is never delayed.
+fn io_error(s: &Shared, dom: &Domain, ctx: &RunCtx, d: &qmp::events::BlockIoErrorData) {
+    let found = {
+        let g = dom.lock();
+        g.run_of(ctx.generation)
+            .map(|r| device::io_error_event(g.live().map(|l| &**l), r.pivoted_nodes(), d))
+    };
+    let Some((key, ev)) = found else { return };
+    let pause = matches!(ev, EventKind::IoError { action, .. } if action == io_error_action::PAUSE);
+    guest_value(s, dom, ctx, key, ev);
+    if pause {
+        with_run(s, dom, ctx, |g, dom, hub| {
+            g.paused_because(dom, hub, paused::IOERROR, detail::SUSPENDED_IOERROR)
+        });
+    }
+}
+
+/// WATCHDOG: the WATCHDOG event (throttled per VM), then for action
+/// "pause" the pause QEMU is about to make, as for an I/O error. The other
+/// actions are carried out by QEMU and reported by their own events
+/// (RESET, SHUTDOWN, ...).
+fn watchdog(s: &Shared, dom: &Domain, ctx: &RunCtx, d: &qmp::events::WatchdogData) {
+    let ev = device::watchdog_event(d);
+    let pause = matches!(ev, EventKind::Watchdog { action } if action == watchdog_action::PAUSE);
+    guest_value(s, dom, ctx, Key::Watchdog, ev);
+    if pause {
+        with_run(s, dom, ctx, |g, dom, hub| {
+            g.paused_because(dom, hub, paused::WATCHDOG, detail::SUSPENDED_WATCHDOG)
+        });
+    }
+}
+
+/// Delivers a guest-triggered event now, or leaves it to the throttle's
+/// slot (delivered by [`flush_due`] when its interval ends).
+fn guest_value(s: &Shared, dom: &Domain, ctx: &RunCtx, key: Key, ev: EventKind) {
+    if let Some(ev) = ctx.throttle.offer(key, ev, std::time::Instant::now()) {
+        with_run(s, dom, ctx, |g, dom, hub| {
+            g.emit(dom, hub, ev);
+            0
+        });
+    }
+}
+
+/// Delivers throttled events whose interval has ended.
+pub(super) fn flush_due(s: &Shared, dom: &Domain, ctx: &RunCtx) {
+    for ev in ctx.throttle.due(std::time::Instant::now()) {
+        with_run(s, dom, ctx, |g, dom, hub| {
+            g.emit(dom, hub, ev);
+            0
+        });
+    }
+}
+
+/// Runs transition `f` under the short lock if `ctx` is still the domain's
+/// current run (a late event of an earlier run must not touch a later
+/// one), and records the follow-up actions it asks for.
+fn with_run(
+    s: &Shared,
+    dom: &Domain,
+    ctx: &RunCtx,
+    f: impl FnOnce(&mut Inner, &Domain, &Hub) -> u32,
+) {
+    let mut g = dom.lock();
+    if g.run_of(ctx.generation).is_none() {
+        return;
+    }
+    let follow_up = f(&mut g, dom, &s.hub);
+    if follow_up != 0 {
+        ctx.actions.set(follow_up);
+    }
+}
+
+/// The libvirt state that QEMU's run state (query-status) implies.
+pub(crate) fn state_of_qemu_status(status: &RunState) -> StateReason {
+    use DomainState::*;
+    match status {
+        RunState::Running => StateReason::new(Running, running::UNKNOWN),
+        RunState::IoError => StateReason::new(Paused, paused::IOERROR),
+        RunState::Watchdog => StateReason::new(Paused, paused::WATCHDOG),
+        RunState::Shutdown => StateReason::new(Shutdown, shutdown::UNKNOWN),
+        RunState::GuestPanicked => StateReason::new(Crashed, crashed::PANICKED),
+        RunState::Suspended => StateReason::new(PmSuspended, 0),
+        RunState::Postmigrate | RunState::FinishMigrate => {
+            StateReason::new(Paused, paused::MIGRATION)
+        }
+        _ => StateReason::new(Paused, paused::UNKNOWN),
+    }
+}
+
+/// Moves the domain to what QEMU says it is (after coalesced events or a
+/// daemon restart), emitting the lifecycle events the difference implies.
+pub(crate) fn apply_qemu_status(s: &Shared, dom: &Domain, ctx: &RunCtx, status: &RunState) {
+    let truth = state_of_qemu_status(status);
+    with_run(s, dom, ctx, |g, dom, hub| g.converge(dom, hub, truth));
+}

@@ -1,0 +1,330 @@
+//! The domain definition as the driver uses it: a thin adapter over the
+//! `domain` crate, so that crate's API reaches the driver in one place.
+//!
+//! A `Def` is either the persistent definition or the live one of a running
+//! domain; the live one carries the domain id so its XML is libvirt's live
+//! XML (`id='N'`, device aliases).
+
+use std::path::Path;
+
+use domain::{Accel, DomainDef, EmulatorCaps, LaunchParams, LifecycleAction, LiveInfo};
+use virterror::ToVirError;
+
+use crate::{Error, Result};
+
+/// A parsed, validated domain definition.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Def {
+    inner: DomainDef,
+    /// Set on the live definition of a running domain: its id and the pty
+    /// path of each serial (None where not a pty or not known yet).
+    live: Option<(u32, Vec<Option<String>>)>,
+}
+
+impl Def {
+    /// Parses and validates libvirt domain XML; errors carry the domain
+    /// crate's libvirt code (XML_ERROR, CONFIG_UNSUPPORTED, ...).
+    pub(crate) fn parse(xml: &str) -> Result<Self> {
+        let inner = DomainDef::parse(xml).map_err(|e| Error::Xml(e.to_vir_error()))?;
+        Ok(Self { inner, live: None })
+    }
+
+    /// The live definition of this domain running with `id`.
+    pub(crate) fn live(&self, id: u32) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            live: Some((id, Vec::new())),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.inner.name
+    }
+    pub(crate) fn uuid(&self) -> uuid::Uuid {
+        self.inner.uuid
+    }
+    pub(crate) fn max_memory_kib(&self) -> u64 {
+        self.inner.memory_kib
+    }
+    pub(crate) fn current_memory_kib(&self) -> u64 {
+        self.inner.current_memory_kib
+    }
+    pub(crate) fn vcpus(&self) -> u32 {
+        self.inner.vcpus
+    }
+    pub(crate) fn emulator(&self) -> &Path {
+        self.inner.emulator()
+    }
+    /// The accelerator the domain type asks for.
+    pub(crate) fn accel(&self) -> Accel {
+        Accel::for_domain(&self.inner)
+    }
+    pub(crate) fn on_poweroff(&self) -> LifecycleAction {
+        self.inner.on_poweroff
+    }
+    pub(crate) fn on_crash(&self) -> LifecycleAction {
+        self.inner.on_crash
+    }
+    /// Environment `qemu:commandline` asks for.
+    pub(crate) fn env(&self) -> &[(String, String)] {
+        &self.inner.qemu_commandline.env
+    }
+
+    /// `new` must describe the same guest as `self` (name, uuid, sizes,
+    /// machine, device set); host-side details such as a disk's source may
+    /// differ. Reported as the domain crate's CONFIG_UNSUPPORTED.
+    pub(crate) fn check_abi(&self, new: &Def) -> Result<()> {
+        domain::check_abi_stability(&self.inner, &new.inner)
+            .map_err(|e| Error::Xml(e.to_vir_error()))
+    }
+
+    /// The emulator must exist and be executable: checked at define time,
+    /// as libvirt does, so a typo is reported before anything is stored.
+    pub(crate) fn check_emulator(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.emulator();
+        let ctx = || format!("Cannot check QEMU binary {}", path.display());
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(ctx(), e))?;
+        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "not an executable file",
+            );
+            return Err(Error::io(ctx(), e));
+        }
+        Ok(())
+    }
+
+    /// Every disk and kernel/initrd file must be accessible: checked before
+    /// QEMU is started so the error names the file, not QEMU's argv.
+    pub(crate) fn check_disks(&self) -> Result<()> {
+        for p in self.inner.disk_paths() {
+            std::fs::metadata(p).map_err(|e| {
+                Error::io(format!("Cannot access storage file '{}'", p.display()), e)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// QEMU chardev ids of the serial ports, in order (for query-chardev).
+    pub(crate) fn serial_chardev_ids(&self) -> Vec<String> {
+        self.inner.serial_chardev_ids()
+    }
+
+    /// This live definition with the serials' pty paths filled in.
+    pub(crate) fn with_ptys(&self, ptys: Vec<Option<String>>) -> Self {
+        let mut out = self.clone();
+        if let Some((_, p)) = out.live.as_mut() {
+            *p = ptys;
+        }
+        out
+    }
+
+    /// Inactive XML, or live XML for a live definition.
+    pub(crate) fn to_xml(&self) -> String {
+        match &self.live {
+            Some((id, ptys)) => self.inner.to_xml(Some(&LiveInfo {
+                id: *id,
+                serial_ptys: ptys.clone(),
+                vnc_port: None,
+            })),
+            None => self.inner.to_xml(None),
+        }
+    }
+
+    /// QEMU's argv including the emulator path (without `-no-shutdown`,
+    /// which the driver adds so that it decides what a guest poweroff
+    /// means).
+    pub(crate) fn argv(
+        &self,
+        monitor: &Path,
+        accel: Accel,
+        caps: &EmulatorCaps,
+    ) -> Result<Vec<String>> {
+        let launch = LaunchParams {
+            qmp_socket: monitor.to_path_buf(),
+            pidfile: monitor.with_extension("pid"),
+            domain_run_dir: monitor.parent().map(Path::to_path_buf).unwrap_or_default(),
+            accel,
+            daemonize: false,
+        };
+        let args = domain::build_argv(&self.inner, caps, &launch)
+            .map_err(|e| Error::Xml(e.to_vir_error()))?;
+        let mut v = Vec::with_capacity(args.len() + 1);
+        v.push(self.emulator().to_string_lossy().into_owned());
+        v.extend(args);
+        Ok(v)
+    }
+}
+
+/// What block jobs need to know about one disk of a definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DiskInfo {
+    /// Position in the definition: decides the startup node names.
+    pub(crate) index: usize,
+    /// `<target dev>` (vda, sda, ...).
+    pub(crate) target: String,
+    /// The device alias (`virtio-disk0`, ...), which names the QEMU device.
+    pub(crate) alias: String,
+    pub(crate) source: Option<std::path::PathBuf>,
+    pub(crate) format: domain::DiskFormat,
+}
+
+impl Def {
+    /// The disk a user names by target (`vda`) or by its source path, as
+    /// libvirt's virDomainDiskByName accepts both.
+    pub(crate) fn disk(&self, name: &str) -> Option<DiskInfo> {
+        let index = self
+            .inner
+            .devices
+            .disks
+            .iter()
+            .position(|d| d.target == name || d.source.as_deref() == Some(Path::new(name)))?;
+        self.disk_at(index)
+    }
+
+    fn disk_at(&self, index: usize) -> Option<DiskInfo> {
+        let d = self.inner.devices.disks.get(index)?;
+        Some(DiskInfo {
+            index,
+            target: d.target.clone(),
+            alias: d.alias(),
+            source: d.source.clone(),
+            format: d.driver.format.unwrap_or(domain::DiskFormat::Raw),
+        })
+    }
+
+    /// The disk a QMP block event names, as QEMU names it for the devices
+    /// and nodes `argv` created: by the device's QOM path
+    /// (`/machine/peripheral/ALIAS/...`), by a non-empty `device` (`ALIAS`
+    /// or legacy `drive-ALIAS`), or by a startup node name
+    /// (`libvirt-N-format` / `libvirt-N-storage`, see
+    /// [`domain::disk_node_names`]). Nodes a block job pivoted a disk onto
+    /// are not known here (the caller maps those).
+    pub(crate) fn disk_of_qmp(
+        &self,
+        device: Option<&str>,
+        node: Option<&str>,
+        qom_path: Option<&str>,
+    ) -> Option<DiskInfo> {
+        let disks = &self.inner.devices.disks;
+        let by_alias = |a: &str| disks.iter().position(|d| d.alias() == a);
+        let peripheral = qom_path
+            .and_then(|p| p.strip_prefix("/machine/peripheral/"))
+            .and_then(|rest| rest.split('/').next());
+        let device = device.filter(|d| !d.is_empty());
+        let index = peripheral
+            .and_then(by_alias)
+            .or_else(|| device.and_then(|d| by_alias(d.strip_prefix("drive-").unwrap_or(d))))
+            .or_else(|| {
+                node.and_then(startup_node_index)
+                    .filter(|i| disks.get(*i).is_some_and(|d| d.source.is_some()))
+            })?;
+        self.disk_at(index)
+    }
+
+    /// This definition with disk `target` now backed by `source` in
+    /// `format`: the live definition after a block job pivoted the disk,
+    /// so the live XML shows the chain the guest really uses.
+    pub(crate) fn with_disk_source(&self, target: &str, source: &Path, qcow2: bool) -> Self {
+        let mut out = self.clone();
+        if let Some(d) = out
+            .inner
+            .devices
+            .disks
+            .iter_mut()
+            .find(|d| d.target == target)
+        {
+            d.source = Some(source.to_path_buf());
+            d.driver.format = Some(if qcow2 {
+                domain::DiskFormat::Qcow2
+            } else {
+                domain::DiskFormat::Raw
+            });
+        }
+        out
+    }
+}
+
+/// The disk index a startup node name (`libvirt-N-format` or
+/// `libvirt-N-storage`, N = index + 1) stands for.
+fn startup_node_index(node: &str) -> Option<usize> {
+    let n = node.strip_prefix("libvirt-")?;
+    let n = n
+        .strip_suffix("-format")
+        .or_else(|| n.strip_suffix("-storage"))?;
+    if n.starts_with('+') || n.starts_with('0') {
+        return None;
+    }
+    n.parse::<usize>().ok()?.checked_sub(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def() -> Def {
+        Def::parse(
+            "<domain type='qemu'><name>d</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
+             <disk type='file' device='disk'><source file='/a.img'/><target dev='vda' bus='virtio'/></disk>\
+             <disk type='file' device='disk'><source file='/b.img'/><target dev='sda' bus='sata'/></disk>\
+             <disk type='file' device='cdrom'><target dev='sdb' bus='sata'/></disk>\
+             </devices></domain>",
+        )
+        .expect("valid XML")
+    }
+
+    fn target(d: Option<DiskInfo>) -> Option<String> {
+        d.map(|d| d.target)
+    }
+
+    #[test]
+    fn startup_node_names_map_back_to_their_disk() {
+        for i in [0, 1, 9, 41] {
+            let (storage, format) = domain::disk_node_names(i);
+            assert_eq!(startup_node_index(&storage), Some(i));
+            assert_eq!(startup_node_index(&format), Some(i));
+        }
+        for bad in [
+            "libvirt-0-format",
+            "libvirt-01-format",
+            "libvirt-+1-format",
+            "libvirt-1-other",
+            "fv1-format",
+            "libvirt-99999999999999999999999-format",
+            "",
+        ] {
+            assert_eq!(startup_node_index(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn qmp_names_resolve_to_disks() {
+        let d = def();
+        let by_node = |n| target(d.disk_of_qmp(Some(""), Some(n), None));
+        assert_eq!(by_node("libvirt-1-format").as_deref(), Some("vda"));
+        assert_eq!(by_node("libvirt-2-storage").as_deref(), Some("sda"));
+        // The empty CD-ROM has no nodes; beyond the last disk neither.
+        assert_eq!(by_node("libvirt-3-format"), None);
+        assert_eq!(by_node("libvirt-4-format"), None);
+        assert_eq!(by_node("fv17-format"), None);
+
+        let by_dev = |dev| target(d.disk_of_qmp(Some(dev), None, None));
+        assert_eq!(by_dev("virtio-disk0").as_deref(), Some("vda"));
+        assert_eq!(by_dev("drive-sata0-0-0").as_deref(), Some("sda"));
+        assert_eq!(by_dev("nope"), None);
+
+        let qom = "/machine/peripheral/sata0-0-0/blk";
+        let a = d.disk_of_qmp(Some(""), Some("fv17-format"), Some(qom));
+        assert_eq!(target(a).as_deref(), Some("sda"));
+        let a = d.disk_of_qmp(None, None, Some("/machine/peripheral/virtio-disk0"));
+        let a = a.expect("disk by qom path");
+        assert_eq!(a.alias, "virtio-disk0");
+        assert_eq!(a.source.as_deref(), Some(Path::new("/a.img")));
+        assert_eq!(
+            d.disk_of_qmp(None, None, Some("/machine/unattached/device[3]")),
+            None
+        );
+    }
+}

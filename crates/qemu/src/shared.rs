@@ -1,0 +1,63 @@
+//! What the driver and every per-VM task share: configuration, on-disk
+//! layout, the registry, the event hub and the global bounds.
+
+use std::path::Path;
+use std::sync::atomic::AtomicU32;
+
+use tokio::sync::{Mutex, OnceCell, Semaphore};
+
+use crate::config::{DriverConfig, Layout};
+use crate::emulator::caps::CapsCache;
+use crate::emulator::{kvm, monitor};
+use crate::events::hub::Hub;
+use crate::object::registry::Registry;
+
+/// State shared by the driver and its per-VM tasks.
+pub(crate) struct Shared {
+    pub(crate) cfg: DriverConfig,
+    pub(crate) layout: Layout,
+    pub(crate) qmp: qmp::Config,
+    pub(crate) registry: Registry,
+    pub(crate) hub: Hub,
+    /// Bounds concurrent event-handling work across all VMs.
+    pub(crate) handlers: Semaphore,
+    pub(crate) next_id: AtomicU32,
+    /// Serialises define/undefine/create so name and uuid stay unique
+    /// together. Never taken by lookups or per-VM operations.
+    pub(crate) define_lock: Mutex<()>,
+    pub(crate) caps: CapsCache,
+    /// Whether KVM runs guests here ([`kvm::kvm_works`]): probed once, on
+    /// first need, so opening the driver never waits for it.
+    pub(crate) kvm: OnceCell<bool>,
+}
+
+impl Shared {
+    pub(crate) fn new(cfg: DriverConfig, layout: Layout) -> Self {
+        Self {
+            qmp: monitor::qmp_config(cfg.monitor_timeout, &cfg.events),
+            registry: Registry::default(),
+            hub: Hub::new(cfg.subscriber_queue),
+            handlers: Semaphore::new(cfg.max_parallel_handlers.max(1)),
+            next_id: AtomicU32::new(1),
+            define_lock: Mutex::new(()),
+            caps: CapsCache::default(),
+            kvm: OnceCell::new(),
+            layout,
+            cfg,
+        }
+    }
+
+    /// Whether KVM runs guests here, probing the default emulator on first use.
+    pub(crate) async fn kvm_available(&self) -> bool {
+        *self
+            .kvm
+            .get_or_init(|| {
+                kvm::kvm_works(
+                    Path::new(domain::DEFAULT_EMULATOR),
+                    &self.layout.caps_dir,
+                    kvm::KVM_PROBE_DEADLINE,
+                )
+            })
+            .await
+    }
+}

@@ -1,0 +1,213 @@
+//! Start-up: loading the persistent definitions and re-adopting the QEMUs
+//! that outlived the previous daemon, from their status records.
+//!
+//! A QEMU is re-adopted only if its PID is alive *and* is the same process
+//! (start time from /proc/PID/stat matches the record, and its command line
+//! carries the domain's uuid), checked after opening a pidfd so the answer
+//! cannot go stale. An alive QEMU is never started twice: if its monitor
+//! does not answer we keep tracking it (unresponsive) rather than orphan or
+//! duplicate it. A job that ran across the restart is finished by the job's
+//! own module (`jobs::save::readopt`, `jobs::blockjob::readopt`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use qmp::commands::QueryStatus;
+use tokio::task::JoinSet;
+
+use super::files;
+use super::status::{self, StatusRecord};
+use crate::emulator::process::{self, Process};
+use crate::events;
+use crate::jobs::{blockjob, save};
+use crate::lifecycle;
+use crate::object::def::Def;
+use crate::object::run::{RunCtx, RunStart};
+use crate::object::{Adopted, Domain};
+use crate::shared::Shared;
+use crate::state::StopCause;
+
+/// Registers every persistent definition under the config directory.
+pub(crate) fn load_definitions(s: &Shared) {
+    let files = match files::list_with_ext(&s.layout.config_dir, "xml") {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list definitions");
+            return;
+        }
+    };
+    for path in files {
+        let def = files::read_bounded(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|xml| Def::parse(&xml).map_err(|e| e.to_string()));
+        let def = match def {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "skipping bad definition");
+                continue;
+            }
+        };
+        if s.registry.by_name(def.name()).is_some() || s.registry.by_uuid(&def.uuid()).is_some() {
+            tracing::error!(file = %path.display(), "skipping duplicate definition");
+            continue;
+        }
+        let dom = Domain::new(def, true);
+        let autostart = s.layout.autostart_marker(dom.name()).exists();
+        dom.lock().set_autostart(autostart);
+        s.registry.insert(&dom);
+    }
+}
+
+/// Re-adopts (or marks dead) the QEMU of every status record, in parallel.
+pub(crate) async fn readopt_all(s: &Arc<Shared>) {
+    let files = files::list_with_ext(&s.layout.run_dir, "json").unwrap_or_default();
+    let mut set = JoinSet::new();
+    for path in files {
+        let rec = match files::read_bounded(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| StatusRecord::parse(&t))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "removing bad status file");
+                if let Err(e) = files::remove(&path) {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot remove it");
+                }
+                continue;
+            }
+        };
+        let next = rec.id.saturating_add(1);
+        s.next_id.fetch_max(next, Ordering::Relaxed);
+        let s = s.clone();
+        set.spawn(async move { readopt(&s, rec).await });
+    }
+    while set.join_next().await.is_some() {}
+}
+
+/// The domain a status record belongs to, creating a transient one from
+/// the live XML if no definition exists.
+fn domain_for(s: &Shared, rec: &StatusRecord) -> Option<(Arc<Domain>, Arc<Def>)> {
+    let live = match Def::parse(&rec.live_xml) {
+        Ok(d) => Arc::new(d),
+        Err(e) => {
+            tracing::error!(domain = %rec.name, error = %e, "bad live XML in status file");
+            return None;
+        }
+    };
+    if let Some(dom) = s.registry.by_uuid(&rec.uuid) {
+        return Some((dom, live));
+    }
+    if s.registry.by_name(&rec.name).is_some() {
+        tracing::error!(domain = %rec.name, "status file clashes with another definition");
+        return None;
+    }
+    let dom = Domain::new(live.clone(), false);
+    s.registry.insert(&dom);
+    Some((dom, live))
+}
+
+/// Opens a pidfd for the recorded pid and checks it is still our QEMU.
+fn find_alive(rec: &StatusRecord) -> Option<Process> {
+    let p = Process::open(rec.pid, false).ok()?;
+    if p.has_exited() {
+        return None;
+    }
+    let same_start = process::start_time(rec.pid) == Some(rec.pid_start_time);
+    let same_vm = process::cmdline_contains(rec.pid, &rec.uuid.to_string());
+    (same_start && same_vm).then_some(p)
+}
+
+async fn readopt(s: &Arc<Shared>, rec: StatusRecord) {
+    let Some((dom, live)) = domain_for(s, &rec) else {
+        // Nothing to attach it to: never leave an unmanaged QEMU behind.
+        if let Some(p) = find_alive(&rec) {
+            let _ = p.terminate(s.cfg.destroy_grace, true).await;
+        }
+        forget_files(s, &rec);
+        return;
+    };
+    let Some(process) = find_alive(&rec) else {
+        mark_dead(s, &dom, &rec);
+        return;
+    };
+    let process = Arc::new(process);
+    let conn = tokio::time::timeout(
+        s.cfg.monitor_timeout,
+        qmp::Monitor::connect(&rec.monitor, s.qmp.clone()),
+    )
+    .await;
+    let (monitor, events) = match conn {
+        Ok(Ok((m, e))) => (Some(m), Some(e)),
+        _ => {
+            tracing::warn!(
+                domain = dom.name(),
+                "monitor did not answer after restart: tracking QEMU as unresponsive"
+            );
+            (None, None)
+        }
+    };
+    let start = RunStart {
+        process: process.clone(),
+        start_time: rec.pid_start_time,
+        socket: rec.monitor.clone(),
+    };
+    let adopted = Adopted {
+        state: rec.state,
+        persistent: rec.persistent,
+        completed_job: rec.completed_job.clone(),
+        shutdown_seen: rec.shutdown_seen,
+        fake_reboot: rec.fake_reboot,
+        monitor,
+    };
+    let ctx = dom.lock().adopt_run(rec.id, &live, start, adopted);
+    s.registry.set_id(rec.id, &dom);
+    events::spawn_run_tasks(s, &dom, &ctx, events, process);
+    if dom.lock().monitor().is_some() {
+        resync(s, &dom, &ctx, &rec).await;
+        lifecycle::start::fill_ptys(s, &dom, &ctx).await;
+    }
+    status::persist_in_background(s, &dom);
+}
+
+/// Re-reads the state, and finishes the jobs that ran across the restart.
+async fn resync(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &Arc<RunCtx>, rec: &StatusRecord) {
+    if let Ok(st) = dom.qmp(&QueryStatus, s.cfg.monitor_timeout).await {
+        events::apply_qemu_status(s, dom, ctx, &st.status);
+    }
+    if let Some(b) = rec.block_job.clone() {
+        blockjob::readopt(s, dom, ctx, b);
+    }
+    if let Some(job) = &rec.job {
+        save::readopt(s, dom, ctx, job).await;
+    }
+}
+
+/// The QEMU of a status file is gone: shutoff, and forget a transient domain.
+fn mark_dead(s: &Shared, dom: &Arc<Domain>, rec: &StatusRecord) {
+    let cause = if rec.shutdown_seen {
+        StopCause::Shutdown
+    } else {
+        StopCause::Failed
+    };
+    tracing::info!(
+        domain = dom.name(),
+        pid = rec.pid,
+        "QEMU gone while the daemon was down"
+    );
+    let forget = dom
+        .lock()
+        .found_dead(cause, rec.completed_job.clone(), rec.persistent);
+    if forget {
+        s.registry.remove(dom);
+    }
+    forget_files(s, rec);
+}
+
+/// Removes the status file and monitor socket of a run that is over.
+fn forget_files(s: &Shared, rec: &StatusRecord) {
+    let path = s.layout.status(&rec.uuid);
+    if let Err(e) = files::remove(&path) {
+        tracing::warn!(file = %path.display(), error = %e, "cannot remove status file");
+    }
+    let _ = std::fs::remove_file(&rec.monitor);
+}
