@@ -161,7 +161,17 @@ const PROBE_EXIT_VALUE: u8 = 0x2a;
 /// hlt; jmp $`, then the 0x55AA signature.
 fn probe_sector() -> [u8; 512] {
     let mut s = [0u8; 512];
-    let code = [0xba, 0x01, 0x05, 0xb0, PROBE_EXIT_VALUE, 0xee, 0xf4, 0xeb, 0xfe];
+    let code = [
+        0xba,
+        0x01,
+        0x05,
+        0xb0,
+        PROBE_EXIT_VALUE,
+        0xee,
+        0xf4,
+        0xeb,
+        0xfe,
+    ];
     s[..code.len()].copy_from_slice(&code);
     s[510] = 0x55;
     s[511] = 0xaa;
@@ -184,7 +194,13 @@ pub async fn kvm_works(emulator: &Path, dir: &Path, deadline: Duration) -> bool 
         return false;
     }
     let child = tokio::process::Command::new(emulator)
-        .args(["-machine", "pc,accel=kvm", "-display", "none", "-nodefaults"])
+        .args([
+            "-machine",
+            "pc,accel=kvm",
+            "-display",
+            "none",
+            "-nodefaults",
+        ])
         .args(["-no-user-config", "-device", "isa-debug-exit", "-drive"])
         .arg(format!("file={},format=raw,if=ide", image.display()))
         .stdin(std::process::Stdio::null())
