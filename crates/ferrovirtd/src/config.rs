@@ -21,8 +21,13 @@ pub(crate) struct Config {
     /// accepted and closed at once.
     pub max_clients: usize,
     /// Calls one client may have running at once; at the bound the daemon
-    /// stops reading from that client until one finishes.
+    /// reads one more message from that client and stops reading it until
+    /// a call finishes.
     pub max_client_requests: usize,
+    /// Extra calls per client that only never-queued procedures (destroy,
+    /// lookups, state queries, connection calls) may use, so they still
+    /// run while the client's other calls all wait (say, for a job).
+    pub max_client_priority_requests: usize,
     /// Outgoing queue per client (messages); a client that lets it fill is
     /// disconnected.
     pub client_queue_messages: usize,
@@ -40,8 +45,6 @@ pub(crate) struct Config {
     pub destroy_grace_secs: u64,
     /// Queued QMP events per VM before coalescing starts.
     pub vm_event_queue: usize,
-    /// Queued lifecycle events per subscriber before it is dropped.
-    pub subscriber_queue: usize,
 }
 
 impl Default for Config {
@@ -50,6 +53,7 @@ impl Default for Config {
             root: None,
             max_clients: 5000,
             max_client_requests: 16,
+            max_client_priority_requests: 4,
             client_queue_messages: 4096,
             client_queue_bytes: 8 << 20,
             keepalive_interval: 5,
@@ -58,7 +62,6 @@ impl Default for Config {
             monitor_timeout_secs: 30,
             destroy_grace_secs: 5,
             vm_event_queue: 1024,
-            subscriber_queue: 1024,
         }
     }
 }
@@ -100,10 +103,13 @@ impl Config {
         let positive = [
             ("max_clients", self.max_clients),
             ("max_client_requests", self.max_client_requests),
+            (
+                "max_client_priority_requests",
+                self.max_client_priority_requests,
+            ),
             ("client_queue_messages", self.client_queue_messages),
             ("client_queue_bytes", self.client_queue_bytes),
             ("vm_event_queue", self.vm_event_queue),
-            ("subscriber_queue", self.subscriber_queue),
         ];
         for (name, v) in positive {
             if v == 0 {

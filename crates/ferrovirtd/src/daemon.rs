@@ -2,8 +2,8 @@
 //! read-write and read-only sockets, serve until SIGTERM/SIGINT.
 //!
 //! On shutdown the daemon stops accepting, closes clients and exits; QEMU
-//! processes keep running and are adopted again by the next start
-//! (requirement 9).
+//! processes keep running and are adopted again by the next start, so a
+//! daemon restart loses no VM and no running job.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,8 @@ pub(crate) enum StartError {
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Table(#[from] rpc::dispatch::TableError),
 }
 
 /// Paths of the two sockets under a root.
@@ -56,13 +58,7 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
 
     let relay = Arc::new(Relay::new());
     relay::attach(&driver, relay.clone());
-    // Runs a process: do it once here, off the runtime's worker threads.
-    let _ = tokio::task::spawn_blocking(crate::procs::connect::qemu_version).await;
-    let daemon = Daemon {
-        driver,
-        relay,
-        uri: "qemu:///system".into(),
-    };
+    let daemon = Daemon::new(driver, relay, "qemu:///system".into(), hv_version().await)?;
     let server = Server::new(server_config(&cfg), daemon);
     let s_rw = server.clone();
     let s_ro = server.clone();
@@ -80,13 +76,23 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
     Ok(())
 }
 
+/// The default emulator's version, for `CONNECT_GET_VERSION`. The only
+/// place the daemon learns it: it runs `qemu-system-x86_64 --version`
+/// once, off the runtime's worker threads. The driver's QMP probe of the
+/// default emulator knows the same version; read it from there once the
+/// driver exposes its probed capabilities.
+async fn hv_version() -> u64 {
+    tokio::task::spawn_blocking(crate::procs::connect::qemu_version)
+        .await
+        .unwrap_or(0)
+}
+
 fn driver_config(cfg: &Config, root: &Path) -> DriverConfig {
     let mut d = DriverConfig::new(root);
     d.job_wait = cfg.job_wait();
     d.monitor_timeout = cfg.monitor_timeout();
     d.destroy_grace = cfg.destroy_grace();
     d.events.max_events = cfg.vm_event_queue;
-    d.subscriber_queue = cfg.subscriber_queue;
     d
 }
 
@@ -94,6 +100,7 @@ fn server_config(cfg: &Config) -> rpc::Config {
     rpc::Config {
         max_clients: cfg.max_clients,
         max_inflight_per_client: cfg.max_client_requests,
+        max_priority_inflight_per_client: cfg.max_client_priority_requests,
         max_queued_messages: cfg.client_queue_messages,
         max_queued_bytes: cfg.client_queue_bytes,
         keepalive_interval: (cfg.keepalive_interval > 0)

@@ -1,73 +1,170 @@
-//! The daemon's RPC handler: routes each REMOTE procedure to the code that
-//! serves it. Routing only; the procedures live in `procs/`.
+//! The daemon's RPC handler and its procedure table.
+//!
+//! One row per REMOTE procedure the daemon serves: its number, whether the
+//! read-only socket may call it (`Read`) or not (`Write`), whether it may
+//! wait behind the client's other calls (`Normal`) or must never queue
+//! (`Priority`: destroy, lookups, snapshot queries, connection calls — none
+//! of them waits for a job or the monitor), and its handler in `procs/`.
+//! The rpc crate decodes the arguments and encodes the return value from
+//! the handler's types. Serving a new procedure is one handler and one row.
+//! A procedure without a row is answered `VIR_ERR_NO_SUPPORT`.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use qemu::Driver;
-use rpc::protocol::remote::procedure as p;
-use rpc::server::unsupported_procedure;
+use qemu::{Domain, Driver};
+use rpc::dispatch::{Access::*, Lane, Lane::*, Row, Table, TableError};
+use rpc::protocol::remote::{NonnullDomain, procedure as p};
 use rpc::{CallContext, ClientId, Handler};
 use virterror::VirError;
 
-use crate::procs::{connect, domain, events, longjobs, save_image};
+use crate::procs::{blockjob, connect, domain, events, jobs, query, save};
 use crate::relay::Relay;
 
-/// Shared by every call: the driver, the event relay, and what the daemon
-/// tells clients about itself.
+/// Shared by every call: the driver, the event relay, what the daemon
+/// tells clients about itself, and the procedure table.
 pub(crate) struct Daemon {
     pub driver: Driver,
     pub relay: Arc<Relay>,
     pub uri: String,
+    /// The default emulator's version in libvirt's numeric form.
+    pub hv_version: u64,
+    table: Table<Daemon>,
+}
+
+impl Daemon {
+    pub(crate) fn new(
+        driver: Driver,
+        relay: Arc<Relay>,
+        uri: String,
+        hv_version: u64,
+    ) -> Result<Self, TableError> {
+        Ok(Self {
+            driver,
+            relay,
+            uri,
+            hv_version,
+            table: table()?,
+        })
+    }
+
+    /// The domain a client names (looked up by UUID, as libvirt does).
+    pub(crate) fn domain(&self, dom: &NonnullDomain) -> Result<Arc<Domain>, VirError> {
+        crate::wire::resolve(&self.driver, dom)
+    }
 }
 
 impl Handler for Daemon {
     async fn call(&self, ctx: CallContext, proc_: i32, args: Bytes) -> Result<Bytes, VirError> {
-        match proc_ {
-            p::AUTH_LIST
-            | p::CONNECT_OPEN
-            | p::CONNECT_CLOSE
-            | p::CONNECT_SUPPORTS_FEATURE
-            | p::CONNECT_GET_TYPE
-            | p::CONNECT_GET_VERSION
-            | p::CONNECT_GET_LIB_VERSION
-            | p::CONNECT_GET_HOSTNAME
-            | p::CONNECT_GET_URI
-            | p::CONNECT_GET_SYSINFO
-            | p::CONNECT_GET_MAX_VCPUS
-            | p::CONNECT_IS_SECURE
-            | p::NODE_GET_INFO
-            | p::NODE_GET_SECURITY_MODEL
-            | p::CONNECT_REGISTER_CLOSE_CALLBACK
-            | p::CONNECT_UNREGISTER_CLOSE_CALLBACK => connect::call(self, &ctx, proc_, &args),
-            p::CONNECT_GET_CAPABILITIES => connect::capabilities(self).await,
-            p::CONNECT_DOMAIN_EVENT_REGISTER
-            | p::CONNECT_DOMAIN_EVENT_DEREGISTER
-            | p::CONNECT_DOMAIN_EVENT_REGISTER_ANY
-            | p::CONNECT_DOMAIN_EVENT_DEREGISTER_ANY
-            | p::CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY
-            | p::CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY => {
-                events::call(self, &ctx, proc_, &args)
-            }
-            p::DOMAIN_SAVE_IMAGE_GET_XML_DESC | p::DOMAIN_SAVE_IMAGE_DEFINE_XML => {
-                match save_image::call(self, &ctx, proc_, &args).await {
-                    Some(r) => r,
-                    None => Err(unsupported_procedure(proc_)),
-                }
-            }
-            _ => {
-                if let Some(r) = longjobs::call(self, &ctx, proc_, &args).await {
-                    return r;
-                }
-                match domain::call(self, &ctx, proc_, &args).await {
-                    Some(r) => r,
-                    None => Err(unsupported_procedure(proc_)),
-                }
-            }
-        }
+        self.table.call(self, &ctx, proc_, args).await
+    }
+
+    fn is_mutating(&self, proc_: i32) -> bool {
+        self.table.is_mutating(proc_)
+    }
+
+    fn lane(&self, proc_: i32) -> Lane {
+        self.table.lane(proc_)
     }
 
     fn on_disconnect(&self, client: ClientId) {
         self.relay.drop_client(client);
     }
 }
+
+/// Every procedure the daemon serves, one row each: number, access from the
+/// read-only socket, lane, handler.
+#[rustfmt::skip]
+fn table() -> Result<Table<Daemon>, TableError> {
+    Table::new([
+        // The connection and the host.
+        Row::new(p::AUTH_LIST,                                   Read,  Priority, connect::auth_list),
+        Row::new(p::CONNECT_OPEN,                                Read,  Priority, connect::open),
+        Row::new(p::CONNECT_CLOSE,                               Read,  Priority, connect::accept),
+        Row::new(p::CONNECT_REGISTER_CLOSE_CALLBACK,             Read,  Priority, connect::accept),
+        Row::new(p::CONNECT_UNREGISTER_CLOSE_CALLBACK,           Read,  Priority, connect::accept),
+        Row::new(p::CONNECT_SUPPORTS_FEATURE,                    Read,  Priority, connect::supports_feature),
+        Row::new(p::CONNECT_GET_TYPE,                            Read,  Priority, connect::get_type),
+        Row::new(p::CONNECT_GET_VERSION,                         Read,  Priority, connect::get_version),
+        Row::new(p::CONNECT_GET_LIB_VERSION,                     Read,  Priority, connect::get_lib_version),
+        Row::new(p::CONNECT_GET_HOSTNAME,                        Read,  Priority, connect::get_hostname),
+        Row::new(p::CONNECT_GET_URI,                             Read,  Priority, connect::get_uri),
+        Row::new(p::CONNECT_GET_SYSINFO,                         Read,  Priority, connect::get_sysinfo),
+        Row::new(p::CONNECT_GET_MAX_VCPUS,                       Read,  Priority, connect::get_max_vcpus),
+        Row::new(p::CONNECT_IS_SECURE,                           Read,  Priority, connect::is_secure),
+        Row::new(p::NODE_GET_INFO,                               Read,  Priority, connect::node_get_info),
+        Row::new(p::NODE_GET_SECURITY_MODEL,                     Read,  Priority, connect::node_get_security_model),
+        Row::new(p::CONNECT_GET_CAPABILITIES,                    Read,  Normal,   connect::get_capabilities),
+        // Event registrations.
+        Row::new(p::CONNECT_DOMAIN_EVENT_REGISTER,               Read,  Priority, events::register),
+        Row::new(p::CONNECT_DOMAIN_EVENT_DEREGISTER,             Read,  Priority, events::deregister),
+        Row::new(p::CONNECT_DOMAIN_EVENT_REGISTER_ANY,           Read,  Priority, events::register_any),
+        Row::new(p::CONNECT_DOMAIN_EVENT_DEREGISTER_ANY,         Read,  Priority, events::deregister_any),
+        Row::new(p::CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,  Read,  Priority, events::callback_register_any),
+        Row::new(p::CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY,Read,  Priority, events::callback_deregister_any),
+        // Domain lists and lookups.
+        Row::new(p::CONNECT_LIST_ALL_DOMAINS,                    Read,  Priority, domain::list_all),
+        Row::new(p::CONNECT_NUM_OF_DOMAINS,                      Read,  Priority, domain::num_of_domains),
+        Row::new(p::CONNECT_LIST_DOMAINS,                        Read,  Priority, domain::list_domains),
+        Row::new(p::CONNECT_NUM_OF_DEFINED_DOMAINS,              Read,  Priority, domain::num_of_defined_domains),
+        Row::new(p::CONNECT_LIST_DEFINED_DOMAINS,                Read,  Priority, domain::list_defined_domains),
+        Row::new(p::DOMAIN_LOOKUP_BY_NAME,                       Read,  Priority, domain::lookup_by_name),
+        Row::new(p::DOMAIN_LOOKUP_BY_UUID,                       Read,  Priority, domain::lookup_by_uuid),
+        Row::new(p::DOMAIN_LOOKUP_BY_ID,                         Read,  Priority, domain::lookup_by_id),
+        // Definitions and lifecycle.
+        Row::new(p::DOMAIN_DEFINE_XML,                           Write, Normal,   domain::define_xml),
+        Row::new(p::DOMAIN_DEFINE_XML_FLAGS,                     Write, Normal,   domain::define_xml_flags),
+        Row::new(p::DOMAIN_UNDEFINE,                             Write, Normal,   domain::undefine),
+        Row::new(p::DOMAIN_UNDEFINE_FLAGS,                       Write, Normal,   domain::undefine_flags),
+        Row::new(p::DOMAIN_CREATE_XML,                           Write, Normal,   domain::create_xml),
+        Row::new(p::DOMAIN_CREATE,                               Write, Normal,   domain::create),
+        Row::new(p::DOMAIN_CREATE_WITH_FLAGS,                    Write, Normal,   domain::create_with_flags),
+        Row::new(p::DOMAIN_DESTROY,                              Write, Priority, domain::destroy),
+        Row::new(p::DOMAIN_DESTROY_FLAGS,                        Write, Priority, domain::destroy_flags),
+        Row::new(p::DOMAIN_SHUTDOWN,                             Write, Normal,   domain::shutdown),
+        Row::new(p::DOMAIN_SHUTDOWN_FLAGS,                       Write, Normal,   domain::shutdown_flags),
+        Row::new(p::DOMAIN_REBOOT,                               Write, Normal,   domain::reboot),
+        Row::new(p::DOMAIN_RESET,                                Write, Normal,   domain::reset),
+        Row::new(p::DOMAIN_SUSPEND,                              Write, Normal,   domain::suspend),
+        Row::new(p::DOMAIN_RESUME,                               Write, Normal,   domain::resume),
+        Row::new(p::DOMAIN_SET_AUTOSTART,                        Write, Normal,   domain::set_autostart),
+        // Snapshot queries.
+        Row::new(p::DOMAIN_GET_INFO,                             Read,  Priority, query::get_info),
+        Row::new(p::DOMAIN_GET_STATE,                            Read,  Priority, query::get_state),
+        Row::new(p::DOMAIN_GET_CONTROL_INFO,                     Read,  Priority, query::get_control_info),
+        Row::new(p::DOMAIN_GET_XML_DESC,                         Read,  Priority, query::get_xml_desc),
+        Row::new(p::DOMAIN_GET_OS_TYPE,                          Read,  Priority, query::get_os_type),
+        Row::new(p::DOMAIN_IS_ACTIVE,                            Read,  Priority, query::is_active),
+        Row::new(p::DOMAIN_IS_PERSISTENT,                        Read,  Priority, query::is_persistent),
+        Row::new(p::DOMAIN_IS_UPDATED,                           Read,  Priority, query::is_updated),
+        Row::new(p::DOMAIN_GET_AUTOSTART,                        Read,  Priority, query::get_autostart),
+        Row::new(p::DOMAIN_GET_MAX_MEMORY,                       Read,  Priority, query::get_max_memory),
+        Row::new(p::DOMAIN_HAS_MANAGED_SAVE_IMAGE,               Read,  Priority, query::has_managed_save_image),
+        Row::new(p::DOMAIN_GET_MAX_VCPUS,                        Read,  Priority, query::get_max_vcpus),
+        Row::new(p::DOMAIN_GET_VCPUS_FLAGS,                      Read,  Priority, query::get_vcpus_flags),
+        // The domain's job (asks QEMU for migration progress).
+        Row::new(p::DOMAIN_GET_JOB_INFO,                         Read,  Normal,   jobs::get_job_info),
+        Row::new(p::DOMAIN_GET_JOB_STATS,                        Read,  Normal,   jobs::get_job_stats),
+        Row::new(p::DOMAIN_ABORT_JOB,                            Write, Normal,   jobs::abort_job),
+        // Save, restore, managed save, save images.
+        Row::new(p::DOMAIN_SAVE,                                 Write, Normal,   save::save),
+        Row::new(p::DOMAIN_SAVE_FLAGS,                           Write, Normal,   save::save_flags),
+        Row::new(p::DOMAIN_RESTORE,                              Write, Normal,   save::restore),
+        Row::new(p::DOMAIN_RESTORE_FLAGS,                        Write, Normal,   save::restore_flags),
+        Row::new(p::DOMAIN_MANAGED_SAVE,                         Write, Normal,   save::managed_save),
+        Row::new(p::DOMAIN_MANAGED_SAVE_REMOVE,                  Write, Normal,   save::managed_save_remove),
+        Row::new(p::DOMAIN_SAVE_IMAGE_GET_XML_DESC,              Read,  Normal,   save::save_image_get_xml_desc),
+        Row::new(p::DOMAIN_SAVE_IMAGE_DEFINE_XML,                Write, Normal,   save::save_image_define_xml),
+        // Block jobs.
+        Row::new(p::DOMAIN_BLOCK_COPY,                           Write, Normal,   blockjob::block_copy),
+        Row::new(p::DOMAIN_BLOCK_REBASE,                         Write, Normal,   blockjob::block_rebase),
+        Row::new(p::DOMAIN_BLOCK_PULL,                           Write, Normal,   blockjob::block_pull),
+        Row::new(p::DOMAIN_BLOCK_COMMIT,                         Write, Normal,   blockjob::block_commit),
+        Row::new(p::DOMAIN_BLOCK_JOB_ABORT,                      Write, Normal,   blockjob::block_job_abort),
+        Row::new(p::DOMAIN_BLOCK_JOB_SET_SPEED,                  Write, Normal,   blockjob::block_job_set_speed),
+        Row::new(p::DOMAIN_GET_BLOCK_JOB_INFO,                   Read,  Normal,   blockjob::get_block_job_info),
+    ])
+}
+
+#[cfg(test)]
+mod tests;

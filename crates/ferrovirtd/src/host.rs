@@ -3,21 +3,12 @@
 
 use std::fs;
 
-/// `virNodeInfo`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct NodeInfo {
-    pub model: String,
-    pub memory_kib: u64,
-    pub cpus: i32,
-    pub mhz: i32,
-    pub nodes: i32,
-    pub sockets: i32,
-    pub cores: i32,
-    pub threads: i32,
-}
+use rpc::protocol::remote::{NodeGetInfoRet, model_chars};
 
-pub(crate) fn node_info() -> NodeInfo {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as i32);
+/// `virNodeInfo`: one NUMA node and socket, every CPU a core.
+pub(crate) fn node_info() -> NodeGetInfoRet {
+    let cpus = std::thread::available_parallelism()
+        .map_or(1, |n| i32::try_from(n.get()).unwrap_or(i32::MAX));
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let mhz = cpuinfo
         .lines()
@@ -25,9 +16,9 @@ pub(crate) fn node_info() -> NodeInfo {
         .and_then(|rest| rest.split(':').nth(1))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map_or(0, |v| v as i32);
-    NodeInfo {
-        model: std::env::consts::ARCH.to_owned(),
-        memory_kib: mem_total_kib(),
+    NodeGetInfoRet {
+        model: model_chars(std::env::consts::ARCH),
+        memory: mem_total_kib(),
         cpus,
         mhz,
         nodes: 1,
@@ -78,7 +69,7 @@ mod tests {
     #[test]
     fn node_info_reads_real_memory_and_cpus() {
         let n = node_info();
-        assert!(n.memory_kib > 0);
+        assert!(n.memory > 0);
         assert!(n.cpus >= 1);
     }
 

@@ -4,6 +4,7 @@
 mod config;
 mod daemon;
 mod dispatch;
+mod flags;
 mod host;
 mod limits;
 mod procs;

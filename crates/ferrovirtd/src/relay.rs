@@ -1,12 +1,13 @@
 //! Event registrations of clients, and the relay that delivers the driver's
 //! domain events to them.
 //!
-//! The relay is the driver's one subscriber. It never blocks: each event is
-//! encoded and pushed into each registered client's bounded output queue
-//! (`EventSink::try_send_event`). A client whose queue is full is
+//! The relay is an event listener of the driver (`attach`), called for
+//! every domain event in each domain's order. It never blocks: each event
+//! is encoded and pushed into each registered client's bounded output
+//! queue (`EventSink::try_send_event`). A client whose queue is full is
 //! disconnected by the rpc layer and its registrations dropped here, so a
 //! client that stops reading costs a bounded amount of memory and never
-//! slows delivery to anyone else (requirement 8).
+//! slows delivery to anyone else.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -25,6 +26,8 @@ use rpc::protocol::remote::{
 use rpc::xdr::Xdr;
 use rpc::{ClientId, EventSink};
 use virterror::{ErrorCode, ErrorDomain, VirError};
+
+use crate::wire::event_domain;
 
 /// How the client asked for events, which decides the message it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +179,7 @@ impl Relay {
             EventKind::IoError { .. } => &[event_id::IO_ERROR, event_id::IO_ERROR_REASON],
             EventKind::Watchdog { .. } => &[event_id::WATCHDOG],
         };
-        let dom = wire_dom(ev);
+        let dom = event_domain(ev);
         let mut gone = Vec::new();
         let clients = self.read();
         for (client, c) in clients.iter() {
@@ -204,14 +207,6 @@ fn not_registered(what: String) -> VirError {
         ErrorDomain::Remote,
         format!("{what} is not registered"),
     )
-}
-
-fn wire_dom(ev: &DomainEvent) -> NonnullDomain {
-    NonnullDomain {
-        name: ev.name.clone(),
-        uuid: *ev.uuid.as_bytes(),
-        id: ev.id,
-    }
 }
 
 fn push(

@@ -419,32 +419,10 @@ async fn read_loop(
         };
         let h = msg.header;
         match h.message_type() {
-            Some(MessageType::Reply | MessageType::ReplyWithFds) => {
-                let tx = inner.pending().as_mut().and_then(|p| p.remove(&h.serial));
-                let Some(tx) = tx else {
-                    debug!(serial = h.serial, "reply for unknown serial");
-                    continue;
-                };
-                let r = if h.message_status() == Some(MessageStatus::Error) {
-                    match xdr::from_bytes::<remote::RemoteError>(&msg.body) {
-                        Ok(e) => Err(ClientError::Remote(Box::new(e))),
-                        Err(e) => Err(ClientError::Xdr(e)),
-                    }
-                } else {
-                    Ok(msg)
-                };
-                let _ = tx.send(r);
-            }
+            Some(MessageType::Reply | MessageType::ReplyWithFds) => on_reply(&inner, msg),
             Some(MessageType::Message) if h.prog == keepalive::PROGRAM => {
-                if h.proc_ == keepalive::PROC_PING
-                    && let Ok(f) = encode_frame(
-                        &keepalive::header(keepalive::PROC_PONG),
-                        &[],
-                        inner.max_message,
-                    )
-                {
-                    let _ = inner.write(&f).await;
-                    inner.pings_answered.fetch_add(1, Ordering::Relaxed);
+                if h.proc_ == keepalive::PROC_PING {
+                    answer_ping(&inner).await;
                 }
             }
             Some(MessageType::Message) => {
@@ -462,5 +440,31 @@ async fn read_loop(
     }
     if let Some(inner) = inner.upgrade() {
         fail_all(&inner);
+    }
+}
+
+/// Hands a reply to the call waiting for its serial.
+fn on_reply(inner: &Inner, msg: Message) {
+    let h = msg.header;
+    let Some(tx) = inner.pending().as_mut().and_then(|p| p.remove(&h.serial)) else {
+        debug!(serial = h.serial, "reply for unknown serial");
+        return;
+    };
+    let r = if h.message_status() == Some(MessageStatus::Error) {
+        match xdr::from_bytes::<remote::RemoteError>(&msg.body) {
+            Ok(e) => Err(ClientError::Remote(Box::new(e))),
+            Err(e) => Err(ClientError::Xdr(e)),
+        }
+    } else {
+        Ok(msg)
+    };
+    let _ = tx.send(r);
+}
+
+async fn answer_ping(inner: &Inner) {
+    let pong = keepalive::header(keepalive::PROC_PONG);
+    if let Ok(f) = encode_frame(&pong, &[], inner.max_message) {
+        let _ = inner.write(&f).await;
+        inner.pings_answered.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -1,11 +1,21 @@
-//! One client connection: a reader (framing, dispatch, keepalive, in-flight
-//! bound), a writer draining the bounded output queue, and the call tasks.
+//! One client connection: a reader (framing, routing, keepalive, in-flight
+//! slots), a writer draining the bounded output queue, and the call tasks.
 //!
 //! Every byte the server sends to a client — replies, error replies, PONGs,
 //! PINGs, events — goes through one bounded queue ([`OutQueue`]). Nothing
 //! ever waits for queue space: a push that does not fit disconnects the
 //! client, because a client that lets its queue fill is not reading, and
-//! the daemon must not grow on its behalf (DESIGN requirement 8).
+//! the daemon must not grow on its behalf: each client's outgoing queue is
+//! bounded and a client that does not read is disconnected.
+//!
+//! Inbound, each call runs in one of the client's in-flight slots
+//! ([`Slots`]): `max_inflight_per_client` normal ones plus a small lane of
+//! `max_priority_inflight_per_client` that only [`Lane::Priority`] calls may
+//! use. When no slot is free for the call just read, the reader stops
+//! reading until one is: it reads at most one message ahead. So a client
+//! whose normal slots are all taken by calls waiting for a job can still
+//! destroy the domain or look it up on the same connection, and inbound
+//! memory stays bounded (see the crate documentation for the figure).
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -17,20 +27,22 @@ use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::UnixStream;
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use virterror::{ErrorCode, ErrorDomain, VirError};
 
+use crate::dispatch::Lane;
 use crate::error::{CodecError, FrameError};
-use crate::frame::{MessageCodec, encode_frame};
+use crate::frame::{Message, MessageCodec, encode_frame};
 use crate::header::{Header, MessageStatus, MessageType};
 use crate::protocol::keepalive;
 use crate::protocol::remote::{self, RemoteError, procedure};
-use crate::server::{CallContext, ClientId, Handler, Inner, describe_procedure};
+use crate::server::{CallContext, ClientId, Config, Handler, Inner, describe_procedure};
 use crate::xdr::{self, Xdr};
 
 /// Why a push to a client's output queue failed.
@@ -245,6 +257,35 @@ fn rpc_error(msg: impl Into<String>) -> VirError {
     VirError::new(ErrorCode::Rpc, ErrorDomain::Rpc, msg)
 }
 
+fn no_support(msg: impl Into<String>) -> VirError {
+    VirError::new(ErrorCode::NoSupport, ErrorDomain::Rpc, msg)
+}
+
+impl ClientShared {
+    fn new(id: ClientId, cfg: &Config) -> Self {
+        Self {
+            id,
+            out: Mutex::new(OutQueue {
+                items: VecDeque::new(),
+                bytes: 0,
+                closed: false,
+                drain_then_close: false,
+            }),
+            out_ready: Notify::new(),
+            closing: CancellationToken::new(),
+            keepalive_enabled: AtomicBool::new(cfg.keepalive_on_connect),
+            max_msgs: cfg.max_queued_messages,
+            max_bytes: cfg.max_queued_bytes,
+            max_message: cfg.max_message,
+        }
+    }
+
+    /// Queues an error reply to the call (or message) `h`.
+    fn reply_error(&self, h: &Header, err: &VirError) {
+        let _ = self.push_message(&h.reply(MessageStatus::Error), &error_frame_body(err));
+    }
+}
+
 pub(crate) async fn run<H: Handler>(
     stream: UnixStream,
     id: ClientId,
@@ -252,42 +293,50 @@ pub(crate) async fn run<H: Handler>(
     server: Arc<Inner<H>>,
 ) {
     let cfg = &server.cfg;
-    let shared = Arc::new(ClientShared {
-        id,
-        out: Mutex::new(OutQueue {
-            items: VecDeque::new(),
-            bytes: 0,
-            closed: false,
-            drain_then_close: false,
-        }),
-        out_ready: Notify::new(),
-        closing: CancellationToken::new(),
-        keepalive_enabled: AtomicBool::new(cfg.keepalive_on_connect),
-        max_msgs: cfg.max_queued_messages,
-        max_bytes: cfg.max_queued_bytes,
-        max_message: cfg.max_message,
-    });
+    let shared = Arc::new(ClientShared::new(id, cfg));
     info!(client = %id, readonly, "client connected");
     server.handler.on_connect(id, readonly);
 
     let (rd, wr) = stream.into_split();
-    let mut writer = tokio::spawn(write_loop(wr, shared.clone()));
-    let inflight = Arc::new(Semaphore::new(cfg.max_inflight_per_client));
-    let sink = EventSink {
-        shared: shared.clone(),
+    let writer = tokio::spawn(write_loop(wr, shared.clone()));
+    let slots = Slots::new(cfg);
+    let mut reader = Reader {
+        server: &server,
+        shared: &shared,
+        sink: EventSink {
+            shared: shared.clone(),
+        },
+        readonly,
+        slots: &slots,
+        keepalive: Keepalive::new(cfg),
     };
+    let reason = read_loop(rd, &mut reader).await;
+    close(&shared, writer, reason, cfg.drain_timeout).await;
+    // Every call of this client has finished before on_disconnect, so it
+    // is the last thing the handler hears about the client.
+    slots.all_free().await;
+    server.handler.on_disconnect(id);
+    debug!(client = %id, "client finished");
+}
 
-    let reason = read_loop(rd, &shared, &sink, readonly, &inflight, &server).await;
+/// Ends the connection: after a protocol error or on shutdown the queued
+/// replies get `drain_timeout` to be written, otherwise they are dropped.
+async fn close(
+    shared: &ClientShared,
+    mut writer: JoinHandle<()>,
+    reason: CloseReason,
+    drain_timeout: Duration,
+) {
     match &reason {
         CloseReason::Eof | CloseReason::Closed | CloseReason::Shutdown => {
-            info!(client = %id, %reason, "client disconnected")
+            info!(client = %shared.id, %reason, "client disconnected")
         }
-        _ => warn!(client = %id, %reason, "closing client"),
+        _ => warn!(client = %shared.id, %reason, "closing client"),
     }
     let drained = match reason {
         CloseReason::Protocol(_) | CloseReason::Shutdown => {
             shared.close_after_drain();
-            tokio::time::timeout(cfg.drain_timeout, &mut writer)
+            tokio::time::timeout(drain_timeout, &mut writer)
                 .await
                 .is_ok()
         }
@@ -297,12 +346,6 @@ pub(crate) async fn run<H: Handler>(
     if !drained {
         let _ = writer.await;
     }
-    // Wait until every call of this client has finished so on_disconnect is
-    // the last thing the handler hears about it.
-    let n = u32::try_from(cfg.max_inflight_per_client).unwrap_or(u32::MAX);
-    let _ = inflight.acquire_many(n).await;
-    server.handler.on_disconnect(id);
-    debug!(client = %id, "client finished");
 }
 
 async fn write_loop(wr: OwnedWriteHalf, shared: Arc<ClientShared>) {
@@ -358,163 +401,307 @@ async fn write_loop(wr: OwnedWriteHalf, shared: Arc<ClientShared>) {
     }
 }
 
-async fn read_loop<H: Handler>(
-    rd: tokio::net::unix::OwnedReadHalf,
-    shared: &Arc<ClientShared>,
-    sink: &EventSink,
-    readonly: bool,
-    inflight: &Arc<Semaphore>,
-    server: &Arc<Inner<H>>,
-) -> CloseReason {
-    let cfg = &server.cfg;
-    let mut framed = FramedRead::new(rd, MessageCodec::new(cfg.max_message));
-    let period = cfg
-        .keepalive_interval
-        .unwrap_or(Duration::from_secs(3600 * 24 * 365));
-    let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_rx = Instant::now();
-    let mut missed: u32 = 0;
-    let mut permit: Option<OwnedSemaphorePermit> = None;
+/// A client's in-flight slots: the normal ones and the priority lane.
+struct Slots {
+    normal: Arc<Semaphore>,
+    priority: Arc<Semaphore>,
+    normal_count: u32,
+    priority_count: u32,
+}
 
+impl Slots {
+    fn new(cfg: &Config) -> Self {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let (normal_count, priority_count) = (
+            count(cfg.max_inflight_per_client),
+            count(cfg.max_priority_inflight_per_client),
+        );
+        Self {
+            normal: Arc::new(Semaphore::new(normal_count as usize)),
+            priority: Arc::new(Semaphore::new(priority_count as usize)),
+            normal_count,
+            priority_count,
+        }
+    }
+
+    /// A free slot for a call of `lane`: a normal one first; the priority
+    /// lane only for priority calls, so it stays free for them.
+    fn try_take(&self, lane: Lane) -> Option<OwnedSemaphorePermit> {
+        if let Ok(p) = self.normal.clone().try_acquire_owned() {
+            return Some(p);
+        }
+        match lane {
+            Lane::Priority => self.priority.clone().try_acquire_owned().ok(),
+            Lane::Normal => None,
+        }
+    }
+
+    /// Waits for a slot for a call of `lane` (cancellation-safe). `None`
+    /// only if a semaphore was closed, which never happens.
+    async fn take(&self, lane: Lane) -> Option<OwnedSemaphorePermit> {
+        match lane {
+            Lane::Normal => self.normal.clone().acquire_owned().await.ok(),
+            Lane::Priority => tokio::select! {
+                p = self.normal.clone().acquire_owned() => p.ok(),
+                p = self.priority.clone().acquire_owned() => p.ok(),
+            },
+        }
+    }
+
+    /// Resolves once every call holding a slot has finished.
+    async fn all_free(&self) {
+        let _ = self.normal.acquire_many(self.normal_count).await;
+        let _ = self.priority.acquire_many(self.priority_count).await;
+    }
+}
+
+/// Our keepalive towards one client: a PING after `interval` of silence,
+/// the client dropped after `count` unanswered ones.
+struct Keepalive {
+    ticker: Interval,
+    period: Duration,
+    /// Our pings are configured at all (`keepalive_interval` is set).
+    configured: bool,
+    count: u32,
+    last_rx: Instant,
+    missed: u32,
+}
+
+impl Keepalive {
+    fn new(cfg: &Config) -> Self {
+        let period = cfg
+            .keepalive_interval
+            .unwrap_or(Duration::from_secs(3600 * 24 * 365));
+        let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self {
+            ticker,
+            period,
+            configured: cfg.keepalive_interval.is_some(),
+            count: cfg.keepalive_count,
+            last_rx: Instant::now(),
+            missed: 0,
+        }
+    }
+
+    /// The client showed it is alive (any message), or we are the ones not
+    /// reading, so its silence is not its fault.
+    fn heard(&mut self) {
+        self.last_rx = Instant::now();
+        self.missed = 0;
+    }
+
+    /// A tick while the client is being read: PING it if it has been
+    /// silent for a period; give up after `count` unanswered PINGs.
+    fn on_tick(&mut self, shared: &ClientShared) -> Result<(), CloseReason> {
+        let due = self.configured
+            && shared.keepalive_enabled.load(Ordering::Relaxed)
+            && self.last_rx.elapsed() >= self.period;
+        if !due {
+            return Ok(());
+        }
+        if self.missed >= self.count {
+            return Err(CloseReason::KeepaliveTimeout);
+        }
+        self.missed += 1;
+        debug!(client = %shared.id, missed = self.missed, "sending keepalive PING");
+        shared
+            .push_message(&keepalive::header(keepalive::PROC_PING), &[])
+            .map_err(|_| CloseReason::Closed)
+    }
+}
+
+/// A REMOTE call read from the client, ready to run once it has a slot.
+struct Call {
+    header: Header,
+    body: Bytes,
+    lane: Lane,
+}
+
+/// What the reader does with one message.
+enum Route {
+    /// Dealt with here: a PONG, an error reply, or nothing.
+    Handled,
+    /// A call for the handler.
+    Call(Call),
+    /// The client must go.
+    Close(CloseReason),
+}
+
+/// The reading side of one connection.
+struct Reader<'a, H> {
+    server: &'a Arc<Inner<H>>,
+    shared: &'a Arc<ClientShared>,
+    sink: EventSink,
+    readonly: bool,
+    slots: &'a Slots,
+    keepalive: Keepalive,
+}
+
+type Framed = FramedRead<OwnedReadHalf, MessageCodec>;
+
+async fn read_loop<H: Handler>(rd: OwnedReadHalf, r: &mut Reader<'_, H>) -> CloseReason {
+    let mut framed = FramedRead::new(rd, MessageCodec::new(r.server.cfg.max_message));
     loop {
-        if permit.is_none() {
-            match inflight.clone().try_acquire_owned() {
-                Ok(p) => permit = Some(p),
-                Err(_) => {
-                    debug!(client = %shared.id, "in-flight bound reached: pausing reads");
-                    tokio::select! {
-                        p = inflight.clone().acquire_owned() => permit = p.ok(),
-                        _ = shared.closing.cancelled() => return CloseReason::Closed,
-                        _ = server.shutdown.cancelled() => return CloseReason::Shutdown,
-                        _ = ticker.tick() => {
-                            // We are the ones not reading: the client's
-                            // silence (or unread PONGs) is not its fault.
-                            last_rx = Instant::now();
-                            missed = 0;
-                        }
-                    }
+        let msg = match r.next_message(&mut framed).await {
+            Ok(m) => m,
+            Err(reason) => return reason,
+        };
+        let call = match r.route(msg) {
+            Route::Handled => continue,
+            Route::Close(reason) => return reason,
+            Route::Call(call) => call,
+        };
+        let permit = match r.slots.try_take(call.lane) {
+            Some(p) => p,
+            // The one message read ahead: nothing more is read until it
+            // has a slot.
+            None => match r.wait_for_slot(call.lane).await {
+                Ok(p) => p,
+                Err(reason) => return reason,
+            },
+        };
+        r.spawn_call(call, permit);
+    }
+}
+
+impl<H: Handler> Reader<'_, H> {
+    /// The next message, answering keepalive ticks meanwhile. A malformed
+    /// frame gets an error reply when its header was readable, then the
+    /// client is closed.
+    async fn next_message(&mut self, framed: &mut Framed) -> Result<Message, CloseReason> {
+        loop {
+            let frame = tokio::select! {
+                _ = self.shared.closing.cancelled() => return Err(CloseReason::Closed),
+                _ = self.server.shutdown.cancelled() => return Err(CloseReason::Shutdown),
+                _ = self.keepalive.ticker.tick() => {
+                    self.keepalive.on_tick(self.shared)?;
                     continue;
                 }
+                f = framed.next() => f,
+            };
+            return match frame {
+                None => Err(CloseReason::Eof),
+                Some(Err(CodecError::Io(e))) => Err(CloseReason::Io(e)),
+                Some(Err(CodecError::Frame(e))) => {
+                    self.reply_frame_error(&e);
+                    Err(CloseReason::Protocol(e))
+                }
+                Some(Ok(m)) => {
+                    self.keepalive.heard();
+                    Ok(m)
+                }
+            };
+        }
+    }
+
+    fn reply_frame_error(&self, e: &FrameError) {
+        if let Some(h) = e.header()
+            && matches!(
+                h.message_type(),
+                Some(MessageType::Call | MessageType::CallWithFds) | None
+            )
+        {
+            self.shared
+                .reply_error(h, &rpc_error(format!("protocol error: {e}")));
+        }
+    }
+
+    /// Waits for a slot for the call read ahead; meanwhile nothing is read.
+    async fn wait_for_slot(&mut self, lane: Lane) -> Result<OwnedSemaphorePermit, CloseReason> {
+        debug!(client = %self.shared.id, ?lane, "no free in-flight slot: pausing reads");
+        loop {
+            tokio::select! {
+                p = self.slots.take(lane) => return p.ok_or(CloseReason::Closed),
+                _ = self.shared.closing.cancelled() => return Err(CloseReason::Closed),
+                _ = self.server.shutdown.cancelled() => return Err(CloseReason::Shutdown),
+                // We are the ones not reading: the client's silence (or
+                // its unread PONGs) is not its fault.
+                _ = self.keepalive.ticker.tick() => self.keepalive.heard(),
             }
         }
+    }
 
-        let frame = tokio::select! {
-            _ = shared.closing.cancelled() => return CloseReason::Closed,
-            _ = server.shutdown.cancelled() => return CloseReason::Shutdown,
-            _ = ticker.tick() => {
-                if cfg.keepalive_interval.is_some()
-                    && shared.keepalive_enabled.load(Ordering::Relaxed)
-                    && last_rx.elapsed() >= period
-                {
-                    if missed >= cfg.keepalive_count {
-                        return CloseReason::KeepaliveTimeout;
-                    }
-                    missed += 1;
-                    debug!(client = %shared.id, missed, "sending keepalive PING");
-                    if shared.push_message(&keepalive::header(keepalive::PROC_PING), &[]).is_err() {
-                        return CloseReason::Closed;
-                    }
-                }
-                continue;
-            }
-            f = framed.next() => f,
-        };
-
-        let msg = match frame {
-            None => return CloseReason::Eof,
-            Some(Err(CodecError::Io(e))) => return CloseReason::Io(e),
-            Some(Err(CodecError::Frame(e))) => {
-                if let Some(h) = e.header()
-                    && matches!(
-                        h.message_type(),
-                        Some(MessageType::Call | MessageType::CallWithFds) | None
-                    )
-                {
-                    let err = rpc_error(format!("protocol error: {e}"));
-                    let _ = shared
-                        .push_message(&h.reply(MessageStatus::Error), &error_frame_body(&err));
-                }
-                return CloseReason::Protocol(e);
-            }
-            Some(Ok(m)) => m,
-        };
-        last_rx = Instant::now();
-        missed = 0;
-
+    /// Sorts one message: keepalive, a REMOTE call, or something we answer
+    /// (or ignore) here.
+    fn route(&self, msg: Message) -> Route {
         let h = msg.header;
         let Some(mtype) = h.message_type() else {
             // The codec rejects unknown types; keep the reader total anyway.
-            continue;
+            return Route::Handled;
         };
-        let reply_err = |err: VirError| {
-            let _ = shared.push_message(&h.reply(MessageStatus::Error), &error_frame_body(&err));
-        };
-
         if h.prog == keepalive::PROGRAM {
-            shared.keepalive_enabled.store(true, Ordering::Relaxed);
-            if mtype == MessageType::Message && h.proc_ == keepalive::PROC_PING {
-                if shared
-                    .push_message(&keepalive::header(keepalive::PROC_PONG), &[])
-                    .is_err()
-                {
-                    return CloseReason::Closed;
-                }
-            } else if mtype == MessageType::Call {
-                reply_err(VirError::new(
-                    ErrorCode::NoSupport,
-                    ErrorDomain::Rpc,
-                    format!("unknown keepalive procedure {}", h.proc_),
-                ));
-            }
-            continue;
+            return self.on_keepalive(&h, mtype);
         }
-
         match mtype {
-            MessageType::Call => {}
+            MessageType::Call => self.route_call(h, msg.body),
             MessageType::CallWithFds => {
-                reply_err(VirError::new(
-                    ErrorCode::NoSupport,
-                    ErrorDomain::Rpc,
-                    "file descriptor passing is not supported by this server",
-                ));
-                continue;
+                let err = no_support("file descriptor passing is not supported by this server");
+                self.shared.reply_error(&h, &err);
+                Route::Handled
             }
             MessageType::Stream | MessageType::StreamHole => {
-                let err = VirError::new(
-                    ErrorCode::NoSupport,
-                    ErrorDomain::Rpc,
-                    "streams are not supported by this server",
-                );
+                let err = no_support("streams are not supported by this server");
                 let mut eh = h;
                 eh.status = MessageStatus::Error as u32;
-                let _ = shared.push_message(&eh, &error_frame_body(&err));
-                continue;
+                let _ = self.shared.push_message(&eh, &error_frame_body(&err));
+                Route::Handled
             }
             MessageType::Message | MessageType::Reply | MessageType::ReplyWithFds => {
-                debug!(client = %shared.id, ?mtype, prog = h.prog, proc_ = h.proc_, "ignoring unexpected message type from client");
-                continue;
+                debug!(client = %self.shared.id, ?mtype, prog = h.prog, proc_ = h.proc_, "ignoring unexpected message type from client");
+                Route::Handled
             }
         }
+    }
 
+    /// Any KEEPALIVE message shows the client speaks it; a PING gets a PONG.
+    fn on_keepalive(&self, h: &Header, mtype: MessageType) -> Route {
+        self.shared.keepalive_enabled.store(true, Ordering::Relaxed);
+        if mtype == MessageType::Message && h.proc_ == keepalive::PROC_PING {
+            let pong = keepalive::header(keepalive::PROC_PONG);
+            if self.shared.push_message(&pong, &[]).is_err() {
+                return Route::Close(CloseReason::Closed);
+            }
+        } else if mtype == MessageType::Call {
+            let err = no_support(format!("unknown keepalive procedure {}", h.proc_));
+            self.shared.reply_error(h, &err);
+        }
+        Route::Handled
+    }
+
+    fn route_call(&self, h: Header, body: Bytes) -> Route {
+        if let Err(err) = self.admit(&h) {
+            self.shared.reply_error(&h, &err);
+            return Route::Handled;
+        }
+        if h.proc_ == procedure::CONNECT_SUPPORTS_FEATURE
+            && let Ok(a) = xdr::from_bytes::<remote::ConnectSupportsFeatureArgs>(&body)
+            && a.feature == remote::feature::PROGRAM_KEEPALIVE
+        {
+            self.shared.keepalive_enabled.store(true, Ordering::Relaxed);
+        }
+        let lane = self.server.handler.lane(h.proc_);
+        Route::Call(Call {
+            header: h,
+            body,
+            lane,
+        })
+    }
+
+    /// Whether this server runs the call at all: the REMOTE program in our
+    /// version, and nothing mutating from the read-only socket.
+    fn admit(&self, h: &Header) -> Result<(), VirError> {
         if h.prog != remote::PROGRAM {
-            reply_err(VirError::new(
-                ErrorCode::NoSupport,
-                ErrorDomain::Rpc,
-                format!("unknown program {:#x}", h.prog),
-            ));
-            continue;
+            return Err(no_support(format!("unknown program {:#x}", h.prog)));
         }
         if h.vers != remote::VERSION {
-            reply_err(VirError::new(
-                ErrorCode::NoSupport,
-                ErrorDomain::Rpc,
-                format!("unsupported version {} of the remote program", h.vers),
-            ));
-            continue;
+            return Err(no_support(format!(
+                "unsupported version {} of the remote program",
+                h.vers
+            )));
         }
-        if readonly && server.handler.is_mutating(h.proc_) {
-            reply_err(VirError::new(
+        if self.readonly && self.server.handler.is_mutating(h.proc_) {
+            return Err(VirError::new(
                 ErrorCode::OperationDenied,
                 ErrorDomain::Remote,
                 format!(
@@ -522,62 +709,75 @@ async fn read_loop<H: Handler>(
                     describe_procedure(h.proc_)
                 ),
             ));
-            continue;
         }
-        if h.proc_ == procedure::CONNECT_SUPPORTS_FEATURE
-            && let Ok(a) = xdr::from_bytes::<remote::ConnectSupportsFeatureArgs>(&msg.body)
-            && a.feature == remote::feature::PROGRAM_KEEPALIVE
-        {
-            shared.keepalive_enabled.store(true, Ordering::Relaxed);
-        }
+        Ok(())
+    }
 
-        let Some(p) = permit.take() else { continue };
+    /// Runs the call in its own task, holding its slot until the reply is
+    /// queued.
+    fn spawn_call(&self, call: Call, permit: OwnedSemaphorePermit) {
         let ctx = CallContext {
-            client: shared.id,
-            readonly,
-            serial: h.serial,
-            events: sink.clone(),
+            client: self.shared.id,
+            readonly: self.readonly,
+            serial: call.header.serial,
+            events: self.sink.clone(),
         };
-        let handler = server.handler.clone();
-        let shared2 = shared.clone();
-        let body = msg.body;
+        let handler = self.server.handler.clone();
+        let shared = self.shared.clone();
         tokio::spawn(async move {
-            let _permit = p;
-            let fut = handler.call(ctx, h.proc_, body);
-            let result = match AssertUnwindSafe(fut).catch_unwind().await {
-                Ok(r) => r,
-                Err(_) => {
-                    warn!(client = %shared2.id, procedure = %describe_procedure(h.proc_), "handler panicked");
-                    Err(VirError::new(
-                        ErrorCode::InternalError,
-                        ErrorDomain::Rpc,
-                        format!(
-                            "internal error: handler of {} failed",
-                            describe_procedure(h.proc_)
-                        ),
-                    ))
-                }
-            };
-            let pushed = match result {
-                Ok(ret) => match shared2.push_message(&h.reply(MessageStatus::Ok), &ret) {
-                    Err(Dropped::TooLarge) => shared2.push_message(
-                        &h.reply(MessageStatus::Error),
-                        &error_frame_body(&rpc_error(format!(
-                            "reply of {} too large ({} bytes)",
-                            describe_procedure(h.proc_),
-                            ret.len()
-                        ))),
-                    ),
-                    r => r,
-                },
-                Err(e) => {
-                    debug!(client = %shared2.id, procedure = %describe_procedure(h.proc_), error = %e.message, "call failed");
-                    shared2.push_message(&h.reply(MessageStatus::Error), &error_frame_body(&e))
-                }
-            };
-            if let Err(e) = pushed {
-                debug!(client = %shared2.id, error = %e, "reply dropped");
-            }
+            let _permit = permit;
+            let result = run_call(&*handler, ctx, &call.header, call.body).await;
+            send_reply(&shared, &call.header, result);
         });
+    }
+}
+
+/// Runs the handler; a panic becomes an internal-error reply.
+async fn run_call<H: Handler>(
+    handler: &H,
+    ctx: CallContext,
+    h: &Header,
+    body: Bytes,
+) -> Result<Bytes, VirError> {
+    let client = ctx.client;
+    let fut = handler.call(ctx, h.proc_, body);
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => {
+            warn!(client = %client, procedure = %describe_procedure(h.proc_), "handler panicked");
+            Err(VirError::new(
+                ErrorCode::InternalError,
+                ErrorDomain::Rpc,
+                format!(
+                    "internal error: handler of {} failed",
+                    describe_procedure(h.proc_)
+                ),
+            ))
+        }
+    }
+}
+
+/// Queues the reply to call `h`; a reply too large for the protocol
+/// becomes an error reply.
+fn send_reply(shared: &ClientShared, h: &Header, result: Result<Bytes, VirError>) {
+    let pushed = match result {
+        Ok(ret) => match shared.push_message(&h.reply(MessageStatus::Ok), &ret) {
+            Err(Dropped::TooLarge) => shared.push_message(
+                &h.reply(MessageStatus::Error),
+                &error_frame_body(&rpc_error(format!(
+                    "reply of {} too large ({} bytes)",
+                    describe_procedure(h.proc_),
+                    ret.len()
+                ))),
+            ),
+            r => r,
+        },
+        Err(e) => {
+            debug!(client = %shared.id, procedure = %describe_procedure(h.proc_), error = %e.message, "call failed");
+            shared.push_message(&h.reply(MessageStatus::Error), &error_frame_body(&e))
+        }
+    };
+    if let Err(e) = pushed {
+        debug!(client = %shared.id, error = %e, "reply dropped");
     }
 }

@@ -11,7 +11,8 @@
 //! | [`xdr`] | strict XDR encoder/decoder, the [`xdr::Xdr`] trait, [`xdr_struct!`] |
 //! | [`header`] | `virNetMessageHeader` |
 //! | [`frame`] | length-prefixed framing and size limits, tokio codec |
-//! | [`protocol::remote`] | procedure numbers and wire structs |
+//! | [`protocol::remote`] | procedure numbers and names, wire structs |
+//! | [`dispatch`] | the procedure table: typed handlers, read-only access, lane |
 //! | [`protocol::keepalive`] | PING/PONG |
 //! | [`server`] | [`Server`], [`Handler`], [`CallContext`] |
 //! | `connection` | one client: reader, writer, bounded output queue ([`EventSink`]) |
@@ -19,33 +20,50 @@
 //!
 //! # Plugging in a handler (what ferrovirtd does)
 //!
+//! A handler serves calls from a [`dispatch::Table`]: one row per
+//! procedure, with a typed `async fn` handler, whether the read-only socket
+//! may call it, and whether it must never queue behind other work.
+//!
 //! ```no_run
 //! use bytes::Bytes;
-//! use rpc::protocol::remote::{self, procedure};
-//! use rpc::server::{decode_args, encode_ret, unsupported_procedure};
+//! use rpc::dispatch::{Access::*, Lane, Lane::*, Row, Table};
+//! use rpc::protocol::remote::{self, procedure as p};
 //! use rpc::{CallContext, Config, Handler, Server};
 //! use virterror::VirError;
 //!
-//! struct Daemon;
+//! struct Daemon {
+//!     table: Table<Daemon>,
+//! }
+//!
+//! async fn get_type(_: &Daemon, _: &CallContext, _: ()) -> Result<remote::ConnectGetTypeRet, VirError> {
+//!     Ok(remote::ConnectGetTypeRet { type_: "QEMU".into() })
+//! }
+//!
+//! async fn lookup(_: &Daemon, _: &CallContext, a: remote::DomainLookupByNameArgs) -> Result<remote::DomainRet, VirError> {
+//!     // ... look `a.name` up in the driver ...
+//!     # let _ = a;
+//!     Err(rpc::server::unsupported_procedure(p::DOMAIN_LOOKUP_BY_NAME))
+//! }
 //!
 //! impl Handler for Daemon {
 //!     async fn call(&self, ctx: CallContext, proc_: i32, args: Bytes) -> Result<Bytes, VirError> {
-//!         match proc_ {
-//!             procedure::CONNECT_GET_TYPE => encode_ret(&remote::ConnectGetTypeRet { type_: "QEMU".into() }),
-//!             procedure::DOMAIN_LOOKUP_BY_NAME => {
-//!                 let a: remote::DomainLookupByNameArgs = decode_args(proc_, &args)?;
-//!                 // ... look it up in the driver ...
-//!                 # let _ = (a, ctx);
-//!                 Err(unsupported_procedure(proc_))
-//!             }
-//!             _ => Err(unsupported_procedure(proc_)),
-//!         }
+//!         self.table.call(self, &ctx, proc_, args).await
+//!     }
+//!     fn is_mutating(&self, proc_: i32) -> bool {
+//!         self.table.is_mutating(proc_)
+//!     }
+//!     fn lane(&self, proc_: i32) -> Lane {
+//!         self.table.lane(proc_)
 //!     }
 //!     fn on_disconnect(&self, client: rpc::ClientId) { /* drop its event callbacks */ }
 //! }
 //!
-//! # async fn run() -> std::io::Result<()> {
-//! let server = Server::new(Config::default(), Daemon);
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let table = Table::new([
+//!     Row::new(p::CONNECT_GET_TYPE, Read, Priority, get_type),
+//!     Row::new(p::DOMAIN_LOOKUP_BY_NAME, Read, Priority, lookup),
+//! ])?;
+//! let server = Server::new(Config::default(), Daemon { table });
 //! let rw = tokio::net::UnixListener::bind("/run/ferrovirt/sock")?;
 //! let ro = tokio::net::UnixListener::bind("/run/ferrovirt/sock-ro")?;
 //! let s2 = server.clone();
@@ -67,9 +85,10 @@
 //!
 //! # Adding a procedure
 //!
-//! See [`protocol::remote`]: number in `procedures!`, structs with
-//! [`xdr_struct!`], read-only classification in
-//! [`protocol::remote::is_read_only_safe`]; then a match arm in the handler.
+//! Every libvirt 9.0 procedure number is already in
+//! [`protocol::remote::procedure`]. Write the handler and add its row to
+//! the server's table; if its argument or return shape is not in
+//! [`protocol::remote`] yet, define it there with [`xdr_struct!`].
 //!
 //! # Limits and what happens at each (per client unless stated)
 //!
@@ -79,18 +98,22 @@
 //! | malformed frame (length < 28, unknown type/status) | — | error reply (`VIR_ERR_RPC`) when the header was readable, queued replies drain (`drain_timeout`), client closed |
 //! | XDR strings / arrays | protocol maxima (`REMOTE_STRING_MAX` 4 MiB, …) | decoding error → the handler returns an error reply; connection kept |
 //! | `max_clients` (all sockets) | 5000 | new connection accepted and closed at once, warning logged |
-//! | `max_inflight_per_client` | 16 | calls run as concurrent tasks; at the bound the server stops reading that client until one finishes. PINGs read before the pause are answered; while paused our keepalive does not count the client's silence |
+//! | `max_inflight_per_client` | 16 | calls run as concurrent tasks; when all are taken the server reads one more message and stops reading that client until a slot frees. PINGs read before the pause are answered; while paused our keepalive does not count the client's silence |
+//! | `max_priority_inflight_per_client` | 4 | extra slots only [`dispatch::Lane::Priority`] calls (destroy, lookups, snapshot queries, connection calls) may use, so they run while the normal slots are taken by calls that wait; when these are taken too, the priority call waits like a normal one |
 //! | output queue `max_queued_messages` / `max_queued_bytes` | 1024 / 8 MiB | the push that does not fit disconnects the client (logged with the queue depth); memory per client ≤ max_queued_bytes + one message. A message larger than max_queued_bytes is accepted into an empty queue |
 //! | keepalive | 5 s × 5 | after `interval` of silence we PING; after `count` unanswered PINGs the client is dropped. Starts once the client shows keepalive support (see [`Config::keepalive_on_connect`]) |
-//! | unknown procedure | — | the handler returns `VIR_ERR_NO_SUPPORT` ([`server::unsupported_procedure`]) |
+//! | unknown or unserved procedure | — | `VIR_ERR_NO_SUPPORT` naming it as `NAME (number)` ([`server::unsupported_procedure`]), on either socket |
 //! | unknown program / version, `CALL_WITH_FDS`, `STREAM` | — | error reply `VIR_ERR_NO_SUPPORT` (STREAM: a STREAM/ERROR message), connection kept |
 //! | mutating procedure on the read-only socket | — | `VIR_ERR_OPERATION_DENIED` reply, connection kept |
 //!
-//! Inbound memory per client is at most (max_inflight + 1) × max_message
-//! (arguments of running calls plus the read buffer).
+//! Inbound memory per client is at most (max_inflight_per_client +
+//! max_priority_inflight_per_client + 2) × max_message: the arguments of the
+//! running calls, the one call read ahead while it waits for a slot, and the
+//! read buffer.
 
 pub mod client;
 mod connection;
+pub mod dispatch;
 pub mod error;
 pub mod frame;
 pub mod header;

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use virterror::{ErrorCode, ErrorDomain, VirError};
 
 pub use crate::connection::{Dropped, EventSink};
+use crate::dispatch::Lane;
 use crate::frame::MESSAGE_MAX;
 use crate::protocol::remote;
 use crate::xdr::{self, Xdr};
@@ -31,8 +32,16 @@ pub struct Config {
     /// end-of-file at once instead of hanging in the backlog) and logged.
     pub max_clients: usize,
     /// Calls of one client running concurrently. At the bound the server
-    /// stops reading from that client until a call finishes.
+    /// reads at most one more message from that client (see
+    /// `max_priority_inflight_per_client`) and then stops reading it until a
+    /// call finishes.
     pub max_inflight_per_client: usize,
+    /// Extra in-flight slots per client that only [`Lane::Priority`] calls
+    /// may use: a destroy, a lookup or a state query read while the normal
+    /// slots are all taken (say, by calls waiting for a job) still runs. A
+    /// priority call read when these are taken too waits like a normal one.
+    /// 0 disables the lane.
+    pub max_priority_inflight_per_client: usize,
     /// Messages waiting to be written to one client.
     pub max_queued_messages: usize,
     /// Bytes waiting to be written to one client. A single message larger
@@ -62,6 +71,7 @@ impl Default for Config {
         Self {
             max_clients: 5000,
             max_inflight_per_client: 16,
+            max_priority_inflight_per_client: 4,
             max_queued_messages: 1024,
             max_queued_bytes: 8 * 1024 * 1024,
             max_message: MESSAGE_MAX,
@@ -115,10 +125,18 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Bytes, VirError>> + Send;
 
     /// Whether a procedure modifies anything, so is refused with
-    /// `VIR_ERR_OPERATION_DENIED` on the read-only socket. The default is
-    /// the allow-list [`remote::is_read_only_safe`].
-    fn is_mutating(&self, procedure: i32) -> bool {
-        !remote::is_read_only_safe(procedure)
+    /// `VIR_ERR_OPERATION_DENIED` on the read-only socket before
+    /// [`Handler::call`] sees it. The default refuses everything there; a
+    /// handler serving from a [`Table`](crate::dispatch::Table) answers with
+    /// [`Table::is_mutating`](crate::dispatch::Table::is_mutating).
+    fn is_mutating(&self, _procedure: i32) -> bool {
+        true
+    }
+
+    /// Which in-flight slots a call of `procedure` may use (see
+    /// [`Lane`]). The default is [`Lane::Normal`] for every procedure.
+    fn lane(&self, _procedure: i32) -> Lane {
+        Lane::Normal
     }
 
     /// A client connected.
@@ -161,12 +179,12 @@ pub fn unsupported_procedure(procedure: i32) -> VirError {
     )
 }
 
-/// `NAME (number)` for logs and messages.
+/// How every message and log line names a REMOTE procedure:
+/// `DOMAIN_BLOCK_STATS (64)`, or `unknown procedure (99999)` for a number
+/// libvirt 9.0 does not define.
 pub fn describe_procedure(procedure: i32) -> String {
-    match remote::procedure_name(procedure) {
-        Some(n) => format!("{n} ({procedure})"),
-        None => format!("procedure {procedure}"),
-    }
+    let name = remote::procedure_name(procedure).unwrap_or("unknown procedure");
+    format!("{name} ({procedure})")
 }
 
 pub(crate) struct Inner<H> {

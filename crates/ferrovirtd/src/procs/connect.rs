@@ -1,133 +1,172 @@
 //! Connection-level procedures: opening, feature negotiation, and what the
-//! daemon says about itself and the host.
+//! daemon says about itself and the host. All answer from memory (or
+//! /proc), so they never queue behind other work; only the capabilities
+//! document may wait once for the driver's KVM probe.
 
-use bytes::Bytes;
 use rpc::CallContext;
 use rpc::protocol::remote::{
     AuthListRet, AuthType, ConnectGetCapabilitiesRet, ConnectGetHostnameRet,
-    ConnectGetLibVersionRet, ConnectGetMaxVcpusRet, ConnectGetSysinfoRet, ConnectGetTypeRet,
-    ConnectGetUriRet, ConnectGetVersionRet, ConnectIsSecureRet, ConnectOpenArgs,
-    ConnectSupportsFeatureArgs, ConnectSupportsFeatureRet, NodeGetInfoRet, NodeGetSecurityModelRet,
-    feature, model_chars, procedure as p, string_to_chars,
+    ConnectGetLibVersionRet, ConnectGetMaxVcpusArgs, ConnectGetMaxVcpusRet, ConnectGetSysinfoArgs,
+    ConnectGetSysinfoRet, ConnectGetTypeRet, ConnectGetUriRet, ConnectGetVersionRet,
+    ConnectIsSecureRet, ConnectOpenArgs, ConnectSupportsFeatureArgs, ConnectSupportsFeatureRet,
+    NodeGetInfoRet, NodeGetSecurityModelRet, feature, string_to_chars,
 };
-use rpc::server::{decode_args, encode_ret, unsupported_procedure};
-use virterror::VirError;
 
+use super::Reply;
 use crate::dispatch::Daemon;
-use crate::host;
+use crate::{flags, host};
 
 /// The libvirt version whose protocol and behaviour we implement (9.0.0),
 /// in libvirt's major * 1,000,000 + minor * 1,000 + micro form.
 pub(crate) const LIB_VERSION: u64 = 9_000_000;
-/// The emulator reported by GET_CAPABILITIES and used when a definition
-/// names none.
-pub(crate) const DEFAULT_EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
 /// Most vCPUs we let a domain ask for (QEMU's q35 limit).
 const MAX_VCPUS: i32 = 288;
 
-pub(crate) fn call(
-    d: &Daemon,
-    ctx: &CallContext,
-    proc_: i32,
-    args: &[u8],
-) -> Result<Bytes, VirError> {
-    match proc_ {
-        p::AUTH_LIST => encode_ret(&AuthListRet {
-            types: vec![AuthType::None],
-        }),
-        p::CONNECT_OPEN => {
-            let _: ConnectOpenArgs = decode_args(proc_, args)?;
-            Ok(Bytes::new())
-        }
-        p::CONNECT_CLOSE
-        | p::CONNECT_REGISTER_CLOSE_CALLBACK
-        | p::CONNECT_UNREGISTER_CLOSE_CALLBACK => Ok(Bytes::new()),
-        p::CONNECT_SUPPORTS_FEATURE => {
-            let a: ConnectSupportsFeatureArgs = decode_args(proc_, args)?;
-            let supported = supports(a.feature);
-            if a.feature == feature::PROGRAM_KEEPALIVE {
-                ctx.events.enable_keepalive();
-            }
-            encode_ret(&ConnectSupportsFeatureRet {
-                supported: i32::from(supported),
-            })
-        }
-        p::CONNECT_GET_TYPE => encode_ret(&ConnectGetTypeRet {
-            type_: "QEMU".into(),
-        }),
-        p::CONNECT_GET_VERSION => encode_ret(&ConnectGetVersionRet {
-            hv_ver: qemu_version(),
-        }),
-        p::CONNECT_GET_LIB_VERSION => encode_ret(&ConnectGetLibVersionRet {
-            lib_ver: LIB_VERSION,
-        }),
-        p::CONNECT_GET_HOSTNAME => encode_ret(&ConnectGetHostnameRet {
-            hostname: host::hostname(),
-        }),
-        p::CONNECT_GET_URI => encode_ret(&ConnectGetUriRet { uri: d.uri.clone() }),
-        p::CONNECT_GET_SYSINFO => encode_ret(&ConnectGetSysinfoRet {
-            sysinfo: "<sysinfo type='smbios'/>\n".into(),
-        }),
-        p::CONNECT_GET_MAX_VCPUS => encode_ret(&ConnectGetMaxVcpusRet {
-            max_vcpus: MAX_VCPUS,
-        }),
-        p::CONNECT_IS_SECURE => encode_ret(&ConnectIsSecureRet { secure: 1 }),
-        p::NODE_GET_INFO => {
-            let n = host::node_info();
-            encode_ret(&NodeGetInfoRet {
-                model: model_chars(&n.model),
-                memory: n.memory_kib,
-                cpus: n.cpus,
-                mhz: n.mhz,
-                nodes: n.nodes,
-                sockets: n.sockets,
-                cores: n.cores,
-                threads: n.threads,
-            })
-        }
-        // No security driver: an empty model, as libvirtd reports with
-        // security_driver = "none"; virsh then shows no security labels.
-        p::NODE_GET_SECURITY_MODEL => encode_ret(&NodeGetSecurityModelRet {
-            model: string_to_chars(""),
-            doi: string_to_chars(""),
-        }),
-        _ => Err(unsupported_procedure(proc_)),
-    }
-}
-
-/// `CONNECT_GET_CAPABILITIES`: async, because the first call waits for the
-/// driver's KVM probe (a few seconds at most, once per daemon).
-pub(crate) async fn capabilities(d: &Daemon) -> Result<Bytes, VirError> {
-    encode_ret(&ConnectGetCapabilitiesRet {
-        capabilities: host::capabilities_xml(DEFAULT_EMULATOR, d.driver.kvm_available().await),
+pub(crate) async fn auth_list(_: &Daemon, _: &CallContext, _: ()) -> Reply<AuthListRet> {
+    Ok(AuthListRet {
+        types: vec![AuthType::None],
     })
 }
 
-fn supports(f: i32) -> bool {
-    matches!(
-        f,
+/// `CONNECT_OPEN`: the socket decides read-only access; libvirt's open
+/// flags (`VIR_CONNECT_RO`, ...) only matter to the client library.
+pub(crate) async fn open(_: &Daemon, _: &CallContext, _: ConnectOpenArgs) -> Reply<()> {
+    Ok(())
+}
+
+/// `CONNECT_CLOSE` and the close-callback (un)registration: nothing to
+/// keep (the connection-closed event is never raised).
+pub(crate) async fn accept(_: &Daemon, _: &CallContext, _: ()) -> Reply<()> {
+    Ok(())
+}
+
+pub(crate) async fn supports_feature(
+    _: &Daemon,
+    ctx: &CallContext,
+    a: ConnectSupportsFeatureArgs,
+) -> Reply<ConnectSupportsFeatureRet> {
+    if a.feature == feature::PROGRAM_KEEPALIVE {
+        ctx.events.enable_keepalive();
+    }
+    let supported = matches!(
+        a.feature,
         feature::PROGRAM_KEEPALIVE
             | feature::REMOTE_EVENT_CALLBACK
             | feature::REMOTE_CLOSE_CALLBACK
             | feature::TYPED_PARAM_STRING
-    )
+    );
+    Ok(ConnectSupportsFeatureRet {
+        supported: i32::from(supported),
+    })
 }
 
-/// QEMU's version in libvirt's numeric form, read once from the default
-/// emulator (`qemu-system-x86_64 --version`); 0 when it cannot be run.
-/// The daemon reads it at start-up on a blocking thread, so no RPC ever
-/// waits for the process.
-pub(crate) fn qemu_version() -> u64 {
-    static VERSION: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *VERSION.get_or_init(|| {
-        std::process::Command::new(DEFAULT_EMULATOR)
-            .arg("--version")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| parse_qemu_version(&s))
-            .unwrap_or(0)
+pub(crate) async fn get_type(_: &Daemon, _: &CallContext, _: ()) -> Reply<ConnectGetTypeRet> {
+    Ok(ConnectGetTypeRet {
+        type_: "QEMU".into(),
     })
+}
+
+pub(crate) async fn get_version(d: &Daemon, _: &CallContext, _: ()) -> Reply<ConnectGetVersionRet> {
+    Ok(ConnectGetVersionRet {
+        hv_ver: d.hv_version,
+    })
+}
+
+pub(crate) async fn get_lib_version(
+    _: &Daemon,
+    _: &CallContext,
+    _: (),
+) -> Reply<ConnectGetLibVersionRet> {
+    Ok(ConnectGetLibVersionRet {
+        lib_ver: LIB_VERSION,
+    })
+}
+
+pub(crate) async fn get_hostname(
+    _: &Daemon,
+    _: &CallContext,
+    _: (),
+) -> Reply<ConnectGetHostnameRet> {
+    Ok(ConnectGetHostnameRet {
+        hostname: host::hostname(),
+    })
+}
+
+pub(crate) async fn get_uri(d: &Daemon, _: &CallContext, _: ()) -> Reply<ConnectGetUriRet> {
+    Ok(ConnectGetUriRet { uri: d.uri.clone() })
+}
+
+pub(crate) async fn get_sysinfo(
+    _: &Daemon,
+    _: &CallContext,
+    a: ConnectGetSysinfoArgs,
+) -> Reply<ConnectGetSysinfoRet> {
+    flags::check("virConnectGetSysinfo", a.flags, 0)?;
+    Ok(ConnectGetSysinfoRet {
+        sysinfo: "<sysinfo type='smbios'/>\n".into(),
+    })
+}
+
+/// `CONNECT_GET_MAX_VCPUS`: the one guest type we run, whatever `type`
+/// names.
+pub(crate) async fn get_max_vcpus(
+    _: &Daemon,
+    _: &CallContext,
+    _: ConnectGetMaxVcpusArgs,
+) -> Reply<ConnectGetMaxVcpusRet> {
+    Ok(ConnectGetMaxVcpusRet {
+        max_vcpus: MAX_VCPUS,
+    })
+}
+
+/// Only UNIX sockets are served.
+pub(crate) async fn is_secure(_: &Daemon, _: &CallContext, _: ()) -> Reply<ConnectIsSecureRet> {
+    Ok(ConnectIsSecureRet { secure: 1 })
+}
+
+pub(crate) async fn node_get_info(_: &Daemon, _: &CallContext, _: ()) -> Reply<NodeGetInfoRet> {
+    Ok(host::node_info())
+}
+
+/// No security driver: an empty model, as libvirtd reports with
+/// `security_driver = "none"`; virsh then shows no security labels.
+pub(crate) async fn node_get_security_model(
+    _: &Daemon,
+    _: &CallContext,
+    _: (),
+) -> Reply<NodeGetSecurityModelRet> {
+    Ok(NodeGetSecurityModelRet {
+        model: string_to_chars(""),
+        doi: string_to_chars(""),
+    })
+}
+
+/// `CONNECT_GET_CAPABILITIES`: the first call waits for the driver's KVM
+/// probe (a few seconds at most, once per daemon).
+pub(crate) async fn get_capabilities(
+    d: &Daemon,
+    _: &CallContext,
+    _: (),
+) -> Reply<ConnectGetCapabilitiesRet> {
+    Ok(ConnectGetCapabilitiesRet {
+        capabilities: host::capabilities_xml(
+            ::domain::DEFAULT_EMULATOR,
+            d.driver.kvm_available().await,
+        ),
+    })
+}
+
+/// QEMU's version in libvirt's numeric form, from the default emulator's
+/// `--version` output; 0 when it cannot be run. Blocks: the daemon calls
+/// it once at start-up, on a blocking thread.
+pub(crate) fn qemu_version() -> u64 {
+    std::process::Command::new(::domain::DEFAULT_EMULATOR)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| parse_qemu_version(&s))
+        .unwrap_or(0)
 }
 
 fn parse_qemu_version(out: &str) -> Option<u64> {

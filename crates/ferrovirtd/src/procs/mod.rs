@@ -1,7 +1,15 @@
-//! REMOTE procedures, grouped by what they act on.
+//! The handlers of the REMOTE procedures, grouped by what they act on.
+//! Each is an `async fn(&Daemon, &CallContext, Args) -> Reply<Ret>` named
+//! in the procedure table (`dispatch.rs`), which decodes its arguments and
+//! encodes its return value.
 
+pub(crate) mod blockjob;
 pub(crate) mod connect;
 pub(crate) mod domain;
 pub(crate) mod events;
-pub(crate) mod longjobs;
-pub(crate) mod save_image;
+pub(crate) mod jobs;
+pub(crate) mod query;
+pub(crate) mod save;
+
+/// What a handler returns: the typed return value or the error to send.
+pub(crate) type Reply<T> = Result<T, virterror::VirError>;

@@ -1,16 +1,20 @@
-//! REMOTE program (`remote_protocol.x`): procedure numbers and the wire
-//! structures of the procedures ferrovirt serves.
+//! REMOTE program (`remote_protocol.x`): every procedure number of
+//! libvirt 9.0 with its name, and the wire structures of the procedures
+//! ferrovirt serves.
 //!
-//! Naming: `remote_domain_get_info_args` becomes [`DomainGetInfoArgs`];
-//! procedures whose arguments are just a domain (or a domain and flags)
-//! share [`DomainArgs`] / [`DomainFlagsArgs`] through type aliases so the
-//! daemon can still write the libvirt name. Rust keywords get a trailing
-//! underscore (`type_`). `remote_string` (nullable) is `Option<String>`.
+//! Naming: `remote_domain_get_info_args` becomes [`DomainGetInfoArgs`].
+//! Procedures whose arguments or return share one shape share one struct,
+//! named after the shape: [`DomainArgs`] (just a domain),
+//! [`DomainFlagsArgs`] (a domain and flags), [`DomainRet`], [`NumRet`],
+//! [`DomainPathFlagsArgs`], [`DomainPathBandwidthArgs`]. Rust keywords get a
+//! trailing underscore (`type_`). `remote_string` (nullable) is
+//! `Option<String>`.
 //!
-//! To add a procedure: add its number to [`procedures!`] below (exact value
-//! from `remote_protocol.x`), define its args/ret with `xdr_struct!` in wire
-//! order with each `<MAX>` as `[max = ...]`, and, if it does not modify
-//! anything, list it in [`is_read_only_safe`].
+//! To serve a new procedure whose shape is not here yet, define its
+//! args/ret with `xdr_struct!` in wire order, each `<MAX>` as
+//! `[max = ...]`. Which procedures a server serves, and whether the
+//! read-only socket may call them, is the server's table
+//! ([`crate::dispatch::Table`]), not this module's.
 
 use crate::xdr::{Decoder, Encoder, Result, Xdr};
 use crate::{xdr_enum, xdr_struct};
@@ -46,16 +50,20 @@ pub const UUID_LEN: usize = 16;
 /// A UUID as raw bytes (`remote_uuid`).
 pub type Uuid = [u8; UUID_LEN];
 
-/// Declares procedure constants and a name table for logs.
+/// Declares the procedure constants and their name table.
 macro_rules! procedures {
     ($( $name:ident = $num:literal ),* $(,)?) => {
-        /// `remote_procedure` numbers.
+        /// `remote_procedure`: every procedure number of libvirt 9.0, named
+        /// as in `remote_protocol.x` without the `REMOTE_PROC_` prefix.
         pub mod procedure {
             $( pub const $name: i32 = $num; )*
         }
 
-        /// The libvirt name of a procedure (without `REMOTE_PROC_`), for
-        /// logs. `None` for numbers this crate does not know.
+        /// Every `(number, name)` pair of [`procedure`], in protocol order.
+        pub const PROCEDURES: &[(i32, &str)] = &[ $( ($num, stringify!($name)), )* ];
+
+        /// The libvirt name of a procedure (without `REMOTE_PROC_`); `None`
+        /// for a number libvirt 9.0 does not define.
         pub fn procedure_name(proc_: i32) -> Option<&'static str> {
             match proc_ {
                 $( $num => Some(stringify!($name)), )*
@@ -65,6 +73,9 @@ macro_rules! procedures {
     };
 }
 
+// Transcribed from libvirt 9.0's `remote_protocol.x` (enum
+// `remote_procedure`, 1 to 443). Numbers are wire ABI: append, never
+// renumber.
 procedures! {
     CONNECT_OPEN = 1,
     CONNECT_CLOSE = 2,
@@ -104,6 +115,17 @@ procedures! {
     CONNECT_LIST_DEFINED_NETWORKS = 36,
     CONNECT_LIST_DOMAINS = 37,
     CONNECT_LIST_NETWORKS = 38,
+    NETWORK_CREATE = 39,
+    NETWORK_CREATE_XML = 40,
+    NETWORK_DEFINE_XML = 41,
+    NETWORK_DESTROY = 42,
+    NETWORK_GET_XML_DESC = 43,
+    NETWORK_GET_AUTOSTART = 44,
+    NETWORK_GET_BRIDGE_NAME = 45,
+    NETWORK_LOOKUP_BY_NAME = 46,
+    NETWORK_LOOKUP_BY_UUID = 47,
+    NETWORK_SET_AUTOSTART = 48,
+    NETWORK_UNDEFINE = 49,
     CONNECT_NUM_OF_DEFINED_NETWORKS = 50,
     CONNECT_NUM_OF_DOMAINS = 51,
     CONNECT_NUM_OF_NETWORKS = 52,
@@ -115,6 +137,9 @@ procedures! {
     DOMAIN_SET_SCHEDULER_PARAMETERS = 58,
     CONNECT_GET_HOSTNAME = 59,
     CONNECT_SUPPORTS_FEATURE = 60,
+    DOMAIN_MIGRATE_PREPARE = 61,
+    DOMAIN_MIGRATE_PERFORM = 62,
+    DOMAIN_MIGRATE_FINISH = 63,
     DOMAIN_BLOCK_STATS = 64,
     DOMAIN_INTERFACE_STATS = 65,
     AUTH_LIST = 66,
@@ -122,44 +147,166 @@ procedures! {
     AUTH_SASL_START = 68,
     AUTH_SASL_STEP = 69,
     AUTH_POLKIT = 70,
+    CONNECT_NUM_OF_STORAGE_POOLS = 71,
+    CONNECT_LIST_STORAGE_POOLS = 72,
+    CONNECT_NUM_OF_DEFINED_STORAGE_POOLS = 73,
+    CONNECT_LIST_DEFINED_STORAGE_POOLS = 74,
+    CONNECT_FIND_STORAGE_POOL_SOURCES = 75,
+    STORAGE_POOL_CREATE_XML = 76,
+    STORAGE_POOL_DEFINE_XML = 77,
+    STORAGE_POOL_CREATE = 78,
+    STORAGE_POOL_BUILD = 79,
+    STORAGE_POOL_DESTROY = 80,
+    STORAGE_POOL_DELETE = 81,
+    STORAGE_POOL_UNDEFINE = 82,
+    STORAGE_POOL_REFRESH = 83,
+    STORAGE_POOL_LOOKUP_BY_NAME = 84,
+    STORAGE_POOL_LOOKUP_BY_UUID = 85,
+    STORAGE_POOL_LOOKUP_BY_VOLUME = 86,
+    STORAGE_POOL_GET_INFO = 87,
+    STORAGE_POOL_GET_XML_DESC = 88,
+    STORAGE_POOL_GET_AUTOSTART = 89,
+    STORAGE_POOL_SET_AUTOSTART = 90,
+    STORAGE_POOL_NUM_OF_VOLUMES = 91,
+    STORAGE_POOL_LIST_VOLUMES = 92,
+    STORAGE_VOL_CREATE_XML = 93,
+    STORAGE_VOL_DELETE = 94,
+    STORAGE_VOL_LOOKUP_BY_NAME = 95,
+    STORAGE_VOL_LOOKUP_BY_KEY = 96,
+    STORAGE_VOL_LOOKUP_BY_PATH = 97,
+    STORAGE_VOL_GET_INFO = 98,
+    STORAGE_VOL_GET_XML_DESC = 99,
+    STORAGE_VOL_GET_PATH = 100,
     NODE_GET_CELLS_FREE_MEMORY = 101,
     NODE_GET_FREE_MEMORY = 102,
+    DOMAIN_BLOCK_PEEK = 103,
+    DOMAIN_MEMORY_PEEK = 104,
     CONNECT_DOMAIN_EVENT_REGISTER = 105,
     CONNECT_DOMAIN_EVENT_DEREGISTER = 106,
     DOMAIN_EVENT_LIFECYCLE = 107,
+    DOMAIN_MIGRATE_PREPARE2 = 108,
+    DOMAIN_MIGRATE_FINISH2 = 109,
     CONNECT_GET_URI = 110,
+    NODE_NUM_OF_DEVICES = 111,
+    NODE_LIST_DEVICES = 112,
+    NODE_DEVICE_LOOKUP_BY_NAME = 113,
+    NODE_DEVICE_GET_XML_DESC = 114,
+    NODE_DEVICE_GET_PARENT = 115,
+    NODE_DEVICE_NUM_OF_CAPS = 116,
+    NODE_DEVICE_LIST_CAPS = 117,
+    NODE_DEVICE_DETTACH = 118,
+    NODE_DEVICE_RE_ATTACH = 119,
+    NODE_DEVICE_RESET = 120,
     DOMAIN_GET_SECURITY_LABEL = 121,
     NODE_GET_SECURITY_MODEL = 122,
+    NODE_DEVICE_CREATE_XML = 123,
+    NODE_DEVICE_DESTROY = 124,
+    STORAGE_VOL_CREATE_XML_FROM = 125,
+    CONNECT_NUM_OF_INTERFACES = 126,
+    CONNECT_LIST_INTERFACES = 127,
+    INTERFACE_LOOKUP_BY_NAME = 128,
+    INTERFACE_LOOKUP_BY_MAC_STRING = 129,
+    INTERFACE_GET_XML_DESC = 130,
+    INTERFACE_DEFINE_XML = 131,
+    INTERFACE_UNDEFINE = 132,
+    INTERFACE_CREATE = 133,
+    INTERFACE_DESTROY = 134,
+    CONNECT_DOMAIN_XML_FROM_NATIVE = 135,
+    CONNECT_DOMAIN_XML_TO_NATIVE = 136,
+    CONNECT_NUM_OF_DEFINED_INTERFACES = 137,
+    CONNECT_LIST_DEFINED_INTERFACES = 138,
+    CONNECT_NUM_OF_SECRETS = 139,
+    CONNECT_LIST_SECRETS = 140,
+    SECRET_LOOKUP_BY_UUID = 141,
+    SECRET_DEFINE_XML = 142,
+    SECRET_GET_XML_DESC = 143,
+    SECRET_SET_VALUE = 144,
+    SECRET_GET_VALUE = 145,
+    SECRET_UNDEFINE = 146,
+    SECRET_LOOKUP_BY_USAGE = 147,
+    DOMAIN_MIGRATE_PREPARE_TUNNEL = 148,
     CONNECT_IS_SECURE = 149,
     DOMAIN_IS_ACTIVE = 150,
     DOMAIN_IS_PERSISTENT = 151,
+    NETWORK_IS_ACTIVE = 152,
+    NETWORK_IS_PERSISTENT = 153,
+    STORAGE_POOL_IS_ACTIVE = 154,
+    STORAGE_POOL_IS_PERSISTENT = 155,
+    INTERFACE_IS_ACTIVE = 156,
     CONNECT_GET_LIB_VERSION = 157,
+    CONNECT_COMPARE_CPU = 158,
     DOMAIN_MEMORY_STATS = 159,
     DOMAIN_ATTACH_DEVICE_FLAGS = 160,
     DOMAIN_DETACH_DEVICE_FLAGS = 161,
+    CONNECT_BASELINE_CPU = 162,
     DOMAIN_GET_JOB_INFO = 163,
     DOMAIN_ABORT_JOB = 164,
+    STORAGE_VOL_WIPE = 165,
+    DOMAIN_MIGRATE_SET_MAX_DOWNTIME = 166,
     CONNECT_DOMAIN_EVENT_REGISTER_ANY = 167,
     CONNECT_DOMAIN_EVENT_DEREGISTER_ANY = 168,
     DOMAIN_EVENT_REBOOT = 169,
     DOMAIN_EVENT_RTC_CHANGE = 170,
     DOMAIN_EVENT_WATCHDOG = 171,
     DOMAIN_EVENT_IO_ERROR = 172,
+    DOMAIN_EVENT_GRAPHICS = 173,
     DOMAIN_UPDATE_DEVICE_FLAGS = 174,
+    NWFILTER_LOOKUP_BY_NAME = 175,
+    NWFILTER_LOOKUP_BY_UUID = 176,
+    NWFILTER_GET_XML_DESC = 177,
+    CONNECT_NUM_OF_NWFILTERS = 178,
+    CONNECT_LIST_NWFILTERS = 179,
+    NWFILTER_DEFINE_XML = 180,
+    NWFILTER_UNDEFINE = 181,
     DOMAIN_MANAGED_SAVE = 182,
     DOMAIN_HAS_MANAGED_SAVE_IMAGE = 183,
     DOMAIN_MANAGED_SAVE_REMOVE = 184,
+    DOMAIN_SNAPSHOT_CREATE_XML = 185,
+    DOMAIN_SNAPSHOT_GET_XML_DESC = 186,
+    DOMAIN_SNAPSHOT_NUM = 187,
+    DOMAIN_SNAPSHOT_LIST_NAMES = 188,
+    DOMAIN_SNAPSHOT_LOOKUP_BY_NAME = 189,
+    DOMAIN_HAS_CURRENT_SNAPSHOT = 190,
+    DOMAIN_SNAPSHOT_CURRENT = 191,
+    DOMAIN_REVERT_TO_SNAPSHOT = 192,
+    DOMAIN_SNAPSHOT_DELETE = 193,
     DOMAIN_GET_BLOCK_INFO = 194,
     DOMAIN_EVENT_IO_ERROR_REASON = 195,
     DOMAIN_CREATE_WITH_FLAGS = 196,
+    DOMAIN_SET_MEMORY_PARAMETERS = 197,
+    DOMAIN_GET_MEMORY_PARAMETERS = 198,
     DOMAIN_SET_VCPUS_FLAGS = 199,
     DOMAIN_GET_VCPUS_FLAGS = 200,
     DOMAIN_OPEN_CONSOLE = 201,
     DOMAIN_IS_UPDATED = 202,
     CONNECT_GET_SYSINFO = 203,
     DOMAIN_SET_MEMORY_FLAGS = 204,
+    DOMAIN_SET_BLKIO_PARAMETERS = 205,
+    DOMAIN_GET_BLKIO_PARAMETERS = 206,
+    DOMAIN_MIGRATE_SET_MAX_SPEED = 207,
+    STORAGE_VOL_UPLOAD = 208,
+    STORAGE_VOL_DOWNLOAD = 209,
+    DOMAIN_INJECT_NMI = 210,
+    DOMAIN_SCREENSHOT = 211,
     DOMAIN_GET_STATE = 212,
+    DOMAIN_MIGRATE_BEGIN3 = 213,
+    DOMAIN_MIGRATE_PREPARE3 = 214,
+    DOMAIN_MIGRATE_PREPARE_TUNNEL3 = 215,
+    DOMAIN_MIGRATE_PERFORM3 = 216,
+    DOMAIN_MIGRATE_FINISH3 = 217,
+    DOMAIN_MIGRATE_CONFIRM3 = 218,
+    DOMAIN_SET_SCHEDULER_PARAMETERS_FLAGS = 219,
+    INTERFACE_CHANGE_BEGIN = 220,
+    INTERFACE_CHANGE_COMMIT = 221,
+    INTERFACE_CHANGE_ROLLBACK = 222,
+    DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS = 223,
+    DOMAIN_EVENT_CONTROL_ERROR = 224,
+    DOMAIN_PIN_VCPU_FLAGS = 225,
+    DOMAIN_SEND_KEY = 226,
+    NODE_GET_CPU_STATS = 227,
+    NODE_GET_MEMORY_STATS = 228,
     DOMAIN_GET_CONTROL_INFO = 229,
+    DOMAIN_GET_VCPU_PIN_INFO = 230,
     DOMAIN_UNDEFINE_FLAGS = 231,
     DOMAIN_SAVE_FLAGS = 232,
     DOMAIN_RESTORE_FLAGS = 233,
@@ -171,19 +318,80 @@ procedures! {
     DOMAIN_BLOCK_JOB_SET_SPEED = 239,
     DOMAIN_BLOCK_PULL = 240,
     DOMAIN_EVENT_BLOCK_JOB = 241,
+    DOMAIN_MIGRATE_GET_MAX_SPEED = 242,
+    DOMAIN_BLOCK_STATS_FLAGS = 243,
+    DOMAIN_SNAPSHOT_GET_PARENT = 244,
     DOMAIN_RESET = 245,
+    DOMAIN_SNAPSHOT_NUM_CHILDREN = 246,
+    DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES = 247,
+    DOMAIN_EVENT_DISK_CHANGE = 248,
+    DOMAIN_OPEN_GRAPHICS = 249,
+    NODE_SUSPEND_FOR_DURATION = 250,
+    DOMAIN_BLOCK_RESIZE = 251,
+    DOMAIN_SET_BLOCK_IO_TUNE = 252,
+    DOMAIN_GET_BLOCK_IO_TUNE = 253,
+    DOMAIN_SET_NUMA_PARAMETERS = 254,
+    DOMAIN_GET_NUMA_PARAMETERS = 255,
+    DOMAIN_SET_INTERFACE_PARAMETERS = 256,
+    DOMAIN_GET_INTERFACE_PARAMETERS = 257,
     DOMAIN_SHUTDOWN_FLAGS = 258,
+    STORAGE_VOL_WIPE_PATTERN = 259,
+    STORAGE_VOL_RESIZE = 260,
+    DOMAIN_PM_SUSPEND_FOR_DURATION = 261,
+    DOMAIN_GET_CPU_STATS = 262,
+    DOMAIN_GET_DISK_ERRORS = 263,
+    DOMAIN_SET_METADATA = 264,
     DOMAIN_GET_METADATA = 265,
     DOMAIN_BLOCK_REBASE = 266,
+    DOMAIN_PM_WAKEUP = 267,
+    DOMAIN_EVENT_TRAY_CHANGE = 268,
+    DOMAIN_EVENT_PMWAKEUP = 269,
+    DOMAIN_EVENT_PMSUSPEND = 270,
+    DOMAIN_SNAPSHOT_IS_CURRENT = 271,
+    DOMAIN_SNAPSHOT_HAS_METADATA = 272,
     CONNECT_LIST_ALL_DOMAINS = 273,
+    DOMAIN_LIST_ALL_SNAPSHOTS = 274,
+    DOMAIN_SNAPSHOT_LIST_ALL_CHILDREN = 275,
     DOMAIN_EVENT_BALLOON_CHANGE = 276,
     DOMAIN_GET_HOSTNAME = 277,
     DOMAIN_GET_SECURITY_LABEL_LIST = 278,
+    DOMAIN_PIN_EMULATOR = 279,
+    DOMAIN_GET_EMULATOR_PIN_INFO = 280,
     CONNECT_LIST_ALL_STORAGE_POOLS = 281,
+    STORAGE_POOL_LIST_ALL_VOLUMES = 282,
     CONNECT_LIST_ALL_NETWORKS = 283,
+    CONNECT_LIST_ALL_INTERFACES = 284,
+    CONNECT_LIST_ALL_NODE_DEVICES = 285,
+    CONNECT_LIST_ALL_NWFILTERS = 286,
+    CONNECT_LIST_ALL_SECRETS = 287,
+    NODE_SET_MEMORY_PARAMETERS = 288,
+    NODE_GET_MEMORY_PARAMETERS = 289,
     DOMAIN_BLOCK_COMMIT = 290,
+    NETWORK_UPDATE = 291,
+    DOMAIN_EVENT_PMSUSPEND_DISK = 292,
+    NODE_GET_CPU_MAP = 293,
+    DOMAIN_FSTRIM = 294,
+    DOMAIN_SEND_PROCESS_SIGNAL = 295,
+    DOMAIN_OPEN_CHANNEL = 296,
+    NODE_DEVICE_LOOKUP_SCSI_HOST_BY_WWN = 297,
     DOMAIN_GET_JOB_STATS = 298,
+    DOMAIN_MIGRATE_GET_COMPRESSION_CACHE = 299,
+    DOMAIN_MIGRATE_SET_COMPRESSION_CACHE = 300,
+    NODE_DEVICE_DETACH_FLAGS = 301,
+    DOMAIN_MIGRATE_BEGIN3_PARAMS = 302,
+    DOMAIN_MIGRATE_PREPARE3_PARAMS = 303,
+    DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS = 304,
+    DOMAIN_MIGRATE_PERFORM3_PARAMS = 305,
+    DOMAIN_MIGRATE_FINISH3_PARAMS = 306,
+    DOMAIN_MIGRATE_CONFIRM3_PARAMS = 307,
+    DOMAIN_SET_MEMORY_STATS_PERIOD = 308,
+    DOMAIN_CREATE_XML_WITH_FILES = 309,
+    DOMAIN_CREATE_WITH_FILES = 310,
+    DOMAIN_EVENT_DEVICE_REMOVED = 311,
+    CONNECT_GET_CPU_MODEL_NAMES = 312,
     CONNECT_NETWORK_EVENT_REGISTER_ANY = 313,
+    CONNECT_NETWORK_EVENT_DEREGISTER_ANY = 314,
+    NETWORK_EVENT_LIFECYCLE = 315,
     CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY = 316,
     CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY = 317,
     DOMAIN_EVENT_CALLBACK_LIFECYCLE = 318,
@@ -191,125 +399,127 @@ procedures! {
     DOMAIN_EVENT_CALLBACK_RTC_CHANGE = 320,
     DOMAIN_EVENT_CALLBACK_WATCHDOG = 321,
     DOMAIN_EVENT_CALLBACK_IO_ERROR = 322,
+    DOMAIN_EVENT_CALLBACK_GRAPHICS = 323,
     DOMAIN_EVENT_CALLBACK_IO_ERROR_REASON = 324,
+    DOMAIN_EVENT_CALLBACK_CONTROL_ERROR = 325,
     DOMAIN_EVENT_CALLBACK_BLOCK_JOB = 326,
+    DOMAIN_EVENT_CALLBACK_DISK_CHANGE = 327,
+    DOMAIN_EVENT_CALLBACK_TRAY_CHANGE = 328,
+    DOMAIN_EVENT_CALLBACK_PMWAKEUP = 329,
+    DOMAIN_EVENT_CALLBACK_PMSUSPEND = 330,
     DOMAIN_EVENT_CALLBACK_BALLOON_CHANGE = 331,
+    DOMAIN_EVENT_CALLBACK_PMSUSPEND_DISK = 332,
     DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED = 333,
+    DOMAIN_CORE_DUMP_WITH_FORMAT = 334,
+    DOMAIN_FSFREEZE = 335,
+    DOMAIN_FSTHAW = 336,
     DOMAIN_GET_TIME = 337,
+    DOMAIN_SET_TIME = 338,
     DOMAIN_EVENT_BLOCK_JOB_2 = 339,
+    NODE_GET_FREE_PAGES = 340,
+    NETWORK_GET_DHCP_LEASES = 341,
     CONNECT_GET_DOMAIN_CAPABILITIES = 342,
+    DOMAIN_OPEN_GRAPHICS_FD = 343,
     CONNECT_GET_ALL_DOMAIN_STATS = 344,
     DOMAIN_BLOCK_COPY = 345,
     DOMAIN_EVENT_CALLBACK_TUNABLE = 346,
+    NODE_ALLOC_PAGES = 347,
+    DOMAIN_EVENT_CALLBACK_AGENT_LIFECYCLE = 348,
+    DOMAIN_GET_FSINFO = 349,
     DOMAIN_DEFINE_XML_FLAGS = 350,
     DOMAIN_GET_IOTHREAD_INFO = 351,
+    DOMAIN_PIN_IOTHREAD = 352,
     DOMAIN_INTERFACE_ADDRESSES = 353,
     DOMAIN_EVENT_CALLBACK_DEVICE_ADDED = 354,
+    DOMAIN_ADD_IOTHREAD = 355,
+    DOMAIN_DEL_IOTHREAD = 356,
+    DOMAIN_SET_USER_PASSWORD = 357,
     DOMAIN_RENAME = 358,
     DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION = 359,
     CONNECT_REGISTER_CLOSE_CALLBACK = 360,
     CONNECT_UNREGISTER_CLOSE_CALLBACK = 361,
     CONNECT_EVENT_CONNECTION_CLOSED = 362,
     DOMAIN_EVENT_CALLBACK_JOB_COMPLETED = 363,
+    DOMAIN_MIGRATE_START_POST_COPY = 364,
     DOMAIN_GET_PERF_EVENTS = 365,
+    DOMAIN_SET_PERF_EVENTS = 366,
     DOMAIN_EVENT_CALLBACK_DEVICE_REMOVAL_FAILED = 367,
     CONNECT_STORAGE_POOL_EVENT_REGISTER_ANY = 368,
+    CONNECT_STORAGE_POOL_EVENT_DEREGISTER_ANY = 369,
+    STORAGE_POOL_EVENT_LIFECYCLE = 370,
     DOMAIN_GET_GUEST_VCPUS = 371,
+    DOMAIN_SET_GUEST_VCPUS = 372,
+    STORAGE_POOL_EVENT_REFRESH = 373,
     CONNECT_NODE_DEVICE_EVENT_REGISTER_ANY = 374,
+    CONNECT_NODE_DEVICE_EVENT_DEREGISTER_ANY = 375,
+    NODE_DEVICE_EVENT_LIFECYCLE = 376,
+    NODE_DEVICE_EVENT_UPDATE = 377,
     STORAGE_VOL_GET_INFO_FLAGS = 378,
-}
-
-/// Procedures that read state only and so are allowed on the read-only
-/// socket. Everything not listed is treated as mutating: an allow-list, so
-/// a procedure added later is denied on the read-only socket until someone
-/// decides otherwise. Flag-dependent cases (e.g. `DOMAIN_GET_XML_DESC` with
-/// `VIR_DOMAIN_XML_SECURE`) are for the handler to refine via
-/// `CallContext::readonly`.
-pub fn is_read_only_safe(proc_: i32) -> bool {
-    use procedure::*;
-    matches!(
-        proc_,
-        CONNECT_OPEN
-            | CONNECT_CLOSE
-            | CONNECT_GET_TYPE
-            | CONNECT_GET_VERSION
-            | CONNECT_GET_MAX_VCPUS
-            | NODE_GET_INFO
-            | CONNECT_GET_CAPABILITIES
-            | DOMAIN_GET_XML_DESC
-            | DOMAIN_GET_AUTOSTART
-            | DOMAIN_GET_INFO
-            | DOMAIN_GET_MAX_MEMORY
-            | DOMAIN_GET_MAX_VCPUS
-            | DOMAIN_GET_OS_TYPE
-            | DOMAIN_GET_VCPUS
-            | CONNECT_LIST_DEFINED_DOMAINS
-            | DOMAIN_LOOKUP_BY_ID
-            | DOMAIN_LOOKUP_BY_NAME
-            | DOMAIN_LOOKUP_BY_UUID
-            | CONNECT_NUM_OF_DEFINED_DOMAINS
-            | CONNECT_LIST_DEFINED_NETWORKS
-            | CONNECT_LIST_DOMAINS
-            | CONNECT_LIST_NETWORKS
-            | CONNECT_NUM_OF_DEFINED_NETWORKS
-            | CONNECT_NUM_OF_DOMAINS
-            | CONNECT_NUM_OF_NETWORKS
-            | DOMAIN_GET_SCHEDULER_TYPE
-            | DOMAIN_GET_SCHEDULER_PARAMETERS
-            | CONNECT_GET_HOSTNAME
-            | CONNECT_SUPPORTS_FEATURE
-            | DOMAIN_BLOCK_STATS
-            | DOMAIN_INTERFACE_STATS
-            | AUTH_LIST
-            | AUTH_SASL_INIT
-            | AUTH_SASL_START
-            | AUTH_SASL_STEP
-            | AUTH_POLKIT
-            | NODE_GET_CELLS_FREE_MEMORY
-            | NODE_GET_FREE_MEMORY
-            | CONNECT_DOMAIN_EVENT_REGISTER
-            | CONNECT_DOMAIN_EVENT_DEREGISTER
-            | CONNECT_GET_URI
-            | DOMAIN_GET_SECURITY_LABEL
-            | NODE_GET_SECURITY_MODEL
-            | CONNECT_IS_SECURE
-            | DOMAIN_IS_ACTIVE
-            | DOMAIN_IS_PERSISTENT
-            | CONNECT_GET_LIB_VERSION
-            | DOMAIN_MEMORY_STATS
-            | DOMAIN_GET_JOB_INFO
-            | CONNECT_DOMAIN_EVENT_REGISTER_ANY
-            | CONNECT_DOMAIN_EVENT_DEREGISTER_ANY
-            | DOMAIN_HAS_MANAGED_SAVE_IMAGE
-            | DOMAIN_GET_BLOCK_INFO
-            | DOMAIN_GET_VCPUS_FLAGS
-            | DOMAIN_IS_UPDATED
-            | CONNECT_GET_SYSINFO
-            | DOMAIN_GET_STATE
-            | DOMAIN_GET_CONTROL_INFO
-            // libvirt allows it read-only unless the secure flag is asked
-            // for; the handler refuses that case.
-            | DOMAIN_SAVE_IMAGE_GET_XML_DESC
-            | DOMAIN_GET_BLOCK_JOB_INFO
-            | DOMAIN_GET_METADATA
-            | CONNECT_LIST_ALL_DOMAINS
-            | DOMAIN_GET_SECURITY_LABEL_LIST
-            | CONNECT_LIST_ALL_STORAGE_POOLS
-            | CONNECT_LIST_ALL_NETWORKS
-            | DOMAIN_GET_JOB_STATS
-            | CONNECT_NETWORK_EVENT_REGISTER_ANY
-            | CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY
-            | CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY
-            | CONNECT_GET_DOMAIN_CAPABILITIES
-            | CONNECT_GET_ALL_DOMAIN_STATS
-            | DOMAIN_GET_IOTHREAD_INFO
-            | CONNECT_REGISTER_CLOSE_CALLBACK
-            | CONNECT_UNREGISTER_CLOSE_CALLBACK
-            | DOMAIN_GET_PERF_EVENTS
-            | CONNECT_STORAGE_POOL_EVENT_REGISTER_ANY
-            | CONNECT_NODE_DEVICE_EVENT_REGISTER_ANY
-            | STORAGE_VOL_GET_INFO_FLAGS
-    )
+    DOMAIN_EVENT_CALLBACK_METADATA_CHANGE = 379,
+    CONNECT_SECRET_EVENT_REGISTER_ANY = 380,
+    CONNECT_SECRET_EVENT_DEREGISTER_ANY = 381,
+    SECRET_EVENT_LIFECYCLE = 382,
+    SECRET_EVENT_VALUE_CHANGED = 383,
+    DOMAIN_SET_VCPU = 384,
+    DOMAIN_EVENT_BLOCK_THRESHOLD = 385,
+    DOMAIN_SET_BLOCK_THRESHOLD = 386,
+    DOMAIN_MIGRATE_GET_MAX_DOWNTIME = 387,
+    DOMAIN_MANAGED_SAVE_GET_XML_DESC = 388,
+    DOMAIN_MANAGED_SAVE_DEFINE_XML = 389,
+    DOMAIN_SET_LIFECYCLE_ACTION = 390,
+    STORAGE_POOL_LOOKUP_BY_TARGET_PATH = 391,
+    DOMAIN_DETACH_DEVICE_ALIAS = 392,
+    CONNECT_COMPARE_HYPERVISOR_CPU = 393,
+    CONNECT_BASELINE_HYPERVISOR_CPU = 394,
+    NODE_GET_SEV_INFO = 395,
+    DOMAIN_GET_LAUNCH_SECURITY_INFO = 396,
+    NWFILTER_BINDING_LOOKUP_BY_PORT_DEV = 397,
+    NWFILTER_BINDING_GET_XML_DESC = 398,
+    NWFILTER_BINDING_CREATE_XML = 399,
+    NWFILTER_BINDING_DELETE = 400,
+    CONNECT_LIST_ALL_NWFILTER_BINDINGS = 401,
+    DOMAIN_SET_IOTHREAD_PARAMS = 402,
+    CONNECT_GET_STORAGE_POOL_CAPABILITIES = 403,
+    NETWORK_LIST_ALL_PORTS = 404,
+    NETWORK_PORT_LOOKUP_BY_UUID = 405,
+    NETWORK_PORT_CREATE_XML = 406,
+    NETWORK_PORT_GET_PARAMETERS = 407,
+    NETWORK_PORT_SET_PARAMETERS = 408,
+    NETWORK_PORT_GET_XML_DESC = 409,
+    NETWORK_PORT_DELETE = 410,
+    DOMAIN_CHECKPOINT_CREATE_XML = 411,
+    DOMAIN_CHECKPOINT_GET_XML_DESC = 412,
+    DOMAIN_LIST_ALL_CHECKPOINTS = 413,
+    DOMAIN_CHECKPOINT_LIST_ALL_CHILDREN = 414,
+    DOMAIN_CHECKPOINT_LOOKUP_BY_NAME = 415,
+    DOMAIN_CHECKPOINT_GET_PARENT = 416,
+    DOMAIN_CHECKPOINT_DELETE = 417,
+    DOMAIN_GET_GUEST_INFO = 418,
+    CONNECT_SET_IDENTITY = 419,
+    DOMAIN_AGENT_SET_RESPONSE_TIMEOUT = 420,
+    DOMAIN_BACKUP_BEGIN = 421,
+    DOMAIN_BACKUP_GET_XML_DESC = 422,
+    DOMAIN_EVENT_MEMORY_FAILURE = 423,
+    DOMAIN_AUTHORIZED_SSH_KEYS_GET = 424,
+    DOMAIN_AUTHORIZED_SSH_KEYS_SET = 425,
+    DOMAIN_GET_MESSAGES = 426,
+    DOMAIN_START_DIRTY_RATE_CALC = 427,
+    NODE_DEVICE_DEFINE_XML = 428,
+    NODE_DEVICE_UNDEFINE = 429,
+    NODE_DEVICE_CREATE = 430,
+    NWFILTER_DEFINE_XML_FLAGS = 431,
+    NETWORK_DEFINE_XML_FLAGS = 432,
+    NODE_DEVICE_GET_AUTOSTART = 433,
+    NODE_DEVICE_SET_AUTOSTART = 434,
+    NODE_DEVICE_IS_PERSISTENT = 435,
+    NODE_DEVICE_IS_ACTIVE = 436,
+    NETWORK_CREATE_XML_FLAGS = 437,
+    DOMAIN_EVENT_MEMORY_DEVICE_SIZE_CHANGE = 438,
+    DOMAIN_SET_LAUNCH_SECURITY_STATE = 439,
+    DOMAIN_SAVE_PARAMS = 440,
+    DOMAIN_RESTORE_PARAMS = 441,
+    DOMAIN_ABORT_JOB_FLAGS = 442,
+    DOMAIN_FD_ASSOCIATE = 443,
 }
 
 /// `virDrvFeature` values asked through `CONNECT_SUPPORTS_FEATURE`.
@@ -360,6 +570,11 @@ pub mod event_id {
     pub const MIGRATION_ITERATION: i32 = 20;
     pub const JOB_COMPLETED: i32 = 21;
     pub const DEVICE_REMOVAL_FAILED: i32 = 22;
+    pub const METADATA_CHANGE: i32 = 23;
+    pub const BLOCK_THRESHOLD: i32 = 24;
+    pub const MEMORY_FAILURE: i32 = 25;
+    /// The last id libvirt 9.0 defines.
+    pub const MEMORY_DEVICE_SIZE_CHANGE: i32 = 26;
 }
 
 /// `virErrorLevel` `VIR_ERR_ERROR`.
@@ -991,8 +1206,9 @@ xdr_struct! {
 
     // ---- block jobs ----
 
-    /// `remote_domain_block_job_abort_args` (also `get_block_job_info_args`).
-    pub struct DomainBlockJobAbortArgs {
+    /// A domain, a disk and flags: `remote_domain_block_job_abort_args`
+    /// and `remote_domain_get_block_job_info_args`.
+    pub struct DomainPathFlagsArgs {
         pub dom: NonnullDomain,
         pub path: String,
         pub flags: u32,
@@ -1007,8 +1223,10 @@ xdr_struct! {
         pub end: u64,
     }
 
-    /// `remote_domain_block_job_set_speed_args` (also `block_pull_args`).
-    pub struct DomainBlockJobSetSpeedArgs {
+    /// A domain, a disk, a bandwidth and flags:
+    /// `remote_domain_block_job_set_speed_args` and
+    /// `remote_domain_block_pull_args`.
+    pub struct DomainPathBandwidthArgs {
         pub dom: NonnullDomain,
         pub path: String,
         pub bandwidth: u64,
@@ -1048,56 +1266,6 @@ xdr_struct! {
         pub reason: i32,
     }
 }
-
-// libvirt names for the shared shapes, so handler code reads like the
-// protocol file.
-pub type DomainLookupByIdRet = DomainRet;
-pub type DomainLookupByUuidRet = DomainRet;
-pub type DomainLookupByNameRet = DomainRet;
-pub type DomainDefineXmlRet = DomainRet;
-pub type DomainDefineXmlFlagsRet = DomainRet;
-pub type DomainCreateXmlRet = DomainRet;
-pub type DomainCreateWithFlagsRet = DomainRet;
-pub type DomainCreateArgs = DomainArgs;
-pub type DomainDestroyArgs = DomainArgs;
-pub type DomainShutdownArgs = DomainArgs;
-pub type DomainSuspendArgs = DomainArgs;
-pub type DomainResumeArgs = DomainArgs;
-pub type DomainUndefineArgs = DomainArgs;
-pub type DomainGetInfoArgs = DomainArgs;
-pub type DomainGetOsTypeArgs = DomainArgs;
-pub type DomainGetMaxMemoryArgs = DomainArgs;
-pub type DomainIsActiveArgs = DomainArgs;
-pub type DomainIsPersistentArgs = DomainArgs;
-pub type DomainIsUpdatedArgs = DomainArgs;
-pub type DomainGetAutostartArgs = DomainArgs;
-pub type DomainAbortJobArgs = DomainArgs;
-pub type DomainGetJobInfoArgs = DomainArgs;
-pub type DomainGetSchedulerTypeArgs = DomainArgs;
-pub type DomainGetSecurityLabelArgs = DomainArgs;
-pub type DomainGetMaxVcpusArgs = DomainArgs;
-pub type DomainCreateWithFlagsArgs = DomainFlagsArgs;
-pub type DomainDestroyFlagsArgs = DomainFlagsArgs;
-pub type DomainShutdownFlagsArgs = DomainFlagsArgs;
-pub type DomainRebootArgs = DomainFlagsArgs;
-pub type DomainResetArgs = DomainFlagsArgs;
-pub type DomainUndefineFlagsArgs = DomainFlagsArgs;
-pub type DomainGetXmlDescArgs = DomainFlagsArgs;
-pub type DomainGetStateArgs = DomainFlagsArgs;
-pub type DomainHasManagedSaveImageArgs = DomainFlagsArgs;
-pub type DomainGetVcpusFlagsArgs = DomainFlagsArgs;
-pub type DomainGetJobStatsArgs = DomainFlagsArgs;
-pub type DomainGetControlInfoArgs = DomainFlagsArgs;
-pub type DomainManagedSaveArgs = DomainFlagsArgs;
-pub type DomainManagedSaveRemoveArgs = DomainFlagsArgs;
-pub type DomainGetBlockJobInfoArgs = DomainBlockJobAbortArgs;
-pub type DomainBlockPullArgs = DomainBlockJobSetSpeedArgs;
-pub type DomainGetVcpusFlagsRet = NumRet;
-pub type DomainGetMaxVcpusRet = NumRet;
-pub type ConnectNumOfDomainsRet = NumRet;
-pub type ConnectNumOfDefinedDomainsRet = NumRet;
-pub type ConnectDomainEventDeregisterAnyArgs = ConnectDomainEventRegisterAnyArgs;
-pub type ConnectDomainEventDeregisterRet = ConnectDomainEventRegisterRet;
 
 /// `char model[32]` from a string (truncated, NUL-terminated).
 pub fn model_chars(s: &str) -> [i8; 32] {
@@ -1224,12 +1392,23 @@ mod tests {
     }
 
     #[test]
-    fn read_only_allow_list() {
-        assert!(is_read_only_safe(procedure::DOMAIN_GET_INFO));
-        assert!(!is_read_only_safe(procedure::DOMAIN_DESTROY));
-        assert!(!is_read_only_safe(procedure::DOMAIN_DEFINE_XML));
-        assert!(is_read_only_safe(procedure::DOMAIN_SAVE_IMAGE_GET_XML_DESC));
-        assert!(!is_read_only_safe(procedure::DOMAIN_SAVE_IMAGE_DEFINE_XML));
-        assert!(!is_read_only_safe(9999));
+    fn procedure_table_is_libvirt_9_0() {
+        // Contiguous from 1 to 443 (DOMAIN_FD_ASSOCIATE, the last of 9.0),
+        // each name once.
+        assert_eq!(PROCEDURES.len(), 443);
+        for (i, (num, name)) in PROCEDURES.iter().enumerate() {
+            assert_eq!(usize::try_from(*num).unwrap(), i + 1, "{name}");
+            assert_eq!(procedure_name(*num), Some(*name));
+        }
+        let mut names: Vec<_> = PROCEDURES.iter().map(|(_, n)| *n).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), PROCEDURES.len(), "a name is listed twice");
+        assert_eq!(procedure::NODE_GET_CPU_MAP, 293);
+        assert_eq!(procedure::DOMAIN_EVENT_BLOCK_JOB_2, 339);
+        assert_eq!(procedure::DOMAIN_FD_ASSOCIATE, 443);
+        assert_eq!(procedure_name(64), Some("DOMAIN_BLOCK_STATS"));
+        assert_eq!(procedure_name(0), None);
+        assert_eq!(procedure_name(444), None);
     }
 }

@@ -188,11 +188,33 @@ impl Handler for Mock {
     }
 
     fn is_mutating(&self, procedure: i32) -> bool {
-        // Test procedures are harmless; everything else per the allow-list.
-        if (10_000..11_000).contains(&procedure) {
-            return false;
-        }
-        !remote::is_read_only_safe(procedure)
+        // Test procedures are harmless, and so are the mock's connection
+        // and list calls; everything else is refused on the read-only
+        // socket.
+        use procedure::*;
+        let reads = matches!(
+            procedure,
+            AUTH_LIST
+                | CONNECT_OPEN
+                | CONNECT_CLOSE
+                | CONNECT_SUPPORTS_FEATURE
+                | CONNECT_GET_TYPE
+                | CONNECT_GET_VERSION
+                | CONNECT_GET_LIB_VERSION
+                | CONNECT_GET_HOSTNAME
+                | CONNECT_GET_URI
+                | CONNECT_IS_SECURE
+                | CONNECT_REGISTER_CLOSE_CALLBACK
+                | CONNECT_UNREGISTER_CLOSE_CALLBACK
+                | CONNECT_NUM_OF_DOMAINS
+                | CONNECT_NUM_OF_DEFINED_DOMAINS
+                | CONNECT_LIST_DOMAINS
+                | CONNECT_LIST_DEFINED_DOMAINS
+                | CONNECT_LIST_ALL_DOMAINS
+                | CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY
+                | CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY
+        );
+        !reads && !(10_000..11_000).contains(&procedure)
     }
 
     fn on_connect(&self, client: ClientId, _readonly: bool) {

@@ -1,0 +1,303 @@
+//! The procedure table: complete, consistent, and enforced on the
+//! read-only socket as real virsh sees it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use qemu::{Driver, DriverConfig};
+use rpc::dispatch::Access;
+
+use rpc::protocol::remote::{procedure as p, procedure_name};
+use rpc::server::describe_procedure;
+
+use super::*;
+
+fn rows() -> Vec<(i32, Access, Lane)> {
+    table()
+        .expect("the table builds: every number known, none twice")
+        .rows()
+        .map(|r| (r.procedure(), r.access(), r.lane()))
+        .collect()
+}
+
+#[test]
+fn table_rows_are_known_procedures_each_once() {
+    let rows = rows();
+    assert_eq!(rows.len(), 78, "procedures served");
+    for (n, _, _) in &rows {
+        assert!(procedure_name(*n).is_some(), "{n}");
+    }
+    let mut numbers: Vec<_> = rows.iter().map(|r| r.0).collect();
+    numbers.dedup();
+    assert_eq!(numbers.len(), rows.len());
+}
+
+#[test]
+fn read_only_access_follows_what_a_procedure_changes() {
+    let t = table().expect("table");
+    for (proc_, mutating) in [
+        (p::DOMAIN_GET_INFO, false),
+        (p::DOMAIN_DESTROY, true),
+        (p::DOMAIN_DEFINE_XML, true),
+        (p::DOMAIN_SAVE_IMAGE_GET_XML_DESC, false),
+        (p::DOMAIN_SAVE_IMAGE_DEFINE_XML, true),
+        (p::CONNECT_OPEN, false),
+    ] {
+        assert_eq!(
+            t.is_mutating(proc_),
+            mutating,
+            "{}",
+            describe_procedure(proc_)
+        );
+    }
+    // A procedure without a row changes nothing: NO_SUPPORT on either
+    // socket, as clients probing for features expect.
+    assert!(t.row(9999).is_none() && !t.is_mutating(9999));
+    assert!(t.row(p::DOMAIN_BLOCK_STATS).is_none());
+}
+
+/// The priority lane is for calls that never wait for a job or the
+/// monitor: reads of a snapshot, or destroy (which kills QEMU first).
+#[test]
+fn only_reads_and_destroy_never_queue() {
+    for (n, access, lane) in rows() {
+        if lane == Priority && access == Write {
+            assert!(
+                n == p::DOMAIN_DESTROY || n == p::DOMAIN_DESTROY_FLAGS,
+                "{} writes and never queues",
+                describe_procedure(n)
+            );
+        }
+    }
+    let t = table().expect("table");
+    for slow in [
+        p::DOMAIN_SUSPEND,
+        p::DOMAIN_CREATE,
+        p::DOMAIN_GET_JOB_INFO,
+        p::CONNECT_GET_CAPABILITIES,
+    ] {
+        assert_eq!(t.lane(slow), Normal, "{}", describe_procedure(slow));
+    }
+}
+
+const DOM: &str = "ro-dom";
+/// Another domain, without a managed-save image: virsh refuses to send an
+/// undefine without `--managed-save` while one exists.
+const PLAIN: &str = "ro-plain";
+
+/// Files the virsh commands below name.
+struct Files {
+    xml: String,
+    image: String,
+}
+
+/// How a real libvirt client is made to send a procedure.
+enum Client<'a> {
+    Virsh(Vec<&'a str>),
+    /// A libvirt-python statement, with `dom` looked up by name in `c`,
+    /// for what virsh never sends (it tries the `_FLAGS` form first).
+    Python(&'static str),
+}
+
+/// The client call that makes libvirt send `proc_`.
+fn client_call(proc_: i32, f: &Files) -> Option<Client<'_>> {
+    if proc_ == p::DOMAIN_UNDEFINE {
+        return Some(Client::Python("dom.undefine()"));
+    }
+    virsh_command(proc_, f).map(Client::Virsh)
+}
+
+fn virsh_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
+    let (xml, image) = (f.xml.as_str(), f.image.as_str());
+    Some(match proc_ {
+        p::DOMAIN_DEFINE_XML => vec!["define", xml],
+        p::DOMAIN_DEFINE_XML_FLAGS => vec!["define", "--validate", xml],
+        p::DOMAIN_UNDEFINE_FLAGS => vec!["undefine", "--nvram", PLAIN],
+        p::DOMAIN_CREATE_XML => vec!["create", xml],
+        p::DOMAIN_CREATE => vec!["start", DOM],
+        p::DOMAIN_CREATE_WITH_FLAGS => vec!["start", "--paused", DOM],
+        p::DOMAIN_DESTROY => vec!["destroy", DOM],
+        p::DOMAIN_DESTROY_FLAGS => vec!["destroy", "--graceful", DOM],
+        p::DOMAIN_SHUTDOWN => vec!["shutdown", DOM],
+        p::DOMAIN_SHUTDOWN_FLAGS => vec!["shutdown", "--mode", "acpi", DOM],
+        p::DOMAIN_REBOOT => vec!["reboot", DOM],
+        p::DOMAIN_RESET => vec!["reset", DOM],
+        p::DOMAIN_SUSPEND => vec!["suspend", DOM],
+        p::DOMAIN_RESUME => vec!["resume", DOM],
+        p::DOMAIN_SET_AUTOSTART => vec!["autostart", DOM],
+        p::DOMAIN_ABORT_JOB => vec!["domjobabort", DOM],
+        p::DOMAIN_SAVE => vec!["save", DOM, image],
+        p::DOMAIN_SAVE_FLAGS => vec!["save", "--running", DOM, image],
+        p::DOMAIN_RESTORE => vec!["restore", image],
+        p::DOMAIN_RESTORE_FLAGS => vec!["restore", "--paused", image],
+        p::DOMAIN_MANAGED_SAVE => vec!["managedsave", DOM],
+        p::DOMAIN_MANAGED_SAVE_REMOVE => vec!["managedsave-remove", DOM],
+        p::DOMAIN_SAVE_IMAGE_DEFINE_XML => vec!["save-image-define", image, xml],
+        p::DOMAIN_BLOCK_COPY => vec![
+            "blockcopy",
+            DOM,
+            "vda",
+            "/tmp/ro-copy.img",
+            "--buf-size",
+            "65536",
+        ],
+        p::DOMAIN_BLOCK_REBASE => vec!["blockcopy", DOM, "vda", "/tmp/ro-copy.img"],
+        p::DOMAIN_BLOCK_PULL => vec!["blockpull", DOM, "vda"],
+        p::DOMAIN_BLOCK_COMMIT => vec!["blockcommit", DOM, "vda"],
+        p::DOMAIN_BLOCK_JOB_ABORT => vec!["blockjob", DOM, "vda", "--abort"],
+        p::DOMAIN_BLOCK_JOB_SET_SPEED => vec!["blockjob", DOM, "vda", "--bandwidth", "10"],
+        _ => return None,
+    })
+}
+
+fn run(uri: &str, call: &Client<'_>) -> (bool, String) {
+    match call {
+        Client::Virsh(args) => virsh(uri, args),
+        Client::Python(stmt) => python(uri, stmt),
+    }
+}
+
+fn python(uri: &str, stmt: &str) -> (bool, String) {
+    let script = format!(
+        "import libvirt\nc = libvirt.open('{uri}')\ndom = c.lookupByName('{PLAIN}')\n{stmt}\n"
+    );
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("/usr/bin/python3 runs (apt-get install python3-libvirt)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn virsh(uri: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("virsh")
+        .arg("-c")
+        .arg(uri)
+        .args(args)
+        .output()
+        .expect("virsh runs (apt-get install libvirt-clients)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn domain_xml(name: &str) -> String {
+    format!(
+        "<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64' machine='q35'>hvm</type></os>\
+         <devices><emulator>{}</emulator></devices></domain>",
+        ::domain::DEFAULT_EMULATOR
+    )
+}
+
+/// The daemon (driver, table, server) in this process on `root`, with
+/// `DOM` defined and a managed-save image present (so `managedsave-remove`
+/// gets as far as calling the procedure). Returns the two socket URIs.
+async fn serve(root: &Path) -> (String, String) {
+    let driver = Driver::open(DriverConfig::new(root)).await.expect("driver");
+    for name in [DOM, PLAIN] {
+        driver.define_xml(&domain_xml(name)).await.expect("define");
+    }
+    let save_dir = root.join("lib/qemu/save");
+    std::fs::create_dir_all(&save_dir).expect("save dir");
+    std::fs::write(save_dir.join(format!("{DOM}.save")), b"").expect("image");
+    let relay = Arc::new(Relay::new());
+    let daemon = Daemon::new(driver, relay, "qemu:///system".into(), 0).expect("daemon");
+    let server = rpc::Server::new(rpc::Config::default(), daemon);
+    let mut uris = Vec::new();
+    for (name, readonly) in [("sock", false), ("sock-ro", true)] {
+        let path = root.join(name);
+        let l = tokio::net::UnixListener::bind(&path).expect("bind");
+        let s = server.clone();
+        tokio::spawn(async move { s.serve(l, readonly).await });
+        uris.push(format!("qemu+unix:///system?socket={}", path.display()));
+    }
+    (uris.remove(0), uris.remove(0))
+}
+
+fn files(root: &Path) -> Files {
+    let xml: PathBuf = root.join("dom.xml");
+    std::fs::write(&xml, domain_xml(DOM)).expect("xml");
+    Files {
+        xml: xml.display().to_string(),
+        image: root.join("dom.save").display().to_string(),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn virsh_is_denied_every_write_row_on_the_read_only_socket() {
+    let root = tempfile::Builder::new()
+        .prefix("fvro")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    let rt = runtime();
+    let (rw, ro) = rt.block_on(serve(root.path()));
+    let f = files(root.path());
+    let writes: Vec<i32> = rows()
+        .into_iter()
+        .filter(|(_, access, _)| *access == Write)
+        .map(|(n, _, _)| n)
+        .collect();
+    assert!(writes.len() >= 30, "{} write rows", writes.len());
+    for n in writes {
+        let name = describe_procedure(n);
+        let call = client_call(n, &f)
+            .unwrap_or_else(|| panic!("{name} is Write: give it a client call here"));
+        let (ok, err) = run(&ro, &call);
+        println!("{name}: {}", err.trim());
+        assert!(!ok, "{name} succeeded on the read-only socket");
+        assert!(
+            err.contains(&format!(
+                "operation forbidden: read only access prevents {name}"
+            )),
+            "{name}: {err}"
+        );
+    }
+    // Nothing changed; the read-write socket still lets the same through.
+    let (ok, err) = virsh(&rw, &["domstate", DOM]);
+    assert!(ok, "{err}");
+    let (ok, err) = virsh(&rw, &["autostart", "--disable", DOM]);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn virsh_dumpxml_security_info_is_denied_on_the_read_only_socket() {
+    let root = tempfile::Builder::new()
+        .prefix("fvro")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    let rt = runtime();
+    let (rw, ro) = rt.block_on(serve(root.path()));
+    let (ok, err) = virsh(&ro, &["dumpxml", "--security-info", DOM]);
+    assert!(!ok);
+    assert!(
+        err.contains("error: operation forbidden: virDomainGetXMLDesc with secure flag"),
+        "{err}"
+    );
+    for args in [
+        &["dumpxml", DOM][..],
+        &["dumpxml", "--inactive", DOM],
+        &["vcpucount", DOM],
+    ] {
+        let (ok, err) = virsh(&ro, args);
+        assert!(ok, "read-only {args:?}: {err}");
+    }
+    let (ok, err) = virsh(&rw, &["dumpxml", "--security-info", DOM]);
+    assert!(ok, "read-write dumpxml --security-info: {err}");
+    let (ok, err) = virsh(&ro, &["vcpucount", "--guest", DOM]);
+    assert!(!ok);
+    assert!(err.contains("operation forbidden"), "{err}");
+}

@@ -1,0 +1,109 @@
+//! `virDomain*` flags and enums of `libvirt-domain.h`, under libvirt's
+//! names without the `VIR_DOMAIN_` prefix (`VIR_DOMAIN_XML_SECURE` is
+//! [`XML_SECURE`]). Each group is one libvirt enum; only the values the
+//! daemon reads are here.
+
+// virDomainModificationImpact
+/// `VIR_DOMAIN_AFFECT_LIVE`: the running domain.
+pub(crate) const AFFECT_LIVE: u32 = 1;
+/// `VIR_DOMAIN_AFFECT_CONFIG`: the persistent definition.
+pub(crate) const AFFECT_CONFIG: u32 = 2;
+
+// virDomainCreateFlags
+pub(crate) const START_PAUSED: u32 = 1;
+pub(crate) const START_AUTODESTROY: u32 = 2;
+pub(crate) const START_BYPASS_CACHE: u32 = 4;
+pub(crate) const START_FORCE_BOOT: u32 = 8;
+pub(crate) const START_VALIDATE: u32 = 16;
+
+// virDomainDestroyFlagsValues
+pub(crate) const DESTROY_GRACEFUL: u32 = 1;
+
+// virDomainShutdownFlagValues
+pub(crate) const SHUTDOWN_ACPI_POWER_BTN: u32 = 1;
+
+// virDomainRebootFlagValues
+pub(crate) const REBOOT_ACPI_POWER_BTN: u32 = 1;
+
+// virDomainDefineFlags
+pub(crate) const DEFINE_VALIDATE: u32 = 1;
+
+// virDomainUndefineFlagsValues
+pub(crate) const UNDEFINE_MANAGED_SAVE: u32 = 1;
+pub(crate) const UNDEFINE_SNAPSHOTS_METADATA: u32 = 2;
+pub(crate) const UNDEFINE_NVRAM: u32 = 4;
+pub(crate) const UNDEFINE_KEEP_NVRAM: u32 = 8;
+pub(crate) const UNDEFINE_CHECKPOINTS_METADATA: u32 = 16;
+pub(crate) const UNDEFINE_TPM: u32 = 32;
+pub(crate) const UNDEFINE_KEEP_TPM: u32 = 64;
+
+// virDomainXMLFlags
+pub(crate) const XML_SECURE: u32 = 1;
+pub(crate) const XML_INACTIVE: u32 = 2;
+pub(crate) const XML_UPDATE_CPU: u32 = 4;
+pub(crate) const XML_MIGRATABLE: u32 = 8;
+
+// virDomainVcpuFlags (LIVE and CONFIG are virDomainModificationImpact's)
+pub(crate) const VCPU_LIVE: u32 = AFFECT_LIVE;
+pub(crate) const VCPU_CONFIG: u32 = AFFECT_CONFIG;
+pub(crate) const VCPU_MAXIMUM: u32 = 4;
+pub(crate) const VCPU_GUEST: u32 = 8;
+
+// virDomainGetJobStatsFlags
+pub(crate) const JOB_STATS_COMPLETED: u32 = 1;
+pub(crate) const JOB_STATS_KEEP_COMPLETED: u32 = 2;
+
+// virDomainSaveRestoreFlags
+pub(crate) const SAVE_BYPASS_CACHE: u32 = 1;
+pub(crate) const SAVE_RUNNING: u32 = 2;
+pub(crate) const SAVE_PAUSED: u32 = 4;
+
+// virDomainSaveImageXMLFlags
+pub(crate) const SAVE_IMAGE_XML_SECURE: u32 = XML_SECURE;
+
+// virDomainBlockJobAbortFlags
+pub(crate) const BLOCK_JOB_ABORT_ASYNC: u32 = 1;
+pub(crate) const BLOCK_JOB_ABORT_PIVOT: u32 = 2;
+
+// virDomainBlockJobInfoFlags
+pub(crate) const BLOCK_JOB_INFO_BANDWIDTH_BYTES: u32 = 1;
+
+// virDomainBlockJobSetSpeedFlags
+pub(crate) const BLOCK_JOB_SPEED_BANDWIDTH_BYTES: u32 = 1;
+
+// virDomainBlockPullFlags
+pub(crate) const BLOCK_PULL_BANDWIDTH_BYTES: u32 = 64;
+
+// virDomainBlockRebaseFlags
+pub(crate) const BLOCK_REBASE_SHALLOW: u32 = 1;
+pub(crate) const BLOCK_REBASE_REUSE_EXT: u32 = 2;
+pub(crate) const BLOCK_REBASE_COPY_RAW: u32 = 4;
+pub(crate) const BLOCK_REBASE_COPY: u32 = 8;
+pub(crate) const BLOCK_REBASE_BANDWIDTH_BYTES: u32 = 64;
+
+// virDomainBlockCopyFlags
+pub(crate) const BLOCK_COPY_SHALLOW: u32 = 1;
+pub(crate) const BLOCK_COPY_REUSE_EXT: u32 = 2;
+
+// virDomainBlockCommitFlags
+pub(crate) const BLOCK_COMMIT_ACTIVE: u32 = 4;
+pub(crate) const BLOCK_COMMIT_BANDWIDTH_BYTES: u32 = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The values are libvirt's ABI: spot-check the ones a slip would
+    /// silently change.
+    #[test]
+    fn values_are_libvirts() {
+        assert_eq!(
+            XML_SECURE | XML_INACTIVE | XML_UPDATE_CPU | XML_MIGRATABLE,
+            15
+        );
+        assert_eq!(SAVE_IMAGE_XML_SECURE, 1);
+        assert_eq!(VCPU_MAXIMUM | VCPU_GUEST, 12);
+        assert_eq!(BLOCK_REBASE_BANDWIDTH_BYTES, 1 << 6);
+        assert_eq!(BLOCK_COMMIT_BANDWIDTH_BYTES, 1 << 4);
+    }
+}
