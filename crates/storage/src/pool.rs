@@ -178,6 +178,13 @@ impl Pool {
         g.def.to_xml(sizes, g.dir_perms)
     }
 
+    /// `pool-dumpxml --inactive`: the definition the pool starts with next.
+    pub fn inactive_xml(&self) -> String {
+        let g = self.lock();
+        let def = g.pending_def.as_ref().unwrap_or(&g.def);
+        def.to_xml((0, 0, 0), g.dir_perms)
+    }
+
     /// The volumes, by name (a snapshot).
     pub fn volumes(&self) -> Vec<Arc<Volume>> {
         self.lock().volumes.values().cloned().collect()

@@ -13,7 +13,7 @@ use super::Permissions;
 
 /// Pool types libvirt knows (`virStoragePoolType` names), so that a known
 /// but unimplemented type gets "not supported" rather than "unknown".
-const KNOWN_TYPES: &[&str] = &[
+pub(crate) const KNOWN_TYPES: &[&str] = &[
     "dir",
     "fs",
     "netfs",
