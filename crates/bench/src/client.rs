@@ -1,7 +1,7 @@
 //! The one benchmark client for both daemons: `rpc::Client` (our async
-//! client of libvirt's remote protocol), connected the way libvirt clients
-//! connect (`AUTH_LIST`, `CONNECT_OPEN`), plus the load generators built on
-//! it: closed-loop workers, a paced (open-loop) probe and event listeners.
+//! client of libvirt's remote protocol), opened the way libvirt clients
+//! open it, plus the load generators built on it: closed-loop workers, a
+//! paced (open-loop) probe and event listeners.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,103 +9,103 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rpc::Client;
-use rpc::protocol::remote::{self, NonnullDomain, procedure as p};
-use serde_json::{Value, json};
+use rpc::protocol::remote::{self, NonnullDomain, procedure};
+use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, timeout};
 
-use crate::util::{lat_summary, now_ns, round1};
+use crate::error::{BenchError, BenchResult};
+use crate::stats::{LatencySummary, round1};
 
-pub(crate) type Res<T> = Result<T, String>;
+/// Highest domain event ID of libvirt 9.0 (`VIR_DOMAIN_EVENT_ID_LAST - 1`).
+const EVENT_ID_LAST: i32 = 26;
+/// `VIR_DOMAIN_EVENT_SUSPENDED` and `VIR_DOMAIN_EVENT_RESUMED`.
+pub(crate) const EVENT_SUSPENDED: i32 = 3;
+pub(crate) const EVENT_RESUMED: i32 = 4;
+/// `VIR_DOMAIN_RUNNING`.
+pub(crate) const STATE_RUNNING: i32 = 1;
+/// `VIR_CONNECT_LIST_DOMAINS_ACTIVE` and `_RUNNING`.
+pub(crate) const LIST_ACTIVE: u32 = 1;
+pub(crate) const LIST_RUNNING: u32 = 16;
+/// How long opening a connection may take.
+pub(crate) const CONNECT: Duration = Duration::from_secs(10);
 
-/// Highest domain event ID of libvirt 9.0 (VIR_DOMAIN_EVENT_ID_LAST - 1).
-pub(crate) const EVENT_ID_LAST: i32 = 26;
-
-pub(crate) fn es<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
-
-/// Connects and opens `qemu:///system` like libvirt's client library.
-pub(crate) async fn open(sock: &Path) -> Res<Client> {
-    let c = Client::connect(sock)
-        .await
-        .map_err(|e| format!("connect {}: {e}", sock.display()))?;
-    let _: remote::AuthListRet = c.call(p::AUTH_LIST, &()).await.map_err(es)?;
-    c.open(Some("qemu:///system"), 0).await.map_err(es)?;
-    Ok(c)
-}
-
-pub(crate) async fn open_timeout(sock: &Path, t: Duration) -> Res<Client> {
-    match timeout(t, open(sock)).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("no answer to connect/open within {t:?}")),
+/// Opens a connection like libvirt's client library, within `limit`.
+pub(crate) async fn open_within(socket: &Path, limit: Duration) -> BenchResult<Client> {
+    match timeout(limit, testkit::client::open(socket)).await {
+        Ok(client) => Ok(client?),
+        Err(_) => Err(BenchError::Timeout {
+            what: format!("connect/open on {}", socket.display()),
+            after: limit,
+        }),
     }
 }
 
-pub(crate) async fn define_start(c: &Client, xml: &str, paused: bool) -> Res<NonnullDomain> {
-    let d = c.define_xml(xml).await.map_err(es)?;
-    let r: remote::DomainRet = c
-        .call(
-            p::DOMAIN_CREATE_WITH_FLAGS,
-            &remote::DomainFlagsArgs {
-                dom: d,
-                flags: u32::from(paused),
-            },
-        )
-        .await
-        .map_err(es)?;
-    Ok(r.dom)
-}
-
-pub(crate) async fn suspend(c: &Client, dom: &NonnullDomain) -> Res<()> {
-    c.call(p::DOMAIN_SUSPEND, &remote::DomainArgs { dom: dom.clone() })
-        .await
-        .map_err(es)
-}
-
-#[allow(dead_code)]
-pub(crate) async fn resume(c: &Client, dom: &NonnullDomain) -> Res<()> {
-    c.call(p::DOMAIN_RESUME, &remote::DomainArgs { dom: dom.clone() })
-        .await
-        .map_err(es)
-}
-
-#[allow(dead_code)]
-pub(crate) async fn undefine(c: &Client, dom: &NonnullDomain) -> Res<()> {
-    c.call(
-        p::DOMAIN_UNDEFINE_FLAGS,
-        &remote::DomainFlagsArgs {
-            dom: dom.clone(),
-            flags: 0,
-        },
-    )
-    .await
-    .map_err(es)
-}
-
-/// Destroys (if running) and undefines every domain whose name starts with
-/// `prefix`; returns how many.
-#[allow(dead_code)]
-pub(crate) async fn teardown(c: &Client, prefix: &str) -> Res<usize> {
-    let doms = c.list_all_domains(0).await.map_err(es)?;
-    let mut n = 0;
-    for d in doms.iter().filter(|d| d.name.starts_with(prefix)) {
-        if d.id >= 0 {
-            let _ = timeout(Duration::from_secs(30), c.destroy(d)).await;
-        }
-        let _ = undefine(c, d).await;
-        n += 1;
-    }
-    Ok(n)
-}
-
-/// `running` (1) / `paused` (3) / ... of a domain.
-pub(crate) async fn state(c: &Client, dom: &NonnullDomain) -> Res<i32> {
-    Ok(c.domain_get_state(dom).await.map_err(es)?.state)
-}
-
+/// Whether a started domain runs or waits paused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StartAs {
+    Running,
+    Paused,
+}
+
+/// Defines and starts a domain.
+pub(crate) async fn define_start(
+    client: &Client,
+    xml: &str,
+    start_as: StartAs,
+) -> BenchResult<NonnullDomain> {
+    let dom = client
+        .define_xml(xml)
+        .await
+        .map_err(BenchError::rpc("define"))?;
+    let args = remote::DomainFlagsArgs {
+        dom,
+        flags: u32::from(start_as == StartAs::Paused),
+    };
+    let started: remote::DomainRet = client
+        .call(procedure::DOMAIN_CREATE_WITH_FLAGS, &args)
+        .await
+        .map_err(BenchError::rpc("start"))?;
+    Ok(started.dom)
+}
+
+pub(crate) async fn suspend(client: &Client, dom: &NonnullDomain) -> BenchResult<()> {
+    let args = remote::DomainArgs { dom: dom.clone() };
+    client
+        .call(procedure::DOMAIN_SUSPEND, &args)
+        .await
+        .map_err(BenchError::rpc("suspend"))
+}
+
+/// `running` (1), `paused` (3), ... of a domain.
+pub(crate) async fn state(client: &Client, dom: &NonnullDomain) -> BenchResult<i32> {
+    let state = client
+        .domain_get_state(dom)
+        .await
+        .map_err(BenchError::rpc("get state"))?;
+    Ok(state.state)
+}
+
+pub(crate) async fn lookup(client: &Client, name: &str) -> BenchResult<NonnullDomain> {
+    client
+        .lookup_by_name(name)
+        .await
+        .map_err(BenchError::rpc(format!("look up {name}")))
+}
+
+async fn lookup_all(client: &Client, names: &[String]) -> BenchResult<Vec<NonnullDomain>> {
+    let mut doms = Vec::with_capacity(names.len());
+    for name in names {
+        doms.push(lookup(client, name).await?);
+    }
+    Ok(doms)
+}
+
+/// The call a load generator makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Op {
+    #[serde(rename = "GET_INFO")]
     Info,
+    #[serde(rename = "GET_STATE")]
     State,
 }
 
@@ -117,206 +117,287 @@ impl Op {
         }
     }
 
-    async fn call(self, c: &Client, d: &NonnullDomain) -> Result<(), rpc::ClientError> {
+    async fn call(self, client: &Client, dom: &NonnullDomain) -> Result<(), rpc::ClientError> {
         match self {
-            Op::Info => c.domain_get_info(d).await.map(|_| ()),
-            Op::State => c.domain_get_state(d).await.map(|_| ()),
+            Op::Info => client.domain_get_info(dom).await.map(drop),
+            Op::State => client.domain_get_state(dom).await.map(drop),
         }
     }
 }
 
-async fn lookup_all(c: &Client, names: &[String]) -> Res<Vec<NonnullDomain>> {
-    let mut v = Vec::with_capacity(names.len());
-    for n in names {
-        v.push(c.lookup_by_name(n).await.map_err(es)?);
-    }
-    Ok(v)
+/// Closed-loop figures of one call and one client count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LoadFigures {
+    #[serde(flatten)]
+    pub latency: LatencySummary,
+    pub ops: usize,
+    pub ops_per_s: f64,
+    pub errors: u64,
+    pub op: Op,
+    pub conns: usize,
+    pub duration_s: f64,
 }
 
 /// Closed loop: `conns` connections, each calling `op` back to back,
-/// round-robin over `names`, for `dur`. Returns ops/s and latency figures.
+/// round-robin over `names`, for `duration`.
 pub(crate) async fn closed_loop(
-    sock: &Path,
+    socket: &Path,
     names: &[String],
     op: Op,
     conns: usize,
-    dur: Duration,
-) -> Res<Value> {
-    let mut clients = Vec::new();
+    duration: Duration,
+) -> BenchResult<LoadFigures> {
+    let mut workers = Vec::new();
     for _ in 0..conns {
-        let c = open_timeout(sock, Duration::from_secs(10)).await?;
-        let doms = lookup_all(&c, names).await?;
-        clients.push((c, doms));
+        let client = open_within(socket, CONNECT).await?;
+        let doms = lookup_all(&client, names).await?;
+        workers.push((client, doms));
     }
     let start = Instant::now();
-    let end = start + dur;
-    let mut tasks = Vec::new();
-    for (i, (c, doms)) in clients.into_iter().enumerate() {
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(1 << 16);
-            let mut errs = 0u64;
-            let mut k = i;
-            while Instant::now() < end {
-                let d = &doms[k % doms.len()];
-                k += 1;
-                let t0 = now_ns();
-                let r = op.call(&c, d).await;
-                lat.push(now_ns() - t0);
-                if r.is_err() {
-                    errs += 1;
-                }
-            }
-            (lat, errs)
-        }));
-    }
-    let mut all = Vec::new();
+    let end = start + duration;
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .enumerate()
+        .map(|(first, (client, doms))| tokio::spawn(call_until(client, doms, op, first, end)))
+        .collect();
+    let mut latencies = Vec::new();
     let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await.map_err(es)?;
-        all.extend(l);
-        errors += e;
+    for task in tasks {
+        let (worker_latencies, worker_errors) = task.await?;
+        latencies.extend(worker_latencies);
+        errors += worker_errors;
     }
     let wall = start.elapsed().as_secs_f64();
-    let ops = all.len();
-    let mut v = lat_summary(&mut all);
-    v["ops"] = json!(ops);
-    v["ops_per_s"] = json!(round1(ops as f64 / wall));
-    v["errors"] = json!(errors);
-    v["op"] = json!(op.name());
-    v["conns"] = json!(conns);
-    v["duration_s"] = json!(round1(wall));
-    Ok(v)
-}
-
-/// An open-loop probe: one connection, one call every `1/rate` s on the
-/// schedule (a stalled call shows up as one long sample, and the calls it
-/// delayed are issued late), round-robin over `names`, for `dur`. Calls
-/// still blocked `grace` after the end are reported as stuck. Connection
-/// set-up that does not finish in 10 s is reported as `setup_stuck`.
-pub(crate) fn spawn_probe(
-    sock: PathBuf,
-    names: Vec<String>,
-    op: Op,
-    rate: f64,
-    dur: Duration,
-    grace: Duration,
-) -> tokio::task::JoinHandle<Value> {
-    tokio::spawn(async move {
-        let t_setup = Instant::now();
-        let setup = async {
-            let c = open(&sock).await?;
-            let d = lookup_all(&c, &names).await?;
-            Ok::<_, String>((c, d))
-        };
-        let (c, doms) = match timeout(Duration::from_secs(10), setup).await {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => return json!({"setup_error": e, "ops": 0, "success_rate": 0.0}),
-            Err(_) => {
-                return json!({"setup_stuck": true, "ops": 0, "success_rate": 0.0,
-                              "note": "could not even connect within 10 s"});
-            }
-        };
-        let setup_s = t_setup.elapsed().as_secs_f64();
-        let period = Duration::from_secs_f64(1.0 / rate);
-        let start = Instant::now();
-        let end = start + dur;
-        let hard = end + grace;
-        let mut next = start;
-        let mut lat = Vec::new();
-        let mut errors = 0u64;
-        let mut err_sample = None;
-        let mut stuck = None;
-        let mut k = 0usize;
-        let mut per_sec: Vec<u64> = Vec::new();
-        while Instant::now() < end {
-            next += period;
-            tokio::time::sleep_until(next).await;
-            let d = &doms[k % doms.len()];
-            k += 1;
-            let t0 = now_ns();
-            let tick = Instant::now();
-            match tokio::time::timeout_at(hard, op.call(&c, d)).await {
-                Ok(r) => {
-                    let dt = now_ns() - t0;
-                    lat.push(dt);
-                    let sec = (tick - start).as_secs() as usize;
-                    if per_sec.len() <= sec {
-                        per_sec.resize(sec + 1, 0);
-                    }
-                    per_sec[sec] = per_sec[sec].max(dt / 1000);
-                    if let Err(e) = r {
-                        errors += 1;
-                        err_sample.get_or_insert(e.to_string());
-                    }
-                }
-                Err(_) => {
-                    stuck = Some(round1(tick.elapsed().as_secs_f64()));
-                    break;
-                }
-            }
-            if next + period < Instant::now() {
-                // fell behind (stall): re-anchor the schedule
-                next = Instant::now();
-            }
-        }
-        let ok = lat.len() as u64 - errors;
-        let attempted = lat.len() as u64 + u64::from(stuck.is_some());
-        let mut v = lat_summary(&mut lat);
-        v["ops"] = json!(attempted);
-        v["errors"] = json!(errors);
-        v["error_sample"] = json!(err_sample);
-        v["stuck_call_age_s"] = json!(stuck);
-        v["success_rate"] = json!(if attempted == 0 {
-            0.0
-        } else {
-            (ok as f64 / attempted as f64 * 10000.0).round() / 10000.0
-        });
-        v["setup_s"] = json!(round1(setup_s));
-        v["worst_second_max_us"] = json!(per_sec.iter().max());
-        v
+    Ok(LoadFigures {
+        latency: LatencySummary::of(&latencies),
+        ops: latencies.len(),
+        ops_per_s: round1(latencies.len() as f64 / wall),
+        errors,
+        op,
+        conns,
+        duration_s: round1(wall),
     })
 }
 
-/// Registers `c` for every domain event ID 0..=EVENT_ID_LAST the daemon
-/// accepts (like `virsh event --all`); returns how many were accepted.
-pub(crate) async fn register_all_events(c: &Client) -> usize {
-    let mut ok = 0;
-    for id in 0..=EVENT_ID_LAST {
-        let r: Result<remote::ConnectDomainEventCallbackRegisterAnyRet, _> = c
-            .call(
-                p::CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,
-                &remote::ConnectDomainEventCallbackRegisterAnyArgs {
-                    event_id: id,
-                    dom: None,
-                },
-            )
-            .await;
-        if r.is_ok() {
-            ok += 1;
+/// One closed-loop worker: calls back to back until `end`, starting at
+/// domain `first`; returns its latencies and error count.
+async fn call_until(
+    client: Client,
+    doms: Vec<NonnullDomain>,
+    op: Op,
+    first: usize,
+    end: Instant,
+) -> (Vec<Duration>, u64) {
+    let mut latencies = Vec::with_capacity(1 << 16);
+    let mut errors = 0u64;
+    let mut next = first;
+    while Instant::now() < end {
+        let dom = &doms[next % doms.len()];
+        next += 1;
+        let sent = Instant::now();
+        let result = op.call(&client, dom).await;
+        latencies.push(sent.elapsed());
+        if result.is_err() {
+            errors += 1;
         }
     }
-    ok
+    (latencies, errors)
 }
 
-/// A live event listener: its own connection, registered for all event IDs,
-/// reading continuously; counts what it receives.
+/// What a paced probe saw.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ProbeResult {
+    #[serde(flatten)]
+    pub latency: LatencySummary,
+    /// Calls made (a call still stuck at the end counts).
+    pub ops: u64,
+    pub errors: u64,
+    pub error_sample: Option<String>,
+    /// Age of a call still unanswered `grace` after the end.
+    pub stuck_call_age_s: Option<f64>,
+    pub success_rate: f64,
+    pub setup_s: Option<f64>,
+    /// The slowest second's slowest call.
+    pub worst_second_max_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_error: Option<String>,
+    /// Could not even connect within the connect deadline.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub setup_stuck: bool,
+}
+
+/// A paced probe: one connection, one call every `period` on the schedule
+/// (a stalled call shows up as one long sample, and the calls it delayed
+/// are issued late), round-robin over `names`, for `duration`. Calls
+/// still blocked `grace` after the end are reported as stuck.
+#[derive(Debug, Clone)]
+pub(crate) struct Probe {
+    pub socket: PathBuf,
+    pub names: Vec<String>,
+    pub op: Op,
+    pub period: Duration,
+    pub duration: Duration,
+    pub grace: Duration,
+}
+
+impl Probe {
+    pub(crate) fn spawn(self) -> tokio::task::JoinHandle<ProbeResult> {
+        tokio::spawn(self.run())
+    }
+
+    async fn run(self) -> ProbeResult {
+        let set_up = Instant::now();
+        let connect = async {
+            let client = testkit::client::open(&self.socket).await?;
+            let doms = lookup_all(&client, &self.names).await?;
+            Ok::<_, BenchError>((client, doms))
+        };
+        match timeout(CONNECT, connect).await {
+            Ok(Ok((client, doms))) => {
+                let setup_s = round1(set_up.elapsed().as_secs_f64());
+                ProbeResult {
+                    setup_s: Some(setup_s),
+                    ..self.paced(&client, &doms).await
+                }
+            }
+            Ok(Err(error)) => ProbeResult {
+                setup_error: Some(error.to_string()),
+                ..ProbeResult::default()
+            },
+            Err(_) => ProbeResult {
+                setup_stuck: true,
+                ..ProbeResult::default()
+            },
+        }
+    }
+
+    async fn paced(&self, client: &Client, doms: &[NonnullDomain]) -> ProbeResult {
+        let start = Instant::now();
+        let end = start + self.duration;
+        let hard_end = end + self.grace;
+        let mut next = start;
+        let mut calls = CallLog::default();
+        while Instant::now() < end {
+            next += self.period;
+            tokio::time::sleep_until(next).await;
+            let dom = &doms[calls.latencies.len() % doms.len()];
+            let sent = Instant::now();
+            match tokio::time::timeout_at(hard_end, self.op.call(client, dom)).await {
+                Ok(result) => calls.record(sent, start, result),
+                Err(_) => {
+                    calls.stuck = Some(round1(sent.elapsed().as_secs_f64()));
+                    break;
+                }
+            }
+            if next + self.period < Instant::now() {
+                // Fell behind (a stall): re-anchor the schedule.
+                next = Instant::now();
+            }
+        }
+        calls.result()
+    }
+}
+
+/// The calls of one probe.
+#[derive(Default)]
+struct CallLog {
+    latencies: Vec<Duration>,
+    errors: u64,
+    error_sample: Option<String>,
+    stuck: Option<f64>,
+    /// Slowest call per second since the start, µs.
+    worst_per_second: Vec<u64>,
+}
+
+impl CallLog {
+    fn record(&mut self, sent: Instant, start: Instant, result: Result<(), rpc::ClientError>) {
+        let took = sent.elapsed();
+        self.latencies.push(took);
+        let second = usize::try_from((sent - start).as_secs()).unwrap_or(usize::MAX);
+        if self.worst_per_second.len() <= second {
+            self.worst_per_second.resize(second + 1, 0);
+        }
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.worst_per_second[second] = self.worst_per_second[second].max(micros);
+        if let Err(error) = result {
+            self.errors += 1;
+            self.error_sample.get_or_insert(error.to_string());
+        }
+    }
+
+    fn result(self) -> ProbeResult {
+        let answered = self.latencies.len() as u64;
+        let attempted = answered + u64::from(self.stuck.is_some());
+        let succeeded = answered - self.errors;
+        ProbeResult {
+            latency: LatencySummary::of(&self.latencies),
+            ops: attempted,
+            errors: self.errors,
+            error_sample: self.error_sample,
+            stuck_call_age_s: self.stuck,
+            success_rate: if attempted == 0 {
+                0.0
+            } else {
+                (succeeded as f64 / attempted as f64 * 10000.0).round() / 10000.0
+            },
+            setup_s: None,
+            worst_second_max_us: self.worst_per_second.iter().max().copied(),
+            setup_error: None,
+            setup_stuck: false,
+        }
+    }
+}
+
+/// Registers `client` for every domain event ID the daemon accepts (like
+/// `virsh event --all`); returns how many were accepted.
+async fn register_all_events(client: &Client) -> usize {
+    let mut accepted = 0;
+    for event_id in 0..=EVENT_ID_LAST {
+        let args = remote::ConnectDomainEventCallbackRegisterAnyArgs {
+            event_id,
+            dom: None,
+        };
+        let reply: Result<remote::ConnectDomainEventCallbackRegisterAnyRet, _> = client
+            .call(procedure::CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY, &args)
+            .await;
+        if reply.is_ok() {
+            accepted += 1;
+        }
+    }
+    accepted
+}
+
+/// What a live listener received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ListenerCount {
+    pub received: u64,
+    /// Dropped by our client because its reader fell behind.
+    pub dropped_in_client: u64,
+    pub registered_event_ids: usize,
+    pub connection_closed_by_daemon: bool,
+}
+
+/// A live event listener: its own connection, registered for all event
+/// IDs, reading continuously; counts what it receives.
 pub(crate) struct Listener {
-    pub received: Arc<AtomicU64>,
-    pub registered: usize,
+    received: Arc<AtomicU64>,
+    registered: usize,
     client: Client,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Listener {
-    pub(crate) async fn start(sock: &Path) -> Res<Listener> {
-        let client = open_timeout(sock, Duration::from_secs(10)).await?;
-        let mut ev = client.take_events().ok_or("events taken")?;
+    pub(crate) async fn start(socket: &Path) -> BenchResult<Listener> {
+        let client = open_within(socket, CONNECT).await?;
+        let mut events = client
+            .take_events()
+            .ok_or(BenchError::Unsupported("the client's events were taken"))?;
         let registered = register_all_events(&client).await;
         let received = Arc::new(AtomicU64::new(0));
-        let r2 = received.clone();
+        let counter = received.clone();
         let task = tokio::spawn(async move {
-            while ev.recv().await.is_some() {
-                r2.fetch_add(1, Ordering::Relaxed);
+            while events.recv().await.is_some() {
+                counter.fetch_add(1, Ordering::Relaxed);
             }
         });
         Ok(Listener {
@@ -327,76 +408,75 @@ impl Listener {
         })
     }
 
-    pub(crate) fn summary(&self) -> Value {
-        json!({
-            "received": self.received.load(Ordering::Relaxed),
-            "dropped_in_client": self.client.dropped_events(),
-            "registered_event_ids": self.registered,
-            "connection_closed_by_daemon": self.client.is_closed(),
-        })
+    pub(crate) fn count(&self) -> ListenerCount {
+        ListenerCount {
+            received: self.received.load(Ordering::Relaxed),
+            dropped_in_client: self.client.dropped_events(),
+            registered_event_ids: self.registered,
+            connection_closed_by_daemon: self.client.is_closed(),
+        }
     }
 
-    pub(crate) async fn stop(self) -> Value {
-        let v = self.summary();
+    pub(crate) async fn stop(self) -> ListenerCount {
+        let count = self.count();
         self.task.abort();
         let _ = timeout(Duration::from_secs(2), self.client.close()).await;
-        v
+        count
     }
 }
 
-/// Lifecycle callbacks as (monotonic ns at receipt, domain name, event).
+/// Lifecycle callbacks of a registered client, read as they are awaited
+/// (the client's own event channel is bounded and counts what it drops).
 pub(crate) struct LifecycleStream {
-    pub client: Client,
-    pub rx: tokio::sync::mpsc::UnboundedReceiver<(u64, String, i32)>,
-    task: tokio::task::JoinHandle<()>,
+    client: Client,
+    events: rpc::Events,
 }
 
 impl LifecycleStream {
-    pub(crate) async fn start(sock: &Path) -> Res<LifecycleStream> {
-        let client = open_timeout(sock, Duration::from_secs(10)).await?;
-        let mut ev = client.take_events().ok_or("events taken")?;
-        client.register_lifecycle_callback(None).await.map_err(es)?;
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            while let Some(e) = ev.recv().await {
-                let t = now_ns();
-                if e.procedure == p::DOMAIN_EVENT_CALLBACK_LIFECYCLE
-                    && let Ok(m) = e.decode::<remote::DomainEventCallbackLifecycleMsg>()
-                {
-                    let _ = tx.send((t, m.msg.dom.name, m.msg.event));
-                }
-            }
-        });
-        Ok(LifecycleStream { client, rx, task })
+    pub(crate) async fn start(socket: &Path) -> BenchResult<LifecycleStream> {
+        let client = open_within(socket, CONNECT).await?;
+        let events = client
+            .take_events()
+            .ok_or(BenchError::Unsupported("the client's events were taken"))?;
+        client
+            .register_lifecycle_callback(None)
+            .await
+            .map_err(BenchError::rpc("register a lifecycle callback"))?;
+        Ok(LifecycleStream { client, events })
     }
 
-    /// Waits for the next lifecycle event `want` of `dom`; returns its
-    /// receipt time.
-    pub(crate) async fn wait_for(&mut self, dom: &str, want: i32, t: Duration) -> Option<u64> {
-        let deadline = Instant::now() + t;
+    /// Waits for the next lifecycle event `want` of `dom`; returns when it
+    /// was received.
+    pub(crate) async fn wait_for(
+        &mut self,
+        dom: &str,
+        want: i32,
+        limit: Duration,
+    ) -> Option<Instant> {
+        let deadline = Instant::now() + limit;
         loop {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some((ts, name, ev))) if name == dom && ev == want => return Some(ts),
-                Ok(Some(_)) => continue,
-                _ => return None,
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .ok()??;
+            let received = Instant::now();
+            if event.procedure != procedure::DOMAIN_EVENT_CALLBACK_LIFECYCLE {
+                continue;
+            }
+            if let Ok(message) = event.decode::<remote::DomainEventCallbackLifecycleMsg>()
+                && message.msg.dom.name == dom
+                && message.msg.event == want
+            {
+                return Some(received);
             }
         }
     }
 
+    /// Discards the events received so far.
     pub(crate) fn drain(&mut self) {
-        while self.rx.try_recv().is_ok() {}
+        while self.events.try_recv().is_some() {}
     }
 
     pub(crate) async fn stop(self) {
-        self.task.abort();
         let _ = timeout(Duration::from_secs(2), self.client.close()).await;
     }
 }
-
-/// virDomainEventType values.
-pub(crate) const EV_SUSPENDED: i32 = 3;
-pub(crate) const EV_RESUMED: i32 = 4;
-/// virDomainState values.
-pub(crate) const ST_RUNNING: i32 = 1;
-#[allow(dead_code)]
-pub(crate) const ST_PAUSED: i32 = 3;

@@ -1,24 +1,31 @@
 //! Starting, stopping and restarting the daemons under test.
 //!
-//! * ferrovirtd: `ferrovirtd --root DIR --config DIR/ferrovirtd.toml`, a
-//!   fresh root per scenario under the bench's work directory; sockets in
-//!   `DIR/run/`. Stopped with SIGTERM by PID; the QEMUs it leaves running
-//!   (by design they outlive the daemon) are destroyed through the RPC
-//!   first and any leftover is killed by PID (their command lines name DIR).
-//! * libvirtd 9.0: the anchors' `start-libvirtd.sh` / `stop-libvirtd.sh`
-//!   (private mount namespace, own state dir, sockets, reaper), with
-//!   `LVB_STATE` set to the bench's own state dir. Stopped by PID by the
-//!   stop script (`--undefine --kill`: libvirtd and every process in its
-//!   namespace).
+//! * ferrovirtd: through `testkit` (`ferrovirtd --root DIR --config
+//!   DIR/ferrovirtd.toml`), a fresh root per scenario under the bench's
+//!   work directory. Stopped with SIGTERM; the QEMUs it leaves running (by
+//!   design they outlive the daemon) are destroyed through the RPC first,
+//!   and any leftover is killed by pid (their command lines name DIR).
+//! * libvirtd: the libvirt harness's `start-libvirtd.sh` /
+//!   `stop-libvirtd.sh` (private mount namespace, own state dir, sockets,
+//!   reaper), with `LVB_STATE` set to the bench's own state dir. Stopped by
+//!   the stop script (`--undefine --kill`: libvirtd and every process in
+//!   its namespace).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use crate::client::{self, Res};
-use crate::util;
+use serde::{Deserialize, Serialize};
+use testkit::daemon::{Ferrovirtd, Spec};
 
-/// Paths of everything the bench drives.
+use crate::client;
+use crate::error::{BenchError, BenchResult};
+use crate::stats::DaemonMemory;
+
+/// How long ferrovirtd may take to exit after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Paths and facts of everything the bench drives.
 #[derive(Debug, Clone)]
 pub(crate) struct Env {
     /// Work directory of this run (ferrovirtd roots, proxy state, sockets).
@@ -26,295 +33,295 @@ pub(crate) struct Env {
     pub ferrovirtd: PathBuf,
     pub qemu_sim: PathBuf,
     pub qemu: PathBuf,
-    /// `shared/anchors/libvirt`
-    pub anchors: PathBuf,
-    /// `LVB_STATE` of the private libvirtd
+    /// The libvirt harness directory (start-libvirtd.sh, stop-libvirtd.sh,
+    /// qmp-proxy.py), when libvirtd or the proxy rows are measured.
+    pub libvirt_harness: Option<PathBuf>,
+    /// `LVB_STATE` of the private libvirtd.
     pub lvb_state: PathBuf,
-    /// ferrovirtd's monitor deadline (s)
+    /// ferrovirtd's monitor deadline.
     pub monitor_timeout_s: u64,
+    /// Whether real QEMU runs under KVM (the driver's probe said so).
+    pub kvm: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Ferro,
-    Libvirt,
+impl Env {
+    /// A file of the libvirt harness.
+    fn harness_file(&self, name: &str) -> BenchResult<PathBuf> {
+        self.libvirt_harness
+            .as_ref()
+            .map(|dir| dir.join(name))
+            .ok_or(BenchError::Unsupported(
+                "this needs the libvirt harness (--libvirt-harness DIR)",
+            ))
+    }
+}
+
+/// The daemon measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum DaemonKind {
+    Ferrovirtd,
+    Libvirtd,
+}
+
+impl DaemonKind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            DaemonKind::Ferrovirtd => "ferrovirtd",
+            DaemonKind::Libvirtd => "libvirtd",
+        }
+    }
 }
 
 /// Which QEMU a VM runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Emu {
-    /// real qemu-system-x86_64
+    /// Real qemu-system-x86_64.
+    #[serde(rename = "QEMU")]
     Real,
-    /// real QEMU behind the anchors' qmp-proxy.py
+    /// Real QEMU behind the libvirt harness's qmp-proxy.py.
+    #[serde(rename = "QEMU via qmp-proxy")]
     Proxy,
-    /// qemu-sim (ferrovirtd only)
+    /// qemu-sim (ferrovirtd only).
+    #[serde(rename = "qemu-sim")]
     Sim,
 }
 
+impl Emu {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Emu::Real => "QEMU",
+            Emu::Proxy => "QEMU via qmp-proxy",
+            Emu::Sim => "qemu-sim",
+        }
+    }
+}
+
+enum Process {
+    Ferrovirtd(Ferrovirtd),
+    /// libvirtd runs under the harness's reaper; we know its pid only.
+    Libvirtd {
+        pid: u32,
+    },
+}
+
 pub(crate) struct Daemon {
-    pub kind: Kind,
+    pub kind: DaemonKind,
     pub env: Env,
-    pub sock: PathBuf,
-    /// ferrovirtd: its root; libvirtd: LVB_STATE
+    pub socket: PathBuf,
+    /// ferrovirtd: its root; libvirtd: `LVB_STATE`.
     pub root: PathBuf,
-    child: Option<Child>,
-    pid: i32,
-    /// Set when the daemon stopped answering; stop() then kills it.
+    process: Process,
+    /// Set when the daemon stopped answering; stop() then skips the
+    /// destroys through the RPC.
     pub wedged: bool,
-    cfg: PathBuf,
 }
 
 impl Daemon {
-    pub(crate) fn label(&self) -> &'static str {
-        match self.kind {
-            Kind::Ferro => "ferrovirtd",
-            Kind::Libvirt => "libvirtd",
-        }
-    }
-
-    pub(crate) fn pid(&self) -> i32 {
-        self.pid
-    }
-
-    pub(crate) fn start(kind: Kind, env: &Env, tag: &str) -> Res<Daemon> {
+    pub(crate) fn start(kind: DaemonKind, env: &Env, tag: &str) -> BenchResult<Daemon> {
         match kind {
-            Kind::Ferro => Self::start_ferro(env, tag),
-            Kind::Libvirt => Self::start_libvirt(env),
+            DaemonKind::Ferrovirtd => Self::start_ferrovirtd(env, tag),
+            DaemonKind::Libvirtd => Self::start_libvirtd(env),
         }
     }
 
-    fn start_ferro(env: &Env, tag: &str) -> Res<Daemon> {
+    fn start_ferrovirtd(env: &Env, tag: &str) -> BenchResult<Daemon> {
         let root = env.work.join(format!("fv-{tag}"));
         let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).map_err(client::es)?;
-        let cfg = root.join("ferrovirtd.toml");
-        std::fs::write(
-            &cfg,
-            format!(
+        let process = Ferrovirtd::start(Spec {
+            binary: env.ferrovirtd.clone(),
+            root: root.clone(),
+            config: format!(
                 "monitor_timeout_secs = {}\ndestroy_grace_secs = 3\nmax_clients = 20000\n",
                 env.monitor_timeout_s
             ),
-        )
-        .map_err(client::es)?;
-        let mut d = Daemon {
-            kind: Kind::Ferro,
+            log_filter: "warn".into(),
+        })?;
+        Ok(Daemon {
+            kind: DaemonKind::Ferrovirtd,
             env: env.clone(),
-            sock: root.join("run/libvirt-sock"),
+            socket: process.socket(),
             root,
-            child: None,
-            pid: 0,
+            process: Process::Ferrovirtd(process),
             wedged: false,
-            cfg,
-        };
-        d.spawn_ferro()?;
-        Ok(d)
+        })
     }
 
-    fn spawn_ferro(&mut self) -> Res<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.root.join("ferrovirtd.log"))
-            .map_err(client::es)?;
-        let child = Command::new(&self.env.ferrovirtd)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--config")
-            .arg(&self.cfg)
-            .arg("--log")
-            .arg("warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", self.env.ferrovirtd.display()))?;
-        self.pid = child.id() as i32;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::os::unix::net::UnixStream::connect(&self.sock).is_err() {
-            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
-                return Err(format!("ferrovirtd exited during start-up: {st}"));
-            }
-            if Instant::now() > deadline {
-                return Err("ferrovirtd did not listen within 60 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(5));
+    fn start_libvirtd(env: &Env) -> BenchResult<Daemon> {
+        // A clean slate: a previous run's libvirtd (ours only) and domains.
+        let _ = Self::stop_script(env)?.status();
+        let out = Self::harness_command(env, "start-libvirtd.sh")?
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(BenchError::io("start-libvirtd.sh"))?;
+        if !out.status.success() {
+            return Err(BenchError::Refused {
+                what: "start-libvirtd.sh".into(),
+                answer: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
         }
-        Ok(())
+        let pid_file = env.lvb_state.join("libvirtd.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .map_err(BenchError::io(format!("read {}", pid_file.display())))?;
+        let pid = pid.trim().parse().map_err(|_| BenchError::Refused {
+            what: format!("{} holds no pid", pid_file.display()),
+            answer: pid.clone(),
+        })?;
+        Ok(Daemon {
+            kind: DaemonKind::Libvirtd,
+            env: env.clone(),
+            socket: env.lvb_state.join("sock/libvirt-sock"),
+            root: env.lvb_state.clone(),
+            process: Process::Libvirtd { pid },
+            wedged: false,
+        })
+    }
+
+    fn harness_command(env: &Env, script: &str) -> BenchResult<Command> {
+        let mut command = Command::new(env.harness_file(script)?);
+        command
+            .env("LVB_STATE", &env.lvb_state)
+            .env("LVB_QEMU_REAL", &env.qemu)
+            .stdin(Stdio::null());
+        Ok(command)
+    }
+
+    /// `stop-libvirtd.sh --undefine --kill`, quiet.
+    fn stop_script(env: &Env) -> BenchResult<Command> {
+        let mut command = Self::harness_command(env, "stop-libvirtd.sh")?;
+        command
+            .args(["--undefine", "--kill"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Ok(command)
+    }
+
+    pub(crate) fn label(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    /// The daemon's pid while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        match &self.process {
+            Process::Ferrovirtd(process) => process.pid(),
+            Process::Libvirtd { pid } => Some(*pid),
+        }
+    }
+
+    /// Its memory and threads now; `None` once it is gone.
+    pub(crate) fn memory(&self) -> Option<DaemonMemory> {
+        self.pid().and_then(DaemonMemory::of)
     }
 
     /// SIGKILLs ferrovirtd (its QEMUs keep running) and starts it again on
     /// the same root; returns when the socket accepts connections.
-    pub(crate) fn kill9_and_restart(&mut self) -> Res<()> {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+    pub(crate) fn kill_and_restart(&mut self) -> BenchResult<()> {
+        match &mut self.process {
+            Process::Ferrovirtd(process) => Ok(process.spawn()?),
+            Process::Libvirtd { .. } => Err(BenchError::Unsupported(
+                "the bench restarts ferrovirtd only",
+            )),
         }
-        self.spawn_ferro()
     }
 
-    fn lvb_cmd(env: &Env, script: &str) -> Command {
-        let mut c = Command::new(env.anchors.join(script));
-        c.env("LVB_STATE", &env.lvb_state)
-            .env("LVB_QEMU_REAL", &env.qemu)
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn start_libvirt(env: &Env) -> Res<Daemon> {
-        // a clean slate: a previous run's libvirtd (ours only) and domains
-        let _ = Self::lvb_cmd(env, "stop-libvirtd.sh")
-            .args(["--undefine", "--kill"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let out = Self::lvb_cmd(env, "start-libvirtd.sh")
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| format!("start-libvirtd.sh: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "start-libvirtd.sh failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let pid: i32 = std::fs::read_to_string(env.lvb_state.join("libvirtd.pid"))
-            .map_err(client::es)?
-            .trim()
-            .parse()
-            .map_err(client::es)?;
-        Ok(Daemon {
-            kind: Kind::Libvirt,
-            env: env.clone(),
-            sock: env.lvb_state.join("sock/libvirt-sock"),
-            root: env.lvb_state.clone(),
-            child: None,
-            pid,
-            wedged: false,
-            cfg: env.lvb_state.join("libvirtd.conf"),
-        })
-    }
-
-    /// Stops the daemon and everything it started. ferrovirtd: destroy all
-    /// domains via RPC (unless wedged), SIGTERM, then kill leftovers by PID.
-    pub(crate) async fn stop(mut self) {
-        match self.kind {
-            Kind::Ferro => {
-                if !self.wedged
-                    && let Ok(c) = client::open_timeout(&self.sock, Duration::from_secs(5)).await
-                {
-                    if let Ok(doms) = c.list_all_domains(1).await {
-                        destroy_all(&c, doms, 32).await;
-                    }
-                    c.close().await;
+    /// Stops the daemon and everything it started.
+    pub(crate) async fn stop(self) {
+        match self.process {
+            Process::Ferrovirtd(mut process) => {
+                if !self.wedged {
+                    destroy_everything(&self.socket).await;
                 }
-                self.terminate_ferro();
-                let root = self.root.clone();
-                let n = util::kill_processes_under(&root) + util::kill_run_vms();
-                if n > 0 {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                process.terminate(STOP_GRACE);
+                if let Err(error) = process.kill_processes_under_root() {
+                    eprintln!("bench: {error}");
                 }
             }
-            Kind::Libvirt => {
-                let env = self.env.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    Self::lvb_cmd(&env, "stop-libvirtd.sh")
-                        .args(["--undefine", "--kill"])
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status()
+            Process::Libvirtd { .. } => {
+                let stopped = tokio::task::spawn_blocking(move || {
+                    Self::stop_script(&self.env).and_then(|mut command| {
+                        command.status().map_err(BenchError::io("stop-libvirtd.sh"))
+                    })
                 })
                 .await;
-            }
-        }
-    }
-
-    fn terminate_ferro(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: plain syscall on our own child.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
+                if let Ok(Err(error)) = stopped {
+                    eprintln!("bench: {error}");
                 }
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
             }
         }
     }
 
     /// `<emulator>` for this daemon and kind of QEMU.
-    pub(crate) fn emulator(&self, emu: Emu) -> Res<PathBuf> {
+    pub(crate) fn emulator(&self, emu: Emu) -> BenchResult<PathBuf> {
         match (self.kind, emu) {
             (_, Emu::Real) => Ok(self.env.qemu.clone()),
-            (Kind::Libvirt, Emu::Proxy) => Ok(self.env.lvb_state.join("bin/qemu-lvb-proxy")),
-            (Kind::Ferro, Emu::Proxy) => {
-                // the same shim start-libvirtd.sh generates, with our own
-                // state directory for the proxy's control sockets
-                let state = self.root.join("proxy");
-                std::fs::create_dir_all(state.join("ctl")).map_err(client::es)?;
-                let shim = self.root.join("qemu-proxy");
-                if !shim.exists() {
-                    std::fs::write(
-                        &shim,
-                        format!(
-                            "#!/bin/sh\nexec /usr/bin/python3 -I -S {} --lvb-state {} --lvb-real {} -- \"$@\"\n",
-                            self.env.anchors.join("qmp-proxy.py").display(),
-                            state.display(),
-                            self.env.qemu.display()
-                        ),
-                    )
-                    .map_err(client::es)?;
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755))
-                        .map_err(client::es)?;
-                }
-                Ok(shim)
+            (DaemonKind::Libvirtd, Emu::Proxy) => Ok(self.env.lvb_state.join("bin/qemu-lvb-proxy")),
+            (DaemonKind::Ferrovirtd, Emu::Proxy) => self.proxy_shim(),
+            (DaemonKind::Ferrovirtd, Emu::Sim) => Ok(self.env.qemu_sim.clone()),
+            (DaemonKind::Libvirtd, Emu::Sim) => {
+                Err(BenchError::Unsupported("libvirtd does not run qemu-sim"))
             }
-            (Kind::Ferro, Emu::Sim) => Ok(self.env.qemu_sim.clone()),
-            (Kind::Libvirt, Emu::Sim) => Err("libvirtd does not run qemu-sim".into()),
         }
+    }
+
+    /// The shim start-libvirtd.sh generates for libvirtd, with our own
+    /// state directory for the proxy's control sockets.
+    fn proxy_shim(&self) -> BenchResult<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let state = self.root.join("proxy");
+        let ctl = state.join("ctl");
+        std::fs::create_dir_all(&ctl)
+            .map_err(BenchError::io(format!("create {}", ctl.display())))?;
+        let shim = self.root.join("qemu-proxy");
+        if shim.exists() {
+            return Ok(shim);
+        }
+        let script = format!(
+            "#!/bin/sh\nexec /usr/bin/python3 -I -S {} --lvb-state {} --lvb-real {} -- \"$@\"\n",
+            self.env.harness_file("qmp-proxy.py")?.display(),
+            state.display(),
+            self.env.qemu.display()
+        );
+        let what = format!("write {}", shim.display());
+        std::fs::write(&shim, script).map_err(BenchError::io(what.clone()))?;
+        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755))
+            .map_err(BenchError::io(what))?;
+        Ok(shim)
     }
 
     /// Control socket of the QMP proxy of domain `name`.
     pub(crate) fn proxy_ctl(&self, name: &str) -> PathBuf {
-        match self.kind {
-            Kind::Libvirt => self.env.lvb_state.join("ctl").join(format!("{name}.sock")),
-            Kind::Ferro => self.root.join("proxy/ctl").join(format!("{name}.sock")),
-        }
+        let dir = match self.kind {
+            DaemonKind::Libvirtd => self.env.lvb_state.join("ctl"),
+            DaemonKind::Ferrovirtd => self.root.join("proxy/ctl"),
+        };
+        dir.join(format!("{name}.sock"))
     }
 
     /// Domain XML for this daemon: q35, 64 MiB, 1 vCPU, no disk, KVM when
-    /// usable. `extra` goes to `<qemu:commandline>`.
-    pub(crate) fn domain_xml(&self, name: &str, emu: Emu, extra: &[String]) -> Res<String> {
+    /// it works. `extra` goes to `<qemu:commandline>`.
+    pub(crate) fn domain_xml(&self, name: &str, emu: Emu, extra: &[String]) -> BenchResult<String> {
         let emulator = self.emulator(emu)?;
-        let vtype = if emu == Emu::Sim {
-            "qemu"
-        } else if util::kvm_usable() {
+        let domain_type = if emu != Emu::Sim && self.env.kvm {
             "kvm"
         } else {
             "qemu"
         };
-        // leftovers are found by PID through `guest=<run tag>` (util::kill_run_vms)
-        let args: Vec<String> = extra.to_vec();
-        let cmdline = if args.is_empty() {
-            String::new()
-        } else {
-            let a: String = args
-                .iter()
-                .map(|a| format!("    <qemu:arg value='{a}'/>\n"))
-                .collect();
-            format!("  <qemu:commandline>\n{a}  </qemu:commandline>\n")
-        };
-        Ok(format!(
-            "<domain type='{vtype}' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+        Ok(domain_xml(name, domain_type, &emulator, extra))
+    }
+}
+
+fn domain_xml(name: &str, domain_type: &str, emulator: &Path, extra: &[String]) -> String {
+    let commandline = if extra.is_empty() {
+        String::new()
+    } else {
+        let args: String = extra
+            .iter()
+            .map(|arg| format!("    <qemu:arg value='{arg}'/>\n"))
+            .collect();
+        format!("  <qemu:commandline>\n{args}  </qemu:commandline>\n")
+    };
+    format!(
+        "<domain type='{domain_type}' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>{name}</name>
   <memory unit='MiB'>64</memory>
   <currentMemory unit='MiB'>64</currentMemory>
@@ -330,32 +337,29 @@ impl Daemon {
     <serial type='null'/>
     <memballoon model='none'/>
   </devices>
-{cmdline}</domain>
+{commandline}</domain>
 ",
-            emulator.display()
-        ))
-    }
+        emulator.display()
+    )
 }
 
-pub(crate) fn anchors_default() -> PathBuf {
-    Path::new("/work/shared/anchors/libvirt").to_path_buf()
-}
-
-/// Destroys `doms` with at most `par` calls in flight.
-pub(crate) async fn destroy_all(
-    c: &rpc::Client,
-    doms: Vec<rpc::protocol::remote::NonnullDomain>,
-    par: usize,
-) {
-    let mut set = tokio::task::JoinSet::new();
-    for d in doms {
-        while set.len() >= par {
-            let _ = set.join_next().await;
+/// Destroys every domain of the daemon on `socket`, 32 calls in flight.
+async fn destroy_everything(socket: &Path) {
+    let Ok(client) = client::open_within(socket, Duration::from_secs(5)).await else {
+        return;
+    };
+    if let Ok(doms) = client.list_all_domains(client::LIST_ACTIVE).await {
+        let mut calls = tokio::task::JoinSet::new();
+        for dom in doms {
+            while calls.len() >= 32 {
+                let _ = calls.join_next().await;
+            }
+            let client = client.clone();
+            calls.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(15), client.destroy(&dom)).await;
+            });
         }
-        let c = c.clone();
-        set.spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(15), c.destroy(&d)).await;
-        });
+        while calls.join_next().await.is_some() {}
     }
-    while set.join_next().await.is_some() {}
+    client.close().await;
 }

@@ -6,7 +6,6 @@ mod daemon;
 mod dispatch;
 mod flags;
 mod host;
-mod limits;
 mod procs;
 mod relay;
 mod wire;
@@ -44,7 +43,7 @@ fn main() -> ExitCode {
         }
         None => config::Config::default(),
     };
-    match limits::raise_nofile() {
+    match qemu::raise_nofile() {
         Ok(n) => tracing::debug!(nofile = n, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }

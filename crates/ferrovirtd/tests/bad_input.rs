@@ -196,7 +196,7 @@ async fn define_time_errors_have_libvirt_codes_and_leave_nothing() {
             &good_uuid.to_string().leak()[..],
         ),
     ];
-    assert!(cases.len() >= 20, "the issue asks for twenty cases");
+    assert!(cases.len() >= 20, "at least twenty bad inputs are covered");
     for (what, xml, want, mention) in &cases {
         let err = c
             .define_xml(xml)
@@ -303,6 +303,7 @@ async fn start_time_errors_name_the_cause_and_leave_no_qemu() {
         "a failed start left a QEMU behind"
     );
     // After fixing the cause, the same domain starts.
+    testkit::tools::Tool::QemuImg.require();
     std::process::Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", &missing, "16M"])
         .status()
@@ -311,8 +312,6 @@ async fn start_time_errors_name_the_cause_and_leave_no_qemu() {
     d.virsh_ok(&["destroy", "nodisk"]);
 }
 
-fn is_qemu(pid: i32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains("qemu-system"))
-        .unwrap_or(false)
+fn is_qemu(pid: u32) -> bool {
+    testkit::procfs::cmdline(pid).is_some_and(|args| args.iter().any(|a| a.contains("qemu-system")))
 }

@@ -21,7 +21,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, EventListener, rpc_open, sim_control, sim_domain_xml};
+use common::{Daemon, EventListener, rpc_open, sim_control, sim_domain_xml, wait_flood_end};
 use rpc::protocol::remote::{self, event_id, procedure};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -247,19 +247,12 @@ async fn legacy_registrations_get_legacy_messages_and_a_storm_is_throttled() {
 fn flood(ctl: &Path) -> (f64, u64) {
     let start = Instant::now();
     inject(ctl, "flood BLOCK_IO_ERROR max 2");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stats = sim_control(ctl, "stats");
-        if stats.contains("\"flood\":false") {
-            let sent = stats
-                .split("\"events_sent\":")
-                .nth(1)
-                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            return (start.elapsed().as_secs_f64(), sent);
-        }
-        assert!(Instant::now() < deadline, "flood never ended: {stats}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let stats = wait_flood_end(ctl);
+    let sent = stats
+        .split("\"events_sent\":")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    (start.elapsed().as_secs_f64(), sent)
 }

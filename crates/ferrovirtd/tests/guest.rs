@@ -17,31 +17,20 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, EventListener, assert_in_order, define_start, tail};
+use testkit::guest::READY_MARKER as MARKER;
+use testkit::tools::Tool;
+use testkit::wait;
 
-const MARKER: &str = "FERROVIRT-GUEST-READY";
 /// Boot under TCG on a loaded 2-core machine takes ~10 s; allow a lot more.
 const BOOT: Duration = Duration::from_secs(180);
 
-/// Builds the guest once per test binary.
-fn guest() -> &'static (PathBuf, PathBuf) {
-    static GUEST: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    GUEST.get_or_init(|| {
-        let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let status = Command::new("bash")
-            .arg(top.join("guest/build.sh"))
-            .status()
-            .expect("run guest/build.sh");
-        assert!(
-            status.success(),
-            "guest/build.sh failed (needs linux-image-amd64, busybox-static, cpio)"
-        );
-        let b = top.join("guest/build");
-        (b.join("vmlinuz"), b.join("initramfs.cpio.gz"))
-    })
+/// The guest's kernel and initramfs, built once per test binary.
+fn guest() -> (&'static Path, &'static Path) {
+    let guest = testkit::guest::build().unwrap_or_else(|e| panic!("{e}"));
+    (&guest.kernel, &guest.initrd)
 }
 
 /// Guest XML: direct kernel boot, `extra` on the kernel command line,
@@ -49,12 +38,13 @@ fn guest() -> &'static (PathBuf, PathBuf) {
 fn guest_xml(d: &Daemon, name: &str, cmdline_extra: &str, lifecycle: &str) -> (String, PathBuf) {
     let (kernel, initrd) = guest();
     let disk = d.root.path().join(format!("{name}.qcow2"));
+    Tool::QemuImg.require();
     let st = Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2"])
         .arg(&disk)
         .arg("64M")
         .status()
-        .expect("qemu-img (apt-get install qemu-utils)");
+        .expect("run qemu-img");
     assert!(st.success());
     let serial = d.root.path().join(format!("{name}.serial"));
     let xml = format!(
@@ -75,20 +65,14 @@ fn guest_xml(d: &Daemon, name: &str, cmdline_extra: &str, lifecycle: &str) -> (S
 
 /// Waits until the serial log holds at least `n` boot markers.
 fn wait_markers(d: &Daemon, serial: &Path, n: usize) {
-    let deadline = Instant::now() + BOOT;
-    loop {
-        let text = std::fs::read_to_string(serial).unwrap_or_default();
-        if text.matches(MARKER).count() >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "guest never printed its marker {n} time(s)\n--- serial ---\n{}\n--- daemon ---\n{}",
-            tail(&text, 30),
-            tail(&d.log(), 30)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let read = || std::fs::read_to_string(serial).unwrap_or_default();
+    let booted = wait::until(BOOT, || read().matches(MARKER).count() >= n);
+    assert!(
+        booted,
+        "guest never printed its marker {n} time(s)\n--- serial ---\n{}\n--- daemon ---\n{}",
+        tail(&read(), 30),
+        tail(&d.log(), 30)
+    );
 }
 
 #[test]

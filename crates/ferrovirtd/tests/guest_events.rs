@@ -13,9 +13,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{Daemon, EventListener, sim_control, sim_domain_xml};
+use common::{Daemon, EventListener, sim_control, sim_domain_xml, wait_flood_end};
 
 #[test]
 fn rtc_and_balloon_events_reach_virsh_and_a_flood_is_throttled() {
@@ -38,15 +38,7 @@ fn rtc_and_balloon_events_reach_virsh_and_a_flood_is_throttled() {
     let flood_start = Instant::now();
     let r = sim_control(&ctl, "flood RTC_CHANGE max 2");
     assert!(r.starts_with("ok"), "{r}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stats = sim_control(&ctl, "stats");
-        if stats.contains("\"flood\":false") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "flood never ended: {stats}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_flood_end(&ctl);
     let flood_secs = flood_start.elapsed().as_secs_f64();
     let stats = sim_control(&ctl, "stats");
     d.virsh_ok(&["destroy", "ev"]);

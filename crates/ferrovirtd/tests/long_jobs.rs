@@ -1,4 +1,5 @@
-//! Event-driven long jobs end to end, from `virsh` down to QEMU (issue 6):
+//! Event-driven long jobs end to end, from `virsh` down to QEMU (events
+//! during jobs, docs/REQUIREMENTS.md 4):
 //! block jobs on real qcow2 chains, save / restore / managed save, queries
 //! during jobs, abort, restart mid-job, and an event flood during a job.
 //!
@@ -22,7 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Summary, define_start, rpc_open, tail, wait_until};
+use common::{Daemon, define_start, rpc_open, tail, wait_until};
+use testkit::latency::Percentiles;
+use testkit::tools::Tool;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -65,6 +68,7 @@ fn run(cmd: &str, args: &[&str]) -> String {
 }
 
 fn qemu_img_create(path: &Path, backing: Option<&Path>) {
+    Tool::QemuImg.require();
     let p = path.to_string_lossy();
     match backing {
         Some(b) => run(
@@ -87,6 +91,7 @@ fn qemu_img_create(path: &Path, backing: Option<&Path>) {
 
 /// Runs a qemu-io command on an image that no QEMU holds.
 fn qemu_io(path: &Path, cmd: &str) -> bool {
+    Tool::QemuIo.require();
     Command::new("qemu-io")
         .args(["-f", "qcow2", "-c", cmd])
         .arg(path)
@@ -286,7 +291,7 @@ fn blockjob_info_bandwidth_abort_and_query_latency_real() {
     d.virsh_ok(&["blockjob", "bj", "vda", "--abort"]);
     stop.store(true, Ordering::Relaxed);
     let samples = sampler.join().expect("sampler");
-    let s = Summary::of(&samples);
+    let s = Percentiles::of(&samples);
     println!("GET_STATE+GET_INFO during block copy: {s}");
     assert!(s.n > 10 && s.p99 < Duration::from_millis(500), "{s}");
     let info = d.virsh_ok(&["blockjob", "bj", "vda", "--info"]);
@@ -306,7 +311,7 @@ fn save_restore_managedsave_real() {
     let out = d.virsh_ok(&["save", "sv", &img.to_string_lossy()]);
     println!("save took {:?}", t0.elapsed());
     stop.store(true, Ordering::Relaxed);
-    let s = Summary::of(&sampler.join().expect("sampler"));
+    let s = Percentiles::of(&sampler.join().expect("sampler"));
     println!("GET_STATE+GET_INFO during save: {s}");
     assert!(s.p99 < Duration::from_millis(500), "{s}");
     assert!(out.contains("saved to"), "{out}");
@@ -393,6 +398,7 @@ fn virsh_with_xml(d: &Daemon, file: &str, xml: &str, args: &[&str]) -> std::proc
 
 /// `virsh save-image-edit` with a non-interactive editor (a sed script).
 fn save_image_edit(d: &Daemon, img: &str, sed: &str) -> std::process::Output {
+    Tool::Virsh.require();
     Command::new("virsh")
         .args(["-c", &d.uri, "save-image-edit", img])
         .env("VISUAL", format!("sed -i '{sed}'"))

@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::{Daemon, EventListener, assert_in_order, real_domain_xml, sim_domain_xml};
@@ -151,12 +150,12 @@ fn libvirt_python_sees_lifecycle_events_in_order() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/python/lifecycle_events.py"
     );
-    let out = Command::new("/usr/bin/python3")
+    let out = testkit::tools::python3()
         .arg(script)
         .arg(&d.uri)
         .arg(&xml)
         .output()
-        .expect("run /usr/bin/python3 (apt-get install python3-libvirt)");
+        .expect("run /usr/bin/python3");
     assert!(
         out.status.success(),
         "{}\n{}\n{}",

@@ -187,8 +187,11 @@ fn quit_replies_and_exits() {
 fn sigterm_is_host_signal_shutdown() {
     let mut sim = Sim::spawn(&["-no-shutdown"]);
     let mut q = sim.qmp();
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(sim.pid(), libc::SIGTERM) };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sim.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM our own child");
     let e = q.next_event();
     assert_eq!(e["event"], "SHUTDOWN");
     assert_eq!(e["data"]["reason"], "host-signal");

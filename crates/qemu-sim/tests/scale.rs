@@ -15,6 +15,8 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::*;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 /// Kills the daemons even when an assertion fails.
 struct Daemons(Vec<i32>);
@@ -22,8 +24,7 @@ struct Daemons(Vec<i32>);
 impl Drop for Daemons {
     fn drop(&mut self) {
         for pid in &self.0 {
-            // SAFETY: signalling daemons this test started.
-            unsafe { libc::kill(*pid, libc::SIGKILL) };
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
         }
     }
 }
@@ -80,8 +81,7 @@ fn idle_instances_are_small() {
     );
     assert!(mean < 4096.0, "mean PSS {mean} KiB");
     for pid in &daemons.0 {
-        // SAFETY: signalling daemons this test started.
-        unsafe { libc::kill(*pid, libc::SIGTERM) };
+        kill(Pid::from_raw(*pid), Signal::SIGTERM).expect("SIGTERM a daemon");
     }
     for pid in std::mem::take(&mut daemons.0) {
         poll("daemon exit", || (!pid_alive(pid)).then_some(()));

@@ -16,6 +16,7 @@ pub mod events;
 pub mod jobs;
 pub mod jobstats;
 pub mod lifecycle;
+mod limits;
 pub mod monitor;
 pub mod persist;
 pub mod process;
@@ -33,5 +34,6 @@ pub use domain::{
 pub use driver::{Driver, JobStats, JobType, ListFilter};
 pub use error::{Error, Result};
 pub use jobstats::{CompletedJob, JobEnd, RamStats};
+pub use limits::raise_nofile;
 pub use state::{DomainEvent, DomainState, EventKind, LifecycleKind, StateReason, StopCause};
 pub use subscribers::{Listener, Subscription, SubscriptionEnd};

@@ -1,4 +1,4 @@
-//! Requirement 9: a driver SIGKILLed with 20 running VMs (real QEMU and
+//! Surviving restarts (docs/REQUIREMENTS.md 9): a driver SIGKILLed with 20 running VMs (real QEMU and
 //! qemu-sim) is replaced by a new one on the same root that finds them all,
 //! with their states, definitions and no orphaned or duplicated QEMU.
 //!
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use qemu::state::paused;
 use qemu::{DomainState, Driver, ListFilter, StateReason};
+use testkit::wait::until_async;
 
 const REAL: usize = 4;
 const SIM: usize = 16;
@@ -88,8 +89,8 @@ async fn restart_helper() {
     let status = root.join(format!("run/qemu/{}.json", uuids[REAL + SIM]));
     let recorded =
         || std::fs::read_to_string(&status).is_ok_and(|t| t.contains("\"kind\": \"save\""));
-    assert!(wait_until(T, recorded).await);
-    assert!(wait_until(T, || saver.state().state == DomainState::Paused).await);
+    assert!(until_async(T, recorded).await);
+    assert!(until_async(T, || saver.state().state == DomainState::Paused).await);
     std::fs::write(root.join("READY"), b"").unwrap();
     std::future::pending::<()>().await;
 }
@@ -191,11 +192,12 @@ async fn sigkilled_driver_is_replaced_without_losing_vms() {
     // Exit of an adopted QEMU (not our child) is noticed through its pidfd.
     let sim1 = drv.lookup_by_name("sim1").unwrap();
     let pid = sim1.pid().unwrap();
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
-    unsafe {
-        libc::kill(pid, libc::SIGKILL);
-    }
-    assert!(wait_until(T, || !sim1.is_active()).await);
+    testkit::processes::signal(
+        u32::try_from(pid).unwrap(),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(until_async(T, || !sim1.is_active()).await);
     assert_eq!(
         sim1.state(),
         StateReason::shutoff(qemu::state::shutoff::CRASHED)
@@ -214,7 +216,7 @@ async fn sigkilled_driver_is_replaced_without_losing_vms() {
     }
     for u in &uuids {
         assert!(
-            wait_until(T, || count_qemus(u) == 0).await,
+            until_async(T, || count_qemus(u) == 0).await,
             "QEMU {u} left behind"
         );
     }

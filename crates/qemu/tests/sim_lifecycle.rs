@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use qemu::state::{detail, paused, running, shutoff};
 use qemu::{DomainState, Driver, EventKind, LifecycleKind as L, StateReason, SubscriptionEnd};
+use testkit::latency::Percentiles;
+use testkit::wait::until_async;
 use virterror::ToVirError;
 
 const T: Duration = Duration::from_secs(20);
@@ -59,7 +61,7 @@ async fn guest_shutdown_and_fake_reboot() {
         next_event_for(&mut sub, "sd1", T).await.kind,
         lc(L::Resumed, detail::RESUMED_UNPAUSED)
     );
-    assert!(wait_until(T, || drv.state(&dom).state == DomainState::Running).await);
+    assert!(until_async(T, || drv.state(&dom).state == DomainState::Running).await);
     assert_eq!(qemu::process::pids_with_arg(&uuid.to_string()).len(), 1);
 
     // Shutdown: the sim's guest powers off; on_poweroff=destroy stops QEMU.
@@ -70,7 +72,7 @@ async fn guest_shutdown_and_fake_reboot() {
     assert_eq!(ev.kind, lc(L::Stopped, detail::STOPPED_SHUTDOWN));
     assert_eq!(drv.state(&dom), StateReason::shutoff(shutoff::SHUTDOWN));
     assert!(
-        wait_until(T, || qemu::process::pids_with_arg(&uuid.to_string())
+        until_async(T, || qemu::process::pids_with_arg(&uuid.to_string())
             .is_empty())
         .await,
         "QEMU still running after shutdown"
@@ -105,7 +107,7 @@ async fn save_during_flood_with_queries_and_job_errors() {
     let f2 = file.clone();
     let t0 = Instant::now();
     let save = tokio::spawn(async move { d2.save(&dom2, &f2).await });
-    assert!(wait_until(T, || dom.async_job().is_some()).await);
+    assert!(until_async(T, || dom.async_job().is_some()).await);
 
     // Queries answer from the snapshot while the job runs.
     let mut lat = Vec::new();
@@ -120,11 +122,11 @@ async fn save_during_flood_with_queries_and_job_errors() {
         ));
         tokio::task::yield_now().await;
     }
-    let p99 = percentile(&mut lat, 0.99);
+    let lat = Percentiles::of(&lat);
+    let p99 = lat.p99;
     println!(
         "get_state+get_info during save+flood: p50 {:?} p99 {:?}",
-        percentile(&mut lat, 0.5),
-        p99
+        lat.p50, p99
     );
     assert!(p99 < Duration::from_millis(50));
     let ji = drv.job_info(&dom).await.unwrap();
@@ -165,7 +167,7 @@ async fn save_during_flood_with_queries_and_job_errors() {
         ]
     );
     assert!(
-        wait_until(T, || qemu::process::pids_with_arg(&uuid.to_string())
+        until_async(T, || qemu::process::pids_with_arg(&uuid.to_string())
             .is_empty())
         .await
     );
@@ -187,7 +189,7 @@ async fn abort_save_resumes_guest() {
     let (d2, dom2, f2) = (drv.clone(), dom.clone(), file.clone());
     let save = tokio::spawn(async move { d2.save(&dom2, &f2).await });
     assert!(
-        wait_until(T, || drv.state(&dom)
+        until_async(T, || drv.state(&dom)
             == StateReason::new(DomainState::Paused, paused::SAVE))
         .await
     );
@@ -225,7 +227,7 @@ async fn destroy_frees_job_stuck_on_hung_monitor() {
     // A job stuck on the hung monitor (60 s monitor deadline)...
     let (d2, dom2) = (drv.clone(), dom.clone());
     let stuck = tokio::spawn(async move { d2.suspend(&dom2).await });
-    assert!(wait_until(T, || !dom.jobs_holders().is_empty()).await);
+    assert!(until_async(T, || !dom.jobs_holders().is_empty()).await);
     // ...a waiter gets its deadline error naming the holder, not a hang.
     let t = Instant::now();
     let e = drv.resume(&dom).await.unwrap_err();
@@ -274,8 +276,8 @@ async fn monitor_timeout_marks_unresponsive() {
     assert!(matches!(e, qemu::Error::MonitorTimeout { .. }), "{e}");
     sim_control(&ctl, "hang off").await;
     // The resync probe notices QEMU answers again and applies the late stop.
-    assert!(wait_until(T, || !dom.monitor_unresponsive()).await);
-    assert!(wait_until(T, || drv.state(&dom).state == DomainState::Paused).await);
+    assert!(until_async(T, || !dom.monitor_unresponsive()).await);
+    assert!(until_async(T, || drv.state(&dom).state == DomainState::Paused).await);
     drv.resume(&dom).await.unwrap();
     assert_eq!(drv.state(&dom).state, DomainState::Running);
     drv.destroy(&dom, false).await.unwrap();

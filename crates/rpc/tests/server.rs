@@ -512,24 +512,14 @@ async fn keepalive_starts_when_client_asks_for_the_feature() {
     eventually("server pings", || c.pings_answered() >= 1).await;
 }
 
-fn raise_nofile(target: u64) {
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        let mut r = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < target {
-            r.rlim_cur = target.min(r.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_idle_clients_and_one_more_is_served() {
     // 1000 client ends + 1000 server ends + slack.
-    raise_nofile(4096);
+    let nofile = testkit::raise_nofile().unwrap();
+    assert!(
+        nofile >= 4096,
+        "RLIMIT_NOFILE {nofile} is too low for 1000 clients"
+    );
     let ts = TestServer::start(Config::default()).await;
     let mut idle = Vec::with_capacity(1000);
     for _ in 0..1000 {

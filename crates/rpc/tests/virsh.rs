@@ -1,6 +1,6 @@
-//! Black-box: the real `virsh` (libvirt-clients) against our server with the
-//! mock handler. Proves the wire format end to end. Skipped (with a message)
-//! when virsh is not installed.
+//! Black-box: the real `virsh` (libvirt-clients) and libvirt-python against
+//! our server with the mock handler. Proves the wire format end to end. A
+//! missing tool fails the test, naming the package to install.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,38 +12,14 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::TestServer;
 use rpc::Config;
 use rpc::protocol::remote::procedure;
-
-fn virsh(uri: &str, args: &[&str]) -> std::process::Output {
-    Command::new("virsh")
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .env_remove("LIBVIRT_DEFAULT_URI")
-        .env("LC_ALL", "C")
-        .output()
-        .expect("run virsh")
-}
-
-fn have_virsh() -> bool {
-    Command::new("virsh").arg("--version").output().is_ok()
-}
+use testkit::tools::{Tool, virsh};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virsh_version_list_and_error() {
-    if !have_virsh() {
-        // CI installs libvirt-clients: there, a missing virsh is a failure.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "virsh is not installed (apt-get install libvirt-clients)"
-        );
-        eprintln!("virsh not installed: skipping");
-        return;
-    }
+    Tool::Virsh.require();
     let ts = TestServer::start(Config::default()).await;
     let uri = format!("qemu+unix:///system?socket={}", ts.path().display());
 
@@ -138,21 +114,8 @@ async fn virsh_version_list_and_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn libvirt_python_if_available() {
-    let py = "/usr/bin/python3";
-    if Command::new(py)
-        .args(["-c", "import libvirt"])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3-libvirt is not installed (apt-get install python3-libvirt)"
-        );
-        eprintln!("python3-libvirt not installed: skipping");
-        return;
-    }
+async fn libvirt_python_against_the_mock() {
+    Tool::Python3Libvirt.require();
     let ts = TestServer::start(Config::default()).await;
     let uri = format!("qemu+unix:///system?socket={}", ts.path().display());
     let script = format!(
@@ -167,7 +130,10 @@ async fn libvirt_python_if_available() {
          print('ok')\n"
     );
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(py).args(["-c", &script]).output().unwrap()
+        testkit::tools::python3()
+            .args(["-c", &script])
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();

@@ -1,24 +1,32 @@
-//! Shared harness of the end-to-end tests: a ferrovirtd under a temporary
-//! root, the real `virsh`, and domain XML for real QEMU and for qemu-sim.
+//! Harness of the end-to-end tests: a ferrovirtd under a temporary root
+//! (started and stopped by `testkit`), the real `virsh`, domain XML for
+//! real QEMU and qemu-sim, and the protocol-level helpers of the stress
+//! and robustness tests (raw frames, log watching, child output).
+// Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running ferrovirtd on its own root. Dropping it stops the daemon and
-/// kills every QEMU (real or simulated) started under its root, so a failing
-/// test leaves nothing behind.
+use nix::sys::signal::Signal;
+use testkit::daemon::{Ferrovirtd, Spec};
+use testkit::tools::Tool;
+use testkit::{processes, wait};
+
+pub use testkit::tools::virsh;
+pub use testkit::wait::wait_until;
+
+/// A running ferrovirtd on its own temporary root. Dropping it kills the
+/// daemon and every QEMU (real or simulated) started under its root, then
+/// removes the root: a failing test leaves nothing behind.
 pub struct Daemon {
+    // Declared first, so dropped first: processes die before the root goes.
+    process: Ferrovirtd,
     pub root: tempfile::TempDir,
-    pub child: Option<Child>,
     pub uri: String,
     pub ro_uri: String,
-    config: PathBuf,
 }
-
-pub const STARTUP: Duration = Duration::from_secs(30);
 
 impl Daemon {
     pub fn start() -> Daemon {
@@ -31,95 +39,55 @@ impl Daemon {
             .prefix("fvd")
             .tempdir_in("/tmp")
             .expect("tempdir");
-        let config = root.path().join("ferrovirtd.toml");
-        std::fs::write(
-            &config,
-            format!("monitor_timeout_secs = 5\ndestroy_grace_secs = 3\n{extra_config}\n"),
-        )
-        .expect("write config");
-        let sock = root.path().join("run/libvirt-sock");
-        let ro = root.path().join("run/libvirt-sock-ro");
-        let mut d = Daemon {
-            uri: format!("qemu+unix:///system?socket={}", sock.display()),
-            ro_uri: format!("qemu+unix:///system?socket={}", ro.display()),
-            root,
-            child: None,
-            config,
+        let spec = Spec {
+            binary: PathBuf::from(env!("CARGO_BIN_EXE_ferrovirtd")),
+            root: root.path().to_path_buf(),
+            config: format!("monitor_timeout_secs = 5\ndestroy_grace_secs = 3\n{extra_config}\n"),
+            log_filter: "info,qemu=debug".into(),
         };
-        d.spawn();
-        d
+        let log = root.path().join("ferrovirtd.log");
+        let process = Ferrovirtd::start(spec).unwrap_or_else(|e| {
+            panic!(
+                "{e}\n{}",
+                tail(&std::fs::read_to_string(&log).unwrap_or_default(), 60)
+            )
+        });
+        Daemon {
+            uri: process.uri(),
+            ro_uri: process.ro_uri(),
+            process,
+            root,
+        }
     }
 
     /// (Re)starts the daemon process on the same root.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.root.path().join("ferrovirtd.log"))
-            .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferrovirtd"))
-            .arg("--root")
-            .arg(self.root.path())
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--log")
-            .arg("info,qemu=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn ferrovirtd");
-        self.child = Some(child);
-        let sock = self.root.path().join("run/libvirt-sock");
-        let deadline = Instant::now() + STARTUP;
-        while UnixStream::connect(&sock).is_err() {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!(
-                    "ferrovirtd exited during start-up: {status}\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ferrovirtd did not start\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        if let Err(e) = self.process.spawn() {
+            panic!("{e}\n{}", tail(&self.log(), 60));
         }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).expect("daemon running")
+        self.process.pid().expect("daemon running")
     }
 
     /// Kills the daemon with SIGKILL (QEMUs keep running).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Stops the daemon with SIGTERM and waits for it.
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            unsafe_kill(c.id() as i32, 15);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        self.process.kill();
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.root.path().join("ferrovirtd.log")).unwrap_or_default()
+        self.process.log()
+    }
+
+    /// The read-write socket.
+    pub fn sock(&self) -> PathBuf {
+        self.process.socket()
+    }
+
+    /// The read-only socket.
+    pub fn ro_sock(&self) -> PathBuf {
+        self.process.ro_socket()
     }
 
     pub fn virsh(&self, args: &[&str]) -> Output {
@@ -138,7 +106,7 @@ impl Daemon {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Writes `xml` into the root and returns its path.
+    /// Writes `contents` into the root as `name` and returns its path.
     pub fn file(&self, name: &str, contents: &str) -> PathBuf {
         let p = self.root.path().join(name);
         std::fs::write(&p, contents).expect("write file");
@@ -147,61 +115,53 @@ impl Daemon {
 
     /// Polls the daemon log (with a deadline) until it contains `needle`.
     pub fn wait_for_log(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.log().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "daemon never logged '{needle}'\n{}",
-                tail(&self.log(), 40)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let found = wait::until(Duration::from_secs(30), || self.log().contains(needle));
+        assert!(
+            found,
+            "daemon never logged '{needle}'\n{}",
+            tail(&self.log(), 40)
+        );
     }
 
     /// Polls `virsh domstate --reason` until it prints `want`.
     pub fn wait_state(&self, dom: &str, want: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
         let mut last = String::new();
-        while Instant::now() < deadline {
+        let reached = wait::until(timeout, || {
             let out = self.virsh(&["domstate", "--reason", dom]);
             last = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            if last == want {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
+            last == want
+        });
+        assert!(
+            reached,
             "domain {dom} never reached '{want}' (last: '{last}')\n{}",
             tail(&self.log(), 60)
         );
     }
-}
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
-        kill_processes_under(self.root.path());
+    /// The daemon's resident set size in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        testkit::procfs::rss_kib(self.pid()).expect("daemon is running")
+    }
+
+    /// Number of open file descriptors of the daemon.
+    pub fn fd_count(&self) -> usize {
+        testkit::procfs::fd_count(self.pid()).unwrap_or(0)
+    }
+
+    /// A reader of the daemon log that returns only what was appended
+    /// since the previous call.
+    pub fn log_tail(&self) -> LogTail {
+        LogTail {
+            path: self.process.log_path(),
+            offset: 0,
+        }
     }
 }
 
+/// The last `lines` lines of `s`.
 pub fn tail(s: &str, lines: usize) -> String {
     let v: Vec<&str> = s.lines().collect();
     v[v.len().saturating_sub(lines)..].join("\n")
-}
-
-fn unsafe_kill(pid: i32, sig: i32) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
-}
-
-/// Kills every process whose command line mentions `root` (the QEMUs and
-/// simulators a test started), by pid.
-pub fn kill_processes_under(root: &Path) {
-    for pid in pids_mentioning(&root.to_string_lossy()) {
-        unsafe_kill(pid, 9);
-    }
 }
 
 /// Defines the domain `xml` (written under the root as `NAME.xml`) with
@@ -212,66 +172,27 @@ pub fn define_start(d: &Daemon, name: &str, xml: &str) {
     d.virsh_ok(&["start", name]);
 }
 
-/// Polls `f` until it is true; panics naming `what` after `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 /// Live (non-zombie) pids whose command line mentions `needle`; the
-/// driver's own lookup, so tests see processes the way restore does.
-pub fn pids_mentioning(needle: &str) -> Vec<i32> {
-    qemu::process::pids_with_arg(needle)
-}
-
-pub fn virsh(uri: &str, args: &[&str]) -> Output {
-    Command::new("virsh")
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .env("LIBVIRT_DEFAULT_URI", uri)
-        .output()
-        .expect("run virsh (apt-get install libvirt-clients)")
-}
-
-/// Domain type for real QEMU in tests: `qemu` (TCG), which works on every
-/// host; `FERROVIRT_TEST_ACCEL=kvm` asks for KVM where it really runs guests
-/// (an openable /dev/kvm is not proof of that).
-pub fn virt_type() -> &'static str {
-    match std::env::var("FERROVIRT_TEST_ACCEL").as_deref() {
-        Ok("kvm") => "kvm",
-        _ => "qemu",
-    }
+/// driver's own lookup, so tests see processes the way re-adoption does.
+pub fn pids_mentioning(needle: &str) -> Vec<u32> {
+    processes::with_arg(needle)
 }
 
 /// A small diskless real-QEMU domain (it sits in firmware; enough for
-/// lifecycle, suspend/resume and destroy).
+/// lifecycle, suspend/resume and destroy), under TCG unless the tests are
+/// asked for KVM (`testkit::accel`).
 pub fn real_domain_xml(name: &str) -> String {
     format!(
         "<domain type='{}'>\n  <name>{name}</name>\n  <memory unit='MiB'>64</memory>\n  <vcpu>1</vcpu>\n  \
          <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n  </os>\n  <devices>\n    \
          <emulator>/usr/bin/qemu-system-x86_64</emulator>\n  </devices>\n</domain>\n",
-        virt_type()
+        testkit::accel::test_domain_type()
     )
 }
 
-/// The qemu-sim binary built beside the test (target/debug/qemu-sim).
+/// The qemu-sim binary of this build (built if missing).
 pub fn qemu_sim() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
-    let sim = dir.join("qemu-sim");
-    assert!(
-        sim.exists(),
-        "{} missing: run `cargo build --workspace --bins` first",
-        sim.display()
-    );
-    sim
+    testkit::binaries::build("qemu-sim").unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A qemu-sim domain; `args` go through `<qemu:commandline>` (fault
@@ -289,51 +210,37 @@ pub fn sim_domain_xml(name: &str, args: &[&str]) -> String {
     )
 }
 
-// ---------------------------------------------------------------------------
-// Helpers of the stress and robustness tests (flood_clients.rs,
-// robustness.rs): protocol-level clients, raw frames, process figures.
-// ---------------------------------------------------------------------------
-
-impl Daemon {
-    /// The read-write socket.
-    pub fn sock(&self) -> PathBuf {
-        self.root.path().join("run/libvirt-sock")
-    }
-
-    /// The read-only socket.
-    pub fn ro_sock(&self) -> PathBuf {
-        self.root.path().join("run/libvirt-sock-ro")
-    }
-
-    /// The daemon's resident set size in KiB.
-    pub fn rss_kib(&self) -> u64 {
-        rss_kib(self.pid()).expect("daemon is running")
-    }
-
-    /// Number of open file descriptors of the daemon.
-    pub fn fd_count(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-
-    /// A reader of the daemon log that returns only what was appended
-    /// since the previous call.
-    pub fn log_tail(&self) -> LogTail {
-        LogTail {
-            path: self.root.path().join("ferrovirtd.log"),
-            offset: 0,
-        }
-    }
+/// Sends one command to a qemu-sim control socket (`-sim-control PATH`),
+/// once the simulator created it, and returns its one-line answer.
+pub fn sim_control(path: &Path, cmd: &str) -> String {
+    wait::for_path(path, Duration::from_secs(20)).unwrap_or_else(|e| panic!("{e}"));
+    testkit::control::send(path, cmd, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// `VmRSS` of a process in KiB; `None` when it is gone.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
+/// Polls the simulator's `stats` (with a deadline) until its flood is
+/// over; returns that last answer.
+pub fn wait_flood_end(ctl: &Path) -> String {
+    let mut stats = String::new();
+    let ended = wait::until(Duration::from_secs(30), || {
+        stats = sim_control(ctl, "stats");
+        stats.contains("\"flood\":false")
+    });
+    assert!(ended, "flood never ended: {stats}");
+    stats
+}
+
+/// An `rpc::Client` connected the way libvirt clients connect:
+/// `AUTH_LIST`, then `CONNECT_OPEN`.
+pub async fn rpc_open(path: &Path) -> rpc::Client {
+    testkit::client::open(path)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Defines and starts a domain through `c`; returns it with its id.
+pub async fn define_and_start(c: &rpc::Client, xml: &str) -> rpc::protocol::remote::NonnullDomain {
+    let dom = c.define_xml(xml).await.expect("define");
+    c.create(&dom).await.expect("start")
 }
 
 /// Incremental reader of a log file (see [`Daemon::log_tail`]).
@@ -380,131 +287,6 @@ pub fn strip_ansi(s: &str) -> String {
         out.push(c);
     }
     out
-}
-
-/// Latency percentiles of a set of samples.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Summary {
-    pub n: usize,
-    pub p50: Duration,
-    pub p99: Duration,
-    pub max: Duration,
-}
-
-impl Summary {
-    pub fn of(samples: &[Duration]) -> Summary {
-        if samples.is_empty() {
-            return Summary::default();
-        }
-        let mut v = samples.to_vec();
-        v.sort_unstable();
-        let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
-        Summary {
-            n: v.len(),
-            p50: at(0.50),
-            p99: at(0.99),
-            max: v[v.len() - 1],
-        }
-    }
-}
-
-impl std::fmt::Display for Summary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "n={} p50={:.3} ms p99={:.3} ms max={:.3} ms",
-            self.n,
-            self.p50.as_secs_f64() * 1e3,
-            self.p99.as_secs_f64() * 1e3,
-            self.max.as_secs_f64() * 1e3
-        )
-    }
-}
-
-/// An `rpc::Client` connected the way libvirt clients connect:
-/// `AUTH_LIST`, then `CONNECT_OPEN`.
-pub async fn rpc_open(path: &Path) -> rpc::Client {
-    let c = rpc::Client::connect(path)
-        .await
-        .unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
-    let _: rpc::protocol::remote::AuthListRet = c
-        .call(rpc::protocol::remote::procedure::AUTH_LIST, &())
-        .await
-        .expect("AUTH_LIST");
-    c.open(Some("qemu:///system"), 0)
-        .await
-        .expect("CONNECT_OPEN");
-    c
-}
-
-/// Defines and starts a domain through `c`; returns it with its id.
-pub async fn define_and_start(c: &rpc::Client, xml: &str) -> rpc::protocol::remote::NonnullDomain {
-    let dom = c.define_xml(xml).await.expect("define");
-    c.create(&dom).await.expect("start")
-}
-
-/// Raises this process's `RLIMIT_NOFILE` soft limit to at least `want`
-/// (bounded by the hard limit; children such as the daemon inherit it).
-/// Returns the soft limit in force afterwards.
-pub fn raise_nofile(want: u64) -> u64 {
-    #[repr(C)]
-    struct Rlimit {
-        cur: u64,
-        max: u64,
-    }
-    unsafe extern "C" {
-        fn getrlimit(resource: i32, rlim: *mut Rlimit) -> i32;
-        fn setrlimit(resource: i32, rlim: *const Rlimit) -> i32;
-    }
-    const RLIMIT_NOFILE: i32 = 7;
-    let mut r = Rlimit { cur: 0, max: 0 };
-    // SAFETY: plain libc calls on a properly sized, initialised struct.
-    unsafe {
-        if getrlimit(RLIMIT_NOFILE, &mut r) != 0 {
-            return 0;
-        }
-        if r.cur < want {
-            let new = Rlimit {
-                cur: want.min(r.max),
-                max: r.max,
-            };
-            if setrlimit(RLIMIT_NOFILE, &new) == 0 {
-                r.cur = new.cur;
-            }
-        }
-    }
-    r.cur
-}
-
-/// Polls until `path` exists.
-pub fn wait_for_path(path: &Path, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Sends one command to a qemu-sim control socket (`-sim-control PATH`)
-/// and returns its one-line answer.
-pub fn sim_control(path: &Path, cmd: &str) -> String {
-    use std::io::{BufRead, BufReader, Write};
-    wait_for_path(path, Duration::from_secs(20));
-    let mut s =
-        UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    s.write_all(format!("{cmd}\n").as_bytes())
-        .expect("write control");
-    let mut line = String::new();
-    BufReader::new(s)
-        .read_line(&mut line)
-        .unwrap_or_else(|e| panic!("control answer to '{cmd}': {e}"));
-    line.trim().to_owned()
 }
 
 /// The stdout of a child, line by line, readable with deadlines.
@@ -565,18 +347,7 @@ impl ChildLines {
 
 /// Waits for a child to exit; kills it at the deadline (returns `None`).
 pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            return Some(st);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait::for_exit_or_kill(child, timeout)
 }
 
 /// A complete CALL frame of the REMOTE program (length word included).
@@ -644,6 +415,22 @@ pub async fn raw_call(
     body
 }
 
+/// A connection that did the libvirt handshake on a raw socket (a client
+/// whose reading the test controls).
+pub async fn raw_open(path: &Path) -> tokio::net::UnixStream {
+    use rpc::protocol::remote::{self, procedure};
+    let mut s = tokio::net::UnixStream::connect(path)
+        .await
+        .expect("connect");
+    raw_call(&mut s, procedure::AUTH_LIST, 1, &[]).await;
+    let open = rpc::xdr::to_bytes(&remote::ConnectOpenArgs {
+        name: Some("qemu:///system".into()),
+        flags: 0,
+    });
+    raw_call(&mut s, procedure::CONNECT_OPEN, 2, &open).await;
+    s
+}
+
 /// A `virsh event --loop` listener on a daemon, started only once the
 /// daemon has registered its callbacks (so no event can be missed).
 pub struct EventListener {
@@ -655,8 +442,10 @@ impl EventListener {
     /// Runs `virsh -c URI event --loop --timeout 240 ARGS` and waits until
     /// the daemon logged `registrations` more callback registrations.
     pub fn start(d: &Daemon, args: &[&str], registrations: usize) -> EventListener {
-        let before = d.log().matches("event callback registered").count();
-        let mut child = Command::new("virsh")
+        Tool::Virsh.require();
+        let registered = || d.log().matches("event callback registered").count();
+        let before = registered();
+        let mut child = std::process::Command::new("virsh")
             .args(["-c", &d.uri, "event", "--loop", "--timeout", "240"])
             .args(args)
             .stdout(Stdio::piped())
@@ -664,11 +453,9 @@ impl EventListener {
             .spawn()
             .expect("spawn virsh event");
         let lines = ChildLines::new(&mut child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while d.log().matches("event callback registered").count() < before + registrations {
-            assert!(Instant::now() < deadline, "virsh event never registered");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until("virsh event to register", Duration::from_secs(30), || {
+            registered() >= before + registrations
+        });
         EventListener { child, lines }
     }
 
@@ -686,7 +473,7 @@ impl EventListener {
     /// Ends the listener (SIGINT makes virsh exit) and returns everything
     /// it printed.
     pub fn stop(mut self) -> String {
-        unsafe_kill(self.child.id() as i32, 2);
+        let _ = processes::signal(self.child.id(), Signal::SIGINT);
         let _ = self.child.wait();
         self.lines.rest(Duration::from_secs(10))
     }

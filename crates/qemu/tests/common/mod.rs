@@ -4,11 +4,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use qemu::{DomainEvent, DriverConfig, EventKind, LifecycleKind, Subscription};
 
 pub const REAL_QEMU: &str = "/usr/bin/qemu-system-x86_64";
+
+/// Deadline of a control-socket exchange with qemu-sim.
+const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A short state root (UNIX socket paths are limited to 108 bytes).
 pub fn root() -> tempfile::TempDir {
@@ -28,38 +31,13 @@ pub fn config(root: &Path) -> DriverConfig {
 
 /// The qemu-sim binary in our target dir, built on demand.
 pub fn sim_path() -> PathBuf {
-    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut g = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = g.as_ref() {
-        return p.clone();
-    }
-    // tests run from target/debug/deps/...; the binary is target/debug/qemu-sim
-    let exe = std::env::current_exe().expect("current exe");
-    let debug = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/debug")
-        .to_path_buf();
-    let sim = debug.join("qemu-sim");
-    if !sim.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let target = debug.parent().expect("target dir");
-        let st = std::process::Command::new(cargo)
-            .args(["build", "-p", "qemu-sim"])
-            .env("CARGO_TARGET_DIR", target)
-            .status()
-            .expect("cargo build -p qemu-sim");
-        assert!(st.success(), "building qemu-sim failed");
-    }
-    assert!(sim.exists(), "qemu-sim not found at {}", sim.display());
-    *g = Some(sim.clone());
-    sim
+    testkit::binaries::build("qemu-sim").unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// KVM only when asked for with `FERROVIRT_TEST_ACCEL=kvm`: TCG works on
-/// every host, while an openable /dev/kvm may still not run guests.
+/// KVM only when asked for (`testkit::accel`): TCG works on every host,
+/// while an openable /dev/kvm may still not run guests.
 pub fn kvm() -> bool {
-    std::env::var("FERROVIRT_TEST_ACCEL").as_deref() == Ok("kvm")
+    testkit::accel::tests_use_kvm()
 }
 
 fn xml(
@@ -116,12 +94,7 @@ impl Reaper {
 
     pub fn kill_all(&self) {
         for u in self.uuids.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            for pid in qemu::process::pids_with_arg(u) {
-                // SAFETY: kill(2) takes plain integers and touches no memory of ours.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            }
+            let _ = testkit::processes::kill_with_arg(u, Duration::from_secs(10));
         }
     }
 }
@@ -131,20 +104,6 @@ impl Drop for Reaper {
         if Arc::strong_count(&self.uuids) == 1 {
             self.kill_all();
         }
-    }
-}
-
-/// Polls `f` until it returns true or `timeout` passes.
-pub async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -166,34 +125,16 @@ pub fn lc(kind: LifecycleKind, detail: i32) -> EventKind {
     EventKind::Lifecycle { kind, detail }
 }
 
-pub fn percentile(v: &mut [Duration], p: f64) -> Duration {
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    v.sort();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
-}
-
 /// Sends one line to a qemu-sim control socket and returns its answer.
 pub async fn sim_control(path: &Path, line: &str) -> String {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let mut s = tokio::net::UnixStream::connect(path)
+    let (path, line) = (path.to_path_buf(), line.to_owned());
+    tokio::task::spawn_blocking(move || testkit::control::send(&path, &line, DEADLINE))
         .await
-        .expect("control connect");
-    s.write_all(format!("{line}\n").as_bytes()).await.unwrap();
-    let mut r = BufReader::new(s);
-    let mut out = String::new();
-    r.read_line(&mut out).await.unwrap();
-    out.trim().to_string()
+        .expect("control task")
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Resident set size of this process in KiB.
 pub fn rss_kib() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    testkit::procfs::own_rss_kib().expect("own VmRSS")
 }

@@ -47,16 +47,10 @@ impl TestServer {
     }
 }
 
-/// Polls `cond` until it holds or 10 s pass.
-pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// Polls `cond` until it holds; fails the test after 10 s.
+pub async fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    let held = testkit::wait::until_async(Duration::from_secs(10), cond).await;
+    assert!(held, "timed out waiting for {what}");
 }
 
 pub fn init_tracing() {
