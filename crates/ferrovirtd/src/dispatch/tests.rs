@@ -180,7 +180,14 @@ fn storage_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
         p::STORAGE_VOL_CREATE_XML_FROM => vec!["vol-clone", "--pool", "default", VOL, "copy"],
         p::STORAGE_VOL_DELETE => vec!["vol-delete", "--pool", "default", VOL],
         p::STORAGE_VOL_WIPE_PATTERN => {
-            vec!["vol-wipe", "--pool", "default", "--algorithm", "random", VOL]
+            vec![
+                "vol-wipe",
+                "--pool",
+                "default",
+                "--algorithm",
+                "random",
+                VOL,
+            ]
         }
         p::STORAGE_VOL_RESIZE => vec!["vol-resize", "--pool", "default", VOL, "2M"],
         _ => return None,
