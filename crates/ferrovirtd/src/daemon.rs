@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use qemu::{Driver, DriverConfig};
 use rpc::Server;
+use storage::{StorageConfig, StorageDriver};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -52,17 +53,25 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
             root: root.clone(),
             message: e.to_string(),
         })?;
+    let storage = StorageDriver::open(storage_config(&cfg, &root))
+        .await
+        .map_err(|e| StartError::Driver {
+            root: root.clone(),
+            message: e.to_string(),
+        })?;
     let (rw_path, ro_path) = socket_paths(&root);
     let rw = bind(&rw_path, 0o600)?;
     let ro = bind(&ro_path, 0o666)?;
 
     let relay = Arc::new(Relay::new());
     relay::attach(&driver, relay.clone());
+    relay::attach_storage(&storage, relay.clone());
     // Probe the default emulator now, so the first client that asks for
     // QEMU's version or capabilities does not wait for it.
     let warm = driver.clone();
     tokio::spawn(async move { warm.emulator_caps(None).await });
-    let daemon = Daemon::new(driver, relay, "qemu:///system".into())?;
+    let uri = "qemu:///system".to_owned();
+    let daemon = Daemon::new(driver, storage, relay, uri)?;
     let server = Server::new(server_config(&cfg), daemon);
     let s_rw = server.clone();
     let s_ro = server.clone();
@@ -87,6 +96,12 @@ fn driver_config(cfg: &Config, root: &Path) -> DriverConfig {
     d.destroy_grace = cfg.destroy_grace();
     d.events.max_events = cfg.vm_event_queue;
     d
+}
+
+fn storage_config(cfg: &Config, root: &Path) -> StorageConfig {
+    let mut s = StorageConfig::new(root);
+    s.job_wait = cfg.job_wait();
+    s
 }
 
 fn server_config(cfg: &Config) -> rpc::Config {

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use ::storage::StorageDriver;
 use bytes::Bytes;
 use qemu::{Domain, Driver};
 use rpc::dispatch::{Access::*, Lane, Lane::*, Row, Table, TableError};
@@ -18,22 +19,29 @@ use rpc::protocol::remote::{NonnullDomain, procedure as p};
 use rpc::{CallContext, ClientId, Handler};
 use virterror::VirError;
 
-use crate::procs::{blockjob, connect, domain, events, jobs, query, save};
+use crate::procs::{blockjob, connect, domain, events, jobs, query, save, storage};
 use crate::relay::Relay;
 
 /// Shared by every call: the driver, the event relay, what the daemon
 /// tells clients about itself, and the procedure table.
 pub(crate) struct Daemon {
     pub driver: Driver,
+    pub storage: StorageDriver,
     pub relay: Arc<Relay>,
     pub uri: String,
     table: Table<Daemon>,
 }
 
 impl Daemon {
-    pub(crate) fn new(driver: Driver, relay: Arc<Relay>, uri: String) -> Result<Self, TableError> {
+    pub(crate) fn new(
+        driver: Driver,
+        storage: StorageDriver,
+        relay: Arc<Relay>,
+        uri: String,
+    ) -> Result<Self, TableError> {
         Ok(Self {
             driver,
+            storage,
             relay,
             uri,
             table: table()?,
@@ -155,6 +163,53 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::DOMAIN_BLOCK_JOB_ABORT,                      Write, Normal,   blockjob::block_job_abort),
         Row::new(p::DOMAIN_BLOCK_JOB_SET_SPEED,                  Write, Normal,   blockjob::block_job_set_speed),
         Row::new(p::DOMAIN_GET_BLOCK_JOB_INFO,                   Read,  Normal,   blockjob::get_block_job_info),
+        // Storage pools: lists, lookups and queries from the snapshot.
+        Row::new(p::CONNECT_LIST_ALL_STORAGE_POOLS,              Read,  Priority, storage::list_all_pools),
+        Row::new(p::CONNECT_NUM_OF_STORAGE_POOLS,                Read,  Priority, storage::num_of_pools),
+        Row::new(p::CONNECT_LIST_STORAGE_POOLS,                  Read,  Priority, storage::list_pools),
+        Row::new(p::CONNECT_NUM_OF_DEFINED_STORAGE_POOLS,        Read,  Priority, storage::num_of_defined_pools),
+        Row::new(p::CONNECT_LIST_DEFINED_STORAGE_POOLS,          Read,  Priority, storage::list_defined_pools),
+        Row::new(p::STORAGE_POOL_LOOKUP_BY_NAME,                 Read,  Priority, storage::pool_lookup_by_name),
+        Row::new(p::STORAGE_POOL_LOOKUP_BY_UUID,                 Read,  Priority, storage::pool_lookup_by_uuid),
+        Row::new(p::STORAGE_POOL_LOOKUP_BY_VOLUME,               Read,  Priority, storage::pool_lookup_by_volume),
+        Row::new(p::STORAGE_POOL_LOOKUP_BY_TARGET_PATH,          Read,  Priority, storage::pool_lookup_by_target_path),
+        Row::new(p::STORAGE_POOL_GET_INFO,                       Read,  Priority, storage::pool_get_info),
+        Row::new(p::STORAGE_POOL_GET_XML_DESC,                   Read,  Priority, storage::pool_get_xml_desc),
+        Row::new(p::STORAGE_POOL_GET_AUTOSTART,                  Read,  Priority, storage::pool_get_autostart),
+        Row::new(p::STORAGE_POOL_IS_ACTIVE,                      Read,  Priority, storage::pool_is_active),
+        Row::new(p::STORAGE_POOL_IS_PERSISTENT,                  Read,  Priority, storage::pool_is_persistent),
+        Row::new(p::STORAGE_POOL_NUM_OF_VOLUMES,                 Read,  Priority, storage::pool_num_of_volumes),
+        Row::new(p::STORAGE_POOL_LIST_VOLUMES,                   Read,  Priority, storage::pool_list_volumes),
+        Row::new(p::STORAGE_POOL_LIST_ALL_VOLUMES,               Read,  Priority, storage::pool_list_all_volumes),
+        Row::new(p::CONNECT_GET_STORAGE_POOL_CAPABILITIES,       Read,  Priority, storage::get_pool_capabilities),
+        // Storage pools: lifecycle (jobs on the pool).
+        Row::new(p::STORAGE_POOL_DEFINE_XML,                     Write, Normal,   storage::pool_define_xml),
+        Row::new(p::STORAGE_POOL_CREATE_XML,                     Write, Normal,   storage::pool_create_xml),
+        Row::new(p::STORAGE_POOL_CREATE,                         Write, Normal,   storage::pool_create),
+        Row::new(p::STORAGE_POOL_BUILD,                          Write, Normal,   storage::pool_build),
+        Row::new(p::STORAGE_POOL_DESTROY,                        Write, Normal,   storage::pool_destroy),
+        Row::new(p::STORAGE_POOL_DELETE,                         Write, Normal,   storage::pool_delete),
+        Row::new(p::STORAGE_POOL_UNDEFINE,                       Write, Normal,   storage::pool_undefine),
+        Row::new(p::STORAGE_POOL_REFRESH,                        Write, Normal,   storage::pool_refresh),
+        Row::new(p::STORAGE_POOL_SET_AUTOSTART,                  Write, Normal,   storage::pool_set_autostart),
+        // Storage volumes: lookups and queries from the snapshot.
+        Row::new(p::STORAGE_VOL_LOOKUP_BY_NAME,                  Read,  Priority, storage::vol_lookup_by_name),
+        Row::new(p::STORAGE_VOL_LOOKUP_BY_KEY,                   Read,  Priority, storage::vol_lookup_by_key),
+        Row::new(p::STORAGE_VOL_LOOKUP_BY_PATH,                  Read,  Priority, storage::vol_lookup_by_path),
+        Row::new(p::STORAGE_VOL_GET_INFO,                        Read,  Priority, storage::vol_get_info),
+        Row::new(p::STORAGE_VOL_GET_INFO_FLAGS,                  Read,  Priority, storage::vol_get_info_flags),
+        Row::new(p::STORAGE_VOL_GET_XML_DESC,                    Read,  Priority, storage::vol_get_xml_desc),
+        Row::new(p::STORAGE_VOL_GET_PATH,                        Read,  Priority, storage::vol_get_path),
+        // Storage volumes: changes (shared jobs on the pool).
+        Row::new(p::STORAGE_VOL_CREATE_XML,                      Write, Normal,   storage::vol_create_xml),
+        Row::new(p::STORAGE_VOL_CREATE_XML_FROM,                 Write, Normal,   storage::vol_create_xml_from),
+        Row::new(p::STORAGE_VOL_DELETE,                          Write, Normal,   storage::vol_delete),
+        Row::new(p::STORAGE_VOL_WIPE,                            Write, Normal,   storage::vol_wipe),
+        Row::new(p::STORAGE_VOL_WIPE_PATTERN,                    Write, Normal,   storage::vol_wipe_pattern),
+        Row::new(p::STORAGE_VOL_RESIZE,                          Write, Normal,   storage::vol_resize),
+        // Storage pool events.
+        Row::new(p::CONNECT_STORAGE_POOL_EVENT_REGISTER_ANY,     Read,  Priority, storage::event_register_any),
+        Row::new(p::CONNECT_STORAGE_POOL_EVENT_DEREGISTER_ANY,   Read,  Priority, storage::event_deregister_any),
     ])
 }
 

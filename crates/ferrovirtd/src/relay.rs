@@ -21,12 +21,15 @@ use rpc::protocol::remote::{
     DomainEventCallbackLifecycleMsg, DomainEventCallbackRebootMsg, DomainEventCallbackRtcChangeMsg,
     DomainEventCallbackWatchdogMsg, DomainEventIoErrorMsg, DomainEventIoErrorReasonMsg,
     DomainEventLifecycleMsg, DomainEventRebootMsg, DomainEventRtcChangeMsg, DomainEventWatchdogMsg,
-    NonnullDomain, event_id, procedure as p,
+    NonnullDomain, NonnullStoragePool, StoragePoolEventLifecycleMsg, StoragePoolEventRefreshMsg,
+    event_id, procedure as p,
 };
 use rpc::xdr::Xdr;
 use rpc::{ClientId, EventSink};
+use storage::{PoolEvent, PoolEventKind, StorageDriver};
 use virterror::{ErrorCode, ErrorDomain, VirError};
 
+use crate::flags::storage as storage_flags;
 use crate::wire::event_domain;
 
 /// How the client asked for events, which decides the message it gets.
@@ -40,11 +43,21 @@ pub(crate) enum Style {
     Legacy,
 }
 
+/// What kind of object a registration is for: each has its own event ids
+/// and its own (de)registration procedures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Object {
+    Domain,
+    StoragePool,
+}
+
 #[derive(Debug, Clone)]
 struct Registration {
     id: i32,
+    object: Object,
     event_id: i32,
-    dom: Option<uuid::Uuid>,
+    /// Only events of this object (by uuid), when set.
+    only: Option<uuid::Uuid>,
     style: Style,
 }
 
@@ -74,8 +87,9 @@ impl Relay {
     pub(crate) fn register(
         &self,
         sink: &EventSink,
+        object: Object,
         event_id: i32,
-        dom: Option<uuid::Uuid>,
+        only: Option<uuid::Uuid>,
         style: Style,
     ) -> Result<i32, VirError> {
         let id = self
@@ -99,7 +113,7 @@ impl Relay {
             && entry
                 .regs
                 .iter()
-                .any(|r| r.style == Style::Legacy && r.event_id == event_id)
+                .any(|r| r.style == Style::Legacy && r.object == object && r.event_id == event_id)
         {
             return Err(VirError::new(
                 ErrorCode::OperationFailed,
@@ -109,17 +123,23 @@ impl Relay {
         }
         entry.regs.push(Registration {
             id,
+            object,
             event_id,
-            dom,
+            only,
             style,
         });
         Ok(id)
     }
 
-    /// Removes a callback registration by id.
-    pub(crate) fn deregister(&self, client: ClientId, callback_id: i32) -> Result<(), VirError> {
+    /// Removes a callback registration of `object` by id.
+    pub(crate) fn deregister(
+        &self,
+        client: ClientId,
+        object: Object,
+        callback_id: i32,
+    ) -> Result<(), VirError> {
         self.remove(client, |r| {
-            r.style == Style::Callback && r.id == callback_id
+            r.style == Style::Callback && r.object == object && r.id == callback_id
         })
         .then_some(())
         .ok_or_else(|| not_registered(format!("callback {callback_id}")))
@@ -132,7 +152,7 @@ impl Relay {
         event_id: i32,
     ) -> Result<(), VirError> {
         self.remove(client, |r| {
-            r.style == Style::Legacy && r.event_id == event_id
+            r.style == Style::Legacy && r.object == Object::Domain && r.event_id == event_id
         })
         .then_some(())
         .ok_or_else(|| not_registered(format!("domain event {event_id}")))
@@ -183,8 +203,9 @@ impl Relay {
         let mut gone = Vec::new();
         let clients = self.read();
         for (client, c) in clients.iter() {
-            for r in c.regs.iter().filter(|r| want.contains(&r.event_id)) {
-                if r.dom.is_some_and(|u| u != ev.uuid) {
+            let mine = |r: &&Registration| r.object == Object::Domain && want.contains(&r.event_id);
+            for r in c.regs.iter().filter(mine) {
+                if r.only.is_some_and(|u| u != ev.uuid) {
                     continue;
                 }
                 if push(&c.sink, r, ev, &dom).is_err() {
@@ -194,6 +215,58 @@ impl Relay {
             }
         }
         drop(clients);
+        self.drop_gone(gone);
+    }
+
+    /// Pushes one storage pool event to every matching registration.
+    pub(crate) fn deliver_pool(&self, ev: &PoolEvent) {
+        let want = match ev.kind {
+            PoolEventKind::Lifecycle(_) => storage_flags::POOL_EVENT_ID_LIFECYCLE,
+            PoolEventKind::Refresh => storage_flags::POOL_EVENT_ID_REFRESH,
+        };
+        let pool = NonnullStoragePool {
+            name: ev.name.clone(),
+            uuid: *ev.uuid.as_bytes(),
+        };
+        let mut gone = Vec::new();
+        let clients = self.read();
+        for (client, c) in clients.iter() {
+            let mine = |r: &&Registration| {
+                r.object == Object::StoragePool
+                    && r.event_id == want
+                    && r.only.is_none_or(|u| u == ev.uuid)
+            };
+            for r in c.regs.iter().filter(mine) {
+                let pool = pool.clone();
+                let sent = match ev.kind {
+                    PoolEventKind::Lifecycle(what) => c.sink.try_send_event_xdr(
+                        p::STORAGE_POOL_EVENT_LIFECYCLE,
+                        &StoragePoolEventLifecycleMsg {
+                            callback_id: r.id,
+                            pool,
+                            event: what as i32,
+                            detail: 0,
+                        },
+                    ),
+                    PoolEventKind::Refresh => c.sink.try_send_event_xdr(
+                        p::STORAGE_POOL_EVENT_REFRESH,
+                        &StoragePoolEventRefreshMsg {
+                            callback_id: r.id,
+                            pool,
+                        },
+                    ),
+                };
+                if sent.is_err() {
+                    gone.push(*client);
+                    break;
+                }
+            }
+        }
+        drop(clients);
+        self.drop_gone(gone);
+    }
+
+    fn drop_gone(&self, gone: Vec<ClientId>) {
         for client in gone {
             tracing::warn!(%client, "dropping event registrations: client disconnected or not reading");
             self.drop_client(client);
@@ -399,4 +472,10 @@ pub(crate) fn attach(driver: &Driver, relay: std::sync::Arc<Relay>) {
     driver.add_event_listener(std::sync::Arc::new(move |ev: &DomainEvent| {
         relay.deliver(ev)
     }));
+}
+
+/// Connects the relay to the storage driver, as [`attach`] does for
+/// domains: pool events go straight into the registered clients' queues.
+pub(crate) fn attach_storage(storage: &StorageDriver, relay: std::sync::Arc<Relay>) {
+    storage.add_event_listener(Box::new(move |ev: &PoolEvent| relay.deliver_pool(ev)));
 }

@@ -52,23 +52,30 @@ pub enum NormalJob {
     Abort,
     /// Tune the running migration (max speed, downtime, ...). Exclusive.
     MigrationOp,
+    /// Work on one volume of a storage pool (create, clone, wipe, resize,
+    /// delete). Shared, so volumes are built in parallel, yet exclusive
+    /// against changes of the pool itself (start, destroy, undefine), which
+    /// are `Modify`.
+    Volume,
 }
 
 impl NormalJob {
     /// All tags, for property tests and for building allow-lists.
-    pub const ALL: [NormalJob; 6] = [
+    pub const ALL: [NormalJob; 7] = [
         NormalJob::Query,
         NormalJob::Modify,
         NormalJob::Suspend,
         NormalJob::Resume,
         NormalJob::Abort,
         NormalJob::MigrationOp,
+        NormalJob::Volume,
     ];
 
     /// Whether this job may share the normal slot with other jobs of the same
-    /// kind. Only queries do: they read state and never change it.
+    /// kind. Queries do (they read state and never change it), and so do
+    /// volume jobs (each works on its own volume).
     pub fn is_shared(self) -> bool {
-        matches!(self, NormalJob::Query)
+        matches!(self, NormalJob::Query | NormalJob::Volume)
     }
 
     const fn bit(self) -> u8 {
@@ -79,6 +86,7 @@ impl NormalJob {
             NormalJob::Resume => 1 << 3,
             NormalJob::Abort => 1 << 4,
             NormalJob::MigrationOp => 1 << 5,
+            NormalJob::Volume => 1 << 6,
         }
     }
 }
@@ -92,6 +100,7 @@ impl fmt::Display for NormalJob {
             NormalJob::Resume => "resume",
             NormalJob::Abort => "abort",
             NormalJob::MigrationOp => "migration operation",
+            NormalJob::Volume => "volume",
         })
     }
 }
@@ -168,7 +177,7 @@ impl AllowList {
         .with(NormalJob::Abort);
 
     /// Every normal job.
-    pub const ALL: AllowList = AllowList(0b11_1111);
+    pub const ALL: AllowList = AllowList(0b111_1111);
 
     /// This list plus `job`.
     #[must_use]

@@ -32,14 +32,22 @@ pub enum ErrorCode {
     SystemError = 38,
     Rpc = 39,
     NoDomain = 42,
+    InvalidStoragePool = 46,
+    InvalidStorageVol = 47,
+    NoStoragePool = 49,
+    NoStorageVol = 50,
     OperationInvalid = 55,
     ConfigUnsupported = 67,
     OperationTimeout = 68,
     ArgumentUnsupported = 74,
+    StorageProbeFailed = 75,
+    StoragePoolBuilt = 76,
     OperationAborted = 78,
+    Overflow = 82,
     BlockCopyActive = 83,
     OperationUnsupported = 84,
     ResourceBusy = 87,
+    StorageVolExist = 90,
     DeviceMissing = 99,
 }
 
@@ -61,6 +69,8 @@ pub enum ErrorDomain {
     Conf = 9,
     Qemu = 10,
     Remote = 13,
+    Storage = 18,
+    Network = 19,
     Domain = 20,
 }
 

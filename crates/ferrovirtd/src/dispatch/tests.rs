@@ -24,7 +24,7 @@ fn rows() -> Vec<(i32, Access, Lane)> {
 #[test]
 fn table_rows_are_known_procedures_each_once() {
     let rows = rows();
-    assert_eq!(rows.len(), 78, "procedures served");
+    assert_eq!(rows.len(), 120, "procedures served");
     for (n, _, _) in &rows {
         assert!(procedure_name(*n).is_some(), "{n}");
     }
@@ -86,10 +86,14 @@ const DOM: &str = "ro-dom";
 /// undefine without `--managed-save` while one exists.
 const PLAIN: &str = "ro-plain";
 
+/// A volume of the default pool the volume commands below name.
+const VOL: &str = "ro-vol";
+
 /// Files the virsh commands below name.
 struct Files {
     xml: String,
     image: String,
+    pool_xml: String,
 }
 
 /// How a real libvirt client is made to send a procedure.
@@ -105,11 +109,20 @@ fn client_call(proc_: i32, f: &Files) -> Option<Client<'_>> {
     if proc_ == p::DOMAIN_UNDEFINE {
         return Some(Client::Python("dom.undefine()"));
     }
+    if proc_ == p::STORAGE_VOL_WIPE {
+        // virsh always sends the pattern form.
+        return Some(Client::Python(
+            "c.storagePoolLookupByName('default').storageVolLookupByName('ro-vol').wipe(0)",
+        ));
+    }
     virsh_command(proc_, f).map(Client::Virsh)
 }
 
 fn virsh_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
     let (xml, image) = (f.xml.as_str(), f.image.as_str());
+    if let Some(c) = storage_command(proc_, f) {
+        return Some(c);
+    }
     Some(match proc_ {
         p::DOMAIN_DEFINE_XML => vec!["define", xml],
         p::DOMAIN_DEFINE_XML_FLAGS => vec!["define", "--validate", xml],
@@ -147,6 +160,36 @@ fn virsh_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
         p::DOMAIN_BLOCK_COMMIT => vec!["blockcommit", DOM, "vda"],
         p::DOMAIN_BLOCK_JOB_ABORT => vec!["blockjob", DOM, "vda", "--abort"],
         p::DOMAIN_BLOCK_JOB_SET_SPEED => vec!["blockjob", DOM, "vda", "--bandwidth", "10"],
+        _ => return None,
+    })
+}
+
+fn storage_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
+    let pool_xml = f.pool_xml.as_str();
+    Some(match proc_ {
+        p::STORAGE_POOL_DEFINE_XML => vec!["pool-define", pool_xml],
+        p::STORAGE_POOL_CREATE_XML => vec!["pool-create", pool_xml],
+        p::STORAGE_POOL_CREATE => vec!["pool-start", "default"],
+        p::STORAGE_POOL_BUILD => vec!["pool-build", "default"],
+        p::STORAGE_POOL_DESTROY => vec!["pool-destroy", "default"],
+        p::STORAGE_POOL_DELETE => vec!["pool-delete", "default"],
+        p::STORAGE_POOL_UNDEFINE => vec!["pool-undefine", "default"],
+        p::STORAGE_POOL_REFRESH => vec!["pool-refresh", "default"],
+        p::STORAGE_POOL_SET_AUTOSTART => vec!["pool-autostart", "default"],
+        p::STORAGE_VOL_CREATE_XML => vec!["vol-create-as", "default", "new", "1M"],
+        p::STORAGE_VOL_CREATE_XML_FROM => vec!["vol-clone", "--pool", "default", VOL, "copy"],
+        p::STORAGE_VOL_DELETE => vec!["vol-delete", "--pool", "default", VOL],
+        p::STORAGE_VOL_WIPE_PATTERN => {
+            vec![
+                "vol-wipe",
+                "--pool",
+                "default",
+                "--algorithm",
+                "random",
+                VOL,
+            ]
+        }
+        p::STORAGE_VOL_RESIZE => vec!["vol-resize", "--pool", "default", VOL, "2M"],
         _ => return None,
     })
 }
@@ -206,8 +249,18 @@ async fn serve(root: &Path) -> (String, String) {
     let save_dir = root.join("lib/qemu/save");
     std::fs::create_dir_all(&save_dir).expect("save dir");
     std::fs::write(save_dir.join(format!("{DOM}.save")), b"").expect("image");
+    let storage = ::storage::StorageDriver::open(::storage::StorageConfig::new(root))
+        .await
+        .expect("storage");
+    let pool = storage.lookup_by_name("default").expect("default pool");
+    let vol = format!("<volume><name>{VOL}</name><capacity>1048576</capacity></volume>");
+    storage
+        .create_volume(&pool, &vol, ::storage::CreateOptions::default())
+        .await
+        .expect("volume");
     let relay = Arc::new(Relay::new());
-    let daemon = Daemon::new(driver, relay, "qemu:///system".into()).expect("daemon");
+    let uri = "qemu:///system".to_owned();
+    let daemon = Daemon::new(driver, storage, relay, uri).expect("daemon");
     let server = rpc::Server::new(rpc::Config::default(), daemon);
     let mut uris = Vec::new();
     for (name, readonly) in [("sock", false), ("sock-ro", true)] {
@@ -223,9 +276,16 @@ async fn serve(root: &Path) -> (String, String) {
 fn files(root: &Path) -> Files {
     let xml: PathBuf = root.join("dom.xml");
     std::fs::write(&xml, domain_xml(DOM)).expect("xml");
+    let pool_xml = root.join("pool.xml");
+    let pool = format!(
+        "<pool type='dir'><name>ro-pool</name><target><path>{}</path></target></pool>",
+        root.join("ro-pool").display()
+    );
+    std::fs::write(&pool_xml, pool).expect("pool xml");
     Files {
         xml: xml.display().to_string(),
         image: root.join("dom.save").display().to_string(),
+        pool_xml: pool_xml.display().to_string(),
     }
 }
 

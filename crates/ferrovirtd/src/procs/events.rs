@@ -11,7 +11,7 @@ use virterror::VirError;
 
 use super::Reply;
 use crate::dispatch::Daemon;
-use crate::relay::Style;
+use crate::relay::{Object, Style};
 use crate::wire::invalid_arg;
 
 /// `CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY`: an event id, optionally
@@ -26,9 +26,13 @@ pub(crate) async fn callback_register_any(
         Some(dom) => Some(d.domain(&dom)?.uuid()),
         None => None,
     };
-    let callback_id = d
-        .relay
-        .register(&ctx.events, a.event_id, dom, Style::Callback)?;
+    let callback_id = d.relay.register(
+        &ctx.events,
+        Object::Domain,
+        a.event_id,
+        dom,
+        Style::Callback,
+    )?;
     tracing::info!(client = %ctx.client, callback_id, event_id = a.event_id, "event callback registered");
     Ok(ConnectDomainEventCallbackRegisterAnyRet { callback_id })
 }
@@ -38,7 +42,8 @@ pub(crate) async fn callback_deregister_any(
     ctx: &CallContext,
     a: ConnectDomainEventCallbackDeregisterAnyArgs,
 ) -> Reply<()> {
-    d.relay.deregister(ctx.client, a.callback_id)
+    d.relay
+        .deregister(ctx.client, Object::Domain, a.callback_id)
 }
 
 /// `CONNECT_DOMAIN_EVENT_REGISTER_ANY` (legacy: one registration per id).
@@ -49,7 +54,7 @@ pub(crate) async fn register_any(
 ) -> Reply<()> {
     check_event_id(a.event_id)?;
     d.relay
-        .register(&ctx.events, a.event_id, None, Style::Legacy)?;
+        .register(&ctx.events, Object::Domain, a.event_id, None, Style::Legacy)?;
     Ok(())
 }
 
@@ -67,8 +72,13 @@ pub(crate) async fn register(
     ctx: &CallContext,
     _: (),
 ) -> Reply<ConnectDomainEventRegisterRet> {
-    d.relay
-        .register(&ctx.events, event_id::LIFECYCLE, None, Style::Legacy)?;
+    d.relay.register(
+        &ctx.events,
+        Object::Domain,
+        event_id::LIFECYCLE,
+        None,
+        Style::Legacy,
+    )?;
     Ok(ConnectDomainEventRegisterRet { cb_registered: 1 })
 }
 

@@ -10,6 +10,7 @@ pub(crate) mod events;
 pub(crate) mod jobs;
 pub(crate) mod query;
 pub(crate) mod save;
+pub(crate) mod storage;
 
 /// What a handler returns: the typed return value or the error to send.
 pub(crate) type Reply<T> = Result<T, virterror::VirError>;

@@ -19,6 +19,9 @@
 use crate::xdr::{Decoder, Encoder, Result, Xdr};
 use crate::{xdr_enum, xdr_struct};
 
+mod storage;
+pub use storage::*;
+
 /// `REMOTE_PROGRAM`.
 pub const PROGRAM: u32 = 0x2000_8086;
 /// `REMOTE_PROTOCOL_VERSION`.
@@ -44,6 +47,9 @@ pub const SECURITY_LABEL_MAX: usize = 4097;
 pub const DOMAIN_EVENT_TUNABLE_MAX: usize = 2048;
 /// `REMOTE_DOMAIN_BLOCK_COPY_PARAMETERS_MAX`.
 pub const DOMAIN_BLOCK_COPY_PARAMETERS_MAX: usize = 16;
+/// `REMOTE_STORAGE_POOL_LIST_MAX`, `REMOTE_STORAGE_VOL_LIST_MAX`,
+/// `REMOTE_NETWORK_LIST_MAX`: all the same.
+pub const OBJECT_LIST_MAX: usize = 16_384;
 /// `VIR_UUID_BUFLEN`.
 pub const UUID_LEN: usize = 16;
 
@@ -738,6 +744,58 @@ xdr_struct! {
     /// `{ int num; }` returns.
     pub struct NumRet {
         pub num: i32,
+    }
+
+    /// `{ int <value>; }` returns of the is-active, is-persistent and
+    /// get-autostart calls of pools and networks.
+    pub struct IntRet {
+        pub value: i32,
+    }
+
+    /// `{ unsigned int flags; }` arguments.
+    pub struct FlagsArgs {
+        pub flags: u32,
+    }
+
+    /// `{ remote_nonnull_string xml; unsigned int flags; }` arguments (define
+    /// and create of pools and networks).
+    pub struct XmlFlagsArgs {
+        pub xml: String,
+        pub flags: u32,
+    }
+
+    /// `{ remote_nonnull_string xml; }` returns (XML descriptions) and
+    /// arguments.
+    pub struct XmlRet {
+        pub xml: String,
+    }
+
+    /// `{ remote_nonnull_string name; }`: lookups by name (and a volume's
+    /// path, key or path lookups).
+    pub struct NameArgs {
+        pub name: String,
+    }
+
+    /// `{ remote_uuid uuid; }`: lookups by UUID.
+    pub struct UuidArgs {
+        pub uuid: Uuid,
+    }
+
+    /// `{ int maxnames; }` arguments of the old list calls.
+    pub struct MaxNamesArgs {
+        pub maxnames: i32,
+    }
+
+    /// `{ remote_nonnull_string names<...>; }` returns of the old list calls
+    /// of pools, volumes and networks (their limits are all 16384).
+    pub struct NamesRet {
+        pub names: Vec<String> [max = OBJECT_LIST_MAX],
+    }
+
+    /// `{ int callbackID; }`: event registrations' return and
+    /// deregistrations' argument.
+    pub struct CallbackIdArgs {
+        pub callback_id: i32,
     }
 
     // ---- connection ----
