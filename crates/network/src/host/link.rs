@@ -114,8 +114,7 @@ pub(crate) async fn create_bridge(h: &Handle, spec: &BridgeSpec<'_>) -> Result<u
     let mut b = LinkBridge::new(spec.name)
         .down()
         .forward_delay(spec.delay.saturating_mul(100))
-        .stp_state(stp)
-        .alias(format!("{ALIAS_PREFIX}{}", spec.network));
+        .stp_state(stp);
     if let Some(m) = spec.mac {
         b = b.address(m.octets().to_vec());
     }
@@ -127,10 +126,20 @@ pub(crate) async fn create_bridge(h: &Handle, spec: &BridgeSpec<'_>) -> Result<u
         .execute()
         .await
         .map_err(|e| netlink(format!("Unable to create bridge {}", spec.name), e))?;
-    get(h, spec.name)
+    let index = get(h, spec.name)
         .await?
         .map(|l| l.index)
-        .ok_or_else(|| Error::Helper(format!("bridge {} vanished after creation", spec.name)))
+        .ok_or_else(|| Error::Helper(format!("bridge {} vanished after creation", spec.name)))?;
+    // The kernel takes an alias only on an existing link.
+    let alias = LinkUnspec::new_with_index(index)
+        .alias(format!("{ALIAS_PREFIX}{}", spec.network))
+        .build();
+    h.link()
+        .set(alias)
+        .execute()
+        .await
+        .map_err(|e| netlink(format!("cannot mark bridge {}", spec.name), e))?;
+    Ok(index)
 }
 
 /// Adds `subnet.addr/prefix` (with its broadcast) to the link.
