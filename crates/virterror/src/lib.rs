@@ -29,9 +29,12 @@ pub enum ErrorCode {
     ReadFailed = 31,
     WriteFailed = 34,
     XmlDetail = 35,
+    InvalidNetwork = 36,
+    NetworkExist = 37,
     SystemError = 38,
     Rpc = 39,
     NoDomain = 42,
+    NoNetwork = 43,
     InvalidStoragePool = 46,
     InvalidStorageVol = 47,
     NoStoragePool = 49,
@@ -128,6 +131,9 @@ mod tests {
         assert_eq!(ErrorCode::XmlError.as_i32(), 27);
         assert_eq!(ErrorCode::OperationDenied.as_i32(), 29);
         assert_eq!(ErrorCode::NoDomain.as_i32(), 42);
+        assert_eq!(ErrorCode::InvalidNetwork.as_i32(), 36);
+        assert_eq!(ErrorCode::NetworkExist.as_i32(), 37);
+        assert_eq!(ErrorCode::NoNetwork.as_i32(), 43);
         assert_eq!(ErrorCode::OperationInvalid.as_i32(), 55);
         assert_eq!(ErrorCode::ConfigUnsupported.as_i32(), 67);
         assert_eq!(ErrorCode::OperationTimeout.as_i32(), 68);
