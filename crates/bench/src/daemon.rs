@@ -136,6 +136,7 @@ impl Daemon {
                 env.monitor_timeout_s
             ),
             log_filter: "warn".into(),
+            netns: None,
         })?;
         Ok(Daemon {
             kind: DaemonKind::Ferrovirtd,

@@ -45,6 +45,16 @@ pub(crate) struct Config {
     pub destroy_grace_secs: u64,
     /// Queued QMP events per VM before coalescing starts.
     pub vm_event_queue: usize,
+    /// Define libvirt's `default` NAT network (192.168.122.0/24 on
+    /// `virbr0`) on the first start; it is set to autostart only when its
+    /// subnet collides with no route of the host.
+    pub default_network: bool,
+    /// Start the networks marked autostart when the daemon starts. Off,
+    /// the daemon touches the host's networking only when asked to.
+    pub network_autostart: bool,
+    /// The nftables table (family `ip`) this daemon owns for NAT and
+    /// forwarding rules; two daemons sharing a network namespace need two.
+    pub nft_table: String,
 }
 
 impl Default for Config {
@@ -62,6 +72,9 @@ impl Default for Config {
             monitor_timeout_secs: 30,
             destroy_grace_secs: 5,
             vm_event_queue: 1024,
+            default_network: true,
+            network_autostart: true,
+            nft_table: "ferrovirt".into(),
         }
     }
 }

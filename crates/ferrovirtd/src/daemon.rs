@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use network::{NetworkConfig, NetworkDriver};
 use qemu::{Driver, DriverConfig};
 use rpc::Server;
 use storage::{StorageConfig, StorageDriver};
@@ -59,6 +60,12 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
             root: root.clone(),
             message: e.to_string(),
         })?;
+    let network = NetworkDriver::open(network_config(&cfg, &root))
+        .await
+        .map_err(|e| StartError::Driver {
+            root: root.clone(),
+            message: e.to_string(),
+        })?;
     let (rw_path, ro_path) = socket_paths(&root);
     let rw = bind(&rw_path, 0o600)?;
     let ro = bind(&ro_path, 0o666)?;
@@ -66,12 +73,13 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
     let relay = Arc::new(Relay::new());
     relay::attach(&driver, relay.clone());
     relay::attach_storage(&storage, relay.clone());
+    relay::attach_network(&network, relay.clone());
     // Probe the default emulator now, so the first client that asks for
     // QEMU's version or capabilities does not wait for it.
     let warm = driver.clone();
     tokio::spawn(async move { warm.emulator_caps(None).await });
     let uri = "qemu:///system".to_owned();
-    let daemon = Daemon::new(driver, storage, relay, uri)?;
+    let daemon = Daemon::new(driver, storage, network, relay, uri)?;
     let server = Server::new(server_config(&cfg), daemon);
     let s_rw = server.clone();
     let s_ro = server.clone();
@@ -102,6 +110,15 @@ fn storage_config(cfg: &Config, root: &Path) -> StorageConfig {
     let mut s = StorageConfig::new(root);
     s.job_wait = cfg.job_wait();
     s
+}
+
+fn network_config(cfg: &Config, root: &Path) -> NetworkConfig {
+    let mut n = NetworkConfig::new(root);
+    n.job_wait = cfg.job_wait();
+    n.default_network = cfg.default_network;
+    n.autostart = cfg.network_autostart;
+    n.nft_table = cfg.nft_table.clone();
+    n
 }
 
 fn server_config(cfg: &Config) -> rpc::Config {

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use ::network::NetworkDriver;
 use ::storage::StorageDriver;
 use bytes::Bytes;
 use qemu::{Domain, Driver};
@@ -19,7 +20,7 @@ use rpc::protocol::remote::{NonnullDomain, procedure as p};
 use rpc::{CallContext, ClientId, Handler};
 use virterror::VirError;
 
-use crate::procs::{blockjob, connect, domain, events, jobs, query, save, storage};
+use crate::procs::{blockjob, connect, domain, events, jobs, network, query, save, storage};
 use crate::relay::Relay;
 
 /// Shared by every call: the driver, the event relay, what the daemon
@@ -27,6 +28,7 @@ use crate::relay::Relay;
 pub(crate) struct Daemon {
     pub driver: Driver,
     pub storage: StorageDriver,
+    pub network: NetworkDriver,
     pub relay: Arc<Relay>,
     pub uri: String,
     table: Table<Daemon>,
@@ -36,12 +38,14 @@ impl Daemon {
     pub(crate) fn new(
         driver: Driver,
         storage: StorageDriver,
+        network: NetworkDriver,
         relay: Arc<Relay>,
         uri: String,
     ) -> Result<Self, TableError> {
         Ok(Self {
             driver,
             storage,
+            network,
             relay,
             uri,
             table: table()?,
@@ -210,6 +214,33 @@ fn table() -> Result<Table<Daemon>, TableError> {
         // Storage pool events.
         Row::new(p::CONNECT_STORAGE_POOL_EVENT_REGISTER_ANY,     Read,  Priority, storage::event_register_any),
         Row::new(p::CONNECT_STORAGE_POOL_EVENT_DEREGISTER_ANY,   Read,  Priority, storage::event_deregister_any),
+        // Networks: lists, lookups and queries from the snapshot.
+        Row::new(p::CONNECT_LIST_ALL_NETWORKS,                   Read,  Priority, network::list_all),
+        Row::new(p::CONNECT_NUM_OF_NETWORKS,                     Read,  Priority, network::num_of_networks),
+        Row::new(p::CONNECT_LIST_NETWORKS,                       Read,  Priority, network::list_networks),
+        Row::new(p::CONNECT_NUM_OF_DEFINED_NETWORKS,             Read,  Priority, network::num_of_defined_networks),
+        Row::new(p::CONNECT_LIST_DEFINED_NETWORKS,               Read,  Priority, network::list_defined_networks),
+        Row::new(p::NETWORK_LOOKUP_BY_NAME,                      Read,  Priority, network::lookup_by_name),
+        Row::new(p::NETWORK_LOOKUP_BY_UUID,                      Read,  Priority, network::lookup_by_uuid),
+        Row::new(p::NETWORK_GET_XML_DESC,                        Read,  Priority, network::get_xml_desc),
+        Row::new(p::NETWORK_GET_BRIDGE_NAME,                     Read,  Priority, network::get_bridge_name),
+        Row::new(p::NETWORK_GET_AUTOSTART,                       Read,  Priority, network::get_autostart),
+        Row::new(p::NETWORK_IS_ACTIVE,                           Read,  Priority, network::is_active),
+        Row::new(p::NETWORK_IS_PERSISTENT,                       Read,  Priority, network::is_persistent),
+        Row::new(p::NETWORK_GET_DHCP_LEASES,                     Read,  Priority, network::get_dhcp_leases),
+        // Networks: changes (jobs on the network).
+        Row::new(p::NETWORK_DEFINE_XML,                          Write, Normal,   network::define_xml),
+        Row::new(p::NETWORK_DEFINE_XML_FLAGS,                    Write, Normal,   network::define_xml_flags),
+        Row::new(p::NETWORK_CREATE_XML,                          Write, Normal,   network::create_xml),
+        Row::new(p::NETWORK_CREATE_XML_FLAGS,                    Write, Normal,   network::create_xml_flags),
+        Row::new(p::NETWORK_CREATE,                              Write, Normal,   network::create),
+        Row::new(p::NETWORK_DESTROY,                             Write, Normal,   network::destroy),
+        Row::new(p::NETWORK_UNDEFINE,                            Write, Normal,   network::undefine),
+        Row::new(p::NETWORK_SET_AUTOSTART,                       Write, Normal,   network::set_autostart),
+        Row::new(p::NETWORK_UPDATE,                              Write, Normal,   network::update),
+        // Network events.
+        Row::new(p::CONNECT_NETWORK_EVENT_REGISTER_ANY,          Read,  Priority, network::event_register_any),
+        Row::new(p::CONNECT_NETWORK_EVENT_DEREGISTER_ANY,        Read,  Priority, network::event_deregister_any),
     ])
 }
 

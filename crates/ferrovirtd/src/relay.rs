@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use network::{NetworkDriver, NetworkEvent};
 use qemu::{DomainEvent, Driver, EventKind};
 use rpc::protocol::remote::{
     DomainEventBalloonChangeMsg, DomainEventBlockJob2Msg, DomainEventBlockJobMsg,
@@ -21,15 +22,15 @@ use rpc::protocol::remote::{
     DomainEventCallbackLifecycleMsg, DomainEventCallbackRebootMsg, DomainEventCallbackRtcChangeMsg,
     DomainEventCallbackWatchdogMsg, DomainEventIoErrorMsg, DomainEventIoErrorReasonMsg,
     DomainEventLifecycleMsg, DomainEventRebootMsg, DomainEventRtcChangeMsg, DomainEventWatchdogMsg,
-    NonnullDomain, NonnullStoragePool, StoragePoolEventLifecycleMsg, StoragePoolEventRefreshMsg,
-    event_id, procedure as p,
+    NetworkEventLifecycleMsg, NonnullDomain, NonnullNetwork, NonnullStoragePool,
+    StoragePoolEventLifecycleMsg, StoragePoolEventRefreshMsg, event_id, procedure as p,
 };
 use rpc::xdr::Xdr;
 use rpc::{ClientId, EventSink};
 use storage::{PoolEvent, PoolEventKind, StorageDriver};
 use virterror::{ErrorCode, ErrorDomain, VirError};
 
-use crate::flags::storage as storage_flags;
+use crate::flags::{network as network_flags, storage as storage_flags};
 use crate::wire::event_domain;
 
 /// How the client asked for events, which decides the message it gets.
@@ -49,6 +50,7 @@ pub(crate) enum Style {
 pub(crate) enum Object {
     Domain,
     StoragePool,
+    Network,
 }
 
 #[derive(Debug, Clone)]
@@ -257,6 +259,40 @@ impl Relay {
                     ),
                 };
                 if sent.is_err() {
+                    gone.push(*client);
+                    break;
+                }
+            }
+        }
+        drop(clients);
+        self.drop_gone(gone);
+    }
+
+    /// Pushes one network event to every matching registration.
+    pub(crate) fn deliver_network(&self, ev: &NetworkEvent) {
+        let net = NonnullNetwork {
+            name: ev.name.clone(),
+            uuid: *ev.uuid.as_bytes(),
+        };
+        let mut gone = Vec::new();
+        let clients = self.read();
+        for (client, c) in clients.iter() {
+            let mine = |r: &&Registration| {
+                r.object == Object::Network
+                    && r.event_id == network_flags::EVENT_ID_LIFECYCLE
+                    && r.only.is_none_or(|u| u == ev.uuid)
+            };
+            for r in c.regs.iter().filter(mine) {
+                let msg = NetworkEventLifecycleMsg {
+                    callback_id: r.id,
+                    net: net.clone(),
+                    event: ev.lifecycle as i32,
+                    detail: 0,
+                };
+                if c.sink
+                    .try_send_event_xdr(p::NETWORK_EVENT_LIFECYCLE, &msg)
+                    .is_err()
+                {
                     gone.push(*client);
                     break;
                 }
@@ -478,4 +514,10 @@ pub(crate) fn attach(driver: &Driver, relay: std::sync::Arc<Relay>) {
 /// domains: pool events go straight into the registered clients' queues.
 pub(crate) fn attach_storage(storage: &StorageDriver, relay: std::sync::Arc<Relay>) {
     storage.add_event_listener(Box::new(move |ev: &PoolEvent| relay.deliver_pool(ev)));
+}
+
+/// Connects the relay to the network driver: network lifecycle events go
+/// straight into the registered clients' queues.
+pub(crate) fn attach_network(network: &NetworkDriver, relay: std::sync::Arc<Relay>) {
+    network.add_event_listener(Box::new(move |ev: &NetworkEvent| relay.deliver_network(ev)));
 }

@@ -30,7 +30,16 @@ pub struct Spec {
     pub config: String,
     /// Its `--log` filter.
     pub log_filter: String,
+    /// A network namespace (made by the test, `ip netns add`) to run the
+    /// daemon in. Without one the daemon runs in the host's namespace and
+    /// is configured to leave the host's networking alone: no default
+    /// network and no network autostart.
+    pub netns: Option<String>,
 }
+
+/// What every daemon outside a test's network namespace is told, so that
+/// no test ever changes the host's own networking.
+const NO_HOST_NETWORKING: &str = "default_network = false\nnetwork_autostart = false\n";
 
 /// A running (or stopped) daemon. Dropping it SIGKILLs the daemon and
 /// every process whose command line names its root (the QEMUs and
@@ -49,8 +58,11 @@ impl Ferrovirtd {
         std::fs::create_dir_all(&spec.root)
             .map_err(Error::io(format!("create {}", spec.root.display())))?;
         let config = config_path(&spec.root);
-        std::fs::write(&config, &spec.config)
-            .map_err(Error::io(format!("write {}", config.display())))?;
+        let text = match spec.netns {
+            Some(_) => spec.config.clone(),
+            None => format!("{NO_HOST_NETWORKING}{}", spec.config),
+        };
+        std::fs::write(&config, text).map_err(Error::io(format!("write {}", config.display())))?;
         let mut daemon = Ferrovirtd { spec, child: None };
         daemon.spawn()?;
         Ok(daemon)
@@ -66,7 +78,15 @@ impl Ferrovirtd {
             .append(true)
             .open(&log_path)
             .map_err(Error::io(format!("open {}", log_path.display())))?;
-        let child = Command::new(&self.spec.binary)
+        let mut cmd = match &self.spec.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.spec.binary);
+                c
+            }
+            None => Command::new(&self.spec.binary),
+        };
+        let child = cmd
             .arg("--root")
             .arg(&self.spec.root)
             .arg("--config")
@@ -200,6 +220,7 @@ mod tests {
             root: dir.path().join("root"),
             config: String::new(),
             log_filter: "info".into(),
+            netns: None,
         })
         .unwrap_err();
         match err {

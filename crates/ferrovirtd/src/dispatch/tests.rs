@@ -24,7 +24,7 @@ fn rows() -> Vec<(i32, Access, Lane)> {
 #[test]
 fn table_rows_are_known_procedures_each_once() {
     let rows = rows();
-    assert_eq!(rows.len(), 120, "procedures served");
+    assert_eq!(rows.len(), 144, "procedures served");
     for (n, _, _) in &rows {
         assert!(procedure_name(*n).is_some(), "{n}");
     }
@@ -88,12 +88,23 @@ const PLAIN: &str = "ro-plain";
 
 /// A volume of the default pool the volume commands below name.
 const VOL: &str = "ro-vol";
+/// A network defined but never started (tests never touch the host's
+/// networking).
+const NET: &str = "ro-net";
+
+fn network_xml(name: &str) -> String {
+    format!(
+        "<network><name>{name}</name><bridge name='fvro0'/>\
+         <ip address='10.253.7.1' netmask='255.255.255.0'/></network>"
+    )
+}
 
 /// Files the virsh commands below name.
 struct Files {
     xml: String,
     image: String,
     pool_xml: String,
+    net_xml: String,
 }
 
 /// How a real libvirt client is made to send a procedure.
@@ -120,7 +131,7 @@ fn client_call(proc_: i32, f: &Files) -> Option<Client<'_>> {
 
 fn virsh_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
     let (xml, image) = (f.xml.as_str(), f.image.as_str());
-    if let Some(c) = storage_command(proc_, f) {
+    if let Some(c) = storage_command(proc_, f).or_else(|| network_command(proc_, f)) {
         return Some(c);
     }
     Some(match proc_ {
@@ -194,6 +205,28 @@ fn storage_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
     })
 }
 
+fn network_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
+    let net_xml = f.net_xml.as_str();
+    Some(match proc_ {
+        p::NETWORK_DEFINE_XML => vec!["net-define", net_xml],
+        p::NETWORK_DEFINE_XML_FLAGS => vec!["net-define", "--validate", net_xml],
+        p::NETWORK_CREATE_XML => vec!["net-create", net_xml],
+        p::NETWORK_CREATE_XML_FLAGS => vec!["net-create", "--validate", net_xml],
+        p::NETWORK_CREATE => vec!["net-start", NET],
+        p::NETWORK_DESTROY => vec!["net-destroy", NET],
+        p::NETWORK_UNDEFINE => vec!["net-undefine", NET],
+        p::NETWORK_SET_AUTOSTART => vec!["net-autostart", NET],
+        p::NETWORK_UPDATE => vec![
+            "net-update",
+            NET,
+            "add",
+            "ip-dhcp-host",
+            "<host mac='52:54:00:00:00:01' ip='10.253.7.9'/>",
+        ],
+        _ => return None,
+    })
+}
+
 fn run(uri: &str, call: &Client<'_>) -> (bool, String) {
     match call {
         Client::Virsh(args) => virsh(uri, args),
@@ -260,7 +293,18 @@ async fn serve(root: &Path) -> (String, String) {
         .expect("volume");
     let relay = Arc::new(Relay::new());
     let uri = "qemu:///system".to_owned();
-    let daemon = Daemon::new(driver, storage, relay, uri).expect("daemon");
+    // Never touch the host's networking: no default network, no autostart.
+    let mut net_cfg = ::network::NetworkConfig::new(root);
+    net_cfg.default_network = false;
+    net_cfg.autostart = false;
+    let network = ::network::NetworkDriver::open(net_cfg)
+        .await
+        .expect("network driver");
+    network
+        .define(&network_xml(NET))
+        .await
+        .expect("network defined (never started)");
+    let daemon = Daemon::new(driver, storage, network, relay, uri).expect("daemon");
     let server = rpc::Server::new(rpc::Config::default(), daemon);
     let mut uris = Vec::new();
     for (name, readonly) in [("sock", false), ("sock-ro", true)] {
@@ -282,10 +326,13 @@ fn files(root: &Path) -> Files {
         root.join("ro-pool").display()
     );
     std::fs::write(&pool_xml, pool).expect("pool xml");
+    let net_xml = root.join("net.xml");
+    std::fs::write(&net_xml, network_xml("ro-net2")).expect("net xml");
     Files {
         xml: xml.display().to_string(),
         image: root.join("dom.save").display().to_string(),
         pool_xml: pool_xml.display().to_string(),
+        net_xml: net_xml.display().to_string(),
     }
 }
 

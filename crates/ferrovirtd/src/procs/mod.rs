@@ -8,6 +8,7 @@ pub(crate) mod connect;
 pub(crate) mod domain;
 pub(crate) mod events;
 pub(crate) mod jobs;
+pub(crate) mod network;
 pub(crate) mod query;
 pub(crate) mod save;
 pub(crate) mod storage;

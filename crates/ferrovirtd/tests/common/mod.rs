@@ -44,6 +44,7 @@ impl Daemon {
             root: root.path().to_path_buf(),
             config: format!("monitor_timeout_secs = 5\ndestroy_grace_secs = 3\n{extra_config}\n"),
             log_filter: "info,qemu=debug".into(),
+            netns: None,
         };
         let log = root.path().join("ferrovirtd.log");
         let process = Ferrovirtd::start(spec).unwrap_or_else(|e| {

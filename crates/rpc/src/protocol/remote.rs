@@ -19,7 +19,9 @@
 use crate::xdr::{Decoder, Encoder, Result, Xdr};
 use crate::{xdr_enum, xdr_struct};
 
+mod network;
 mod storage;
+pub use network::*;
 pub use storage::*;
 
 /// `REMOTE_PROGRAM`.
