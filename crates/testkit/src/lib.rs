@@ -26,6 +26,7 @@ pub mod daemon;
 mod error;
 pub mod guest;
 pub mod latency;
+pub mod netns;
 pub mod processes;
 pub mod procfs;
 pub mod tools;

@@ -282,12 +282,15 @@ pub(crate) async fn set_autostart(
 }
 
 /// `virsh net-update`: libvirt's command, section and flag numbers are
-/// checked and typed by the network driver.
+/// checked and typed by the network driver. libvirt's clients put the
+/// section in the message's `command` field and the command in `section`
+/// (the remote driver swaps them, and libvirtd swaps them back), so do we.
 pub(crate) async fn update(d: &Daemon, _: &CallContext, a: NetworkUpdateArgs) -> Reply<()> {
     let net = d.net(&a.net)?;
+    let (command, section) = (a.section, a.command);
     let u = Update {
-        command: UpdateCommand::from_raw(a.command).map_err(vir)?,
-        section: UpdateSection::from_raw(a.section, net.name()).map_err(vir)?,
+        command: UpdateCommand::from_raw(command).map_err(vir)?,
+        section: UpdateSection::from_raw(section, net.name()).map_err(vir)?,
         parent_index: a.parent_index,
         xml: &a.xml,
         flags: UpdateFlags::from_raw(a.flags).map_err(vir)?,

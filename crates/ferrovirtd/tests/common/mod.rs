@@ -35,6 +35,16 @@ impl Daemon {
 
     /// Starts a daemon; `extra_config` is appended to its TOML config.
     pub fn start_with(extra_config: &str) -> Daemon {
+        Self::start_spec(extra_config, None)
+    }
+
+    /// Starts a daemon inside the network namespace `netns` (which the
+    /// test made), with the host-networking defaults a libvirt user gets.
+    pub fn start_in_netns(netns: &testkit::netns::NetNs, extra_config: &str) -> Daemon {
+        Self::start_spec(extra_config, Some(netns.name().to_owned()))
+    }
+
+    fn start_spec(extra_config: &str, netns: Option<String>) -> Daemon {
         let root = tempfile::Builder::new()
             .prefix("fvd")
             .tempdir_in("/tmp")
@@ -44,7 +54,7 @@ impl Daemon {
             root: root.path().to_path_buf(),
             config: format!("monitor_timeout_secs = 5\ndestroy_grace_secs = 3\n{extra_config}\n"),
             log_filter: "info,qemu=debug".into(),
-            netns: None,
+            netns,
         };
         let log = root.path().join("ferrovirtd.log");
         let process = Ferrovirtd::start(spec).unwrap_or_else(|e| {

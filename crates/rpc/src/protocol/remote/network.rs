@@ -29,7 +29,8 @@ xdr_struct! {
         pub autostart: i32,
     }
 
-    /// `remote_network_update_args`.
+    /// `remote_network_update_args`. libvirt's clients send the section in
+    /// `command` and the command in `section` (see the daemon's handler).
     pub struct NetworkUpdateArgs {
         pub net: NonnullNetwork,
         pub command: u32,
