@@ -19,6 +19,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::config::Config;
 use crate::dispatch::Daemon;
 use crate::relay::{self, Relay};
+use crate::volume_users::DomainVolumeUsers;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +73,7 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
 
     let relay = Arc::new(Relay::new());
     relay::attach(&driver, relay.clone());
+    storage.set_volume_users(Arc::new(DomainVolumeUsers(driver.clone())));
     relay::attach_storage(&storage, relay.clone());
     relay::attach_network(&network, relay.clone());
     // Probe the default emulator now, so the first client that asks for

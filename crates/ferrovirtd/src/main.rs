@@ -8,6 +8,7 @@ mod flags;
 mod host;
 mod procs;
 mod relay;
+mod volume_users;
 mod wire;
 
 use std::path::PathBuf;

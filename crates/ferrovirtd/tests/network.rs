@@ -56,12 +56,18 @@ fn networks_in_a_namespace_lifecycle_and_readoption() {
     // The default network: defined, autostarted (its subnet is free in a
     // fresh namespace), bridge virbr0 with 192.168.122.1, NAT, dnsmasq.
     let list = d.virsh_ok(&["net-list", "--all"]);
-    assert!(list.contains("default") && list.contains("active"), "{list}");
+    assert!(
+        list.contains("default") && list.contains("active"),
+        "{list}"
+    );
     let addr = ns.exec(&["ip", "-br", "addr", "show", "virbr0"]).unwrap();
     assert!(addr.contains("192.168.122.1/24"), "{addr}");
     assert!(ruleset(&ns).contains("masquerade"), "{}", ruleset(&ns));
     assert_eq!(dnsmasqs(&ns), 1);
-    assert_eq!(d.virsh_ok(&["net-info", "default"]).contains("virbr0"), true);
+    assert_eq!(
+        d.virsh_ok(&["net-info", "default"]).contains("virbr0"),
+        true
+    );
 
     // An isolated network with DHCP; the bridge name is chosen for it.
     let f = d.file("lab.xml", LAB);
@@ -74,16 +80,33 @@ fn networks_in_a_namespace_lifecycle_and_readoption() {
         .and_then(|r| r.split('\'').next())
         .unwrap()
         .to_owned();
-    assert!(bridges(&ns).contains(&bridge), "{bridge} in {:?}", bridges(&ns));
+    assert!(
+        bridges(&ns).contains(&bridge),
+        "{bridge} in {:?}",
+        bridges(&ns)
+    );
     assert_eq!(dnsmasqs(&ns), 2);
     d.virsh_ok(&[
-        "net-update", "lab", "add", "ip-dhcp-host",
+        "net-update",
+        "lab",
+        "add",
+        "ip-dhcp-host",
         "<host mac='52:54:00:aa:bb:cc' name='g1' ip='10.77.0.20'/>",
-        "--live", "--config",
+        "--live",
+        "--config",
     ]);
-    assert!(d.virsh_ok(&["net-dumpxml", "lab"]).contains("52:54:00:aa:bb:cc"));
-    assert!(d.virsh_ok(&["net-dumpxml", "--inactive", "lab"]).contains("10.77.0.20"));
-    assert_eq!(d.virsh_ok(&["net-dhcp-leases", "lab"]).lines().count() >= 2, true);
+    assert!(
+        d.virsh_ok(&["net-dumpxml", "lab"])
+            .contains("52:54:00:aa:bb:cc")
+    );
+    assert!(
+        d.virsh_ok(&["net-dumpxml", "--inactive", "lab"])
+            .contains("10.77.0.20")
+    );
+    assert_eq!(
+        d.virsh_ok(&["net-dhcp-leases", "lab"]).lines().count() >= 2,
+        true
+    );
 
     // A daemon killed with two networks running comes back to them:
     // nothing duplicated (one dnsmasq each), nothing lost.

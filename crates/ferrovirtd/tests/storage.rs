@@ -419,3 +419,76 @@ async fn queries_answer_during_a_long_clone() {
     );
     assert!(!busy.is_empty(), "queries ran during the clone");
 }
+
+/// A volume a running domain uses, directly or as the backing file of its
+/// disk, is neither deleted nor shrunk; once the domain stops it can be.
+#[test]
+fn a_volume_in_use_is_not_deleted_or_shrunk() {
+    let d = Daemon::start();
+    d.virsh_ok(&[
+        "vol-create-as",
+        "default",
+        "base.qcow2",
+        "64M",
+        "--format",
+        "qcow2",
+    ]);
+    d.virsh_ok(&[
+        "vol-create-as",
+        "default",
+        "top.qcow2",
+        "64M",
+        "--format",
+        "qcow2",
+        "--backing-vol",
+        "base.qcow2",
+        "--backing-vol-format",
+        "qcow2",
+    ]);
+    let top = images(&d).join("top.qcow2");
+    let xml = format!(
+        "<domain type='{}'><name>user</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
+         <emulator>/usr/bin/qemu-system-x86_64</emulator>\
+         <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>\
+         <source file='{}'/><target dev='vda' bus='virtio'/></disk></devices></domain>",
+        testkit::accel::test_domain_type(),
+        top.display()
+    );
+    let f = d.file("user.xml", &xml);
+    d.virsh_ok(&["define", &f.to_string_lossy()]);
+    d.virsh_ok(&["start", "--paused", "user"]);
+    for (args, what) in [
+        (
+            vec!["vol-delete", "--pool", "default", "top.qcow2"],
+            "its disk",
+        ),
+        (
+            vec!["vol-delete", "--pool", "default", "base.qcow2"],
+            "its backing file",
+        ),
+        (
+            vec![
+                "vol-resize",
+                "--pool",
+                "default",
+                "top.qcow2",
+                "32M",
+                "--shrink",
+            ],
+            "a shrink",
+        ),
+    ] {
+        let out = d.virsh(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what} was allowed");
+        assert!(
+            err.contains("Requested operation is not valid") && err.contains("'user'"),
+            "{what}: {err}"
+        );
+    }
+    assert!(top.exists());
+    d.virsh_ok(&["destroy", "user"]);
+    d.virsh_ok(&["vol-delete", "--pool", "default", "top.qcow2"]);
+    d.virsh_ok(&["vol-delete", "--pool", "default", "base.qcow2"]);
+}

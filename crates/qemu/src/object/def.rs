@@ -106,6 +106,15 @@ impl Def {
         Ok(())
     }
 
+    /// The files QEMU opens for disks, kernel and initrd.
+    pub(crate) fn disk_paths(&self) -> Vec<std::path::PathBuf> {
+        self.inner
+            .disk_paths()
+            .into_iter()
+            .map(Path::to_path_buf)
+            .collect()
+    }
+
     /// QEMU chardev ids of the serial ports, in order (for query-chardev).
     pub(crate) fn serial_chardev_ids(&self) -> Vec<String> {
         self.inner.serial_chardev_ids()

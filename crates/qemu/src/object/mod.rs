@@ -224,6 +224,16 @@ impl Domain {
         }
     }
 
+    /// The files a running domain's QEMU has open for its disks, kernel and
+    /// initrd (from the live definition); empty when it does not run.
+    pub fn files_in_use(&self) -> Vec<PathBuf> {
+        let g = self.lock();
+        match &g.live {
+            Some(live) if g.state.state.is_active() => live.disk_paths(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The running async job, if any.
     pub fn async_job(&self) -> Option<AsyncJobInfo> {
         self.lock().job.clone()
