@@ -64,10 +64,7 @@ fn networks_in_a_namespace_lifecycle_and_readoption() {
     assert!(addr.contains("192.168.122.1/24"), "{addr}");
     assert!(ruleset(&ns).contains("masquerade"), "{}", ruleset(&ns));
     assert_eq!(dnsmasqs(&ns), 1);
-    assert_eq!(
-        d.virsh_ok(&["net-info", "default"]).contains("virbr0"),
-        true
-    );
+    assert!(d.virsh_ok(&["net-info", "default"]).contains("virbr0"));
 
     // An isolated network with DHCP; the bridge name is chosen for it.
     let f = d.file("lab.xml", LAB);
@@ -103,10 +100,8 @@ fn networks_in_a_namespace_lifecycle_and_readoption() {
         d.virsh_ok(&["net-dumpxml", "--inactive", "lab"])
             .contains("10.77.0.20")
     );
-    assert_eq!(
-        d.virsh_ok(&["net-dhcp-leases", "lab"]).lines().count() >= 2,
-        true
-    );
+    let leases = d.virsh_ok(&["net-dhcp-leases", "lab"]);
+    assert!(leases.contains("Expiry Time"), "{leases}");
 
     // A daemon killed with two networks running comes back to them:
     // nothing duplicated (one dnsmasq each), nothing lost.

@@ -52,11 +52,7 @@ impl Shared {
         *self
             .kvm
             .get_or_init(|| {
-                kvm::kvm_works(
-                    Path::new(domain::DEFAULT_EMULATOR),
-                    &self.layout.caps_dir,
-                    kvm::KVM_PROBE_DEADLINE,
-                )
+                kvm::kvm_works(Path::new(domain::DEFAULT_EMULATOR), &self.layout.caps_dir)
             })
             .await
     }
