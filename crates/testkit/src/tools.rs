@@ -25,6 +25,8 @@ pub enum Tool {
     QemuImg,
     /// `qemu-io`.
     QemuIo,
+    /// `virt-install`, libvirt's VM installer.
+    VirtInstall,
 }
 
 impl Tool {
@@ -36,6 +38,7 @@ impl Tool {
             Tool::QemuSystem => "qemu-system-x86_64",
             Tool::QemuImg => "qemu-img",
             Tool::QemuIo => "qemu-io",
+            Tool::VirtInstall => "virt-install",
         }
     }
 
@@ -46,6 +49,7 @@ impl Tool {
             Tool::Python3Libvirt => "python3-libvirt",
             Tool::QemuSystem => "qemu-system-x86",
             Tool::QemuImg | Tool::QemuIo => "qemu-utils",
+            Tool::VirtInstall => "virtinst",
         }
     }
 
@@ -76,7 +80,7 @@ impl Tool {
         reason = "a test helper: a missing tool fails the test, naming the package"
     )]
     pub fn require(self) {
-        static CHECKED: [OnceLock<Result<(), String>>; 5] = [const { OnceLock::new() }; 5];
+        static CHECKED: [OnceLock<Result<(), String>>; 6] = [const { OnceLock::new() }; 6];
         let slot = &CHECKED[self as usize];
         if let Err(message) = slot.get_or_init(|| self.check().map_err(|e| e.to_string())) {
             panic!("{message}");
