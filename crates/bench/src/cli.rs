@@ -16,6 +16,7 @@ pub(crate) enum Scenario {
     Hung,
     Events,
     Scale,
+    Storage,
     /// Only render the Markdown report of --from-json.
     Report,
 }
@@ -29,6 +30,7 @@ impl Scenario {
             Scenario::Hung => "hung",
             Scenario::Events => "events",
             Scenario::Scale => "scale",
+            Scenario::Storage => "storage",
             Scenario::Report => "report",
         }
     }
@@ -178,7 +180,23 @@ impl Cli {
                 .unwrap_or(pick(smoke, vec![50], vec![1000, 10_000])),
             ferrovirtd_monitor_timeout_s: self.monitor_timeout,
             rss_limit_mib: self.rss_limit_mb,
+            storage_volumes: pick(smoke, 100, 1000),
+            storage_files: pick(smoke, 1000, 10_000),
         }
+    }
+
+    /// The daemons of the storage scenario (no QEMU is involved; the row
+    /// says `QEMU` for the report's layout).
+    pub(crate) fn storage_rows(&self) -> Vec<(DaemonKind, Emu)> {
+        let which = self.which();
+        let mut rows = Vec::new();
+        if which != Which::Libvirtd {
+            rows.push((DaemonKind::Ferrovirtd, Emu::Real));
+        }
+        if which != Which::Ferrovirtd {
+            rows.push((DaemonKind::Libvirtd, Emu::Real));
+        }
+        rows
     }
 
     /// The (daemon, QEMU) rows of the flood, hung and events scenarios.

@@ -121,7 +121,20 @@ impl Daemon {
     pub(crate) fn start(kind: DaemonKind, env: &Env, tag: &str) -> BenchResult<Daemon> {
         match kind {
             DaemonKind::Ferrovirtd => Self::start_ferrovirtd(env, tag),
-            DaemonKind::Libvirtd => Self::start_libvirtd(env),
+            DaemonKind::Libvirtd => Self::start_libvirtd(env, false),
+        }
+    }
+
+    /// A daemon with its storage driver: libvirtd is started with every
+    /// driver its package ships, not only the QEMU one.
+    pub(crate) fn start_with_storage(
+        kind: DaemonKind,
+        env: &Env,
+        tag: &str,
+    ) -> BenchResult<Daemon> {
+        match kind {
+            DaemonKind::Ferrovirtd => Self::start_ferrovirtd(env, tag),
+            DaemonKind::Libvirtd => Self::start_libvirtd(env, true),
         }
     }
 
@@ -148,10 +161,11 @@ impl Daemon {
         })
     }
 
-    fn start_libvirtd(env: &Env) -> BenchResult<Daemon> {
+    fn start_libvirtd(env: &Env, all_drivers: bool) -> BenchResult<Daemon> {
         // A clean slate: a previous run's libvirtd (ours only) and domains.
         let _ = Self::stop_script(env)?.status();
         let out = Self::harness_command(env, "start-libvirtd.sh")?
+            .env("LVB_QEMU_ONLY", if all_drivers { "0" } else { "1" })
             .stderr(Stdio::piped())
             .output()
             .map_err(BenchError::io("start-libvirtd.sh"))?;

@@ -80,6 +80,8 @@ pub(crate) struct Scenarios {
     pub events: Option<Vec<Row<EventsResult>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<Vec<Row<ScaleResult>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Vec<Row<StorageResult>>>,
 }
 
 /// One daemon with one kind of QEMU, and what it gave.
@@ -314,4 +316,30 @@ pub(crate) struct Restart {
     pub all_running_s: Option<f64>,
     pub running_seen: usize,
     pub get_state_running: usize,
+}
+
+// ---------------------------------------------------------------- storage
+
+/// Calls made one after another: how long all took, and each.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TimedCalls {
+    pub calls: usize,
+    pub total_s: f64,
+    pub latency: LatencySummary,
+}
+
+/// The storage scenario: many small volumes, then many files to refresh.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StorageResult {
+    pub volumes: usize,
+    pub create: TimedCalls,
+    /// List-all-volumes with `volumes` volumes.
+    pub list: LatencySummary,
+    pub delete: TimedCalls,
+    /// Files dropped into the pool's directory.
+    pub files: usize,
+    /// Pool refresh with `files` files.
+    pub refresh: LatencySummary,
+    /// List-all-volumes after that refresh.
+    pub list_files: LatencySummary,
 }

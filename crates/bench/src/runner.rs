@@ -9,7 +9,7 @@ use crate::error::BenchResult;
 use crate::machine;
 use crate::params::Params;
 use crate::results::{Outcome, Report, Row, Scenarios};
-use crate::scenarios::{self, events, flood, hung, rpc, scale};
+use crate::scenarios::{self, events, flood, hung, rpc, scale, storage};
 use crate::stats::round1;
 
 /// Everything a run needs, decided before it starts.
@@ -87,6 +87,11 @@ async fn run_scenarios(plan: &Plan<'_>) -> (Scenarios, BTreeMap<String, f64>) {
         let measure = |_, _| scale::run(env, params, plan.nofile);
         scenarios.scale = Some(rows(&scale_row, measure).await);
         record("scale", &mut lap);
+    }
+    if cli.wants(Scenario::Storage) {
+        let measure = |kind, _| storage::run(kind, env, params);
+        scenarios.storage = Some(rows(&cli.storage_rows(), measure).await);
+        record("storage", &mut lap);
     }
     (scenarios, timings)
 }

@@ -314,6 +314,9 @@ impl StorageDriver {
         }
         let path = vol.path.clone();
         let dir = vol.facts.format == VolFormat::Dir;
+        // No fsync of the directory: an unlink survives a killed daemon
+        // without one, and a deleted volume that reappears after a power
+        // loss is found by the next refresh like any file.
         blocking(move || {
             let r = if dir {
                 std::fs::remove_dir(&path)
@@ -321,7 +324,7 @@ impl StorageDriver {
                 std::fs::remove_file(&path)
             };
             match r {
-                Ok(()) => path.parent().map_or(Ok(()), durable::sync_dir),
+                Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(e),
             }
@@ -587,8 +590,11 @@ enum Place {
     Replace,
 }
 
-/// Makes the partial file durable, gives it its mode and owner, moves it
-/// into place and reads what it became.
+/// Makes the partial file's data durable, gives it its mode and owner,
+/// moves it into place and reads what it became. The directory itself is
+/// not synced (as libvirt does not): a rename or link survives a killed
+/// daemon without it, and after a power loss the next pool start finds
+/// either the whole volume or a partial file it sweeps.
 async fn finish_file(
     partial: &Path,
     final_path: &Path,
@@ -613,9 +619,6 @@ async fn finish_file(
         }
         if place == Place::Replace {
             std::fs::rename(&partial, &final_path).map_err(err)?;
-            if let Some(dir) = final_path.parent() {
-                durable::sync_dir(dir).map_err(err)?;
-            }
             return probe::probe(&final_path).map_err(err);
         }
         // `rename` would replace a file created meanwhile under the final
@@ -633,9 +636,6 @@ async fn finish_file(
             }
         })?;
         std::fs::remove_file(&partial).map_err(err)?;
-        if let Some(dir) = final_path.parent() {
-            durable::sync_dir(dir).map_err(err)?;
-        }
         probe::probe(&final_path).map_err(err)
     })
     .await
