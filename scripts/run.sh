@@ -33,7 +33,11 @@ mkdir -p "$root_dir"
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   echo "ferrovirtd already running (pid $(cat "$pidfile"))"
 else
-  nohup ./target/release/ferrovirtd --root "$root_dir" >>"$root_dir/ferrovirtd.log" 2>&1 &
+  # The default network is defined but not started: this script leaves the
+  # host's networking alone (virsh net-start default starts it).
+  config="$root_dir/ferrovirtd.toml"
+  [ -f "$config" ] || printf 'network_autostart = false\n' >"$config"
+  nohup ./target/release/ferrovirtd --root "$root_dir" --config "$config" >>"$root_dir/ferrovirtd.log" 2>&1 &
   echo $! >"$pidfile"
   for _ in $(seq 1 300); do
     [ -S "$sock" ] && break
