@@ -34,7 +34,7 @@ mod store;
 
 pub use config::{DriverConfig, Layout, default_root};
 pub use domain::{EmulatorCaps, parse_copy_dest};
-pub use driver::{Driver, ListFilter};
+pub use driver::{Driver, ListFilter, Screenshot};
 pub use error::{Error, Result};
 pub use events::hub::{Listener, Subscription, SubscriptionEnd};
 pub use jobs::AfterRestore;
@@ -45,6 +45,7 @@ pub use jobs::save::SaveOptions;
 pub use jobs::stats::{CompletedJob, JobEnd, JobStats, RamStats};
 pub use lifecycle::StartOptions;
 pub use limits::raise_nofile;
+pub use object::def::{Chardev, ChardevEndpoint};
 pub use object::{AsyncJobInfo, ControlInfo, Domain, DomainInfo, DomainSummary, JobOutcome};
 pub use qmp::MigrationStatus;
 pub use state::{

@@ -7,12 +7,15 @@
 //! long jobs in [`jobs`].
 
 mod definitions;
+mod devices;
 mod jobs;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use domain::EmulatorCaps;
+
+pub use devices::Screenshot;
 
 use crate::config::DriverConfig;
 use crate::events::hub::{Listener, Subscription};

@@ -3,6 +3,7 @@
 //! KVM runs guests here ([`kvm`]).
 
 pub(crate) mod caps;
+pub(crate) mod chardev;
 pub(crate) mod kvm;
 pub(crate) mod monitor;
 pub(crate) mod process;
