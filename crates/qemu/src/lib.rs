@@ -35,6 +35,7 @@ mod store;
 pub use config::{DriverConfig, Layout, default_root};
 pub use domain::{EmulatorCaps, parse_copy_dest};
 pub use driver::{Driver, ListFilter, Screenshot};
+pub use emulator::chardev::{OpenChardev, TtyLock};
 pub use error::{Error, Result};
 pub use events::hub::{Listener, Subscription, SubscriptionEnd};
 pub use jobs::AfterRestore;

@@ -144,4 +144,4 @@ pub use connection::{Dropped, EventSink};
 pub use error::{ClientError, CodecError, FrameError, XdrError};
 pub use fdio::MAX_FDS;
 pub use server::{CallContext, ClientId, Config, Handler, Server};
-pub use stream::{Incoming, Stream, StreamData, StreamError};
+pub use stream::{Incoming, Stream, StreamData, StreamError, StreamReceiver};

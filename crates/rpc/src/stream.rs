@@ -33,6 +33,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -284,10 +285,30 @@ pub struct Stream {
     key: Key,
     client: Arc<ClientShared>,
     phase: watch::Receiver<Phase>,
-    incoming: mpsc::Receiver<Incoming>,
+    /// `None` once [`Stream::take_receiver`] took it.
+    incoming: Option<mpsc::Receiver<Incoming>>,
     sparse: bool,
-    opened: bool,
+    opened: AtomicBool,
     ended: bool,
+}
+
+/// The client's direction of a stream, apart from the stream, so that one
+/// task can wait on both directions at once (a console).
+#[derive(Debug)]
+pub struct StreamReceiver {
+    incoming: mpsc::Receiver<Incoming>,
+}
+
+impl StreamReceiver {
+    /// The next message from the client; `None` once the client is gone.
+    pub async fn recv(&mut self) -> Option<Incoming> {
+        self.incoming.recv().await
+    }
+
+    /// The next message if one is already here.
+    pub fn try_recv(&mut self) -> Option<Incoming> {
+        self.incoming.try_recv().ok()
+    }
 }
 
 impl std::fmt::Debug for Stream {
@@ -314,9 +335,9 @@ impl Stream {
             key,
             client,
             phase,
-            incoming,
+            incoming: Some(incoming),
             sparse,
-            opened: false,
+            opened: AtomicBool::new(false),
             ended: false,
         })
     }
@@ -331,15 +352,32 @@ impl Stream {
         self.sparse
     }
 
-    /// The next message from the client; `None` once the client is gone.
+    /// The next message from the client; `None` once the client is gone
+    /// (or the receiver was taken).
     pub async fn recv(&mut self) -> Option<Incoming> {
-        self.incoming.recv().await
+        self.incoming.as_mut()?.recv().await
+    }
+
+    /// The next message if one is already here.
+    pub fn try_recv(&mut self) -> Option<Incoming> {
+        self.incoming.as_mut()?.try_recv().ok()
+    }
+
+    /// Takes the client's direction out of the stream (after this,
+    /// [`Stream::recv`] returns `None`).
+    pub fn take_receiver(&mut self) -> StreamReceiver {
+        let incoming = self.incoming.take().unwrap_or_else(|| {
+            // Taken twice: an empty, closed receiver.
+            let (_, rx) = mpsc::channel(1);
+            rx
+        });
+        StreamReceiver { incoming }
     }
 
     /// Sends `data` (in messages of at most [`CHUNK_MAX`] bytes), waiting
     /// while the client's queued stream data is at its bound. Sends
     /// nothing before the reply to the opening call.
-    pub async fn send(&mut self, data: &[u8]) -> Result<(), StreamError> {
+    pub async fn send(&self, data: &[u8]) -> Result<(), StreamError> {
         for chunk in data.chunks(CHUNK_MAX) {
             self.push(MessageType::Stream, MessageStatus::Continue, chunk)
                 .await?;
@@ -348,7 +386,7 @@ impl Stream {
     }
 
     /// Sends a hole of `len` zero bytes (sparse streams only).
-    pub async fn send_hole(&mut self, len: u64) -> Result<(), StreamError> {
+    pub async fn send_hole(&self, len: u64) -> Result<(), StreamError> {
         if !self.sparse {
             return Err(StreamError::NotSparse);
         }
@@ -362,7 +400,7 @@ impl Stream {
 
     /// Tells the client there is no more data; it then finishes (or
     /// aborts), which [`Stream::recv`] returns.
-    pub async fn send_eof(&mut self) -> Result<(), StreamError> {
+    pub async fn send_eof(&self) -> Result<(), StreamError> {
         self.push(MessageType::Stream, MessageStatus::Continue, &[])
             .await
     }
@@ -387,19 +425,20 @@ impl Stream {
     }
 
     /// Waits until the opening call was answered.
-    async fn opened(&mut self) -> Result<(), StreamError> {
-        if self.opened {
+    async fn opened(&self) -> Result<(), StreamError> {
+        if self.opened.load(Ordering::Relaxed) {
             return Ok(());
         }
         let phase = self
             .phase
+            .clone()
             .wait_for(|p| *p != Phase::Pending)
             .await
             .map(|p| *p)
             .map_err(|_| StreamError::Closed)?;
         match phase {
             Phase::Open => {
-                self.opened = true;
+                self.opened.store(true, Ordering::Relaxed);
                 Ok(())
             }
             _ => Err(StreamError::Closed),
@@ -407,7 +446,7 @@ impl Stream {
     }
 
     async fn push(
-        &mut self,
+        &self,
         mtype: MessageType,
         status: MessageStatus,
         body: &[u8],

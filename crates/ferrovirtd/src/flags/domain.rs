@@ -89,6 +89,16 @@ pub(crate) const BLOCK_COPY_REUSE_EXT: u32 = 2;
 pub(crate) const BLOCK_COMMIT_ACTIVE: u32 = 4;
 pub(crate) const BLOCK_COMMIT_BANDWIDTH_BYTES: u32 = 16;
 
+// virDomainConsoleFlags
+pub(crate) const CONSOLE_FORCE: u32 = 1;
+pub(crate) const CONSOLE_SAFE: u32 = 2;
+
+// virDomainChannelFlags
+pub(crate) const CHANNEL_FORCE: u32 = 1;
+
+// virDomainOpenGraphicsFlags
+pub(crate) const OPEN_GRAPHICS_SKIPAUTH: u32 = 1;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +115,6 @@ mod tests {
         assert_eq!(VCPU_MAXIMUM | VCPU_GUEST, 12);
         assert_eq!(BLOCK_REBASE_BANDWIDTH_BYTES, 1 << 6);
         assert_eq!(BLOCK_COMMIT_BANDWIDTH_BYTES, 1 << 4);
+        assert_eq!(CONSOLE_FORCE | CONSOLE_SAFE, 3);
     }
 }

@@ -14,7 +14,7 @@ use joblock::NormalJob;
 use qmp::commands::{AddClient, Closefd, Screendump};
 
 use super::Driver;
-use crate::emulator::chardev;
+use crate::emulator::chardev::{self, OpenChardev};
 use crate::jobs;
 use crate::object::Domain;
 use crate::object::def::Chardev;
@@ -48,10 +48,9 @@ impl Driver {
     }
 
     /// Opens a character device for a session: non-blocking, a pty in raw
-    /// mode.
-    pub fn open_chardev(&self, c: &Chardev) -> Result<OwnedFd> {
-        chardev::open(&c.endpoint)
-            .map_err(|e| Error::io(format!("cannot open character device {}", c.alias), e))
+    /// mode and locked by its tty lock file (see `emulator/chardev.rs`).
+    pub fn open_chardev(&self, c: &Chardev) -> Result<OpenChardev> {
+        chardev::open(&c.endpoint, Path::new(chardev::LOCK_DIR))
     }
 
     /// `virsh screenshot`: screen `screen` as PNG (PPM where QEMU cannot

@@ -21,8 +21,10 @@ use crate::{xdr_enum, xdr_struct};
 
 mod network;
 mod storage;
+mod streams;
 pub use network::*;
 pub use storage::*;
+pub use streams::*;
 
 /// `REMOTE_PROGRAM`.
 pub const PROGRAM: u32 = 0x2000_8086;
