@@ -417,6 +417,29 @@ impl ClientShared {
         }
     }
 
+    /// Ends every open stream with a `STREAM` error saying `why`, so that
+    /// its client reports it (a console client otherwise only learns of
+    /// the closed connection).
+    fn fail_streams(&self, why: &str) {
+        let err = VirError::new(
+            ErrorCode::OperationAborted,
+            ErrorDomain::Streams,
+            format!("operation aborted: {why}"),
+        );
+        let body = error_frame_body(&err);
+        for (proc_, serial) in self.streams().close_all() {
+            let h = Header::new(
+                remote::PROGRAM,
+                remote::VERSION,
+                proc_,
+                MessageType::Stream,
+                serial,
+                MessageStatus::Error,
+            );
+            let _ = self.push_message(&h, &body);
+        }
+    }
+
     /// Queues an error reply to the call (or message) `h`.
     fn reply_error(&self, h: &Header, err: &VirError) {
         let _ = self.push_message(&h.reply(MessageStatus::Error), &error_frame_body(err));
@@ -470,6 +493,9 @@ async fn close(
             info!(client = %shared.id, %reason, "client disconnected")
         }
         _ => warn!(client = %shared.id, %reason, "closing client"),
+    }
+    if matches!(reason, CloseReason::Shutdown) {
+        shared.fail_streams("the daemon is shutting down");
     }
     let drained = match reason {
         CloseReason::Protocol(_) | CloseReason::Shutdown => {

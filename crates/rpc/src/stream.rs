@@ -180,11 +180,17 @@ impl Registry {
         }
     }
 
-    /// The client is gone: every stream ends (their receivers see `None`).
-    pub(crate) fn close_all(&mut self) {
-        for (_, e) in self.open.drain() {
-            e.phase.send_replace(Phase::Closed);
-        }
+    /// The client is going: every stream ends (their receivers see
+    /// `None`). Returns those that had been answered (the client knows
+    /// them).
+    pub(crate) fn close_all(&mut self) -> Vec<Key> {
+        self.open
+            .drain()
+            .filter_map(|(key, e)| {
+                let was = e.phase.send_replace(Phase::Closed);
+                (was == Phase::Open).then_some(key)
+            })
+            .collect()
     }
 
     pub(crate) fn lookup(&self, key: Key) -> Lookup {

@@ -451,3 +451,18 @@ fn recv_fd(s: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
     }
     panic!("no descriptor came with the byte");
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_with_an_error_the_client_reports() {
+    let ts = TestServer::start(Config::default()).await;
+    let mut c = Raw::connect(&ts).await;
+    c.call_ok(P_STREAM_ECHO, 8, &0u32).await;
+    ts.server.shutdown();
+    let b = c.expect(8, MessageType::Stream, MessageStatus::Error).await;
+    let e = remote_error(&b);
+    assert_eq!(e.code, ErrorCode::OperationAborted.as_i32());
+    assert!(e.message.unwrap().contains("shutting down"));
+    tokio::time::timeout(DEADLINE, ts.server.wait_closed())
+        .await
+        .unwrap();
+}
