@@ -17,6 +17,8 @@ pub(crate) enum Scenario {
     Events,
     Scale,
     Storage,
+    /// Volume upload and download through the daemon's streams.
+    Transfer,
     /// Only render the Markdown report of --from-json.
     Report,
 }
@@ -31,6 +33,7 @@ impl Scenario {
             Scenario::Events => "events",
             Scenario::Scale => "scale",
             Scenario::Storage => "storage",
+            Scenario::Transfer => "transfer",
             Scenario::Report => "report",
         }
     }
@@ -182,6 +185,7 @@ impl Cli {
             rss_limit_mib: self.rss_limit_mb,
             storage_volumes: pick(smoke, 100, 1000),
             storage_files: pick(smoke, 1000, 10_000),
+            transfer_mib: pick(smoke, 64, 1024),
         }
     }
 

@@ -41,6 +41,9 @@ pub(crate) struct Params {
     pub storage_volumes: usize,
     /// Files the storage scenario refreshes a pool with.
     pub storage_files: usize,
+    /// MiB the transfer scenario uploads into a volume and downloads.
+    #[serde(default)]
+    pub transfer_mib: u64,
 }
 
 impl Params {

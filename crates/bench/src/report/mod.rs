@@ -12,6 +12,7 @@ mod hung;
 mod rpc;
 mod scale;
 mod storage;
+mod transfer;
 mod verdict;
 
 use crate::daemon::{DaemonKind, Emu};
@@ -70,6 +71,9 @@ pub(crate) fn render(report: &Report, source: &str) -> String {
     }
     if let Some(rows) = &scenarios.storage {
         storage::section(&mut doc, &mut findings, rows);
+    }
+    if let Some(rows) = &scenarios.transfer {
+        transfer::section(&mut doc, &mut findings, rows);
     }
     verdict::section(&mut doc, findings, report);
     verdict::caveats(&mut doc, report);

@@ -1,4 +1,4 @@
-//! The five scenarios, one module each, and what they share: starting
+//! The scenarios, one module each, and what they share: starting
 //! sets of VMs, and a rig of quiet VMs beside one VM with a fault injector.
 
 pub(crate) mod events;
@@ -7,6 +7,7 @@ pub(crate) mod hung;
 pub(crate) mod rpc;
 pub(crate) mod scale;
 pub(crate) mod storage;
+pub(crate) mod transfer;
 
 use std::time::{Duration, Instant};
 
