@@ -105,10 +105,13 @@ pub(crate) async fn console(mut stream: Stream, dev: OpenChardev, mut claim: Cla
         In(InEnd),
         TakenOver,
     }
+    // The client going away ends the session even while input waits for
+    // a device that takes none.
     let end = tokio::select! {
         e = console_output(&fd, &stream) => End::Out(e),
         e = console_input(&fd, &mut rx) => End::In(e),
         _ = claim.stopped() => End::TakenOver,
+        _ = stream.closed() => End::Out(OutEnd::Gone),
     };
     // The device is free for the next session before this one's client
     // has acknowledged anything.

@@ -430,3 +430,90 @@ fn virsh_screenshot_and_graphics_descriptors_reach_real_qemu() {
     d.virsh_ok(&["destroy", "blind"]);
     d.virsh_ok(&["destroy", "disp"]);
 }
+
+/// DOMAIN_OPEN_CONSOLE's arguments for domain `name` (its first console).
+fn console_args(d: &Daemon, name: &str) -> Vec<u8> {
+    let uuid: uuid::Uuid = d.virsh_ok(&["domuuid", name]).trim().parse().unwrap();
+    let id: i32 = d.virsh_ok(&["domid", name]).trim().parse().unwrap();
+    rpc::xdr::to_bytes(&remote::DomainOpenChardevArgs {
+        dom: remote::NonnullDomain {
+            name: name.into(),
+            uuid: *uuid.as_bytes(),
+            id,
+        },
+        name: None,
+        flags: 0,
+    })
+    .to_vec()
+}
+
+#[test]
+fn a_client_flooding_a_console_nobody_reads_is_not_read_and_the_daemon_stays_flat() {
+    let d = Daemon::start();
+    // Firmware only: nothing in the guest reads the serial port, so once
+    // the UART and the pty are full the console takes no more input.
+    let xml =
+        common::real_domain_xml("flood").replace("</devices>", "<serial type='pty'/></devices>");
+    let f = d.file("flood.xml", &xml);
+    d.virsh_ok(&["define", &f.to_string_lossy()]);
+    d.virsh_ok(&["start", "flood"]);
+    let args = console_args(&d, "flood");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt.block_on(async {
+        let mut s = common::raw_open(&d.sock()).await;
+        common::raw_call(&mut s, p::DOMAIN_OPEN_CONSOLE, 3, &args).await;
+        s
+    });
+    let (_rd, mut wr) = s.into_split();
+    let written = Arc::new(AtomicU64::new(0));
+    let w = written.clone();
+    let flood = rt.spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let chunk = vec![b'x'; 256 * 1024];
+        for _ in 0..256 {
+            let f = stream_frame(p::DOMAIN_OPEN_CONSOLE, 3, MessageStatus::Continue, &chunk);
+            if wr.write_all(&f).await.is_err() {
+                break;
+            }
+            w.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+    });
+    let rss = RssSampler::start(d.pid());
+    let mut last = u64::MAX;
+    let stalled = wait::until(Duration::from_secs(60), || {
+        // Sampled twice a second: the flood has stopped when it holds still.
+        std::thread::sleep(Duration::from_millis(500));
+        let now = written.load(Ordering::Relaxed);
+        std::mem::replace(&mut last, now) == now
+    });
+    let sent = written.load(Ordering::Relaxed);
+    println!("the console flood stalled after {sent} bytes");
+    assert!(stalled && sent < 16 * MIB, "{sent} bytes went in");
+    // Others are served meanwhile.
+    d.virsh_ok(&["dominfo", "flood"]);
+    let grew = rss.finish("a 64 MiB console flood the guest does not read");
+    assert!(grew <= RSS_BOUND_KIB, "daemon grew {grew} KiB");
+    // The flooding client goes: its session ends and the console opens again.
+    flood.abort();
+    drop(_rd);
+    let reopened = wait::until(Duration::from_secs(20), || {
+        rt.block_on(async {
+            let mut s = common::raw_open(&d.sock()).await;
+            use tokio::io::AsyncWriteExt;
+            s.write_all(&common::call_frame(p::DOMAIN_OPEN_CONSOLE, 3, &args))
+                .await
+                .unwrap();
+            matches!(common::read_frame(&mut s).await, Ok(Some((h, _))) if h.status == 0)
+        })
+    });
+    assert!(
+        reopened,
+        "the console stayed claimed\n{}",
+        tail(&d.log(), 30)
+    );
+    d.virsh_ok(&["destroy", "flood"]);
+}

@@ -738,7 +738,7 @@ async fn read_loop<H: Handler>(mut frames: FrameReader, r: &mut Reader<'_, H>) -
         let call = match r.route(msg) {
             Route::Handled => continue,
             Route::Close(reason) => return reason,
-            Route::Stream(d) => match r.deliver(d).await {
+            Route::Stream(d) => match r.deliver(d, &frames).await {
                 Ok(()) => continue,
                 Err(reason) => return reason,
             },
@@ -748,7 +748,7 @@ async fn read_loop<H: Handler>(mut frames: FrameReader, r: &mut Reader<'_, H>) -
             Some(p) => p,
             // The one message read ahead: nothing more is read until it
             // has a slot.
-            None => match r.wait_for_slot(call.lane).await {
+            None => match r.wait_for_slot(call.lane, &frames).await {
                 Ok(p) => p,
                 Err(reason) => return reason,
             },
@@ -800,33 +800,48 @@ impl<H: Handler> Reader<'_, H> {
     }
 
     /// Waits for a slot for the call read ahead; meanwhile nothing is read.
-    async fn wait_for_slot(&mut self, lane: Lane) -> Result<OwnedSemaphorePermit, CloseReason> {
+    async fn wait_for_slot(
+        &mut self,
+        lane: Lane,
+        frames: &FrameReader,
+    ) -> Result<OwnedSemaphorePermit, CloseReason> {
         debug!(client = %self.shared.id, ?lane, "no free in-flight slot: pausing reads");
-        self.paused(self.slots.take(lane))
+        self.paused(self.slots.take(lane), frames)
             .await?
             .ok_or(CloseReason::Closed)
     }
 
     /// Hands stream data to its stream, waiting (without reading) while
     /// the client's inbound stream budget is spent.
-    async fn deliver(&mut self, d: Delivery) -> Result<(), CloseReason> {
+    async fn deliver(&mut self, d: Delivery, frames: &FrameReader) -> Result<(), CloseReason> {
         let credit = self.shared.inbound.clone();
         let budget = self.shared.max_inbound;
-        self.paused(stream::deliver(d.tx, credit, budget, d.raw))
+        self.paused(stream::deliver(d.tx, credit, budget, d.raw), frames)
             .await
     }
 
     /// Runs `f` while the client is not read: closing and shutdown still
     /// end it, and keepalive does not count the client's silence (we are
-    /// the ones not reading).
-    async fn paused<T>(&mut self, f: impl Future<Output = T>) -> Result<T, CloseReason> {
+    /// the ones not reading). A client that closes its end meanwhile is
+    /// seen at each keepalive tick (a sink that never drains would
+    /// otherwise hold it, and what it holds, for ever).
+    async fn paused<T>(
+        &mut self,
+        f: impl Future<Output = T>,
+        frames: &FrameReader,
+    ) -> Result<T, CloseReason> {
         tokio::pin!(f);
         loop {
             tokio::select! {
                 v = &mut f => return Ok(v),
                 _ = self.shared.closing.cancelled() => return Err(CloseReason::Closed),
                 _ = self.server.shutdown.cancelled() => return Err(CloseReason::Shutdown),
-                _ = self.keepalive.ticker.tick() => self.keepalive.heard(),
+                _ = self.keepalive.ticker.tick() => {
+                    if frames.peer_closed() {
+                        return Err(CloseReason::Eof);
+                    }
+                    self.keepalive.heard();
+                }
             }
         }
     }

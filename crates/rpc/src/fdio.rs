@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::Interest;
@@ -61,6 +61,22 @@ impl FrameReader {
             fds: VecDeque::new(),
             waiting: None,
             eof: false,
+        }
+    }
+
+    /// Whether the client closed its end (not a half-close), seen without
+    /// reading: for when nothing more may be read from it (its calls or
+    /// stream sinks are full) and it may have gone meanwhile.
+    pub(crate) fn peer_closed(&self) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let sock = self.rd.as_ref();
+        // POLLHUP is reported whatever is asked for.
+        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(_) => fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLHUP)),
+            Err(_) => false,
         }
     }
 
@@ -383,6 +399,22 @@ mod tests {
             r.next().await,
             Some(Err(CodecError::Frame(FrameError::BadHeader { .. })))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_closed_peer_is_seen_without_reading() {
+        let (a, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        // Our write half stays open, as the server's does.
+        let (rd, _wr) = tokio::net::UnixStream::from_std(a).unwrap().into_split();
+        let r = FrameReader::new(rd, crate::frame::MESSAGE_MAX);
+        peer.write_all(b"unread bytes").unwrap();
+        assert!(!r.peer_closed());
+        // Half-closed: it may still read our replies.
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(!r.peer_closed());
+        drop(peer);
+        assert!(r.peer_closed());
     }
 
     #[tokio::test]

@@ -115,7 +115,7 @@
 //! | unknown program / version | — | error reply `VIR_ERR_NO_SUPPORT`, connection kept |
 //! | `max_streams_per_client` | 16 | opening one more stream fails the call (`VIR_ERR_OPERATION_FAILED`) |
 //! | `max_stream_queued_bytes` / `max_stream_queued_messages` | 1 MiB / 64 | stream data queued on top of the output queue; at the bound the stream's source waits (is not read) — never dropped, never a disconnect; keepalive cuts a client that stops answering |
-//! | `max_stream_inbound_bytes` | 1 MiB | stream data read and not yet consumed by its sink; at the bound the client is not read until the sink catches up (keepalive does not count that pause) |
+//! | `max_stream_inbound_bytes` | 1 MiB | stream data read and not yet consumed by its sink; at the bound the client is not read until the sink catches up (keepalive does not count that pause; a client that closes its end meanwhile is let go at the next keepalive tick) |
 //! | descriptors per message | 32 (`VIR_NET_MESSAGE_NUM_FDS_MAX`) | more announced, fewer delivered, or more than 32 unclaimed: protocol error, client closed |
 //! | `STREAM` message for no open stream | — | data for a stream that ended here is dropped (as libvirtd does); a finish or abort of it answered; one for a stream never opened gets a `STREAM` error (`VIR_ERR_NO_SUPPORT`) |
 //! | mutating procedure on the read-only socket | — | `VIR_ERR_OPERATION_DENIED` reply, connection kept |

@@ -369,6 +369,13 @@ impl Stream {
         self.incoming.as_mut()?.try_recv().ok()
     }
 
+    /// Resolves once the stream has ended: the client went away (or the
+    /// stream was confirmed or failed). For a task that may be waiting on
+    /// something else entirely (a device that takes no input).
+    pub async fn closed(&self) {
+        let _ = self.phase.clone().wait_for(|p| *p == Phase::Closed).await;
+    }
+
     /// Takes the client's direction out of the stream (after this,
     /// [`Stream::recv`] returns `None`).
     pub fn take_receiver(&mut self) -> StreamReceiver {

@@ -466,3 +466,33 @@ async fn shutdown_ends_open_streams_with_an_error_the_client_reports() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_while_its_sink_is_full_is_let_go() {
+    let cfg = Config {
+        max_stream_inbound_bytes: MIB,
+        keepalive_interval: Some(Duration::from_millis(100)),
+        ..Config::default()
+    };
+    let ts = TestServer::start(cfg).await;
+    let mut c = Raw::connect(&ts).await;
+    c.call_ok(P_STREAM_SINK, 7, &()).await;
+    let chunk = vec![1u8; rpc::stream::CHUNK_MAX];
+    // More than the budget: the server stops reading, the sink takes none
+    // (so our writes stall too: give each a moment, not a deadline).
+    for _ in 0..6 {
+        let f = data(P_STREAM_SINK, 7, &chunk);
+        let _ = tokio::time::timeout(Duration::from_millis(500), c.send(&f)).await;
+    }
+    drop(c);
+    // Not read, yet seen gone: the stream (and the sink's hold) ends.
+    ts.mock
+        .wait_for("the client to be let go", |m| m.disconnected().len() == 1)
+        .await;
+    ts.mock.sink_gate.add_permits(100);
+    ts.mock
+        .wait_for("the sink to end", |m| {
+            m.streams_ended.load(Ordering::SeqCst) == 1
+        })
+        .await;
+}
