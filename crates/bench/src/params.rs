@@ -37,9 +37,12 @@ pub(crate) struct Params {
     pub ferrovirtd_monitor_timeout_s: u64,
     /// A flood stops when the daemon's RSS passes this.
     pub rss_limit_mib: u64,
-    /// Volumes the storage scenario creates, lists and deletes.
+    /// Volumes the storage scenario creates, lists and deletes (absent in
+    /// results written before it existed).
+    #[serde(default)]
     pub storage_volumes: usize,
     /// Files the storage scenario refreshes a pool with.
+    #[serde(default)]
     pub storage_files: usize,
 }
 
