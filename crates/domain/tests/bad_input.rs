@@ -8,7 +8,7 @@
     reason = "a test: a failed unwrap is a failed test"
 )]
 
-use domain::{DomainDef, DomainXmlError};
+use domain::{DomainDef, DomainXmlError, XmlError};
 use virterror::{ErrorCode, ErrorDomain, ToVirError};
 
 /// A valid domain with `devices` spliced in.
@@ -39,8 +39,8 @@ fn cases() -> Vec<(&'static str, String, ErrorCode)> {
         ("empty", "".into(), XmlError),
         ("doctype", "<!DOCTYPE domain [<!ENTITY x 'y'>]><domain/>".into(), XmlError),
         ("wrong root", "<network><name>x</name></network>".into(), XmlError),
-        ("unknown top element", with_top(&format!("{m256}<sysinfo type='smbios'/>"), "<type>hvm</type>"), ConfigUnsupported),
-        ("unknown device element", with_devices("<sound model='ich9'/>"), ConfigUnsupported),
+        ("unknown top element", with_top(&format!("{m256}<numatune><memory mode='strict' nodeset='0'/></numatune>"), "<type>hvm</type>"), ConfigUnsupported),
+        ("unknown device element", with_devices("<smartcard mode='host'/>"), ConfigUnsupported),
         ("unknown attribute", with_devices("<disk type='file' device='disk' snapshot='no'><source file='/i'/><target dev='vda'/></disk>"), ConfigUnsupported),
         ("bad unit", mem("<memory unit='KiBB'>1</memory>"), XmlDetail),
         ("memory overflow", mem("<memory unit='EiB'>16</memory>"), XmlDetail),
@@ -60,7 +60,7 @@ fn cases() -> Vec<(&'static str, String, ErrorCode)> {
         ("unknown os type", with_top(m256, "<type>linux</type>"), OsType),
         ("unsupported arch", with_top(m256, "<type arch='aarch64'>hvm</type>"), ConfigUnsupported),
         ("unsupported machine", with_top(m256, "<type machine='microvm'>hvm</type>"), ConfigUnsupported),
-        ("uefi loader", with_top(m256, "<type>hvm</type><loader readonly='yes'>/x.fd</loader>"), ConfigUnsupported),
+        ("qcow2 uefi loader", with_top(m256, "<type>hvm</type><loader readonly='yes' type='pflash' format='qcow2'>/x.fd</loader>"), ConfigUnsupported),
         ("unknown disk bus", with_devices("<disk type='file' device='disk'><source file='/i'/><target dev='vda' bus='usb'/></disk>"), ConfigUnsupported),
         ("network disk", with_devices("<disk type='network' device='disk'><target dev='vda'/></disk>"), ConfigUnsupported),
         ("bad disk target", with_devices("<disk type='file' device='disk'><source file='/i'/><target dev='xvda'/></disk>"), XmlDetail),
@@ -73,13 +73,13 @@ fn cases() -> Vec<(&'static str, String, ErrorCode)> {
         ("virtio cdrom", with_devices("<disk type='file' device='cdrom'><target dev='vdc' bus='virtio'/></disk>"), ConfigUnsupported),
         ("vnc on 0.0.0.0", with_devices("<graphics type='vnc' listen='0.0.0.0'/>"), ConfigUnsupported),
         ("vnc listen element public", with_devices("<graphics type='vnc'><listen type='address' address='192.0.2.1'/></graphics>"), ConfigUnsupported),
-        ("spice", with_devices("<graphics type='spice'/>"), ConfigUnsupported),
-        ("unknown interface type", with_devices("<interface type='bridge'><source bridge='br0'/></interface>"), ConfigUnsupported),
+        ("spice over tls", with_devices("<graphics type='spice' tlsPort='5902'/>"), ConfigUnsupported),
+        ("unknown interface type", with_devices("<interface type='direct'><source dev='eth0' mode='vepa'/></interface>"), ConfigUnsupported),
         ("multicast mac", with_devices("<interface type='user'><mac address='01:00:5e:00:00:01'/></interface>"), XmlDetail),
         ("bad nic model", with_devices("<interface type='user'><model type='ne2k_pci'/></interface>"), ConfigUnsupported),
         ("unsupported watchdog model", with_devices("<watchdog model='ib700' action='reset'/>"), ConfigUnsupported),
         ("bad watchdog action", with_devices("<watchdog model='i6300esb' action='explode'/>"), ConfigUnsupported),
-        ("bad video model", with_devices("<video><model type='qxl'/></video>"), ConfigUnsupported),
+        ("bad video model", with_devices("<video><model type='vmvga'/></video>"), ConfigUnsupported),
         ("bad memballoon", with_devices("<memballoon model='xen'/>"), ConfigUnsupported),
         ("virtio console", with_devices("<console type='pty'><target type='virtio'/></console>"), ConfigUnsupported),
         ("serial tcp", with_devices("<serial type='tcp'><source mode='bind' host='0' service='1'/></serial>"), ConfigUnsupported),
@@ -89,12 +89,12 @@ fn cases() -> Vec<(&'static str, String, ErrorCode)> {
         ("on_reboot preserve", mem(&format!("{m256}<on_reboot>preserve</on_reboot>")), ConfigUnsupported),
         ("bad cpu mode", mem(&format!("{m256}<cpu mode='host-fancy'/>")), ConfigUnsupported),
         ("topology mismatch", mem(&format!("{m256}<vcpu>4</vcpu><cpu><topology sockets='1' cores='2' threads='1'/></cpu>")), XmlDetail),
-        ("hyperv feature", mem(&format!("{m256}<features><hyperv/></features>")), ConfigUnsupported),
+        ("hyperv mode", mem(&format!("{m256}<features><hyperv mode='exotic'/></features>")), ConfigUnsupported),
         ("seclabel dynamic", mem(&format!("{m256}<seclabel type='dynamic' model='selinux'/>")), ConfigUnsupported),
         ("boot order and os boot", with_devices("<disk type='file' device='disk'><source file='/i'/><target dev='vda'/><boot order='1'/></disk>").replace("<type>hvm</type>", "<type>hvm</type><boot dev='hd'/>"), XmlError),
         ("duplicate boot order", with_devices("<disk type='file' device='disk'><source file='/i'/><target dev='vda'/><boot order='1'/></disk><disk type='file' device='disk'><source file='/j'/><target dev='vdb'/><boot order='1'/></disk>"), XmlError),
-        ("pci bridge address", with_devices("<disk type='file' device='disk'><source file='/i'/><target dev='vda'/><address type='pci' domain='0' bus='1' slot='1' function='0'/></disk>"), ConfigUnsupported),
-        ("pcie-root-port", with_devices("<controller type='pci' index='1' model='pcie-root-port'/>"), ConfigUnsupported),
+        ("pci domain address", with_devices("<disk type='file' device='disk'><source file='/i'/><target dev='vda'/><address type='pci' domain='1' bus='0' slot='1' function='0'/></disk>"), ConfigUnsupported),
+        ("pcie switch port", with_devices("<controller type='pci' index='1' model='pcie-switch-upstream-port'/>"), ConfigUnsupported),
         ("unknown namespace element", mem(&format!("{m256}<foo:bar xmlns:foo='urn:x'/>")), ConfigUnsupported),
         ("title with newline", mem(&format!("<title>a\nb</title>{m256}")), XmlError),
         ("duplicate element", mem(&format!("{m256}{m256}")), XmlError),
@@ -124,13 +124,16 @@ fn bad_inputs_have_libvirt_codes() {
 
 #[test]
 fn errors_name_the_offender() {
-    let e = DomainDef::parse(&with_devices("<sound model='ich9'/>")).unwrap_err();
-    assert_eq!(e, DomainXmlError::UnknownElement("devices/sound".into()));
-    assert!(e.to_string().contains("devices/sound"), "{e}");
+    let e = DomainDef::parse(&with_devices("<hostdev mode='subsystem' type='pci'/>")).unwrap_err();
+    assert_eq!(
+        e,
+        DomainXmlError::Xml(XmlError::UnknownElement("devices/hostdev".into()))
+    );
+    assert!(e.to_string().contains("devices/hostdev"), "{e}");
     let e = DomainDef::parse(&with_devices("<graphics type='vnc' listen='0.0.0.0'/>")).unwrap_err();
     assert!(e.to_string().contains("0.0.0.0"), "{e}");
-    let e = DomainDef::parse(&with_devices("<interface type='network'/>")).unwrap_err();
-    assert!(e.to_string().contains("interface type 'network'"), "{e}");
+    let e = DomainDef::parse(&with_devices("<interface type='direct'/>")).unwrap_err();
+    assert!(e.to_string().contains("interface type 'direct'"), "{e}");
 }
 
 #[test]
@@ -193,6 +196,7 @@ fn argv_errors() {
         domain_run_dir: "/r".into(),
         accel,
         daemonize: false,
+        ..LaunchParams::default()
     };
     let d = DomainDef::parse(&mem(
         "<memory unit='MiB'>256</memory><cpu mode='host-passthrough'/>",

@@ -87,6 +87,9 @@ fn golden_files() {
                 .map(|i| Some(format!("/dev/pts/{}", i + 3)))
                 .collect(),
             vnc_port: Some(5900),
+            spice_port: Some(5910),
+            run_dir: Some(PathBuf::from(format!("/run/ferrovirt/{}", def.name))),
+            taps: Vec::new(),
         };
         let live_xml = def.to_xml(Some(&live));
         check(

@@ -37,6 +37,8 @@ pub fn golden_launch(name: &str, accel: Accel) -> LaunchParams {
         domain_run_dir: PathBuf::from(format!("/run/ferrovirt/{name}")),
         accel,
         daemonize: true,
+        taps: Vec::new(),
+        spice_port: Some(5910),
     }
 }
 
@@ -173,6 +175,7 @@ pub fn real_launch(dir: &TempDir, accel: Accel) -> (LaunchParams, EmulatorCaps) 
         domain_run_dir: dir.0.clone(),
         accel,
         daemonize: false,
+        ..LaunchParams::default()
     };
     let caps = EmulatorCaps {
         version: (7, 2, 0),
