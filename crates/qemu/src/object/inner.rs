@@ -345,6 +345,21 @@ impl Inner {
         }
     }
 
+    /// The run directory and SPICE port run `generation` started with,
+    /// for its live XML.
+    pub(crate) fn set_run_info(
+        &mut self,
+        generation: u64,
+        dir: &std::path::Path,
+        spice: Option<u16>,
+    ) {
+        if self.run_of(generation).is_some()
+            && let Some(live) = self.live.clone()
+        {
+            self.live = Some(Arc::new(live.with_run(dir, spice)));
+        }
+    }
+
     // ----- a run ends --------------------------------------------------
 
     /// Run `generation` is over (its QEMU gone or being killed): shutoff
