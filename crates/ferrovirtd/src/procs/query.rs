@@ -58,8 +58,8 @@ pub(crate) async fn get_control_info(
 }
 
 /// `virsh dumpxml`. As in libvirt, the read-only socket may not ask for
-/// `VIR_DOMAIN_XML_SECURE`. Domain XML keeps no secrets, so the flag
-/// changes nothing otherwise; a migratable XML is the inactive one.
+/// `VIR_DOMAIN_XML_SECURE`, which adds the graphics passwords; a
+/// migratable XML is the inactive one.
 pub(crate) async fn get_xml_desc(
     d: &Daemon,
     ctx: &CallContext,
@@ -74,9 +74,10 @@ pub(crate) async fn get_xml_desc(
         return Err(forbidden("virDomainGetXMLDesc with secure flag"));
     }
     let inactive = a.flags & (f::XML_INACTIVE | f::XML_MIGRATABLE) != 0;
+    let secure = a.flags & f::XML_SECURE != 0;
     let xml = d
         .driver
-        .get_xml(&*d.domain(&a.dom)?, inactive)
+        .get_xml_with(&*d.domain(&a.dom)?, inactive, secure)
         .map_err(vir)?;
     Ok(DomainGetXmlDescRet { xml })
 }
