@@ -108,6 +108,24 @@ pub struct Bandwidth {
     pub outbound: Option<BandwidthRate>,
 }
 
+named_enum! {
+    /// `<driver name>` of a NIC: the backend of a virtio NIC's queues.
+    pub enum NetDriverName {
+        Qemu = "qemu",
+        Vhost = "vhost",
+    }
+}
+
+/// `<driver>` of a virtio NIC (what Nova writes for multiqueue and ring
+/// sizes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NetDriver {
+    pub name: Option<NetDriverName>,
+    pub queues: Option<u32>,
+    pub rx_queue_size: Option<u32>,
+    pub tx_queue_size: Option<u32>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterfaceDef {
     pub itype: InterfaceType,
@@ -125,6 +143,7 @@ pub struct InterfaceDef {
     pub bandwidth: Option<Bandwidth>,
     /// `<mtu size>` in bytes.
     pub mtu: Option<u32>,
+    pub driver: Option<NetDriver>,
     pub boot_order: Option<u32>,
     pub address: Option<Address>,
 }
@@ -169,6 +188,7 @@ pub(crate) fn parse_interface(el: &XmlElement) -> Result<InterfaceDef, DomainXml
         link_up: parse_link(el)?,
         bandwidth: el.child("bandwidth").map(parse_bandwidth).transpose()?,
         mtu: parse_mtu(el)?,
+        driver: el.child("driver").map(parse_driver).transpose()?,
         boot_order: el
             .child("boot")
             .map(|b| parse_boot_order(b, P))
@@ -297,6 +317,38 @@ fn parse_mtu(el: &XmlElement) -> Result<Option<u32>, DomainXmlError> {
     Ok(Some(size))
 }
 
+fn parse_driver(el: &XmlElement) -> Result<NetDriver, DomainXmlError> {
+    const D: &str = "interface/driver";
+    el.check_attrs(D, &["name", "queues", "rx_queue_size", "tx_queue_size"])?;
+    el.check_children(D, &[])?;
+    let d = NetDriver {
+        name: crate::values::named_attr(el, D, "name", NetDriverName::from_name)?,
+        queues: crate::values::uint_attr(el, D, "queues")?,
+        rx_queue_size: crate::values::uint_attr(el, D, "rx_queue_size")?,
+        tx_queue_size: crate::values::uint_attr(el, D, "tx_queue_size")?,
+    };
+    if d.queues.is_some_and(|q| q == 0 || q > 256) {
+        return Err(DomainXmlError::invalid(
+            "<interface/driver queues>",
+            d.queues.unwrap_or(0).to_string(),
+            "must be 1..256",
+        ));
+    }
+    for (k, v) in [
+        ("rx_queue_size", d.rx_queue_size),
+        ("tx_queue_size", d.tx_queue_size),
+    ] {
+        if v.is_some_and(|n| !(256..=1024).contains(&n) || !n.is_power_of_two()) {
+            return Err(DomainXmlError::invalid(
+                format!("<interface/driver {k}>"),
+                v.unwrap_or(0).to_string(),
+                "must be a power of two between 256 and 1024",
+            ));
+        }
+    }
+    Ok(d)
+}
+
 fn parse_bandwidth(el: &XmlElement) -> Result<Bandwidth, DomainXmlError> {
     const B: &str = "interface/bandwidth";
     el.check_attrs(B, &[])?;
@@ -363,6 +415,9 @@ pub(crate) fn format_interface(
     if let Some(m) = n.model {
         w.empty("model", &[("type", m.as_str().into())]);
     }
+    if let Some(d) = &n.driver {
+        format_driver(w, d);
+    }
     if let Some(up) = n.link_up {
         w.empty("link", &[("state", if up { "up" } else { "down" }.into())]);
     }
@@ -377,6 +432,23 @@ pub(crate) fn format_interface(
         format_address(w, a);
     }
     w.close("interface");
+}
+
+fn format_driver(w: &mut XmlWriter, d: &NetDriver) {
+    let mut a = Vec::new();
+    if let Some(n) = d.name {
+        a.push(("name", n.as_str().to_string()));
+    }
+    for (k, v) in [
+        ("queues", d.queues),
+        ("rx_queue_size", d.rx_queue_size),
+        ("tx_queue_size", d.tx_queue_size),
+    ] {
+        if let Some(v) = v {
+            a.push((k, v.to_string()));
+        }
+    }
+    w.empty("driver", &a);
 }
 
 fn format_bandwidth(w: &mut XmlWriter, b: &Bandwidth) {

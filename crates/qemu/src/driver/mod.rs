@@ -212,6 +212,13 @@ impl Driver {
         dom.info()
     }
 
+    /// vCPUs (online, at most) of the live definition, or of the
+    /// persistent one with `config`, from the snapshot.
+    pub fn vcpus(&self, dom: &Domain, config: bool) -> (u32, u32) {
+        let def = dom.def_for_xml(config);
+        (def.vcpus(), def.max_vcpus())
+    }
+
     /// `virDomainGetState`, from the snapshot.
     pub fn state(&self, dom: &Domain) -> StateReason {
         dom.state()

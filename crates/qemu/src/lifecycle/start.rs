@@ -60,8 +60,12 @@ pub(crate) async fn start_from(
             return Err(e);
         }
     };
-    dom.lock()
-        .set_run_info(ctx.generation, &run.run_dir, run.spice_port);
+    dom.lock().update_live(ctx.generation, |d| {
+        d.with_live(|l| {
+            l.run_dir = Some(run.run_dir.clone());
+            l.spice_port = run.spice_port;
+        })
+    });
     match finish_start(s, dom, &ctx, &process, paused, image.as_ref()).await {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -173,7 +177,7 @@ async fn finish_start(
     }
     events::spawn_run_tasks(s, dom, ctx, Some(events), process.clone());
     fill_ptys(s, dom, ctx).await;
-    host::configure(s, dom, &dom.def_for_xml(false), process.pid()).await?;
+    host::configure(s, dom, ctx, &dom.def_for_xml(false), process.pid()).await?;
     // Persist before the guest runs: a daemon killed from here on finds it.
     status::persist(s, dom)?;
     if let Some(image) = incoming {

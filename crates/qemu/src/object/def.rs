@@ -152,15 +152,20 @@ impl Def {
         out
     }
 
-    /// This live definition with the run directory and SPICE port the run
-    /// started with (where unix channels without a path listen).
-    pub(crate) fn with_run(&self, run_dir: &Path, spice_port: Option<u16>) -> Self {
+    /// This live definition with what only the run knows: its run
+    /// directory (where unix channels without a path listen) and the
+    /// ports its displays got.
+    pub(crate) fn with_live(&self, f: impl FnOnce(&mut LiveInfo)) -> Self {
         let mut out = self.clone();
         if let Some(l) = out.live.as_mut() {
-            l.run_dir = Some(run_dir.to_path_buf());
-            l.spice_port = spice_port;
+            f(l);
         }
         out
+    }
+
+    /// vCPUs at most (`<vcpu>`).
+    pub(crate) fn max_vcpus(&self) -> u32 {
+        self.inner.vcpus
     }
 
     /// Inactive XML, or live XML for a live definition, with secrets: what

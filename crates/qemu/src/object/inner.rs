@@ -345,18 +345,13 @@ impl Inner {
         }
     }
 
-    /// The run directory and SPICE port run `generation` started with,
-    /// for its live XML.
-    pub(crate) fn set_run_info(
-        &mut self,
-        generation: u64,
-        dir: &std::path::Path,
-        spice: Option<u16>,
-    ) {
+    /// Updates the live definition of run `generation` with what only the
+    /// run knows (its run directory, display ports).
+    pub(crate) fn update_live(&mut self, generation: u64, f: impl FnOnce(&Def) -> Def) {
         if self.run_of(generation).is_some()
             && let Some(live) = self.live.clone()
         {
-            self.live = Some(Arc::new(live.with_run(dir, spice)));
+            self.live = Some(Arc::new(f(&live)));
         }
     }
 

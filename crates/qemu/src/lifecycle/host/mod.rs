@@ -14,10 +14,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use domain::{DomainDef, GraphicsDef, StartupAction};
-use qmp::commands::{ExpirePassword, QomSet, QueryCpusFast, QueryIothreads, SetLink, SetPassword};
+use qmp::commands::{
+    ExpirePassword, QomSet, QueryCpusFast, QueryIothreads, QueryVnc, SetLink, SetPassword,
+};
 
 use crate::object::Domain;
 use crate::object::def::Def;
+use crate::object::run::RunCtx;
 use crate::shared::Shared;
 use crate::{Error, Result};
 
@@ -117,13 +120,20 @@ fn spice_port(d: &DomainDef) -> Result<Option<u16>> {
 }
 
 /// After QEMU is up and before the guest runs: the start-up QMP steps,
-/// then pinning and cgroups.
-pub(crate) async fn configure(s: &Shared, dom: &Domain, def: &Def, pid: i32) -> Result<()> {
+/// the VNC port for the live XML, then pinning and cgroups.
+pub(crate) async fn configure(
+    s: &Shared,
+    dom: &Domain,
+    ctx: &RunCtx,
+    def: &Def,
+    pid: i32,
+) -> Result<()> {
     let t = s.cfg.monitor_timeout;
     let d = def.domain();
     for action in domain::startup_actions(d) {
         run_action(dom, action, t).await?;
     }
+    note_vnc_port(dom, ctx, d, t).await;
     let pins = pinning::Pins::of(d);
     if pins.is_empty() && !cgroup::needed(d) {
         return Ok(());
@@ -131,6 +141,27 @@ pub(crate) async fn configure(s: &Shared, dom: &Domain, def: &Def, pid: i32) -> 
     let threads = threads(dom, pid, t).await?;
     apply_pins(&pins, &threads, dom, t).await?;
     cgroup::apply(d, &threads)
+}
+
+/// The port QEMU's VNC server bound, for the live XML (best effort: a
+/// failure leaves the port out, nothing else).
+async fn note_vnc_port(dom: &Domain, ctx: &RunCtx, d: &DomainDef, t: Duration) {
+    if !d
+        .devices
+        .graphics
+        .iter()
+        .any(|g| matches!(g, GraphicsDef::Vnc(_)))
+    {
+        return;
+    }
+    let Ok(info) = dom.qmp(&QueryVnc, t).await else {
+        return;
+    };
+    let port = info.service.and_then(|p| p.parse::<u16>().ok());
+    if port.is_some() {
+        dom.lock()
+            .update_live(ctx.generation, |def| def.with_live(|l| l.vnc_port = port));
+    }
 }
 
 async fn run_action(dom: &Domain, a: StartupAction, t: Duration) -> Result<()> {

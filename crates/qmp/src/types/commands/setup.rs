@@ -95,6 +95,21 @@ pub struct IothreadInfo {
     pub thread_id: i64,
 }
 
+no_args!(
+    /// `query-vnc`: the VNC server and where it listens.
+    QueryVnc = "query-vnc" => VncInfo
+);
+
+/// Reply of `query-vnc`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VncInfo {
+    /// Whether a VNC server runs.
+    pub enabled: bool,
+    /// The port it listens on, as text (absent when disabled).
+    #[serde(default)]
+    pub service: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
