@@ -603,6 +603,7 @@ pub(crate) fn parse_domain(xml: &str) -> Result<DomainDef, DomainXmlError> {
 /// I/O threads and vCPUs, firmware rules, then device addresses.
 fn post_parse(def: &mut DomainDef) -> Result<(), DomainXmlError> {
     resolve_boot_order(def)?;
+    drop_run_paths(def);
     if let Some(cpu) = &def.cpu
         && !cpu.numa.is_empty()
     {
@@ -613,6 +614,27 @@ fn post_parse(def: &mut DomainDef) -> Result<(), DomainXmlError> {
     check_references(def)?;
     check_firmware(def)?;
     crate::addr::assign(&mut def.devices, def.os.family())
+}
+
+/// A unix channel socket in the domain's own run directory (a directory
+/// named after its UUID) is the path chosen at start, shown in live XML:
+/// dropped on input, as pty paths are, so a live XML defines the same
+/// guest.
+fn drop_run_paths(def: &mut DomainDef) {
+    let uuid = def.uuid.to_string();
+    for (i, ch) in def.devices.channels.iter_mut().enumerate() {
+        let crate::devices::chardev::ChrSource::Unix { path, .. } = &mut ch.source else {
+            continue;
+        };
+        let auto = path.as_deref().is_some_and(|p| {
+            let in_run_dir = p.parent().and_then(|d| d.file_name()) == Some(uuid.as_ref());
+            let name = ch.name.clone().unwrap_or_else(|| format!("channel{i}"));
+            in_run_dir && p.file_name() == Some(name.as_ref())
+        });
+        if auto {
+            *path = None;
+        }
+    }
 }
 
 fn resolve_boot_order(def: &mut DomainDef) -> Result<(), DomainXmlError> {

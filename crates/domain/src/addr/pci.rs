@@ -625,8 +625,10 @@ fn assign_usb2(
     let name = Dev::Controller(i).name(d);
     let mut a = match sibling {
         Some(s) => {
+            // Placed next to its sibling as if written in the XML (libvirt
+            // does the same), whatever the bus accepts automatically.
             let a = PciAddress::new(s.bus, s.slot, function);
-            set.reserve(&a, flags, false, &name)?;
+            set.reserve(&a, flags, true, &name)?;
             a
         }
         None => set.reserve_next(flags, Some(function), &name)?,

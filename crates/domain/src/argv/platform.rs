@@ -120,6 +120,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn variable_clock_starts_at_now_plus_adjustment() {
+        let c = ClockDef {
+            offset: ClockOffset::Variable,
+            adjustment: Some(86400 * 366),
+            basis_utc: Some(true),
+            timers: Vec::new(),
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let base = variable_base(&c);
+        let (y, ..) = civil_from_days((now + 86400 * 366).div_euclid(86400));
+        assert!(base.starts_with(&format!("base={y:04}-")), "{base}");
+        assert_eq!(base.len(), "base=YYYY-MM-DDTHH:MM:SS".len(), "{base}");
+    }
+
+    #[test]
     fn dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));

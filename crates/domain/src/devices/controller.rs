@@ -240,7 +240,7 @@ const P: &str = "controller";
 pub(crate) fn parse_controller(
     el: &XmlElement,
     family: MachineFamily,
-    next_index: impl Fn(ControllerType) -> u32,
+    next_index: impl Fn(ControllerType, bool) -> u32,
 ) -> Result<ControllerDef, DomainXmlError> {
     el.check_attrs(P, &["type", "index", "model", "ports", "vectors"])?;
     el.check_children(
@@ -258,7 +258,10 @@ pub(crate) fn parse_controller(
         el.req_attr(P, "type")?,
         ControllerType::from_name,
     )?;
-    let index = uint_attr(el, P, "index")?.unwrap_or_else(|| next_index(ctype));
+    // A UHCI companion without an index belongs to the EHCI before it.
+    let companion = ctype == ControllerType::Usb
+        && el.attr("model").is_some_and(|m| m.starts_with("ich9-uhci"));
+    let index = uint_attr(el, P, "index")?.unwrap_or_else(|| next_index(ctype, companion));
     let kind = match ctype {
         ControllerType::Pci => parse_pci(el, family, index)?,
         ControllerType::Usb => parse_usb(el, family)?,

@@ -128,9 +128,14 @@ fn parse_one(
         "emulator" => parse_emulator(d, c)?,
         "disk" => d.disks.push(disk::parse_disk(c, family)?),
         "controller" => {
-            let next = |t: ControllerType| {
+            let next = |t: ControllerType, companion: bool| {
                 let used = d.controllers.iter().filter(|x| x.ctype() == t);
-                used.map(|x| x.index + 1).max().unwrap_or(0)
+                let last = used.map(|x| x.index).max();
+                match (last, companion) {
+                    (Some(i), true) => i,
+                    (Some(i), false) => i + 1,
+                    (None, _) => 0,
+                }
             };
             let ctrl = controller::parse_controller(c, family, next)?;
             d.controllers.push(ctrl);

@@ -167,6 +167,7 @@ const CHILDREN: &[&str] = &[
     "link",
     "bandwidth",
     "mtu",
+    "driver",
 ];
 
 pub(crate) fn parse_interface(el: &XmlElement) -> Result<InterfaceDef, DomainXmlError> {

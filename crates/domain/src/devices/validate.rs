@@ -57,7 +57,11 @@ fn check_disks(d: &Devices) -> Result<(), DomainXmlError> {
 fn check_controllers(d: &Devices, family: MachineFamily) -> Result<(), DomainXmlError> {
     let mut seen = HashSet::new();
     for c in &d.controllers {
-        if !seen.insert((c.ctype(), c.index)) {
+        // An EHCI controller and its UHCI companions share an index.
+        let usb2 = c
+            .usb_model()
+            .filter(|m| m.is_companion() || *m == UsbModel::Ich9Ehci1);
+        if !seen.insert((c.ctype(), c.index, usb2)) {
             return Err(DomainXmlError::structure(format!(
                 "multiple '{}' controllers with index '{}'",
                 c.ctype().as_str(),
