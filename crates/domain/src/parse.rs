@@ -623,7 +623,7 @@ fn post_parse(def: &mut DomainDef) -> Result<(), DomainXmlError> {
 fn drop_run_paths(def: &mut DomainDef) {
     let uuid = def.uuid.to_string();
     for (i, ch) in def.devices.channels.iter_mut().enumerate() {
-        let crate::devices::chardev::ChrSource::Unix { path, .. } = &mut ch.source else {
+        let devices::chardev::ChrSource::Unix { path, .. } = &mut ch.source else {
             continue;
         };
         let auto = path.as_deref().is_some_and(|p| {
