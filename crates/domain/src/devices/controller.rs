@@ -261,7 +261,16 @@ pub(crate) fn parse_controller(
     // A UHCI companion without an index belongs to the EHCI before it.
     let companion = ctype == ControllerType::Usb
         && el.attr("model").is_some_and(|m| m.starts_with("ich9-uhci"));
-    let index = uint_attr(el, P, "index")?.unwrap_or_else(|| next_index(ctype, companion));
+    // PCI index 0 is the root bus: other PCI controllers start at 1.
+    let pluggable_pci = ctype == ControllerType::Pci
+        && el
+            .attr("model")
+            .is_some_and(|m| PciModel::from_name(m).is_some_and(|m| !m.is_root()));
+    let index = match uint_attr(el, P, "index")? {
+        Some(i) => i,
+        None if pluggable_pci => next_index(ctype, companion).max(1),
+        None => next_index(ctype, companion),
+    };
     let kind = match ctype {
         ControllerType::Pci => parse_pci(el, family, index)?,
         ControllerType::Usb => parse_usb(el, family)?,
