@@ -269,7 +269,7 @@ impl DomainDef {
 }
 
 /// Secure boot needs q35 and SMM, as in libvirt.
-fn check_secure_boot(def: &DomainDef) -> Result<(), DomainXmlError> {
+pub(crate) fn check_secure_boot(def: &DomainDef) -> Result<(), DomainXmlError> {
     let secure = def.os.loader.as_ref().and_then(|l| l.secure) == Some(true);
     if !secure {
         return Ok(());

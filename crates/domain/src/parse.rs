@@ -732,6 +732,11 @@ fn check_firmware(def: &DomainDef) -> Result<(), DomainXmlError> {
             "secure boot needs a UEFI firmware",
         ));
     }
+    // A loader given by path is what runs: its rules hold now. An
+    // autoselected one is checked when it is chosen.
+    if os.loader.as_ref().is_some_and(|l| l.path.is_some()) {
+        crate::firmware::check_secure_boot(def)?;
+    }
     Ok(())
 }
 

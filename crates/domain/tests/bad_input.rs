@@ -100,6 +100,315 @@ fn cases() -> Vec<(&'static str, String, ErrorCode)> {
         ("duplicate element", mem(&format!("{m256}{m256}")), XmlError),
         ("initrd without kernel", with_top(m256, "<type>hvm</type><initrd>/i</initrd>"), XmlError),
     ]
+    .into_iter()
+    .chain(refused_devices())
+    .chain(refused_domain_elements())
+    .chain(conflicts())
+    .collect()
+}
+
+fn disk(attrs: &str, inner: &str) -> String {
+    with_devices(&format!("<disk {attrs}>{inner}</disk>"))
+}
+
+/// Device elements and values that stay refused, by name.
+fn refused_devices() -> Vec<(&'static str, String, ErrorCode)> {
+    use ErrorCode::*;
+    let src = "<source file='/i'/>";
+    let mut v: Vec<(&'static str, String, ErrorCode)> = [
+        "hostdev",
+        "filesystem",
+        "smartcard",
+        "hub",
+        "panic",
+        "shmem",
+        "memory",
+        "iommu",
+        "vsock",
+        "lease",
+        "parallel",
+        "redirfilter",
+        "nvram",
+        "crypto",
+    ]
+    .into_iter()
+    .map(|e| {
+        (
+            "refused device element",
+            with_devices(&format!("<{e}/>")),
+            ConfigUnsupported,
+        )
+    })
+    .collect();
+    v.extend([
+        ("tpm passthrough", with_devices("<tpm><backend type='passthrough'><device path='/dev/tpm0'/></backend></tpm>"), ConfigUnsupported),
+        ("direct interface", with_devices("<interface type='direct'/>"), ConfigUnsupported),
+        ("vhostuser interface", with_devices("<interface type='vhostuser'/>"), ConfigUnsupported),
+        ("sdl graphics", with_devices("<graphics type='sdl'/>"), ConfigUnsupported),
+        ("egl-headless graphics", with_devices("<graphics type='egl-headless'/>"), ConfigUnsupported),
+        ("gl display", with_devices("<graphics type='spice'><gl enable='yes'/></graphics>"), ConfigUnsupported),
+        ("3d video", with_devices("<video><model type='virtio'><acceleration accel3d='yes'/></model></video>"), ConfigUnsupported),
+        ("sb16 sound", with_devices("<sound model='sb16'/>"), ConfigUnsupported),
+        ("usb sound", with_devices("<sound model='usb'/>"), ConfigUnsupported),
+        ("evdev input", with_devices("<input type='evdev'/>"), ConfigUnsupported),
+        ("ps2 tablet", with_devices("<input type='tablet' bus='ps2'/>"), ConfigUnsupported),
+        ("builtin rng", with_devices("<rng model='virtio'><backend model='builtin'/></rng>"), ConfigUnsupported),
+        ("rng from a file", with_devices("<rng model='virtio'><backend model='random'>/tmp/x</backend></rng>"), ConfigUnsupported),
+        ("guestfwd channel", with_devices("<channel type='pty'><target type='guestfwd' address='10.0.2.1' port='4600'/></channel>"), ConfigUnsupported),
+        ("fdc controller", with_devices("<controller type='fdc'/>"), ConfigUnsupported),
+        ("lsilogic scsi", with_devices("<controller type='scsi' model='lsilogic'/>"), ConfigUnsupported),
+        ("pcie expander", with_devices("<controller type='pci' index='1' model='pcie-expander-bus'/>"), ConfigUnsupported),
+        ("pci-bridge as root", with_devices("<controller type='pci' index='0' model='pci-bridge'/>"), ConfigUnsupported),
+        ("pci root on q35", with_devices("<controller type='pci' index='0' model='pci-root'/>"), ConfigUnsupported),
+        ("qusb controller", with_devices("<controller type='usb' model='qusb1'/>"), ConfigUnsupported),
+        ("ports on uhci", with_devices("<controller type='usb' model='piix3-uhci' ports='4'/>"), ConfigUnsupported),
+        ("network disk type", disk("type='network' device='disk'", "<target dev='vda'/>"), ConfigUnsupported),
+        ("volume disk type", disk("type='volume' device='disk'", "<target dev='vda'/>"), ConfigUnsupported),
+        ("floppy", disk("type='file' device='floppy'", &format!("{src}<target dev='fda'/>")), ConfigUnsupported),
+        ("lun", disk("type='block' device='lun'", "<target dev='sda'/>"), ConfigUnsupported),
+        ("usb disk bus", disk("type='file' device='disk'", &format!("{src}<target dev='sda' bus='usb'/>")), ConfigUnsupported),
+        ("ccw address", disk("type='file' device='disk'", &format!("{src}<target dev='vda'/><address type='ccw'/>")), ConfigUnsupported),
+        ("drive address on virtio", disk("type='file' device='disk'", &format!("{src}<target dev='vda'/><address type='drive'/>")), ConfigUnsupported),
+        ("usb hub port", with_devices("<input type='tablet' bus='usb'><address type='usb' bus='0' port='1.2'/></input>"), ConfigUnsupported),
+        ("usb device without usb", with_devices("<controller type='usb' model='none'/><input type='tablet' bus='usb'/>"), ConfigUnsupported),
+        ("spicevmc not spice agent", with_devices("<channel type='spicevmc'><target type='virtio' name='x.y'/></channel>"), ConfigUnsupported),
+        ("tpm 1.2 on crb", with_devices("<tpm model='tpm-crb'><backend type='emulator' version='1.2'/></tpm>"), ConfigUnsupported),
+        ("two tpms", with_devices("<tpm><backend type='emulator'/></tpm><tpm><backend type='emulator'/></tpm>"), ConfigUnsupported),
+        ("secondary vga", with_devices("<video><model type='virtio'/></video><video><model type='vga'/></video>"), ConfigUnsupported),
+        ("bad channel name", with_devices("<channel type='unix'><target type='virtio' name='../x'/></channel>"), XmlDetail),
+        ("bad mtu", with_devices("<interface type='user'><mtu size='10'/></interface>"), XmlDetail),
+        ("bad ring size", with_devices("<interface type='user'><model type='virtio'/><driver rx_queue_size='300'/></interface>"), XmlDetail),
+        ("network without source", with_devices("<interface type='network'/>"), XmlError),
+        ("bad passwdValidTo", with_devices("<graphics type='vnc' passwd='x' passwdValidTo='soon'/>"), XmlDetail),
+        ("bad sound codec", with_devices("<sound model='ac97'><codec type='duplex'/></sound>"), ConfigUnsupported),
+        ("unknown audio", with_devices("<sound model='ich9'><audio id='3'/></sound>"), XmlError),
+    ]);
+    v
+}
+
+/// Domain-level elements and values that stay refused.
+fn refused_domain_elements() -> Vec<(&'static str, String, ErrorCode)> {
+    use ErrorCode::*;
+    let m256 = "<memory unit='MiB'>256</memory>";
+    let top = |x: &str| mem(&format!("{m256}{x}"));
+    let os = |x: &str| with_top(m256, &format!("<type machine='q35'>hvm</type>{x}"));
+    vec![
+        (
+            "numatune",
+            top("<numatune><memory mode='strict' nodeset='0'/></numatune>"),
+            ConfigUnsupported,
+        ),
+        (
+            "maxMemory",
+            top("<maxMemory slots='4' unit='GiB'>8</maxMemory>"),
+            ConfigUnsupported,
+        ),
+        (
+            "vcpus list",
+            top("<vcpus><vcpu id='0' enabled='yes'/></vcpus>"),
+            ConfigUnsupported,
+        ),
+        (
+            "launchSecurity",
+            top("<launchSecurity type='sev'/>"),
+            ConfigUnsupported,
+        ),
+        ("genid", top("<genid/>"), ConfigUnsupported),
+        (
+            "cpu cache",
+            top("<cpu mode='host-passthrough'><cache mode='passthrough'/></cpu>"),
+            ConfigUnsupported,
+        ),
+        (
+            "hugepages per node",
+            top(
+                "<memoryBacking><hugepages><page size='2048' unit='KiB' nodeset='0'/></hugepages></memoryBacking>",
+            ),
+            ConfigUnsupported,
+        ),
+        (
+            "odd huge page size",
+            top(
+                "<memoryBacking><hugepages><page size='4' unit='KiB'/></hugepages></memoryBacking>",
+            ),
+            ConfigUnsupported,
+        ),
+        (
+            "discard without file",
+            top("<memoryBacking><discard/></memoryBacking>"),
+            ConfigUnsupported,
+        ),
+        (
+            "min_guarantee",
+            top("<memtune><min_guarantee unit='MiB'>64</min_guarantee></memtune>"),
+            ConfigUnsupported,
+        ),
+        (
+            "vcpusched",
+            top("<cputune><vcpusched vcpus='0' scheduler='fifo' priority='1'/></cputune>"),
+            ConfigUnsupported,
+        ),
+        (
+            "bad quota",
+            top("<cputune><quota>10</quota></cputune>"),
+            XmlDetail,
+        ),
+        (
+            "bad blkio weight",
+            top("<blkiotune><weight>5</weight></blkiotune>"),
+            XmlDetail,
+        ),
+        (
+            "bad partition",
+            top("<resource><partition>machine</partition></resource>"),
+            XmlDetail,
+        ),
+        (
+            "pin beyond vcpus",
+            top("<vcpu>2</vcpu><cputune><vcpupin vcpu='2' cpuset='0'/></cputune>"),
+            XmlDetail,
+        ),
+        (
+            "undefined iothread",
+            with_devices(
+                "<disk type='file' device='disk'><driver name='qemu' iothread='3'/><source file='/i'/><target dev='vda'/></disk>",
+            ),
+            XmlError,
+        ),
+        (
+            "fwcfg sysinfo",
+            top("<sysinfo type='fwcfg'/>"),
+            ConfigUnsupported,
+        ),
+        (
+            "unknown sysinfo entry",
+            top("<sysinfo type='smbios'><bios><entry name='colour'>red</entry></bios></sysinfo>"),
+            ConfigUnsupported,
+        ),
+        (
+            "smbios host",
+            os("<smbios mode='host'/>"),
+            ConfigUnsupported,
+        ),
+        (
+            "timezone clock",
+            top("<clock offset='timezone' timezone='Europe/Paris'/>"),
+            ConfigUnsupported,
+        ),
+        (
+            "localtime basis",
+            top("<clock offset='variable' basis='localtime' adjustment='10'/>"),
+            ConfigUnsupported,
+        ),
+        (
+            "no pit",
+            top("<clock><timer name='pit' present='no'/></clock>"),
+            ConfigUnsupported,
+        ),
+        (
+            "tsc timer",
+            top("<clock><timer name='tsc' frequency='1000'/></clock>"),
+            ConfigUnsupported,
+        ),
+        (
+            "smm tseg",
+            top("<features><smm state='on'><tseg unit='MiB'>48</tseg></smm></features>"),
+            ConfigUnsupported,
+        ),
+        (
+            "unknown hyperv feature",
+            top("<features><hyperv><xmm_input state='on'/></hyperv></features>"),
+            ConfigUnsupported,
+        ),
+        (
+            "short spinlocks",
+            top("<features><hyperv><spinlocks state='on' retries='10'/></hyperv></features>"),
+            XmlDetail,
+        ),
+        (
+            "gic",
+            top("<features><gic version='3'/></features>"),
+            ConfigUnsupported,
+        ),
+        (
+            "secure boot on pc",
+            with_top(
+                m256,
+                "<type machine='pc'>hvm</type><loader readonly='yes' secure='yes' type='pflash'>/c.fd</loader>",
+            ),
+            ConfigUnsupported,
+        ),
+        (
+            "secure boot without smm",
+            os("<loader readonly='yes' secure='yes' type='pflash'>/c.fd</loader>"),
+            ConfigUnsupported,
+        ),
+        ("nvram without uefi", os("<nvram>/n.fd</nvram>"), XmlError),
+        (
+            "firmware features without efi",
+            os("<firmware><feature enabled='yes' name='secure-boot'/></firmware>"),
+            XmlError,
+        ),
+        (
+            "unknown firmware feature",
+            with_top(
+                m256,
+                "<type>hvm</type><firmware><feature enabled='yes' name='amd-sev'/></firmware>",
+            )
+            .replace("<os>", "<os firmware='efi'>"),
+            ConfigUnsupported,
+        ),
+        (
+            "apparmor label",
+            top("<seclabel type='dynamic' model='apparmor'/>"),
+            ConfigUnsupported,
+        ),
+        (
+            "numa cpus beyond vcpus",
+            top(
+                "<vcpu>2</vcpu><cpu><numa><cell id='0' cpus='0-2' memory='256' unit='MiB'/></numa></cpu>",
+            ),
+            XmlDetail,
+        ),
+        (
+            "numa overlap",
+            top(
+                "<vcpu>2</vcpu><cpu><numa><cell id='0' cpus='0-1' memory='128' unit='MiB'/><cell id='1' cpus='1' memory='128' unit='MiB'/></numa></cpu>",
+            ),
+            XmlError,
+        ),
+        (
+            "vcpu current above max",
+            top("<vcpu current='3'>2</vcpu>"),
+            XmlDetail,
+        ),
+    ]
+}
+
+/// Two devices at one address: an error naming both.
+fn conflicts() -> Vec<(&'static str, String, ErrorCode)> {
+    use ErrorCode::*;
+    let pci = "<address type='pci' domain='0' bus='0' slot='5' function='0'/>";
+    vec![
+        ("pci conflict", with_devices(&format!(
+            "<disk type='file' device='disk'><source file='/i'/><target dev='vda'/>{pci}</disk>             <interface type='user'><mac address='52:54:00:00:00:01'/>{pci}</interface>"
+        )).replace("<type>hvm</type>", "<type machine='pc'>hvm</type>"), XmlError),
+        ("chipset conflict", with_devices(
+            "<disk type='file' device='disk'><source file='/i'/><target dev='vda'/>             <address type='pci' domain='0' bus='0' slot='0x1f' function='0'/></disk>"
+        ), XmlError),
+        ("usb port conflict", with_devices(
+            "<input type='tablet' bus='usb'><address type='usb' bus='0' port='1'/></input>             <input type='mouse' bus='usb'><address type='usb' bus='0' port='1'/></input>"
+        ), XmlError),
+        ("missing usb port", with_devices(
+            "<input type='tablet' bus='usb'><address type='usb' bus='0' port='9'/></input>"
+        ), XmlError),
+        ("virtio-serial conflict", with_devices(
+            "<channel type='pty'><target type='virtio' name='a'/><address type='virtio-serial' controller='0' bus='0' port='1'/></channel>             <channel type='pty'><target type='virtio' name='b'/><address type='virtio-serial' controller='0' bus='0' port='1'/></channel>"
+        ), XmlError),
+        ("bridge below its bus", with_devices(
+            "<controller type='pci' index='1' model='pcie-root-port'/>             <controller type='pci' index='2' model='pcie-to-pci-bridge'><address type='pci' bus='3' slot='0'/></controller>             <controller type='pci' index='3' model='pcie-root-port'/>"
+        ), ConfigUnsupported),
+    ]
 }
 
 #[test]
@@ -134,6 +443,28 @@ fn errors_name_the_offender() {
     assert!(e.to_string().contains("0.0.0.0"), "{e}");
     let e = DomainDef::parse(&with_devices("<interface type='direct'/>")).unwrap_err();
     assert!(e.to_string().contains("interface type 'direct'"), "{e}");
+}
+
+#[test]
+fn address_conflicts_name_both_devices() {
+    let pci = "<address type='pci' domain='0' bus='0' slot='5' function='0'/>";
+    let xml = with_devices(&format!(
+        "<disk type='file' device='disk'><source file='/i'/><target dev='vda'/>{pci}</disk>\
+         <interface type='user'><mac address='52:54:00:00:00:01'/>{pci}</interface>"
+    ))
+    .replace("<type>hvm</type>", "<type machine='pc'>hvm</type>");
+    let e = DomainDef::parse(&xml).unwrap_err().to_string();
+    assert!(
+        e.contains("disk 'vda'") && e.contains("interface '52:54:00:00:00:01'"),
+        "{e}"
+    );
+    assert!(e.contains("0000:00:05.0"), "{e}");
+    let chipset = with_devices(
+        "<disk type='file' device='disk'><source file='/i'/><target dev='vda'/>\
+         <address type='pci' domain='0' bus='0' slot='0x1f' function='0'/></disk>",
+    );
+    let e = DomainDef::parse(&chipset).unwrap_err().to_string();
+    assert!(e.contains("disk 'vda'") && e.contains("ICH9 LPC"), "{e}");
 }
 
 #[test]
@@ -219,4 +550,38 @@ fn argv_errors() {
     .unwrap();
     let e = build_argv(&d, &caps, &launch(Accel::Tcg)).unwrap_err();
     assert_eq!(e.to_vir_error().code, ErrorCode::ConfigUnsupported);
+    // What parses but cannot start: each names what is missing.
+    let refused = [
+        (
+            "<interface type='user'><model type='virtio'/><driver queues='4'/></interface>",
+            "multiqueue",
+        ),
+        (
+            "<interface type='network'><source network='default'/></interface>",
+            "does not plumb guest networks",
+        ),
+        (
+            "<interface type='bridge'><source bridge='br0'/></interface>",
+            "does not plumb guest networks",
+        ),
+        (
+            "<interface type='user'><model type='e1000'/><mtu size='1400'/></interface>",
+            "only virtio NICs take an MTU",
+        ),
+    ];
+    for (dev, why) in refused {
+        let d = DomainDef::parse(&with_devices(dev)).unwrap();
+        let e = build_argv(&d, &caps, &launch(Accel::Tcg)).unwrap_err();
+        assert_eq!(e.to_vir_error().code, ErrorCode::ConfigUnsupported, "{dev}");
+        assert!(e.to_string().contains(why), "{dev}: {e}");
+    }
+    let vpindex = DomainDef::parse(&mem(
+        "<memory unit='MiB'>256</memory><features><hyperv><vpindex state='on'/></hyperv></features>",
+    ))
+    .unwrap();
+    let e = build_argv(&vpindex, &caps, &launch(Accel::Tcg)).unwrap_err();
+    assert!(
+        e.to_string().contains("vpindex") && e.to_string().contains("KVM"),
+        "{e}"
+    );
 }
