@@ -15,18 +15,25 @@ use crate::store::{files, status};
 use crate::{Error, Result};
 
 impl Driver {
-    /// Parses XML into a definition with concrete firmware.
-    fn new_def(&self, xml: &str) -> Result<Def> {
+    /// Parses XML into a definition with concrete firmware and, when the
+    /// emulator answers the probe, its versioned machine type (`q35` →
+    /// `pc-q35-7.2`), as libvirt stores them at define time.
+    async fn new_def(&self, xml: &str) -> Result<Def> {
         let mut def = Def::parse(xml)?;
+        def.check_emulator()?;
         let descriptors = firmware::load(&self.s.cfg.firmware_dirs());
         def.resolve_firmware(&descriptors, &self.s.layout.nvram_dir)?;
+        match self.emulator_caps(Some(def.emulator())).await {
+            Ok(caps) => def.resolve_machine(&caps)?,
+            // Start probes again and reports why it cannot.
+            Err(e) => tracing::debug!(error = %e, "machine type kept as written"),
+        }
         Ok(def)
     }
 
     /// Defines (or updates) a persistent domain from XML.
     pub async fn define_xml(&self, xml: &str) -> Result<Arc<Domain>> {
-        let def = Arc::new(self.new_def(xml)?);
-        def.check_emulator()?;
+        let def = Arc::new(self.new_def(xml).await?);
         if !crate::config::valid_name(def.name()) {
             return Err(Error::InvalidArg(format!(
                 "domain name '{}' cannot name a definition file",
@@ -121,8 +128,7 @@ impl Driver {
 
     /// Creates and starts a transient domain (`virsh create`).
     pub async fn create_xml(&self, xml: &str, paused: bool) -> Result<Arc<Domain>> {
-        let def = Arc::new(self.new_def(xml)?);
-        def.check_emulator()?;
+        let def = Arc::new(self.new_def(xml).await?);
         let s = &self.s;
         let dom = {
             let _d = s.define_lock.lock().await;

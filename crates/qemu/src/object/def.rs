@@ -54,6 +54,14 @@ impl Def {
             .map_err(|e| Error::Xml(e.to_vir_error()))
     }
 
+    /// Replaces an alias machine type with the emulator's versioned name
+    /// (see [`DomainDef::resolve_machine`]).
+    pub(crate) fn resolve_machine(&mut self, caps: &EmulatorCaps) -> Result<()> {
+        self.inner
+            .resolve_machine(caps)
+            .map_err(|e| Error::Xml(e.to_vir_error()))
+    }
+
     /// Whether the definition holds a secret (a display password).
     pub(crate) fn has_secrets(&self) -> bool {
         self.inner
