@@ -32,9 +32,9 @@ pub(crate) enum Hierarchy {
 }
 
 impl Hierarchy {
-    /// Reads `/proc/self/mountinfo`: a v2 tree with controllers wins;
-    /// otherwise the v1 controller mounts (a v2 mount without controllers,
-    /// as in hybrid setups, offers nothing).
+    /// Reads `/proc/self/mountinfo`. Controllers mounted on their own (v1,
+    /// as in hybrid set-ups, whose unified tree holds few or none) win;
+    /// otherwise the unified tree with the controllers its root offers.
     pub(crate) fn detect() -> Result<Self> {
         let text = std::fs::read_to_string(MOUNTINFO)
             .map_err(|e| Error::io(format!("cannot read {MOUNTINFO}"), e))?;
@@ -45,6 +45,7 @@ impl Hierarchy {
 
     fn parse(mountinfo: &str, controllers_of: impl Fn(&Path) -> String) -> Self {
         let mut v1 = Vec::new();
+        let mut v2 = None;
         for line in mountinfo.lines() {
             let Some((pre, post)) = line.split_once(" - ") else {
                 continue;
@@ -53,18 +54,13 @@ impl Hierarchy {
             let mut post = post.split_whitespace();
             let (fstype, _src, opts) = (post.next(), post.next(), post.next().unwrap_or(""));
             match fstype {
-                Some("cgroup2") => {
+                Some("cgroup2") if v2.is_none() => {
                     let root = PathBuf::from(mount);
-                    let c: Vec<String> = controllers_of(&root)
+                    let controllers: Vec<String> = controllers_of(&root)
                         .split_whitespace()
                         .map(str::to_owned)
                         .collect();
-                    if !c.is_empty() {
-                        return Hierarchy::V2 {
-                            root,
-                            controllers: c,
-                        };
-                    }
+                    v2 = Some(Hierarchy::V2 { root, controllers });
                 }
                 Some("cgroup") => {
                     for o in opts.split(',') {
@@ -76,7 +72,10 @@ impl Hierarchy {
                 _ => {}
             }
         }
-        Hierarchy::V1(v1)
+        match v2 {
+            Some(v2) if v1.is_empty() => v2,
+            _ => Hierarchy::V1(v1),
+        }
     }
 
     fn v1_mount(&self, controller: &str) -> Option<&Path> {
@@ -560,11 +559,16 @@ mod tests {
 
     #[test]
     fn hierarchies() {
+        // A hybrid's unified tree may offer a controller or two: the ones
+        // mounted on their own are the ones to use.
+        for unified in ["", "hugetlb"] {
+            let h = Hierarchy::parse(HYBRID, |_| unified.into());
+            assert_eq!(
+                h.v1_mount("memory"),
+                Some(Path::new("/sys/fs/cgroup/memory"))
+            );
+        }
         let h = Hierarchy::parse(HYBRID, |_| String::new());
-        assert_eq!(
-            h.v1_mount("memory"),
-            Some(Path::new("/sys/fs/cgroup/memory"))
-        );
         assert_eq!(h.v1_mount("io"), None);
         let v2 = Hierarchy::parse("30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw", |_| {
             "cpu io memory pids".into()
