@@ -584,4 +584,48 @@ fn argv_errors() {
         e.to_string().contains("vpindex") && e.to_string().contains("KVM"),
         "{e}"
     );
+
+    // A device model the emulator lacks is named, with what needs it.
+    let lacking = EmulatorCaps {
+        device_types: ["virtio-blk-pci".to_string()].into(),
+        ..caps
+    };
+    let q35 = DomainDef::parse(&with_devices("")).unwrap();
+    let e = build_argv(&q35, &lacking, &launch(Accel::Tcg)).unwrap_err();
+    assert_eq!(e.to_vir_error().code, ErrorCode::ConfigUnsupported);
+    assert_eq!(
+        e.to_string(),
+        "unsupported configuration: pci controller model 'pcie-root-port' is not supported: \
+         this QEMU binary does not have that device"
+    );
+    let sound = DomainDef::parse(&with_devices("<sound model='ich9'/>")).unwrap();
+    let all_but_hda = EmulatorCaps {
+        device_types: caps_with_everything_but("ich9-intel-hda"),
+        ..lacking
+    };
+    let e = build_argv(&sound, &all_but_hda, &launch(Accel::Tcg)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "unsupported configuration: sound model 'ich9' is not supported: \
+         this QEMU binary does not have the device 'ich9-intel-hda'"
+    );
+}
+
+/// The device models real QEMU 7.2 has that these tests need, but one.
+fn caps_with_everything_but(missing: &str) -> std::collections::BTreeSet<String> {
+    [
+        "pcie-root-port",
+        "qemu-xhci",
+        "ich9-ahci",
+        "virtio-balloon-pci",
+        "ich9-intel-hda",
+        "hda-duplex",
+        "usb-tablet",
+        "VGA",
+        "virtio-blk-pci",
+    ]
+    .into_iter()
+    .filter(|d| *d != missing)
+    .map(str::to_string)
+    .collect()
 }

@@ -33,7 +33,7 @@ pub(super) fn controllers(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlErr
                 ));
             }
             ControllerKind::Scsi { driver, .. } => {
-                cx.require_device("virtio-scsi-pci", "scsi controller")?;
+                cx.require_device("virtio-scsi-pci", "scsi controller model", "virtio-scsi")?;
                 let d = driver_opts(driver, "num_queues");
                 a.device(format!(
                     "virtio-scsi-pci,id=scsi{}{d}{}",
@@ -85,7 +85,7 @@ fn pci_controller(cx: &Ctx<'_>, a: &mut Args, c: &ControllerDef) -> Result<(), D
         .clone()
         .or_else(|| model.qemu_devices().first().map(|s| s.to_string()))
         .unwrap_or_default();
-    cx.require_device(&dev, &format!("pci controller model '{}'", model.as_str()))?;
+    cx.require_device(&dev, "pci controller model", model.as_str())?;
     let mut s = dev;
     s.push_str(&pci_target(*model, opts));
     s.push_str(&format!(",id=pci.{}", c.index));
@@ -139,7 +139,7 @@ fn usb(cx: &Ctx<'_>, a: &mut Args, c: &ControllerDef) -> Result<(), DomainXmlErr
     let Some(dev) = model.qemu_device() else {
         return Ok(());
     };
-    cx.require_device(dev, &format!("usb controller model '{}'", model.as_str()))?;
+    cx.require_device(dev, "usb controller model", model.as_str())?;
     let mut s = dev.to_string();
     if model.is_companion() {
         let bus = usb_bus(c.index);

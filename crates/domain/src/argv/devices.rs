@@ -23,7 +23,7 @@ pub(super) fn inputs(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError> {
         let Some(dev) = x.qemu_device() else {
             continue;
         };
-        cx.require_device(dev, "input device")?;
+        cx.require_device(dev, "input device", dev)?;
         let place = match x.address {
             Some(Address::Usb(_)) => usb_port(x.address.as_ref()),
             _ => cx.pci_opts(x.address.as_ref()),
@@ -37,7 +37,7 @@ pub(super) fn tpm(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError> {
     let Some(t) = cx.def.devices.tpms.first() else {
         return Ok(());
     };
-    cx.require_device(t.model.as_str(), "tpm model")?;
+    cx.require_device(t.model.as_str(), "tpm model", t.model.as_str())?;
     let sock = tpm_socket(cx.launch);
     check_socket_path("swtpm socket", &sock)?;
     a.opt(
@@ -51,7 +51,7 @@ pub(super) fn tpm(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError> {
 
 pub(super) fn redirdevs(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError> {
     for (i, r) in cx.def.devices.redirdevs.iter().enumerate() {
-        cx.require_device("usb-redir", "redirdev")?;
+        cx.require_device("usb-redir", "redirdev bus", "usb")?;
         a.opt(
             "-chardev",
             format!("spicevmc,id=charredir{i},name=usbredir"),
@@ -101,7 +101,7 @@ pub(super) fn balloon(cx: &Ctx<'_>, a: &mut Args) {
 
 pub(super) fn rngs(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError> {
     for (i, r) in cx.def.devices.rngs.iter().enumerate() {
-        cx.require_device("virtio-rng-pci", "rng model 'virtio'")?;
+        cx.require_device("virtio-rng-pci", "rng model", "virtio")?;
         match &r.backend {
             RngBackend::Random(p) => a.opt(
                 "-object",

@@ -92,7 +92,7 @@ pub(super) fn video(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError> {
         let Some(dev) = (if i == 0 { primary } else { secondary }) else {
             continue;
         };
-        cx.require_device(dev, &format!("video model '{}'", v.model.as_str()))?;
+        cx.require_device(dev, "video model", v.model.as_str())?;
         let mut s = format!("{dev},id=video{i}{}", video_props(v));
         s.push_str(&cx.pci_opts(v.address.as_ref()));
         a.device(s);
@@ -136,7 +136,7 @@ pub(super) fn sound(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError> {
     let audios = &cx.def.devices.audios;
     for (i, s) in cx.def.devices.sounds.iter().enumerate() {
         let dev = s.model.qemu_device();
-        cx.require_device(dev, &format!("sound model '{}'", s.model.as_str()))?;
+        cx.require_device(dev, "sound model", s.model.as_str())?;
         let audio = s.audio_id.or(audios.first().map(|x| x.id));
         let audiodev = audio
             .map(|id| format!(",audiodev=audio{id}"))

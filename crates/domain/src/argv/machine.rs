@@ -56,7 +56,7 @@ pub(super) fn machine(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError> 
     }
     a.opt("-machine", m);
     if f.vmcoreinfo == Some(true) {
-        cx.require_device("vmcoreinfo", "<features/vmcoreinfo>")?;
+        cx.require_device("vmcoreinfo", "feature", "vmcoreinfo")?;
         a.device("vmcoreinfo");
     }
     Ok(())

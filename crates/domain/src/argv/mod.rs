@@ -172,16 +172,18 @@ impl Ctx<'_> {
         s
     }
 
-    /// Fails clearly when the emulator lacks a device model we need.
-    fn require_device(&self, model: &str, for_what: &str) -> Result<(), DomainXmlError> {
-        if self.caps.device_types.is_empty() || self.caps.has_device(model) {
+    /// Fails clearly when the emulator lacks the device model `device`
+    /// that `what` '`value`' needs.
+    fn require_device(&self, device: &str, what: &str, value: &str) -> Result<(), DomainXmlError> {
+        if self.caps.device_types.is_empty() || self.caps.has_device(device) {
             return Ok(());
         }
-        Err(DomainXmlError::unsupported_because(
-            for_what,
-            model,
-            "this QEMU binary does not have that device",
-        ))
+        let why = if device == value {
+            "this QEMU binary does not have that device".to_string()
+        } else {
+            format!("this QEMU binary does not have the device '{device}'")
+        };
+        Err(DomainXmlError::unsupported_because(what, value, &why))
     }
 }
 

@@ -10,7 +10,7 @@ pub(super) fn interfaces(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlErro
     for (i, n) in cx.def.devices.interfaces.iter().enumerate() {
         a.opt("-netdev", netdev(cx, i, n)?);
         let model = n.effective_model();
-        cx.require_device(model.qemu_device(), "interface model")?;
+        cx.require_device(model.qemu_device(), "interface model", model.as_str())?;
         let mut dev = format!(
             "{},netdev=hostnet{i},id=net{i},mac={}",
             model.qemu_device(),
