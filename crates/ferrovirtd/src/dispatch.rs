@@ -99,6 +99,7 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::NODE_GET_INFO,                               Read,  Priority, connect::node_get_info),
         Row::new(p::NODE_GET_SECURITY_MODEL,                     Read,  Priority, connect::node_get_security_model),
         Row::new(p::CONNECT_GET_CAPABILITIES,                    Read,  Normal,   connect::get_capabilities),
+        Row::new(p::CONNECT_GET_DOMAIN_CAPABILITIES,             Read,  Normal,   connect::get_domain_capabilities),
         // Event registrations.
         Row::new(p::CONNECT_DOMAIN_EVENT_REGISTER,               Read,  Priority, events::register),
         Row::new(p::CONNECT_DOMAIN_EVENT_DEREGISTER,             Read,  Priority, events::deregister),

@@ -47,9 +47,16 @@ pub(crate) fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// A minimal, truthful capabilities document: this host's arch and the one
-/// guest type we run (hvm on x86_64 with the default emulator).
-pub(crate) fn capabilities_xml(emulator: &str, kvm: bool) -> String {
+/// A truthful capabilities document: this host's arch and the one guest
+/// type we run (hvm on x86_64), with the machine types of the emulator
+/// (from its probe; the pc and q35 aliases when it was not probed) and
+/// the guest features libvirt lists for it. Only the machine families the
+/// driver runs are listed.
+pub(crate) fn capabilities_xml(
+    emulator: &str,
+    kvm: bool,
+    caps: Option<&::domain::EmulatorCaps>,
+) -> String {
     let arch = std::env::consts::ARCH;
     let mut domains = String::from("      <domain type='qemu'/>\n");
     if kvm {
@@ -58,8 +65,36 @@ pub(crate) fn capabilities_xml(emulator: &str, kvm: bool) -> String {
     format!(
         "<capabilities>\n  <host>\n    <cpu>\n      <arch>{arch}</arch>\n    </cpu>\n  </host>\n\
          \n  <guest>\n    <os_type>hvm</os_type>\n    <arch name='{arch}'>\n      <wordsize>64</wordsize>\n      \
-         <emulator>{emulator}</emulator>\n      <machine>q35</machine>\n      <machine>pc</machine>\n{domains}    </arch>\n  </guest>\n\n</capabilities>\n"
+         <emulator>{emulator}</emulator>\n{machines}{domains}    </arch>\n{FEATURES}  </guest>\n\n</capabilities>\n",
+        machines = machines_xml(caps),
     )
+}
+
+/// The guest features libvirt reports for x86_64 QEMU guests.
+const FEATURES: &str = "    <features>\n      <acpi default='on' toggle='yes'/>\n      \
+    <apic default='on' toggle='no'/>\n      <cpuselection/>\n      <deviceboot/>\n      \
+    <disksnapshot default='on' toggle='no'/>\n    </features>\n";
+
+fn machines_xml(caps: Option<&::domain::EmulatorCaps>) -> String {
+    let supported = |name: &str| ::domain::MachineFamily::of(name).is_some();
+    let Some(caps) = caps.filter(|c| !c.machines.is_empty()) else {
+        return "      <machine>q35</machine>\n      <machine>pc</machine>\n".into();
+    };
+    let mut out = String::new();
+    for m in caps.machines.iter().filter(|m| supported(&m.name)) {
+        let max = m
+            .cpu_max
+            .map(|n| format!(" maxCpus='{n}'"))
+            .unwrap_or_default();
+        out.push_str(&format!("      <machine{max}>{}</machine>\n", m.name));
+        if let Some(alias) = &m.alias {
+            out.push_str(&format!(
+                "      <machine canonical='{}'{max}>{alias}</machine>\n",
+                m.name
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -75,7 +110,37 @@ mod tests {
 
     #[test]
     fn capabilities_name_kvm_only_when_available() {
-        assert!(capabilities_xml("/usr/bin/qemu-system-x86_64", true).contains("type='kvm'"));
-        assert!(!capabilities_xml("/usr/bin/qemu-system-x86_64", false).contains("type='kvm'"));
+        assert!(capabilities_xml("/usr/bin/qemu-system-x86_64", true, None).contains("type='kvm'"));
+        assert!(
+            !capabilities_xml("/usr/bin/qemu-system-x86_64", false, None).contains("type='kvm'")
+        );
+    }
+
+    #[test]
+    fn capabilities_list_the_emulators_machines_and_features() {
+        let m = |name: &str, alias: Option<&str>| ::domain::MachineType {
+            name: name.into(),
+            alias: alias.map(Into::into),
+            cpu_max: Some(288),
+            ..Default::default()
+        };
+        let caps = ::domain::EmulatorCaps {
+            machines: vec![m("pc-q35-7.2", Some("q35")), m("microvm", None)],
+            ..Default::default()
+        };
+        let x = capabilities_xml("/e", false, Some(&caps));
+        assert!(
+            x.contains("<machine maxCpus='288'>pc-q35-7.2</machine>"),
+            "{x}"
+        );
+        assert!(
+            x.contains("<machine canonical='pc-q35-7.2' maxCpus='288'>q35</machine>"),
+            "{x}"
+        );
+        assert!(
+            !x.contains("microvm"),
+            "unsupported machines are not offered: {x}"
+        );
+        assert!(x.contains("<acpi default='on' toggle='yes'/>"), "{x}");
     }
 }

@@ -34,7 +34,7 @@ mod store;
 
 pub use config::{DriverConfig, Layout, default_root};
 pub use domain::{EmulatorCaps, parse_copy_dest};
-pub use driver::{Driver, ListFilter};
+pub use driver::{Driver, ListFilter, StatePolicy, UndefineOptions};
 pub use error::{Error, Result};
 pub use events::hub::{Listener, Subscription, SubscriptionEnd};
 pub use jobs::AfterRestore;

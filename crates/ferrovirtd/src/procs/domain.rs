@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use qemu::{Domain, DomainState, DomainSummary, ListFilter, StartOptions};
+use qemu::{
+    Domain, DomainState, DomainSummary, ListFilter, StartOptions, StatePolicy, UndefineOptions,
+};
 use rpc::CallContext;
 use rpc::protocol::remote::{
     ConnectListAllDomainsArgs, ConnectListAllDomainsRet, ConnectListDefinedDomainsArgs,
@@ -253,10 +255,12 @@ pub(crate) async fn undefine_flags(d: &Daemon, _: &CallContext, a: DomainFlagsAr
 }
 
 /// As libvirt: a managed-save image blocks undefine unless
-/// `VIR_DOMAIN_UNDEFINE_MANAGED_SAVE` asks to remove it. The other flags
-/// name state domains here never have (snapshot or checkpoint metadata,
-/// NVRAM, TPM), so there is nothing to keep or remove.
+/// `VIR_DOMAIN_UNDEFINE_MANAGED_SAVE` asks to remove it; an NVRAM file
+/// blocks it unless `--nvram` removes it or `--keep-nvram` keeps it; TPM
+/// state goes unless `--keep-tpm`. Snapshot and checkpoint metadata do not
+/// exist here, so there is nothing to keep or remove.
 async fn undefine_with(d: &Daemon, dom: &Arc<Domain>, flags: u32) -> Reply<()> {
+    let opts = undefine_options(flags)?;
     if d.driver.has_managed_save(dom) {
         if flags & f::UNDEFINE_MANAGED_SAVE == 0 {
             return Err(VirError::new(
@@ -267,7 +271,23 @@ async fn undefine_with(d: &Daemon, dom: &Arc<Domain>, flags: u32) -> Reply<()> {
         }
         d.driver.managed_save_remove(dom).await.map_err(vir)?;
     }
-    d.driver.undefine(dom).await.map_err(vir)
+    d.driver.undefine_with(dom, opts).await.map_err(vir)
+}
+
+/// The NVRAM and TPM flags of `virDomainUndefineFlags`; each pair is
+/// exclusive, as in libvirt.
+fn undefine_options(flags: u32) -> Result<UndefineOptions, VirError> {
+    let policy = |remove: u32, keep: u32, what: &str| match (flags & remove != 0, flags & keep != 0)
+    {
+        (true, true) => Err(invalid_arg(format!("cannot both keep and delete {what}"))),
+        (true, false) => Ok(StatePolicy::Remove),
+        (false, true) => Ok(StatePolicy::Keep),
+        (false, false) => Ok(StatePolicy::Default),
+    };
+    Ok(UndefineOptions {
+        nvram: policy(f::UNDEFINE_NVRAM, f::UNDEFINE_KEEP_NVRAM, "nvram")?,
+        tpm: policy(f::UNDEFINE_TPM, f::UNDEFINE_KEEP_TPM, "TPM state")?,
+    })
 }
 
 // ---- lifecycle ----

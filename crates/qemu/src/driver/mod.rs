@@ -9,13 +9,17 @@
 mod definitions;
 mod jobs;
 
+pub use definitions::{StatePolicy, UndefineOptions};
+
 use std::path::Path;
 use std::sync::Arc;
 
 use domain::EmulatorCaps;
 
 use crate::config::DriverConfig;
+use crate::emulator::firmware;
 use crate::events::hub::{Listener, Subscription};
+use crate::lifecycle::host::swtpm;
 use crate::lifecycle::{StartOptions, power, stop};
 use crate::object::{ControlInfo, Domain, DomainInfo, DomainSummary};
 use crate::shared::Shared;
@@ -208,6 +212,13 @@ impl Driver {
         dom.info()
     }
 
+    /// vCPUs (online, at most) of the live definition, or of the
+    /// persistent one with `config`, from the snapshot.
+    pub fn vcpus(&self, dom: &Domain, config: bool) -> (u32, u32) {
+        let def = dom.def_for_xml(config);
+        (def.vcpus(), def.max_vcpus())
+    }
+
     /// `virDomainGetState`, from the snapshot.
     pub fn state(&self, dom: &Domain) -> StateReason {
         dom.state()
@@ -219,9 +230,42 @@ impl Driver {
         dom.control_info()
     }
 
-    /// `virDomainGetXMLDesc`: the live definition unless `inactive`.
+    /// `virDomainGetXMLDesc`: the live definition unless `inactive`,
+    /// without secrets.
     pub fn get_xml(&self, dom: &Domain, inactive: bool) -> Result<String> {
-        Ok(dom.def_for_xml(inactive).to_xml())
+        self.get_xml_with(dom, inactive, false)
+    }
+
+    /// `virDomainGetXMLDesc` with `VIR_DOMAIN_XML_SECURE` (`secure`): the
+    /// graphics passwords too. The caller decides who may ask for it.
+    pub fn get_xml_with(&self, dom: &Domain, inactive: bool, secure: bool) -> Result<String> {
+        Ok(dom.def_for_xml(inactive).to_xml_for(secure))
+    }
+
+    /// `virConnectGetDomainCapabilities` for `emulator` (the default when
+    /// `None`), `machine` (q35 when `None`) and virtualization type:
+    /// probed facts only (see `domain::domcaps`). Type `kvm` where KVM
+    /// does not run guests is libvirt's error.
+    pub async fn domain_capabilities(
+        &self,
+        emulator: Option<&Path>,
+        machine: Option<&str>,
+        virttype: domain::DomainType,
+    ) -> Result<String> {
+        let path = emulator.unwrap_or(Path::new(domain::DEFAULT_EMULATOR));
+        let caps = self.emulator_caps(Some(path)).await?;
+        let firmware = firmware::load(&self.s.cfg.firmware_dirs());
+        let input = domain::domcaps::DomcapsInput {
+            caps: &caps,
+            emulator: &path.to_string_lossy(),
+            virttype,
+            machine,
+            kvm_usable: self.kvm_available().await,
+            firmware: &firmware,
+            swtpm: swtpm::available(),
+        };
+        domain::domcaps::domain_capabilities(&input)
+            .map_err(|e| Error::Xml(virterror::ToVirError::to_vir_error(&e)))
     }
 
     pub fn get_autostart(&self, dom: &Domain) -> bool {

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use domain::{Accel, DomainDef, EmulatorCaps, LaunchParams, LifecycleAction, LiveInfo};
+use domain::{Accel, DomainDef, EmulatorCaps, LaunchParams, LifecycleAction, LiveInfo, XmlOptions};
 use virterror::ToVirError;
 
 use crate::{Error, Result};
@@ -16,9 +16,10 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Def {
     inner: DomainDef,
-    /// Set on the live definition of a running domain: its id and the pty
-    /// path of each serial (None where not a pty or not known yet).
-    live: Option<(u32, Vec<Option<String>>)>,
+    /// Set on the live definition of a running domain: its id, the pty
+    /// path of each serial (None where not a pty or not known yet), its
+    /// run directory.
+    live: Option<LiveInfo>,
 }
 
 impl Def {
@@ -33,8 +34,46 @@ impl Def {
     pub(crate) fn live(&self, id: u32) -> Self {
         Self {
             inner: self.inner.clone(),
-            live: Some((id, Vec::new())),
+            live: Some(LiveInfo {
+                id,
+                ..LiveInfo::default()
+            }),
         }
+    }
+
+    /// Makes `<os firmware='efi'>` concrete and gives a UEFI loader its
+    /// NVRAM file, as libvirt does at define time (see
+    /// [`DomainDef::resolve_firmware`]).
+    pub(crate) fn resolve_firmware(
+        &mut self,
+        descriptors: &[domain::FirmwareDescriptor],
+        nvram_dir: &Path,
+    ) -> Result<()> {
+        self.inner
+            .resolve_firmware(descriptors, nvram_dir)
+            .map_err(|e| Error::Xml(e.to_vir_error()))
+    }
+
+    /// Replaces an alias machine type with the emulator's versioned name
+    /// (see [`DomainDef::resolve_machine`]).
+    pub(crate) fn resolve_machine(&mut self, caps: &EmulatorCaps) -> Result<()> {
+        self.inner
+            .resolve_machine(caps)
+            .map_err(|e| Error::Xml(e.to_vir_error()))
+    }
+
+    /// Whether the definition holds a secret (a display password).
+    pub(crate) fn has_secrets(&self) -> bool {
+        self.inner
+            .devices
+            .graphics
+            .iter()
+            .any(|g| g.display().is_some_and(|d| d.password.is_some()))
+    }
+
+    /// The domain crate's definition, for what prepares the host.
+    pub(crate) fn domain(&self) -> &DomainDef {
+        &self.inner
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -49,8 +88,9 @@ impl Def {
     pub(crate) fn current_memory_kib(&self) -> u64 {
         self.inner.current_memory_kib
     }
+    /// vCPUs online (at boot).
     pub(crate) fn vcpus(&self) -> u32 {
-        self.inner.vcpus
+        self.inner.boot_vcpus()
     }
     pub(crate) fn emulator(&self) -> &Path {
         self.inner.emulator()
@@ -123,22 +163,40 @@ impl Def {
     /// This live definition with the serials' pty paths filled in.
     pub(crate) fn with_ptys(&self, ptys: Vec<Option<String>>) -> Self {
         let mut out = self.clone();
-        if let Some((_, p)) = out.live.as_mut() {
-            *p = ptys;
+        if let Some(l) = out.live.as_mut() {
+            l.serial_ptys = ptys;
         }
         out
     }
 
-    /// Inactive XML, or live XML for a live definition.
-    pub(crate) fn to_xml(&self) -> String {
-        match &self.live {
-            Some((id, ptys)) => self.inner.to_xml(Some(&LiveInfo {
-                id: *id,
-                serial_ptys: ptys.clone(),
-                vnc_port: None,
-            })),
-            None => self.inner.to_xml(None),
+    /// This live definition with what only the run knows: its run
+    /// directory (where unix channels without a path listen) and the
+    /// ports its displays got.
+    pub(crate) fn with_live(&self, f: impl FnOnce(&mut LiveInfo)) -> Self {
+        let mut out = self.clone();
+        if let Some(l) = out.live.as_mut() {
+            f(l);
         }
+        out
+    }
+
+    /// vCPUs at most (`<vcpu>`).
+    pub(crate) fn max_vcpus(&self) -> u32 {
+        self.inner.vcpus
+    }
+
+    /// Inactive XML, or live XML for a live definition, with secrets: what
+    /// the driver stores (definition, status and save image files).
+    pub(crate) fn to_xml(&self) -> String {
+        self.to_xml_for(true)
+    }
+
+    /// The XML a client sees: graphics passwords only when `secure`.
+    pub(crate) fn to_xml_for(&self, secure: bool) -> String {
+        self.inner.to_xml_with(XmlOptions {
+            live: self.live.as_ref(),
+            secure,
+        })
     }
 
     /// QEMU's argv including the emulator path (without `-no-shutdown`,
@@ -147,15 +205,19 @@ impl Def {
     pub(crate) fn argv(
         &self,
         monitor: &Path,
+        run_dir: &Path,
         accel: Accel,
         caps: &EmulatorCaps,
+        spice_port: Option<u16>,
     ) -> Result<Vec<String>> {
         let launch = LaunchParams {
             qmp_socket: monitor.to_path_buf(),
             pidfile: monitor.with_extension("pid"),
-            domain_run_dir: monitor.parent().map(Path::to_path_buf).unwrap_or_default(),
+            domain_run_dir: run_dir.to_path_buf(),
             accel,
             daemonize: false,
+            taps: Vec::new(),
+            spice_port,
         };
         let args = domain::build_argv(&self.inner, caps, &launch)
             .map_err(|e| Error::Xml(e.to_vir_error()))?;

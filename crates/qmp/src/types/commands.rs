@@ -1059,3 +1059,6 @@ mod tests {
         );
     }
 }
+
+mod setup;
+pub use setup::*;

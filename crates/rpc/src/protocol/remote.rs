@@ -873,6 +873,20 @@ xdr_struct! {
         pub capabilities: String,
     }
 
+    /// `remote_connect_get_domain_capabilities_args`.
+    pub struct ConnectGetDomainCapabilitiesArgs {
+        pub emulatorbin: Option<String>,
+        pub arch: Option<String>,
+        pub machine: Option<String>,
+        pub virttype: Option<String>,
+        pub flags: u32,
+    }
+
+    /// `remote_connect_get_domain_capabilities_ret`.
+    pub struct ConnectGetDomainCapabilitiesRet {
+        pub capabilities: String,
+    }
+
     /// `remote_connect_is_secure_ret`.
     pub struct ConnectIsSecureRet {
         pub secure: i32,
