@@ -19,7 +19,9 @@
 use crate::xdr::{Decoder, Encoder, Result, Xdr};
 use crate::{xdr_enum, xdr_struct};
 
+mod stats;
 mod storage;
+pub use stats::*;
 pub use storage::*;
 
 /// `REMOTE_PROGRAM`.
