@@ -474,7 +474,10 @@ struct Seen(Mutex<Vec<(String, JobKind, Duration)>>);
 
 impl joblock::JobObserver for Seen {
     fn granted(&self, kind: JobKind, waited: Duration) {
-        self.0.lock().unwrap().push(("granted".into(), kind, waited));
+        self.0
+            .lock()
+            .unwrap()
+            .push(("granted".into(), kind, waited));
     }
     fn released(&self, kind: JobKind, held: Duration) {
         self.0.lock().unwrap().push(("released".into(), kind, held));

@@ -32,6 +32,8 @@ pub struct DriverConfig {
     pub max_parallel_handlers: usize,
     /// Start domains marked autostart when the driver opens.
     pub autostart: bool,
+    /// The statistics poller (see [`crate::StatsConfig`]).
+    pub stats: crate::stats::StatsConfig,
 }
 
 impl DriverConfig {
@@ -46,6 +48,7 @@ impl DriverConfig {
             subscriber_queue: 1024,
             max_parallel_handlers: 2 * cores,
             autostart: true,
+            stats: crate::stats::StatsConfig::default(),
         }
     }
 

@@ -230,21 +230,53 @@ pub struct GuestMemoryStats {
     pub swap_in: Option<u64>,
     #[serde(rename = "stat-swap-out", default, deserialize_with = "lenient::u64")]
     pub swap_out: Option<u64>,
-    #[serde(rename = "stat-major-faults", default, deserialize_with = "lenient::u64")]
+    #[serde(
+        rename = "stat-major-faults",
+        default,
+        deserialize_with = "lenient::u64"
+    )]
     pub major_faults: Option<u64>,
-    #[serde(rename = "stat-minor-faults", default, deserialize_with = "lenient::u64")]
+    #[serde(
+        rename = "stat-minor-faults",
+        default,
+        deserialize_with = "lenient::u64"
+    )]
     pub minor_faults: Option<u64>,
-    #[serde(rename = "stat-free-memory", default, deserialize_with = "lenient::u64")]
+    #[serde(
+        rename = "stat-free-memory",
+        default,
+        deserialize_with = "lenient::u64"
+    )]
     pub free_memory: Option<u64>,
-    #[serde(rename = "stat-total-memory", default, deserialize_with = "lenient::u64")]
+    #[serde(
+        rename = "stat-total-memory",
+        default,
+        deserialize_with = "lenient::u64"
+    )]
     pub total_memory: Option<u64>,
-    #[serde(rename = "stat-available-memory", default, deserialize_with = "lenient::u64")]
+    #[serde(
+        rename = "stat-available-memory",
+        default,
+        deserialize_with = "lenient::u64"
+    )]
     pub available_memory: Option<u64>,
-    #[serde(rename = "stat-disk-caches", default, deserialize_with = "lenient::u64")]
+    #[serde(
+        rename = "stat-disk-caches",
+        default,
+        deserialize_with = "lenient::u64"
+    )]
     pub disk_caches: Option<u64>,
-    #[serde(rename = "stat-htlb-pgalloc", default, deserialize_with = "lenient::u64")]
+    #[serde(
+        rename = "stat-htlb-pgalloc",
+        default,
+        deserialize_with = "lenient::u64"
+    )]
     pub htlb_pgalloc: Option<u64>,
-    #[serde(rename = "stat-htlb-pgfail", default, deserialize_with = "lenient::u64")]
+    #[serde(
+        rename = "stat-htlb-pgfail",
+        default,
+        deserialize_with = "lenient::u64"
+    )]
     pub htlb_pgfail: Option<u64>,
 }
 
@@ -264,9 +296,15 @@ mod tests {
         }]);
         let e: Vec<BlockStatsEntry> = serde_json::from_value(v).unwrap();
         assert_eq!(e[0].stats.rd_bytes, Some(512));
-        assert_eq!(e[0].stats.wr_bytes, None, "a string counter reads as absent");
+        assert_eq!(
+            e[0].stats.wr_bytes, None,
+            "a string counter reads as absent"
+        );
         assert_eq!(e[0].parent.as_ref().unwrap().stats.wr_bytes, Some(7));
-        assert_eq!(e[0].backing.as_ref().unwrap().node_name.as_deref(), Some("b"));
+        assert_eq!(
+            e[0].backing.as_ref().unwrap().node_name.as_deref(),
+            Some("b")
+        );
     }
 
     #[test]
@@ -281,8 +319,10 @@ mod tests {
 
     #[test]
     fn argumentless_queries_serialise_without_arguments() {
-        assert_eq!(serde_json::to_value(QueryBlockstats::default()).unwrap(),
-                   serde_json::json!({}));
+        assert_eq!(
+            serde_json::to_value(QueryBlockstats::default()).unwrap(),
+            serde_json::json!({})
+        );
         assert_eq!(serde_json::to_value(QueryBalloon).unwrap(), Value::Null);
     }
 }
