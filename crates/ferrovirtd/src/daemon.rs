@@ -95,6 +95,7 @@ fn driver_config(cfg: &Config, root: &Path) -> DriverConfig {
     d.monitor_timeout = cfg.monitor_timeout();
     d.destroy_grace = cfg.destroy_grace();
     d.events.max_events = cfg.vm_event_queue;
+    d.stats = cfg.stats();
     d
 }
 

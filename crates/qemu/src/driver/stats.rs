@@ -10,6 +10,7 @@ use qmp::commands::QomSet;
 use super::Driver;
 use crate::jobs;
 use crate::object::Domain;
+use crate::stats::procfs;
 use crate::stats::round::BALLOON_PATH;
 use crate::stats::{DomainStats, HealthSnapshot, StatsConfig};
 use crate::{Error, Result};
@@ -91,5 +92,26 @@ impl Driver {
         }
         h.event_queue_high_water = s.health.event_queue_high_water.get();
         h
+    }
+}
+
+impl Driver {
+    /// The QEMU process's CPU time now (read when asked: a system call and
+    /// a `/proc` read, no monitor). `None` for an inactive domain.
+    pub fn cpu_times(&self, dom: &Domain) -> Option<crate::stats::CpuTimes> {
+        let pid = dom.pid()?;
+        let t = procfs::process_times(pid)?;
+        Some(crate::stats::CpuTimes {
+            total_ns: procfs::process_cpu_ns(pid).unwrap_or(t.user_ns + t.system_ns),
+            user_ns: t.user_ns,
+            system_ns: t.system_ns,
+        })
+    }
+}
+
+impl Driver {
+    /// Every domain, sorted by name.
+    pub fn all_domains(&self) -> Vec<std::sync::Arc<Domain>> {
+        self.s.registry.all()
     }
 }
