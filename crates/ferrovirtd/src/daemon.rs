@@ -17,6 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
 use crate::dispatch::Daemon;
+use crate::metrics;
 use crate::relay::{self, Relay};
 
 /// Why the daemon could not start.
@@ -27,6 +28,11 @@ pub(crate) enum StartError {
     #[error("cannot listen on {path}: {source}")]
     Bind {
         path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: String,
         source: std::io::Error,
     },
     #[error("{0}")]
@@ -71,8 +77,15 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
     let warm = driver.clone();
     tokio::spawn(async move { warm.emulator_caps(None).await });
     let uri = "qemu:///system".to_owned();
-    let daemon = Daemon::new(driver, storage, relay, uri)?;
+    let daemon = Daemon::new(driver.clone(), storage, relay, uri)?;
     let server = Server::new(server_config(&cfg), daemon);
+    if let Some(addr) = &cfg.metrics_listen {
+        let src = metrics::Sources {
+            driver,
+            server: server.metrics().clone(),
+        };
+        start_metrics(addr, src).await?;
+    }
     let s_rw = server.clone();
     let s_ro = server.clone();
     tokio::spawn(async move { s_rw.serve(rw, false).await });
@@ -86,6 +99,22 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
     server.wait_closed().await;
     let _ = std::fs::remove_file(&rw_path);
     let _ = std::fs::remove_file(&ro_path);
+    Ok(())
+}
+
+/// Starts the metrics endpoint on `addr` (validated with the config).
+async fn start_metrics(addr: &str, src: metrics::Sources) -> Result<(), StartError> {
+    let sock: std::net::SocketAddr = addr.parse().map_err(|e| StartError::Metrics {
+        addr: addr.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")),
+    })?;
+    let local = metrics::serve(sock, src)
+        .await
+        .map_err(|source| StartError::Metrics {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    println!("ferrovirtd metrics: http://{local}/metrics");
     Ok(())
 }
 

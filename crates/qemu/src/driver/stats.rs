@@ -74,16 +74,18 @@ impl Driver {
             let holders = dom.jobs_holders();
             let oldest = holders.iter().map(|j| j.held_for).max();
             h.oldest_job = h.oldest_job.max(oldest);
-            let Some(mon) = dom.lock().monitor() else {
+            if !dom.is_active() {
                 continue;
-            };
+            }
             h.active_domains += 1;
-            let q = mon.stats().events;
-            h.event_queue_depth += q.queued_events as u64;
-            s.health
-                .event_queue_high_water
-                .record(q.high_water_events as u64);
-            if dom.monitor_unresponsive() || dom.stats.timed_out() {
+            let mon = dom.lock().monitor();
+            if let Some(q) = mon.as_ref().map(|m| m.stats().events) {
+                h.event_queue_depth += q.queued_events as u64;
+                s.health
+                    .event_queue_high_water
+                    .record(q.high_water_events as u64);
+            }
+            if mon.is_none() || dom.monitor_unresponsive() || dom.stats.timed_out() {
                 h.unresponsive_monitors += 1;
             }
             if dom.stats_snapshot(max_age).freshness.stale {
