@@ -16,6 +16,7 @@ pub(crate) enum Scenario {
     Hung,
     Events,
     Scale,
+    Stats,
     /// Only render the Markdown report of --from-json.
     Report,
 }
@@ -29,6 +30,7 @@ impl Scenario {
             Scenario::Hung => "hung",
             Scenario::Events => "events",
             Scenario::Scale => "scale",
+            Scenario::Stats => "stats",
             Scenario::Report => "report",
         }
     }
@@ -176,6 +178,8 @@ impl Cli {
                 .scale_n
                 .clone()
                 .unwrap_or(pick(smoke, vec![50], vec![1000, 10_000])),
+            stats_n: pick(smoke, 5, 100),
+            stats_calls: pick(smoke, 3, 10),
             ferrovirtd_monitor_timeout_s: self.monitor_timeout,
             rss_limit_mib: self.rss_limit_mb,
         }

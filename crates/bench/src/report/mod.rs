@@ -11,6 +11,7 @@ mod header;
 mod hung;
 mod rpc;
 mod scale;
+mod stats;
 mod verdict;
 
 use crate::daemon::{DaemonKind, Emu};
@@ -66,6 +67,9 @@ pub(crate) fn render(report: &Report, source: &str) -> String {
     }
     if let Some(rows) = &scenarios.scale {
         scale::section(&mut doc, &mut findings, rows);
+    }
+    if let Some(rows) = &scenarios.stats {
+        stats::section(&mut doc, &mut findings, rows);
     }
     verdict::section(&mut doc, findings, report);
     verdict::caveats(&mut doc, report);
