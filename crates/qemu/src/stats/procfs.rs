@@ -54,26 +54,9 @@ pub(crate) fn thread_wait_ns(pid: i32, tid: u64) -> Option<u64> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// CPU time of the whole process in nanoseconds, from its CPU clock: one
-/// system call, nanosecond resolution, all threads (a `stat` file gives
-/// clock ticks).
+/// CPU time of the whole process in nanoseconds (its CPU clock).
 pub(crate) fn process_cpu_ns(pid: i32) -> Option<u64> {
-    let mut clock: libc::clockid_t = 0;
-    // SAFETY: `clock` is a valid out-pointer for the call.
-    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
-        return None;
-    }
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer for the call.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return None;
-    }
-    let secs = u64::try_from(ts.tv_sec).ok()?;
-    let nanos = u64::try_from(ts.tv_nsec).ok()?;
-    Some(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+    crate::emulator::process::cpu_time_ns(pid)
 }
 
 /// Resident memory in KiB.
