@@ -30,6 +30,7 @@ pub(super) fn section(doc: &mut Doc, _findings: &mut Findings, rows: &[Row<Stats
                     .hung
                     .iter()
                     .map(|c| match c.after_s {
+                        Some(s) if s < 1.0 => format!("{} ms ({})", number(s * 1e3), c.result),
                         Some(s) => format!("{} s ({})", number(s), c.result),
                         None => c.result.clone(),
                     })
