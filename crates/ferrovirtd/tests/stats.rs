@@ -472,3 +472,26 @@ fn prometheus_libvirt_exporter_scrapes_ferrovirtd() {
             .join("\n")
     );
 }
+
+/// A VM that starts is sampled at the poller's next slice (a twentieth of
+/// the interval), not one interval later.
+#[test]
+fn a_new_vm_is_sampled_within_a_slice_of_the_interval() {
+    let d = Daemon::start_with("stats_interval_secs = 60\n");
+    let t0 = Instant::now();
+    start_all(&d, vec![("n1".into(), sim_disk_xml(&d, "n1", &[]))]);
+    let fresh = wait::until(Duration::from_secs(30), || {
+        let (_, s) = domstats(&d.uri, &["--state", "--block"]);
+        s.get("n1")
+            .is_some_and(|f| !stale(f) && f.contains_key("block.0.rd.reqs"))
+    });
+    println!(
+        "first sample {:.1} s after the start call (interval 60 s)",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        fresh,
+        "no sample within half the interval\n{}",
+        tail(&d.log(), 20)
+    );
+}

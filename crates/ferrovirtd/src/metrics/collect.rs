@@ -297,7 +297,7 @@ impl Collector for Guests {
             .into_iter()
             .map(|dom| {
                 let s = d.stats(&dom);
-                (dom.name().to_owned(), dom.uuid().to_string(), s)
+                (label_value(dom.name()), dom.uuid().to_string(), s)
             })
             .collect();
         per_vm(&mut e, &doms)
@@ -305,6 +305,21 @@ impl Collector for Guests {
 }
 
 type Vm = (String, String, qemu::DomainStats);
+
+/// A label value as the text format wants it: the encoder writes values
+/// as they are, and a domain name may hold `"`, `\` or a newline.
+fn label_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 fn vm_gauge(
     e: &mut Enc<'_>,
@@ -434,6 +449,12 @@ fn disks(e: &mut Enc<'_>, doms: &[Vm]) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label_value("plain-vm"), "plain-vm");
+        assert_eq!(label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
 
     #[test]
     fn buckets_become_per_bucket_counts_with_inf() {

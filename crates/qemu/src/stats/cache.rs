@@ -125,6 +125,12 @@ impl Slot {
         }
     }
 
+    /// Whether run `generation` has not had a round yet (the poller
+    /// samples new runs at once rather than one interval later).
+    pub(crate) fn is_new_run(&self, generation: u64) -> bool {
+        self.lock().generation != generation
+    }
+
     /// Whether the last round of the current run timed out.
     pub(crate) fn timed_out(&self) -> bool {
         matches!(self.lock().last_error, Some(RoundError::Timeout(_)))
@@ -153,7 +159,9 @@ mod tests {
     fn one_round_in_flight_and_per_run() {
         let s = Slot::default();
         let now = Instant::now();
+        assert!(s.is_new_run(1));
         assert!(s.begin(1, now));
+        assert!(!s.is_new_run(1));
         assert!(!s.begin(1, now), "one round at a time");
         s.finish(1, Ok(sample()), Duration::from_secs(1));
         assert!(s.read(1).sample.is_some());

@@ -4,10 +4,14 @@
 //!
 //! Cost is bounded whatever the VMs do: one round per VM per interval
 //! (fewer for VMs backing off after timeouts), at most `max_in_flight`
-//! rounds' replies in memory, one task per round in flight. A VM whose
-//! monitor hangs holds one in-flight slot for at most one round deadline
-//! per back-off period (see [`Slot::finish`](super::cache::Slot::finish)),
-//! so hung VMs cannot starve the others.
+//! rounds in flight, one task per round in flight. Transient memory is at
+//! most `max_in_flight` rounds' replies, each reply bounded by the QMP
+//! line limit: a hostile QEMU can make its round large, never unbounded.
+//! A VM whose monitor hangs holds one in-flight slot for at most one round
+//! deadline per back-off period (see
+//! [`Slot::finish`](super::cache::Slot::finish)), so hung VMs cannot starve
+//! the others. A VM that started since the pass began is sampled at the
+//! next slice, not one interval later.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -29,41 +33,70 @@ pub(crate) fn spawn(s: &Arc<Shared>) {
     if cfg.interval.is_zero() {
         return;
     }
-    tokio::spawn(run(Arc::downgrade(s), cfg, s.cfg.monitor_timeout));
+    let deadline = cfg.round_deadline(s.cfg.monitor_timeout);
+    tokio::spawn(run(Arc::downgrade(s), cfg, deadline));
 }
 
-async fn run(weak: Weak<Shared>, cfg: StatsConfig, monitor_timeout: Duration) {
-    let slots = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
+/// What every round of the poller shares.
+struct Poller {
+    slots: Arc<Semaphore>,
+    interval: Duration,
+    deadline: Duration,
+}
+
+async fn run(weak: Weak<Shared>, cfg: StatsConfig, deadline: Duration) {
+    let p = Poller {
+        slots: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
+        interval: cfg.interval,
+        deadline,
+    };
     loop {
         let start = tokio::time::Instant::now();
         let Some(s) = weak.upgrade() else { return };
-        let doms: Vec<(Arc<Domain>, u64)> = s
-            .registry
-            .all()
-            .into_iter()
-            .filter_map(|d| d.stats_generation().map(|g| (d, g)))
-            .collect();
+        let doms = running(&s);
         let per_slice = doms.len().div_ceil(SLICES as usize).max(1);
-        for (k, chunk) in doms.chunks(per_slice).enumerate() {
-            let k = u32::try_from(k).unwrap_or(SLICES);
+        let mut chunks = doms.chunks(per_slice);
+        for k in 0..SLICES {
             tokio::time::sleep_until(start + cfg.interval * k / SLICES).await;
-            for (dom, generation) in chunk {
-                if !dom.stats.begin(*generation, Instant::now()) {
-                    continue;
+            for (dom, generation) in chunks.next().unwrap_or_default() {
+                p.launch(&s, dom, *generation).await;
+            }
+            for (dom, generation) in running(&s) {
+                if dom.stats.is_new_run(generation) {
+                    p.launch(&s, &dom, generation).await;
                 }
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                let (s, dom, generation) = (s.clone(), dom.clone(), *generation);
-                tokio::spawn(async move {
-                    let deadline = cfg.round_deadline(monitor_timeout);
-                    one(&s, &dom, generation, deadline, cfg.interval).await;
-                    drop(permit);
-                });
             }
         }
         drop(s);
         tokio::time::sleep_until(start + cfg.interval).await;
+    }
+}
+
+/// The running VMs with a monitor, and their run.
+fn running(s: &Shared) -> Vec<(Arc<Domain>, u64)> {
+    s.registry
+        .all()
+        .into_iter()
+        .filter_map(|d| d.stats_generation().map(|g| (d, g)))
+        .collect()
+}
+
+impl Poller {
+    /// Starts a round of `dom`'s run `generation`, unless one is in flight
+    /// or the VM backs off; waits for an in-flight slot.
+    async fn launch(&self, s: &Arc<Shared>, dom: &Arc<Domain>, generation: u64) {
+        if !dom.stats.begin(generation, Instant::now()) {
+            return;
+        }
+        let Ok(permit) = self.slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (s, dom) = (s.clone(), dom.clone());
+        let (deadline, interval) = (self.deadline, self.interval);
+        tokio::spawn(async move {
+            one(&s, &dom, generation, deadline, interval).await;
+            drop(permit);
+        });
     }
 }
 
