@@ -679,6 +679,23 @@ mod tests {
     }
 
     #[test]
+    fn high_water_is_the_deepest_the_queue_was() {
+        let q = EventQueue::new(limits(3, 1_000_000, 8));
+        for _ in 0..2 {
+            q.push(raw("A", Value::Null, 1));
+        }
+        assert!(q.try_pop().is_ok());
+        q.push(raw("A", Value::Null, 1));
+        assert_eq!(q.stats().high_water_events, 2);
+        for _ in 0..10 {
+            q.push(raw("A", Value::Null, 1));
+        }
+        let st = q.stats();
+        assert_eq!(st.high_water_events, 3, "bounded by max_events");
+        assert_eq!(st.queued_events, 3);
+    }
+
+    #[test]
     fn dropped_receiver_frees_queue() {
         let q = Arc::new(EventQueue::new(EventLimits::default()));
         let ev = Events::new(q.clone());

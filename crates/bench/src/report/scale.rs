@@ -105,7 +105,7 @@ fn poller(doc: &mut Doc, rows: &[Row<ScaleResult>]) {
         "poller interval s",
         "daemon CPU % (mean)",
         "daemon RSS MiB start → peak",
-        "domstats over all s",
+        "domstats over all ms",
         "records",
     ]);
     for (n, p) in steps {
