@@ -33,6 +33,12 @@ pub(crate) struct Params {
     pub event_samples: usize,
     /// VM counts of the scale scenario.
     pub scale_n: Vec<usize>,
+    /// VMs of the stats scenario.
+    #[serde(default)]
+    pub stats_n: usize,
+    /// Bulk statistics calls per phase of the stats scenario.
+    #[serde(default)]
+    pub stats_calls: usize,
     /// ferrovirtd's monitor deadline.
     pub ferrovirtd_monitor_timeout_s: u64,
     /// A flood stops when the daemon's RSS passes this.

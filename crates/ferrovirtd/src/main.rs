@@ -6,6 +6,7 @@ mod daemon;
 mod dispatch;
 mod flags;
 mod host;
+mod metrics;
 mod procs;
 mod relay;
 mod volume_users;

@@ -35,6 +35,8 @@ pub struct DriverConfig {
     /// Where firmware descriptors are read, lowest priority first (QEMU's
     /// `/usr/share/qemu/firmware`, then `/etc/qemu/firmware`).
     pub firmware_dirs: Vec<PathBuf>,
+    /// The statistics poller (see [`crate::StatsConfig`]).
+    pub stats: crate::stats::StatsConfig,
 }
 
 impl DriverConfig {
@@ -52,6 +54,7 @@ impl DriverConfig {
             firmware_dirs: ["/usr/share/qemu/firmware", "/etc/qemu/firmware"]
                 .map(PathBuf::from)
                 .to_vec(),
+            stats: crate::stats::StatsConfig::default(),
         }
     }
 

@@ -40,6 +40,7 @@ use crate::dispatch::Lane;
 use crate::error::{CodecError, FrameError};
 use crate::frame::{Message, MessageCodec, encode_frame};
 use crate::header::{Header, MessageStatus, MessageType};
+use crate::metrics::ServerMetrics;
 use crate::protocol::keepalive;
 use crate::protocol::remote::{self, RemoteError, procedure};
 use crate::server::{CallContext, ClientId, Config, Handler, Inner, describe_procedure};
@@ -78,6 +79,7 @@ pub(crate) struct ClientShared {
     max_msgs: usize,
     max_bytes: usize,
     max_message: usize,
+    metrics: Arc<ServerMetrics>,
 }
 
 impl ClientShared {
@@ -103,6 +105,8 @@ impl ClientShared {
             q.items.clear();
             q.bytes = 0;
             drop(q);
+            self.metrics.dequeued(msgs);
+            self.metrics.dropped_slow.inc();
             warn!(
                 client = %self.id,
                 queued_messages = msgs,
@@ -114,7 +118,9 @@ impl ClientShared {
         }
         q.bytes += len;
         q.items.push_back(frame);
+        let depth = q.items.len();
         drop(q);
+        self.metrics.enqueued(depth);
         self.out_ready.notify_one();
         Ok(())
     }
@@ -136,9 +142,11 @@ impl ClientShared {
     fn close_now(&self) {
         let mut q = self.lock();
         q.closed = true;
+        let left = q.items.len();
         q.items.clear();
         q.bytes = 0;
         drop(q);
+        self.metrics.dequeued(left);
         self.closing.cancel();
     }
 
@@ -262,7 +270,7 @@ fn no_support(msg: impl Into<String>) -> VirError {
 }
 
 impl ClientShared {
-    fn new(id: ClientId, cfg: &Config) -> Self {
+    fn new(id: ClientId, cfg: &Config, metrics: Arc<ServerMetrics>) -> Self {
         Self {
             id,
             out: Mutex::new(OutQueue {
@@ -277,6 +285,7 @@ impl ClientShared {
             max_msgs: cfg.max_queued_messages,
             max_bytes: cfg.max_queued_bytes,
             max_message: cfg.max_message,
+            metrics,
         }
     }
 
@@ -293,7 +302,7 @@ pub(crate) async fn run<H: Handler>(
     server: Arc<Inner<H>>,
 ) {
     let cfg = &server.cfg;
-    let shared = Arc::new(ClientShared::new(id, cfg));
+    let shared = Arc::new(ClientShared::new(id, cfg, server.metrics.clone()));
     info!(client = %id, readonly, "client connected");
     server.handler.on_connect(id, readonly);
 
@@ -356,6 +365,7 @@ async fn write_loop(wr: OwnedWriteHalf, shared: Arc<ClientShared>) {
             match q.items.pop_front() {
                 Some(b) => {
                     q.bytes -= b.len();
+                    shared.metrics.dequeued(1);
                     Some(b)
                 }
                 None if q.drain_then_close || shared.closing.is_cancelled() => break,
@@ -726,7 +736,9 @@ impl<H: Handler> Reader<'_, H> {
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let t0 = Instant::now();
             let result = run_call(&*handler, ctx, &call.header, call.body).await;
+            shared.metrics.call(call.header.proc_, t0.elapsed());
             send_reply(&shared, &call.header, result);
         });
     }

@@ -17,6 +17,7 @@
 //! | [`server`] | [`Server`], [`Handler`], [`CallContext`] |
 //! | `connection` | one client: reader, writer, bounded output queue ([`EventSink`]) |
 //! | [`client`] | async [`Client`] for tests and benchmarks |
+//! | [`metrics`] | clients, output queues, drops, call latency per procedure |
 //!
 //! # Plugging in a handler (what ferrovirtd does)
 //!
@@ -117,6 +118,7 @@ pub mod dispatch;
 pub mod error;
 pub mod frame;
 pub mod header;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod xdr;
@@ -124,4 +126,5 @@ pub mod xdr;
 pub use client::{Client, ClientConfig, Event, Events};
 pub use connection::{Dropped, EventSink};
 pub use error::{ClientError, CodecError, FrameError, XdrError};
+pub use metrics::ServerMetrics;
 pub use server::{CallContext, ClientId, Config, Handler, Server};

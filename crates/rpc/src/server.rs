@@ -21,6 +21,7 @@ use virterror::{ErrorCode, ErrorDomain, VirError};
 pub use crate::connection::{Dropped, EventSink};
 use crate::dispatch::Lane;
 use crate::frame::MESSAGE_MAX;
+use crate::metrics::ServerMetrics;
 use crate::protocol::remote;
 use crate::xdr::{self, Xdr};
 
@@ -194,6 +195,7 @@ pub(crate) struct Inner<H> {
     clients: Arc<Semaphore>,
     tracker: TaskTracker,
     next_id: AtomicU64,
+    pub(crate) metrics: Arc<ServerMetrics>,
 }
 
 /// A server; clone it freely (all clones are the same server). Serve any
@@ -230,6 +232,7 @@ impl<H: Handler> Server<H> {
                 clients,
                 tracker: TaskTracker::new(),
                 next_id: AtomicU64::new(1),
+                metrics: Arc::new(ServerMetrics::default()),
             }),
         }
     }
@@ -240,6 +243,11 @@ impl<H: Handler> Server<H> {
 
     pub fn config(&self) -> &Config {
         &self.inner.cfg
+    }
+
+    /// What the server counts (clients, queues, call latency).
+    pub fn metrics(&self) -> &Arc<ServerMetrics> {
+        &self.inner.metrics
     }
 
     /// Clients currently connected (including those whose calls are
@@ -273,6 +281,7 @@ impl<H: Handler> Server<H> {
             let permit = match inner.clients.clone().try_acquire_owned() {
                 Ok(p) => p,
                 Err(_) => {
+                    inner.metrics.rejected.inc();
                     warn!(
                         max_clients = inner.cfg.max_clients,
                         "too many clients: closing new connection"
@@ -283,8 +292,10 @@ impl<H: Handler> Server<H> {
             };
             let id = ClientId(inner.next_id.fetch_add(1, Ordering::Relaxed));
             let inner2 = inner.clone();
+            inner.metrics.connected();
             inner.tracker.spawn(async move {
-                crate::connection::run(stream, id, readonly, inner2).await;
+                crate::connection::run(stream, id, readonly, inner2.clone()).await;
+                inner2.metrics.disconnected();
                 drop(permit);
             });
         }

@@ -11,6 +11,7 @@ mod header;
 mod hung;
 mod rpc;
 mod scale;
+mod stats;
 mod storage;
 mod verdict;
 
@@ -70,6 +71,9 @@ pub(crate) fn render(report: &Report, source: &str) -> String {
     }
     if let Some(rows) = &scenarios.storage {
         storage::section(&mut doc, &mut findings, rows);
+    }
+    if let Some(rows) = &scenarios.stats {
+        stats::section(&mut doc, &mut findings, rows);
     }
     verdict::section(&mut doc, findings, report);
     verdict::caveats(&mut doc, report);

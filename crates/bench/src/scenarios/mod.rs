@@ -1,4 +1,4 @@
-//! The five scenarios, one module each, and what they share: starting
+//! The six scenarios, one module each, and what they share: starting
 //! sets of VMs, and a rig of quiet VMs beside one VM with a fault injector.
 
 pub(crate) mod events;
@@ -6,6 +6,7 @@ pub(crate) mod flood;
 pub(crate) mod hung;
 pub(crate) mod rpc;
 pub(crate) mod scale;
+pub(crate) mod stats;
 pub(crate) mod storage;
 
 use std::time::{Duration, Instant};

@@ -60,7 +60,7 @@ fn managed_save(d: &Daemon, s: &DomainSummary) -> bool {
 /// `virConnectListAllDomainsFlags` as a filter. Each pair of opposite
 /// flags picks one side (`Some`), or either when neither or both are set.
 #[derive(Debug, Default, PartialEq)]
-struct DomainListFilter {
+pub(crate) struct DomainListFilter {
     active: Option<bool>,
     persistent: Option<bool>,
     managed_save: Option<bool>,
@@ -72,7 +72,7 @@ struct DomainListFilter {
 }
 
 impl DomainListFilter {
-    fn from_flags(flags: u32) -> Result<Self, VirError> {
+    pub(crate) fn from_flags(flags: u32) -> Result<Self, VirError> {
         let pairs = [
             (LIST_DOMAINS_ACTIVE, LIST_DOMAINS_INACTIVE),
             (LIST_DOMAINS_PERSISTENT, LIST_DOMAINS_TRANSIENT),
@@ -106,7 +106,7 @@ impl DomainListFilter {
     }
 
     /// `managed_save` is asked only when the filter needs it (a stat).
-    fn matches(&self, s: &DomainSummary, managed_save: impl FnOnce() -> bool) -> bool {
+    pub(crate) fn matches(&self, s: &DomainSummary, managed_save: impl FnOnce() -> bool) -> bool {
         let is = |want: Option<bool>, v: bool| want.is_none_or(|w| w == v);
         is(self.active, s.state.state.is_active())
             && is(self.persistent, s.persistent)

@@ -8,6 +8,7 @@
 
 mod definitions;
 mod jobs;
+mod stats;
 
 pub use definitions::{StatePolicy, UndefineOptions};
 
@@ -58,6 +59,7 @@ impl Driver {
         let s = Arc::new(Shared::new(cfg, layout));
         readopt::load_definitions(&s);
         readopt::readopt_all(&s).await;
+        crate::stats::poller::spawn(&s);
         let driver = Driver { s };
         if driver.s.cfg.autostart {
             driver.autostart().await;

@@ -228,6 +228,42 @@ impl Def {
     }
 }
 
+impl Def {
+    /// The disks as statistics report them, in definition order.
+    pub(crate) fn disk_descs(&self) -> Vec<crate::stats::DiskDesc> {
+        self.inner
+            .devices
+            .disks
+            .iter()
+            .map(|d| crate::stats::DiskDesc {
+                target: d.target.clone(),
+                source: d.source.clone(),
+                qcow2: d.driver.format == Some(domain::DiskFormat::Qcow2),
+                cdrom: d.device == domain::DiskDevice::Cdrom,
+            })
+            .collect()
+    }
+
+    /// MAC addresses of the NICs, in definition order.
+    pub(crate) fn nic_macs(&self) -> Vec<String> {
+        self.inner
+            .devices
+            .interfaces
+            .iter()
+            .map(|i| i.mac.to_string())
+            .collect()
+    }
+
+    /// Whether the guest has a virtio balloon (`argv` names it `balloon0`).
+    pub(crate) fn has_balloon(&self) -> bool {
+        self.inner
+            .devices
+            .memballoon
+            .as_ref()
+            .is_some_and(|b| b.model == domain::MemballoonModel::Virtio)
+    }
+}
+
 /// What block jobs need to know about one disk of a definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DiskInfo {

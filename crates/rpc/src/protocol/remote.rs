@@ -20,8 +20,10 @@ use crate::xdr::{Decoder, Encoder, Result, Xdr};
 use crate::{xdr_enum, xdr_struct};
 
 mod network;
+mod stats;
 mod storage;
 pub use network::*;
+pub use stats::*;
 pub use storage::*;
 
 /// `REMOTE_PROGRAM`.

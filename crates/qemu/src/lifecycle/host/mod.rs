@@ -204,8 +204,8 @@ async fn threads(dom: &Domain, pid: i32, t: Duration) -> Result<cgroup::Threads>
         .iter()
         .filter_map(|c| {
             Some((
-                u32::try_from(c.cpu_index).ok()?,
-                i32::try_from(c.thread_id).ok()?,
+                u32::try_from(c.cpu_index?).ok()?,
+                i32::try_from(c.thread_id?).ok()?,
             ))
         })
         .collect();
@@ -239,7 +239,8 @@ async fn apply_pins(
                 .id
                 .strip_prefix("iothread")
                 .and_then(|n| n.parse::<u32>().ok());
-            if let (Some(id), Ok(tid)) = (id, i32::try_from(io.thread_id)) {
+            let tid = io.thread_id.and_then(|t| i32::try_from(t).ok());
+            if let (Some(id), Some(tid)) = (id, tid) {
                 iothread_tids.push(tid);
                 if let Some((_, set)) = p.iothreads.iter().find(|(x, _)| *x == id) {
                     pinning::pin(tid, set, &format!("iothreadpin of iothread {id}"))?;

@@ -4,7 +4,6 @@
 //! command list.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::{Command, Empty};
 
@@ -43,18 +42,6 @@ pub struct ExpirePassword {
 }
 command!(ExpirePassword = "expire_password" => Empty);
 
-/// `qom-set`: sets a QOM property.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct QomSet {
-    /// QOM path or device id.
-    pub path: String,
-    /// Property name.
-    pub property: String,
-    /// New value.
-    pub value: Value,
-}
-command!(QomSet = "qom-set" => Empty);
-
 /// `set_link`: a NIC's link state as the guest sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SetLink {
@@ -64,36 +51,6 @@ pub struct SetLink {
     pub up: bool,
 }
 command!(SetLink = "set_link" => Empty);
-
-no_args!(
-    /// `query-cpus-fast`: the vCPUs and their host threads.
-    QueryCpusFast = "query-cpus-fast" => Vec<CpuInfoFast>
-);
-
-/// One entry of `query-cpus-fast`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct CpuInfoFast {
-    /// The vCPU's index.
-    pub cpu_index: i64,
-    /// Its host thread.
-    pub thread_id: i64,
-}
-
-no_args!(
-    /// `query-iothreads`: the I/O threads and their host threads.
-    QueryIothreads = "query-iothreads" => Vec<IothreadInfo>
-);
-
-/// One entry of `query-iothreads`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct IothreadInfo {
-    /// The object id (`iothread1`).
-    pub id: String,
-    /// Its host thread.
-    pub thread_id: i64,
-}
 
 no_args!(
     /// `query-vnc`: the VNC server and where it listens.
@@ -126,9 +83,5 @@ mod tests {
             serde_json::to_value(&p).unwrap(),
             json!({"protocol": "vnc", "password": "x"})
         );
-        let c: Vec<CpuInfoFast> =
-            serde_json::from_value(json!([{"cpu-index": 0, "thread-id": 42, "qom-path": "/x"}]))
-                .unwrap();
-        assert_eq!(c[0].thread_id, 42);
     }
 }

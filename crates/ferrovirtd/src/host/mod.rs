@@ -1,5 +1,8 @@
 //! Facts about this host for NODE_GET_INFO, GET_HOSTNAME and
-//! GET_CAPABILITIES, read from /proc so they are true.
+//! GET_CAPABILITIES, read from /proc so they are true; its CPU and memory
+//! statistics are in [`stats`].
+
+pub(crate) mod stats;
 
 use std::fs;
 
