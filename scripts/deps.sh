@@ -21,8 +21,9 @@ FERROVIRT_PACKAGES=(
   ovmf
   # virtual networks: dnsmasq, nftables, ip
   dnsmasq-base nftables iproute2
-  # the Prometheus exporter tested against the daemon, and curl
-  prometheus-libvirt-exporter curl
+  # the Prometheus exporter tested against the daemon, curl, and the
+  # exposition-format parser that checks the daemon's metrics endpoint
+  prometheus-libvirt-exporter curl python3-prometheus-client
 )
 
 # Tools that must exist after the install (command names or absolute paths).
@@ -60,6 +61,7 @@ ferrovirt_check_tools() {
     command -v "$t" >/dev/null 2>&1 || missing+=("$t")
   done
   /usr/bin/python3 -c 'import libvirt' 2>/dev/null || missing+=("python3-libvirt (/usr/bin/python3 cannot import libvirt)")
+  /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || missing+=("python3-prometheus-client (/usr/bin/python3 cannot import prometheus_client)")
   compgen -G '/boot/vmlinuz-*' >/dev/null || missing+=("a kernel in /boot (linux-image-amd64)")
   [ -r /usr/share/OVMF/OVMF_CODE.fd ] || [ -r /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing+=("OVMF firmware (ovmf)")
   local sys utils

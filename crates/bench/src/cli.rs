@@ -17,6 +17,7 @@ pub(crate) enum Scenario {
     Events,
     Scale,
     Storage,
+    Stats,
     /// Volume upload and download through the daemon's streams.
     Transfer,
     /// Only render the Markdown report of --from-json.
@@ -33,6 +34,7 @@ impl Scenario {
             Scenario::Events => "events",
             Scenario::Scale => "scale",
             Scenario::Storage => "storage",
+            Scenario::Stats => "stats",
             Scenario::Transfer => "transfer",
             Scenario::Report => "report",
         }
@@ -181,6 +183,8 @@ impl Cli {
                 .scale_n
                 .clone()
                 .unwrap_or(pick(smoke, vec![50], vec![1000, 10_000])),
+            stats_n: pick(smoke, 5, 100),
+            stats_calls: pick(smoke, 3, 10),
             ferrovirtd_monitor_timeout_s: self.monitor_timeout,
             rss_limit_mib: self.rss_limit_mb,
             storage_volumes: pick(smoke, 100, 1000),

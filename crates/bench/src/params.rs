@@ -33,13 +33,22 @@ pub(crate) struct Params {
     pub event_samples: usize,
     /// VM counts of the scale scenario.
     pub scale_n: Vec<usize>,
+    /// VMs of the stats scenario.
+    #[serde(default)]
+    pub stats_n: usize,
+    /// Bulk statistics calls per phase of the stats scenario.
+    #[serde(default)]
+    pub stats_calls: usize,
     /// ferrovirtd's monitor deadline.
     pub ferrovirtd_monitor_timeout_s: u64,
     /// A flood stops when the daemon's RSS passes this.
     pub rss_limit_mib: u64,
-    /// Volumes the storage scenario creates, lists and deletes.
+    /// Volumes the storage scenario creates, lists and deletes (absent in
+    /// results written before it existed).
+    #[serde(default)]
     pub storage_volumes: usize,
     /// Files the storage scenario refreshes a pool with.
+    #[serde(default)]
     pub storage_files: usize,
     /// MiB the transfer scenario uploads into a volume and downloads.
     #[serde(default)]

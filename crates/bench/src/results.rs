@@ -82,6 +82,7 @@ pub(crate) struct Scenarios {
     pub scale: Option<Vec<Row<ScaleResult>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<Vec<Row<StorageResult>>>,
+    pub stats: Option<Vec<Row<StatsResult>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer: Option<Vec<Row<TransferResult>>>,
 }
@@ -308,6 +309,37 @@ pub(crate) struct ScaleFigures {
     pub sim_pss_kib_avg: f64,
     pub restart: Restart,
     pub daemon_after_restart: Option<DaemonMemory>,
+    /// The statistics poller with every VM running (absent in runs made
+    /// before the poller existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poller: Option<PollerCost>,
+}
+
+/// What the statistics poller costs at scale: the daemon over two poller
+/// intervals with N VMs running, and one domstats over all of them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PollerCost {
+    pub interval_s: f64,
+    pub window: Option<ResourceWindow>,
+    /// One CONNECT_GET_ALL_DOMAIN_STATS (all groups) over every VM.
+    pub domstats: CallOutcome,
+    pub domstats_records: usize,
+}
+
+// ---------------------------------------------------------------- 6. stats
+
+/// Scenario 6: bulk statistics over N VMs, idle and with one VM's monitor
+/// hung while a call holds its job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StatsResult {
+    pub vms: usize,
+    /// CONNECT_GET_ALL_DOMAIN_STATS (all groups) with every VM idle.
+    pub idle: LatencySummary,
+    pub idle_records: usize,
+    /// How the monitor was made to hang.
+    pub how: String,
+    /// Each call while the monitor hangs and DOMAIN_SUSPEND waits on it.
+    pub hung: Vec<CallOutcome>,
 }
 
 /// SIGKILL and restart of the daemon with N VMs running.

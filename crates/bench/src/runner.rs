@@ -9,7 +9,7 @@ use crate::error::BenchResult;
 use crate::machine;
 use crate::params::Params;
 use crate::results::{Outcome, Report, Row, Scenarios};
-use crate::scenarios::{self, events, flood, hung, rpc, scale, storage, transfer};
+use crate::scenarios::{self, events, flood, hung, rpc, scale, stats, storage, transfer};
 use crate::stats::round1;
 
 /// Everything a run needs, decided before it starts.
@@ -81,6 +81,11 @@ async fn run_scenarios(plan: &Plan<'_>) -> (Scenarios, BTreeMap<String, f64>) {
         let measure = |kind, emu| events::run(kind, emu, env, params);
         scenarios.events = Some(rows(&fault_rows, measure).await);
         record("events", &mut lap);
+    }
+    if cli.wants(Scenario::Stats) {
+        let measure = |kind, emu| stats::run(kind, emu, env, params);
+        scenarios.stats = Some(rows(&fault_rows, measure).await);
+        record("stats", &mut lap);
     }
     if cli.wants(Scenario::Scale) && cli.which() != Which::Libvirtd {
         let scale_row = [(DaemonKind::Ferrovirtd, Emu::Sim)];

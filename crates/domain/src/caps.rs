@@ -81,6 +81,9 @@ pub struct EmulatorCaps {
     pub host_cpu: Option<HostCpuModel>,
     /// Names of the concrete device models (`virtio-rng-pci`, `tpm-crb`).
     pub device_types: BTreeSet<String>,
+    /// The QMP commands it has (`query-spice` tells SPICE was built in).
+    /// Empty means "not probed".
+    pub commands: BTreeSet<String>,
 }
 
 impl EmulatorCaps {
@@ -129,6 +132,16 @@ impl EmulatorCaps {
     /// Whether the binary has the device model `name` (`qxl-vga`).
     pub fn has_device(&self, name: &str) -> bool {
         self.device_types.contains(name)
+    }
+
+    /// Whether the binary has the QMP command `name`.
+    pub fn has_command(&self, name: &str) -> bool {
+        self.commands.contains(name)
+    }
+
+    /// Whether SPICE was built in (its query command exists).
+    pub fn has_spice(&self) -> bool {
+        self.has_command("query-spice")
     }
 
     /// The named CPU model, if the binary knows it.

@@ -1,9 +1,26 @@
-//! The domain definition: the typed form of the XML subset ferrovirt
-//! supports. Every field round-trips through `to_xml`/`parse`.
+//! The domain definition: the typed form of the XML ferrovirt supports.
+//! Every field round-trips through `to_xml`/`parse`. The types of each
+//! element live with its parser (`os`, `cpu`, `clock`, `features`, `tune`,
+//! `memory`, `sysinfo`, `devices`) and are re-exported here.
 
+use std::path::PathBuf;
+
+use crate::cpuset::CpuSet;
 use crate::devices::Devices;
 use crate::xml::XmlElement;
-use std::path::PathBuf;
+
+pub use crate::clock::{ClockDef, ClockOffset, TimerDef, TimerName, TimerTrack};
+pub use crate::cpu::{CpuDef, CpuFeature, CpuMode, CpuTopology, FeaturePolicy, NumaCell};
+pub use crate::features::{
+    Features, HypervDef, HypervFeature, HypervMode, IoapicDriver, KvmFeature,
+};
+pub use crate::memory::{AllocationMode, MemoryBacking, MemorySource};
+pub use crate::os::{
+    BiosDef, BootDev, BootMenu, Firmware, FirmwareFeature, LoaderDef, LoaderType, NvramDef, OsDef,
+    SmbiosMode,
+};
+pub use crate::sysinfo::{SysinfoBlock, SysinfoDef};
+pub use crate::tune::{BlkioDevice, BlkioTune, CpuTune, MemTune};
 
 /// `<domain type>`: `kvm` needs /dev/kvm at start (the driver checks),
 /// `qemu` is plain TCG emulation.
@@ -32,11 +49,27 @@ pub struct DomainDef {
     /// Children of `<metadata>`, verbatim (clients such as virt-manager and
     /// OpenStack keep their own data there and expect it back).
     pub metadata: Vec<XmlElement>,
+    /// With NUMA cells, their sum (as libvirt computes it).
     pub memory_kib: u64,
     /// Clamped to `memory_kib` (libvirt does the same).
     pub current_memory_kib: u64,
+    pub memory_backing: Option<MemoryBacking>,
+    /// The maximum vCPU count (`<vcpu>`).
     pub vcpus: u32,
+    /// `<vcpu current>`: vCPUs online at boot, when fewer than `vcpus`.
+    pub current_vcpus: Option<u32>,
     pub vcpu_placement: VcpuPlacement,
+    /// `<vcpu cpuset>`: the host CPUs vCPUs (and the emulator) run on by
+    /// default.
+    pub vcpu_cpuset: Option<CpuSet>,
+    /// I/O thread ids (`<iothreads>N</iothreads>` is 1..=N).
+    pub iothread_ids: Vec<u32>,
+    pub cputune: CpuTune,
+    pub memtune: MemTune,
+    pub blkiotune: BlkioTune,
+    /// `<resource><partition>`.
+    pub resource_partition: Option<String>,
+    pub sysinfo: Option<SysinfoDef>,
     pub os: OsDef,
     pub features: Features,
     pub cpu: Option<CpuDef>,
@@ -49,11 +82,18 @@ pub struct DomainDef {
     pub on_lockfailure: Option<String>,
     pub pm: Option<PmDef>,
     pub devices: Devices,
-    /// `<seclabel type='none'/>` was given (the only label accepted:
-    /// ferrovirt does no sVirt labelling, and claiming otherwise would be a
-    /// security lie).
+    /// A `<seclabel>` was given. ferrovirt does no security labelling, so
+    /// whatever DAC or 'none' label was asked for is reported as what
+    /// really applies: `<seclabel type='none' model='none'/>`.
     pub seclabel_none: bool,
     pub qemu_commandline: QemuCommandline,
+}
+
+impl DomainDef {
+    /// vCPUs online at boot.
+    pub fn boot_vcpus(&self) -> u32 {
+        self.current_vcpus.unwrap_or(self.vcpus)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,151 +133,6 @@ impl MachineFamily {
             MachineFamily::I440fx => "pci.0",
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BootDev {
-    Hd,
-    Cdrom,
-    Network,
-}
-
-impl BootDev {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BootDev::Hd => "hd",
-            BootDev::Cdrom => "cdrom",
-            BootDev::Network => "network",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct OsDef {
-    /// As written; `None` means q35 (resolved against EmulatorCaps by
-    /// `build_argv`, or persistently by `DomainDef::resolve_machine`).
-    pub machine: Option<String>,
-    /// Legacy `<boot dev>` order. Empty when devices carry `<boot order>`;
-    /// `[Hd]` when neither is given (libvirt's default).
-    pub boot_devs: Vec<BootDev>,
-    pub bootmenu: Option<bool>,
-    pub kernel: Option<PathBuf>,
-    pub initrd: Option<PathBuf>,
-    pub cmdline: Option<String>,
-}
-
-impl OsDef {
-    pub fn family(&self) -> MachineFamily {
-        self.machine
-            .as_deref()
-            .and_then(MachineFamily::of)
-            .unwrap_or(MachineFamily::Q35)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Features {
-    pub acpi: bool,
-    pub apic: bool,
-    pub pae: bool,
-    /// `<vmport state='on|off'/>` (virt-manager writes `off` for q35).
-    pub vmport: Option<bool>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CpuMode {
-    HostPassthrough,
-    HostModel,
-    Custom,
-    Maximum,
-}
-
-impl CpuMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CpuMode::HostPassthrough => "host-passthrough",
-            CpuMode::HostModel => "host-model",
-            CpuMode::Custom => "custom",
-            CpuMode::Maximum => "maximum",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CpuTopology {
-    pub sockets: u32,
-    pub dies: u32,
-    pub cores: u32,
-    pub threads: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeaturePolicy {
-    Force,
-    Require,
-    Optional,
-    Disable,
-    Forbid,
-}
-
-impl FeaturePolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FeaturePolicy::Force => "force",
-            FeaturePolicy::Require => "require",
-            FeaturePolicy::Optional => "optional",
-            FeaturePolicy::Disable => "disable",
-            FeaturePolicy::Forbid => "forbid",
-        }
-    }
-
-    pub fn enables(self) -> bool {
-        matches!(
-            self,
-            FeaturePolicy::Force | FeaturePolicy::Require | FeaturePolicy::Optional
-        )
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CpuFeature {
-    pub policy: FeaturePolicy,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CpuDef {
-    pub mode: CpuMode,
-    /// `match` attribute (minimum|exact|strict), kept for round trip.
-    pub match_: Option<String>,
-    /// `check` attribute (none|partial|full), kept for round trip.
-    pub check: Option<String>,
-    pub migratable: Option<bool>,
-    pub model: Option<String>,
-    /// `<model fallback>` (allow|forbid), kept for round trip.
-    pub fallback: Option<String>,
-    pub topology: Option<CpuTopology>,
-    pub features: Vec<CpuFeature>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClockOffset {
-    Utc,
-    Localtime,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimerDef {
-    /// rtc, pit or hpet.
-    pub name: String,
-    pub tickpolicy: Option<String>,
-    pub present: Option<bool>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClockDef {
-    pub offset: ClockOffset,
-    pub timers: Vec<TimerDef>,
 }
 
 /// What happens when the guest powers off / reboots / crashes.
@@ -283,4 +178,11 @@ pub struct LiveInfo {
     pub serial_ptys: Vec<Option<String>>,
     /// The VNC port QEMU bound when autoport was used (from `query-vnc`).
     pub vnc_port: Option<u16>,
+    /// The port the SPICE server was given when autoport was used.
+    pub spice_port: Option<u16>,
+    /// The run directory the domain started with (`LaunchParams`): where
+    /// unix channels without a path listen.
+    pub run_dir: Option<PathBuf>,
+    /// Host tap of each interface, by index (those the driver created).
+    pub taps: Vec<Option<String>>,
 }

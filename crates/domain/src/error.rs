@@ -3,44 +3,18 @@
 //! Every variant maps to exactly one `virErrorNumber` so that `virsh define`
 //! against ferrovirt fails with the same code a libvirt client would get from
 //! libvirtd for the same mistake (scripts match on codes, users on messages).
+//! What every libvirt document shares (malformed XML, unknown elements,
+//! unsupported or invalid values) is `virxml`'s [`XmlError`]; the variants
+//! here are the domain's own.
 
 use virterror::{ErrorCode, ErrorDomain, ToVirError, VirError};
+use virxml::XmlError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainXmlError {
-    /// The text is not well-formed XML (or uses a DOCTYPE, which we refuse
-    /// so that entity expansion can never be used against the daemon).
-    #[error("XML error: {0}")]
-    Malformed(String),
-    /// Well-formed, but structurally wrong: wrong root, a required element or
-    /// attribute missing, a conflict between elements (libvirt raises
-    /// VIR_ERR_XML_ERROR for these).
-    #[error("XML error: {0}")]
-    Structure(String),
-    /// An element this implementation does not know. Reported rather than
-    /// dropped: a silently ignored element is a guest that differs from
-    /// what the user asked for.
-    #[error("unsupported configuration: unknown element <{0}>")]
-    UnknownElement(String),
-    /// An attribute this implementation does not know, same reasoning.
-    #[error("unsupported configuration: unknown attribute '{attr}' of <{element}>")]
-    UnknownAttribute { element: String, attr: String },
-    /// A known element or attribute with a value we do not support
-    /// (`what` names it, e.g. "disk bus" or "<interface type>").
-    #[error("unsupported configuration: {what} '{value}' is not supported{detail}")]
-    Unsupported {
-        what: String,
-        value: String,
-        detail: String,
-    },
-    /// A value that cannot be parsed or is out of range (bad unit, overflow,
-    /// vcpu 0, memory too small, bad uuid/mac).
-    #[error("invalid value '{value}' for {what}: {reason}")]
-    InvalidValue {
-        what: String,
-        value: String,
-        reason: String,
-    },
+    /// A mistake any libvirt document can have (see [`XmlError`]).
+    #[error(transparent)]
+    Xml(#[from] XmlError),
     /// `<os><type>` other than hvm (VIR_ERR_OS_TYPE, as libvirt).
     #[error("unknown OS type: {0}")]
     OsType(String),
@@ -50,6 +24,10 @@ pub enum DomainXmlError {
     /// A disk of device 'disk' with no `<source>` (VIR_ERR_NO_SOURCE).
     #[error("missing source information for disk '{0}'")]
     NoSource(String),
+    /// No installed firmware satisfies the request (VIR_ERR_OPERATION_FAILED,
+    /// as libvirt reports it).
+    #[error("operation failed: {0}")]
+    NoFirmware(String),
     /// A launch-time problem caused by the caller's parameters rather than
     /// the XML (e.g. KVM requested but the emulator reports no KVM).
     #[error("invalid argument: {0}")]
@@ -58,15 +36,15 @@ pub enum DomainXmlError {
 
 impl DomainXmlError {
     pub(crate) fn structure(msg: impl Into<String>) -> Self {
-        Self::Structure(msg.into())
+        XmlError::structure(msg).into()
+    }
+
+    pub(crate) fn unknown_element(path: impl Into<String>) -> Self {
+        XmlError::UnknownElement(path.into()).into()
     }
 
     pub(crate) fn unsupported(what: impl Into<String>, value: impl Into<String>) -> Self {
-        Self::Unsupported {
-            what: what.into(),
-            value: value.into(),
-            detail: String::new(),
-        }
+        XmlError::unsupported(what, value).into()
     }
 
     pub(crate) fn unsupported_because(
@@ -74,11 +52,7 @@ impl DomainXmlError {
         value: impl Into<String>,
         detail: impl AsRef<str>,
     ) -> Self {
-        Self::Unsupported {
-            what: what.into(),
-            value: value.into(),
-            detail: format!(": {}", detail.as_ref()),
-        }
+        XmlError::unsupported_because(what, value, detail).into()
     }
 
     pub(crate) fn invalid(
@@ -86,24 +60,17 @@ impl DomainXmlError {
         value: impl Into<String>,
         reason: impl Into<String>,
     ) -> Self {
-        Self::InvalidValue {
-            what: what.into(),
-            value: value.into(),
-            reason: reason.into(),
-        }
+        XmlError::invalid(what, value, reason).into()
     }
 
     /// The libvirt error number a client sees.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Malformed(_) | Self::Structure(_) => ErrorCode::XmlError,
-            Self::UnknownElement(_) | Self::UnknownAttribute { .. } | Self::Unsupported { .. } => {
-                ErrorCode::ConfigUnsupported
-            }
-            Self::InvalidValue { .. } => ErrorCode::XmlDetail,
+            Self::Xml(e) => e.code(),
             Self::MissingName => ErrorCode::NoName,
             Self::OsType(_) => ErrorCode::OsType,
             Self::NoSource(_) => ErrorCode::NoSource,
+            Self::NoFirmware(_) => ErrorCode::OperationFailed,
             Self::InvalidArgument(_) => ErrorCode::InvalidArg,
         }
     }
@@ -130,5 +97,9 @@ mod tests {
             "unsupported configuration: disk bus 'usb' is not supported"
         );
         assert_eq!(DomainXmlError::MissingName.code(), ErrorCode::NoName);
+        assert_eq!(
+            DomainXmlError::unknown_element("devices/hostdev").code(),
+            ErrorCode::ConfigUnsupported
+        );
     }
 }

@@ -4,13 +4,26 @@
 //! unknown elements and attributes are errors naming them; a few elements
 //! that clients emit by habit and that change nothing for the guest are
 //! accepted and either kept for round trip or dropped with a reason.
+//! After parsing, what the definition implies is added (implicit devices,
+//! firmware NVRAM path) and every device gets its address, so the result
+//! is what `dumpxml` shows and parsing it again changes nothing.
 
+use std::collections::HashSet;
+
+use crate::clock::parse_clock;
+use crate::cpu::parse_cpu;
+use crate::cpuset::CpuSet;
 use crate::def::*;
-use crate::devices::{self, Devices};
+use crate::devices;
 use crate::error::DomainXmlError;
-use crate::units::parse_kib;
+use crate::features::parse_features;
+use crate::memory::parse_memory_backing;
+use crate::os::parse_os;
+use crate::sysinfo::parse_sysinfo;
+use crate::tune::{parse_blkiotune, parse_cputune, parse_memtune, parse_resource};
+use crate::values::{parse_uint, parse_yes_no, simple_text};
 use crate::xml::{XmlElement, XmlNode, parse_document};
-use std::path::PathBuf;
+use virxml::XmlError;
 
 /// Namespace of `<qemu:commandline>`.
 pub const QEMU_NS: &str = "http://libvirt.org/schemas/domain/qemu/1.0";
@@ -25,61 +38,8 @@ pub const MAX_MEMORY_KIB: u64 = 16 << 30;
 pub const MAX_VCPUS: u32 = 288;
 /// Longest name: names become file names (NAME.xml, NAME.log, sockets).
 pub const MAX_NAME_LEN: usize = 200;
-
-pub(crate) fn parse_uint(what: &str, s: &str) -> Result<u32, DomainXmlError> {
-    let t = s.trim();
-    let r = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        u32::from_str_radix(h, 16)
-    } else {
-        t.parse::<u32>()
-    };
-    r.map_err(|_| DomainXmlError::invalid(what, s, "expected a non-negative integer"))
-}
-
-pub(crate) fn parse_on_off(what: &str, s: &str) -> Result<bool, DomainXmlError> {
-    match s {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err(DomainXmlError::invalid(what, s, "expected 'on' or 'off'")),
-    }
-}
-
-pub(crate) fn parse_yes_no(what: &str, s: &str) -> Result<bool, DomainXmlError> {
-    match s {
-        "yes" => Ok(true),
-        "no" => Ok(false),
-        _ => Err(DomainXmlError::invalid(what, s, "expected 'yes' or 'no'")),
-    }
-}
-
-/// Paths handed to QEMU must be absolute: a relative one would resolve
-/// against the daemon's working directory, which the user cannot know.
-pub(crate) fn parse_abs_path(what: &str, s: &str) -> Result<PathBuf, DomainXmlError> {
-    if !s.starts_with('/') || s.contains('\0') {
-        return Err(DomainXmlError::invalid(
-            what,
-            s,
-            "expected an absolute path",
-        ));
-    }
-    Ok(PathBuf::from(s))
-}
-
-/// `<alias>` is output-only (libvirt ignores non-user aliases on define):
-/// accepted so that live XML can be fed back, and dropped.
-pub(crate) fn skip_alias(el: &XmlElement, path: &str) -> Result<(), DomainXmlError> {
-    if let Some(a) = el.child("alias") {
-        a.check_attrs(&format!("{path}/alias"), &["name"])?;
-        a.check_children(&format!("{path}/alias"), &[])?;
-    }
-    Ok(())
-}
-
-fn simple_text(el: &XmlElement, path: &str) -> Result<String, DomainXmlError> {
-    el.check_attrs(path, &[])?;
-    el.check_children(path, &[])?;
-    Ok(el.text())
-}
+/// Most I/O threads a domain may ask for.
+pub const MAX_IOTHREADS: u32 = 64;
 
 fn validate_name(name: &str) -> Result<(), DomainXmlError> {
     if name.is_empty() {
@@ -161,7 +121,7 @@ fn parse_qemu_commandline(el: &XmlElement) -> Result<QemuCommandline, DomainXmlE
     for c in el.elements() {
         let path = format!("{}/{}", el.name, c.name);
         if c.prefix() != Some(prefix) {
-            return Err(DomainXmlError::UnknownElement(path));
+            return Err(DomainXmlError::unknown_element(path));
         }
         c.check_children(&path, &[])?;
         match c.local_name() {
@@ -189,7 +149,7 @@ fn parse_qemu_commandline(el: &XmlElement) -> Result<QemuCommandline, DomainXmlE
                 out.env
                     .push((name.to_string(), c.attr("value").unwrap_or("").to_string()));
             }
-            _ => return Err(DomainXmlError::UnknownElement(path)),
+            _ => return Err(DomainXmlError::unknown_element(path)),
         }
     }
     Ok(out)
@@ -197,7 +157,17 @@ fn parse_qemu_commandline(el: &XmlElement) -> Result<QemuCommandline, DomainXmlE
 
 /// Metadata children keep their namespace declarations even when those
 /// were made on `<domain>`, so that each stands alone when re-emitted.
-fn parse_metadata(el: &XmlElement, root: &XmlElement) -> Vec<XmlElement> {
+fn parse_metadata(el: &XmlElement, root: &XmlElement) -> Result<Vec<XmlElement>, DomainXmlError> {
+    el.check_attrs("metadata", &[])?;
+    if el
+        .children
+        .iter()
+        .any(|c| matches!(c, XmlNode::Text(t) if !t.trim().is_empty()))
+    {
+        return Err(DomainXmlError::structure(
+            "<metadata> may contain only elements",
+        ));
+    }
     let mut out = Vec::new();
     for c in el.elements() {
         let mut c = c.clone();
@@ -213,296 +183,7 @@ fn parse_metadata(el: &XmlElement, root: &XmlElement) -> Vec<XmlElement> {
         }
         out.push(c);
     }
-    out
-}
-
-fn parse_os(el: &XmlElement) -> Result<OsDef, DomainXmlError> {
-    el.check_attrs("os", &[])?;
-    el.check_children(
-        "os",
-        &["type", "boot", "bootmenu", "kernel", "initrd", "cmdline"],
-    )?;
-    let t = el
-        .child("type")
-        .ok_or_else(|| DomainXmlError::structure("missing <os><type>"))?;
-    t.check_attrs("os/type", &["arch", "machine"])?;
-    t.check_children("os/type", &[])?;
-    let ty = t.text();
-    if ty.trim() != "hvm" {
-        return Err(DomainXmlError::OsType(ty.trim().to_string()));
-    }
-    if let Some(arch) = t.attr("arch")
-        && arch != "x86_64"
-    {
-        return Err(DomainXmlError::unsupported("os arch", arch));
-    }
-    let machine = t.attr("machine").map(str::to_string);
-    if let Some(m) = &machine
-        && MachineFamily::of(m).is_none()
-    {
-        return Err(DomainXmlError::unsupported_because(
-            "machine type",
-            m,
-            "only pc (i440fx) and q35 machine types are supported",
-        ));
-    }
-    let mut os = OsDef {
-        machine,
-        ..OsDef::default()
-    };
-    for c in el.elements() {
-        match c.name.as_str() {
-            "boot" => {
-                c.check_attrs("os/boot", &["dev"])?;
-                c.check_children("os/boot", &[])?;
-                let dev = match c.req_attr("os/boot", "dev")? {
-                    "hd" => BootDev::Hd,
-                    "cdrom" => BootDev::Cdrom,
-                    "network" => BootDev::Network,
-                    o => return Err(DomainXmlError::unsupported("os boot dev", o)),
-                };
-                if os.boot_devs.contains(&dev) {
-                    return Err(DomainXmlError::structure(format!(
-                        "boot dev '{}' listed twice",
-                        dev.as_str()
-                    )));
-                }
-                os.boot_devs.push(dev);
-            }
-            "bootmenu" => {
-                c.check_attrs("os/bootmenu", &["enable"])?;
-                c.check_children("os/bootmenu", &[])?;
-                os.bootmenu = Some(parse_yes_no(
-                    "<os/bootmenu enable>",
-                    c.req_attr("os/bootmenu", "enable")?,
-                )?);
-            }
-            "kernel" => {
-                os.kernel = Some(parse_abs_path(
-                    "<os/kernel>",
-                    simple_text(c, "os/kernel")?.trim(),
-                )?)
-            }
-            "initrd" => {
-                os.initrd = Some(parse_abs_path(
-                    "<os/initrd>",
-                    simple_text(c, "os/initrd")?.trim(),
-                )?)
-            }
-            "cmdline" => os.cmdline = Some(simple_text(c, "os/cmdline")?),
-            _ => {}
-        }
-    }
-    if os.kernel.is_none() && (os.initrd.is_some() || os.cmdline.is_some()) {
-        return Err(DomainXmlError::structure(
-            "<initrd> and <cmdline> require <kernel>",
-        ));
-    }
-    Ok(os)
-}
-
-fn parse_features(el: &XmlElement) -> Result<Features, DomainXmlError> {
-    el.check_attrs("features", &[])?;
-    let mut f = Features::default();
-    for c in el.elements() {
-        let path = format!("features/{}", c.name);
-        c.check_children(&path, &[])?;
-        match c.name.as_str() {
-            "acpi" | "apic" | "pae" => {
-                c.check_attrs(&path, &[])?;
-                match c.name.as_str() {
-                    "acpi" => f.acpi = true,
-                    "apic" => f.apic = true,
-                    _ => f.pae = true,
-                }
-            }
-            "vmport" => {
-                c.check_attrs(&path, &["state"])?;
-                f.vmport = Some(parse_on_off(
-                    "<features/vmport state>",
-                    c.req_attr(&path, "state")?,
-                )?);
-            }
-            _ => return Err(DomainXmlError::UnknownElement(path)),
-        }
-    }
-    Ok(f)
-}
-
-fn valid_cpu_word(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-}
-
-fn parse_cpu(el: &XmlElement, vcpus: u32) -> Result<CpuDef, DomainXmlError> {
-    el.check_attrs("cpu", &["mode", "match", "check", "migratable"])?;
-    el.check_children("cpu", &["model", "topology", "feature"])?;
-    let mode = match el.attr("mode").unwrap_or("custom") {
-        "host-passthrough" => CpuMode::HostPassthrough,
-        "host-model" => CpuMode::HostModel,
-        "custom" => CpuMode::Custom,
-        "maximum" => CpuMode::Maximum,
-        o => return Err(DomainXmlError::unsupported("cpu mode", o)),
-    };
-    let enum_attr = |k: &str, allowed: &[&str]| -> Result<Option<String>, DomainXmlError> {
-        match el.attr(k) {
-            None => Ok(None),
-            Some(v) if allowed.contains(&v) => Ok(Some(v.to_string())),
-            Some(v) => Err(DomainXmlError::unsupported(format!("cpu {k}"), v)),
-        }
-    };
-    let mut cpu = CpuDef {
-        mode,
-        match_: enum_attr("match", &["minimum", "exact", "strict"])?,
-        check: enum_attr("check", &["none", "partial", "full"])?,
-        migratable: el
-            .attr("migratable")
-            .map(|v| parse_on_off("<cpu migratable>", v))
-            .transpose()?,
-        model: None,
-        fallback: None,
-        topology: None,
-        features: Vec::new(),
-    };
-    for c in el.elements() {
-        match c.name.as_str() {
-            "model" => {
-                c.check_attrs("cpu/model", &["fallback"])?;
-                c.check_children("cpu/model", &[])?;
-                let m = c.text().trim().to_string();
-                if !valid_cpu_word(&m) {
-                    return Err(DomainXmlError::invalid(
-                        "<cpu/model>",
-                        m,
-                        "not a CPU model name",
-                    ));
-                }
-                if mode != CpuMode::Custom {
-                    return Err(DomainXmlError::unsupported_because(
-                        "cpu model with mode",
-                        mode.as_str(),
-                        "a <model> needs mode='custom'",
-                    ));
-                }
-                cpu.fallback = match c.attr("fallback") {
-                    None => None,
-                    Some(v @ ("allow" | "forbid")) => Some(v.to_string()),
-                    Some(v) => return Err(DomainXmlError::unsupported("cpu model fallback", v)),
-                };
-                cpu.model = Some(m);
-            }
-            "topology" => {
-                c.check_attrs("cpu/topology", &["sockets", "dies", "cores", "threads"])?;
-                c.check_children("cpu/topology", &[])?;
-                let n = |k: &str| -> Result<u32, DomainXmlError> {
-                    match c.attr(k) {
-                        None => Ok(1),
-                        Some(v) => {
-                            let n = parse_uint(&format!("<cpu/topology {k}>"), v)?;
-                            if n == 0 {
-                                return Err(DomainXmlError::invalid(
-                                    format!("<cpu/topology {k}>"),
-                                    v,
-                                    "must be at least 1",
-                                ));
-                            }
-                            Ok(n)
-                        }
-                    }
-                };
-                let t = CpuTopology {
-                    sockets: n("sockets")?,
-                    dies: n("dies")?,
-                    cores: n("cores")?,
-                    threads: n("threads")?,
-                };
-                let total = u64::from(t.sockets)
-                    * u64::from(t.dies)
-                    * u64::from(t.cores)
-                    * u64::from(t.threads);
-                if total != u64::from(vcpus) {
-                    return Err(DomainXmlError::invalid(
-                        "<cpu/topology>",
-                        format!("{}*{}*{}*{}", t.sockets, t.dies, t.cores, t.threads),
-                        format!("sockets*dies*cores*threads must equal the vcpu count {vcpus}"),
-                    ));
-                }
-                cpu.topology = Some(t);
-            }
-            _ => {
-                c.check_attrs("cpu/feature", &["policy", "name"])?;
-                c.check_children("cpu/feature", &[])?;
-                let policy = match c.attr("policy").unwrap_or("require") {
-                    "force" => FeaturePolicy::Force,
-                    "require" => FeaturePolicy::Require,
-                    "optional" => FeaturePolicy::Optional,
-                    "disable" => FeaturePolicy::Disable,
-                    "forbid" => FeaturePolicy::Forbid,
-                    o => return Err(DomainXmlError::unsupported("cpu feature policy", o)),
-                };
-                let name = c.req_attr("cpu/feature", "name")?;
-                if !valid_cpu_word(name) {
-                    return Err(DomainXmlError::invalid(
-                        "<cpu/feature name>",
-                        name,
-                        "not a CPU feature name",
-                    ));
-                }
-                cpu.features.push(CpuFeature {
-                    policy,
-                    name: name.to_string(),
-                });
-            }
-        }
-    }
-    Ok(cpu)
-}
-
-fn parse_clock(el: &XmlElement) -> Result<ClockDef, DomainXmlError> {
-    el.check_attrs("clock", &["offset"])?;
-    el.check_children("clock", &["timer"])?;
-    let offset = match el.attr("offset").unwrap_or("utc") {
-        "utc" => ClockOffset::Utc,
-        "localtime" => ClockOffset::Localtime,
-        o => return Err(DomainXmlError::unsupported("clock offset", o)),
-    };
-    let mut timers = Vec::new();
-    for t in el.elements() {
-        t.check_attrs("clock/timer", &["name", "tickpolicy", "present"])?;
-        t.check_children("clock/timer", &[])?;
-        let name = t.req_attr("clock/timer", "name")?;
-        let tickpolicy = t.attr("tickpolicy").map(str::to_string);
-        let ok_policies: &[&str] = match name {
-            "rtc" => &["catchup", "delay"],
-            "pit" => &["delay", "discard"],
-            "hpet" => &[],
-            o => return Err(DomainXmlError::unsupported("clock timer", o)),
-        };
-        if let Some(p) = &tickpolicy
-            && !ok_policies.contains(&p.as_str())
-        {
-            return Err(DomainXmlError::unsupported(
-                format!("{name} timer tickpolicy"),
-                p,
-            ));
-        }
-        if timers.iter().any(|x: &TimerDef| x.name == name) {
-            return Err(DomainXmlError::structure(format!(
-                "timer '{name}' listed twice"
-            )));
-        }
-        timers.push(TimerDef {
-            name: name.to_string(),
-            tickpolicy,
-            present: t
-                .attr("present")
-                .map(|v| parse_yes_no("<clock/timer present>", v))
-                .transpose()?,
-        });
-    }
-    Ok(ClockDef { offset, timers })
+    Ok(out)
 }
 
 fn parse_pm(el: &XmlElement) -> Result<PmDef, DomainXmlError> {
@@ -535,7 +216,15 @@ const SINGLETONS: &[&str] = &[
     "metadata",
     "memory",
     "currentMemory",
+    "memoryBacking",
     "vcpu",
+    "iothreads",
+    "iothreadids",
+    "cputune",
+    "memtune",
+    "blkiotune",
+    "resource",
+    "sysinfo",
     "os",
     "features",
     "cpu",
@@ -545,13 +234,13 @@ const SINGLETONS: &[&str] = &[
     "on_crash",
     "on_lockfailure",
     "pm",
-    "resource",
     "devices",
     "seclabel",
 ];
 
-pub(crate) fn parse_domain(xml: &str) -> Result<DomainDef, DomainXmlError> {
-    let root = parse_document(xml)?;
+/// The root element: `<domain type>`, no unknown or repeated children, and
+/// the `<qemu:commandline>` blocks.
+fn check_root(root: &XmlElement) -> Result<(DomainType, QemuCommandline), DomainXmlError> {
     if root.name != "domain" {
         return Err(DomainXmlError::structure(format!(
             "unexpected root element <{}>, expecting <domain>",
@@ -576,19 +265,30 @@ pub(crate) fn parse_domain(xml: &str) -> Result<DomainDef, DomainXmlError> {
     let mut qemu_commandline = QemuCommandline::default();
     for c in root.elements() {
         if c.prefix().is_some() {
-            if in_namespace(c, &root, QEMU_NS) && c.local_name() == "commandline" {
+            if in_namespace(c, root, QEMU_NS) && c.local_name() == "commandline" {
                 let q = parse_qemu_commandline(c)?;
                 qemu_commandline.args.extend(q.args);
                 qemu_commandline.env.extend(q.env);
                 continue;
             }
-            return Err(DomainXmlError::UnknownElement(c.name.clone()));
+            return Err(DomainXmlError::unknown_element(c.name.clone()));
         }
         if !SINGLETONS.contains(&c.name.as_str()) {
-            return Err(DomainXmlError::UnknownElement(c.name.clone()));
+            return Err(DomainXmlError::unknown_element(c.name.clone()));
         }
     }
+    Ok((domain_type, qemu_commandline))
+}
 
+/// Name, UUID, title, description.
+struct Identity {
+    name: String,
+    uuid: uuid::Uuid,
+    title: Option<String>,
+    description: Option<String>,
+}
+
+fn parse_identity(root: &XmlElement) -> Result<Identity, DomainXmlError> {
     let name = match root.child("name") {
         Some(n) => simple_text(n, "name")?.trim().to_string(),
         None => String::new(),
@@ -609,28 +309,30 @@ pub(crate) fn parse_domain(xml: &str) -> Result<DomainDef, DomainXmlError> {
         .child("description")
         .map(|t| simple_text(t, "description"))
         .transpose()?;
-    let metadata = match root.child("metadata") {
-        Some(m) => {
-            m.check_attrs("metadata", &[])?;
-            if m.children
-                .iter()
-                .any(|c| matches!(c, XmlNode::Text(t) if !t.trim().is_empty()))
-            {
-                return Err(DomainXmlError::structure(
-                    "<metadata> may contain only elements",
-                ));
-            }
-            parse_metadata(m, &root)
-        }
-        None => Vec::new(),
-    };
+    Ok(Identity {
+        name,
+        uuid,
+        title,
+        description,
+    })
+}
 
+/// Memory sizes in KiB; an overflowing unit is a bad value here, as
+/// earlier versions reported it.
+fn parse_kib(el: &XmlElement, what: &str) -> Result<u64, DomainXmlError> {
+    el.check_attrs(what, &["unit"])?;
+    el.check_children(what, &[])?;
+    virxml::units::parse_kib(what, &el.text(), el.attr("unit")).map_err(|e| match e {
+        XmlError::Overflow(v) => DomainXmlError::invalid(format!("<{what}>"), v, "value too large"),
+        other => other.into(),
+    })
+}
+
+fn parse_memory(root: &XmlElement) -> Result<(u64, u64), DomainXmlError> {
     let mem_el = root
         .child("memory")
         .ok_or_else(|| DomainXmlError::structure("missing <memory>"))?;
-    mem_el.check_attrs("memory", &["unit"])?;
-    mem_el.check_children("memory", &[])?;
-    let memory_kib = parse_kib("memory", &mem_el.text(), mem_el.attr("unit"))?;
+    let memory_kib = parse_kib(mem_el, "memory")?;
     if memory_kib < MIN_MEMORY_KIB {
         return Err(DomainXmlError::invalid(
             "<memory>",
@@ -645,80 +347,135 @@ pub(crate) fn parse_domain(xml: &str) -> Result<DomainDef, DomainXmlError> {
             format!("must be at most {MAX_MEMORY_KIB} KiB"),
         ));
     }
-    let current_memory_kib = match root.child("currentMemory") {
-        Some(c) => {
-            c.check_attrs("currentMemory", &["unit"])?;
-            c.check_children("currentMemory", &[])?;
-            let v = parse_kib("currentMemory", &c.text(), c.attr("unit"))?;
-            if v == 0 || v > memory_kib {
-                memory_kib
-            } else {
-                v
-            }
-        }
+    let current = match root.child("currentMemory") {
+        Some(c) => match parse_kib(c, "currentMemory")? {
+            0 => memory_kib,
+            v => v.min(memory_kib),
+        },
         None => memory_kib,
     };
+    Ok((memory_kib, current))
+}
 
-    let (vcpus, vcpu_placement) = match root.child("vcpu") {
-        None => (1, VcpuPlacement::Static),
-        Some(v) => {
-            v.check_attrs("vcpu", &["placement", "current"])?;
-            v.check_children("vcpu", &[])?;
-            let n = parse_uint("<vcpu>", &v.text())?;
-            if n == 0 || n > MAX_VCPUS {
+/// `<vcpu placement cpuset current>N</vcpu>`.
+struct Vcpus {
+    max: u32,
+    current: Option<u32>,
+    placement: VcpuPlacement,
+    cpuset: Option<CpuSet>,
+}
+
+fn parse_vcpu(root: &XmlElement) -> Result<Vcpus, DomainXmlError> {
+    let Some(v) = root.child("vcpu") else {
+        return Ok(Vcpus {
+            max: 1,
+            current: None,
+            placement: VcpuPlacement::Static,
+            cpuset: None,
+        });
+    };
+    v.check_attrs("vcpu", &["placement", "current", "cpuset"])?;
+    v.check_children("vcpu", &[])?;
+    let max = parse_uint("<vcpu>", &v.text())?;
+    if max == 0 || max > MAX_VCPUS {
+        return Err(DomainXmlError::invalid(
+            "<vcpu>",
+            max.to_string(),
+            format!("must be 1..{MAX_VCPUS}"),
+        ));
+    }
+    let current = match v.attr("current") {
+        None => None,
+        Some(c) => match parse_uint("<vcpu current>", c)? {
+            n if n == max => None,
+            n if n >= 1 && n < max => Some(n),
+            n => {
                 return Err(DomainXmlError::invalid(
-                    "<vcpu>",
+                    "<vcpu current>",
                     n.to_string(),
-                    format!("must be 1..{MAX_VCPUS}"),
+                    format!("must be 1..{max} (the maximum)"),
                 ));
             }
-            if let Some(c) = v.attr("current")
-                && parse_uint("<vcpu current>", c)? != n
-            {
-                return Err(DomainXmlError::unsupported_because(
-                    "vcpu current",
-                    c,
-                    "vCPU hotplug is not supported; current must equal the count",
-                ));
-            }
-            let placement = match v.attr("placement").unwrap_or("static") {
-                "static" => VcpuPlacement::Static,
-                "auto" => VcpuPlacement::Auto,
-                o => return Err(DomainXmlError::unsupported("vcpu placement", o)),
-            };
-            (n, placement)
-        }
+        },
     };
+    let placement = match v.attr("placement").unwrap_or("static") {
+        "static" => VcpuPlacement::Static,
+        "auto" => VcpuPlacement::Auto,
+        o => return Err(DomainXmlError::unsupported("vcpu placement", o)),
+    };
+    Ok(Vcpus {
+        max,
+        current,
+        placement,
+        cpuset: v
+            .attr("cpuset")
+            .map(|s| CpuSet::parse("<vcpu cpuset>", s))
+            .transpose()?,
+    })
+}
 
-    let mut os = match root.child("os") {
-        Some(o) => parse_os(o)?,
-        None => return Err(DomainXmlError::structure("missing <os>")),
+/// `<iothreads>N</iothreads>` and `<iothreadids>`.
+fn parse_iothreads(root: &XmlElement) -> Result<Vec<u32>, DomainXmlError> {
+    let count = match root.child("iothreads") {
+        Some(t) => parse_uint("<iothreads>", &simple_text(t, "iothreads")?)?,
+        None => 0,
     };
-    let family = os.family();
-    let features = root
-        .child("features")
-        .map(parse_features)
-        .transpose()?
-        .unwrap_or_default();
-    let cpu = root.child("cpu").map(|c| parse_cpu(c, vcpus)).transpose()?;
-    let clock = root.child("clock").map(parse_clock).transpose()?;
+    let mut ids: Vec<u32> = Vec::new();
+    if let Some(l) = root.child("iothreadids") {
+        l.check_attrs("iothreadids", &[])?;
+        l.check_children("iothreadids", &["iothread"])?;
+        for t in l.children_named("iothread") {
+            t.check_attrs("iothreadids/iothread", &["id"])?;
+            t.check_children("iothreadids/iothread", &[])?;
+            let id = parse_uint(
+                "<iothreadids/iothread id>",
+                t.req_attr("iothreadids/iothread", "id")?,
+            )?;
+            if id == 0 || ids.contains(&id) {
+                return Err(DomainXmlError::invalid(
+                    "<iothreadids/iothread id>",
+                    id.to_string(),
+                    "ids are unique and start at 1",
+                ));
+            }
+            ids.push(id);
+        }
+    }
+    let mut next = 1;
+    while (ids.len() as u32) < count {
+        if !ids.contains(&next) {
+            ids.push(next);
+        }
+        next += 1;
+    }
+    if ids.len() as u32 > MAX_IOTHREADS {
+        return Err(DomainXmlError::invalid(
+            "<iothreads>",
+            ids.len().to_string(),
+            format!("at most {MAX_IOTHREADS}"),
+        ));
+    }
+    Ok(ids)
+}
+
+/// What happens when the guest powers off, reboots, crashes, or loses a
+/// lock.
+struct Lifecycle {
+    poweroff: LifecycleAction,
+    reboot: LifecycleAction,
+    crash: LifecycleAction,
+    lockfailure: Option<String>,
+}
+
+fn parse_lifecycles(root: &XmlElement) -> Result<Lifecycle, DomainXmlError> {
     use LifecycleAction::*;
-    let on_poweroff = root
-        .child("on_poweroff")
-        .map(|e| parse_lifecycle(e, &[Destroy, Restart, Preserve]))
-        .transpose()?
-        .unwrap_or(Destroy);
-    let on_reboot = root
-        .child("on_reboot")
-        .map(|e| parse_lifecycle(e, &[Destroy, Restart]))
-        .transpose()?
-        .unwrap_or(Restart);
-    let on_crash = root
-        .child("on_crash")
-        .map(|e| parse_lifecycle(e, &[Destroy, Restart, Preserve]))
-        .transpose()?
-        .unwrap_or(Destroy);
-    let on_lockfailure = match root.child("on_lockfailure") {
+    let get = |name: &str, allowed: &[LifecycleAction], default| {
+        root.child(name)
+            .map(|e| parse_lifecycle(e, allowed))
+            .transpose()
+            .map(|v| v.unwrap_or(default))
+    };
+    let lockfailure = match root.child("on_lockfailure") {
         None => None,
         Some(e) => {
             let v = simple_text(e, "on_lockfailure")?.trim().to_string();
@@ -728,66 +485,259 @@ pub(crate) fn parse_domain(xml: &str) -> Result<DomainDef, DomainXmlError> {
             Some(v)
         }
     };
-    let pm = root.child("pm").map(parse_pm).transpose()?;
-    // <resource> (cgroup partition) is accepted and dropped: ferrovirt does
-    // not place QEMU in cgroups, and the default partition is what libvirt
-    // clients write. Its content is not interpreted.
-    let seclabel_none = match root.child("seclabel") {
-        None => false,
-        Some(s) => {
-            s.check_attrs("seclabel", &["type", "model"])?;
-            s.check_children("seclabel", &[])?;
-            let t = s.req_attr("seclabel", "type")?;
-            if t != "none" || s.attr("model").is_some_and(|m| m != "none") {
-                return Err(DomainXmlError::unsupported_because(
-                    "seclabel type",
-                    t,
-                    "ferrovirt does no security labelling; only type='none' is accepted",
-                ));
-            }
-            true
-        }
-    };
-    let devices = match root.child("devices") {
-        Some(d) => devices::parse_devices(d, family)?,
-        None => Devices::default(),
-    };
+    Ok(Lifecycle {
+        poweroff: get("on_poweroff", &[Destroy, Restart, Preserve], Destroy)?,
+        reboot: get("on_reboot", &[Destroy, Restart], Restart)?,
+        crash: get("on_crash", &[Destroy, Restart, Preserve], Destroy)?,
+        lockfailure,
+    })
+}
 
-    let per_device_boot = devices.disks.iter().any(|d| d.boot_order.is_some())
-        || devices.interfaces.iter().any(|n| n.boot_order.is_some());
-    if per_device_boot && !os.boot_devs.is_empty() {
+/// `<seclabel>`: DAC or 'none' labels are accepted (and reported as none,
+/// which is what applies); a mandatory access control label (SELinux,
+/// AppArmor) asks for confinement ferrovirt cannot give.
+fn parse_seclabel(s: &XmlElement) -> Result<bool, DomainXmlError> {
+    s.check_attrs("seclabel", &["type", "model", "relabel"])?;
+    s.check_children("seclabel", &["label", "imagelabel", "baselabel"])?;
+    let t = s.req_attr("seclabel", "type")?;
+    if !["none", "dynamic", "static"].contains(&t) {
+        return Err(DomainXmlError::unsupported("seclabel type", t));
+    }
+    let model = s.attr("model").unwrap_or("none");
+    let accepted = t == "none" && model == "none" || model == "dac";
+    if !accepted {
+        return Err(DomainXmlError::unsupported_because(
+            "seclabel type",
+            t,
+            format!(
+                "ferrovirt does no '{model}' security labelling; only type='none' and DAC labels are accepted"
+            ),
+        ));
+    }
+    Ok(true)
+}
+
+pub(crate) fn parse_domain(xml: &str) -> Result<DomainDef, DomainXmlError> {
+    let root = parse_document(xml)?;
+    let (domain_type, qemu_commandline) = check_root(&root)?;
+    let id = parse_identity(&root)?;
+    let metadata = match root.child("metadata") {
+        Some(m) => parse_metadata(m, &root)?,
+        None => Vec::new(),
+    };
+    let (memory_kib, current_memory_kib) = parse_memory(&root)?;
+    let vcpu = parse_vcpu(&root)?;
+    let os = match root.child("os") {
+        Some(o) => parse_os(o)?,
+        None => return Err(DomainXmlError::structure("missing <os>")),
+    };
+    let family = os.family();
+    let lifecycle = parse_lifecycles(&root)?;
+    let mut def = DomainDef {
+        domain_type,
+        name: id.name,
+        uuid: id.uuid,
+        title: id.title,
+        description: id.description,
+        metadata,
+        memory_kib,
+        current_memory_kib,
+        memory_backing: root
+            .child("memoryBacking")
+            .map(parse_memory_backing)
+            .transpose()?,
+        vcpus: vcpu.max,
+        current_vcpus: vcpu.current,
+        vcpu_placement: vcpu.placement,
+        vcpu_cpuset: vcpu.cpuset,
+        iothread_ids: parse_iothreads(&root)?,
+        cputune: root
+            .child("cputune")
+            .map(parse_cputune)
+            .transpose()?
+            .unwrap_or_default(),
+        memtune: root
+            .child("memtune")
+            .map(parse_memtune)
+            .transpose()?
+            .unwrap_or_default(),
+        blkiotune: root
+            .child("blkiotune")
+            .map(parse_blkiotune)
+            .transpose()?
+            .unwrap_or_default(),
+        resource_partition: root.child("resource").map(parse_resource).transpose()?,
+        sysinfo: root.child("sysinfo").map(parse_sysinfo).transpose()?,
+        os,
+        features: root
+            .child("features")
+            .map(parse_features)
+            .transpose()?
+            .unwrap_or_default(),
+        cpu: root
+            .child("cpu")
+            .map(|c| parse_cpu(c, vcpu.max))
+            .transpose()?,
+        clock: root.child("clock").map(parse_clock).transpose()?,
+        on_poweroff: lifecycle.poweroff,
+        on_reboot: lifecycle.reboot,
+        on_crash: lifecycle.crash,
+        on_lockfailure: lifecycle.lockfailure,
+        pm: root.child("pm").map(parse_pm).transpose()?,
+        devices: match root.child("devices") {
+            Some(d) => devices::parse_devices(d, family)?,
+            None => devices::parse_devices(&XmlElement::new("devices"), family)?,
+        },
+        seclabel_none: root
+            .child("seclabel")
+            .map(parse_seclabel)
+            .transpose()?
+            .unwrap_or(false),
+        qemu_commandline,
+    };
+    post_parse(&mut def)?;
+    Ok(def)
+}
+
+/// What spans the whole definition: boot order, NUMA memory, references to
+/// I/O threads and vCPUs, firmware rules, then device addresses.
+fn post_parse(def: &mut DomainDef) -> Result<(), DomainXmlError> {
+    resolve_boot_order(def)?;
+    drop_run_paths(def);
+    if let Some(cpu) = &def.cpu
+        && !cpu.numa.is_empty()
+    {
+        // As libvirt: with NUMA cells the guest's memory is their sum.
+        def.memory_kib = cpu.numa.iter().map(|c| c.memory_kib).sum();
+        def.current_memory_kib = def.current_memory_kib.min(def.memory_kib);
+    }
+    check_references(def)?;
+    check_firmware(def)?;
+    crate::addr::assign(&mut def.devices, def.os.family())
+}
+
+/// A unix channel socket in the domain's own run directory (a directory
+/// named after its UUID) is the path chosen at start, shown in live XML:
+/// dropped on input, as pty paths are, so a live XML defines the same
+/// guest.
+fn drop_run_paths(def: &mut DomainDef) {
+    let uuid = def.uuid.to_string();
+    for (i, ch) in def.devices.channels.iter_mut().enumerate() {
+        let devices::chardev::ChrSource::Unix { path, .. } = &mut ch.source else {
+            continue;
+        };
+        let auto = path.as_deref().is_some_and(|p| {
+            let in_run_dir = p.parent().and_then(|d| d.file_name()) == Some(uuid.as_ref());
+            let name = ch.name.clone().unwrap_or_else(|| format!("channel{i}"));
+            in_run_dir && p.file_name() == Some(name.as_ref())
+        });
+        if auto {
+            *path = None;
+        }
+    }
+}
+
+fn resolve_boot_order(def: &mut DomainDef) -> Result<(), DomainXmlError> {
+    let d = &def.devices;
+    let per_device = d.disks.iter().any(|x| x.boot_order.is_some())
+        || d.interfaces.iter().any(|x| x.boot_order.is_some());
+    if per_device && !def.os.boot_devs.is_empty() {
         return Err(DomainXmlError::structure(
             "per-device boot elements cannot be used together with os/boot elements",
         ));
     }
-    if !per_device_boot && os.boot_devs.is_empty() {
-        os.boot_devs.push(BootDev::Hd);
+    if !per_device && def.os.boot_devs.is_empty() {
+        def.os.boot_devs.push(BootDev::Hd);
     }
+    Ok(())
+}
 
-    Ok(DomainDef {
-        domain_type,
-        name,
-        uuid,
-        title,
-        description,
-        metadata,
-        memory_kib,
-        current_memory_kib,
-        vcpus,
-        vcpu_placement,
-        os,
-        features,
-        cpu,
-        clock,
-        on_poweroff,
-        on_reboot,
-        on_crash,
-        on_lockfailure,
-        pm,
-        devices,
-        seclabel_none,
-        qemu_commandline,
-    })
+/// I/O threads named by disks, controllers and pins exist; pinned vCPUs
+/// exist.
+fn check_references(def: &DomainDef) -> Result<(), DomainXmlError> {
+    let ids: HashSet<u32> = def.iothread_ids.iter().copied().collect();
+    let named = def
+        .devices
+        .disks
+        .iter()
+        .filter_map(|d| d.driver.iothread)
+        .chain(
+            def.devices
+                .controllers
+                .iter()
+                .filter_map(|c| match &c.kind {
+                    devices::controller::ControllerKind::Scsi { driver, .. }
+                    | devices::controller::ControllerKind::VirtioSerial { driver, .. } => {
+                        driver.iothread
+                    }
+                    _ => None,
+                }),
+        )
+        .chain(def.cputune.iothreadpins.iter().map(|(id, _)| *id));
+    for id in named {
+        if !ids.contains(&id) {
+            return Err(DomainXmlError::structure(format!(
+                "iothread {id} is used but not defined (see <iothreads>)"
+            )));
+        }
+    }
+    for (vcpu, _) in &def.cputune.vcpupins {
+        if *vcpu >= def.vcpus {
+            return Err(DomainXmlError::invalid(
+                "<cputune/vcpupin vcpu>",
+                vcpu.to_string(),
+                format!("the guest has vCPUs 0..{}", def.vcpus - 1),
+            ));
+        }
+    }
+    let mut seen = HashSet::new();
+    for (vcpu, _) in &def.cputune.vcpupins {
+        if !seen.insert(*vcpu) {
+            return Err(DomainXmlError::structure(format!(
+                "vCPU {vcpu} is pinned twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A UEFI loader is pflash; an NVRAM store belongs to UEFI; direct kernel
+/// boot and UEFI do not mix with a rom loader's expectations.
+fn check_firmware(def: &DomainDef) -> Result<(), DomainXmlError> {
+    let os = &def.os;
+    if os.firmware == Some(Firmware::Bios)
+        && os
+            .loader
+            .as_ref()
+            .is_some_and(|l| l.ltype == Some(LoaderType::Pflash))
+    {
+        return Err(DomainXmlError::structure(
+            "firmware='bios' cannot use a pflash loader",
+        ));
+    }
+    if os.nvram.is_some() && !os.is_uefi() {
+        return Err(DomainXmlError::structure(
+            "<nvram> needs a UEFI firmware (firmware='efi' or a pflash loader)",
+        ));
+    }
+    let rom_needs_path = os
+        .loader
+        .as_ref()
+        .is_some_and(|l| l.ltype != Some(LoaderType::Pflash) && l.path.is_none());
+    if rom_needs_path && os.firmware.is_none() {
+        return Err(DomainXmlError::structure("<loader> needs a path"));
+    }
+    if os.loader.as_ref().and_then(|l| l.secure) == Some(true) && !os.is_uefi() {
+        return Err(DomainXmlError::structure(
+            "secure boot needs a UEFI firmware",
+        ));
+    }
+    // A loader given by path is what runs: its rules hold now. An
+    // autoselected one is checked when it is chosen.
+    if os.loader.as_ref().is_some_and(|l| l.path.is_some()) {
+        crate::firmware::check_secure_boot(def)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

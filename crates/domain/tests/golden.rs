@@ -15,7 +15,7 @@
 
 mod common;
 
-use domain::{Accel, DomainDef, LiveInfo, build_argv};
+use domain::{Accel, DomainDef, LiveInfo, XmlOptions, build_argv};
 use std::path::{Path, PathBuf};
 
 fn golden_dir() -> PathBuf {
@@ -63,7 +63,7 @@ fn golden_files() {
         let xml = std::fs::read_to_string(&input).unwrap();
         let def = DomainDef::parse(&xml).unwrap_or_else(|e| panic!("{stem}: {e}"));
 
-        let launch = common::golden_launch(&def.name, Accel::for_domain(&def));
+        let launch = common::golden_launch(&def, Accel::for_domain(&def));
         let argv = build_argv(&def, &common::golden_caps(), &launch)
             .unwrap_or_else(|e| panic!("{stem}: build_argv: {e}"));
         let mut argv_text = argv.join("\n");
@@ -87,6 +87,9 @@ fn golden_files() {
                 .map(|i| Some(format!("/dev/pts/{}", i + 3)))
                 .collect(),
             vnc_port: Some(5900),
+            spice_port: Some(5910),
+            run_dir: Some(PathBuf::from(format!("/run/ferrovirt/{}", def.uuid))),
+            taps: Vec::new(),
         };
         let live_xml = def.to_xml(Some(&live));
         check(
@@ -96,13 +99,25 @@ fn golden_files() {
         );
 
         // Round trips: inactive and live XML both parse back to the same
-        // definition, and formatting is a fixed point.
-        let again = DomainDef::parse(&out).unwrap_or_else(|e| panic!("{stem}: reparse: {e}"));
+        // definition, and formatting is a fixed point. With the secrets
+        // (what is stored, and what --security-info shows): without them a
+        // definition with a password is another guest.
+        let secure = |live| def.to_xml_with(XmlOptions { live, secure: true });
+        let again =
+            DomainDef::parse(&secure(None)).unwrap_or_else(|e| panic!("{stem}: reparse: {e}"));
         assert_eq!(again, def, "{stem}: parse(to_xml(d)) != d");
         assert_eq!(again.to_xml(None), out, "{stem}: format not a fixed point");
-        let from_live =
-            DomainDef::parse(&live_xml).unwrap_or_else(|e| panic!("{stem}: reparse live: {e}"));
+        let from_live = DomainDef::parse(&secure(Some(&live)))
+            .unwrap_or_else(|e| panic!("{stem}: reparse live: {e}"));
         assert_eq!(from_live, def, "{stem}: parse(live xml) != d");
+        let has_password = def
+            .devices
+            .graphics
+            .iter()
+            .any(|g| g.display().is_some_and(|d| d.password.is_some()));
+        if !has_password {
+            assert_eq!(secure(None), out, "{stem}: only secrets differ");
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -67,6 +67,17 @@ pub(crate) struct Config {
     /// The nftables table (family `ip`) this daemon owns for NAT and
     /// forwarding rules; two daemons sharing a network namespace need two.
     pub nft_table: String,
+    /// Seconds between two statistics rounds of one VM (one QMP round per
+    /// VM per interval, spread over it); 0 turns statistics polling off.
+    /// A running VM's figures are at most this plus one round deadline
+    /// (the smaller of this and `monitor_timeout_secs`) old; older ones are
+    /// reported stale.
+    pub stats_interval_secs: u64,
+    /// Statistics rounds in flight at once, over all VMs.
+    pub stats_max_in_flight: usize,
+    /// `ADDR:PORT` of the Prometheus metrics endpoint (plain HTTP, `GET
+    /// /metrics`); off when absent.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for Config {
@@ -90,6 +101,9 @@ impl Default for Config {
             default_network: true,
             network_autostart: true,
             nft_table: "ferrovirt".into(),
+            stats_interval_secs: 10,
+            stats_max_in_flight: 32,
+            metrics_listen: None,
         }
     }
 }
@@ -144,6 +158,7 @@ impl Config {
                 self.client_stream_inbound_bytes,
             ),
             ("vm_event_queue", self.vm_event_queue),
+            ("stats_max_in_flight", self.stats_max_in_flight),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -155,7 +170,20 @@ impl Config {
                 "job_wait_secs and monitor_timeout_secs must be at least 1".into(),
             ));
         }
+        if let Some(addr) = &self.metrics_listen {
+            addr.parse::<std::net::SocketAddr>().map_err(|e| {
+                ConfigError::Invalid(format!("metrics_listen '{addr}' is not ADDR:PORT: {e}"))
+            })?;
+        }
         Ok(())
+    }
+
+    /// The statistics poller's settings.
+    pub(crate) fn stats(&self) -> qemu::StatsConfig {
+        qemu::StatsConfig {
+            interval: Duration::from_secs(self.stats_interval_secs),
+            max_in_flight: self.stats_max_in_flight,
+        }
     }
 
     pub(crate) fn job_wait(&self) -> Duration {
@@ -203,6 +231,28 @@ mod tests {
         std::fs::write(&path, "max_clientz = 7\n").expect("write");
         let err = Config::load(&path).expect_err("must fail");
         assert!(err.to_string().contains("max_clientz"), "{err}");
+    }
+
+    #[test]
+    fn statistics_and_metrics_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            "stats_interval_secs = 3\nstats_max_in_flight = 4\nmetrics_listen = \"127.0.0.1:9177\"\n",
+        )
+        .expect("write");
+        let cfg = Config::load(&path).expect("load");
+        assert_eq!(cfg.stats().interval, Duration::from_secs(3));
+        assert_eq!(cfg.stats().max_in_flight, 4);
+        assert_eq!(cfg.metrics_listen.as_deref(), Some("127.0.0.1:9177"));
+        assert_eq!(Config::default().metrics_listen, None, "off by default");
+        let bad = Config {
+            metrics_listen: Some("localhost".into()),
+            ..Config::default()
+        };
+        let err = bad.validate().expect_err("must fail");
+        assert!(err.to_string().contains("metrics_listen"), "{err}");
     }
 
     #[test]

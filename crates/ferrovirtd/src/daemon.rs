@@ -18,6 +18,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
 use crate::dispatch::Daemon;
+use crate::metrics;
 use crate::relay::{self, Relay};
 use crate::volume_users::DomainVolumeUsers;
 
@@ -29,6 +30,11 @@ pub(crate) enum StartError {
     #[error("cannot listen on {path}: {source}")]
     Bind {
         path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: String,
         source: std::io::Error,
     },
     #[error("{0}")]
@@ -81,8 +87,15 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
     let warm = driver.clone();
     tokio::spawn(async move { warm.emulator_caps(None).await });
     let uri = "qemu:///system".to_owned();
-    let daemon = Daemon::new(driver, storage, network, relay, uri)?;
+    let daemon = Daemon::new(driver.clone(), storage, network, relay, uri)?;
     let server = Server::new(server_config(&cfg), daemon);
+    if let Some(addr) = &cfg.metrics_listen {
+        let src = metrics::Sources {
+            driver,
+            server: server.metrics().clone(),
+        };
+        start_metrics(addr, src).await?;
+    }
     let s_rw = server.clone();
     let s_ro = server.clone();
     tokio::spawn(async move { s_rw.serve(rw, false).await });
@@ -99,12 +112,29 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Starts the metrics endpoint on `addr` (validated with the config).
+async fn start_metrics(addr: &str, src: metrics::Sources) -> Result<(), StartError> {
+    let sock: std::net::SocketAddr = addr.parse().map_err(|e| StartError::Metrics {
+        addr: addr.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")),
+    })?;
+    let local = metrics::serve(sock, src)
+        .await
+        .map_err(|source| StartError::Metrics {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    println!("ferrovirtd metrics: http://{local}/metrics");
+    Ok(())
+}
+
 fn driver_config(cfg: &Config, root: &Path) -> DriverConfig {
     let mut d = DriverConfig::new(root);
     d.job_wait = cfg.job_wait();
     d.monitor_timeout = cfg.monitor_timeout();
     d.destroy_grace = cfg.destroy_grace();
     d.events.max_events = cfg.vm_event_queue;
+    d.stats = cfg.stats();
     d
 }
 

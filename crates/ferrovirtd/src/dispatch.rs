@@ -22,7 +22,7 @@ use virterror::VirError;
 
 use crate::consoles::Consoles;
 use crate::procs::{
-    blockjob, connect, domain, events, jobs, network, query, save, storage, streams,
+    blockjob, connect, domain, events, jobs, network, node, query, save, stats, storage, streams,
 };
 use crate::relay::Relay;
 
@@ -105,6 +105,13 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::NODE_GET_INFO,                               Read,  Priority, connect::node_get_info),
         Row::new(p::NODE_GET_SECURITY_MODEL,                     Read,  Priority, connect::node_get_security_model),
         Row::new(p::CONNECT_GET_CAPABILITIES,                    Read,  Normal,   connect::get_capabilities),
+        Row::new(p::CONNECT_GET_DOMAIN_CAPABILITIES,             Read,  Normal,   connect::get_domain_capabilities),
+        // The host's statistics, read from /proc and /sys.
+        Row::new(p::NODE_GET_CPU_STATS,                          Read,  Priority, node::get_cpu_stats),
+        Row::new(p::NODE_GET_MEMORY_STATS,                       Read,  Priority, node::get_memory_stats),
+        Row::new(p::NODE_GET_FREE_MEMORY,                        Read,  Priority, node::get_free_memory),
+        Row::new(p::NODE_GET_CELLS_FREE_MEMORY,                  Read,  Priority, node::get_cells_free_memory),
+        Row::new(p::NODE_GET_CPU_MAP,                            Read,  Priority, node::get_cpu_map),
         // Event registrations.
         Row::new(p::CONNECT_DOMAIN_EVENT_REGISTER,               Read,  Priority, events::register),
         Row::new(p::CONNECT_DOMAIN_EVENT_DEREGISTER,             Read,  Priority, events::deregister),
@@ -152,6 +159,16 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::DOMAIN_HAS_MANAGED_SAVE_IMAGE,               Read,  Priority, query::has_managed_save_image),
         Row::new(p::DOMAIN_GET_MAX_VCPUS,                        Read,  Priority, query::get_max_vcpus),
         Row::new(p::DOMAIN_GET_VCPUS_FLAGS,                      Read,  Priority, query::get_vcpus_flags),
+        // Statistics, from the driver's cache: no job, no monitor.
+        Row::new(p::CONNECT_GET_ALL_DOMAIN_STATS,                Read,  Priority, stats::get_all_domain_stats),
+        Row::new(p::DOMAIN_BLOCK_STATS,                          Read,  Priority, stats::block_stats),
+        Row::new(p::DOMAIN_BLOCK_STATS_FLAGS,                    Read,  Priority, stats::block_stats_flags),
+        Row::new(p::DOMAIN_INTERFACE_STATS,                      Read,  Priority, stats::interface_stats),
+        Row::new(p::DOMAIN_MEMORY_STATS,                         Read,  Priority, stats::memory_stats),
+        Row::new(p::DOMAIN_GET_CPU_STATS,                        Read,  Priority, stats::get_cpu_stats),
+        Row::new(p::DOMAIN_GET_BLOCK_INFO,                       Read,  Priority, stats::get_block_info),
+        Row::new(p::DOMAIN_GET_VCPUS,                            Read,  Priority, stats::get_vcpus),
+        Row::new(p::DOMAIN_SET_MEMORY_STATS_PERIOD,              Write, Normal,   stats::set_memory_stats_period),
         // The domain's job (asks QEMU for migration progress).
         Row::new(p::DOMAIN_GET_JOB_INFO,                         Read,  Normal,   jobs::get_job_info),
         Row::new(p::DOMAIN_GET_JOB_STATS,                        Read,  Normal,   jobs::get_job_stats),

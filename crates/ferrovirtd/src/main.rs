@@ -7,6 +7,7 @@ mod daemon;
 mod dispatch;
 mod flags;
 mod host;
+mod metrics;
 mod procs;
 mod pumps;
 mod relay;

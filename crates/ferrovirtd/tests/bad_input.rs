@@ -134,10 +134,13 @@ async fn define_time_errors_have_libvirt_codes_and_leave_nothing() {
             "0.0.0.0",
         ),
         (
-            "bridge interface",
-            with_devices("b9", "<interface type='bridge'><source bridge='br0'/></interface>"),
+            "host device",
+            with_devices(
+                "b9",
+                "<hostdev mode='subsystem' type='pci'><source><address domain='0' bus='1' slot='0' function='0'/></source></hostdev>",
+            ),
             CONFIG_UNSUPPORTED,
-            "bridge",
+            "hostdev",
         ),
         (
             "unsupported watchdog",
@@ -294,7 +297,26 @@ async fn start_time_errors_name_the_cause_and_leave_no_qemu() {
         "QEMU's reason must reach the user: {msg}"
     );
 
-    for name in ["nodisk", "badarg"] {
+    // A bridged NIC is kept in the definition, but until guest networks
+    // are plumbed it cannot start, and says so.
+    let bridged = c
+        .define_xml(&with_devices(
+            "bridged",
+            "<interface type='bridge'><source bridge='br0'/><mac address='52:54:00:aa:bb:cc'/></interface>",
+        ))
+        .await
+        .expect("define with a bridged NIC");
+    let xml = d.virsh_ok(&["dumpxml", "bridged"]);
+    assert!(xml.contains("<source bridge='br0'/>"), "{xml}");
+    let err = c.create(&bridged).await.expect_err("start must fail");
+    let msg = message_of(&err);
+    assert_eq!(code_of(&err), CONFIG_UNSUPPORTED, "{msg}");
+    assert!(
+        msg.contains("interface type 'bridge'") && msg.contains("does not plumb guest networks"),
+        "{msg}"
+    );
+
+    for name in ["nodisk", "badarg", "bridged"] {
         let st = d.virsh_ok(&["domstate", name]);
         assert_eq!(st.trim(), "shut off", "{name}: {st}");
     }

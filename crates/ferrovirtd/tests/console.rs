@@ -190,6 +190,51 @@ fn virsh_console_reaches_the_guest_shell_force_takes_over_and_restarts_end_it() 
 }
 
 #[test]
+fn a_unix_channel_opens_once_unless_forced() {
+    let d = Daemon::start();
+    let xml = common::real_domain_xml("chan").replace(
+        "</devices>",
+        "<channel type='unix'><source mode='bind'/>\
+         <target type='virtio' name='org.qemu.guest_agent.0'/></channel></devices>",
+    );
+    let f = d.file("chan.xml", &xml);
+    d.virsh_ok(&["define", &f.to_string_lossy()]);
+    d.virsh_ok(&["start", "chan"]);
+    let script = format!(
+        "import libvirt\n\
+         c = libvirt.open('{}')\n\
+         dom = c.lookupByName('chan')\n\
+         a = c.newStream(0)\n\
+         dom.openChannel('org.qemu.guest_agent.0', a, 0)\n\
+         a.send(b'{{\"execute\":\"guest-ping\"}}\\n')\n\
+         try:\n    dom.openChannel('org.qemu.guest_agent.0', c.newStream(0), 0)\n\
+         except libvirt.libvirtError as e:\n    print('second', e.get_error_code(), e)\n\
+         b = c.newStream(0)\n\
+         dom.openChannel('channel0', b, libvirt.VIR_DOMAIN_CHANNEL_FORCE)\n\
+         print('forced ok')\n\
+         b.abort()\n",
+        d.uri
+    );
+    let out = testkit::tools::python3()
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("python");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("second 9 ") && text.contains("Active console session exists"),
+        "{text}"
+    );
+    assert!(text.contains("forced ok"), "{text}");
+    d.virsh_ok(&["destroy", "chan"]);
+}
+
+#[test]
 fn consoles_refuse_what_they_cannot_open_with_libvirts_errors() {
     let d = Daemon::start();
     // A diskless domain whose serial is a file: running, but no pty.
@@ -230,7 +275,7 @@ fn consoles_refuse_what_they_cannot_open_with_libvirts_errors() {
         out.contains("cannot find character device serial7"),
         "{out}"
     );
-    // No channels can be defined yet: libvirt's error for a missing one.
+    // It has no channel: libvirt's error for a missing one.
     let out = py("dom.openChannel('org.qemu.guest_agent.0', c.newStream(0), 0)");
     assert!(out.contains("cannot find channel"), "{out}");
     // Flags libvirt does not define are refused.

@@ -86,6 +86,8 @@ impl JobGuard {
 impl Drop for JobGuard {
     fn drop(&mut self) {
         self.inner.release(self.id);
+        let held = Instant::now().saturating_duration_since(self.since);
+        self.inner.observe_release(self.kind, held);
     }
 }
 

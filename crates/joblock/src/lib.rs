@@ -90,4 +90,4 @@ mod shuttle_tests;
 pub use error::{HolderInfo, JobError};
 pub use guard::{AsyncJob, JobGuard, NestedJob};
 pub use kind::{AllowList, AsyncKind, JobId, JobKind, NormalJob};
-pub use lock::{DEFAULT_DEADLINE, JobLock};
+pub use lock::{DEFAULT_DEADLINE, JobLock, JobObserver};

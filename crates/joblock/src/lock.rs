@@ -41,6 +41,19 @@ pub struct JobLock {
 #[derive(Default)]
 pub(crate) struct Inner {
     shared: Mutex<Shared>,
+    /// Told of every grant and release (set once; see
+    /// [`JobLock::set_observer`]).
+    observer: std::sync::OnceLock<Arc<dyn JobObserver>>,
+}
+
+/// Learns how long each job waited for the lock and how long it held it,
+/// for the daemon's metrics. Called outside the lock's mutex, from the
+/// task that acquired or dropped the job; it must not block.
+pub trait JobObserver: Send + Sync {
+    /// `kind` was granted after waiting `waited`.
+    fn granted(&self, kind: JobKind, waited: Duration);
+    /// `kind` was released after being held `held`.
+    fn released(&self, kind: JobKind, held: Duration);
 }
 
 #[derive(Default)]
@@ -78,6 +91,13 @@ impl Inner {
             waker.wake();
         }
         out
+    }
+
+    /// Reports a release to the observer, if any.
+    pub(crate) fn observe_release(&self, kind: JobKind, held: Duration) {
+        if let Some(o) = self.observer.get() {
+            o.released(kind, held);
+        }
     }
 
     pub(crate) fn release(&self, id: JobId) {
@@ -230,6 +250,9 @@ impl Future for Acquire {
                 this.done = true;
                 Poll::Ready(match result {
                     Ok((owner, since, destroyed_while_waiting)) => {
+                        if let Some(o) = this.inner.observer.get() {
+                            o.granted(wanted, since.saturating_duration_since(this.started));
+                        }
                         tracing::debug!(
                             job = %id, %wanted, %owner,
                             waited_ms = since.saturating_duration_since(this.started).as_millis() as u64,
@@ -276,6 +299,12 @@ impl JobLock {
     /// A free lock.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Reports every later grant and release of this lock to `observer`.
+    /// Only the first observer set is kept.
+    pub fn set_observer(&self, observer: Arc<dyn JobObserver>) {
+        let _ = self.inner.observer.set(observer);
     }
 
     /// Waits up to `deadline` for the normal job `job`.

@@ -467,3 +467,55 @@ async fn zero_deadline_is_a_try_lock() {
     drop(g);
     assert_eq!(lock.waiting(), 0);
 }
+
+/// Records what an observer is told.
+#[derive(Default)]
+struct Seen(Mutex<Vec<(String, JobKind, Duration)>>);
+
+impl joblock::JobObserver for Seen {
+    fn granted(&self, kind: JobKind, waited: Duration) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(("granted".into(), kind, waited));
+    }
+    fn released(&self, kind: JobKind, held: Duration) {
+        self.0.lock().unwrap().push(("released".into(), kind, held));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_observer_learns_each_wait_and_hold() {
+    let lock = JobLock::new();
+    let seen = Arc::new(Seen::default());
+    lock.set_observer(seen.clone());
+    let first = lock
+        .acquire(NormalJob::Modify, "first", DEFAULT_DEADLINE)
+        .await
+        .unwrap();
+    let l2 = lock.clone();
+    let second = tokio::spawn(async move {
+        let g = l2
+            .acquire(NormalJob::Query, "second", DEFAULT_DEADLINE)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        drop(g);
+    });
+    settle().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(first);
+    second.await.unwrap();
+    let seen = seen.0.lock().unwrap().clone();
+    let modify = JobKind::Normal(NormalJob::Modify);
+    let query = JobKind::Normal(NormalJob::Query);
+    assert_eq!(
+        seen,
+        vec![
+            ("granted".into(), modify, Duration::ZERO),
+            ("released".into(), modify, Duration::from_millis(100)),
+            ("granted".into(), query, Duration::from_millis(100)),
+            ("released".into(), query, Duration::from_millis(30)),
+        ]
+    );
+}

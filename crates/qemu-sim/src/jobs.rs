@@ -211,7 +211,10 @@ pub(crate) fn query_named_block_nodes(sim: &Sim) -> Value {
     Value::Array(
         vm.nodes
             .iter()
-            .map(|n| json!({"node-name": n, "drv": "qcow2", "ro": false, "file": n}))
+            .map(|n| {
+                json!({"node-name": n, "drv": "qcow2", "ro": false, "file": n,
+                       "image": crate::stats::image(n)})
+            })
             .collect(),
     )
 }

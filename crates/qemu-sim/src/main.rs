@@ -19,6 +19,7 @@ mod probe;
 mod qmp;
 mod sim;
 mod state;
+mod stats;
 
 use std::rc::Rc;
 use std::time::Duration;

@@ -137,6 +137,10 @@ pub(crate) const COMMANDS: &[&str] = &[
     "query-block-jobs",
     "query-block",
     "query-named-block-nodes",
+    "query-blockstats",
+    "query-iothreads",
+    "qom-get",
+    "qom-set",
     "blockdev-add",
     "blockdev-del",
     "blockdev-mirror",
@@ -344,6 +348,11 @@ pub(crate) fn execute(
             args.only(&["flat"])?;
             Ok(jobs::query_named_block_nodes(sim))
         }
+        "query-blockstats" => crate::stats::query_blockstats(sim, &args),
+        // No I/O threads are simulated.
+        "query-iothreads" => args.only(none).map(|()| json!([])),
+        "qom-get" => crate::stats::qom_get(sim, &args),
+        "qom-set" => crate::stats::qom_set(sim, &args),
         "blockdev-add" => jobs::blockdev_add(sim, &args),
         "blockdev-del" => jobs::blockdev_del(sim, &args),
         "blockdev-mirror" | "drive-mirror" | "block-commit" | "block-stream" => {

@@ -30,6 +30,8 @@ pub(crate) struct Sim {
     pub outboxes: Vec<Rc<Outbox>>,
     pub faults: Faults,
     pub stats: Stats,
+    /// Made-up guest statistics and the balloon's polling period.
+    pub guest: crate::stats::GuestStats,
     /// Files to unlink at a clean exit (sockets, pidfile), as QEMU does.
     pub cleanup: RefCell<Vec<PathBuf>>,
     exit_code: Cell<Option<i32>>,
@@ -48,6 +50,7 @@ impl Sim {
             outboxes,
             faults,
             stats: Stats::default(),
+            guest: crate::stats::GuestStats::default(),
             cleanup: RefCell::new(Vec::new()),
             exit_code: Cell::new(None),
             exit_notify: Notify::new(),

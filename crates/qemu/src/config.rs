@@ -32,6 +32,11 @@ pub struct DriverConfig {
     pub max_parallel_handlers: usize,
     /// Start domains marked autostart when the driver opens.
     pub autostart: bool,
+    /// Where firmware descriptors are read, lowest priority first (QEMU's
+    /// `/usr/share/qemu/firmware`, then `/etc/qemu/firmware`).
+    pub firmware_dirs: Vec<PathBuf>,
+    /// The statistics poller (see [`crate::StatsConfig`]).
+    pub stats: crate::stats::StatsConfig,
 }
 
 impl DriverConfig {
@@ -46,7 +51,19 @@ impl DriverConfig {
             subscriber_queue: 1024,
             max_parallel_handlers: 2 * cores,
             autostart: true,
+            firmware_dirs: ["/usr/share/qemu/firmware", "/etc/qemu/firmware"]
+                .map(PathBuf::from)
+                .to_vec(),
+            stats: crate::stats::StatsConfig::default(),
         }
+    }
+
+    /// The firmware descriptor directories as strings.
+    pub(crate) fn firmware_dirs(&self) -> Vec<&str> {
+        self.firmware_dirs
+            .iter()
+            .filter_map(|p| p.to_str())
+            .collect()
     }
 
     /// The on-disk layout under `root`.
@@ -85,6 +102,10 @@ pub struct Layout {
     pub caps_dir: PathBuf,
     /// Managed-save images: `NAME.save`.
     pub managed_save_dir: PathBuf,
+    /// UEFI variable stores: `NAME_VARS.fd`.
+    pub nvram_dir: PathBuf,
+    /// Emulated TPM state: `UUID/` per domain.
+    pub swtpm_dir: PathBuf,
 }
 
 impl Layout {
@@ -96,6 +117,8 @@ impl Layout {
             log_dir: root.join("log/qemu"),
             caps_dir: root.join("run/caps"),
             managed_save_dir: root.join("lib/qemu/save"),
+            nvram_dir: root.join("lib/qemu/nvram"),
+            swtpm_dir: root.join("lib/qemu/swtpm"),
         }
     }
 
@@ -107,6 +130,8 @@ impl Layout {
             &self.log_dir,
             &self.caps_dir,
             &self.managed_save_dir,
+            &self.nvram_dir,
+            &self.swtpm_dir,
         ] {
             std::fs::create_dir_all(d)?;
         }
@@ -129,6 +154,17 @@ impl Layout {
     /// predictable: see [`Layout::check_socket_len`].
     pub fn monitor_socket(&self, uuid: &uuid::Uuid) -> PathBuf {
         self.run_dir.join(format!("{uuid}.qmp"))
+    }
+
+    /// A running domain's own directory: sockets of its channels and
+    /// swtpm, file-backed RAM. Removed when the run ends.
+    pub fn domain_run_dir(&self, uuid: &uuid::Uuid) -> PathBuf {
+        self.run_dir.join(uuid.to_string())
+    }
+
+    /// The emulated TPM state of domain `uuid`.
+    pub fn swtpm_state(&self, uuid: &uuid::Uuid) -> PathBuf {
+        self.swtpm_dir.join(uuid.to_string())
     }
 
     pub fn log(&self, name: &str) -> PathBuf {

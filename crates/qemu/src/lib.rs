@@ -14,6 +14,7 @@
 //! | `object` | the domain object: its state and transitions, its run, the registry, the live definition |
 //! | `emulator` | QEMU processes, monitor connections, emulator capabilities, the KVM probe |
 //! | `store` | crash-safe files, the status record and its write policy, re-adoption at start-up |
+//! | `stats` | guest statistics from a per-VM cache a bounded poller refreshes; the driver's health |
 //! | [`state`] | libvirt's numbers: states, reasons, events, job types |
 //!
 //! `docs/ARCHITECTURE.md` (qemu section) describes how they work together.
@@ -30,11 +31,12 @@ mod limits;
 mod object;
 mod shared;
 pub mod state;
+mod stats;
 mod store;
 
 pub use config::{DriverConfig, Layout, default_root};
 pub use domain::{EmulatorCaps, parse_copy_dest};
-pub use driver::{Driver, ListFilter, Screenshot};
+pub use driver::{Driver, ListFilter, Screenshot, StatePolicy, UndefineOptions};
 pub use emulator::chardev::{OpenChardev, TtyLock};
 pub use error::{Error, Result};
 pub use events::hub::{Listener, Subscription, SubscriptionEnd};
@@ -53,10 +55,16 @@ pub use state::{
     ControlState, DomainEvent, DomainState, EventKind, JobOperation, JobType, LifecycleKind,
     StateReason, StopCause,
 };
+pub use stats::{
+    Balloon, Block, BlockCounters, CpuTimes, DiskDesc, DomainStats, Freshness, GuestMemory,
+    HealthSnapshot, Iothread, JOB_KINDS, MAX_BACKING, MAX_IOTHREADS, RoundError, Sample,
+    StatsConfig, Vcpu,
+};
 
 /// Process lookups for tests and tools.
 pub mod process {
     pub use crate::emulator::process::{cpu_time_ns, pids_with_arg};
+    pub use crate::stats::procfs::affinity_map;
 }
 
 /// Whether KVM runs guests here, for tests that choose an accelerator the

@@ -2,6 +2,7 @@
 //! layout, the registry, the event hub and the global bounds.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 
 use tokio::sync::{Mutex, OnceCell, Semaphore};
@@ -11,6 +12,7 @@ use crate::emulator::caps::CapsCache;
 use crate::emulator::{kvm, monitor};
 use crate::events::hub::Hub;
 use crate::object::registry::Registry;
+use crate::stats::health::Health;
 
 /// State shared by the driver and its per-VM tasks.
 pub(crate) struct Shared {
@@ -18,6 +20,8 @@ pub(crate) struct Shared {
     pub(crate) layout: Layout,
     pub(crate) qmp: qmp::Config,
     pub(crate) registry: Registry,
+    /// The driver's own health, for metrics.
+    pub(crate) health: Arc<Health>,
     pub(crate) hub: Hub,
     /// Bounds concurrent event-handling work across all VMs.
     pub(crate) handlers: Semaphore,
@@ -33,9 +37,11 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(cfg: DriverConfig, layout: Layout) -> Self {
+        let health = Arc::new(Health::default());
         Self {
             qmp: monitor::qmp_config(cfg.monitor_timeout, &cfg.events),
-            registry: Registry::default(),
+            registry: Registry::new(health.clone()),
+            health,
             hub: Hub::new(cfg.subscriber_queue),
             handlers: Semaphore::new(cfg.max_parallel_handlers.max(1)),
             next_id: AtomicU32::new(1),

@@ -117,6 +117,8 @@ pub enum TryRecvError {
 pub struct EventQueueStats {
     /// Events queued for individual delivery now.
     pub queued_events: usize,
+    /// The most events ever queued at once since connect.
+    pub high_water_events: usize,
     /// Their raw bytes.
     pub queued_bytes: usize,
     /// Keys in the coalesced set now.
@@ -276,6 +278,7 @@ struct QueueState {
     received_total: u64,
     dropped_total: u64,
     overflows_total: u64,
+    high_water: usize,
 }
 
 /// The shared queue between the reader task (producer) and [`Events`]
@@ -299,6 +302,7 @@ impl EventQueue {
                 received_total: 0,
                 dropped_total: 0,
                 overflows_total: 0,
+                high_water: 0,
             }),
             notify: Notify::new(),
         }
@@ -324,6 +328,7 @@ impl EventQueue {
             if fits {
                 st.bytes += ev.size;
                 st.queue.push_back(ev);
+                st.high_water = st.high_water.max(st.queue.len());
             } else {
                 st.dropped_total += 1;
                 let limits = st.limits;
@@ -366,6 +371,7 @@ impl EventQueue {
         let st = self.lock();
         EventQueueStats {
             queued_events: st.queue.len(),
+            high_water_events: st.high_water,
             queued_bytes: st.bytes,
             coalesced_keys: st.overflow.as_ref().map_or(0, |c| c.latest.len()),
             coalesced_bytes: st.overflow.as_ref().map_or(0, |c| c.bytes),
@@ -670,6 +676,23 @@ mod tests {
         assert_eq!(ev.recv_many(&mut out, 100).await, 6);
         q.close();
         assert_eq!(ev.recv_many(&mut out, 100).await, 0);
+    }
+
+    #[test]
+    fn high_water_is_the_deepest_the_queue_was() {
+        let q = EventQueue::new(limits(3, 1_000_000, 8));
+        for _ in 0..2 {
+            q.push(raw("A", Value::Null, 1));
+        }
+        assert!(q.try_pop().is_ok());
+        q.push(raw("A", Value::Null, 1));
+        assert_eq!(q.stats().high_water_events, 2);
+        for _ in 0..10 {
+            q.push(raw("A", Value::Null, 1));
+        }
+        let st = q.stats();
+        assert_eq!(st.high_water_events, 3, "bounded by max_events");
+        assert_eq!(st.queued_events, 3);
     }
 
     #[test]

@@ -47,6 +47,7 @@ use crate::error::{CodecError, FrameError};
 use crate::fdio::{FrameReader, Received};
 use crate::frame::encode_frame;
 use crate::header::{Header, MessageStatus, MessageType};
+use crate::metrics::ServerMetrics;
 use crate::protocol::keepalive;
 use crate::protocol::remote::{self, RemoteError, procedure};
 use crate::server::{
@@ -113,6 +114,7 @@ pub(crate) struct ClientShared {
     /// a sink (`max_stream_inbound_bytes` permits).
     inbound: Arc<Semaphore>,
     max_inbound: usize,
+    metrics: Arc<ServerMetrics>,
 }
 
 impl ClientShared {
@@ -153,6 +155,7 @@ impl ClientShared {
         let bytes = q.bytes - q.stream_bytes;
         let full = msgs >= self.max_msgs || (msgs > 0 && bytes + len > self.max_bytes);
         if full {
+            let cleared = q.items.len();
             q.closed = true;
             q.items.clear();
             q.bytes = 0;
@@ -160,6 +163,8 @@ impl ClientShared {
             q.stream_bytes = 0;
             drop(q);
             self.stream_room.notify_waiters();
+            self.metrics.dequeued(cleared);
+            self.metrics.dropped_slow.inc();
             warn!(
                 client = %self.id,
                 queued_messages = msgs,
@@ -171,7 +176,9 @@ impl ClientShared {
         }
         q.bytes += len;
         q.items.push_back(item);
+        let depth = q.items.len();
         drop(q);
+        self.metrics.enqueued(depth);
         self.out_ready.notify_one();
         Ok(())
     }
@@ -209,7 +216,9 @@ impl ClientShared {
                         fds: Vec::new(),
                         stream: true,
                     });
+                    let depth = q.items.len();
                     drop(q);
+                    self.metrics.enqueued(depth);
                     self.out_ready.notify_one();
                     return Ok(());
                 }
@@ -228,6 +237,7 @@ impl ClientShared {
         match q.items.pop_front() {
             Some(item) => {
                 q.bytes -= item.frame.len();
+                self.metrics.dequeued(1);
                 if item.stream {
                     q.stream_msgs -= 1;
                     q.stream_bytes -= item.frame.len();
@@ -260,12 +270,14 @@ impl ClientShared {
     fn close_now(&self) {
         let mut q = self.lock();
         q.closed = true;
+        let left = q.items.len();
         q.items.clear();
         q.bytes = 0;
         q.stream_msgs = 0;
         q.stream_bytes = 0;
         q.stream_writing = 0;
         drop(q);
+        self.metrics.dequeued(left);
         self.closing.cancel();
         self.stream_room.notify_waiters();
     }
@@ -390,7 +402,7 @@ fn no_support(msg: impl Into<String>) -> VirError {
 }
 
 impl ClientShared {
-    fn new(id: ClientId, cfg: &Config) -> Self {
+    fn new(id: ClientId, cfg: &Config, metrics: Arc<ServerMetrics>) -> Self {
         Self {
             id,
             out: Mutex::new(OutQueue {
@@ -414,6 +426,7 @@ impl ClientShared {
             streams: Mutex::new(Registry::new(cfg.max_streams_per_client)),
             inbound: Arc::new(Semaphore::new(cfg.max_stream_inbound_bytes)),
             max_inbound: cfg.max_stream_inbound_bytes,
+            metrics,
         }
     }
 
@@ -453,7 +466,7 @@ pub(crate) async fn run<H: Handler>(
     server: Arc<Inner<H>>,
 ) {
     let cfg = &server.cfg;
-    let shared = Arc::new(ClientShared::new(id, cfg));
+    let shared = Arc::new(ClientShared::new(id, cfg, server.metrics.clone()));
     info!(client = %id, readonly, "client connected");
     server.handler.on_connect(id, readonly);
 
@@ -985,7 +998,9 @@ impl<H: Handler> Reader<'_, H> {
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let t0 = Instant::now();
             let result = run_call(&*handler, ctx, &call.header, call.body).await;
+            shared.metrics.call(call.header.proc_, t0.elapsed());
             let sent = send_reply(&shared, &call.header, result, extras.take_reply_fds());
             if let Some(key) = extras.stream() {
                 let mut streams = shared.streams();

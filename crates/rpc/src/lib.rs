@@ -19,6 +19,7 @@
 //! | [`stream`] | libvirt streams: [`Stream`], their framing and both bounds |
 //! | `fdio` | the socket with descriptor passing (`CALL_WITH_FDS`, `REPLY_WITH_FDS`) |
 //! | [`client`] | async [`Client`] for tests and benchmarks |
+//! | [`metrics`] | clients, output queues, drops, call latency per procedure |
 //!
 //! # Plugging in a handler (what ferrovirtd does)
 //!
@@ -134,6 +135,7 @@ pub mod error;
 mod fdio;
 pub mod frame;
 pub mod header;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod stream;
@@ -143,5 +145,6 @@ pub use client::{Client, ClientConfig, Event, Events};
 pub use connection::{Dropped, EventSink};
 pub use error::{ClientError, CodecError, FrameError, XdrError};
 pub use fdio::MAX_FDS;
+pub use metrics::ServerMetrics;
 pub use server::{CallContext, ClientId, Config, Handler, Server};
 pub use stream::{Incoming, Stream, StreamData, StreamError, StreamReceiver};

@@ -23,6 +23,7 @@ use crate::connection::ClientShared;
 pub use crate::connection::{Dropped, EventSink};
 use crate::dispatch::Lane;
 use crate::frame::MESSAGE_MAX;
+use crate::metrics::ServerMetrics;
 use crate::protocol::remote;
 use crate::stream::{Key as StreamKey, Stream};
 use crate::xdr::{self, Xdr};
@@ -299,6 +300,7 @@ pub(crate) struct Inner<H> {
     clients: Arc<Semaphore>,
     tracker: TaskTracker,
     next_id: AtomicU64,
+    pub(crate) metrics: Arc<ServerMetrics>,
 }
 
 /// A server; clone it freely (all clones are the same server). Serve any
@@ -335,6 +337,7 @@ impl<H: Handler> Server<H> {
                 clients,
                 tracker: TaskTracker::new(),
                 next_id: AtomicU64::new(1),
+                metrics: Arc::new(ServerMetrics::default()),
             }),
         }
     }
@@ -345,6 +348,11 @@ impl<H: Handler> Server<H> {
 
     pub fn config(&self) -> &Config {
         &self.inner.cfg
+    }
+
+    /// What the server counts (clients, queues, call latency).
+    pub fn metrics(&self) -> &Arc<ServerMetrics> {
+        &self.inner.metrics
     }
 
     /// Clients currently connected (including those whose calls are
@@ -378,6 +386,7 @@ impl<H: Handler> Server<H> {
             let permit = match inner.clients.clone().try_acquire_owned() {
                 Ok(p) => p,
                 Err(_) => {
+                    inner.metrics.rejected.inc();
                     warn!(
                         max_clients = inner.cfg.max_clients,
                         "too many clients: closing new connection"
@@ -388,8 +397,10 @@ impl<H: Handler> Server<H> {
             };
             let id = ClientId(inner.next_id.fetch_add(1, Ordering::Relaxed));
             let inner2 = inner.clone();
+            inner.metrics.connected();
             inner.tracker.spawn(async move {
-                crate::connection::run(stream, id, readonly, inner2).await;
+                crate::connection::run(stream, id, readonly, inner2.clone()).await;
+                inner2.metrics.disconnected();
                 drop(permit);
             });
         }

@@ -388,9 +388,23 @@ async fn client_that_never_reads_is_disconnected_and_queue_stays_bounded() {
         .wait_for("on_disconnect", |m| m.disconnected().len() == 1)
         .await;
     raw.expect_eof().await;
+    let m = ts.server.metrics();
+    assert_eq!(m.dropped_slow.get(), 1, "the drop is counted");
+    assert!(
+        m.queue_high_water.get() >= 60,
+        "the queue filled to its bound"
+    );
+    assert!(m.queue_high_water.get() <= 64);
+    assert_eq!(m.queued_messages(), 0, "nothing is left queued");
     // Other clients are unaffected.
     let c = Client::connect(ts.path()).await.unwrap();
     assert_eq!(c.get_type().await.unwrap(), "QEMU");
+    assert!(
+        m.call_latency()
+            .iter()
+            .any(|(p, h)| *p == procedure::CONNECT_GET_TYPE && h.count == 1)
+    );
+    assert_eq!(m.clients(), 1);
 }
 
 #[tokio::test]

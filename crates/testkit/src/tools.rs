@@ -25,8 +25,10 @@ pub enum Tool {
     QemuImg,
     /// `qemu-io`.
     QemuIo,
-    /// `virt-install`, libvirt's VM installer.
+    /// `virt-install`, which writes domain XML the way most users get it.
     VirtInstall,
+    /// `virt-xml`, which edits a defined domain's XML.
+    VirtXml,
 }
 
 impl Tool {
@@ -39,6 +41,7 @@ impl Tool {
             Tool::QemuImg => "qemu-img",
             Tool::QemuIo => "qemu-io",
             Tool::VirtInstall => "virt-install",
+            Tool::VirtXml => "virt-xml",
         }
     }
 
@@ -49,7 +52,7 @@ impl Tool {
             Tool::Python3Libvirt => "python3-libvirt",
             Tool::QemuSystem => "qemu-system-x86",
             Tool::QemuImg | Tool::QemuIo => "qemu-utils",
-            Tool::VirtInstall => "virtinst",
+            Tool::VirtInstall | Tool::VirtXml => "virtinst",
         }
     }
 
@@ -80,7 +83,7 @@ impl Tool {
         reason = "a test helper: a missing tool fails the test, naming the package"
     )]
     pub fn require(self) {
-        static CHECKED: [OnceLock<Result<(), String>>; 6] = [const { OnceLock::new() }; 6];
+        static CHECKED: [OnceLock<Result<(), String>>; 7] = [const { OnceLock::new() }; 7];
         let slot = &CHECKED[self as usize];
         if let Err(message) = slot.get_or_init(|| self.check().map_err(|e| e.to_string())) {
             panic!("{message}");

@@ -11,6 +11,7 @@ mod header;
 mod hung;
 mod rpc;
 mod scale;
+mod stats;
 mod storage;
 mod transfer;
 mod verdict;
@@ -71,6 +72,9 @@ pub(crate) fn render(report: &Report, source: &str) -> String {
     }
     if let Some(rows) = &scenarios.storage {
         storage::section(&mut doc, &mut findings, rows);
+    }
+    if let Some(rows) = &scenarios.stats {
+        stats::section(&mut doc, &mut findings, rows);
     }
     if let Some(rows) = &scenarios.transfer {
         transfer::section(&mut doc, &mut findings, rows);

@@ -40,6 +40,7 @@ pub(super) fn section(doc: &mut Doc, findings: &mut Findings, rows: &[Row<ScaleR
         doc.line(format!("\n{note}"));
     }
     start_rate(doc, findings, &rates);
+    poller(doc, rows);
     doc.paragraph(
         "\nlibvirtd is not run at this scale here: it starts one thread per VM and real QEMU costs ~32 MiB RSS per paused VM; \
         earlier measurements of libvirtd 9.0 found 0.3 s per start and 0.3–0.35 MiB of libvirtd RSS per VM at N ≤ 100.",
@@ -79,6 +80,49 @@ fn step_row(step: &ScaleStep, capped: &mut Vec<String>, rates: &mut Vec<(f64, f6
         maybe(restart.all_running_s),
         restart.get_state_running
     )
+}
+
+/// The statistics poller's cost at each N.
+fn poller(doc: &mut Doc, rows: &[Row<ScaleResult>]) {
+    let steps: Vec<(usize, &crate::results::PollerCost)> = rows
+        .iter()
+        .filter_map(|row| row.done())
+        .flat_map(|r| r.rows.iter())
+        .filter_map(|step| match &step.outcome {
+            Outcome::Done(f) => f.poller.as_ref().map(|p| (step.vms, p)),
+            Outcome::Failed { .. } => None,
+        })
+        .collect();
+    if steps.is_empty() {
+        return;
+    }
+    doc.paragraph(
+        "\nThe statistics poller with every VM running: the daemon over two poller intervals \
+        (one QMP round per VM per interval, at most 32 in flight), then one `CONNECT_GET_ALL_DOMAIN_STATS` (all groups) over every VM.",
+    );
+    doc.table(&[
+        "N",
+        "poller interval s",
+        "daemon CPU % (mean)",
+        "daemon RSS MiB start → peak",
+        "domstats over all ms",
+        "records",
+    ]);
+    for (n, p) in steps {
+        let w = p.window.as_ref();
+        doc.line(format!(
+            "| {n} | {} | {} | {} → {} | {} | {} |",
+            number(p.interval_s),
+            maybe(w.map(|w| w.cpu_pct_mean)),
+            maybe(w.map(|w| w.rss_mib_start)),
+            maybe(w.map(|w| w.rss_mib_peak)),
+            p.domstats
+                .after_s
+                .map_or_else(|| p.domstats.result.clone(), number),
+            p.domstats_records
+        ));
+    }
+    doc.line("");
 }
 
 /// Whether starting slowed down markedly from the smallest to the largest N.

@@ -8,7 +8,7 @@ use super::format::{number, ratio};
 use super::{Doc, figures_of, who};
 
 pub(super) fn section(doc: &mut Doc, findings: &mut Findings, rows: &[Row<TransferResult>]) {
-    doc.paragraph("## 7. Volume upload and download");
+    doc.paragraph("## 8. Volume upload and download");
     doc.paragraph(
         "One transient directory pool per daemon and a sparse raw volume in it; `virsh \
          vol-upload` fills it from a file of random data, `virsh vol-download` reads it back \

@@ -6,6 +6,7 @@ pub(crate) mod flood;
 pub(crate) mod hung;
 pub(crate) mod rpc;
 pub(crate) mod scale;
+pub(crate) mod stats;
 pub(crate) mod storage;
 pub(crate) mod transfer;
 

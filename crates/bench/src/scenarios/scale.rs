@@ -10,8 +10,11 @@ use crate::client::{self, StartAs};
 use crate::daemon::{Daemon, DaemonKind, Emu, Env};
 use crate::error::{BenchError, BenchResult};
 use crate::params::Params;
-use crate::results::{Outcome, Restart, ScaleFigures, ScaleResult, ScaleStep};
-use crate::stats::{round1, round3, shown};
+use crate::results::{
+    CallOutcome, Outcome, PollerCost, Restart, ScaleFigures, ScaleResult, ScaleStep,
+};
+use crate::stats::{ResourceWindow, Sampler, round1, round3, shown};
+use rpc::protocol::remote::{ConnectGetAllDomainStatsArgs, ConnectGetAllDomainStatsRet, procedure};
 
 use super::{start_vms, vm_names};
 
@@ -90,6 +93,7 @@ async fn measure(daemon: &mut Daemon, count: usize) -> BenchResult<ScaleFigures>
     let daemon_after_start = daemon.memory();
     let daemon_fds = daemon.pid().and_then(procfs::fd_count).unwrap_or(0);
     let sim_pss_kib_avg = sim_pss(daemon);
+    let poller = poller_cost(daemon).await?;
     let restart = restart(daemon, count).await?;
     Ok(ScaleFigures {
         start,
@@ -99,6 +103,59 @@ async fn measure(daemon: &mut Daemon, count: usize) -> BenchResult<ScaleFigures>
         sim_pss_kib_avg,
         restart,
         daemon_after_restart: daemon.memory(),
+        poller: Some(poller),
+    })
+}
+
+/// The daemon's default statistics interval (the bench does not change it).
+const POLLER_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The daemon over two poller intervals with every VM running, then one
+/// bulk statistics call over all of them.
+async fn poller_cost(daemon: &Daemon) -> BenchResult<PollerCost> {
+    let pid = daemon
+        .pid()
+        .ok_or(BenchError::Unsupported("the daemon is not running"))?;
+    let sampler = Sampler::start(pid, Duration::from_millis(500), u64::MAX);
+    tokio::time::sleep(2 * POLLER_INTERVAL).await;
+    let window = ResourceWindow::of(&sampler.finish(), 0.0, f64::MAX);
+    let c = client::open_within(&daemon.socket, client::CONNECT).await?;
+    let args = ConnectGetAllDomainStatsArgs {
+        doms: Vec::new(),
+        stats: 0,
+        flags: 0,
+    };
+    let t0 = Instant::now();
+    let reply: Result<ConnectGetAllDomainStatsRet, _> =
+        c.call(procedure::CONNECT_GET_ALL_DOMAIN_STATS, &args).await;
+    let after_s = Some(round3(t0.elapsed().as_secs_f64()));
+    c.close().await;
+    let (domstats, domstats_records) = match reply {
+        Ok(r) => (
+            CallOutcome {
+                after_s,
+                result: "ok".into(),
+            },
+            r.ret_stats.len(),
+        ),
+        Err(e) => (
+            CallOutcome {
+                after_s,
+                result: format!("error: {e}"),
+            },
+            0,
+        ),
+    };
+    eprintln!(
+        "  [ferrovirtd] poller: CPU {} % over two intervals; domstats over all {} s ({domstats_records} records)",
+        shown(window.as_ref().map(|w| w.cpu_pct_mean)),
+        shown(domstats.after_s)
+    );
+    Ok(PollerCost {
+        interval_s: POLLER_INTERVAL.as_secs_f64(),
+        window,
+        domstats,
+        domstats_records,
     })
 }
 

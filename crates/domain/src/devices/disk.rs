@@ -1,93 +1,75 @@
 //! `<disk>`: file or block backed disks and CD-ROMs on virtio, SATA, SCSI
 //! and (i440fx only) IDE buses.
 
-use super::address::{Address, DriveAddress, format_address, parse_address};
-use super::{format_alias, parse_boot_order};
+use super::address::{Address, DriveAddress, format_address, parse_device_address};
+use super::format_alias;
 use crate::def::MachineFamily;
 use crate::error::DomainXmlError;
-use crate::parse::{parse_abs_path, skip_alias};
+use crate::values::{
+    check_singletons, empty_element, named, named_attr, named_enum, parse_abs_path,
+    parse_boot_order, simple_text, skip_alias, uint_attr,
+};
 use crate::xml::{XmlElement, XmlWriter};
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DiskType {
-    File,
-    Block,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DiskDevice {
-    Disk,
-    Cdrom,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DiskBus {
-    Virtio,
-    Sata,
-    Scsi,
-    Ide,
-}
-
-impl DiskBus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DiskBus::Virtio => "virtio",
-            DiskBus::Sata => "sata",
-            DiskBus::Scsi => "scsi",
-            DiskBus::Ide => "ide",
-        }
+named_enum! {
+    /// `<disk type>`.
+    pub enum DiskType {
+        File = "file",
+        Block = "block",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DiskFormat {
-    Raw,
-    Qcow2,
-}
-
-impl DiskFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DiskFormat::Raw => "raw",
-            DiskFormat::Qcow2 => "qcow2",
-        }
+named_enum! {
+    /// `<disk device>`.
+    pub enum DiskDevice {
+        Disk = "disk",
+        Cdrom = "cdrom",
     }
 }
 
-/// libvirt's cache modes, mapped to QEMU's cache.direct/no-flush and the
-/// device's write-cache by the argv builder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheMode {
-    None,
-    Writeback,
-    Writethrough,
-    Directsync,
-    Unsafe,
-}
-
-impl CacheMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheMode::None => "none",
-            CacheMode::Writeback => "writeback",
-            CacheMode::Writethrough => "writethrough",
-            CacheMode::Directsync => "directsync",
-            CacheMode::Unsafe => "unsafe",
-        }
+named_enum! {
+    /// `<target bus>`.
+    pub enum DiskBus {
+        Ide = "ide",
+        Scsi = "scsi",
+        Virtio = "virtio",
+        Sata = "sata",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DiscardMode {
-    Unmap,
-    Ignore,
+named_enum! {
+    /// `<driver type>`: the image format.
+    pub enum DiskFormat {
+        Raw = "raw",
+        Qcow2 = "qcow2",
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoMode {
-    Native,
-    Threads,
+named_enum! {
+    /// libvirt's cache modes, mapped to QEMU's cache.direct/no-flush and
+    /// the device's write-cache by the argv builder.
+    pub enum CacheMode {
+        None = "none",
+        Writethrough = "writethrough",
+        Writeback = "writeback",
+        Directsync = "directsync",
+        Unsafe = "unsafe",
+    }
+}
+
+named_enum! {
+    pub enum DiscardMode {
+        Unmap = "unmap",
+        Ignore = "ignore",
+    }
+}
+
+named_enum! {
+    pub enum IoMode {
+        Threads = "threads",
+        Native = "native",
+    }
 }
 
 /// `<driver name='qemu' .../>`; all fields optional, as in libvirt.
@@ -97,6 +79,10 @@ pub struct DiskDriver {
     pub cache: Option<CacheMode>,
     pub discard: Option<DiscardMode>,
     pub io: Option<IoMode>,
+    /// The `<iothread>` (by id) that runs this virtio disk.
+    pub iothread: Option<u32>,
+    /// virtio-blk queues.
+    pub queues: Option<u32>,
 }
 
 impl DiskDriver {
@@ -118,6 +104,8 @@ pub struct DiskDef {
     /// Always true for CD-ROMs (libvirt forces it too).
     pub readonly: bool,
     pub boot_order: Option<u32>,
+    /// `<serial>`: the serial number the guest sees.
+    pub serial: Option<String>,
     /// Drive address for SATA/SCSI/IDE (always set after parse); optional
     /// PCI address for virtio.
     pub address: Option<Address>,
@@ -180,73 +168,115 @@ impl DiskDef {
     }
 }
 
+const P: &str = "disk";
+
 pub(crate) fn parse_disk(
     el: &XmlElement,
     family: MachineFamily,
 ) -> Result<DiskDef, DomainXmlError> {
-    const P: &str = "disk";
     el.check_attrs(P, &["type", "device"])?;
     el.check_children(
         P,
         &[
-            "driver", "source", "target", "readonly", "boot", "alias", "address",
+            "driver", "source", "target", "readonly", "boot", "alias", "address", "serial",
         ],
     )?;
-    let disk_type = match el.attr("type").unwrap_or("file") {
-        "file" => DiskType::File,
-        "block" => DiskType::Block,
-        other => return Err(DomainXmlError::unsupported("disk type", other)),
-    };
-    let device = match el.attr("device").unwrap_or("disk") {
-        "disk" => DiskDevice::Disk,
-        "cdrom" => DiskDevice::Cdrom,
-        other => return Err(DomainXmlError::unsupported("disk device", other)),
-    };
-
-    let mut driver = DiskDriver::default();
-    if let Some(d) = el.child("driver") {
-        d.check_attrs("disk/driver", &["name", "type", "cache", "discard", "io"])?;
-        d.check_children("disk/driver", &[])?;
-        if let Some(n) = d.attr("name")
-            && n != "qemu"
-        {
-            return Err(DomainXmlError::unsupported("disk driver name", n));
-        }
-        driver.format = match d.attr("type") {
-            None => None,
-            Some("raw") => Some(DiskFormat::Raw),
-            Some("qcow2") => Some(DiskFormat::Qcow2),
-            Some(o) => return Err(DomainXmlError::unsupported("disk driver type", o)),
-        };
-        driver.cache = match d.attr("cache") {
-            None | Some("default") => None,
-            Some("none") => Some(CacheMode::None),
-            Some("writeback") => Some(CacheMode::Writeback),
-            Some("writethrough") => Some(CacheMode::Writethrough),
-            Some("directsync") => Some(CacheMode::Directsync),
-            Some("unsafe") => Some(CacheMode::Unsafe),
-            Some(o) => return Err(DomainXmlError::unsupported("disk driver cache", o)),
-        };
-        driver.discard = match d.attr("discard") {
-            None => None,
-            Some("unmap") => Some(DiscardMode::Unmap),
-            Some("ignore") => Some(DiscardMode::Ignore),
-            Some(o) => return Err(DomainXmlError::unsupported("disk driver discard", o)),
-        };
-        driver.io = match d.attr("io") {
-            None => None,
-            Some("native") => Some(IoMode::Native),
-            Some("threads") => Some(IoMode::Threads),
-            Some(o) => return Err(DomainXmlError::unsupported("disk driver io", o)),
-        };
+    check_singletons(
+        el,
+        P,
+        &[
+            "driver", "source", "target", "readonly", "boot", "alias", "address", "serial",
+        ],
+    )?;
+    let disk_type = named(
+        "disk type",
+        el.attr("type").unwrap_or("file"),
+        DiskType::from_name,
+    )?;
+    let device = named(
+        "disk device",
+        el.attr("device").unwrap_or("disk"),
+        DiskDevice::from_name,
+    )?;
+    let driver = el
+        .child("driver")
+        .map(parse_driver)
+        .transpose()?
+        .unwrap_or_default();
+    let (target, bus, idx) = parse_target(el, family, device)?;
+    let source = parse_source(el, disk_type)?;
+    if source.is_none() && device == DiskDevice::Disk {
+        return Err(DomainXmlError::NoSource(target));
     }
+    let readonly = parse_readonly(el, device, bus)?;
+    skip_alias(el, P)?;
+    let mut disk = DiskDef {
+        disk_type,
+        device,
+        driver,
+        source,
+        target,
+        bus,
+        readonly,
+        boot_order: el
+            .child("boot")
+            .map(|b| parse_boot_order(b, P))
+            .transpose()?,
+        serial: parse_serial(el)?,
+        address: None,
+    };
+    disk.address = parse_disk_address(el, &disk, idx)?;
+    Ok(disk)
+}
 
-    let target_el = el
+fn parse_driver(d: &XmlElement) -> Result<DiskDriver, DomainXmlError> {
+    const D: &str = "disk/driver";
+    d.check_attrs(
+        D,
+        &[
+            "name", "type", "cache", "discard", "io", "iothread", "queues",
+        ],
+    )?;
+    d.check_children(D, &[])?;
+    if let Some(n) = d.attr("name")
+        && n != "qemu"
+    {
+        return Err(DomainXmlError::unsupported("disk driver name", n));
+    }
+    let cache = match d.attr("cache") {
+        None | Some("default") => None,
+        Some(c) => Some(named("disk driver cache", c, CacheMode::from_name)?),
+    };
+    let driver = DiskDriver {
+        format: named_attr(d, D, "type", DiskFormat::from_name)?,
+        cache,
+        discard: named_attr(d, D, "discard", DiscardMode::from_name)?,
+        io: named_attr(d, D, "io", IoMode::from_name)?,
+        iothread: uint_attr(d, D, "iothread")?,
+        queues: uint_attr(d, D, "queues")?,
+    };
+    if driver.iothread == Some(0) || driver.queues == Some(0) {
+        return Err(DomainXmlError::invalid(
+            "<disk/driver>",
+            "0",
+            "iothread ids and queue counts start at 1",
+        ));
+    }
+    Ok(driver)
+}
+
+/// `<target dev bus>`: the name, the bus, and the name's index.
+fn parse_target(
+    el: &XmlElement,
+    family: MachineFamily,
+    device: DiskDevice,
+) -> Result<(String, DiskBus, u32), DomainXmlError> {
+    let t = el
         .child("target")
         .ok_or_else(|| DomainXmlError::structure("missing <target> of <disk>"))?;
-    target_el.check_attrs("disk/target", &["dev", "bus"])?;
-    target_el.check_children("disk/target", &[])?;
-    let target = target_el.req_attr("disk/target", "dev")?.to_string();
+    t.check_attrs("disk/target", &["dev", "bus"])?;
+    t.check_children("disk/target", &[])?;
+    let target = t.req_attr("disk/target", "dev")?.to_string();
     let idx = target_index(&target).ok_or_else(|| {
         DomainXmlError::invalid(
             "<disk/target dev>",
@@ -254,12 +284,8 @@ pub(crate) fn parse_disk(
             "expected vdX, sdX or hdX (X: 1-4 lowercase letters)",
         )
     })?;
-    let bus = match target_el.attr("bus") {
-        Some("virtio") => DiskBus::Virtio,
-        Some("sata") => DiskBus::Sata,
-        Some("scsi") => DiskBus::Scsi,
-        Some("ide") => DiskBus::Ide,
-        Some(o) => return Err(DomainXmlError::unsupported("disk bus", o)),
+    let bus = match t.attr("bus") {
+        Some(b) => named("disk bus", b, DiskBus::from_name)?,
         None if target.starts_with("vd") => DiskBus::Virtio,
         None if target.starts_with("sd") => DiskBus::Scsi,
         None => DiskBus::Ide,
@@ -278,30 +304,33 @@ pub(crate) fn parse_disk(
             "a cdrom cannot be on the virtio bus",
         ));
     }
+    Ok((target, bus, idx))
+}
 
-    let source = match el.child("source") {
-        None => None,
-        Some(s) => {
-            let attr = match disk_type {
-                DiskType::File => "file",
-                DiskType::Block => "dev",
-            };
-            s.check_attrs("disk/source", &[attr])?;
-            s.check_children("disk/source", &[])?;
-            match s.attr(attr) {
-                Some(p) => Some(parse_abs_path(&format!("<disk/source {attr}>"), p)?),
-                None => None,
-            }
-        }
+fn parse_source(el: &XmlElement, disk_type: DiskType) -> Result<Option<PathBuf>, DomainXmlError> {
+    let Some(s) = el.child("source") else {
+        return Ok(None);
     };
-    if source.is_none() && device == DiskDevice::Disk {
-        return Err(DomainXmlError::NoSource(target));
-    }
+    let attr = match disk_type {
+        DiskType::File => "file",
+        DiskType::Block => "dev",
+    };
+    s.check_attrs("disk/source", &[attr])?;
+    s.check_children("disk/source", &[])?;
+    s.attr(attr)
+        .map(|p| parse_abs_path(&format!("<disk/source {attr}>"), p))
+        .transpose()
+}
 
+/// Always true for CD-ROMs (libvirt forces it too).
+fn parse_readonly(
+    el: &XmlElement,
+    device: DiskDevice,
+    bus: DiskBus,
+) -> Result<bool, DomainXmlError> {
     let readonly = match el.child("readonly") {
         Some(r) => {
-            r.check_attrs("disk/readonly", &[])?;
-            r.check_children("disk/readonly", &[])?;
+            empty_element(r, "disk/readonly")?;
             true
         }
         None => false,
@@ -313,44 +342,50 @@ pub(crate) fn parse_disk(
             "QEMU's ide-hd cannot use a read-only drive",
         ));
     }
+    Ok(readonly)
+}
 
-    let boot_order = el
-        .child("boot")
-        .map(|b| parse_boot_order(b, P))
-        .transpose()?;
-    skip_alias(el, P)?;
-    let mut disk = DiskDef {
-        disk_type,
-        device,
-        driver,
-        source,
-        target,
-        bus,
-        readonly,
-        boot_order,
-        address: el
-            .child("address")
-            .map(|a| parse_address(a, P))
-            .transpose()?,
+/// `<serial>`: what the guest reads as the disk's serial number.
+fn parse_serial(el: &XmlElement) -> Result<Option<String>, DomainXmlError> {
+    let Some(s) = el.child("serial") else {
+        return Ok(None);
     };
-    match (bus, disk.address) {
-        (DiskBus::Virtio, Some(Address::Drive(_))) => {
-            return Err(DomainXmlError::unsupported(
-                "address type for a virtio disk",
-                "drive",
-            ));
-        }
-        (DiskBus::Virtio, _) => {}
-        (_, Some(Address::Pci(_))) => {
-            return Err(DomainXmlError::unsupported(
-                format!("address type for a {} disk", bus.as_str()),
-                "pci",
-            ));
-        }
-        (_, Some(Address::Drive(d))) => check_drive_address(bus, &d, &disk.target)?,
-        (_, None) => disk.address = disk.default_drive_address(idx).map(Address::Drive),
+    let text = simple_text(s, "disk/serial")?.trim().to_string();
+    let ok = !text.is_empty()
+        && text.len() <= 36
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_ .+-".contains(c));
+    if !ok {
+        return Err(DomainXmlError::invalid(
+            "<disk/serial>",
+            text,
+            "expected 1..36 characters of A-Za-z0-9_ .+-",
+        ));
     }
-    Ok(disk)
+    Ok(Some(text))
+}
+
+/// The disk's address: PCI for virtio (assigned later when absent), a
+/// drive address on its controller otherwise (filled in from the target
+/// name, as libvirt does).
+fn parse_disk_address(
+    el: &XmlElement,
+    disk: &DiskDef,
+    idx: u32,
+) -> Result<Option<Address>, DomainXmlError> {
+    let allowed: &[&str] = match disk.bus {
+        DiskBus::Virtio => &["pci"],
+        _ => &["drive"],
+    };
+    match parse_device_address(el, P, allowed)? {
+        Some(Address::Drive(d)) => {
+            check_drive_address(disk.bus, &d, &disk.target)?;
+            Ok(Some(Address::Drive(d)))
+        }
+        Some(a) => Ok(Some(a)),
+        None => Ok(disk.default_drive_address(idx).map(Address::Drive)),
+    }
 }
 
 fn check_drive_address(bus: DiskBus, d: &DriveAddress, target: &str) -> Result<(), DomainXmlError> {
@@ -375,39 +410,14 @@ fn check_drive_address(bus: DiskBus, d: &DriveAddress, target: &str) -> Result<(
 }
 
 pub(crate) fn format_disk(w: &mut XmlWriter, d: &DiskDef, alias: Option<String>) {
-    let ty = match d.disk_type {
-        DiskType::File => "file",
-        DiskType::Block => "block",
-    };
-    let dev = match d.device {
-        DiskDevice::Disk => "disk",
-        DiskDevice::Cdrom => "cdrom",
-    };
-    w.open("disk", &[("type", ty.into()), ("device", dev.into())]);
-    if !d.driver.is_empty() {
-        let mut attrs = vec![("name", "qemu".to_string())];
-        if let Some(f) = d.driver.format {
-            attrs.push(("type", f.as_str().into()));
-        }
-        if let Some(c) = d.driver.cache {
-            attrs.push(("cache", c.as_str().into()));
-        }
-        if let Some(io) = d.driver.io {
-            let v = match io {
-                IoMode::Native => "native",
-                IoMode::Threads => "threads",
-            };
-            attrs.push(("io", v.into()));
-        }
-        if let Some(disc) = d.driver.discard {
-            let v = match disc {
-                DiscardMode::Unmap => "unmap",
-                DiscardMode::Ignore => "ignore",
-            };
-            attrs.push(("discard", v.into()));
-        }
-        w.empty("driver", &attrs);
-    }
+    w.open(
+        "disk",
+        &[
+            ("type", d.disk_type.as_str().into()),
+            ("device", d.device.as_str().into()),
+        ],
+    );
+    format_driver(w, &d.driver);
     if let Some(src) = &d.source {
         let key = match d.disk_type {
             DiskType::File => "file",
@@ -422,6 +432,9 @@ pub(crate) fn format_disk(w: &mut XmlWriter, d: &DiskDef, alias: Option<String>)
     if d.readonly {
         w.empty("readonly", &[]);
     }
+    if let Some(s) = &d.serial {
+        w.text_elem("serial", &[], s);
+    }
     if let Some(o) = d.boot_order {
         w.empty("boot", &[("order", o.to_string())]);
     }
@@ -432,6 +445,29 @@ pub(crate) fn format_disk(w: &mut XmlWriter, d: &DiskDef, alias: Option<String>)
     w.close("disk");
 }
 
+fn format_driver(w: &mut XmlWriter, d: &DiskDriver) {
+    if d.is_empty() {
+        return;
+    }
+    let mut attrs = vec![("name", "qemu".to_string())];
+    let mut opt = |k: &'static str, v: Option<&'static str>| {
+        if let Some(v) = v {
+            attrs.push((k, v.to_string()));
+        }
+    };
+    opt("type", d.format.map(DiskFormat::as_str));
+    opt("cache", d.cache.map(CacheMode::as_str));
+    opt("io", d.io.map(IoMode::as_str));
+    opt("discard", d.discard.map(DiscardMode::as_str));
+    if let Some(i) = d.iothread {
+        attrs.push(("iothread", i.to_string()));
+    }
+    if let Some(q) = d.queues {
+        attrs.push(("queues", q.to_string()));
+    }
+    w.empty("driver", &attrs);
+}
+
 /// The destination of a block copy (`virDomainBlockCopy`'s XML): a
 /// `<disk type='file'>` with an absolute `<source file>` and optionally a
 /// `<driver type>` naming the image format. Returns the file and the
@@ -440,7 +476,7 @@ pub fn parse_copy_dest(xml: &str) -> Result<(PathBuf, Option<String>), DomainXml
     let bad = |why: &str| {
         DomainXmlError::InvalidArgument(format!("invalid block copy destination: {why}"))
     };
-    let el = crate::xml::parse_document(xml).map_err(|e| bad(&e.to_string()))?;
+    let el = virxml::parse_document(xml).map_err(|e| bad(&e.to_string()))?;
     if el.local_name() != "disk" {
         return Err(bad("expected <disk>"));
     }

@@ -1,291 +1,440 @@
-//! `<graphics>`, `<video>`, `<audio>` and `<input>`: what a console user sees.
+//! `<graphics>`: the remote display (VNC, SPICE) or none.
 //!
-//! VNC is only offered on loopback: ferrovirt has no VNC authentication or
-//! TLS support, so a VNC server on a routable address would hand the guest
-//! console to anyone on the network.
+//! Without a password a display server is only offered on loopback: it
+//! would hand the guest console to anyone who can reach the address. With
+//! `passwd` any address is accepted, as libvirt does; the password is set
+//! over QMP after QEMU starts (never on its command line, where every
+//! local user could read it) and shown only in secure XML.
 
-use super::address::{Address, format_address, parse_address};
-use super::format_alias;
-use crate::error::DomainXmlError;
-use crate::parse::{parse_uint, parse_yes_no, skip_alias};
-use crate::xml::{XmlElement, XmlWriter};
 use std::net::IpAddr;
+
+use crate::error::DomainXmlError;
+use crate::values::{check_singletons, named, named_enum, parse_uint, parse_yes_no};
+use crate::xml::{XmlElement, XmlWriter};
+
+named_enum! {
+    /// `<graphics type>`.
+    pub enum GraphicsType {
+        Vnc = "vnc",
+        Spice = "spice",
+        None = "none",
+    }
+}
+
+named_enum! {
+    /// `<graphics connected>`: what happens to connected clients when the
+    /// password changes.
+    pub enum PasswordConnected {
+        Keep = "keep",
+        Disconnect = "disconnect",
+        Fail = "fail",
+    }
+}
+
+/// `passwd`, `passwdValidTo` and `connected`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphicsPassword {
+    pub passwd: String,
+    /// `passwdValidTo` as written (`2030-01-01T00:00:00`, UTC).
+    pub valid_to: Option<String>,
+    /// Seconds since the epoch `valid_to` stands for.
+    pub valid_to_epoch: Option<i64>,
+    pub connected: Option<PasswordConnected>,
+}
+
+/// One display server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayDef {
+    /// `None`: autoport (chosen when QEMU starts).
+    pub port: Option<u16>,
+    pub listen: IpAddr,
+    pub password: Option<GraphicsPassword>,
+    /// VNC `keymap` (`en-us`, `de`, ...).
+    pub keymap: Option<String>,
+    /// SPICE `<image compression>`.
+    pub image_compression: Option<String>,
+    /// SPICE `<gl enable='no'/>` (GL itself is not supported).
+    pub gl_disabled: bool,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GraphicsDef {
-    Vnc {
-        /// `None`: autoport (QEMU picks a free display, see argv.rs).
-        port: Option<u16>,
-        /// A loopback address.
-        listen: IpAddr,
-    },
+    Vnc(DisplayDef),
+    Spice(DisplayDef),
     /// `<graphics type='none'/>`: no display backend.
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VideoModel {
-    None,
-    Vga,
-    Virtio,
+impl GraphicsDef {
+    pub fn gtype(&self) -> GraphicsType {
+        match self {
+            GraphicsDef::Vnc(_) => GraphicsType::Vnc,
+            GraphicsDef::Spice(_) => GraphicsType::Spice,
+            GraphicsDef::None => GraphicsType::None,
+        }
+    }
+
+    pub fn display(&self) -> Option<&DisplayDef> {
+        match self {
+            GraphicsDef::Vnc(d) | GraphicsDef::Spice(d) => Some(d),
+            GraphicsDef::None => None,
+        }
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VideoDef {
-    pub model: VideoModel,
-    pub heads: Option<u32>,
-    pub primary: Option<bool>,
-    pub address: Option<Address>,
+const P: &str = "graphics";
+
+pub(crate) fn parse_graphics(el: &XmlElement) -> Result<GraphicsDef, DomainXmlError> {
+    match named(
+        "graphics type",
+        el.req_attr(P, "type")?,
+        GraphicsType::from_name,
+    )? {
+        GraphicsType::None => {
+            el.check_attrs(P, &["type"])?;
+            el.check_children(P, &[])?;
+            Ok(GraphicsDef::None)
+        }
+        GraphicsType::Vnc => {
+            el.check_attrs(
+                P,
+                &[
+                    "type",
+                    "port",
+                    "autoport",
+                    "listen",
+                    "passwd",
+                    "passwdValidTo",
+                    "connected",
+                    "keymap",
+                    "websocket",
+                ],
+            )?;
+            el.check_children(P, &["listen"])?;
+            if el.attr("websocket").is_some_and(|w| w != "-1") {
+                return Err(DomainXmlError::unsupported(
+                    "<graphics websocket>",
+                    "VNC websocket",
+                ));
+            }
+            Ok(GraphicsDef::Vnc(parse_display(el)?))
+        }
+        GraphicsType::Spice => {
+            el.check_attrs(
+                P,
+                &[
+                    "type",
+                    "port",
+                    "autoport",
+                    "listen",
+                    "passwd",
+                    "passwdValidTo",
+                    "connected",
+                    "tlsPort",
+                ],
+            )?;
+            el.check_children(P, &["listen", "image", "gl"])?;
+            if el.attr("tlsPort").is_some_and(|p| p != "-1") {
+                return Err(DomainXmlError::unsupported_because(
+                    "<graphics tlsPort>",
+                    el.attr("tlsPort").unwrap_or(""),
+                    "SPICE over TLS is not supported",
+                ));
+            }
+            Ok(GraphicsDef::Spice(parse_display(el)?))
+        }
+    }
 }
 
-/// `<audio type='none'>`: libvirt adds one whenever there is a display;
-/// it maps to a silent `-audiodev none`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AudioDef {
-    pub id: u32,
+fn parse_display(el: &XmlElement) -> Result<DisplayDef, DomainXmlError> {
+    check_singletons(el, P, &["image", "gl"])?;
+    let password = parse_password(el)?;
+    let listen = parse_listen(el, password.is_some())?;
+    Ok(DisplayDef {
+        port: parse_port(el)?,
+        listen,
+        password,
+        keymap: parse_keymap(el)?,
+        image_compression: parse_image(el)?,
+        gl_disabled: parse_gl(el)?,
+    })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InputType {
-    Mouse,
-    Keyboard,
+fn parse_port(el: &XmlElement) -> Result<Option<u16>, DomainXmlError> {
+    let port = match el.attr("port") {
+        None | Some("-1") | Some("0") => None,
+        Some(p) => {
+            let n = parse_uint("<graphics port>", p)?;
+            if !(5900..=65535).contains(&n) {
+                return Err(DomainXmlError::invalid(
+                    "<graphics port>",
+                    p,
+                    "expected 5900..65535 or -1",
+                ));
+            }
+            u16::try_from(n).ok()
+        }
+    };
+    match el.attr("autoport") {
+        Some(a) if parse_yes_no("<graphics autoport>", a)? => Ok(None),
+        _ => Ok(port),
+    }
 }
 
-/// PS/2 mouse/keyboard: part of every x86 machine (i8042), so these need no
-/// QEMU argument; they are accepted because libvirt lists them in every
-/// dumpxml.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputDef {
-    pub kind: InputType,
+fn parse_listen(el: &XmlElement, has_password: bool) -> Result<IpAddr, DomainXmlError> {
+    let mut listen = el
+        .attr("listen")
+        .map(|l| parse_listen_addr("<graphics listen>", l, has_password))
+        .transpose()?;
+    for l in el.children_named("listen") {
+        l.check_attrs("graphics/listen", &["type", "address"])?;
+        l.check_children("graphics/listen", &[])?;
+        match l.req_attr("graphics/listen", "type")? {
+            "address" => {}
+            o => return Err(DomainXmlError::unsupported("graphics listen type", o)),
+        }
+        if let Some(a) = l.attr("address") {
+            let ip = parse_listen_addr("<graphics/listen address>", a, has_password)?;
+            if listen.is_some_and(|x| x != ip) {
+                return Err(DomainXmlError::structure(
+                    "graphics 'listen' attribute does not match the <listen> address",
+                ));
+            }
+            listen = Some(ip);
+        }
+    }
+    Ok(listen.unwrap_or(IpAddr::from([127, 0, 0, 1])))
 }
 
-fn parse_listen_addr(what: &str, v: &str) -> Result<IpAddr, DomainXmlError> {
+fn parse_listen_addr(what: &str, v: &str, has_password: bool) -> Result<IpAddr, DomainXmlError> {
     let ip: IpAddr = if v == "localhost" {
         IpAddr::from([127, 0, 0, 1])
     } else {
         v.parse()
             .map_err(|_| DomainXmlError::invalid(what, v, "expected an IP address"))?
     };
-    if !ip.is_loopback() {
+    if !ip.is_loopback() && !has_password {
         return Err(DomainXmlError::unsupported_because(
             what,
             v,
-            "VNC may only listen on a loopback address (no authentication is supported)",
+            "a display without a password may only listen on a loopback address",
         ));
     }
     Ok(ip)
 }
 
-pub(crate) fn parse_graphics(el: &XmlElement) -> Result<GraphicsDef, DomainXmlError> {
-    const P: &str = "graphics";
-    match el.req_attr(P, "type")? {
-        "none" => {
-            el.check_attrs(P, &["type"])?;
-            el.check_children(P, &[])?;
-            Ok(GraphicsDef::None)
-        }
-        "vnc" => {
-            el.check_attrs(P, &["type", "port", "autoport", "listen"])?;
-            el.check_children(P, &["listen"])?;
-            let mut port = match el.attr("port") {
-                None | Some("-1") | Some("0") => None,
-                Some(p) => {
-                    let n = parse_uint("<graphics port>", p)?;
-                    if !(5900..=65535).contains(&n) {
-                        return Err(DomainXmlError::invalid(
-                            "<graphics port>",
-                            p,
-                            "expected 5900..65535 or -1",
-                        ));
-                    }
-                    u16::try_from(n).ok()
-                }
-            };
-            if let Some(a) = el.attr("autoport")
-                && parse_yes_no("<graphics autoport>", a)?
-            {
-                port = None;
-            }
-            let mut listen = el
-                .attr("listen")
-                .map(|l| parse_listen_addr("<graphics listen>", l))
-                .transpose()?;
-            for l in el.elements() {
-                l.check_attrs("graphics/listen", &["type", "address"])?;
-                l.check_children("graphics/listen", &[])?;
-                match l.req_attr("graphics/listen", "type")? {
-                    "address" => {}
-                    o => return Err(DomainXmlError::unsupported("graphics listen type", o)),
-                }
-                if let Some(a) = l.attr("address") {
-                    let ip = parse_listen_addr("<graphics/listen address>", a)?;
-                    if listen.is_some_and(|x| x != ip) {
-                        return Err(DomainXmlError::structure(
-                            "graphics 'listen' attribute does not match the <listen> address",
-                        ));
-                    }
-                    listen = Some(ip);
-                }
-            }
-            Ok(GraphicsDef::Vnc {
-                port,
-                listen: listen.unwrap_or(IpAddr::from([127, 0, 0, 1])),
-            })
-        }
-        other => Err(DomainXmlError::unsupported("graphics type", other)),
-    }
-}
-
-pub(crate) fn format_graphics(w: &mut XmlWriter, g: &GraphicsDef, live_port: Option<u16>) {
-    match g {
-        GraphicsDef::None => w.empty("graphics", &[("type", "none".into())]),
-        GraphicsDef::Vnc { port, listen } => {
-            let shown = match (port, live_port) {
-                (Some(p), _) => p.to_string(),
-                (None, Some(p)) => p.to_string(),
-                (None, None) => "-1".to_string(),
-            };
-            w.open(
-                "graphics",
-                &[
-                    ("type", "vnc".into()),
-                    ("port", shown),
-                    ("autoport", if port.is_none() { "yes" } else { "no" }.into()),
-                    ("listen", listen.to_string()),
-                ],
-            );
-            w.empty(
-                "listen",
-                &[("type", "address".into()), ("address", listen.to_string())],
-            );
-            w.close("graphics");
-        }
-    }
-}
-
-pub(crate) fn parse_video(el: &XmlElement) -> Result<VideoDef, DomainXmlError> {
-    el.check_attrs("video", &[])?;
-    el.check_children("video", &["model", "alias", "address"])?;
-    skip_alias(el, "video")?;
-    let m = el
-        .child("model")
-        .ok_or_else(|| DomainXmlError::structure("missing <model> of <video>"))?;
-    m.check_attrs("video/model", &["type", "heads", "primary"])?;
-    m.check_children("video/model", &[])?;
-    let model = match m.req_attr("video/model", "type")? {
-        "none" => VideoModel::None,
-        "vga" => VideoModel::Vga,
-        "virtio" => VideoModel::Virtio,
-        o => return Err(DomainXmlError::unsupported("video model", o)),
+fn parse_password(el: &XmlElement) -> Result<Option<GraphicsPassword>, DomainXmlError> {
+    let Some(passwd) = el.attr("passwd") else {
+        // A dumpxml without secrets keeps these; without the password they
+        // mean nothing, so they are dropped.
+        return Ok(None);
     };
-    let heads = m
-        .attr("heads")
-        .map(|h| parse_uint("<video/model heads>", h))
-        .transpose()?;
-    let primary = m
-        .attr("primary")
-        .map(|p| parse_yes_no("<video/model primary>", p))
-        .transpose()?;
-    let address = el
-        .child("address")
-        .map(|a| parse_address(a, "video"))
-        .transpose()?;
-    if model == VideoModel::None && (heads.is_some() || address.is_some()) {
-        return Err(DomainXmlError::structure(
-            "video model 'none' takes no heads or address",
+    if passwd.len() > 4096 || passwd.contains('\0') {
+        return Err(DomainXmlError::invalid(
+            "<graphics passwd>",
+            "(hidden)",
+            "a password is at most 4096 bytes without NUL",
         ));
     }
-    if let Some(Address::Drive(_)) = address {
-        return Err(DomainXmlError::unsupported("video address type", "drive"));
-    }
-    Ok(VideoDef {
-        model,
-        heads,
-        primary,
-        address,
-    })
+    let valid_to = el.attr("passwdValidTo").map(str::to_string);
+    let valid_to_epoch = valid_to.as_deref().map(parse_timestamp).transpose()?;
+    Ok(Some(GraphicsPassword {
+        passwd: passwd.to_string(),
+        valid_to,
+        valid_to_epoch,
+        connected: el
+            .attr("connected")
+            .map(|c| named("<graphics connected>", c, PasswordConnected::from_name))
+            .transpose()?,
+    }))
 }
 
-pub(crate) fn format_video(w: &mut XmlWriter, v: &VideoDef, alias: Option<String>) {
-    w.open("video", &[]);
-    let mut attrs = vec![(
-        "type",
-        match v.model {
-            VideoModel::None => "none",
-            VideoModel::Vga => "vga",
-            VideoModel::Virtio => "virtio",
-        }
-        .to_string(),
-    )];
-    if let Some(h) = v.heads {
-        attrs.push(("heads", h.to_string()));
-    }
-    if let Some(p) = v.primary {
-        attrs.push(("primary", crate::format::yes_no(p)));
-    }
-    w.empty("model", &attrs);
-    if v.model != VideoModel::None {
-        format_alias(w, alias);
-    }
-    if let Some(a) = &v.address {
-        format_address(w, a);
-    }
-    w.close("video");
-}
-
-pub(crate) fn parse_audio(el: &XmlElement) -> Result<AudioDef, DomainXmlError> {
-    el.check_attrs("audio", &["id", "type"])?;
-    el.check_children("audio", &[])?;
-    let id = parse_uint("<audio id>", el.req_attr("audio", "id")?)?;
-    if id == 0 {
-        return Err(DomainXmlError::invalid("<audio id>", "0", "ids start at 1"));
-    }
-    match el.req_attr("audio", "type")? {
-        "none" => Ok(AudioDef { id }),
-        o => Err(DomainXmlError::unsupported("audio type", o)),
-    }
-}
-
-pub(crate) fn format_audio(w: &mut XmlWriter, a: &AudioDef) {
-    w.empty(
-        "audio",
-        &[("id", a.id.to_string()), ("type", "none".into())],
-    );
-}
-
-pub(crate) fn parse_input(el: &XmlElement) -> Result<InputDef, DomainXmlError> {
-    el.check_attrs("input", &["type", "bus"])?;
-    el.check_children("input", &["alias"])?;
-    skip_alias(el, "input")?;
-    let kind = match el.req_attr("input", "type")? {
-        "mouse" => InputType::Mouse,
-        "keyboard" => InputType::Keyboard,
-        o => return Err(DomainXmlError::unsupported("input type", o)),
+/// `YYYY-MM-DDTHH:MM:SS` (UTC) to seconds since the epoch.
+fn parse_timestamp(s: &str) -> Result<i64, DomainXmlError> {
+    let bad = || {
+        DomainXmlError::invalid(
+            "<graphics passwdValidTo>",
+            s,
+            "expected YYYY-MM-DDTHH:MM:SS (UTC)",
+        )
     };
-    match el.attr("bus").unwrap_or("ps2") {
-        "ps2" => Ok(InputDef { kind }),
-        o => Err(DomainXmlError::unsupported("input bus", o)),
+    let b = s.as_bytes();
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(bad());
+    }
+    let n = |r: std::ops::Range<usize>| -> Result<i64, DomainXmlError> {
+        let t = s.get(r).ok_or_else(bad)?;
+        if !t.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(bad());
+        }
+        t.parse::<i64>().map_err(|_| bad())
+    };
+    let (y, mo, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (h, mi, se) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return Err(bad());
+    }
+    Ok(days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn parse_keymap(el: &XmlElement) -> Result<Option<String>, DomainXmlError> {
+    let Some(k) = el.attr("keymap") else {
+        return Ok(None);
+    };
+    let ok =
+        !k.is_empty() && k.len() <= 16 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !ok {
+        return Err(DomainXmlError::invalid(
+            "<graphics keymap>",
+            k,
+            "expected a keymap name such as en-us",
+        ));
+    }
+    Ok(Some(k.to_string()))
+}
+
+fn parse_image(el: &XmlElement) -> Result<Option<String>, DomainXmlError> {
+    let Some(i) = el.child("image") else {
+        return Ok(None);
+    };
+    i.check_attrs("graphics/image", &["compression"])?;
+    i.check_children("graphics/image", &[])?;
+    let c = i.req_attr("graphics/image", "compression")?;
+    const MODES: &[&str] = &["auto_glz", "auto_lz", "quic", "glz", "lz", "off"];
+    if !MODES.contains(&c) {
+        return Err(DomainXmlError::unsupported(
+            "<graphics/image compression>",
+            c,
+        ));
+    }
+    Ok(Some(c.to_string()))
+}
+
+fn parse_gl(el: &XmlElement) -> Result<bool, DomainXmlError> {
+    let Some(g) = el.child("gl") else {
+        return Ok(false);
+    };
+    g.check_attrs("graphics/gl", &["enable"])?;
+    g.check_children("graphics/gl", &[])?;
+    if parse_yes_no("<graphics/gl enable>", g.req_attr("graphics/gl", "enable")?)? {
+        return Err(DomainXmlError::unsupported_because(
+            "<graphics/gl enable>",
+            "yes",
+            "OpenGL displays are not supported",
+        ));
+    }
+    Ok(true)
+}
+
+/// `live_port`: the port QEMU bound for an autoport display; `secure`:
+/// whether the password may be shown.
+pub(crate) fn format_graphics(
+    w: &mut XmlWriter,
+    g: &GraphicsDef,
+    live_port: Option<u16>,
+    secure: bool,
+) {
+    let (ty, d) = match g {
+        GraphicsDef::None => return w.empty("graphics", &[("type", "none".into())]),
+        GraphicsDef::Vnc(d) => ("vnc", d),
+        GraphicsDef::Spice(d) => ("spice", d),
+    };
+    let shown = match (d.port, live_port) {
+        (Some(p), _) | (None, Some(p)) => p.to_string(),
+        (None, None) => "-1".to_string(),
+    };
+    let mut attrs = vec![
+        ("type", ty.to_string()),
+        ("port", shown),
+        (
+            "autoport",
+            if d.port.is_none() { "yes" } else { "no" }.into(),
+        ),
+        ("listen", d.listen.to_string()),
+    ];
+    if let Some(k) = &d.keymap {
+        attrs.push(("keymap", k.clone()));
+    }
+    format_password(&mut attrs, d.password.as_ref(), secure);
+    w.open("graphics", &attrs);
+    w.empty(
+        "listen",
+        &[
+            ("type", "address".into()),
+            ("address", d.listen.to_string()),
+        ],
+    );
+    if let Some(c) = &d.image_compression {
+        w.empty("image", &[("compression", c.clone())]);
+    }
+    if d.gl_disabled {
+        w.empty("gl", &[("enable", "no".into())]);
+    }
+    w.close("graphics");
+}
+
+fn format_password(attrs: &mut Vec<(&str, String)>, p: Option<&GraphicsPassword>, secure: bool) {
+    let Some(p) = p else { return };
+    if secure {
+        attrs.push(("passwd", p.passwd.clone()));
+    }
+    if let Some(v) = &p.valid_to {
+        attrs.push(("passwdValidTo", v.clone()));
+    }
+    if let Some(c) = p.connected {
+        attrs.push(("connected", c.as_str().into()));
     }
 }
 
-pub(crate) fn format_input(w: &mut XmlWriter, i: &InputDef, alias: Option<String>) {
-    let attrs = [
-        (
-            "type",
-            match i.kind {
-                InputType::Mouse => "mouse",
-                InputType::Keyboard => "keyboard",
-            }
-            .to_string(),
-        ),
-        ("bus", "ps2".to_string()),
-    ];
-    match alias {
-        None => w.empty("input", &attrs),
-        Some(a) => {
-            w.open("input", &attrs);
-            format_alias(w, Some(a));
-            w.close("input");
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(parse_timestamp("1970-01-01T00:00:00").unwrap(), 0);
+        assert_eq!(
+            parse_timestamp("2030-01-01T00:00:00").unwrap(),
+            1_893_456_000
+        );
+        assert!(parse_timestamp("2030-13-01T00:00:00").is_err());
+        assert!(parse_timestamp("2030-01-01 00:00:00").is_err());
+        assert!(parse_timestamp("tomorrow").is_err());
+    }
+
+    #[test]
+    fn passwords_allow_any_address_and_hide_in_output() {
+        let el = virxml::parse_document(
+            "<graphics type='vnc' listen='0.0.0.0' passwd='s3cret' passwdValidTo='2030-01-01T00:00:00'/>",
+        )
+        .unwrap();
+        let g = parse_graphics(&el).unwrap();
+        let mut w = XmlWriter::new();
+        format_graphics(&mut w, &g, None, false);
+        let out = w.finish();
+        assert!(!out.contains("s3cret"), "{out}");
+        assert!(out.contains("passwdValidTo='2030-01-01T00:00:00'"), "{out}");
+        let mut w = XmlWriter::new();
+        format_graphics(&mut w, &g, None, true);
+        assert!(w.finish().contains("passwd='s3cret'"));
+        let open = virxml::parse_document("<graphics type='vnc' listen='0.0.0.0'/>").unwrap();
+        assert!(parse_graphics(&open).is_err());
     }
 }

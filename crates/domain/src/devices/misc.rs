@@ -1,37 +1,28 @@
 //! `<watchdog>` and `<memballoon>`.
 
-use super::address::{Address, format_address, parse_address};
+use super::address::{Address, format_address, parse_device_address};
 use super::format_alias;
 use crate::error::DomainXmlError;
-use crate::parse::{parse_uint, skip_alias};
+use crate::values::{
+    check_singletons, named, named_enum, on_off, on_off_attr, parse_uint, skip_alias,
+};
 use crate::xml::{XmlElement, XmlWriter};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WatchdogAction {
-    Reset,
-    Shutdown,
-    Poweroff,
-    Pause,
-    None,
-    /// libvirt pauses the guest in QEMU and writes a core dump itself; the
-    /// argv maps it to `pause`, the dump is the driver's business.
-    Dump,
-    InjectNmi,
+named_enum! {
+    /// `<watchdog action>`. `dump` pauses the guest in QEMU; libvirt then
+    /// writes a core dump itself, which is the driver's business.
+    pub enum WatchdogAction {
+        Reset = "reset",
+        Shutdown = "shutdown",
+        Poweroff = "poweroff",
+        Pause = "pause",
+        Dump = "dump",
+        None = "none",
+        InjectNmi = "inject-nmi",
+    }
 }
 
 impl WatchdogAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WatchdogAction::Reset => "reset",
-            WatchdogAction::Shutdown => "shutdown",
-            WatchdogAction::Poweroff => "poweroff",
-            WatchdogAction::Pause => "pause",
-            WatchdogAction::None => "none",
-            WatchdogAction::Dump => "dump",
-            WatchdogAction::InjectNmi => "inject-nmi",
-        }
-    }
-
     /// QEMU's `-action watchdog=` value.
     pub fn qemu_action(self) -> &'static str {
         match self {
@@ -49,10 +40,12 @@ pub struct WatchdogDef {
     pub address: Option<Address>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemballoonModel {
-    Virtio,
-    None,
+named_enum! {
+    /// `<memballoon model>`.
+    pub enum MemballoonModel {
+        Virtio = "virtio",
+        None = "none",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +54,10 @@ pub struct MemballoonDef {
     /// `<stats period>`: seconds between guest stats updates; the driver
     /// sets it over QMP (qom-set guest-stats-polling-interval) at start.
     pub stats_period: Option<u32>,
+    /// `autodeflate='on'`: the balloon gives memory back under guest OOM.
+    pub autodeflate: Option<bool>,
+    /// `freePageReporting='on'`.
+    pub free_page_reporting: Option<bool>,
     pub address: Option<Address>,
 }
 
@@ -72,30 +69,15 @@ pub(crate) fn parse_watchdog(el: &XmlElement) -> Result<WatchdogDef, DomainXmlEr
     if model != "i6300esb" {
         return Err(DomainXmlError::unsupported("watchdog model", model));
     }
-    let action = match el.attr("action").unwrap_or("reset") {
-        "reset" => WatchdogAction::Reset,
-        "shutdown" => WatchdogAction::Shutdown,
-        "poweroff" => WatchdogAction::Poweroff,
-        "pause" => WatchdogAction::Pause,
-        "none" => WatchdogAction::None,
-        "dump" => WatchdogAction::Dump,
-        "inject-nmi" => WatchdogAction::InjectNmi,
-        o => return Err(DomainXmlError::unsupported("watchdog action", o)),
-    };
-    let address = el
-        .child("address")
-        .map(|a| parse_address(a, "watchdog"))
-        .transpose()?;
-    if let Some(Address::Drive(_)) = address {
-        return Err(DomainXmlError::unsupported(
-            "watchdog address type",
-            "drive",
-        ));
-    }
+    let action = named(
+        "watchdog action",
+        el.attr("action").unwrap_or("reset"),
+        WatchdogAction::from_name,
+    )?;
     Ok(WatchdogDef {
         model: model.to_string(),
         action,
-        address,
+        address: parse_device_address(el, "watchdog", &["pci"])?,
     })
 }
 
@@ -117,14 +99,16 @@ pub(crate) fn format_watchdog(w: &mut XmlWriter, d: &WatchdogDef, alias: Option<
 }
 
 pub(crate) fn parse_memballoon(el: &XmlElement) -> Result<MemballoonDef, DomainXmlError> {
-    el.check_attrs("memballoon", &["model"])?;
-    el.check_children("memballoon", &["stats", "alias", "address"])?;
-    skip_alias(el, "memballoon")?;
-    let model = match el.req_attr("memballoon", "model")? {
-        "virtio" => MemballoonModel::Virtio,
-        "none" => MemballoonModel::None,
-        o => return Err(DomainXmlError::unsupported("memballoon model", o)),
-    };
+    const M: &str = "memballoon";
+    el.check_attrs(M, &["model", "autodeflate", "freePageReporting"])?;
+    el.check_children(M, &["stats", "alias", "address"])?;
+    check_singletons(el, M, &["stats", "alias", "address"])?;
+    skip_alias(el, M)?;
+    let model = named(
+        "memballoon model",
+        el.req_attr(M, "model")?,
+        MemballoonModel::from_name,
+    )?;
     let stats_period = match el.child("stats") {
         Some(s) => {
             s.check_attrs("memballoon/stats", &["period"])?;
@@ -136,43 +120,43 @@ pub(crate) fn parse_memballoon(el: &XmlElement) -> Result<MemballoonDef, DomainX
         }
         None => None,
     };
-    let address = el
-        .child("address")
-        .map(|a| parse_address(a, "memballoon"))
-        .transpose()?;
-    if model == MemballoonModel::None && (stats_period.is_some() || address.is_some()) {
-        return Err(DomainXmlError::structure(
-            "memballoon model 'none' takes no stats or address",
-        ));
-    }
-    if let Some(Address::Drive(_)) = address {
-        return Err(DomainXmlError::unsupported(
-            "memballoon address type",
-            "drive",
-        ));
-    }
-    Ok(MemballoonDef {
+    let b = MemballoonDef {
         model,
         stats_period,
-        address,
-    })
+        autodeflate: on_off_attr(el, M, "autodeflate")?,
+        free_page_reporting: on_off_attr(el, M, "freePageReporting")?,
+        address: parse_device_address(el, M, &["pci"])?,
+    };
+    let extras = b.stats_period.is_some()
+        || b.address.is_some()
+        || b.autodeflate.is_some()
+        || b.free_page_reporting.is_some();
+    if model == MemballoonModel::None && extras {
+        return Err(DomainXmlError::structure(
+            "memballoon model 'none' takes no stats, options or address",
+        ));
+    }
+    Ok(b)
 }
 
 pub(crate) fn format_memballoon(w: &mut XmlWriter, m: &MemballoonDef, alias: Option<String>) {
-    let model = match m.model {
-        MemballoonModel::Virtio => "virtio",
-        MemballoonModel::None => "none",
-    };
+    let mut attrs = vec![("model", m.model.as_str().to_string())];
+    if let Some(a) = m.autodeflate {
+        attrs.push(("autodeflate", on_off(a)));
+    }
+    if let Some(f) = m.free_page_reporting {
+        attrs.push(("freePageReporting", on_off(f)));
+    }
     let alias = if m.model == MemballoonModel::None {
         None
     } else {
         alias
     };
     if alias.is_none() && m.address.is_none() && m.stats_period.is_none() {
-        w.empty("memballoon", &[("model", model.into())]);
+        w.empty("memballoon", &attrs);
         return;
     }
-    w.open("memballoon", &[("model", model.into())]);
+    w.open("memballoon", &attrs);
     if let Some(p) = m.stats_period {
         w.empty("stats", &[("period", p.to_string())]);
     }

@@ -1,10 +1,17 @@
-//! `<interface type='user'>`: QEMU's user-mode (slirp) network, the only
-//! backend that needs no host privileges or bridges.
+//! `<interface>`: a guest NIC and what it connects to on the host.
+//!
+//! `user` (QEMU's slirp) needs nothing from the host. `network`, `bridge`
+//! and `ethernet` need a tap device the driver creates and hands to QEMU;
+//! the definition keeps everything about them (source, target, bandwidth,
+//! MTU, link state) so they round-trip, and the argv builder takes the tap
+//! descriptors the driver made (see `LaunchParams::taps`).
 
-use super::address::{Address, format_address, parse_address};
-use super::{format_alias, parse_boot_order};
+use super::address::{Address, format_address, parse_device_address};
+use super::format_alias;
 use crate::error::DomainXmlError;
-use crate::parse::skip_alias;
+use crate::values::{
+    check_singletons, named, named_enum, parse_boot_order, parse_u64, parse_uint, skip_alias,
+};
 use crate::xml::{XmlElement, XmlWriter};
 use std::fmt;
 
@@ -50,24 +57,27 @@ impl fmt::Display for MacAddr {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NicModel {
-    Virtio,
-    E1000,
-    E1000e,
-    Rtl8139,
+named_enum! {
+    /// `<interface type>`.
+    pub enum InterfaceType {
+        Network = "network",
+        Bridge = "bridge",
+        Ethernet = "ethernet",
+        User = "user",
+    }
+}
+
+named_enum! {
+    /// `<model type>` of a NIC.
+    pub enum NicModel {
+        Virtio = "virtio",
+        E1000 = "e1000",
+        E1000e = "e1000e",
+        Rtl8139 = "rtl8139",
+    }
 }
 
 impl NicModel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NicModel::Virtio => "virtio",
-            NicModel::E1000 => "e1000",
-            NicModel::E1000e => "e1000e",
-            NicModel::Rtl8139 => "rtl8139",
-        }
-    }
-
     /// QEMU device name.
     pub fn qemu_device(self) -> &'static str {
         match self {
@@ -79,80 +89,341 @@ impl NicModel {
     }
 }
 
+/// One direction of `<bandwidth>`: kB/s (average, peak, floor) and KiB
+/// (burst), as libvirt's units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BandwidthRate {
+    pub average: u64,
+    pub peak: Option<u64>,
+    pub burst: Option<u64>,
+    /// Guaranteed minimum (inbound only).
+    pub floor: Option<u64>,
+}
+
+/// `<bandwidth>`: shaping the host applies to the tap (inbound = towards
+/// the guest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Bandwidth {
+    pub inbound: Option<BandwidthRate>,
+    pub outbound: Option<BandwidthRate>,
+}
+
+named_enum! {
+    /// `<driver name>` of a NIC: the backend of a virtio NIC's queues.
+    pub enum NetDriverName {
+        Qemu = "qemu",
+        Vhost = "vhost",
+    }
+}
+
+/// `<driver>` of a virtio NIC (what Nova writes for multiqueue and ring
+/// sizes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NetDriver {
+    pub name: Option<NetDriverName>,
+    pub queues: Option<u32>,
+    pub rx_queue_size: Option<u32>,
+    pub tx_queue_size: Option<u32>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterfaceDef {
+    pub itype: InterfaceType,
+    /// `<source network>` or `<source bridge>`.
+    pub source: Option<String>,
+    /// `<target dev>`: the host-side tap name, when the user chose one.
+    pub target_dev: Option<String>,
     /// Generated when absent and kept, so the guest sees a stable MAC.
     pub mac: MacAddr,
     /// `None`: no `<model>`; QEMU's default for x86 (rtl8139) is used, as
     /// libvirt does.
     pub model: Option<NicModel>,
+    /// `<link state>`: `Some(false)` starts with the link down.
+    pub link_up: Option<bool>,
+    pub bandwidth: Option<Bandwidth>,
+    /// `<mtu size>` in bytes.
+    pub mtu: Option<u32>,
+    pub driver: Option<NetDriver>,
     pub boot_order: Option<u32>,
     pub address: Option<Address>,
 }
 
+impl InterfaceDef {
+    /// The model QEMU gets.
+    pub fn effective_model(&self) -> NicModel {
+        self.model.unwrap_or(NicModel::Rtl8139)
+    }
+}
+
+const P: &str = "interface";
+const CHILDREN: &[&str] = &[
+    "mac",
+    "model",
+    "boot",
+    "alias",
+    "address",
+    "source",
+    "target",
+    "link",
+    "bandwidth",
+    "mtu",
+    "driver",
+];
+
 pub(crate) fn parse_interface(el: &XmlElement) -> Result<InterfaceDef, DomainXmlError> {
-    const P: &str = "interface";
     el.check_attrs(P, &["type"])?;
-    match el.req_attr(P, "type")? {
-        "user" => {}
-        other => {
-            return Err(DomainXmlError::unsupported_because(
-                "interface type",
-                other,
-                "only 'user' networking is supported",
-            ));
-        }
-    }
-    el.check_children(P, &["mac", "model", "boot", "alias", "address"])?;
+    el.check_children(P, CHILDREN)?;
+    check_singletons(el, P, CHILDREN)?;
     skip_alias(el, P)?;
-    let mac = match el.child("mac") {
-        Some(m) => {
-            m.check_attrs("interface/mac", &["address"])?;
-            m.check_children("interface/mac", &[])?;
-            MacAddr::parse(m.req_attr("interface/mac", "address")?)?
-        }
-        None => MacAddr::generate(),
-    };
-    let model = match el.child("model") {
-        Some(m) => {
-            m.check_attrs("interface/model", &["type"])?;
-            m.check_children("interface/model", &[])?;
-            Some(match m.req_attr("interface/model", "type")? {
-                "virtio" => NicModel::Virtio,
-                "e1000" => NicModel::E1000,
-                "e1000e" => NicModel::E1000e,
-                "rtl8139" => NicModel::Rtl8139,
-                o => return Err(DomainXmlError::unsupported("interface model", o)),
-            })
-        }
-        None => None,
-    };
-    let address = el
-        .child("address")
-        .map(|a| parse_address(a, P))
-        .transpose()?;
-    if let Some(Address::Drive(_)) = address {
-        return Err(DomainXmlError::unsupported(
-            "interface address type",
-            "drive",
-        ));
-    }
+    let itype = named(
+        "interface type",
+        el.req_attr(P, "type")?,
+        InterfaceType::from_name,
+    )?;
     Ok(InterfaceDef {
-        mac,
-        model,
+        itype,
+        source: parse_source(el, itype)?,
+        target_dev: parse_target(el)?,
+        mac: parse_mac(el)?,
+        model: parse_model(el)?,
+        link_up: parse_link(el)?,
+        bandwidth: el.child("bandwidth").map(parse_bandwidth).transpose()?,
+        mtu: parse_mtu(el)?,
+        driver: el.child("driver").map(parse_driver).transpose()?,
         boot_order: el
             .child("boot")
             .map(|b| parse_boot_order(b, P))
             .transpose()?,
-        address,
+        address: parse_device_address(el, P, &["pci"])?,
     })
 }
 
-pub(crate) fn format_interface(w: &mut XmlWriter, n: &InterfaceDef, alias: Option<String>) {
-    w.open("interface", &[("type", "user".into())]);
+fn parse_source(el: &XmlElement, itype: InterfaceType) -> Result<Option<String>, DomainXmlError> {
+    let key = match itype {
+        InterfaceType::Network => "network",
+        InterfaceType::Bridge => "bridge",
+        InterfaceType::Ethernet | InterfaceType::User => {
+            if el.child("source").is_some() {
+                return Err(DomainXmlError::unsupported_because(
+                    "<interface/source>",
+                    itype.as_str(),
+                    format!("an interface of type '{}' has no source", itype.as_str()),
+                ));
+            }
+            return Ok(None);
+        }
+    };
+    let s = el.child("source").ok_or_else(|| {
+        DomainXmlError::structure(format!(
+            "<interface type='{}'> needs <source {key}=...>",
+            itype.as_str()
+        ))
+    })?;
+    s.check_attrs("interface/source", &[key])?;
+    s.check_children("interface/source", &[])?;
+    let name = s.req_attr("interface/source", key)?;
+    check_ifname(&format!("<interface/source {key}>"), name, 64)?;
+    Ok(Some(name.to_string()))
+}
+
+/// A name the kernel (a bridge, a tap) or libvirt (a network) accepts.
+fn check_ifname(what: &str, name: &str, max: usize) -> Result<(), DomainXmlError> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainXmlError::invalid(
+            what,
+            name,
+            format!("expected 1..{max} characters of A-Za-z0-9-_.:"),
+        ))
+    }
+}
+
+/// `<target dev>`. Names starting with `vnet` are the ones libvirt
+/// generates and drops on define, so a live XML fed back gets a fresh one.
+fn parse_target(el: &XmlElement) -> Result<Option<String>, DomainXmlError> {
+    let Some(t) = el.child("target") else {
+        return Ok(None);
+    };
+    t.check_attrs("interface/target", &["dev"])?;
+    t.check_children("interface/target", &[])?;
+    let Some(dev) = t.attr("dev") else {
+        return Ok(None);
+    };
+    check_ifname("<interface/target dev>", dev, 15)?;
+    Ok((!dev.starts_with("vnet")).then(|| dev.to_string()))
+}
+
+fn parse_mac(el: &XmlElement) -> Result<MacAddr, DomainXmlError> {
+    match el.child("mac") {
+        Some(m) => {
+            m.check_attrs("interface/mac", &["address"])?;
+            m.check_children("interface/mac", &[])?;
+            MacAddr::parse(m.req_attr("interface/mac", "address")?)
+        }
+        None => Ok(MacAddr::generate()),
+    }
+}
+
+fn parse_model(el: &XmlElement) -> Result<Option<NicModel>, DomainXmlError> {
+    let Some(m) = el.child("model") else {
+        return Ok(None);
+    };
+    m.check_attrs("interface/model", &["type"])?;
+    m.check_children("interface/model", &[])?;
+    named(
+        "interface model",
+        m.req_attr("interface/model", "type")?,
+        NicModel::from_name,
+    )
+    .map(Some)
+}
+
+fn parse_link(el: &XmlElement) -> Result<Option<bool>, DomainXmlError> {
+    let Some(l) = el.child("link") else {
+        return Ok(None);
+    };
+    l.check_attrs("interface/link", &["state"])?;
+    l.check_children("interface/link", &[])?;
+    match l.req_attr("interface/link", "state")? {
+        "up" => Ok(Some(true)),
+        "down" => Ok(Some(false)),
+        o => Err(DomainXmlError::invalid(
+            "<interface/link state>",
+            o,
+            "expected 'up' or 'down'",
+        )),
+    }
+}
+
+fn parse_mtu(el: &XmlElement) -> Result<Option<u32>, DomainXmlError> {
+    let Some(m) = el.child("mtu") else {
+        return Ok(None);
+    };
+    m.check_attrs("interface/mtu", &["size"])?;
+    m.check_children("interface/mtu", &[])?;
+    let size = parse_uint("<interface/mtu size>", m.req_attr("interface/mtu", "size")?)?;
+    if !(68..=65535).contains(&size) {
+        return Err(DomainXmlError::invalid(
+            "<interface/mtu size>",
+            size.to_string(),
+            "must be 68..65535",
+        ));
+    }
+    Ok(Some(size))
+}
+
+fn parse_driver(el: &XmlElement) -> Result<NetDriver, DomainXmlError> {
+    const D: &str = "interface/driver";
+    el.check_attrs(D, &["name", "queues", "rx_queue_size", "tx_queue_size"])?;
+    el.check_children(D, &[])?;
+    let d = NetDriver {
+        name: crate::values::named_attr(el, D, "name", NetDriverName::from_name)?,
+        queues: crate::values::uint_attr(el, D, "queues")?,
+        rx_queue_size: crate::values::uint_attr(el, D, "rx_queue_size")?,
+        tx_queue_size: crate::values::uint_attr(el, D, "tx_queue_size")?,
+    };
+    if d.queues.is_some_and(|q| q == 0 || q > 256) {
+        return Err(DomainXmlError::invalid(
+            "<interface/driver queues>",
+            d.queues.unwrap_or(0).to_string(),
+            "must be 1..256",
+        ));
+    }
+    for (k, v) in [
+        ("rx_queue_size", d.rx_queue_size),
+        ("tx_queue_size", d.tx_queue_size),
+    ] {
+        if v.is_some_and(|n| !(256..=1024).contains(&n) || !n.is_power_of_two()) {
+            return Err(DomainXmlError::invalid(
+                format!("<interface/driver {k}>"),
+                v.unwrap_or(0).to_string(),
+                "must be a power of two between 256 and 1024",
+            ));
+        }
+    }
+    Ok(d)
+}
+
+fn parse_bandwidth(el: &XmlElement) -> Result<Bandwidth, DomainXmlError> {
+    const B: &str = "interface/bandwidth";
+    el.check_attrs(B, &[])?;
+    el.check_children(B, &["inbound", "outbound"])?;
+    check_singletons(el, B, &["inbound", "outbound"])?;
+    Ok(Bandwidth {
+        inbound: el
+            .child("inbound")
+            .map(|r| parse_rate(r, true))
+            .transpose()?,
+        outbound: el
+            .child("outbound")
+            .map(|r| parse_rate(r, false))
+            .transpose()?,
+    })
+}
+
+fn parse_rate(el: &XmlElement, inbound: bool) -> Result<BandwidthRate, DomainXmlError> {
+    let path = format!("interface/bandwidth/{}", el.name);
+    let keys: &[&str] = if inbound {
+        &["average", "peak", "burst", "floor"]
+    } else {
+        &["average", "peak", "burst"]
+    };
+    el.check_attrs(&path, keys)?;
+    el.check_children(&path, &[])?;
+    let num = |k: &str| {
+        el.attr(k)
+            .map(|v| parse_u64(&format!("<{path} {k}>"), v))
+            .transpose()
+    };
+    let average = num("average")?.ok_or_else(|| {
+        DomainXmlError::structure(format!("missing attribute 'average' of <{path}>"))
+    })?;
+    Ok(BandwidthRate {
+        average,
+        peak: num("peak")?,
+        burst: num("burst")?,
+        floor: num("floor")?,
+    })
+}
+
+pub(crate) fn format_interface(
+    w: &mut XmlWriter,
+    n: &InterfaceDef,
+    alias: Option<String>,
+    live_tap: Option<&str>,
+) {
+    w.open("interface", &[("type", n.itype.as_str().into())]);
     w.empty("mac", &[("address", n.mac.to_string())]);
+    if let Some(s) = &n.source {
+        let key = match n.itype {
+            InterfaceType::Bridge => "bridge",
+            _ => "network",
+        };
+        w.empty("source", &[(key, s.clone())]);
+    }
+    if let Some(b) = &n.bandwidth {
+        format_bandwidth(w, b);
+    }
+    if let Some(dev) = n.target_dev.as_deref().or(live_tap) {
+        w.empty("target", &[("dev", dev.to_string())]);
+    }
     if let Some(m) = n.model {
         w.empty("model", &[("type", m.as_str().into())]);
+    }
+    if let Some(d) = &n.driver {
+        format_driver(w, d);
+    }
+    if let Some(up) = n.link_up {
+        w.empty("link", &[("state", if up { "up" } else { "down" }.into())]);
+    }
+    if let Some(m) = n.mtu {
+        w.empty("mtu", &[("size", m.to_string())]);
     }
     if let Some(o) = n.boot_order {
         w.empty("boot", &[("order", o.to_string())]);
@@ -162,6 +433,38 @@ pub(crate) fn format_interface(w: &mut XmlWriter, n: &InterfaceDef, alias: Optio
         format_address(w, a);
     }
     w.close("interface");
+}
+
+fn format_driver(w: &mut XmlWriter, d: &NetDriver) {
+    let mut a = Vec::new();
+    if let Some(n) = d.name {
+        a.push(("name", n.as_str().to_string()));
+    }
+    for (k, v) in [
+        ("queues", d.queues),
+        ("rx_queue_size", d.rx_queue_size),
+        ("tx_queue_size", d.tx_queue_size),
+    ] {
+        if let Some(v) = v {
+            a.push((k, v.to_string()));
+        }
+    }
+    w.empty("driver", &a);
+}
+
+fn format_bandwidth(w: &mut XmlWriter, b: &Bandwidth) {
+    w.open("bandwidth", &[]);
+    for (name, rate) in [("inbound", b.inbound), ("outbound", b.outbound)] {
+        let Some(r) = rate else { continue };
+        let mut a = vec![("average", r.average.to_string())];
+        for (k, v) in [("peak", r.peak), ("burst", r.burst), ("floor", r.floor)] {
+            if let Some(v) = v {
+                a.push((k, v.to_string()));
+            }
+        }
+        w.empty(name, &a);
+    }
+    w.close("bandwidth");
 }
 
 #[cfg(test)]
@@ -177,5 +480,31 @@ mod tests {
         assert!(MacAddr::parse("52:54:00:00:00:zz").is_err());
         let g = MacAddr::generate();
         assert_eq!(&g.0[..3], &[0x52, 0x54, 0x00]);
+    }
+
+    #[test]
+    fn host_sides_are_kept() {
+        let el = virxml::parse_document(
+            "<interface type='bridge'><source bridge='br0'/><target dev='tap7'/>\
+             <link state='down'/><mtu size='1450'/>\
+             <bandwidth><inbound average='1000' burst='64'/></bandwidth></interface>",
+        )
+        .unwrap();
+        let n = parse_interface(&el).unwrap();
+        assert_eq!(n.source.as_deref(), Some("br0"));
+        assert_eq!(n.target_dev.as_deref(), Some("tap7"));
+        assert_eq!(n.link_up, Some(false));
+        assert_eq!(n.mtu, Some(1450));
+        assert_eq!(
+            n.bandwidth.and_then(|b| b.inbound).map(|r| r.burst),
+            Some(Some(64))
+        );
+        let vnet = virxml::parse_document(
+            "<interface type='network'><source network='default'/><target dev='vnet3'/></interface>",
+        )
+        .unwrap();
+        assert_eq!(parse_interface(&vnet).unwrap().target_dev, None);
+        let bad = virxml::parse_document("<interface type='network'/>").unwrap();
+        assert!(parse_interface(&bad).is_err());
     }
 }

@@ -3,7 +3,7 @@
 //! socket, deliberately independent of the qmp crate).
 #![allow(dead_code)]
 
-use domain::{Accel, EmulatorCaps, LaunchParams, MachineType};
+use domain::{Accel, DomainDef, EmulatorCaps, LaunchParams, MachineType};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -30,13 +30,19 @@ pub fn golden_caps() -> EmulatorCaps {
     }
 }
 
-pub fn golden_launch(name: &str, accel: Accel) -> LaunchParams {
+/// The run directory is named after the UUID, as the driver's is (which
+/// is how a live XML's channel paths are recognised).
+pub fn golden_launch(def: &DomainDef, accel: Accel) -> LaunchParams {
+    let (name, uuid) = (&def.name, def.uuid);
     LaunchParams {
         qmp_socket: PathBuf::from(format!("/run/ferrovirt/{name}/qmp.sock")),
         pidfile: PathBuf::from(format!("/run/ferrovirt/{name}/qemu.pid")),
-        domain_run_dir: PathBuf::from(format!("/run/ferrovirt/{name}")),
+        domain_run_dir: PathBuf::from(format!("/run/ferrovirt/{uuid}")),
         accel,
         daemonize: true,
+        // Descriptors the driver would hand over for tap-backed NICs.
+        taps: (0..8).map(|i| Some(40 + i)).collect(),
+        spice_port: Some(5910),
     }
 }
 
@@ -117,6 +123,53 @@ impl RawQmp {
         q
     }
 
+    /// Connects like [`RawQmp::connect`], but gives up as soon as `child`
+    /// exits (QEMU refused its command line) or the deadline passes.
+    pub fn try_connect(
+        path: &Path,
+        deadline: Duration,
+        child: &mut std::process::Child,
+    ) -> Result<RawQmp, String> {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+                return Err(format!("QEMU exited with {st}"));
+            }
+            if let Ok(sock) = UnixStream::connect(path) {
+                return Self::greet(sock).map_err(|e| {
+                    let st = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                    format!("{e} (QEMU exited with {st})")
+                });
+            }
+            if start.elapsed() > deadline {
+                let _ = child.kill();
+                return Err(format!("no QMP socket within {deadline:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Reads the greeting and negotiates, reporting failures instead of
+    /// panicking.
+    fn greet(s: UnixStream) -> Result<RawQmp, String> {
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        let mut reader = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(n) if n > 0 => {}
+            Ok(_) => return Err("QMP closed before its greeting".into()),
+            Err(e) => return Err(format!("QMP greeting: {e}")),
+        }
+        let mut q = RawQmp {
+            reader,
+            writer: s,
+            events: Vec::new(),
+        };
+        q.execute("qmp_capabilities", None);
+        Ok(q)
+    }
+
     /// One JSON line, `None` at EOF.
     pub fn read_line(&mut self) -> Option<serde_json::Value> {
         let mut line = String::new();
@@ -173,6 +226,7 @@ pub fn real_launch(dir: &TempDir, accel: Accel) -> (LaunchParams, EmulatorCaps) 
         domain_run_dir: dir.0.clone(),
         accel,
         daemonize: false,
+        ..LaunchParams::default()
     };
     let caps = EmulatorCaps {
         version: (7, 2, 0),

@@ -24,7 +24,7 @@ fn rows() -> Vec<(i32, Access, Lane)> {
 #[test]
 fn table_rows_are_known_procedures_each_once() {
     let rows = rows();
-    assert_eq!(rows.len(), 151, "procedures served");
+    assert_eq!(rows.len(), 166, "procedures served");
     for (n, _, _) in &rows {
         assert!(procedure_name(*n).is_some(), "{n}");
     }
@@ -54,7 +54,7 @@ fn read_only_access_follows_what_a_procedure_changes() {
     // A procedure without a row changes nothing: NO_SUPPORT on either
     // socket, as clients probing for features expect.
     assert!(t.row(9999).is_none() && !t.is_mutating(9999));
-    assert!(t.row(p::DOMAIN_BLOCK_STATS).is_none());
+    assert!(t.row(p::DOMAIN_BLOCK_PEEK).is_none());
 }
 
 /// The priority lane is for calls that never wait for a job or the
@@ -193,6 +193,7 @@ fn virsh_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
         p::DOMAIN_BLOCK_COMMIT => vec!["blockcommit", DOM, "vda"],
         p::DOMAIN_BLOCK_JOB_ABORT => vec!["blockjob", DOM, "vda", "--abort"],
         p::DOMAIN_BLOCK_JOB_SET_SPEED => vec!["blockjob", DOM, "vda", "--bandwidth", "10"],
+        p::DOMAIN_SET_MEMORY_STATS_PERIOD => vec!["dommemstat", DOM, "--period", "5"],
         _ => return None,
     })
 }

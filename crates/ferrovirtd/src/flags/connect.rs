@@ -21,3 +21,10 @@ pub(crate) const LIST_DOMAINS_HAS_SNAPSHOT: u32 = 1 << 12;
 pub(crate) const LIST_DOMAINS_NO_SNAPSHOT: u32 = 1 << 13;
 pub(crate) const LIST_DOMAINS_HAS_CHECKPOINT: u32 = 1 << 14;
 pub(crate) const LIST_DOMAINS_NO_CHECKPOINT: u32 = 1 << 15;
+
+// virConnectGetAllDomainStatsFlags (the list filters are the
+// LIST_DOMAINS_* bits above, bits 0-7)
+pub(crate) const GET_ALL_DOMAINS_STATS_FILTERS: u32 = 0xff;
+pub(crate) const GET_ALL_DOMAINS_STATS_NOWAIT: u32 = 1 << 29;
+pub(crate) const GET_ALL_DOMAINS_STATS_BACKING: u32 = 1 << 30;
+pub(crate) const GET_ALL_DOMAINS_STATS_ENFORCE_STATS: u32 = 1 << 31;

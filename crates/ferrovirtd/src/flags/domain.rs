@@ -98,6 +98,37 @@ pub(crate) const CHANNEL_FORCE: u32 = 1;
 
 // virDomainOpenGraphicsFlags
 pub(crate) const OPEN_GRAPHICS_SKIPAUTH: u32 = 1;
+// virDomainStatsTypes
+pub(crate) const STATS_STATE: u32 = 1 << 0;
+pub(crate) const STATS_CPU_TOTAL: u32 = 1 << 1;
+pub(crate) const STATS_BALLOON: u32 = 1 << 2;
+pub(crate) const STATS_VCPU: u32 = 1 << 3;
+pub(crate) const STATS_INTERFACE: u32 = 1 << 4;
+pub(crate) const STATS_BLOCK: u32 = 1 << 5;
+pub(crate) const STATS_PERF: u32 = 1 << 6;
+pub(crate) const STATS_IOTHREAD: u32 = 1 << 7;
+
+// virDomainMemoryStatTags
+pub(crate) const MEMORY_STAT_SWAP_IN: i32 = 0;
+pub(crate) const MEMORY_STAT_SWAP_OUT: i32 = 1;
+pub(crate) const MEMORY_STAT_MAJOR_FAULT: i32 = 2;
+pub(crate) const MEMORY_STAT_MINOR_FAULT: i32 = 3;
+pub(crate) const MEMORY_STAT_UNUSED: i32 = 4;
+pub(crate) const MEMORY_STAT_AVAILABLE: i32 = 5;
+pub(crate) const MEMORY_STAT_ACTUAL_BALLOON: i32 = 6;
+pub(crate) const MEMORY_STAT_RSS: i32 = 7;
+pub(crate) const MEMORY_STAT_USABLE: i32 = 8;
+pub(crate) const MEMORY_STAT_LAST_UPDATE: i32 = 9;
+pub(crate) const MEMORY_STAT_DISK_CACHES: i32 = 10;
+pub(crate) const MEMORY_STAT_HUGETLB_PGALLOC: i32 = 11;
+pub(crate) const MEMORY_STAT_HUGETLB_PGFAIL: i32 = 12;
+
+// virVcpuState
+pub(crate) const VCPU_RUNNING: i32 = 1;
+
+// virTypedParameterFlags
+/// `VIR_TYPED_PARAM_STRING_OKAY`: the caller accepts string parameters.
+pub(crate) const TYPED_PARAM_STRING_OKAY: u32 = 1 << 2;
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,8 @@
-//! `virNode*` flags and enums of `libvirt-host.h` (`virNodeGetCPUStatsAllCPUs`,
-//! `virNodeSuspendTarget`, `virNodeAllocPagesFlags`, ...), under libvirt's
-//! names without the `VIR_NODE_` prefix. None is read yet: the node calls
-//! served today (`NODE_GET_INFO`, `NODE_GET_SECURITY_MODEL`) take no flags.
+//! `virNode*` flags and enums of `libvirt-host.h`, under libvirt's names
+//! without the `VIR_NODE_` prefix.
+
+/// `VIR_NODE_CPU_STATS_ALL_CPUS`: the whole host in `virNodeGetCPUStats`.
+pub(crate) const CPU_STATS_ALL_CPUS: i32 = -1;
+/// `VIR_NODE_MEMORY_STATS_ALL_CELLS`: the whole host in
+/// `virNodeGetMemoryStats`.
+pub(crate) const MEMORY_STATS_ALL_CELLS: i32 = -1;

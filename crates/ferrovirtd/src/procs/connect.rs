@@ -4,16 +4,20 @@
 //! document may wait once for the driver's KVM probe.
 
 use rpc::CallContext;
+use std::path::Path;
+
 use rpc::protocol::remote::{
-    AuthListRet, AuthType, ConnectGetCapabilitiesRet, ConnectGetHostnameRet,
-    ConnectGetLibVersionRet, ConnectGetMaxVcpusArgs, ConnectGetMaxVcpusRet, ConnectGetSysinfoArgs,
-    ConnectGetSysinfoRet, ConnectGetTypeRet, ConnectGetUriRet, ConnectGetVersionRet,
-    ConnectIsSecureRet, ConnectOpenArgs, ConnectSupportsFeatureArgs, ConnectSupportsFeatureRet,
-    NodeGetInfoRet, NodeGetSecurityModelRet, feature, string_to_chars,
+    AuthListRet, AuthType, ConnectGetCapabilitiesRet, ConnectGetDomainCapabilitiesArgs,
+    ConnectGetDomainCapabilitiesRet, ConnectGetHostnameRet, ConnectGetLibVersionRet,
+    ConnectGetMaxVcpusArgs, ConnectGetMaxVcpusRet, ConnectGetSysinfoArgs, ConnectGetSysinfoRet,
+    ConnectGetTypeRet, ConnectGetUriRet, ConnectGetVersionRet, ConnectIsSecureRet, ConnectOpenArgs,
+    ConnectSupportsFeatureArgs, ConnectSupportsFeatureRet, NodeGetInfoRet, NodeGetSecurityModelRet,
+    feature, string_to_chars,
 };
 
 use super::Reply;
 use crate::dispatch::Daemon;
+use crate::wire::{invalid_arg, vir};
 use crate::{flags, host};
 
 /// The libvirt version whose protocol and behaviour we implement (9.0.0),
@@ -149,18 +153,61 @@ pub(crate) async fn node_get_security_model(
 }
 
 /// `CONNECT_GET_CAPABILITIES`: the first call waits for the driver's KVM
-/// probe (a few seconds at most, once per daemon).
+/// probe and the default emulator's (a few seconds at most, once per
+/// daemon). The machine list is the emulator's own; without a probe the
+/// document still names the two machine aliases.
 pub(crate) async fn get_capabilities(
     d: &Daemon,
     _: &CallContext,
     _: (),
 ) -> Reply<ConnectGetCapabilitiesRet> {
+    let caps = d.driver.emulator_caps(None).await.ok();
     Ok(ConnectGetCapabilitiesRet {
         capabilities: host::capabilities_xml(
             ::domain::DEFAULT_EMULATOR,
             d.driver.kvm_available().await,
+            caps.as_deref(),
         ),
     })
+}
+
+/// `CONNECT_GET_DOMAIN_CAPABILITIES` (`virsh domcapabilities`): what a
+/// domain of the emulator, machine and virtualization type asked for can
+/// be given, from the driver's probe of that emulator. As in libvirt, the
+/// virtualization type defaults to kvm where KVM runs guests, the arch
+/// must be one the emulator serves, and kvm without KVM is an error.
+pub(crate) async fn get_domain_capabilities(
+    d: &Daemon,
+    _: &CallContext,
+    a: ConnectGetDomainCapabilitiesArgs,
+) -> Reply<ConnectGetDomainCapabilitiesRet> {
+    flags::check("virConnectGetDomainCapabilities", a.flags, 0)?;
+    let bad = |msg: String| invalid_arg(msg);
+    if let Some(arch) = a.arch.as_deref().filter(|x| *x != "x86_64") {
+        return Err(bad(format!(
+            "unable to find any emulator to serve '{arch}' architecture"
+        )));
+    }
+    let virttype = match a.virttype.as_deref() {
+        Some("kvm") => ::domain::DomainType::Kvm,
+        Some("qemu") => ::domain::DomainType::Qemu,
+        Some(o) => return Err(bad(format!("unknown virttype: {o}"))),
+        None if d.driver.kvm_available().await => ::domain::DomainType::Kvm,
+        None => ::domain::DomainType::Qemu,
+    };
+    let emulator = a.emulatorbin.as_deref().map(Path::new);
+    if let Some(e) = emulator.filter(|e| !e.is_absolute()) {
+        return Err(bad(format!(
+            "emulator binary '{}' must be an absolute path",
+            e.display()
+        )));
+    }
+    let capabilities = d
+        .driver
+        .domain_capabilities(emulator, a.machine.as_deref(), virttype)
+        .await
+        .map_err(vir)?;
+    Ok(ConnectGetDomainCapabilitiesRet { capabilities })
 }
 
 /// A version in libvirt's numeric form: major * 1,000,000 + minor * 1,000

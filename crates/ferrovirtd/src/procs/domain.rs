@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use qemu::{Domain, DomainState, DomainSummary, ListFilter, StartOptions};
+use qemu::{
+    Domain, DomainState, DomainSummary, ListFilter, StartOptions, StatePolicy, UndefineOptions,
+};
 use rpc::CallContext;
 use rpc::protocol::remote::{
     ConnectListAllDomainsArgs, ConnectListAllDomainsRet, ConnectListDefinedDomainsArgs,
@@ -58,7 +60,7 @@ fn managed_save(d: &Daemon, s: &DomainSummary) -> bool {
 /// `virConnectListAllDomainsFlags` as a filter. Each pair of opposite
 /// flags picks one side (`Some`), or either when neither or both are set.
 #[derive(Debug, Default, PartialEq)]
-struct DomainListFilter {
+pub(crate) struct DomainListFilter {
     active: Option<bool>,
     persistent: Option<bool>,
     managed_save: Option<bool>,
@@ -70,7 +72,7 @@ struct DomainListFilter {
 }
 
 impl DomainListFilter {
-    fn from_flags(flags: u32) -> Result<Self, VirError> {
+    pub(crate) fn from_flags(flags: u32) -> Result<Self, VirError> {
         let pairs = [
             (LIST_DOMAINS_ACTIVE, LIST_DOMAINS_INACTIVE),
             (LIST_DOMAINS_PERSISTENT, LIST_DOMAINS_TRANSIENT),
@@ -104,7 +106,7 @@ impl DomainListFilter {
     }
 
     /// `managed_save` is asked only when the filter needs it (a stat).
-    fn matches(&self, s: &DomainSummary, managed_save: impl FnOnce() -> bool) -> bool {
+    pub(crate) fn matches(&self, s: &DomainSummary, managed_save: impl FnOnce() -> bool) -> bool {
         let is = |want: Option<bool>, v: bool| want.is_none_or(|w| w == v);
         is(self.active, s.state.state.is_active())
             && is(self.persistent, s.persistent)
@@ -253,10 +255,12 @@ pub(crate) async fn undefine_flags(d: &Daemon, _: &CallContext, a: DomainFlagsAr
 }
 
 /// As libvirt: a managed-save image blocks undefine unless
-/// `VIR_DOMAIN_UNDEFINE_MANAGED_SAVE` asks to remove it. The other flags
-/// name state domains here never have (snapshot or checkpoint metadata,
-/// NVRAM, TPM), so there is nothing to keep or remove.
+/// `VIR_DOMAIN_UNDEFINE_MANAGED_SAVE` asks to remove it; an NVRAM file
+/// blocks it unless `--nvram` removes it or `--keep-nvram` keeps it; TPM
+/// state goes unless `--keep-tpm`. Snapshot and checkpoint metadata do not
+/// exist here, so there is nothing to keep or remove.
 async fn undefine_with(d: &Daemon, dom: &Arc<Domain>, flags: u32) -> Reply<()> {
+    let opts = undefine_options(flags)?;
     if d.driver.has_managed_save(dom) {
         if flags & f::UNDEFINE_MANAGED_SAVE == 0 {
             return Err(VirError::new(
@@ -267,7 +271,23 @@ async fn undefine_with(d: &Daemon, dom: &Arc<Domain>, flags: u32) -> Reply<()> {
         }
         d.driver.managed_save_remove(dom).await.map_err(vir)?;
     }
-    d.driver.undefine(dom).await.map_err(vir)
+    d.driver.undefine_with(dom, opts).await.map_err(vir)
+}
+
+/// The NVRAM and TPM flags of `virDomainUndefineFlags`; each pair is
+/// exclusive, as in libvirt.
+fn undefine_options(flags: u32) -> Result<UndefineOptions, VirError> {
+    let policy = |remove: u32, keep: u32, what: &str| match (flags & remove != 0, flags & keep != 0)
+    {
+        (true, true) => Err(invalid_arg(format!("cannot both keep and delete {what}"))),
+        (true, false) => Ok(StatePolicy::Remove),
+        (false, true) => Ok(StatePolicy::Keep),
+        (false, false) => Ok(StatePolicy::Default),
+    };
+    Ok(UndefineOptions {
+        nvram: policy(f::UNDEFINE_NVRAM, f::UNDEFINE_KEEP_NVRAM, "nvram")?,
+        tpm: policy(f::UNDEFINE_TPM, f::UNDEFINE_KEEP_TPM, "TPM state")?,
+    })
 }
 
 // ---- lifecycle ----

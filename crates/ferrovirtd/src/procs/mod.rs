@@ -9,8 +9,10 @@ pub(crate) mod domain;
 pub(crate) mod events;
 pub(crate) mod jobs;
 pub(crate) mod network;
+pub(crate) mod node;
 pub(crate) mod query;
 pub(crate) mod save;
+pub(crate) mod stats;
 pub(crate) mod storage;
 pub(crate) mod streams;
 

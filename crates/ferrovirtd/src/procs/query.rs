@@ -58,8 +58,8 @@ pub(crate) async fn get_control_info(
 }
 
 /// `virsh dumpxml`. As in libvirt, the read-only socket may not ask for
-/// `VIR_DOMAIN_XML_SECURE`. Domain XML keeps no secrets, so the flag
-/// changes nothing otherwise; a migratable XML is the inactive one.
+/// `VIR_DOMAIN_XML_SECURE`, which adds the graphics passwords; a
+/// migratable XML is the inactive one.
 pub(crate) async fn get_xml_desc(
     d: &Daemon,
     ctx: &CallContext,
@@ -74,9 +74,10 @@ pub(crate) async fn get_xml_desc(
         return Err(forbidden("virDomainGetXMLDesc with secure flag"));
     }
     let inactive = a.flags & (f::XML_INACTIVE | f::XML_MIGRATABLE) != 0;
+    let secure = a.flags & f::XML_SECURE != 0;
     let xml = d
         .driver
-        .get_xml(&*d.domain(&a.dom)?, inactive)
+        .get_xml_with(&*d.domain(&a.dom)?, inactive, secure)
         .map_err(vir)?;
     Ok(DomainGetXmlDescRet { xml })
 }
@@ -157,15 +158,17 @@ pub(crate) async fn has_managed_save_image(
 }
 
 pub(crate) async fn get_max_vcpus(d: &Daemon, _: &CallContext, a: DomainArgs) -> Reply<NumRet> {
-    vcpus(d, &a.dom)
+    let dom = d.domain(&a.dom)?;
+    num(d.driver.vcpus(&dom, !dom.is_active()).1)
 }
 
-/// `virsh vcpucount`. The domain model has no vCPU hotplug (a definition's
-/// `current` must equal its count), so the maximum
-/// (`VIR_DOMAIN_VCPU_MAXIMUM`) and the current count are the same number,
-/// for the live and the persistent definition alike. Counting what the
-/// guest sees (`VIR_DOMAIN_VCPU_GUEST`) needs a guest agent, which no
-/// domain has; as in libvirt the read-only socket may not ask at all.
+/// `virsh vcpucount`: vCPUs online at boot (`<vcpu current>`) or at most
+/// (`VIR_DOMAIN_VCPU_MAXIMUM`), of the live definition or the persistent
+/// one (`VIR_DOMAIN_VCPU_CONFIG`, also for an inactive domain). There is
+/// no vCPU hotplug, so the online count is the one the domain started
+/// with. Counting what the guest sees (`VIR_DOMAIN_VCPU_GUEST`) needs the
+/// guest agent, which ferrovirtd does not talk to; as in libvirt the
+/// read-only socket may not ask at all.
 pub(crate) async fn get_vcpus_flags(
     d: &Daemon,
     ctx: &CallContext,
@@ -188,11 +191,17 @@ pub(crate) async fn get_vcpus_flags(
             "argument unsupported: QEMU guest agent is not configured",
         ));
     }
-    vcpus(d, &a.dom)
+    let dom = d.domain(&a.dom)?;
+    let config = a.flags & f::VCPU_CONFIG != 0 || !dom.is_active();
+    let (current, max) = d.driver.vcpus(&dom, config);
+    num(if a.flags & f::VCPU_MAXIMUM != 0 {
+        max
+    } else {
+        current
+    })
 }
 
-fn vcpus(d: &Daemon, dom: &rpc::protocol::remote::NonnullDomain) -> Reply<NumRet> {
-    let n = d.driver.info(&*d.domain(dom)?).nr_virt_cpu;
+fn num(n: u32) -> Reply<NumRet> {
     Ok(NumRet {
         num: i32::try_from(n).unwrap_or(i32::MAX),
     })

@@ -107,9 +107,10 @@ pub(crate) async fn save_image_get_xml_desc(
     if ctx.readonly && a.flags & f::SAVE_IMAGE_XML_SECURE != 0 {
         return Err(forbidden("virDomainSaveImageGetXMLDesc with secure flag"));
     }
+    let secure = a.flags & f::SAVE_IMAGE_XML_SECURE != 0;
     let xml = d
         .driver
-        .save_image_xml(&abs_path(&a.file)?)
+        .save_image_xml_with(&abs_path(&a.file)?, secure)
         .await
         .map_err(vir)?;
     Ok(DomainSaveImageGetXmlDescRet { xml })

@@ -83,7 +83,7 @@ impl Driver {
     }
 
     /// `virDomainOpenGraphicsFD`: a new connection to graphics `idx`
-    /// (its VNC server), as the client's end of a socket pair whose other
+    /// (its VNC or SPICE server), as the client's end of a socket pair whose other
     /// end QEMU took with `add_client`.
     pub async fn open_graphics_fd(
         &self,
@@ -116,10 +116,10 @@ impl Driver {
         let _job =
             jobs::begin(dom, NormalJob::Modify, "open graphics", self.s.cfg.job_wait).await?;
         dom.lock().active_ctx()?;
-        dom.def_for_xml(false).vnc_graphics(idx)?;
+        let protocol = dom.def_for_xml(false).graphics_protocol(idx)?;
         dom.pass_fd(GRAPHICS_FDNAME, fd.as_fd()).await?;
         let add = AddClient {
-            protocol: "vnc".into(),
+            protocol: protocol.into(),
             fdname: GRAPHICS_FDNAME.into(),
             skipauth: Some(skipauth),
         };

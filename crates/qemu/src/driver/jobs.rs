@@ -60,9 +60,16 @@ impl Driver {
         jobs::restore::restore(&self.s, path, after, dxml).await
     }
 
-    /// `virsh save-image-dumpxml FILE`: the XML a complete image carries.
+    /// `virsh save-image-dumpxml FILE`: the XML a complete image carries,
+    /// without secrets.
     pub async fn save_image_xml(&self, path: &Path) -> Result<String> {
-        xml::get_xml(path).await
+        self.save_image_xml_with(path, false).await
+    }
+
+    /// `virsh save-image-dumpxml [--security-info] FILE`: with `secure`,
+    /// the graphics passwords too.
+    pub async fn save_image_xml_with(&self, path: &Path, secure: bool) -> Result<String> {
+        xml::get_xml(path, secure).await
     }
 
     /// `virsh save-image-define FILE XML [--running|--paused]`: replaces

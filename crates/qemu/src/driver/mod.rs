@@ -9,6 +9,9 @@
 mod definitions;
 mod devices;
 mod jobs;
+mod stats;
+
+pub use definitions::{StatePolicy, UndefineOptions};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +21,9 @@ use domain::EmulatorCaps;
 pub use devices::Screenshot;
 
 use crate::config::DriverConfig;
+use crate::emulator::firmware;
 use crate::events::hub::{Listener, Subscription};
+use crate::lifecycle::host::swtpm;
 use crate::lifecycle::{StartOptions, power, stop};
 use crate::object::{ControlInfo, Domain, DomainInfo, DomainSummary};
 use crate::shared::Shared;
@@ -57,6 +62,7 @@ impl Driver {
         let s = Arc::new(Shared::new(cfg, layout));
         readopt::load_definitions(&s);
         readopt::readopt_all(&s).await;
+        crate::stats::poller::spawn(&s);
         let driver = Driver { s };
         if driver.s.cfg.autostart {
             driver.autostart().await;
@@ -211,6 +217,13 @@ impl Driver {
         dom.info()
     }
 
+    /// vCPUs (online, at most) of the live definition, or of the
+    /// persistent one with `config`, from the snapshot.
+    pub fn vcpus(&self, dom: &Domain, config: bool) -> (u32, u32) {
+        let def = dom.def_for_xml(config);
+        (def.vcpus(), def.max_vcpus())
+    }
+
     /// `virDomainGetState`, from the snapshot.
     pub fn state(&self, dom: &Domain) -> StateReason {
         dom.state()
@@ -222,9 +235,42 @@ impl Driver {
         dom.control_info()
     }
 
-    /// `virDomainGetXMLDesc`: the live definition unless `inactive`.
+    /// `virDomainGetXMLDesc`: the live definition unless `inactive`,
+    /// without secrets.
     pub fn get_xml(&self, dom: &Domain, inactive: bool) -> Result<String> {
-        Ok(dom.def_for_xml(inactive).to_xml())
+        self.get_xml_with(dom, inactive, false)
+    }
+
+    /// `virDomainGetXMLDesc` with `VIR_DOMAIN_XML_SECURE` (`secure`): the
+    /// graphics passwords too. The caller decides who may ask for it.
+    pub fn get_xml_with(&self, dom: &Domain, inactive: bool, secure: bool) -> Result<String> {
+        Ok(dom.def_for_xml(inactive).to_xml_for(secure))
+    }
+
+    /// `virConnectGetDomainCapabilities` for `emulator` (the default when
+    /// `None`), `machine` (q35 when `None`) and virtualization type:
+    /// probed facts only (see `domain::domcaps`). Type `kvm` where KVM
+    /// does not run guests is libvirt's error.
+    pub async fn domain_capabilities(
+        &self,
+        emulator: Option<&Path>,
+        machine: Option<&str>,
+        virttype: domain::DomainType,
+    ) -> Result<String> {
+        let path = emulator.unwrap_or(Path::new(domain::DEFAULT_EMULATOR));
+        let caps = self.emulator_caps(Some(path)).await?;
+        let firmware = firmware::load(&self.s.cfg.firmware_dirs());
+        let input = domain::domcaps::DomcapsInput {
+            caps: &caps,
+            emulator: &path.to_string_lossy(),
+            virttype,
+            machine,
+            kvm_usable: self.kvm_available().await,
+            firmware: &firmware,
+            swtpm: swtpm::available(),
+        };
+        domain::domcaps::domain_capabilities(&input)
+            .map_err(|e| Error::Xml(virterror::ToVirError::to_vir_error(&e)))
     }
 
     pub fn get_autostart(&self, dom: &Domain) -> bool {

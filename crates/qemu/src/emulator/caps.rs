@@ -17,8 +17,8 @@ use domain::{Accel, CpuModel, EmulatorCaps, HostCpuModel, MachineType};
 use qmp::QmpError;
 use qmp::commands::{
     CpuDefinitionInfo, CpuModelExpansionInfo, CpuModelExpansionType, CpuModelInfo, MachineInfo,
-    QomListTypes, QueryCpuDefinitions, QueryCpuModelExpansion, QueryKvm, QueryMachines,
-    QueryVersion,
+    QomListTypes, QueryCommands, QueryCpuDefinitions, QueryCpuModelExpansion, QueryKvm,
+    QueryMachines, QueryVersion,
 };
 use tokio::sync::OnceCell;
 
@@ -152,6 +152,7 @@ async fn query(mon: &qmp::Monitor) -> Result<EmulatorCaps> {
         include_abstract: Some(false),
     };
     let types = optional(mon.execute(&devices).await)?.unwrap_or_default();
+    let commands = optional(mon.execute(&QueryCommands).await)?.unwrap_or_default();
     // `host` is what KVM offers; under TCG there is nothing to expand.
     let host_cpu = if kvm.enabled {
         optional(mon.execute(&host_expansion()).await)?.map(host_model)
@@ -176,6 +177,7 @@ async fn query(mon: &qmp::Monitor) -> Result<EmulatorCaps> {
             .filter(|t| !t.is_abstract)
             .map(|t| t.name)
             .collect(),
+        commands: commands.into_iter().map(|c| c.name).collect(),
     })
 }
 

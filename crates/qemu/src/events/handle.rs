@@ -21,6 +21,8 @@ pub(super) fn item(s: &Shared, dom: &Domain, ctx: &RunCtx, item: EventItem) {
     match item {
         EventItem::Event(ev) => event(s, dom, ctx, ev),
         EventItem::Overflow(o) => {
+            s.health.event_overflows.inc();
+            s.health.events_dropped.add(o.dropped);
             tracing::debug!(
                 domain = dom.name(),
                 dropped = o.dropped,
@@ -124,7 +126,8 @@ fn watchdog(s: &Shared, dom: &Domain, ctx: &RunCtx, d: &qmp::events::WatchdogDat
 /// Delivers a guest-triggered event now, or leaves it to the throttle's
 /// slot (delivered by [`flush_due`] when its interval ends).
 fn guest_value(s: &Shared, dom: &Domain, ctx: &RunCtx, key: Key, ev: EventKind) {
-    if let Some(ev) = ctx.throttle.offer(key, ev, std::time::Instant::now()) {
+    let now = std::time::Instant::now();
+    if let Some(ev) = ctx.throttle.offer(key, ev, now, &s.health.events_coalesced) {
         with_run(s, dom, ctx, |g, dom, hub| {
             g.emit(dom, hub, ev);
             0

@@ -21,6 +21,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use telemetry::Counter;
+
 use crate::state::EventKind;
 
 /// Minimum spacing of two delivered events of one key for one VM.
@@ -56,14 +58,22 @@ impl Throttle {
     }
 
     /// Offers an event; returns it if it may be delivered now, otherwise
-    /// keeps it (replacing an older pending one of its key) for
-    /// [`Throttle::due`].
-    pub(crate) fn offer(&self, key: Key, ev: EventKind, now: Instant) -> Option<EventKind> {
+    /// keeps it (replacing an older pending one of its key, counted in
+    /// `coalesced`) for [`Throttle::due`].
+    pub(crate) fn offer(
+        &self,
+        key: Key,
+        ev: EventKind,
+        now: Instant,
+        coalesced: &Counter,
+    ) -> Option<EventKind> {
         let mut slots = self.slots();
         let slot = slots.entry(key).or_default();
         match slot.last {
             Some(t) if now.duration_since(t) < INTERVAL => {
-                slot.pending = Some(ev);
+                if slot.pending.replace(ev).is_some() {
+                    coalesced.inc();
+                }
                 None
             }
             _ => {
@@ -124,13 +134,17 @@ mod tests {
     fn a_flood_delivers_the_first_then_only_the_newest_per_interval() {
         let t = Throttle::default();
         let t0 = Instant::now();
-        assert_eq!(t.offer(Key::Rtc, rtc(0), t0), Some(rtc(0)));
+        assert_eq!(
+            t.offer(Key::Rtc, rtc(0), t0, &Counter::default()),
+            Some(rtc(0))
+        );
         for i in 1..100_000 {
             assert_eq!(
                 t.offer(
                     Key::Rtc,
                     rtc(i),
-                    t0 + Duration::from_micros(i as u64 % 90_000)
+                    t0 + Duration::from_micros(i as u64 % 90_000),
+                    &Counter::default()
                 ),
                 None
             );
@@ -145,11 +159,17 @@ mod tests {
     fn kinds_are_independent() {
         let t = Throttle::default();
         let t0 = Instant::now();
-        assert!(t.offer(Key::Rtc, rtc(1), t0).is_some());
+        assert!(t.offer(Key::Rtc, rtc(1), t0, &Counter::default()).is_some());
         let b = EventKind::BalloonChange { actual_kib: 1024 };
-        assert_eq!(t.offer(Key::Balloon, b.clone(), t0), Some(b));
+        assert_eq!(
+            t.offer(Key::Balloon, b.clone(), t0, &Counter::default()),
+            Some(b)
+        );
         let w = EventKind::Watchdog { action: 1 };
-        assert_eq!(t.offer(Key::Watchdog, w.clone(), t0), Some(w));
+        assert_eq!(
+            t.offer(Key::Watchdog, w.clone(), t0, &Counter::default()),
+            Some(w)
+        );
     }
 
     #[test]
@@ -158,22 +178,31 @@ mod tests {
         let t0 = Instant::now();
         // A storm on disk 0 ...
         assert_eq!(
-            t.offer(Key::IoError(Some(0)), io("vda", 2), t0),
+            t.offer(Key::IoError(Some(0)), io("vda", 2), t0, &Counter::default()),
             Some(io("vda", 2))
         );
         for i in 1..50_000u64 {
             let at = t0 + Duration::from_micros(i % 90_000);
-            assert_eq!(t.offer(Key::IoError(Some(0)), io("vda", 2), at), None);
+            assert_eq!(
+                t.offer(Key::IoError(Some(0)), io("vda", 2), at, &Counter::default()),
+                None
+            );
         }
         // ... does not delay the first error of disk 1, nor of an unknown
         // disk, and does not share their slots.
         let at = t0 + Duration::from_millis(10);
         assert_eq!(
-            t.offer(Key::IoError(Some(1)), io("vdb", 1), at),
+            t.offer(Key::IoError(Some(1)), io("vdb", 1), at, &Counter::default()),
             Some(io("vdb", 1))
         );
-        assert_eq!(t.offer(Key::IoError(None), io("", 0), at), Some(io("", 0)));
-        assert_eq!(t.offer(Key::IoError(Some(1)), io("vdb", 2), at), None);
+        assert_eq!(
+            t.offer(Key::IoError(None), io("", 0), at, &Counter::default()),
+            Some(io("", 0))
+        );
+        assert_eq!(
+            t.offer(Key::IoError(Some(1)), io("vdb", 2), at, &Counter::default()),
+            None
+        );
         // Each disk gets its newest pending error when its interval ends.
         assert_eq!(t.due(t0 + INTERVAL), vec![io("vda", 2)]);
         assert_eq!(t.due(at + INTERVAL), vec![io("vdb", 2)]);
@@ -186,7 +215,10 @@ mod tests {
     fn a_quiet_vm_is_never_delayed() {
         let t = Throttle::default();
         let t0 = Instant::now();
-        assert!(t.offer(Key::Rtc, rtc(1), t0).is_some());
-        assert!(t.offer(Key::Rtc, rtc(2), t0 + INTERVAL).is_some());
+        assert!(t.offer(Key::Rtc, rtc(1), t0, &Counter::default()).is_some());
+        assert!(
+            t.offer(Key::Rtc, rtc(2), t0 + INTERVAL, &Counter::default())
+                .is_some()
+        );
     }
 }

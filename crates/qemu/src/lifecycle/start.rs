@@ -9,7 +9,7 @@ use std::time::Duration;
 use domain::Accel;
 use qmp::commands::{Cont, QueryChardev};
 
-use super::stop;
+use super::{host, stop};
 use crate::emulator::monitor;
 use crate::emulator::process::{self, Process};
 use crate::events;
@@ -52,8 +52,20 @@ pub(crate) async fn start_from(
             None => (g.def().clone(), None),
         }
     };
-    let argv = command_line(s, dom, &def, image.is_some()).await?;
-    let (ctx, process) = spawn(s, dom, &def, &argv)?;
+    let (argv, run) = command_line(s, dom, &def, image.is_some()).await?;
+    let (ctx, process) = match spawn(s, dom, &def, &argv) {
+        Ok(started) => started,
+        Err(e) => {
+            host::release(s, &def, &dom.uuid());
+            return Err(e);
+        }
+    };
+    dom.lock().update_live(ctx.generation, |d| {
+        d.with_live(|l| {
+            l.run_dir = Some(run.run_dir.clone());
+            l.spice_port = run.spice_port;
+        })
+    });
     match finish_start(s, dom, &ctx, &process, paused, image.as_ref()).await {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -66,8 +78,14 @@ pub(crate) async fn start_from(
     }
 }
 
-/// Checks what QEMU will need and builds its command line.
-async fn command_line(s: &Shared, dom: &Domain, def: &Def, incoming: bool) -> Result<Vec<String>> {
+/// Checks what QEMU will need, builds its command line and prepares the
+/// host for it (see [`host::prepare`]).
+async fn command_line(
+    s: &Shared,
+    dom: &Domain,
+    def: &Def,
+    incoming: bool,
+) -> Result<(Vec<String>, host::Prepared)> {
     let accel = choose_accel(s, def).await?;
     def.check_emulator()?;
     def.check_disks()?;
@@ -77,14 +95,19 @@ async fn command_line(s: &Shared, dom: &Domain, def: &Def, incoming: bool) -> Re
         .await?;
     let socket = s.layout.monitor_socket(&dom.uuid());
     let _ = std::fs::remove_file(&socket);
-    let mut argv = def.argv(&socket, accel, &caps)?;
+    let run = host::plan(s, dom, def)?;
+    let mut argv = def.argv(&socket, &run.run_dir, accel, &caps, run.spice_port)?;
+    if let Err(e) = host::prepare(s, def, &run).await {
+        host::release(s, def, &dom.uuid());
+        return Err(e);
+    }
     // The driver decides what a guest power-off means (on_poweroff, fake
     // reboot), so QEMU must stay alive for it.
     argv.push("-no-shutdown".into());
     if incoming {
         argv.extend(["-incoming".into(), "defer".into()]);
     }
-    Ok(argv)
+    Ok((argv, run))
 }
 
 /// Picks the accelerator: KVM when the definition asks for it (and fails
@@ -154,6 +177,7 @@ async fn finish_start(
     }
     events::spawn_run_tasks(s, dom, ctx, Some(events), process.clone());
     fill_ptys(s, dom, ctx).await;
+    host::configure(s, dom, ctx, &dom.def_for_xml(false), process.pid()).await?;
     // Persist before the guest runs: a daemon killed from here on finds it.
     status::persist(s, dom)?;
     if let Some(image) = incoming {

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::host;
 use crate::jobs;
 use crate::object::Domain;
 use crate::shared::Shared;
@@ -21,6 +22,7 @@ pub(crate) fn cleanup(
     generation: u64,
     cause: Option<StopCause>,
 ) -> bool {
+    let def = dom.def_for_xml(false);
     let Some(stopped) = dom.lock().stop_run(dom, &s.hub, generation, cause) else {
         return false;
     };
@@ -39,6 +41,7 @@ pub(crate) fn cleanup(
     run.process().reap();
     status::remove(s, dom);
     let _ = std::fs::remove_file(run.socket());
+    host::release(s, &def, &dom.uuid());
     true
 }
 

@@ -22,8 +22,12 @@ impl Domain {
         timeout: Duration,
     ) -> Result<C::Response> {
         let mon = self.lock().monitor().ok_or(Error::NotRunning)?;
+        let t0 = std::time::Instant::now();
         let res = mon.execute_timeout(cmd, timeout).await;
         let timed_out = matches!(res, Err(qmp::QmpError::Timeout { .. }));
+        if let Some(h) = self.health() {
+            h.monitor_command(t0.elapsed(), timed_out);
+        }
         let was_unresponsive = {
             let mut g = self.lock();
             let was = g.note_command(timed_out);

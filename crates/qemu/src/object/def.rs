@@ -7,7 +7,10 @@
 
 use std::path::Path;
 
-use domain::{Accel, DomainDef, EmulatorCaps, LaunchParams, LifecycleAction, LiveInfo};
+use domain::{
+    Accel, ChrSource, DomainDef, EmulatorCaps, LaunchParams, LifecycleAction, LiveInfo, UnixMode,
+    XmlOptions,
+};
 use virterror::ToVirError;
 
 use crate::{Error, Result};
@@ -16,9 +19,10 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Def {
     inner: DomainDef,
-    /// Set on the live definition of a running domain: its id and the pty
-    /// path of each serial (None where not a pty or not known yet).
-    live: Option<(u32, Vec<Option<String>>)>,
+    /// Set on the live definition of a running domain: its id, the pty
+    /// path of each serial (None where not a pty or not known yet), its
+    /// run directory.
+    live: Option<LiveInfo>,
 }
 
 impl Def {
@@ -33,8 +37,46 @@ impl Def {
     pub(crate) fn live(&self, id: u32) -> Self {
         Self {
             inner: self.inner.clone(),
-            live: Some((id, Vec::new())),
+            live: Some(LiveInfo {
+                id,
+                ..LiveInfo::default()
+            }),
         }
+    }
+
+    /// Makes `<os firmware='efi'>` concrete and gives a UEFI loader its
+    /// NVRAM file, as libvirt does at define time (see
+    /// [`DomainDef::resolve_firmware`]).
+    pub(crate) fn resolve_firmware(
+        &mut self,
+        descriptors: &[domain::FirmwareDescriptor],
+        nvram_dir: &Path,
+    ) -> Result<()> {
+        self.inner
+            .resolve_firmware(descriptors, nvram_dir)
+            .map_err(|e| Error::Xml(e.to_vir_error()))
+    }
+
+    /// Replaces an alias machine type with the emulator's versioned name
+    /// (see [`DomainDef::resolve_machine`]).
+    pub(crate) fn resolve_machine(&mut self, caps: &EmulatorCaps) -> Result<()> {
+        self.inner
+            .resolve_machine(caps)
+            .map_err(|e| Error::Xml(e.to_vir_error()))
+    }
+
+    /// Whether the definition holds a secret (a display password).
+    pub(crate) fn has_secrets(&self) -> bool {
+        self.inner
+            .devices
+            .graphics
+            .iter()
+            .any(|g| g.display().is_some_and(|d| d.password.is_some()))
+    }
+
+    /// The domain crate's definition, for what prepares the host.
+    pub(crate) fn domain(&self) -> &DomainDef {
+        &self.inner
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -49,8 +91,9 @@ impl Def {
     pub(crate) fn current_memory_kib(&self) -> u64 {
         self.inner.current_memory_kib
     }
+    /// vCPUs online (at boot).
     pub(crate) fn vcpus(&self) -> u32 {
-        self.inner.vcpus
+        self.inner.boot_vcpus()
     }
     pub(crate) fn emulator(&self) -> &Path {
         self.inner.emulator()
@@ -123,22 +166,40 @@ impl Def {
     /// This live definition with the serials' pty paths filled in.
     pub(crate) fn with_ptys(&self, ptys: Vec<Option<String>>) -> Self {
         let mut out = self.clone();
-        if let Some((_, p)) = out.live.as_mut() {
-            *p = ptys;
+        if let Some(l) = out.live.as_mut() {
+            l.serial_ptys = ptys;
         }
         out
     }
 
-    /// Inactive XML, or live XML for a live definition.
-    pub(crate) fn to_xml(&self) -> String {
-        match &self.live {
-            Some((id, ptys)) => self.inner.to_xml(Some(&LiveInfo {
-                id: *id,
-                serial_ptys: ptys.clone(),
-                vnc_port: None,
-            })),
-            None => self.inner.to_xml(None),
+    /// This live definition with what only the run knows: its run
+    /// directory (where unix channels without a path listen) and the
+    /// ports its displays got.
+    pub(crate) fn with_live(&self, f: impl FnOnce(&mut LiveInfo)) -> Self {
+        let mut out = self.clone();
+        if let Some(l) = out.live.as_mut() {
+            f(l);
         }
+        out
+    }
+
+    /// vCPUs at most (`<vcpu>`).
+    pub(crate) fn max_vcpus(&self) -> u32 {
+        self.inner.vcpus
+    }
+
+    /// Inactive XML, or live XML for a live definition, with secrets: what
+    /// the driver stores (definition, status and save image files).
+    pub(crate) fn to_xml(&self) -> String {
+        self.to_xml_for(true)
+    }
+
+    /// The XML a client sees: graphics passwords only when `secure`.
+    pub(crate) fn to_xml_for(&self, secure: bool) -> String {
+        self.inner.to_xml_with(XmlOptions {
+            live: self.live.as_ref(),
+            secure,
+        })
     }
 
     /// QEMU's argv including the emulator path (without `-no-shutdown`,
@@ -147,15 +208,19 @@ impl Def {
     pub(crate) fn argv(
         &self,
         monitor: &Path,
+        run_dir: &Path,
         accel: Accel,
         caps: &EmulatorCaps,
+        spice_port: Option<u16>,
     ) -> Result<Vec<String>> {
         let launch = LaunchParams {
             qmp_socket: monitor.to_path_buf(),
             pidfile: monitor.with_extension("pid"),
-            domain_run_dir: monitor.parent().map(Path::to_path_buf).unwrap_or_default(),
+            domain_run_dir: run_dir.to_path_buf(),
             accel,
             daemonize: false,
+            taps: Vec::new(),
+            spice_port,
         };
         let args = domain::build_argv(&self.inner, caps, &launch)
             .map_err(|e| Error::Xml(e.to_vir_error()))?;
@@ -163,6 +228,42 @@ impl Def {
         v.push(self.emulator().to_string_lossy().into_owned());
         v.extend(args);
         Ok(v)
+    }
+}
+
+impl Def {
+    /// The disks as statistics report them, in definition order.
+    pub(crate) fn disk_descs(&self) -> Vec<crate::stats::DiskDesc> {
+        self.inner
+            .devices
+            .disks
+            .iter()
+            .map(|d| crate::stats::DiskDesc {
+                target: d.target.clone(),
+                source: d.source.clone(),
+                qcow2: d.driver.format == Some(domain::DiskFormat::Qcow2),
+                cdrom: d.device == domain::DiskDevice::Cdrom,
+            })
+            .collect()
+    }
+
+    /// MAC addresses of the NICs, in definition order.
+    pub(crate) fn nic_macs(&self) -> Vec<String> {
+        self.inner
+            .devices
+            .interfaces
+            .iter()
+            .map(|i| i.mac.to_string())
+            .collect()
+    }
+
+    /// Whether the guest has a virtio balloon (`argv` names it `balloon0`).
+    pub(crate) fn has_balloon(&self) -> bool {
+        self.inner
+            .devices
+            .memballoon
+            .as_ref()
+            .is_some_and(|b| b.model == domain::MemballoonModel::Virtio)
     }
 }
 
@@ -379,18 +480,18 @@ impl Def {
         let pty = self
             .live
             .as_ref()
-            .and_then(|(_, p)| p.get(i).cloned().flatten());
+            .and_then(|l| l.serial_ptys.get(i).cloned().flatten());
         let endpoint = match (&d.serials[i].source, pty) {
-            (domain::ChrSource::Pty, Some(p)) => ChardevEndpoint::Pty(p.into()),
-            (domain::ChrSource::Pty, None) => {
+            (ChrSource::Pty, Some(p)) => ChardevEndpoint::Pty(p.into()),
+            (ChrSource::Pty, None) => {
                 return Err(Error::Internal(format!(
                     "the pty of character device {alias} is not known"
                 )));
             }
             (
-                domain::ChrSource::Unix {
-                    path,
-                    mode: domain::UnixMode::Bind,
+                ChrSource::Unix {
+                    path: Some(path),
+                    mode: UnixMode::Bind,
                 },
                 _,
             ) => ChardevEndpoint::Unix(path.clone()),
@@ -403,14 +504,35 @@ impl Def {
         Ok(Chardev { alias, endpoint })
     }
 
-    /// The channel `name` names (libvirt: its alias or its target name),
-    /// or the first channel. Domain definitions have no channels yet, so
-    /// this is libvirt's error for a channel that is not there.
+    /// The channel `name` names (its alias `channelN` or its target name,
+    /// as libvirt matches them), or without a name the first channel. Only
+    /// a UNIX socket QEMU listens on opens, as with libvirt.
     pub(crate) fn channel(&self, name: Option<&str>) -> Result<Chardev> {
-        Err(Error::Internal(format!(
-            "cannot find channel {}",
-            name.unwrap_or("<null>")
-        )))
+        let channels = &self.inner.devices.channels;
+        let found = channels.iter().enumerate().find(|(i, c)| match name {
+            Some(n) => n == format!("channel{i}") || c.name.as_deref() == Some(n),
+            None => true,
+        });
+        let shown = name.unwrap_or("<null>");
+        let (i, ch) =
+            found.ok_or_else(|| Error::Internal(format!("cannot find channel {shown}")))?;
+        let run_dir = self.live.as_ref().and_then(|l| l.run_dir.as_deref());
+        let path = match &ch.source {
+            ChrSource::Unix {
+                path,
+                mode: UnixMode::Bind,
+            } => path.clone().or_else(|| {
+                run_dir.map(|dir| domain::devices::chardev::channel_socket(dir, i, ch))
+            }),
+            _ => None,
+        };
+        let path = path.ok_or_else(|| {
+            Error::Internal(format!("channel {shown} is not using a UNIX socket"))
+        })?;
+        Ok(Chardev {
+            alias: format!("channel{i}"),
+            endpoint: ChardevEndpoint::Unix(path),
+        })
     }
 
     /// The video device and head `screen` is on (`None` for screen 0,
@@ -442,15 +564,16 @@ impl Def {
         Err(Error::InvalidArg("no such screen ID".into()))
     }
 
-    /// Checks that graphics `idx` is a VNC server (the only kind QEMU is
-    /// started with here), as `virDomainOpenGraphics` needs.
-    pub(crate) fn vnc_graphics(&self, idx: u32) -> Result<()> {
+    /// The protocol of graphics `idx` for QEMU's `add_client` (`vnc`,
+    /// `spice`), as `virDomainOpenGraphics` needs.
+    pub(crate) fn graphics_protocol(&self, idx: u32) -> Result<&'static str> {
         let g = usize::try_from(idx)
             .ok()
             .and_then(|i| self.inner.devices.graphics.get(i))
             .ok_or_else(|| Error::Internal(format!("No graphics backend with index {idx}")))?;
         match g {
-            domain::GraphicsDef::Vnc { .. } => Ok(()),
+            domain::GraphicsDef::Vnc(_) => Ok("vnc"),
+            domain::GraphicsDef::Spice(_) => Ok("spice"),
             domain::GraphicsDef::None => Err(Error::Internal(
                 "Can only open VNC or SPICE graphics backends, not none".into(),
             )),
@@ -514,15 +637,38 @@ mod console_tests {
     }
 
     #[test]
+    fn channels_resolve_by_alias_or_name_to_the_socket_qemu_listens_on() {
+        let d = def("<channel type='unix'><source mode='bind'/>\
+             <target type='virtio' name='org.qemu.guest_agent.0'/></channel>\
+             <channel type='unix'><source mode='bind' path='/tmp/ch1.sock'/>\
+             <target type='virtio' name='org.example.1'/></channel>\
+             <channel type='pty'><target type='virtio' name='org.example.pty'/></channel>");
+        let l = d.live(1).with_live(|l| l.run_dir = Some("/run/x".into()));
+        let ga = l.channel(Some("org.qemu.guest_agent.0")).unwrap();
+        assert_eq!(ga.alias, "channel0");
+        assert_eq!(
+            ga.endpoint,
+            ChardevEndpoint::Unix("/run/x/org.qemu.guest_agent.0".into())
+        );
+        assert_eq!(l.channel(None).unwrap(), ga);
+        let c1 = l.channel(Some("channel1")).unwrap();
+        assert_eq!(c1.endpoint, ChardevEndpoint::Unix("/tmp/ch1.sock".into()));
+        let e = l.channel(Some("org.example.pty")).unwrap_err();
+        assert!(e.to_string().contains("is not using a UNIX socket"), "{e}");
+        let e = l.channel(Some("nope")).unwrap_err();
+        assert!(e.to_string().contains("cannot find channel nope"), "{e}");
+    }
+
+    #[test]
     fn screens_and_graphics() {
         let d = def("<graphics type='vnc'/><video><model type='virtio' heads='2'/></video>");
         assert_eq!(d.screen(0).unwrap(), None);
         assert_eq!(d.screen(1).unwrap(), Some(("video0".into(), 1)));
         assert!(matches!(d.screen(2), Err(Error::InvalidArg(_))));
-        assert!(d.vnc_graphics(0).is_ok());
-        assert!(d.vnc_graphics(1).is_err());
+        assert_eq!(d.graphics_protocol(0).unwrap(), "vnc");
+        assert!(d.graphics_protocol(1).is_err());
         let headless = def("<graphics type='none'/>");
         assert!(headless.screen(0).is_err());
-        assert!(headless.vnc_graphics(0).is_err());
+        assert!(headless.graphics_protocol(0).is_err());
     }
 }

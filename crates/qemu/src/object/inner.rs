@@ -345,6 +345,16 @@ impl Inner {
         }
     }
 
+    /// Updates the live definition of run `generation` with what only the
+    /// run knows (its run directory, display ports).
+    pub(crate) fn update_live(&mut self, generation: u64, f: impl FnOnce(&Def) -> Def) {
+        if self.run_of(generation).is_some()
+            && let Some(live) = self.live.clone()
+        {
+            self.live = Some(Arc::new(f(&live)));
+        }
+    }
+
     // ----- a run ends --------------------------------------------------
 
     /// Run `generation` is over (its QEMU gone or being killed): shutoff

@@ -15,9 +15,10 @@ mod inner;
 pub(crate) mod registry;
 pub(crate) mod run;
 mod run_state;
+mod stats;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
 use def::Def;
@@ -27,6 +28,7 @@ use crate::jobs::stats::CompletedJob;
 use crate::state::{
     ControlState, DomainEvent, DomainState, EventKind, JobOperation, StateReason, control_error,
 };
+use crate::stats::health::Health;
 
 /// A running async job as `domjobinfo` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +59,11 @@ pub struct Domain {
     /// `store::status`), so a late write never resurrects a stopped
     /// domain's file.
     pub(crate) persist_lock: Mutex<()>,
+    /// The statistics cache (see `crate::stats`).
+    pub(crate) stats: crate::stats::Slot,
+    /// Where its monitor commands record their round trips (set when the
+    /// domain enters the registry).
+    health: OnceLock<Arc<Health>>,
 }
 
 /// `virDomainGetInfo`.
@@ -108,7 +115,21 @@ impl Domain {
             inner: Mutex::new(Inner::new(def, persistent)),
             jobs: joblock::JobLock::new(),
             persist_lock: Mutex::new(()),
+            stats: crate::stats::Slot::default(),
+            health: OnceLock::new(),
         })
+    }
+
+    /// Records this domain's jobs and monitor commands into `h` (the first
+    /// registry it enters wins).
+    pub(crate) fn attach_health(&self, h: &Arc<Health>) {
+        if self.health.set(h.clone()).is_ok() {
+            self.jobs.set_observer(h.clone());
+        }
+    }
+
+    pub(crate) fn health(&self) -> Option<&Health> {
+        self.health.get().map(|h| &**h)
     }
 
     pub fn name(&self) -> &str {

@@ -9,6 +9,7 @@
 //! unique together") are serialised by the driver's definition lock, which
 //! lookups never take.
 
+use crate::stats::health::Health;
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
@@ -85,9 +86,20 @@ pub(crate) struct Registry {
     by_name: ShardedMap<String, Arc<Domain>>,
     by_uuid: ShardedMap<uuid::Uuid, Arc<Domain>>,
     by_id: ShardedMap<u32, Arc<Domain>>,
+    /// Given to every domain inserted: its jobs and monitor commands
+    /// record into it.
+    health: Arc<Health>,
 }
 
 impl Registry {
+    /// An empty registry whose domains record into `health`.
+    pub(crate) fn new(health: Arc<Health>) -> Self {
+        Self {
+            health,
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn by_name(&self, name: &str) -> Option<Arc<Domain>> {
         self.by_name.get(&name.to_owned())
     }
@@ -122,6 +134,7 @@ impl Registry {
 
     /// Caller holds the definition lock and has checked for conflicts.
     pub(crate) fn insert(&self, dom: &Arc<Domain>) {
+        dom.attach_health(&self.health);
         self.by_name.insert(dom.name().to_owned(), dom.clone());
         self.by_uuid.insert(dom.uuid(), dom.clone());
     }

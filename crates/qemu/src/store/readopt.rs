@@ -203,11 +203,15 @@ fn mark_dead(s: &Shared, dom: &Arc<Domain>, rec: &StatusRecord) {
     forget_files(s, rec);
 }
 
-/// Removes the status file and monitor socket of a run that is over.
+/// Removes the status file and monitor socket of a run that is over, and
+/// what the run held on the host (cgroups, swtpm, run directory).
 fn forget_files(s: &Shared, rec: &StatusRecord) {
     let path = s.layout.status(&rec.uuid);
     if let Err(e) = files::remove(&path) {
         tracing::warn!(file = %path.display(), error = %e, "cannot remove status file");
     }
     let _ = std::fs::remove_file(&rec.monitor);
+    if let Ok(def) = Def::parse(&rec.live_xml) {
+        lifecycle::host::release(s, &def, &rec.uuid);
+    }
 }

@@ -15,6 +15,7 @@ use serde::de::{DeserializeOwned, Deserializer, IgnoredAny};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use super::stats::*;
 use super::{JobStatus, MigrationStatus, RunState, lenient, string_enum};
 
 /// A QMP command.
@@ -1090,3 +1091,6 @@ mod tests {
         );
     }
 }
+
+mod setup;
+pub use setup::*;

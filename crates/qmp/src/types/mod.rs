@@ -6,6 +6,7 @@
 
 pub mod commands;
 pub mod events;
+pub mod stats;
 
 /// Field deserializers for numbers QEMU reports as statistics: a value of
 /// the wrong type (another QEMU version, a hostile QEMU) reads as absent

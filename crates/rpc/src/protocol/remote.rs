@@ -20,9 +20,11 @@ use crate::xdr::{Decoder, Encoder, Result, Xdr};
 use crate::{xdr_enum, xdr_struct};
 
 mod network;
+mod stats;
 mod storage;
 mod streams;
 pub use network::*;
+pub use stats::*;
 pub use storage::*;
 pub use streams::*;
 
@@ -872,6 +874,20 @@ xdr_struct! {
 
     /// `remote_connect_get_capabilities_ret`.
     pub struct ConnectGetCapabilitiesRet {
+        pub capabilities: String,
+    }
+
+    /// `remote_connect_get_domain_capabilities_args`.
+    pub struct ConnectGetDomainCapabilitiesArgs {
+        pub emulatorbin: Option<String>,
+        pub arch: Option<String>,
+        pub machine: Option<String>,
+        pub virttype: Option<String>,
+        pub flags: u32,
+    }
+
+    /// `remote_connect_get_domain_capabilities_ret`.
+    pub struct ConnectGetDomainCapabilitiesRet {
         pub capabilities: String,
     }
 

@@ -14,10 +14,18 @@ use crate::jobs::{AfterRestore, blocking};
 use crate::object::def::Def;
 use crate::{Error, Result};
 
-/// The XML stored in the complete image at `path`.
-pub(crate) async fn get_xml(path: &Path) -> Result<String> {
+/// The XML stored in the complete image at `path`; without `secure`, an
+/// XML that holds secrets is given without them.
+pub(crate) async fn get_xml(path: &Path, secure: bool) -> Result<String> {
     let path = path.to_path_buf();
-    blocking(move || header::read_header(&path).map(|h| h.xml)).await
+    let xml = blocking(move || header::read_header(&path).map(|h| h.xml)).await?;
+    if secure {
+        return Ok(xml);
+    }
+    match Def::parse(&xml) {
+        Ok(d) if d.has_secrets() => Ok(d.to_xml_for(false)),
+        _ => Ok(xml),
+    }
 }
 
 /// Replaces the XML stored in the image at `path` with `xml` (and the

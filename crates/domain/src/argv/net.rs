@@ -1,0 +1,87 @@
+//! NICs: `-netdev` (user-mode, or the tap the driver created) and the
+//! device.
+
+use super::{Args, Ctx};
+use crate::devices::net::{InterfaceDef, InterfaceType, NicModel};
+use crate::error::DomainXmlError;
+
+pub(super) fn interfaces(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError> {
+    let (_, boot) = super::disks::boot_indexes(cx.def);
+    for (i, n) in cx.def.devices.interfaces.iter().enumerate() {
+        a.opt("-netdev", netdev(cx, i, n)?);
+        let model = n.effective_model();
+        cx.require_device(model.qemu_device(), "interface model", model.as_str())?;
+        let mut dev = format!(
+            "{},netdev=hostnet{i},id=net{i},mac={}",
+            model.qemu_device(),
+            n.mac
+        );
+        if let Some(m) = n.mtu {
+            if model != NicModel::Virtio {
+                return Err(DomainXmlError::unsupported_because(
+                    "interface mtu with model",
+                    model.as_str(),
+                    "only virtio NICs take an MTU",
+                ));
+            }
+            dev.push_str(&format!(",host_mtu={m}"));
+        }
+        dev.push_str(&driver_props(n, model)?);
+        dev.push_str(&cx.pci_opts(n.address.as_ref()));
+        if let Some(b) = boot[i] {
+            dev.push_str(&format!(",bootindex={b}"));
+        }
+        a.device(dev);
+    }
+    Ok(())
+}
+
+/// Ring sizes and multiqueue of a virtio NIC's `<driver>`.
+fn driver_props(n: &InterfaceDef, model: NicModel) -> Result<String, DomainXmlError> {
+    let Some(d) = n.driver else {
+        return Ok(String::new());
+    };
+    if model != NicModel::Virtio {
+        return Err(DomainXmlError::unsupported_because(
+            "interface driver with model",
+            model.as_str(),
+            "<driver> tunes virtio NICs",
+        ));
+    }
+    let mut s = String::new();
+    if let Some(q) = d.queues.filter(|q| *q > 1) {
+        return Err(DomainXmlError::unsupported_because(
+            "interface driver queues",
+            q.to_string(),
+            "multiqueue needs a tap per queue, which is not provided",
+        ));
+    }
+    if let Some(r) = d.rx_queue_size {
+        s.push_str(&format!(",rx_queue_size={r}"));
+    }
+    if let Some(t) = d.tx_queue_size {
+        s.push_str(&format!(",tx_queue_size={t}"));
+    }
+    Ok(s)
+}
+
+fn netdev(cx: &Ctx<'_>, i: usize, n: &InterfaceDef) -> Result<String, DomainXmlError> {
+    if n.itype == InterfaceType::User {
+        return Ok(format!("user,id=hostnet{i}"));
+    }
+    match cx.launch.taps.get(i).copied().flatten() {
+        Some(fd) => {
+            let mut s = format!("tap,fd={fd},id=hostnet{i}");
+            let d = n.driver.unwrap_or_default();
+            if d.name != Some(crate::devices::net::NetDriverName::Qemu) {
+                s.push_str(",vhost=on");
+            }
+            Ok(s)
+        }
+        None => Err(DomainXmlError::unsupported_because(
+            "interface type",
+            n.itype.as_str(),
+            "ferrovirtd does not plumb guest networks (taps) yet; use <interface type='user'>",
+        )),
+    }
+}
