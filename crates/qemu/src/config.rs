@@ -32,6 +32,11 @@ pub struct DriverConfig {
     pub max_parallel_handlers: usize,
     /// Start domains marked autostart when the driver opens.
     pub autostart: bool,
+    /// A test aid: right after spawning a QEMU (before recording its pid),
+    /// write this marker file (the domain's name and QEMU's pid) and let
+    /// that start wait forever, so a test can kill the daemon at exactly
+    /// that instant. `None` in production.
+    pub pause_after_spawn: Option<PathBuf>,
 }
 
 impl DriverConfig {
@@ -46,6 +51,7 @@ impl DriverConfig {
             subscriber_queue: 1024,
             max_parallel_handlers: 2 * cores,
             autostart: true,
+            pause_after_spawn: None,
         }
     }
 
@@ -129,6 +135,25 @@ impl Layout {
     /// predictable: see [`Layout::check_socket_len`].
     pub fn monitor_socket(&self, uuid: &uuid::Uuid) -> PathBuf {
         self.run_dir.join(format!("{uuid}.qmp"))
+    }
+
+    /// QEMU's `-pidfile`, which QEMU keeps locked while it runs (the argv
+    /// builder derives it from the monitor socket the same way).
+    pub fn pidfile(&self, uuid: &uuid::Uuid) -> PathBuf {
+        self.monitor_socket(uuid).with_extension("pid")
+    }
+
+    /// The run lock the domain's QEMU holds for its whole life (see
+    /// `emulator::liveness`). Kept while the domain is known, so that a
+    /// start never races the removal of the file it locks.
+    pub fn run_lock(&self, uuid: &uuid::Uuid) -> PathBuf {
+        self.run_dir.join(format!("{uuid}.lock"))
+    }
+
+    /// Held by the open driver, so that a second driver on the same root
+    /// cannot re-adopt (and kill) what the first one is starting.
+    pub fn driver_lock(&self) -> PathBuf {
+        self.run_dir.join("driver.lock")
     }
 
     pub fn log(&self, name: &str) -> PathBuf {

@@ -11,6 +11,7 @@ use crate::emulator::caps::CapsCache;
 use crate::emulator::{kvm, monitor};
 use crate::events::hub::Hub;
 use crate::object::registry::Registry;
+use crate::store::reconcile::DriverLock;
 
 /// State shared by the driver and its per-VM tasks.
 pub(crate) struct Shared {
@@ -29,10 +30,13 @@ pub(crate) struct Shared {
     /// Whether KVM runs guests here ([`kvm::kvm_works`]): probed once, on
     /// first need, so opening the driver never waits for it.
     pub(crate) kvm: OnceCell<bool>,
+    /// The root's lock, held as long as the driver or any of its tasks
+    /// lives.
+    _root: DriverLock,
 }
 
 impl Shared {
-    pub(crate) fn new(cfg: DriverConfig, layout: Layout) -> Self {
+    pub(crate) fn new(cfg: DriverConfig, layout: Layout, root: DriverLock) -> Self {
         Self {
             qmp: monitor::qmp_config(cfg.monitor_timeout, &cfg.events),
             registry: Registry::default(),
@@ -42,6 +46,7 @@ impl Shared {
             define_lock: Mutex::new(()),
             caps: CapsCache::default(),
             kvm: OnceCell::new(),
+            _root: root,
             layout,
             cfg,
         }

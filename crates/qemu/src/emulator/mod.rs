@@ -1,8 +1,10 @@
 //! The QEMU side of a run: the process ([`process`]), its monitor
-//! connection ([`monitor`]), what a binary supports ([`caps`]) and whether
-//! KVM runs guests here ([`kvm`]).
+//! connection ([`monitor`]), whether one is alive for a domain
+//! ([`liveness`]), what a binary supports ([`caps`]) and whether KVM runs
+//! guests here ([`kvm`]).
 
 pub(crate) mod caps;
 pub(crate) mod kvm;
+pub(crate) mod liveness;
 pub(crate) mod monitor;
 pub(crate) mod process;
