@@ -89,12 +89,27 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
     Ok(())
 }
 
+/// A test aid, read once at start-up: a start pauses forever right after
+/// spawning QEMU, having written this marker file (see
+/// `qemu::DriverConfig::pause_after_spawn`), so a test can kill the daemon
+/// at exactly that instant.
+const PAUSE_AFTER_SPAWN_ENV: &str = "FERROVIRT_PAUSE_AFTER_SPAWN";
+
 fn driver_config(cfg: &Config, root: &Path) -> DriverConfig {
     let mut d = DriverConfig::new(root);
     d.job_wait = cfg.job_wait();
     d.monitor_timeout = cfg.monitor_timeout();
     d.destroy_grace = cfg.destroy_grace();
     d.events.max_events = cfg.vm_event_queue;
+    d.pause_after_spawn = std::env::var_os(PAUSE_AFTER_SPAWN_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    if let Some(marker) = &d.pause_after_spawn {
+        tracing::warn!(
+            marker = %marker.display(),
+            "{PAUSE_AFTER_SPAWN_ENV} is set: every start pauses after spawning QEMU"
+        );
+    }
     d
 }
 

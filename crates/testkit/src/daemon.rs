@@ -59,6 +59,12 @@ impl Ferrovirtd {
     /// Starts the daemon process on the same root (SIGKILLing one still
     /// running) and waits until its socket accepts connections.
     pub fn spawn(&mut self) -> Result<(), Error> {
+        self.spawn_with_env(&[])
+    }
+
+    /// [`Ferrovirtd::spawn`] with extra environment variables for this
+    /// daemon process only (a later `spawn` starts without them).
+    pub fn spawn_with_env(&mut self, env: &[(&str, &std::ffi::OsStr)]) -> Result<(), Error> {
         self.kill();
         let log_path = self.log_path();
         let log = std::fs::OpenOptions::new()
@@ -73,6 +79,7 @@ impl Ferrovirtd {
             .arg(config_path(&self.spec.root))
             .arg("--log")
             .arg(&self.spec.log_filter)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
