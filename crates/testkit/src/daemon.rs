@@ -115,6 +115,14 @@ impl Ferrovirtd {
         }
     }
 
+    /// How the daemon process ended, if it did (without being killed
+    /// through this handle).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// The daemon's pid while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
