@@ -274,3 +274,81 @@ fn a_start_refuses_while_an_unrecorded_qemu_holds_the_pidfile() {
     start_once(&d, &["start", name], &uuid, name);
     d.virsh_ok(&["destroy", name]);
 }
+
+/// Whether some process holds an open-file-description lock on `path`.
+fn ofd_lock_held(path: &Path) -> bool {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    let mut probe = libc::flock {
+        l_type: libc::F_WRLCK as i16,
+        l_whence: libc::SEEK_SET as i16,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_OFD_GETLK(&mut probe)).unwrap();
+    i32::from(probe.l_type) != libc::F_UNLCK
+}
+
+/// The run lock is held by the domain's QEMU itself (it inherits it at
+/// the spawn), so it proves that QEMU alive once the daemon is gone, and
+/// the kernel releases it when QEMU exits, however it exits.
+fn run_lock_held_by_qemu(xml: &str, name: &str) {
+    let mut d = Daemon::start();
+    let f = d.file(&format!("{name}.xml"), xml);
+    d.virsh_ok(&["define", &f.to_string_lossy()]);
+    d.virsh_ok(&["start", name]);
+    let uuid = uuid_of(&d, name);
+    let lock = d.root.path().join(format!("run/qemu/{uuid}.lock"));
+    assert!(ofd_lock_held(&lock));
+    d.kill();
+    assert!(
+        ofd_lock_held(&lock),
+        "held by QEMU alone once the daemon is gone"
+    );
+    let qemu = pids_mentioning(&uuid);
+    assert_eq!(qemu.len(), 1);
+    testkit::processes::signal(qemu[0], nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_until("QEMU to exit", T, || !alive(qemu[0]));
+    assert!(!ofd_lock_held(&lock), "released when QEMU exited");
+    d.spawn();
+    assert_eq!(d.virsh_ok(&["domstate", name]).trim(), "shut off");
+}
+
+#[test]
+fn the_run_lock_is_held_by_qemu_sim_itself() {
+    run_lock_held_by_qemu(&sim_domain_xml("rl-sim", &[]), "rl-sim");
+}
+
+#[test]
+fn the_run_lock_is_held_by_real_qemu_itself() {
+    run_lock_held_by_qemu(&real_domain_xml("rl-real"), "rl-real");
+}
+
+/// An undefine killed between removing the definition file and writing
+/// the status record: the file decides, so the restarted daemon adopts
+/// the running QEMU as a transient domain, which is gone once stopped.
+#[test]
+fn the_definition_file_decides_persistence_after_a_restart() {
+    let mut d = Daemon::start();
+    let name = "cp-undef";
+    let f = d.file("u.xml", &sim_domain_xml(name, &[]));
+    d.virsh_ok(&["define", &f.to_string_lossy()]);
+    d.virsh_ok(&["start", name]);
+    let uuid = uuid_of(&d, name);
+    d.kill();
+    std::fs::remove_file(d.root.path().join(format!("etc/qemu/{name}.xml"))).unwrap();
+    d.spawn();
+    assert_eq!(d.virsh_ok(&["domstate", name]).trim(), "running");
+    let info = d.virsh_ok(&["dominfo", name]);
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("Persistent:") && l.ends_with("no")),
+        "{info}"
+    );
+    assert_eq!(pids_mentioning(&uuid).len(), 1);
+    d.virsh_ok(&["destroy", name]);
+    let out = d.virsh(&["domstate", name]);
+    assert!(!out.status.success(), "a stopped transient domain is gone");
+}

@@ -123,7 +123,9 @@ pub(super) async fn adopt(
     };
     let adopted = Adopted {
         state: rec.state,
-        persistent: rec.persistent,
+        // The definition file decides, not the record: a define or undefine
+        // killed between its file and the record ends as the file says.
+        persistent: dom.is_persistent(),
         completed_job: rec.completed_job.clone(),
         shutdown_seen: rec.shutdown_seen,
         fake_reboot: rec.fake_reboot,
@@ -187,13 +189,15 @@ pub(super) fn mark_dead(
         reason = ?cause,
         "run ended while the daemon was down"
     );
+    // As in `adopt`: a domain with no definition file is transient.
+    let persistent = dom.is_persistent();
     let forget = {
         let mut g = dom.lock();
         let (last, completed) = match outcome {
             Some((last, done)) => (Some(last), Some(done)),
             None => (None, rec.completed_job.clone()),
         };
-        g.found_dead(cause, completed, last, rec.persistent)
+        g.found_dead(cause, completed, last, persistent)
     };
     if forget {
         s.registry.remove(dom);
