@@ -66,7 +66,7 @@ async fn run_and_assert(cfg: Config) {
 async fn sim_domains_survive_sigkill_at_random_instants() {
     let cfg = Config {
         seed: chaos::seed_from_env(),
-        kills: kills(20),
+        kills: kills(40),
         clients: 2,
         base_domains: 10,
         emulator: Emulator::Sim(common::qemu_sim()),
