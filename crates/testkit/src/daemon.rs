@@ -66,6 +66,13 @@ impl Ferrovirtd {
     /// daemon process only (a later `spawn` starts without them).
     pub fn spawn_with_env(&mut self, env: &[(&str, &std::ffi::OsStr)]) -> Result<(), Error> {
         self.kill();
+        // A child the killed daemon was forking (a QEMU, qemu-img) holds a
+        // copy of its listening sockets until it execs: a connection to the
+        // old path would then be accepted into a backlog nobody serves.
+        // Without the files, only the new daemon's sockets answer.
+        for stale in [self.socket(), self.ro_socket()] {
+            let _ = std::fs::remove_file(stale);
+        }
         let log_path = self.log_path();
         let log = std::fs::OpenOptions::new()
             .create(true)

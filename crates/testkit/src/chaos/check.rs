@@ -105,9 +105,9 @@ pub async fn check(w: &World, m: &mut Model, kill: usize) -> Result<Vec<Violatio
         kill,
         found: Vec::new(),
     };
-    let listed = settle(w, &client).await?;
+    let listed = settle(w, &client, &mut r).await?;
     definitions(w, m, &listed, &mut r);
-    processes(w, &listed, &mut r).await?;
+    probes(w, &mut r).await;
     jobs(&client, &listed, &mut r).await?;
     files::check(w, m, &client, &listed, &mut r).await?;
     storage(&client, m, &mut r).await?;
@@ -116,18 +116,21 @@ pub async fn check(w: &World, m: &mut Model, kill: usize) -> Result<Vec<Violatio
 }
 
 /// Lists the domains until processes and states agree with the daemon
-/// (or the deadline passes); returns the last listing.
-async fn settle(w: &World, client: &Client) -> Result<Vec<Listed>, Error> {
+/// (or the deadline passes, then what still disagrees goes to `r`);
+/// returns the last listing.
+async fn settle(w: &World, client: &Client, r: &mut Report) -> Result<Vec<Listed>, Error> {
     let deadline = tokio::time::Instant::now() + SETTLE;
     loop {
         let listed = list(client).await?;
-        let mut probe = Report {
-            kill: 0,
+        let mut round = Report {
+            kill: r.kill,
             found: Vec::new(),
         };
-        compare_processes(w, &listed, &mut probe);
-        compare_states(w, &listed, &mut probe);
-        if probe.found.is_empty() || tokio::time::Instant::now() >= deadline {
+        compare_processes(w, &listed, &mut round);
+        compare_states(w, &listed, &mut round);
+        let settled = round.found.is_empty();
+        if settled || tokio::time::Instant::now() >= deadline {
+            r.found.extend(round.found);
             return Ok(listed);
         }
         tokio::time::sleep(crate::wait::POLL * 10).await;
@@ -148,10 +151,12 @@ async fn list(client: &Client) -> Result<Vec<Listed>, Error> {
             dom: dom.clone(),
             flags: 0,
         };
-        let st: DomainGetStateRet = client
-            .call(p::DOMAIN_GET_STATE, &args)
-            .await
-            .map_err(Error::rpc(format!("state of {}", dom.name)))?;
+        let st: DomainGetStateRet = match client.call(p::DOMAIN_GET_STATE, &args).await {
+            Ok(st) => st,
+            // A transient domain that stopped since the listing is gone.
+            Err(rpc::ClientError::Remote(_)) => continue,
+            Err(e) => return Err(Error::rpc(format!("state of {}", dom.name))(e)),
+        };
         let persistent = persistent.contains(&dom.uuid);
         out.push(Listed {
             dom,
@@ -247,10 +252,9 @@ pub(super) fn names_with_ext(dir: &std::path::Path, ext: &str) -> BTreeSet<Strin
         .collect()
 }
 
-/// Processes against the listing, then no probe of a killed daemon left.
-async fn processes(w: &World, listed: &[Listed], r: &mut Report) -> Result<(), Error> {
-    compare_processes(w, listed, r);
-    compare_states(w, listed, r);
+/// No probe of a killed daemon is left (the restarted daemon's own probe
+/// ends by itself).
+async fn probes(w: &World, r: &mut Report) {
     let caps = format!("{}/", w.paths.caps_dir().display());
     let gone =
         crate::wait::until_async(SETTLE, || crate::processes::with_arg(&caps).is_empty()).await;
@@ -261,7 +265,6 @@ async fn processes(w: &World, listed: &[Listed], r: &mut Report) -> Result<(), E
             format!("probe processes {pids:?} outlive their daemon"),
         );
     }
-    Ok(())
 }
 
 /// One QEMU per active domain, none for another.
@@ -355,10 +358,12 @@ fn compare_states(w: &World, listed: &[Listed], r: &mut Report) {
 async fn jobs(client: &Client, listed: &[Listed], r: &mut Report) -> Result<(), Error> {
     for l in listed.iter().filter(|l| l.active()) {
         let args = DomainArgs { dom: l.dom.clone() };
-        let info: DomainGetJobInfoRet = client
-            .call(p::DOMAIN_GET_JOB_INFO, &args)
-            .await
-            .map_err(Error::rpc(format!("job info of {}", l.dom.name)))?;
+        let info: DomainGetJobInfoRet = match client.call(p::DOMAIN_GET_JOB_INFO, &args).await {
+            Ok(info) => info,
+            // Stopped (or gone) since the listing: no job.
+            Err(rpc::ClientError::Remote(_)) => continue,
+            Err(e) => return Err(Error::rpc(format!("job info of {}", l.dom.name))(e)),
+        };
         if info.type_ != 0 {
             r.add(
                 Broken::Job,
