@@ -28,6 +28,8 @@ struct SeedResult {
     violations: Vec<String>,
     /// Per operation: [ok, refused, interrupted].
     ops: BTreeMap<String, [u64; 3]>,
+    /// What the restarted daemons killed when they reconciled, by reason.
+    reconciled: BTreeMap<String, usize>,
 }
 
 /// The whole run.
@@ -137,6 +139,7 @@ fn result(s: &Summary) -> SeedResult {
             .iter()
             .map(|(k, c)| (format!("{k:?}"), [c.ok, c.refused, c.interrupted]))
             .collect(),
+        reconciled: s.reconciled.clone(),
     }
 }
 
@@ -158,6 +161,15 @@ fn totals(cli: &Cli, first: u64, last: u64, took: Duration, seeds: Vec<SeedResul
 }
 
 fn print_totals(r: &ChaosReport) {
+    let mut reconciled: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in &r.seeds {
+        for (why, n) in &s.reconciled {
+            *reconciled.entry(why).or_default() += n;
+        }
+    }
+    for (why, n) in reconciled {
+        eprintln!("bench chaos: restarted daemons killed {n}: {why}");
+    }
     let interrupted: u64 = r
         .seeds
         .iter()

@@ -73,6 +73,10 @@ pub struct Summary {
     pub ops: BTreeMap<Kind, Counts>,
     /// Refusals by operation and libvirt error code, with a sample.
     pub refusals: BTreeMap<(Kind, i32), (u64, String)>,
+    /// What the restarted daemons killed when they reconciled, by the
+    /// reason they logged (an unfinished start, a process no record
+    /// names, a probe, a second QEMU).
+    pub reconciled: BTreeMap<String, usize>,
     pub violations: Vec<Violation>,
     /// The root (kept when something was found).
     pub root: PathBuf,
@@ -109,6 +113,9 @@ impl Summary {
                 c.refused,
                 c.interrupted
             );
+        }
+        for (why, n) in &self.reconciled {
+            let _ = writeln!(s, "restarts killed {n}: {why}");
         }
         let _ = writeln!(
             s,
@@ -198,6 +205,7 @@ pub async fn run(cfg: &Config) -> Result<Summary, Error> {
     }
     daemon.kill();
     let _ = daemon.kill_processes_under_root();
+    let reconciled = reconcile_kills(&daemon.log());
     if violations.is_empty() {
         let _ = std::fs::remove_dir_all(&root);
     }
@@ -210,10 +218,27 @@ pub async fn run(cfg: &Config) -> Result<Summary, Error> {
         kills: cfg.kills,
         ops,
         refusals,
+        reconciled,
         violations,
         root,
         elapsed: started.elapsed(),
     })
+}
+
+/// The kills the driver logged while it reconciled, by reason.
+fn reconcile_kills(log: &str) -> BTreeMap<String, usize> {
+    const MARK: &str = "killing a process of this root: ";
+    let mut out = BTreeMap::new();
+    for line in log.lines() {
+        if let Some(at) = line.find(MARK) {
+            let rest = &line[at + MARK.len()..];
+            // The reason ends where tracing's fields begin.
+            let why = rest.split('\u{1b}').next().unwrap_or(rest);
+            let why = why.split(" pid=").next().unwrap_or(why).trim();
+            *out.entry(why.to_owned()).or_default() += 1;
+        }
+    }
+    out
 }
 
 /// Defines the base domains and the main pool.
@@ -311,5 +336,26 @@ async fn client_loop(
         if out == Outcome::Interrupted {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconcile_kills_are_counted_by_reason() {
+        let log = "\
+2026 WARN qemu::store::reconcile: killing a process of this root: its start had not completed when the previous daemon stopped pid=5 owner=Domain(x)
+2026 WARN qemu::store::reconcile: killing a process of this root: a probe the previous daemon left \u{1b}[3mpid\u{1b}[0m=7
+2026 WARN qemu::store::reconcile: killing a process of this root: its start had not completed when the previous daemon stopped pid=9 owner=Domain(y)
+2026 INFO something else";
+        let k = reconcile_kills(log);
+        assert_eq!(k.len(), 2, "{k:?}");
+        assert_eq!(
+            k["its start had not completed when the previous daemon stopped"],
+            2
+        );
+        assert_eq!(k["a probe the previous daemon left"], 1);
     }
 }

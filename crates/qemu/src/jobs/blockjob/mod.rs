@@ -82,8 +82,8 @@ pub struct BlockJobState {
     pub created: Option<PathBuf>,
 }
 
-/// Records written before jobs were recorded ahead of their launch name
-/// launched jobs only.
+/// A record written before copies were recorded ahead of their launch
+/// names a job QEMU was asked to start.
 fn launched_before_recorded_ahead() -> bool {
     true
 }
