@@ -163,42 +163,21 @@ pub fn seed_from_env() -> u64 {
 /// Runs `cfg.kills` kill-and-restart cycles and checks after each.
 pub async fn run(cfg: &Config) -> Result<Summary, Error> {
     let started = Instant::now();
-    let root = cfg
-        .parent
-        .join(format!("fvc{}-{}", std::process::id(), cfg.seed % 100_000));
-    let _ = std::fs::remove_dir_all(&root);
-    let setup = Setup {
-        root: root.clone(),
-        ferrovirtd: cfg.ferrovirtd.clone(),
-        emulator: cfg.emulator.clone(),
-        base_domains: cfg.base_domains,
-        clients: cfg.clients,
-        seed: cfg.seed,
-        sim_job_ms: cfg.sim_job_ms,
-    };
-    let (world, mut daemon) = World::create(&setup)?;
+    let (world, mut daemon) = World::create(&setup(cfg))?;
     let world = Arc::new(world);
     populate(&world, cfg.sim_job_ms).await?;
     let model = Arc::new(Mutex::new(Model::new(&world)));
     let mut violations = Vec::new();
     let rng = Rng::new(cfg.seed);
     for kill in 0..cfg.kills {
-        let found = cycle(
-            cfg,
-            &world,
-            &mut daemon,
-            &model,
-            rng.fork(kill as u64),
-            kill,
-        )
-        .await?;
+        let stream = rng.fork(kill as u64);
+        let found = cycle(cfg, &world, &mut daemon, &model, stream, kill).await?;
         if cfg.verbose {
+            let (seed, n) = (cfg.seed, found.len());
             eprintln!(
-                "chaos seed {}: kill {}/{}: {} violation(s)",
-                cfg.seed,
+                "chaos seed {seed}: kill {}/{}: {n} violation(s)",
                 kill + 1,
-                cfg.kills,
-                found.len()
+                cfg.kills
             );
         }
         violations.extend(found);
@@ -207,22 +186,36 @@ pub async fn run(cfg: &Config) -> Result<Summary, Error> {
     let _ = daemon.kill_processes_under_root();
     let reconciled = reconcile_kills(&daemon.log());
     if violations.is_empty() {
-        let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(&world.paths.root);
     }
-    let (ops, refusals) = {
-        let m = model.lock().await;
-        (m.counts.clone(), m.refusals.clone())
-    };
+    let m = model.lock().await;
     Ok(Summary {
         seed: cfg.seed,
         kills: cfg.kills,
-        ops,
-        refusals,
+        ops: m.counts.clone(),
+        refusals: m.refusals.clone(),
         reconciled,
         violations,
-        root,
+        root: world.paths.root.clone(),
         elapsed: started.elapsed(),
     })
+}
+
+/// A fresh root under `cfg.parent` (a leftover of the same seed and
+/// process is removed first).
+fn setup(cfg: &Config) -> Setup {
+    let root = cfg
+        .parent
+        .join(format!("fvc{}-{}", std::process::id(), cfg.seed % 100_000));
+    let _ = std::fs::remove_dir_all(&root);
+    Setup {
+        root,
+        ferrovirtd: cfg.ferrovirtd.clone(),
+        emulator: cfg.emulator.clone(),
+        base_domains: cfg.base_domains,
+        clients: cfg.clients,
+        seed: cfg.seed,
+    }
 }
 
 /// The kills the driver logged while it reconciled, by reason.

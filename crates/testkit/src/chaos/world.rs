@@ -165,8 +165,6 @@ pub struct Setup {
     pub base_domains: usize,
     pub clients: usize,
     pub seed: u64,
-    /// Duration of a simulated block job or migration (`-sim-job-ms`).
-    pub sim_job_ms: u64,
 }
 
 impl World {
