@@ -22,6 +22,9 @@ pub(crate) enum Scenario {
     Transfer,
     /// Only render the Markdown report of --from-json.
     Report,
+    /// kill -9 of ferrovirtd at random instants under random operations
+    /// (not part of `all`): lost / orphaned / duplicated counts.
+    Chaos,
 }
 
 impl Scenario {
@@ -37,6 +40,7 @@ impl Scenario {
             Scenario::Stats => "stats",
             Scenario::Transfer => "transfer",
             Scenario::Report => "report",
+            Scenario::Chaos => "chaos",
         }
     }
 }
@@ -143,6 +147,22 @@ pub(crate) struct Cli {
     /// Stop a flood when the daemon's RSS passes this (MiB).
     #[arg(long, default_value_t = 3072)]
     pub rss_limit_mb: u64,
+    /// chaos: how many times ferrovirtd is killed, over all seeds.
+    #[arg(long, default_value_t = 500)]
+    pub kills: usize,
+    /// chaos: the first seed (default: from the clock); seeds SEED,
+    /// SEED+1, ... each run on a fresh root.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// chaos: kills per seed.
+    #[arg(long, default_value_t = 50)]
+    pub kills_per_seed: usize,
+    /// chaos: real QEMU with qcow2 disks instead of qemu-sim.
+    #[arg(long)]
+    pub chaos_real: bool,
+    /// chaos: persistent domains every client drives.
+    #[arg(long, default_value_t = 10)]
+    pub chaos_domains: usize,
 }
 
 impl Cli {

@@ -6,11 +6,13 @@
 //! bench all --smoke                              # CI: ferrovirtd + qemu-sim only, ~1-2 min
 //! bench flood --daemon libvirtd --libvirt-harness DIR
 //! bench report --from-json FILE                  # re-render the Markdown from a JSON file
+//! bench chaos --kills 500 --seed S               # kill -9 at random instants: lost / orphaned / duplicated
 //! ```
 //!
 //! The scenario runner (`runner`, `scenarios/`) produces typed results
 //! (`results`); the renderer (`report/`) turns them into Markdown.
 
+mod chaos;
 mod cli;
 mod client;
 mod control;
@@ -60,7 +62,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run(&cli, nofile));
+    let code = if cli.scenario == Scenario::Chaos {
+        runtime.block_on(run_chaos(&cli))
+    } else {
+        runtime.block_on(run(&cli, nofile))
+    };
     runtime.shutdown_timeout(Duration::from_secs(2));
     code
 }
@@ -147,6 +153,12 @@ fn raise_nofile() -> u64 {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, SCALE_NOFILE, SCALE_NOFILE);
     }
     testkit::raise_nofile().unwrap_or(0)
+}
+
+/// `bench chaos`: not a comparison, so no report of the other scenarios.
+async fn run_chaos(cli: &Cli) -> ExitCode {
+    let kvm = cli.chaos_real && testkit::accel::kvm_works(&cli.qemu, &std::env::temp_dir()).await;
+    chaos::run(cli, &environment(cli, kvm)).await
 }
 
 async fn run(cli: &Cli, nofile: u64) -> ExitCode {

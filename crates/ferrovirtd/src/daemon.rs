@@ -127,6 +127,11 @@ async fn start_metrics(addr: &str, src: metrics::Sources) -> Result<(), StartErr
     println!("ferrovirtd metrics: http://{local}/metrics");
     Ok(())
 }
+/// A test aid, read once at start-up: a start pauses forever right after
+/// spawning QEMU, having written this marker file (see
+/// `qemu::DriverConfig::pause_after_spawn`), so a test can kill the daemon
+/// at exactly that instant.
+const PAUSE_AFTER_SPAWN_ENV: &str = "FERROVIRT_PAUSE_AFTER_SPAWN";
 
 fn driver_config(cfg: &Config, root: &Path) -> DriverConfig {
     let mut d = DriverConfig::new(root);
@@ -135,6 +140,15 @@ fn driver_config(cfg: &Config, root: &Path) -> DriverConfig {
     d.destroy_grace = cfg.destroy_grace();
     d.events.max_events = cfg.vm_event_queue;
     d.stats = cfg.stats();
+    d.pause_after_spawn = std::env::var_os(PAUSE_AFTER_SPAWN_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    if let Some(marker) = &d.pause_after_spawn {
+        tracing::warn!(
+            marker = %marker.display(),
+            "{PAUSE_AFTER_SPAWN_ENV} is set: every start pauses after spawning QEMU"
+        );
+    }
     d
 }
 

@@ -390,9 +390,10 @@ async fn queries_answer_during_a_long_clone() {
             "copy.img",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stderr = clone.stderr.take().unwrap();
     let started = Instant::now();
     let mut busy = Vec::new();
     let status = loop {
@@ -405,7 +406,15 @@ async fn queries_answer_during_a_long_clone() {
             "clone did not finish"
         );
     };
-    assert!(status.success());
+    let mut err = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut err)
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "vol-clone failed: {err}\n{}",
+        tail(&d.log(), 20)
+    );
     let (idle, busy_p) = (Percentiles::of(&idle), Percentiles::of(&busy));
     println!(
         "vol-list + pool-info + domain list, one connection: idle p50 {:?} p99 {:?}; \

@@ -3,13 +3,18 @@
 //! A manager starting QEMU with `-daemonize` treats the parent's exit as
 //! "started": it then reads the pidfile and connects to the monitor. So the
 //! parent exits only when the child reports readiness over a pipe, after the
-//! monitor sockets listen and the pidfile is written; if the child fails
+//! pidfile is locked and the monitor sockets listen; if the child fails
 //! first, the parent exits 1. Must run before any thread or runtime exists.
+//!
+//! The pidfile is locked as QEMU locks it: a POSIX write lock taken before
+//! any socket exists and held until the process exits.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
+use nix::fcntl::{FcntlArg, fcntl};
 use nix::unistd::{ForkResult, fork, pipe, setsid};
 
 /// The child's end of the readiness pipe.
@@ -64,24 +69,44 @@ pub(crate) fn daemonize() -> Result<Ready, String> {
     }
 }
 
-/// Writes the pidfile atomically (temp file + rename) so a reader never
-/// sees it empty or half-written.
-pub(crate) fn write_pidfile(path: &Path) -> Result<(), String> {
-    let pid = std::process::id();
-    let name = path
-        .file_name()
-        .ok_or_else(|| format!("{}: not a file path", path.display()))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{pid}.tmp"));
-    let tmp = path.with_file_name(tmp_name);
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(format!("{pid}\n").as_bytes())?;
-        std::fs::rename(&tmp, path)
+/// Creates and write-locks the pidfile as QEMU does, and writes our pid
+/// into it. The lock is held as long as the returned file is open, which
+/// the caller keeps for the life of the process: a manager tests it to
+/// know, without a scan, that this instance still runs (and which pid it
+/// has). A second instance with the same pidfile fails here, before it
+/// creates any socket, so it can never replace the first one's monitor.
+pub(crate) fn lock_pidfile(path: &Path) -> Result<std::fs::File, String> {
+    let err = |e: String| format!("cannot create PID file: {e}");
+    let file = loop {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| err(format!("Cannot open pid file: {e}")))?;
+        let locked_inode = file
+            .metadata()
+            .map_err(|e| err(format!("Cannot stat file: {e}")))?
+            .ino();
+        let lock = libc::flock {
+            l_type: libc::F_WRLCK as i16,
+            l_whence: libc::SEEK_SET as i16,
+            l_start: 0,
+            l_len: 0,
+            l_pid: 0,
+        };
+        fcntl(file.as_raw_fd(), FcntlArg::F_SETLK(&lock))
+            .map_err(|e| err(format!("Cannot lock pid file: {}", e.desc())))?;
+        // The path may have been unlinked or replaced by an instance that
+        // exited meanwhile: the lock must be on the file the path names.
+        match std::fs::metadata(path) {
+            Ok(m) if m.ino() == locked_inode => break file,
+            _ => continue,
+        }
     };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot create PID file: {}: {e}", path.display())
-    })
+    file.set_len(0)
+        .and_then(|()| (&file).write_all(format!("{}\n", std::process::id()).as_bytes()))
+        .map_err(|e| err(format!("Failed to write pid file: {e}")))?;
+    Ok(file)
 }

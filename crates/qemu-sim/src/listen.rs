@@ -1,7 +1,8 @@
 //! Monitor and control listening sockets.
 //!
-//! They are created with std before daemonizing (so they exist before the
-//! parent exits) and handed to tokio afterwards. An inherited `fd=N` must be
+//! They are created with std after the pidfile is locked (a second
+//! instance with the same pidfile stops before it could replace them) and
+//! before a daemonized parent exits, and handed to tokio afterwards. An inherited `fd=N` must be
 //! a listening UNIX socket: anything else is a manager bug worth a clear
 //! startup error rather than a silent hang.
 

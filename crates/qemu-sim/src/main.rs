@@ -60,17 +60,19 @@ fn run() -> Result<i32, String> {
         }
         Action::Run(c) => *c,
     };
-    // Sockets listen before the daemonized parent exits and before the
-    // pidfile exists: a manager connects as soon as either says "started".
-    let bound = listen::bind_all(&cfg)?;
+    // As QEMU: daemonize, lock the pidfile (held until exit), then create
+    // the sockets, all before the daemonized parent exits: a manager
+    // connects once the parent has exited, or once the socket exists.
     let ready = if cfg.daemonize {
         daemonize::daemonize()?
     } else {
         daemonize::Ready::none()
     };
-    if let Some(p) = &cfg.pidfile {
-        daemonize::write_pidfile(p)?;
-    }
+    let _pidfile = match &cfg.pidfile {
+        Some(p) => Some(daemonize::lock_pidfile(p)?),
+        None => None,
+    };
+    let bound = listen::bind_all(&cfg)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

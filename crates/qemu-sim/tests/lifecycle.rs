@@ -240,6 +240,60 @@ fn daemonize_and_pidfile() {
     assert!(!pidfile.exists(), "pidfile removed at exit");
 }
 
+/// The pidfile is locked as QEMU locks it, for as long as the process
+/// runs: a second instance with the same pidfile fails before it creates
+/// its sockets, so it never replaces the first one's monitor.
+#[test]
+fn a_locked_pidfile_stops_a_second_instance_before_its_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("vm.pid");
+    let pidfile_s = pidfile.to_string_lossy().into_owned();
+    let mut sim = Sim::spawn(&["-S", "-pidfile", &pidfile_s]);
+    let mut q = sim.qmp();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, sim.pid());
+    assert_eq!(lock_holder(&pidfile), Some(pid), "locked by the instance");
+
+    let second_mon = dir.path().join("second.sock");
+    let out = Command::new(BIN)
+        .args(["-S", "-pidfile", &pidfile_s, "-qmp"])
+        .arg(format!("unix:{},server=on,wait=off", second_mon.display()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Cannot lock pid file"), "{err}");
+    assert!(!second_mon.exists(), "failed before its sockets");
+    // The first one is untouched, and still answers.
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap().trim(),
+        pid.to_string()
+    );
+    assert_eq!(status(&mut q), "prelaunch");
+    q.cmd(r#"{"execute":"quit"}"#);
+    sim.wait_exit();
+    assert_eq!(lock_holder(&pidfile), None, "released at exit");
+}
+
+/// The pid holding a POSIX write lock on `path`, as a manager tests it.
+fn lock_holder(path: &std::path::Path) -> Option<i32> {
+    let f = std::fs::File::open(path).ok()?;
+    let mut probe = libc::flock {
+        l_type: libc::F_RDLCK as i16,
+        l_whence: libc::SEEK_SET as i16,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_GETLK(&mut probe)).ok()?;
+    (i32::from(probe.l_type) != libc::F_UNLCK).then_some(probe.l_pid)
+}
+
 #[test]
 fn reconnect_after_disconnect() {
     let sim = Sim::spawn(&["-S"]);

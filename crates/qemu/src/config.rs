@@ -37,6 +37,11 @@ pub struct DriverConfig {
     pub firmware_dirs: Vec<PathBuf>,
     /// The statistics poller (see [`crate::StatsConfig`]).
     pub stats: crate::stats::StatsConfig,
+    /// A test aid: right after spawning a QEMU (before recording its pid),
+    /// write this marker file (the domain's name and QEMU's pid) and let
+    /// that start wait forever, so a test can kill the daemon at exactly
+    /// that instant. `None` in production.
+    pub pause_after_spawn: Option<PathBuf>,
 }
 
 impl DriverConfig {
@@ -55,6 +60,7 @@ impl DriverConfig {
                 .map(PathBuf::from)
                 .to_vec(),
             stats: crate::stats::StatsConfig::default(),
+            pause_after_spawn: None,
         }
     }
 
@@ -165,6 +171,25 @@ impl Layout {
     /// The emulated TPM state of domain `uuid`.
     pub fn swtpm_state(&self, uuid: &uuid::Uuid) -> PathBuf {
         self.swtpm_dir.join(uuid.to_string())
+    }
+
+    /// QEMU's `-pidfile`, which QEMU keeps locked while it runs (the argv
+    /// builder derives it from the monitor socket the same way).
+    pub fn pidfile(&self, uuid: &uuid::Uuid) -> PathBuf {
+        self.monitor_socket(uuid).with_extension("pid")
+    }
+
+    /// The run lock the domain's QEMU holds for its whole life (see
+    /// `emulator::liveness`). Kept while the domain is known, so that a
+    /// start never races the removal of the file it locks.
+    pub fn run_lock(&self, uuid: &uuid::Uuid) -> PathBuf {
+        self.run_dir.join(format!("{uuid}.lock"))
+    }
+
+    /// Held by the open driver, so that a second driver on the same root
+    /// cannot re-adopt (and kill) what the first one is starting.
+    pub fn driver_lock(&self) -> PathBuf {
+        self.run_dir.join("driver.lock")
     }
 
     pub fn log(&self, name: &str) -> PathBuf {

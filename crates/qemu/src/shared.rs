@@ -13,6 +13,7 @@ use crate::emulator::{kvm, monitor};
 use crate::events::hub::Hub;
 use crate::object::registry::Registry;
 use crate::stats::health::Health;
+use crate::store::reconcile::DriverLock;
 
 /// State shared by the driver and its per-VM tasks.
 pub(crate) struct Shared {
@@ -33,10 +34,17 @@ pub(crate) struct Shared {
     /// Whether KVM runs guests here ([`kvm::kvm_works`]): probed once, on
     /// first need, so opening the driver never waits for it.
     pub(crate) kvm: OnceCell<bool>,
+    /// SPICE ports chosen for this daemon's domains, by domain, so two
+    /// starts never pick the same one (see `lifecycle::host`). A short
+    /// lock, never held across an await.
+    pub(crate) display_ports: std::sync::Mutex<std::collections::BTreeMap<uuid::Uuid, u16>>,
+    /// The root's lock, held as long as the driver or any of its tasks
+    /// lives.
+    _root: DriverLock,
 }
 
 impl Shared {
-    pub(crate) fn new(cfg: DriverConfig, layout: Layout) -> Self {
+    pub(crate) fn new(cfg: DriverConfig, layout: Layout, root: DriverLock) -> Self {
         let health = Arc::new(Health::default());
         Self {
             qmp: monitor::qmp_config(cfg.monitor_timeout, &cfg.events),
@@ -48,6 +56,8 @@ impl Shared {
             define_lock: Mutex::new(()),
             caps: CapsCache::default(),
             kvm: OnceCell::new(),
+            display_ports: std::sync::Mutex::default(),
+            _root: root,
             layout,
             cfg,
         }

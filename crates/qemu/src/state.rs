@@ -248,6 +248,9 @@ pub enum StopCause {
     Saved,
     /// Start did not complete: no STARTED was emitted, so no STOPPED either.
     StartFailed,
+    /// A restarted daemon killed it: its start had not completed when the
+    /// previous daemon stopped (libvirt's "daemon" shutoff reason).
+    Daemon,
 }
 
 impl StopCause {
@@ -258,6 +261,7 @@ impl StopCause {
             StopCause::Panicked | StopCause::Failed => shutoff::CRASHED,
             StopCause::Saved => shutoff::SAVED,
             StopCause::StartFailed => shutoff::FAILED,
+            StopCause::Daemon => shutoff::DAEMON,
         }
     }
 
@@ -268,7 +272,7 @@ impl StopCause {
             StopCause::Panicked => Some(detail::STOPPED_CRASHED),
             StopCause::Failed => Some(detail::STOPPED_FAILED),
             StopCause::Saved => Some(detail::STOPPED_SAVED),
-            StopCause::StartFailed => None,
+            StopCause::StartFailed | StopCause::Daemon => None,
         }
     }
 }

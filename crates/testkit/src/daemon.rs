@@ -71,7 +71,20 @@ impl Ferrovirtd {
     /// Starts the daemon process on the same root (SIGKILLing one still
     /// running) and waits until its socket accepts connections.
     pub fn spawn(&mut self) -> Result<(), Error> {
+        self.spawn_with_env(&[])
+    }
+
+    /// [`Ferrovirtd::spawn`] with extra environment variables for this
+    /// daemon process only (a later `spawn` starts without them).
+    pub fn spawn_with_env(&mut self, env: &[(&str, &std::ffi::OsStr)]) -> Result<(), Error> {
         self.kill();
+        // A child the killed daemon was forking (a QEMU, qemu-img) holds a
+        // copy of its listening sockets until it execs: a connection to the
+        // old path would then be accepted into a backlog nobody serves.
+        // Without the files, only the new daemon's sockets answer.
+        for stale in [self.socket(), self.ro_socket()] {
+            let _ = std::fs::remove_file(stale);
+        }
         let log_path = self.log_path();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -93,6 +106,7 @@ impl Ferrovirtd {
             .arg(config_path(&self.spec.root))
             .arg("--log")
             .arg(&self.spec.log_filter)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -126,6 +140,14 @@ impl Ferrovirtd {
                 after: STARTUP,
             }),
         }
+    }
+
+    /// How the daemon process ended, if it did (without being killed
+    /// through this handle).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// The daemon's pid while it runs.

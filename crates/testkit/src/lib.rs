@@ -13,6 +13,7 @@
 //! | [`client`] | an `rpc::Client` opened the way libvirt's client library opens one |
 //! | [`latency`] | percentiles of latency samples |
 //! | [`accel`] | which accelerator tests ask real QEMU for |
+//! | [`chaos`] | kill -9 of the daemon at random instants under random operations, and what must hold after each restart |
 //!
 //! Fallible functions return [`Error`], so the bench can report a failed
 //! step and go on. The few that panic say so: they are the assertions of
@@ -20,6 +21,7 @@
 
 pub mod accel;
 pub mod binaries;
+pub mod chaos;
 pub mod client;
 pub mod control;
 pub mod daemon;

@@ -78,6 +78,14 @@ impl Daemon {
         }
     }
 
+    /// (Re)starts the daemon process on the same root with extra
+    /// environment variables (this process only).
+    pub fn spawn_with_env(&mut self, env: &[(&str, &std::ffi::OsStr)]) {
+        if let Err(e) = self.process.spawn_with_env(env) {
+            panic!("{e}\n{}", tail(&self.log(), 60));
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.process.pid().expect("daemon running")
     }

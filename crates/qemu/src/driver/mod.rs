@@ -28,7 +28,7 @@ use crate::lifecycle::{StartOptions, power, stop};
 use crate::object::{ControlInfo, Domain, DomainInfo, DomainSummary};
 use crate::shared::Shared;
 use crate::state::StateReason;
-use crate::store::{files, readopt};
+use crate::store::{files, readopt, reconcile};
 use crate::{Error, Result};
 
 /// Which domains [`Driver::list`] returns.
@@ -56,12 +56,13 @@ impl Driver {
         layout
             .check_socket_len()
             .map_err(Error::ConfigUnsupported)?;
+        let lock = reconcile::lock_driver(&layout).await?;
         for dir in layout.written_dirs() {
             files::sweep_temp_files(dir);
         }
-        let s = Arc::new(Shared::new(cfg, layout));
+        let s = Arc::new(Shared::new(cfg, layout, lock));
         readopt::load_definitions(&s);
-        readopt::readopt_all(&s).await;
+        reconcile::reconcile(&s).await;
         crate::stats::poller::spawn(&s);
         let driver = Driver { s };
         if driver.s.cfg.autostart {

@@ -8,7 +8,7 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -147,7 +147,17 @@ impl Process {
 /// Spawns `argv[0]` with `argv[1..]` in a new session, stdin from
 /// /dev/null, stdout/stderr appended to `log`. Returns it with a pidfd.
 /// `env` is added to the daemon's environment (`qemu:commandline` env).
-pub(crate) fn spawn(argv: &[String], env: &[(String, String)], log: &Path) -> io::Result<Process> {
+/// `inherit` stays open in the child (every other descriptor of the
+/// daemon is close-on-exec): the run lock QEMU holds for its whole life.
+///
+/// When this returns, the child has exec'd (the standard library waits
+/// for the exec before it returns the child).
+pub(crate) fn spawn(
+    argv: &[String],
+    env: &[(String, String)],
+    log: &Path,
+    inherit: Option<BorrowedFd<'_>>,
+) -> io::Result<Process> {
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
@@ -159,10 +169,17 @@ pub(crate) fn spawn(argv: &[String], env: &[(String, String)], log: &Path) -> io
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err));
-    // SAFETY: setsid is async-signal-safe and touches no parent state.
+    let inherit = inherit.map(|fd| fd.as_raw_fd());
+    // SAFETY: setsid and fcntl are async-signal-safe and touch only the
+    // child's own session and descriptor table.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if let Some(fd) = inherit
+                && libc::fcntl(fd, libc::F_SETFD, 0) < 0
+            {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
@@ -274,6 +291,89 @@ pub fn pids_with_arg(needle: &str) -> Vec<i32> {
         .collect()
 }
 
+/// Who a process of this driver's root belongs to (see [`Ownership`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Owner {
+    /// The QEMU of the domain with this uuid: an argument names its
+    /// pidfile or monitor socket (`RUN_DIR/UUID.pid`, `RUN_DIR/UUID.qmp`).
+    Domain(uuid::Uuid),
+    /// A capability or KVM probe: an argument names a file under the
+    /// probe directory.
+    Probe,
+}
+
+/// Tells the processes of one root from every other process by their
+/// arguments, which name files under the root's run and probe
+/// directories.
+#[derive(Debug, Clone)]
+pub(crate) struct Ownership {
+    run_prefix: String,
+    probe_prefix: String,
+}
+
+impl Ownership {
+    pub(crate) fn new(run_dir: &Path, probe_dir: &Path) -> Self {
+        let prefix = |d: &Path| format!("{}/", d.display());
+        Self {
+            run_prefix: prefix(run_dir),
+            probe_prefix: prefix(probe_dir),
+        }
+    }
+
+    /// The owner named by a command line, if it is one of ours.
+    pub(crate) fn of_args<S: AsRef<str>>(&self, args: &[S]) -> Option<Owner> {
+        let mut probe = false;
+        for arg in args {
+            let arg = arg.as_ref();
+            if let Some(uuid) = self.domain_in(arg) {
+                return Some(Owner::Domain(uuid));
+            }
+            probe |= arg.contains(&self.probe_prefix);
+        }
+        probe.then_some(Owner::Probe)
+    }
+
+    /// The uuid of `RUN_DIR/UUID.pid` or `RUN_DIR/UUID.qmp` in `arg`
+    /// (alone, or inside an option such as `path=...,server=on`).
+    fn domain_in(&self, arg: &str) -> Option<uuid::Uuid> {
+        let at = arg.find(&self.run_prefix)?;
+        let rest = &arg[at + self.run_prefix.len()..];
+        let file = rest.split(',').next()?;
+        let stem = file
+            .strip_suffix(".pid")
+            .or_else(|| file.strip_suffix(".qmp"))?;
+        stem.parse().ok()
+    }
+
+    /// The owner of live process `pid` (None for a zombie, a process
+    /// that is gone, or one that is not ours).
+    pub(crate) fn of_pid(&self, pid: i32) -> Option<Owner> {
+        if is_zombie(pid) {
+            return None;
+        }
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        self.of_args(&args)
+    }
+
+    /// Every live process of this root but the calling one: one pass over
+    /// /proc, made once when the driver opens (never per start).
+    pub(crate) fn scan(&self) -> Vec<(i32, Owner)> {
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        let me = i32::try_from(std::process::id()).unwrap_or(0);
+        rd.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| *pid != me)
+            .filter_map(|pid| Some((pid, self.of_pid(pid)?)))
+            .collect()
+    }
+}
+
 fn is_zombie(pid: i32) -> bool {
     stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s == "Z"))
 }
@@ -290,7 +390,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let p = spawn(&argv, &[], &log).unwrap();
+        let p = spawn(&argv, &[], &log, None).unwrap();
         assert!(start_time(p.pid()).is_some());
         // The shell's own exec of sleep briefly leaves an empty cmdline
         // (the new image's argument area is not mapped yet): poll.
@@ -304,6 +404,58 @@ mod tests {
         assert!(p.has_exited());
         // Reaped: no zombie left, the pid is gone.
         assert!(start_time(p.pid()).is_none());
+    }
+
+    #[test]
+    fn ownership_reads_the_run_and_probe_directories_from_arguments() {
+        let o = Ownership::new(Path::new("/r/run/qemu"), Path::new("/r/run/caps"));
+        let u = uuid::Uuid::new_v4();
+        let pidfile = format!("/r/run/qemu/{u}.pid");
+        let chardev = format!("socket,id=charmonitor,path=/r/run/qemu/{u}.qmp,server=on");
+        assert_eq!(
+            o.of_args(&["qemu", "-pidfile", &pidfile]),
+            Some(Owner::Domain(u))
+        );
+        assert_eq!(
+            o.of_args(&["qemu", "-chardev", &chardev]),
+            Some(Owner::Domain(u))
+        );
+        let probe = "unix:/r/run/caps/probe-1-0.qmp,server=on,wait=off";
+        assert_eq!(o.of_args(&["qemu", "-qmp", probe]), Some(Owner::Probe));
+        // Another root, a log file, a name that is not a uuid: not ours.
+        assert_eq!(
+            o.of_args(&["qemu", "-pidfile", &format!("/x/run/qemu/{u}.pid")]),
+            None
+        );
+        assert_eq!(o.of_args(&["tail", "/r/run/qemu/notes.pid"]), None);
+        assert_eq!(o.of_args(&["ferrovirtd", "--root", "/r"]), None);
+    }
+
+    #[tokio::test]
+    async fn a_scan_finds_a_process_by_its_pidfile_argument() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run/qemu");
+        let u = uuid::Uuid::new_v4();
+        let pidfile = run.join(format!("{u}.pid"));
+        // One process whose arguments name the pidfile, as QEMU's do.
+        let argv: Vec<String> = vec![
+            "/usr/bin/python3".into(),
+            "-c".into(),
+            "import time; time.sleep(30)".into(),
+            pidfile.display().to_string(),
+        ];
+        let p = spawn(&argv, &[], &dir.path().join("log"), None).unwrap();
+        let o = Ownership::new(&run, &dir.path().join("run/caps"));
+        let found = o.scan();
+        let ours: Vec<_> = found
+            .iter()
+            .filter(|(_, w)| *w == Owner::Domain(u))
+            .collect();
+        assert_eq!(ours, vec![&(p.pid(), Owner::Domain(u))]);
+        assert_eq!(o.of_pid(p.pid()), Some(Owner::Domain(u)));
+        assert!(p.terminate(Duration::from_secs(5), true).await.unwrap());
+        assert_eq!(o.of_pid(p.pid()), None, "gone");
+        assert!(!o.scan().iter().any(|(_, w)| *w == Owner::Domain(u)));
     }
 
     #[test]

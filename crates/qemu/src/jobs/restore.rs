@@ -26,7 +26,6 @@ use crate::lifecycle::start::{self, Incoming};
 use crate::object::Domain;
 use crate::object::run::RunCtx;
 use crate::shared::Shared;
-use crate::store::files;
 use crate::{Error, Result, jobs};
 
 /// Re-read query-migrate at least this often while loading.
@@ -138,7 +137,12 @@ async fn start_restored(
     )
     .await?;
     let paused = !after.is_running();
-    start::start_from(s, dom, paused, Some(Incoming { def, image })).await
+    let incoming = Incoming {
+        def,
+        image,
+        consume: None,
+    };
+    start::start_from(s, dom, paused, Some(incoming)).await
 }
 
 /// Opens and validates the image on the blocking pool.
@@ -147,8 +151,9 @@ async fn open_image(path: &Path) -> Result<(header::ImageHeader, File)> {
     jobs::blocking(move || header::open(&path)).await
 }
 
-/// `virsh start` of a domain with a managed-save image: restore it, then
-/// remove the image. The caller holds a job on `dom`.
+/// `virsh start` of a domain with a managed-save image: restore it; the
+/// image is removed once QEMU holds the state, before the guest runs. The
+/// caller holds a job on `dom`.
 pub(crate) async fn start_managed(s: &Arc<Shared>, dom: &Arc<Domain>, paused: bool) -> Result<()> {
     let path = s.layout.managed_save(dom.name());
     let (h, image) = open_image(&path).await?;
@@ -160,6 +165,10 @@ pub(crate) async fn start_managed(s: &Arc<Shared>, dom: &Arc<Domain>, paused: bo
         )));
     }
     let paused = paused || !h.was_running;
-    start::start_from(s, dom, paused, Some(Incoming { def, image })).await?;
-    files::remove(&path).map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))
+    let incoming = Incoming {
+        def,
+        image,
+        consume: Some(path),
+    };
+    start::start_from(s, dom, paused, Some(incoming)).await
 }

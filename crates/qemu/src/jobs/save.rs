@@ -374,6 +374,35 @@ pub(crate) async fn readopt(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &RunCtx, jo
             format!("interrupted by daemon restart (migration {what})"),
         )
     };
+    let (outcome, done) = settled(job, success, message, ram);
+    let mut g = dom.lock();
+    g.set_completed_job(done);
+    g.end_job(Some(outcome));
+}
+
+/// Settles a save whose QEMU was gone when the daemon came back: complete
+/// if its image says so (QEMU had been stopped as saved, the daemon was
+/// killed before it cleaned up), else failed, its partial image removed.
+pub(crate) fn found_dead(job: &JobRecord) -> (JobOutcome, CompletedJob) {
+    if header::read_header(&job.path).is_ok() {
+        return settled(job, true, String::new(), None);
+    }
+    if let Err(e) = std::fs::remove_file(&job.path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(file = %job.path.display(), error = %e, "cannot remove a partial save image");
+    }
+    let message = "QEMU exited while the daemon was down".to_owned();
+    settled(job, false, message, None)
+}
+
+/// The outcome and statistics of a save that ran across a restart.
+fn settled(
+    job: &JobRecord,
+    success: bool,
+    message: String,
+    ram: Option<RamStats>,
+) -> (JobOutcome, CompletedJob) {
     let done = CompletedJob {
         end: if success {
             JobEnd::Completed
@@ -385,13 +414,12 @@ pub(crate) async fn readopt(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &RunCtx, jo
         ram: ram.filter(|_| success).unwrap_or_default(),
         error: (!success).then(|| message.clone()),
     };
-    let mut g = dom.lock();
-    g.set_completed_job(done);
-    g.end_job(Some(JobOutcome {
+    let outcome = JobOutcome {
         operation: job.operation,
         success,
         message,
-    }));
+    };
+    (outcome, done)
 }
 
 /// The saved state reached the file: stop QEMU as "saved".

@@ -1,8 +1,16 @@
 //! Starting a domain: booting it, or loading saved state into a fresh
 //! QEMU (`-incoming defer`). The caller holds a job.
+//!
+//! The start is recorded before anything outside the daemon exists for it
+//! (see `store::status::Phase`): first an O(1) proof that no QEMU of the
+//! domain is alive ([`claim`]), then the intent record, then the host's
+//! preparation (NVRAM, swtpm, cgroups: `host::prepare`), then the spawn,
+//! then the pid. A daemon killed at any instant of this leaves a record
+//! that names the domain, so the next daemon finds its QEMU (and kills it:
+//! the start did not complete) rather than orphan it or start a second.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +18,7 @@ use domain::Accel;
 use qmp::commands::{Cont, QueryChardev};
 
 use super::{host, stop};
+use crate::emulator::liveness::{self, RunLock};
 use crate::emulator::monitor;
 use crate::emulator::process::{self, Process};
 use crate::events;
@@ -19,8 +28,12 @@ use crate::object::def::Def;
 use crate::object::run::{RunCtx, RunStart};
 use crate::shared::Shared;
 use crate::state::StopCause;
-use crate::store::status;
+use crate::store::{files, status};
 use crate::{Error, Result};
+
+/// How long a start waits for a stale monitor socket to refuse a
+/// connection before it counts as alive.
+const SOCKET_PROBE: Duration = Duration::from_secs(1);
 
 /// Where a restore loads the guest's state from (`-incoming defer`, then
 /// `migrate-incoming`), and the definition saved with it.
@@ -28,6 +41,10 @@ pub(crate) struct Incoming {
     pub(crate) def: Arc<Def>,
     /// The image, positioned at its migration stream (handed to QEMU).
     pub(crate) image: std::fs::File,
+    /// A managed-save image: removed once QEMU holds the state and before
+    /// the guest runs, so a guest never runs twice from one image (a start
+    /// killed after that ends like a power cut, not in a stale resume).
+    pub(crate) consume: Option<PathBuf>,
 }
 
 /// Boots a defined, inactive domain.
@@ -44,29 +61,50 @@ pub(crate) async fn start_from(
     paused: bool,
     incoming: Option<Incoming>,
 ) -> Result<()> {
-    let (def, image) = {
+    // SPICE has no "first free port" of its own: the port the driver
+    // checked may be taken by another process before QEMU binds it. A boot
+    // that failed only for that is tried again with the next free port.
+    let mut tries = SPICE_PORT_TRIES;
+    loop {
+        match start_once(s, dom, paused, incoming.as_ref()).await {
+            Err(e) if incoming.is_none() && tries > 1 && host::lost_display_port(&e) => {
+                tracing::info!(
+                    domain = dom.name(),
+                    "SPICE port taken meanwhile; trying another"
+                );
+                tries -= 1;
+            }
+            res => return res,
+        }
+    }
+}
+
+/// How many times a boot is tried when its SPICE port was taken.
+const SPICE_PORT_TRIES: u32 = 3;
+
+async fn start_once(
+    s: &Arc<Shared>,
+    dom: &Arc<Domain>,
+    paused: bool,
+    incoming: Option<&Incoming>,
+) -> Result<()> {
+    let (def, persistent) = {
         let g = dom.lock();
         g.check_can_start(dom.name())?;
-        match incoming {
-            Some(inc) => (inc.def, Some(inc.image)),
-            None => (g.def().clone(), None),
+        match &incoming {
+            Some(inc) => (inc.def.clone(), g.persistent()),
+            None => (g.def().clone(), g.persistent()),
         }
     };
-    let (argv, run) = command_line(s, dom, &def, image.is_some()).await?;
-    let (ctx, process) = match spawn(s, dom, &def, &argv) {
-        Ok(started) => started,
-        Err(e) => {
-            host::release(s, &def, &dom.uuid());
-            return Err(e);
-        }
-    };
+    let (argv, run) = command_line(s, dom, &def, incoming.is_some()).await?;
+    let (ctx, process) = launch(s, dom, &def, persistent, &argv, &run).await?;
     dom.lock().update_live(ctx.generation, |d| {
         d.with_live(|l| {
             l.run_dir = Some(run.run_dir.clone());
             l.spice_port = run.spice_port;
         })
     });
-    match finish_start(s, dom, &ctx, &process, paused, image.as_ref()).await {
+    match finish_start(s, dom, &ctx, &process, paused, incoming).await {
         Ok(()) => Ok(()),
         Err(e) => {
             tracing::info!(domain = dom.name(), error = %e, "start failed");
@@ -78,8 +116,78 @@ pub(crate) async fn start_from(
     }
 }
 
-/// Checks what QEMU will need, builds its command line and prepares the
-/// host for it (see [`host::prepare`]).
+/// Proves, in O(1), that no QEMU of `dom` is alive, and takes the run lock
+/// its QEMU will inherit. A live one (even one no record names) fails the
+/// start with its pid: a start never runs a second QEMU, and never unlinks
+/// a live QEMU's monitor socket. Files of a QEMU that is gone are removed.
+async fn claim(s: &Shared, dom: &Domain) -> Result<RunLock> {
+    let uuid = dom.uuid();
+    let alive = |pid: Option<i32>| {
+        let pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+        Error::Qemu(format!(
+            "a QEMU process{pid} of domain '{}' is still running; not starting another",
+            dom.name()
+        ))
+    };
+    let pidfile = s.layout.pidfile(&uuid);
+    let lock = RunLock::acquire(&s.layout.run_lock(&uuid))
+        .map_err(|e| Error::io("cannot take the domain's run lock", e))?
+        .ok_or_else(|| alive(liveness::pidfile_holder(&pidfile)))?;
+    if let Some(pid) = liveness::pidfile_holder(&pidfile) {
+        return Err(alive(Some(pid)));
+    }
+    let socket = s.layout.monitor_socket(&uuid);
+    if monitor_listens(&socket).await {
+        return Err(alive(None));
+    }
+    // Left by a QEMU that was killed: QEMU would replace them itself.
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(&pidfile);
+    Ok(lock)
+}
+
+/// Whether something accepts connections on the monitor socket `path`.
+async fn monitor_listens(path: &Path) -> bool {
+    if !path.exists() {
+        return false;
+    }
+    matches!(
+        tokio::time::timeout(SOCKET_PROBE, tokio::net::UnixStream::connect(path)).await,
+        Ok(Ok(_)) | Err(_)
+    )
+}
+
+/// Records the intent, prepares the host, then spawns QEMU (which inherits
+/// the run lock) and begins the run. On failure nothing it made is left:
+/// the host's preparation is released and the intent removed.
+async fn launch(
+    s: &Shared,
+    dom: &Arc<Domain>,
+    def: &Def,
+    persistent: bool,
+    argv: &[String],
+    run: &host::Prepared,
+) -> Result<(Arc<RunCtx>, Arc<Process>)> {
+    let lock = claim(s, dom).await?;
+    let id = s.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let socket = s.layout.monitor_socket(&dom.uuid());
+    let intent = status::StatusRecord::intent(dom, persistent, id, &def.live(id), socket);
+    status::record_intent(s, dom, &intent)?;
+    let spawned = match host::prepare(s, def, run).await {
+        Ok(()) => spawn(s, dom, def, argv, id, &lock),
+        Err(e) => Err(e),
+    };
+    // QEMU holds the run lock from here on (or nothing was spawned).
+    drop(lock);
+    if spawned.is_err() {
+        host::release(s, def, &dom.uuid());
+        status::remove(s, dom);
+    }
+    spawned
+}
+
+/// Checks what QEMU will need, plans the host's side of the run and builds
+/// QEMU's command line. Nothing outside the daemon is touched yet.
 async fn command_line(
     s: &Shared,
     dom: &Domain,
@@ -94,13 +202,8 @@ async fn command_line(
         .get(def.emulator(), &s.layout.caps_dir, s.cfg.monitor_timeout)
         .await?;
     let socket = s.layout.monitor_socket(&dom.uuid());
-    let _ = std::fs::remove_file(&socket);
     let run = host::plan(s, dom, def)?;
     let mut argv = def.argv(&socket, &run.run_dir, accel, &caps, run.spice_port)?;
-    if let Err(e) = host::prepare(s, def, &run).await {
-        host::release(s, def, &dom.uuid());
-        return Err(e);
-    }
     // The driver decides what a guest power-off means (on_poweroff, fake
     // reboot), so QEMU must stay alive for it.
     argv.push("-no-shutdown".into());
@@ -121,18 +224,20 @@ async fn choose_accel(s: &Shared, def: &Def) -> Result<Accel> {
     }
 }
 
-/// Spawns QEMU and begins the run (paused, starting up).
+/// Spawns QEMU as domain `id`, handing it the run lock, and begins the
+/// run (paused, starting up).
 fn spawn(
     s: &Shared,
     dom: &Arc<Domain>,
     def: &Def,
     argv: &[String],
+    id: u32,
+    lock: &RunLock,
 ) -> Result<(Arc<RunCtx>, Arc<Process>)> {
-    let id = s.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let log = s.layout.log(dom.name());
     log_header(&log, dom.name(), id, argv);
     let process = Arc::new(
-        process::spawn(argv, def.env(), &log)
+        process::spawn(argv, def.env(), &log, Some(lock.fd()))
             .map_err(|e| Error::io(format!("cannot execute {}", def.emulator().display()), e))?,
     );
     let start = RunStart {
@@ -166,8 +271,11 @@ async fn finish_start(
     ctx: &Arc<RunCtx>,
     process: &Arc<Process>,
     paused: bool,
-    incoming: Option<&std::fs::File>,
+    incoming: Option<&Incoming>,
 ) -> Result<()> {
+    pause_point(s, dom, process).await;
+    // The pid on disk: a restarted daemon finds this QEMU without a scan.
+    status::persist(s, dom)?;
     let socket = s.layout.monitor_socket(&dom.uuid());
     let log = s.layout.log(dom.name());
     let t = s.cfg.monitor_timeout;
@@ -178,10 +286,12 @@ async fn finish_start(
     events::spawn_run_tasks(s, dom, ctx, Some(events), process.clone());
     fill_ptys(s, dom, ctx).await;
     host::configure(s, dom, ctx, &dom.def_for_xml(false), process.pid()).await?;
-    // Persist before the guest runs: a daemon killed from here on finds it.
-    status::persist(s, dom)?;
-    if let Some(image) = incoming {
-        jobs::restore::load(s, dom, ctx, image).await?;
+    if let Some(inc) = incoming {
+        jobs::restore::load(s, dom, ctx, &inc.image).await?;
+        if let Some(path) = &inc.consume {
+            files::remove(path)
+                .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
+        }
     }
     if !paused {
         dom.qmp(&Cont, t).await?;
@@ -194,6 +304,24 @@ async fn finish_start(
         return Err(gone_during_startup());
     }
     status::persist(s, dom)
+}
+
+/// The test aid of `DriverConfig::pause_after_spawn`: writes the marker
+/// (domain name and QEMU's pid), then this start never returns.
+async fn pause_point(s: &Shared, dom: &Domain, process: &Process) {
+    let Some(marker) = &s.cfg.pause_after_spawn else {
+        return;
+    };
+    let line = format!("{} {}\n", dom.name(), process.pid());
+    if let Err(e) = std::fs::write(marker, line) {
+        tracing::error!(marker = %marker.display(), error = %e, "cannot write the pause marker");
+    }
+    tracing::warn!(
+        domain = dom.name(),
+        pid = process.pid(),
+        "start paused after spawning QEMU (pause_after_spawn is set)"
+    );
+    std::future::pending::<()>().await;
 }
 
 /// Records the pty paths QEMU allocated for pty serials in the live

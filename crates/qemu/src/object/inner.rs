@@ -383,18 +383,23 @@ impl Inner {
         Some(StoppedRun { run, id, transient })
     }
 
-    /// The QEMU of a status record was gone when the daemon came back:
-    /// shutoff, without an event (nobody saw it run). Returns whether the
-    /// domain is transient and so to be forgotten.
+    /// The QEMU of a status record was gone when the daemon came back (or
+    /// was killed because its start had not completed): shutoff, without an
+    /// event (nobody saw it run), with the outcome of a job it ran.
+    /// Returns whether the domain is transient and so to be forgotten.
     pub(crate) fn found_dead(
         &mut self,
         cause: StopCause,
         completed_job: Option<CompletedJob>,
+        last_job: Option<JobOutcome>,
         was_persistent: bool,
     ) -> bool {
         self.state = StateReason::shutoff(cause.shutoff_reason());
         self.state_since = Instant::now();
         self.completed_job = completed_job;
+        if last_job.is_some() {
+            self.last_job = last_job;
+        }
         if !was_persistent && !self.persistent {
             self.removed = true;
         }
@@ -447,6 +452,16 @@ impl Inner {
 
     pub(crate) fn set_block_job(&mut self, st: BlockJobState) {
         self.block_job = Some(st);
+    }
+
+    /// Forgets block job `id` without an event: its launch was undone, so
+    /// it was never reported started. Returns whether it was recorded.
+    pub(crate) fn forget_block_job(&mut self, id: &str) -> bool {
+        let ours = self.block_job.as_ref().is_some_and(|b| b.job_id == id);
+        if ours {
+            self.block_job = None;
+        }
+        ours
     }
 
     /// Changes the running block job, if there is one.

@@ -1,5 +1,6 @@
-//! Start-up: loading the persistent definitions and re-adopting the QEMUs
-//! that outlived the previous daemon, from their status records.
+//! Start-up, one record at a time: loading the persistent definitions,
+//! and adopting the QEMU of a completed start (or settling a run whose
+//! QEMU is gone). `reconcile` decides which records come here.
 //!
 //! A QEMU is re-adopted only if its PID is alive *and* is the same process
 //! (start time from /proc/PID/stat matches the record, and its command line
@@ -10,10 +11,8 @@
 //! own module (`jobs::save::readopt`, `jobs::blockjob::readopt`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use qmp::commands::QueryStatus;
-use tokio::task::JoinSet;
 
 use super::files;
 use super::status::{self, StatusRecord};
@@ -58,35 +57,9 @@ pub(crate) fn load_definitions(s: &Shared) {
     }
 }
 
-/// Re-adopts (or marks dead) the QEMU of every status record, in parallel.
-pub(crate) async fn readopt_all(s: &Arc<Shared>) {
-    let files = files::list_with_ext(&s.layout.run_dir, "json").unwrap_or_default();
-    let mut set = JoinSet::new();
-    for path in files {
-        let rec = match files::read_bounded(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| StatusRecord::parse(&t))
-        {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(file = %path.display(), error = %e, "removing bad status file");
-                if let Err(e) = files::remove(&path) {
-                    tracing::warn!(file = %path.display(), error = %e, "cannot remove it");
-                }
-                continue;
-            }
-        };
-        let next = rec.id.saturating_add(1);
-        s.next_id.fetch_max(next, Ordering::Relaxed);
-        let s = s.clone();
-        set.spawn(async move { readopt(&s, rec).await });
-    }
-    while set.join_next().await.is_some() {}
-}
-
 /// The domain a status record belongs to, creating a transient one from
 /// the live XML if no definition exists.
-fn domain_for(s: &Shared, rec: &StatusRecord) -> Option<(Arc<Domain>, Arc<Def>)> {
+pub(super) fn domain_for(s: &Shared, rec: &StatusRecord) -> Option<(Arc<Domain>, Arc<Def>)> {
     let live = match Def::parse(&rec.live_xml) {
         Ok(d) => Arc::new(d),
         Err(e) => {
@@ -107,7 +80,7 @@ fn domain_for(s: &Shared, rec: &StatusRecord) -> Option<(Arc<Domain>, Arc<Def>)>
 }
 
 /// Opens a pidfd for the recorded pid and checks it is still our QEMU.
-fn find_alive(rec: &StatusRecord) -> Option<Process> {
+pub(super) fn find_alive(rec: &StatusRecord) -> Option<Process> {
     let p = Process::open(rec.pid, false).ok()?;
     if p.has_exited() {
         return None;
@@ -117,19 +90,16 @@ fn find_alive(rec: &StatusRecord) -> Option<Process> {
     (same_start && same_vm).then_some(p)
 }
 
-async fn readopt(s: &Arc<Shared>, rec: StatusRecord) {
-    let Some((dom, live)) = domain_for(s, &rec) else {
-        // Nothing to attach it to: never leave an unmanaged QEMU behind.
-        if let Some(p) = find_alive(&rec) {
-            let _ = p.terminate(s.cfg.destroy_grace, true).await;
-        }
-        forget_files(s, &rec);
-        return;
-    };
-    let Some(process) = find_alive(&rec) else {
-        mark_dead(s, &dom, &rec);
-        return;
-    };
+/// Adopts the recorded QEMU of `dom`, alive as `process`: reconnects its
+/// monitor, re-reads its state, finishes the jobs that ran across the
+/// restart.
+pub(super) async fn adopt(
+    s: &Arc<Shared>,
+    dom: &Arc<Domain>,
+    live: &Def,
+    rec: &StatusRecord,
+    process: Process,
+) {
     let process = Arc::new(process);
     let conn = tokio::time::timeout(
         s.cfg.monitor_timeout,
@@ -153,20 +123,22 @@ async fn readopt(s: &Arc<Shared>, rec: StatusRecord) {
     };
     let adopted = Adopted {
         state: rec.state,
-        persistent: rec.persistent,
+        // The definition file decides, not the record: a define or undefine
+        // killed between its file and the record ends as the file says.
+        persistent: dom.is_persistent(),
         completed_job: rec.completed_job.clone(),
         shutdown_seen: rec.shutdown_seen,
         fake_reboot: rec.fake_reboot,
         monitor,
     };
-    let ctx = dom.lock().adopt_run(rec.id, &live, start, adopted);
-    s.registry.set_id(rec.id, &dom);
-    events::spawn_run_tasks(s, &dom, &ctx, events, process);
+    let ctx = dom.lock().adopt_run(rec.id, live, start, adopted);
+    s.registry.set_id(rec.id, dom);
+    events::spawn_run_tasks(s, dom, &ctx, events, process);
     if dom.lock().monitor().is_some() {
-        resync(s, &dom, &ctx, &rec).await;
-        lifecycle::start::fill_ptys(s, &dom, &ctx).await;
+        resync(s, dom, &ctx, rec).await;
+        lifecycle::start::fill_ptys(s, dom, &ctx).await;
     }
-    status::persist_in_background(s, &dom);
+    status::persist_in_background(s, dom);
 }
 
 /// Re-reads the state, and finishes the jobs that ran across the restart.
@@ -182,21 +154,51 @@ async fn resync(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &Arc<RunCtx>, rec: &Sta
     }
 }
 
-/// The QEMU of a status file is gone: shutoff, and forget a transient domain.
-fn mark_dead(s: &Shared, dom: &Arc<Domain>, rec: &StatusRecord) {
-    let cause = if rec.shutdown_seen {
+/// The QEMU of a status record is gone (or was killed because its start
+/// had not completed): shutoff for `cause` (the record's own when
+/// `None`), a save it ran settled by its image, the destination of a block
+/// job that never started removed, a transient domain forgotten, the
+/// record and the run's files removed.
+pub(super) fn mark_dead(
+    s: &Shared,
+    dom: &Arc<Domain>,
+    rec: &StatusRecord,
+    cause: Option<StopCause>,
+) {
+    if let Some(b) = &rec.block_job {
+        blockjob::found_dead(b);
+    }
+    let (outcome, saved) = match &rec.job {
+        Some(job) => {
+            let (outcome, done) = save::found_dead(job);
+            let saved = outcome.success;
+            (Some((outcome, done)), saved)
+        }
+        None => (None, false),
+    };
+    let cause = cause.unwrap_or(if saved {
+        StopCause::Saved
+    } else if rec.shutdown_seen {
         StopCause::Shutdown
     } else {
         StopCause::Failed
-    };
+    });
     tracing::info!(
         domain = dom.name(),
         pid = rec.pid,
-        "QEMU gone while the daemon was down"
+        reason = ?cause,
+        "run ended while the daemon was down"
     );
-    let forget = dom
-        .lock()
-        .found_dead(cause, rec.completed_job.clone(), rec.persistent);
+    // As in `adopt`: a domain with no definition file is transient.
+    let persistent = dom.is_persistent();
+    let forget = {
+        let mut g = dom.lock();
+        let (last, completed) = match outcome {
+            Some((last, done)) => (Some(last), Some(done)),
+            None => (None, rec.completed_job.clone()),
+        };
+        g.found_dead(cause, completed, last, persistent)
+    };
     if forget {
         s.registry.remove(dom);
     }
@@ -205,7 +207,7 @@ fn mark_dead(s: &Shared, dom: &Arc<Domain>, rec: &StatusRecord) {
 
 /// Removes the status file and monitor socket of a run that is over, and
 /// what the run held on the host (cgroups, swtpm, run directory).
-fn forget_files(s: &Shared, rec: &StatusRecord) {
+pub(super) fn forget_files(s: &Shared, rec: &StatusRecord) {
     let path = s.layout.status(&rec.uuid);
     if let Err(e) = files::remove(&path) {
         tracing::warn!(file = %path.display(), error = %e, "cannot remove status file");

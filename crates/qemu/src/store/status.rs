@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 use super::files;
 use crate::jobs::blockjob::BlockJobState;
 use crate::jobs::stats::CompletedJob;
+use crate::object::def::Def;
 use crate::object::{Domain, Inner};
 use crate::shared::Shared;
-use crate::state::{JobOperation, StateReason};
+use crate::state::{DomainState, JobOperation, StateReason, paused};
 use crate::{Error, Result};
 
 /// An async job recorded in the status file so a restarted daemon can
@@ -36,13 +37,31 @@ pub(crate) struct JobRecord {
     pub(crate) started_ms: u64,
 }
 
+/// How far a run had got when its record was written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Phase {
+    /// Written before QEMU is spawned (pid 0 until it is) and kept until
+    /// the start completes. A restarted daemon kills the QEMU of such a
+    /// record, as libvirt kills a domain that was not fully started: the
+    /// start was not finished, and nobody can finish it.
+    Starting,
+    /// The start completed: a restarted daemon re-adopts the QEMU.
+    #[default]
+    Running,
+}
+
 /// What a restarted daemon needs to re-adopt a running QEMU.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct StatusRecord {
     pub(crate) version: u32,
     pub(crate) name: String,
     pub(crate) uuid: uuid::Uuid,
+    /// Absent in records written before starts were recorded ahead.
+    #[serde(default)]
+    pub(crate) phase: Phase,
     pub(crate) id: u32,
+    /// 0 in a `Starting` record written before the spawn.
     pub(crate) pid: i32,
     /// `/proc/PID/stat` field 22: tells a reused PID from our QEMU.
     pub(crate) pid_start_time: u64,
@@ -80,20 +99,57 @@ impl StatusRecord {
         if rec.version != STATUS_VERSION {
             return Err(format!("unsupported status version {}", rec.version));
         }
-        if rec.pid <= 1 {
+        let spawned = rec.pid > 1;
+        let unspawned = rec.pid == 0 && rec.phase == Phase::Starting;
+        if !spawned && !unspawned {
             return Err(format!("invalid pid {}", rec.pid));
         }
         Ok(rec)
+    }
+
+    /// The record written before QEMU is spawned: domain `dom` is to run
+    /// `live` as domain `id`, its monitor at `monitor`.
+    pub(crate) fn intent(
+        dom: &Domain,
+        persistent: bool,
+        id: u32,
+        live: &Def,
+        monitor: PathBuf,
+    ) -> Self {
+        Self {
+            version: STATUS_VERSION,
+            name: dom.name().to_owned(),
+            uuid: dom.uuid(),
+            phase: Phase::Starting,
+            id,
+            pid: 0,
+            pid_start_time: 0,
+            monitor,
+            state: StateReason::new(DomainState::Paused, paused::STARTING_UP),
+            persistent,
+            live_xml: live.to_xml(),
+            shutdown_seen: false,
+            fake_reboot: false,
+            job: None,
+            block_job: None,
+            completed_job: None,
+        }
     }
 
     /// The record of `dom`'s current run (without its XML, which is
     /// formatted outside the lock); `None` when it is not running.
     fn of(dom: &Domain, g: &Inner) -> Option<Self> {
         let run = g.run()?;
+        let starting = g.state() == StateReason::new(DomainState::Paused, paused::STARTING_UP);
         Some(Self {
             version: STATUS_VERSION,
             name: dom.name().to_owned(),
             uuid: dom.uuid(),
+            phase: if starting {
+                Phase::Starting
+            } else {
+                Phase::Running
+            },
             id: g.id().unwrap_or(0),
             pid: run.process().pid(),
             pid_start_time: run.start_time(),
@@ -132,6 +188,18 @@ pub(crate) fn persist(s: &Shared, dom: &Domain) -> Result<()> {
         (rec, g.current_def())
     };
     rec.live_xml = live.to_xml();
+    let path = s.layout.status(&dom.uuid());
+    let res = files::atomic_write(&path, &rec.to_bytes())
+        .map_err(|e| Error::io(format!("cannot write status file {}", path.display()), e));
+    note_outcome(dom, &res);
+    res
+}
+
+/// Writes the intent record `rec` of a start, before anything outside
+/// the daemon exists for it (see [`StatusRecord::intent`]), under the
+/// same policy as [`persist`].
+pub(crate) fn record_intent(s: &Shared, dom: &Domain, rec: &StatusRecord) -> Result<()> {
+    let _p = dom.persist_lock.lock().unwrap_or_else(|e| e.into_inner());
     let path = s.layout.status(&dom.uuid());
     let res = files::atomic_write(&path, &rec.to_bytes())
         .map_err(|e| Error::io(format!("cannot write status file {}", path.display()), e));
@@ -194,6 +262,7 @@ mod tests {
             version: STATUS_VERSION,
             name: "vm".into(),
             uuid: uuid::Uuid::new_v4(),
+            phase: Phase::Running,
             id: 3,
             pid: 1234,
             pid_start_time: 99,
@@ -237,6 +306,20 @@ mod tests {
         let rec = StatusRecord::parse(OLD_STATUS).expect("old record loads");
         assert_eq!(rec.completed_job, None);
         assert_eq!(rec.id, 3);
+        assert_eq!(rec.phase, Phase::Running, "written after a completed start");
+    }
+
+    #[test]
+    fn only_a_starting_record_may_lack_a_pid() {
+        let unspawned = OLD_STATUS
+            .replace(r#""pid": 1234"#, r#""pid": 0"#)
+            .replace(r#""version": 1,"#, r#""version": 1, "phase": "starting","#);
+        let rec = StatusRecord::parse(&unspawned).expect("intent loads");
+        assert_eq!((rec.phase, rec.pid), (Phase::Starting, 0));
+        let running = OLD_STATUS.replace(r#""pid": 1234"#, r#""pid": 0"#);
+        assert!(StatusRecord::parse(&running).is_err(), "a run has a pid");
+        let bad = unspawned.replace(r#""pid": 0"#, r#""pid": -4"#);
+        assert!(StatusRecord::parse(&bad).is_err());
     }
 
     #[test]

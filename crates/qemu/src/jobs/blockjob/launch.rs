@@ -15,6 +15,7 @@ use crate::object::Domain;
 use crate::object::def::DiskInfo;
 use crate::shared::Shared;
 use crate::state::block_job_type as T;
+use crate::store::status;
 use crate::{Error, Result};
 
 /// The command that starts the job.
@@ -63,10 +64,42 @@ pub(super) async fn launch(
         }
     };
     if let Err(e) = send(s, dom, &cmd).await {
-        del_nodes(s, dom, &st.added_nodes).await;
+        abandon(s, dom, &st).await;
         return Err(e);
     }
+    st.launched = true;
     Ok(st)
+}
+
+/// Undoes a launch that did not start the job: the nodes it added and a
+/// destination it created are removed, and the job is forgotten (nothing
+/// was reported started, so nothing is reported ended).
+pub(super) async fn abandon(s: &Shared, dom: &Domain, st: &BlockJobState) {
+    del_nodes(s, dom, &st.added_nodes).await;
+    remove_created(st);
+    if dom.lock().forget_block_job(&st.job_id) {
+        status::persist_in_background(s, dom);
+    }
+}
+
+/// Removes the file a job created, if it did.
+pub(super) fn remove_created(st: &BlockJobState) {
+    if let Some(path) = &st.created
+        && let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(file = %path.display(), error = %e, "cannot remove a block job's destination");
+    }
+}
+
+/// Records a job before it creates anything (see `BlockJobState::launched`).
+fn record(s: &Shared, dom: &Domain, st: &BlockJobState) -> Result<()> {
+    dom.lock().set_block_job(st.clone());
+    let res = status::persist(s, dom);
+    if res.is_err() {
+        dom.lock().forget_block_job(&st.job_id);
+    }
+    res
 }
 
 /// The state of a job on `disk` whose device reads node `top`: a pull
@@ -87,10 +120,13 @@ fn initial_state(disk: &DiskInfo, top: &str, bandwidth: u64) -> BlockJobState {
         added_nodes: Vec::new(),
         old_nodes: vec![top.to_owned(), top.replace("-format", "-storage")],
         bandwidth,
+        launched: false,
+        created: None,
     }
 }
 
-/// A copy: the destination's nodes, then a mirror onto them.
+/// A copy: recorded first, then the destination and its nodes, then a
+/// mirror onto them.
 async fn copy(
     s: &Shared,
     dom: &Domain,
@@ -99,7 +135,29 @@ async fn copy(
     job: JobArgs,
     st: &mut BlockJobState,
 ) -> Result<StartCommand> {
-    let (nodes, qcow2) = add_copy_target(s, dom, disk, &c).await?;
+    let format = c
+        .format
+        .clone()
+        .unwrap_or_else(|| disk.format.as_str().to_owned());
+    let qcow2 = is_qcow2(&format)?;
+    if !c.reuse_external && c.dest.exists() {
+        return Err(Error::OperationInvalid(format!(
+            "destination '{}' exists (use --reuse-external)",
+            c.dest.display()
+        )));
+    }
+    let nodes = copy_nodes();
+    st.job_type = T::COPY;
+    st.pivot_to = Some((c.dest.clone(), qcow2));
+    st.added_nodes = nodes.to_vec();
+    st.created = (!c.reuse_external).then(|| c.dest.clone());
+    // On disk before the destination exists: a daemon killed from here on
+    // finds the file named, and removes it if the job never started.
+    record(s, dom, st)?;
+    if let Err(e) = add_copy_target(s, dom, disk, &c, &format, &nodes).await {
+        abandon(s, dom, st).await;
+        return Err(e);
+    }
     let mirror = BlockdevMirror {
         job_id: Some(job.job_id),
         device: job.device,
@@ -110,9 +168,6 @@ async fn copy(
         auto_dismiss: Some(false),
         ..BlockdevMirror::default()
     };
-    st.job_type = T::COPY;
-    st.pivot_to = Some((c.dest, qcow2));
-    st.added_nodes = nodes;
     Ok(StartCommand::Mirror(mirror))
 }
 
@@ -186,27 +241,35 @@ async fn top_node(s: &Shared, dom: &Domain, disk: &DiskInfo) -> String {
     domain::disk_node_names(disk.index).1
 }
 
-/// Creates (unless reused) and opens the copy destination; returns its
-/// [format, storage] node names and whether it is qcow2.
+/// Whether a destination format is qcow2 (else raw; others refused).
+fn is_qcow2(format: &str) -> Result<bool> {
+    match format {
+        "qcow2" => Ok(true),
+        "raw" => Ok(false),
+        _ => Err(Error::ConfigUnsupported(format!(
+            "unsupported destination format '{format}'"
+        ))),
+    }
+}
+
+/// The [format, storage] node names of a copy destination.
+fn copy_nodes() -> [String; 2] {
+    let seq = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    [format!("fv{seq}-format"), format!("fv{seq}-storage")]
+}
+
+/// Creates (unless reused) and opens the copy destination as `nodes`
+/// ([format, storage]).
 async fn add_copy_target(
     s: &Shared,
     dom: &Domain,
     disk: &DiskInfo,
     c: &CopySpec,
-) -> Result<(Vec<String>, bool)> {
-    let format = c
-        .format
-        .clone()
-        .unwrap_or_else(|| disk.format.as_str().to_owned());
-    let qcow2 = match format.as_str() {
-        "qcow2" => true,
-        "raw" => false,
-        _ => {
-            return Err(Error::ConfigUnsupported(format!(
-                "unsupported destination format '{format}'"
-            )));
-        }
-    };
+    format: &str,
+    nodes: &[String; 2],
+) -> Result<()> {
     if c.reuse_external {
         std::fs::metadata(&c.dest).map_err(|e| {
             Error::io(
@@ -215,13 +278,10 @@ async fn add_copy_target(
             )
         })?;
     } else {
-        create_dest(disk, c, &format).await?;
+        create_dest(disk, c, format).await?;
     }
-    let seq = std::time::SystemTime::now()
-        .duration_since(std::time::SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let storage = format!("fv{seq}-storage");
-    let fmt_node = format!("fv{seq}-format");
+    let [fmt_node, storage] = nodes.clone();
+    let qcow2 = format == "qcow2";
     let t = s.cfg.monitor_timeout;
     let file = BlockdevOptions::File(BlockdevFile {
         node_name: storage.clone(),
@@ -239,20 +299,11 @@ async fn add_copy_target(
     } else {
         BlockdevOptions::Raw(over)
     };
-    if let Err(e) = dom.qmp(&BlockdevAdd::from(top), t).await {
-        del_nodes(s, dom, std::slice::from_ref(&storage)).await;
-        return Err(e);
-    }
-    Ok((vec![fmt_node, storage], qcow2))
+    dom.qmp(&BlockdevAdd::from(top), t).await?;
+    Ok(())
 }
 
 async fn create_dest(disk: &DiskInfo, c: &CopySpec, format: &str) -> Result<()> {
-    if c.dest.exists() {
-        return Err(Error::OperationInvalid(format!(
-            "destination '{}' exists (use --reuse-external)",
-            c.dest.display()
-        )));
-    }
     let src = disk
         .source
         .as_deref()

@@ -71,6 +71,21 @@ pub struct BlockJobState {
     pub old_nodes: Vec<String>,
     /// Bytes per second; 0 = unlimited.
     pub bandwidth: u64,
+    /// QEMU was asked to start the job. A copy is recorded before its
+    /// destination is created (false until then), so a daemon killed in
+    /// between finds the file named and removes it.
+    #[serde(default = "launched_before_recorded_ahead")]
+    pub launched: bool,
+    /// The file this job created (a copy's destination, unless reused),
+    /// removed if the job never started.
+    #[serde(default)]
+    pub created: Option<PathBuf>,
+}
+
+/// A record written before copies were recorded ahead of their launch
+/// names a job QEMU was asked to start.
+fn launched_before_recorded_ahead() -> bool {
+    true
 }
 
 /// `virsh blockcopy` options.
@@ -313,12 +328,23 @@ pub(crate) async fn info(s: &Shared, dom: &Domain, disk: &str) -> Result<Option<
 }
 
 /// Re-adopts a block job found in a status record after a daemon restart:
-/// takes the async slot again and supervises it to its end.
+/// takes the async slot again and supervises it to its end. A job recorded
+/// but never started in QEMU (the daemon died during its launch) is undone
+/// instead: its nodes and a destination it created are removed.
 pub(crate) fn readopt(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &Arc<RunCtx>, st: BlockJobState) {
     let job_id = st.job_id.clone();
-    dom.lock().set_block_job(st);
+    dom.lock().set_block_job(st.clone());
     let (s, dom, ctx) = (s.clone(), dom.clone(), ctx.clone());
     tokio::spawn(async move {
+        if !st.launched && exists_in_qemu(&s, &dom, &job_id).await == Some(false) {
+            tracing::info!(
+                domain = dom.name(),
+                job = %job_id,
+                "block job recorded but never started: undoing its launch"
+            );
+            launch::abandon(&s, &dom, &st).await;
+            return;
+        }
         let job = jobs::begin_async(
             &dom,
             AsyncKind::BlockJob,
@@ -332,4 +358,18 @@ pub(crate) fn readopt(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &Arc<RunCtx>, st:
             Err(e) => tracing::warn!(domain = dom.name(), error = %e, "cannot re-adopt block job"),
         }
     });
+}
+
+/// Whether QEMU lists job `id` (`None` when it cannot be asked).
+async fn exists_in_qemu(s: &Shared, dom: &Domain, id: &str) -> Option<bool> {
+    let list = dom.qmp(&QueryJobs, s.cfg.monitor_timeout).await.ok()?;
+    Some(list.iter().any(|j| j.id == id))
+}
+
+/// A recorded block job whose QEMU was gone when the daemon came back:
+/// a destination created for a job that never started is removed.
+pub(crate) fn found_dead(st: &BlockJobState) {
+    if !st.launched {
+        launch::remove_created(st);
+    }
 }

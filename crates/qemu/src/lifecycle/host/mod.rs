@@ -47,8 +47,14 @@ fn swtpm_paths(s: &Shared, def: &DomainDef, run_dir: &Path) -> swtpm::SwtpmPaths
 pub(crate) fn plan(s: &Shared, dom: &Domain, def: &Def) -> Result<Prepared> {
     Ok(Prepared {
         run_dir: s.layout.domain_run_dir(&dom.uuid()),
-        spice_port: spice_port(def.domain())?,
+        spice_port: spice_port(s, &dom.uuid(), def.domain())?,
     })
+}
+
+/// Whether a start failed because QEMU could not bind its SPICE port (taken
+/// by another process after the driver checked it).
+pub(crate) fn lost_display_port(e: &Error) -> bool {
+    e.to_string().contains("Failed to open SPICE sockets")
 }
 
 /// Before QEMU starts: the run directory, NVRAM, huge pages, swtpm.
@@ -100,8 +106,10 @@ fn check_hugepages(d: &DomainDef) -> Result<()> {
 }
 
 /// SPICE has no "first free port" of its own: with autoport, the first
-/// port from 5900 up that binds on the listen address.
-fn spice_port(d: &DomainDef) -> Result<Option<u16>> {
+/// port from 5900 up that no other domain of this daemon holds and that
+/// binds on the listen address. It stays reserved for `uuid` until the run
+/// is released.
+fn spice_port(s: &Shared, uuid: &uuid::Uuid, d: &DomainDef) -> Result<Option<u16>> {
     let Some(GraphicsDef::Spice(g)) = d
         .devices
         .graphics
@@ -113,10 +121,15 @@ fn spice_port(d: &DomainDef) -> Result<Option<u16>> {
     if g.port.is_some() {
         return Ok(None);
     }
-    (5900..=65535u16)
-        .find(|p| std::net::TcpListener::bind((g.listen, *p)).is_ok())
-        .map(Some)
-        .ok_or_else(|| Error::Internal("no free port for the SPICE display".into()))
+    let mut held = s.display_ports.lock().unwrap_or_else(|e| e.into_inner());
+    held.remove(uuid);
+    let port = (5900..=65535u16)
+        .find(|p| {
+            !held.values().any(|h| h == p) && std::net::TcpListener::bind((g.listen, *p)).is_ok()
+        })
+        .ok_or_else(|| Error::Internal("no free port for the SPICE display".into()))?;
+    held.insert(*uuid, port);
+    Ok(Some(port))
 }
 
 /// After QEMU is up and before the guest runs: the start-up QMP steps,
@@ -258,6 +271,10 @@ async fn apply_pins(
 
 /// After the run: cgroups, a swtpm still running, the run directory.
 pub(crate) fn release(s: &Shared, def: &Def, uuid: &uuid::Uuid) {
+    s.display_ports
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(uuid);
     let d = def.domain();
     cgroup::remove(d);
     let run_dir = s.layout.domain_run_dir(uuid);
