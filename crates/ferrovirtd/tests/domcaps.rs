@@ -410,3 +410,62 @@ fn every_defined_domain_gets_an_answer() {
         assert_eq!(text(&caps, "machine"), machine, "{name}");
     }
 }
+
+/// The host's NUMA cells as sysfs has them, in `virsh capabilities`,
+/// `nodeinfo` and `freecell --all` (which counts cells from the
+/// capabilities' topology).
+#[test]
+fn host_capabilities_carry_the_numa_topology() {
+    let d = Daemon::start();
+    let caps = d.virsh_ok(&["capabilities"]);
+    let online = std::fs::read_to_string("/sys/devices/system/node/online").unwrap_or_default();
+    let cells = online
+        .trim()
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1,
+            None => 1,
+        })
+        .sum::<usize>()
+        .max(1);
+    assert!(caps.contains(&format!("<cells num='{cells}'>")), "{caps}");
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(caps.matches("<cpu id='").count(), cpus, "{caps}");
+    for want in [
+        "<uuid>",
+        "<topology sockets='",
+        "<secmodel>",
+        "<pages unit='KiB' size='",
+    ] {
+        assert!(caps.contains(want), "capabilities lack {want}:\n{caps}");
+    }
+
+    let info = d.virsh_ok(&["nodeinfo"]);
+    let field = |name: &str| -> usize {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in nodeinfo:\n{info}"))
+    };
+    assert_eq!(field("NUMA cell(s):"), cells);
+    assert_eq!(
+        field("CPU socket(s):")
+            * field("Core(s) per socket:")
+            * field("Thread(s) per core:")
+            * cells,
+        cpus,
+        "{info}"
+    );
+
+    let free = d.virsh_ok(&["freecell", "--all"]);
+    assert_eq!(
+        free.lines()
+            .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+            .count(),
+        cells,
+        "{free}"
+    );
+    assert!(free.contains("Total"), "{free}");
+}

@@ -3,13 +3,22 @@
 //! statistics are in [`stats`].
 
 pub(crate) mod stats;
+mod topology;
 
 use std::fs;
+use std::path::Path;
+
+use topology::Topology;
 
 use rpc::protocol::remote::{NodeGetInfoRet, model_chars};
 
-/// `virNodeInfo`: one NUMA node and socket, every CPU a core.
+/// `virNodeInfo`: the NUMA cells, and sockets per cell, cores per socket
+/// and threads per core from sysfs.
 pub(crate) fn node_info() -> NodeGetInfoRet {
+    let topology = Topology::read(Path::new("/sys"));
+    let (sockets, cores, threads) = topology.shape();
+    let int = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+    let nodes = i32::try_from(topology.cells.len()).unwrap_or(1);
     let cpus = std::thread::available_parallelism()
         .map_or(1, |n| i32::try_from(n.get()).unwrap_or(i32::MAX));
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -24,10 +33,10 @@ pub(crate) fn node_info() -> NodeGetInfoRet {
         memory: mem_total_kib(),
         cpus,
         mhz,
-        nodes: 1,
-        sockets: 1,
-        cores: cpus,
-        threads: 1,
+        nodes,
+        sockets: int(sockets),
+        cores: int(cores),
+        threads: int(threads),
     }
 }
 
@@ -66,11 +75,48 @@ pub(crate) fn capabilities_xml(
         domains.push_str("      <domain type='kvm'/>\n");
     }
     format!(
-        "<capabilities>\n  <host>\n    <cpu>\n      <arch>{arch}</arch>\n    </cpu>\n  </host>\n\
+        "<capabilities>\n  <host>\n{host}  </host>\n\
          \n  <guest>\n    <os_type>hvm</os_type>\n    <arch name='{arch}'>\n      <wordsize>64</wordsize>\n      \
          <emulator>{emulator}</emulator>\n{machines}{domains}    </arch>\n{FEATURES}  </guest>\n\n</capabilities>\n",
         machines = machines_xml(caps),
+        host = host_xml(arch, &Topology::read(Path::new("/sys"))),
     )
+}
+
+/// `<host>`'s content: uuid, CPU and its topology, power management,
+/// IOMMU, NUMA cells and the security model (none: QEMU is confined by
+/// namespaces and seccomp, not by a labelling model).
+fn host_xml(arch: &str, topology: &Topology) -> String {
+    let (sockets, cores, threads) = topology.shape();
+    let iommu = fs::read_dir("/sys/kernel/iommu_groups").is_ok_and(|mut d| d.next().is_some());
+    let mut x = String::new();
+    if let Some(uuid) = host_uuid() {
+        x.push_str(&format!("    <uuid>{uuid}</uuid>\n"));
+    }
+    x.push_str(&format!(
+        "    <cpu>\n      <arch>{arch}</arch>\n      \
+         <topology sockets='{sockets}' dies='1' cores='{cores}' threads='{threads}'/>\n    </cpu>\n\
+         \x20   <power_management/>\n    <iommu support='{}'/>\n",
+        if iommu { "yes" } else { "no" }
+    ));
+    x.push_str(&topology.to_xml());
+    x.push_str("    <secmodel>\n      <model>none</model>\n      <doi>0</doi>\n    </secmodel>\n");
+    x
+}
+
+/// The host's UUID: the SMBIOS system UUID when readable, else the
+/// machine id written as a UUID (as libvirt falls back to).
+fn host_uuid() -> Option<String> {
+    if let Ok(s) = fs::read_to_string("/sys/class/dmi/id/product_uuid") {
+        let s = s.trim().to_lowercase();
+        if uuid::Uuid::parse_str(&s).is_ok() {
+            return Some(s);
+        }
+    }
+    let id = fs::read_to_string("/etc/machine-id").ok()?;
+    uuid::Uuid::try_parse(id.trim())
+        .ok()
+        .map(|u| u.hyphenated().to_string())
 }
 
 /// The guest features libvirt reports for x86_64 QEMU guests.

@@ -50,7 +50,7 @@ fn cpu_list(which: &str) -> Vec<u32> {
 }
 
 /// A kernel CPU or node list such as `0-3,8,10-11`.
-fn parse_list(s: &str) -> Vec<u32> {
+pub(super) fn parse_list(s: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for part in s.split(',').filter(|p| !p.is_empty()) {
         let mut ends = part.splitn(2, '-').map(|x| x.trim().parse::<u32>().ok());
@@ -83,7 +83,7 @@ pub(crate) fn cpu_map() -> (Vec<u8>, u32, u32) {
 }
 
 /// `key:  value kB` lines of a meminfo file, in KiB.
-fn meminfo_kib(text: &str, key: &str) -> Option<u64> {
+pub(super) fn meminfo_kib(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (name, rest) = l.split_once(':')?;
         if name.split_whitespace().last()? != key {
