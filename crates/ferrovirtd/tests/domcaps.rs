@@ -445,7 +445,7 @@ fn host_capabilities_carry_the_numa_topology() {
     let field = |name: &str| -> usize {
         info.lines()
             .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().split_whitespace().next())
+            .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no {name} in nodeinfo:\n{info}"))
     };
