@@ -50,6 +50,9 @@ pub(crate) struct Params {
     /// Files the storage scenario refreshes a pool with.
     #[serde(default)]
     pub storage_files: usize,
+    /// MiB the transfer scenario uploads into a volume and downloads.
+    #[serde(default)]
+    pub transfer_mib: u64,
 }
 
 impl Params {

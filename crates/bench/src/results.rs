@@ -83,6 +83,8 @@ pub(crate) struct Scenarios {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<Vec<Row<StorageResult>>>,
     pub stats: Option<Vec<Row<StatsResult>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<Vec<Row<TransferResult>>>,
 }
 
 /// One daemon with one kind of QEMU, and what it gave.
@@ -374,4 +376,26 @@ pub(crate) struct StorageResult {
     pub refresh: LatencySummary,
     /// List-all-volumes after that refresh.
     pub list_files: LatencySummary,
+}
+
+// ---------------------------------------------------------------- transfer
+
+/// One `virsh vol-upload` or `vol-download`, and the daemon meanwhile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TransferPhase {
+    pub seconds: f64,
+    pub mib_per_s: f64,
+    /// The daemon's CPU time (user + system) during the transfer.
+    pub cpu_s: f64,
+    pub cpu_s_per_gib: f64,
+    pub rss_mib_start: f64,
+    pub rss_mib_peak: f64,
+}
+
+/// The transfer scenario: one volume up, then down, through the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TransferResult {
+    pub size_mib: u64,
+    pub upload: TransferPhase,
+    pub download: TransferPhase,
 }

@@ -136,4 +136,16 @@ fn smoke_mode_covers_every_scenario() {
         assert!(num(r, &["restart", "all_running_s"]) > 0.0);
         assert!(num(r, &["daemon_after_start", "rss_mib"]) > 0.0);
     }
+
+    // 6. transfer: a volume went up and came back through the streams,
+    // with the daemon's memory flat
+    let t = &sc["transfer"][0];
+    assert!(t.get("error").is_none(), "transfer failed: {t}");
+    assert_eq!(t["daemon"], "ferrovirtd");
+    for phase in ["upload", "download"] {
+        assert!(num(t, &[phase, "mib_per_s"]) > 1.0, "{phase}: {t}");
+        assert!(num(t, &[phase, "cpu_s"]) >= 0.0);
+        let grew = num(t, &[phase, "rss_mib_peak"]) - num(t, &[phase, "rss_mib_start"]);
+        assert!(grew < 64.0, "{phase}: daemon grew {grew} MiB: {t}");
+    }
 }

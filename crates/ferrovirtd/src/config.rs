@@ -33,6 +33,18 @@ pub(crate) struct Config {
     pub client_queue_messages: usize,
     /// Outgoing queue per client (bytes).
     pub client_queue_bytes: usize,
+    /// Streams (consoles, volume transfers, screenshots) one client may
+    /// have open at once.
+    pub max_client_streams: usize,
+    /// Stream data queued for one client beyond its outgoing queue
+    /// (bytes). At the bound the stream's source (a console, a volume)
+    /// is not read until the client reads; the client is not dropped for
+    /// it.
+    pub client_stream_queue_bytes: usize,
+    /// Stream data read from one client and not yet written to its sink
+    /// (bytes). At the bound the client is not read until the sink takes
+    /// it.
+    pub client_stream_inbound_bytes: usize,
     /// Seconds between keepalive probes; 0 disables them.
     pub keepalive_interval: u64,
     /// Unanswered probes before a client is dropped.
@@ -98,6 +110,9 @@ impl Default for Config {
             max_client_priority_requests: 4,
             client_queue_messages: 4096,
             client_queue_bytes: 8 << 20,
+            max_client_streams: 16,
+            client_stream_queue_bytes: 1 << 20,
+            client_stream_inbound_bytes: 1 << 20,
             keepalive_interval: 5,
             keepalive_count: 5,
             job_wait_secs: 30,
@@ -161,6 +176,12 @@ impl Config {
             ),
             ("client_queue_messages", self.client_queue_messages),
             ("client_queue_bytes", self.client_queue_bytes),
+            ("max_client_streams", self.max_client_streams),
+            ("client_stream_queue_bytes", self.client_stream_queue_bytes),
+            (
+                "client_stream_inbound_bytes",
+                self.client_stream_inbound_bytes,
+            ),
             ("vm_event_queue", self.vm_event_queue),
             ("stats_max_in_flight", self.stats_max_in_flight),
         ];

@@ -198,6 +198,9 @@ fn server_config(cfg: &Config) -> rpc::Config {
         keepalive_interval: (cfg.keepalive_interval > 0)
             .then(|| std::time::Duration::from_secs(cfg.keepalive_interval)),
         keepalive_count: cfg.keepalive_count,
+        max_streams_per_client: cfg.max_client_streams,
+        max_stream_queued_bytes: cfg.client_stream_queue_bytes,
+        max_stream_inbound_bytes: cfg.client_stream_inbound_bytes,
         ..rpc::Config::default()
     }
 }

@@ -20,8 +20,9 @@ use rpc::protocol::remote::{NonnullDomain, procedure as p};
 use rpc::{CallContext, ClientId, Handler};
 use virterror::VirError;
 
+use crate::consoles::Consoles;
 use crate::procs::{
-    blockjob, connect, domain, events, jobs, network, node, query, save, stats, storage,
+    blockjob, connect, domain, events, jobs, network, node, query, save, stats, storage, streams,
 };
 use crate::relay::Relay;
 
@@ -32,6 +33,8 @@ pub(crate) struct Daemon {
     pub storage: StorageDriver,
     pub network: NetworkDriver,
     pub relay: Arc<Relay>,
+    /// Open console and channel sessions, one per device.
+    pub consoles: Arc<Consoles>,
     pub uri: String,
     table: Table<Daemon>,
 }
@@ -49,6 +52,7 @@ impl Daemon {
             storage,
             network,
             relay,
+            consoles: Arc::new(Consoles::default()),
             uri,
             table: table()?,
         })
@@ -260,6 +264,15 @@ fn table() -> Result<Table<Daemon>, TableError> {
         // Network events.
         Row::new(p::CONNECT_NETWORK_EVENT_REGISTER_ANY,          Read,  Priority, network::event_register_any),
         Row::new(p::CONNECT_NETWORK_EVENT_DEREGISTER_ANY,        Read,  Priority, network::event_deregister_any),
+        // Streams and descriptors: consoles, volume transfers, screenshots,
+        // graphics connections (libvirt refuses all of them read-only).
+        Row::new(p::DOMAIN_OPEN_CONSOLE,                         Write, Normal,   streams::open_console),
+        Row::new(p::DOMAIN_OPEN_CHANNEL,                         Write, Normal,   streams::open_channel),
+        Row::new(p::STORAGE_VOL_UPLOAD,                          Write, Normal,   streams::vol_upload),
+        Row::new(p::STORAGE_VOL_DOWNLOAD,                        Write, Normal,   streams::vol_download),
+        Row::new(p::DOMAIN_SCREENSHOT,                           Write, Normal,   streams::screenshot),
+        Row::new(p::DOMAIN_OPEN_GRAPHICS,                        Write, Normal,   streams::open_graphics),
+        Row::new(p::DOMAIN_OPEN_GRAPHICS_FD,                     Write, Normal,   streams::open_graphics_fd),
     ])
 }
 

@@ -2,12 +2,14 @@
 //! protocol, so virsh and libvirt-python drive it unchanged.
 
 mod config;
+mod consoles;
 mod daemon;
 mod dispatch;
 mod flags;
 mod host;
 mod metrics;
 mod procs;
+mod pumps;
 mod relay;
 mod volume_users;
 mod wire;

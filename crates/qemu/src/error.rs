@@ -30,6 +30,10 @@ pub enum Error {
     Qemu(String),
     #[error("operation aborted: {0}")]
     Aborted(String),
+    /// Something the operation needs is held by another process (a tty
+    /// behind its lock file).
+    #[error("operation failed: {0}")]
+    InUse(String),
     #[error("unsupported configuration: {0}")]
     ConfigUnsupported(String),
     #[error("invalid argument: {0}")]
@@ -77,7 +81,7 @@ impl ToVirError for Error {
                 ErrorCode::OperationInvalid
             }
             Error::JobTimeout(_) | Error::MonitorTimeout { .. } => ErrorCode::OperationTimeout,
-            Error::Qemu(_) => ErrorCode::OperationFailed,
+            Error::Qemu(_) | Error::InUse(_) => ErrorCode::OperationFailed,
             Error::Aborted(_) => ErrorCode::OperationAborted,
             Error::ConfigUnsupported(_) => ErrorCode::ConfigUnsupported,
             Error::InvalidArg(_) => ErrorCode::InvalidArg,

@@ -36,7 +36,8 @@ mod store;
 
 pub use config::{Confinement, DEFAULT_SANDBOX, DriverConfig, Layout, default_root};
 pub use domain::{EmulatorCaps, parse_copy_dest};
-pub use driver::{Driver, ListFilter, StatePolicy, UndefineOptions};
+pub use driver::{Driver, ListFilter, Screenshot, StatePolicy, UndefineOptions};
+pub use emulator::chardev::{OpenChardev, TtyLock};
 pub use error::{Error, Result};
 pub use events::hub::{Listener, Subscription, SubscriptionEnd};
 pub use jobs::AfterRestore;
@@ -47,6 +48,7 @@ pub use jobs::save::SaveOptions;
 pub use jobs::stats::{CompletedJob, JobEnd, JobStats, RamStats};
 pub use lifecycle::StartOptions;
 pub use limits::raise_nofile;
+pub use object::def::{Chardev, ChardevEndpoint};
 pub use object::{AsyncJobInfo, ControlInfo, Domain, DomainInfo, DomainSummary, JobOutcome};
 pub use qmp::MigrationStatus;
 pub use state::{

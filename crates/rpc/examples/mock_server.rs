@@ -35,6 +35,7 @@ async fn main() -> std::io::Result<()> {
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)?;
     let mock = Arc::new(mock::Mock::default());
+    mock::Mock::register_arc(&mock);
     let server = Server::with_handler(Config::default(), mock.clone());
     eprintln!("listening on {path}");
     let s = server.clone();

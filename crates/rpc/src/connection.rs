@@ -1,12 +1,16 @@
 //! One client connection: a reader (framing, routing, keepalive, in-flight
-//! slots), a writer draining the bounded output queue, and the call tasks.
+//! slots, stream data), a writer draining the bounded output queue, and the
+//! call tasks.
 //!
 //! Every byte the server sends to a client — replies, error replies, PONGs,
-//! PINGs, events — goes through one bounded queue ([`OutQueue`]). Nothing
-//! ever waits for queue space: a push that does not fit disconnects the
-//! client, because a client that lets its queue fill is not reading, and
-//! the daemon must not grow on its behalf: each client's outgoing queue is
-//! bounded and a client that does not read is disconnected.
+//! PINGs, events, stream data — goes through one bounded queue
+//! ([`OutQueue`]). Nothing but stream data ever waits for queue space: a
+//! push that does not fit disconnects the client, because a client that
+//! lets its queue fill is not reading, and the daemon must not grow on its
+//! behalf: each client's outgoing queue is bounded and a client that does
+//! not read is disconnected. Stream data has a share of its own
+//! (`max_stream_queued_bytes`) and waits for room in it instead, so that a
+//! stream's source pauses while the client does not read (see `stream.rs`).
 //!
 //! Inbound, each call runs in one of the client's in-flight slots
 //! ([`Slots`]): `max_inflight_per_client` normal ones plus a small lane of
@@ -16,34 +20,40 @@
 //! whose normal slots are all taken by calls waiting for a job can still
 //! destroy the domain or look it up on the same connection, and inbound
 //! memory stays bounded (see the crate documentation for the figure).
+//! Stream data from the client is handed to its stream within the
+//! client's inbound stream budget; at the bound the reader stops likewise.
 
 use std::collections::VecDeque;
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use virterror::{ErrorCode, ErrorDomain, VirError};
 
 use crate::dispatch::Lane;
 use crate::error::{CodecError, FrameError};
-use crate::frame::{Message, MessageCodec, encode_frame};
+use crate::fdio::{FrameReader, Received};
+use crate::frame::encode_frame;
 use crate::header::{Header, MessageStatus, MessageType};
 use crate::metrics::ServerMetrics;
 use crate::protocol::keepalive;
 use crate::protocol::remote::{self, RemoteError, procedure};
-use crate::server::{CallContext, ClientId, Config, Handler, Inner, describe_procedure};
+use crate::server::{
+    CallContext, CallExtras, ClientId, Config, Handler, Inner, describe_procedure,
+};
+use crate::stream::{self, Lookup, Raw, Registry};
 use crate::xdr::{self, Xdr};
 
 /// Why a push to a client's output queue failed.
@@ -60,9 +70,24 @@ pub enum Dropped {
     TooLarge,
 }
 
+/// One frame waiting to be written, with the descriptors that follow it.
+struct OutItem {
+    frame: Bytes,
+    fds: Vec<OwnedFd>,
+    /// Stream data: counted in the stream share until written.
+    stream: bool,
+}
+
 struct OutQueue {
-    items: VecDeque<Bytes>,
+    items: VecDeque<OutItem>,
+    /// Bytes of every frame in `items`.
     bytes: usize,
+    /// Stream frames in `items`, and their bytes.
+    stream_msgs: usize,
+    stream_bytes: usize,
+    /// Bytes of the stream frame the writer is writing (0 if none): it
+    /// still counts against the stream share.
+    stream_writing: usize,
     closed: bool,
     /// Close once everything queued has been written.
     drain_then_close: bool,
@@ -79,6 +104,16 @@ pub(crate) struct ClientShared {
     max_msgs: usize,
     max_bytes: usize,
     max_message: usize,
+    /// Signalled when stream frames were written (room for more).
+    stream_room: Notify,
+    max_stream_msgs: usize,
+    max_stream_bytes: usize,
+    /// The client's open streams.
+    streams: Mutex<Registry>,
+    /// Bytes of stream data read from the client and not yet consumed by
+    /// a sink (`max_stream_inbound_bytes` permits).
+    inbound: Arc<Semaphore>,
+    max_inbound: usize,
     metrics: Arc<ServerMetrics>,
 }
 
@@ -89,23 +124,46 @@ impl ClientShared {
         self.out.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub(crate) fn id(&self) -> ClientId {
+        self.id
+    }
+
+    pub(crate) fn streams(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // As for the queue: consistent between statements.
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Queues a complete frame, or disconnects the client if it does not
     /// fit.
     fn push(&self, frame: Bytes) -> Result<(), Dropped> {
+        self.push_item(OutItem {
+            frame,
+            fds: Vec::new(),
+            stream: false,
+        })
+    }
+
+    fn push_item(&self, item: OutItem) -> Result<(), Dropped> {
+        let frame = &item.frame;
         let mut q = self.lock();
         if q.closed {
             return Err(Dropped::Closed);
         }
         let len = frame.len();
-        let full = q.items.len() >= self.max_msgs
-            || (!q.items.is_empty() && q.bytes + len > self.max_bytes);
+        // Stream frames have their own share (see `push_stream`).
+        let msgs = q.items.len() - q.stream_msgs;
+        let bytes = q.bytes - q.stream_bytes;
+        let full = msgs >= self.max_msgs || (msgs > 0 && bytes + len > self.max_bytes);
         if full {
-            let (msgs, bytes) = (q.items.len(), q.bytes);
+            let cleared = q.items.len();
             q.closed = true;
             q.items.clear();
             q.bytes = 0;
+            q.stream_msgs = 0;
+            q.stream_bytes = 0;
             drop(q);
-            self.metrics.dequeued(msgs);
+            self.stream_room.notify_waiters();
+            self.metrics.dequeued(cleared);
             self.metrics.dropped_slow.inc();
             warn!(
                 client = %self.id,
@@ -117,7 +175,7 @@ impl ClientShared {
             return Err(Dropped::QueueFull);
         }
         q.bytes += len;
-        q.items.push_back(frame);
+        q.items.push_back(item);
         let depth = q.items.len();
         drop(q);
         self.metrics.enqueued(depth);
@@ -125,9 +183,79 @@ impl ClientShared {
         Ok(())
     }
 
-    fn push_message(&self, header: &Header, body: &[u8]) -> Result<(), Dropped> {
+    pub(crate) fn push_message(&self, header: &Header, body: &[u8]) -> Result<(), Dropped> {
         let frame = encode_frame(header, body, self.max_message).map_err(|_| Dropped::TooLarge)?;
         self.push(frame)
+    }
+
+    /// Queues a frame of stream data, waiting while the stream share of
+    /// the queue is full (a frame always fits a share with nothing in it).
+    /// Never disconnects the client; fails only once it is gone.
+    pub(crate) async fn push_stream(&self, header: &Header, body: &[u8]) -> Result<(), Dropped> {
+        let frame = encode_frame(header, body, self.max_message).map_err(|_| Dropped::TooLarge)?;
+        let len = frame.len();
+        loop {
+            let room = self.stream_room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut q = self.lock();
+                if q.closed {
+                    return Err(Dropped::Closed);
+                }
+                let used = q.stream_bytes + q.stream_writing;
+                let used_msgs = q.stream_msgs + usize::from(q.stream_writing > 0);
+                let fits = used_msgs == 0
+                    || (used_msgs < self.max_stream_msgs && used + len <= self.max_stream_bytes);
+                if fits {
+                    q.stream_msgs += 1;
+                    q.stream_bytes += len;
+                    q.bytes += len;
+                    q.items.push_back(OutItem {
+                        frame,
+                        fds: Vec::new(),
+                        stream: true,
+                    });
+                    let depth = q.items.len();
+                    drop(q);
+                    self.metrics.enqueued(depth);
+                    self.out_ready.notify_one();
+                    return Ok(());
+                }
+            }
+            tokio::select! {
+                _ = room => {}
+                _ = self.closing.cancelled() => return Err(Dropped::Closed),
+            }
+        }
+    }
+
+    /// The next frame to write (a stream frame stays in the stream share
+    /// until [`ClientShared::written`]).
+    fn pop(&self) -> Next {
+        let mut q = self.lock();
+        match q.items.pop_front() {
+            Some(item) => {
+                q.bytes -= item.frame.len();
+                self.metrics.dequeued(1);
+                if item.stream {
+                    q.stream_msgs -= 1;
+                    q.stream_bytes -= item.frame.len();
+                    q.stream_writing = item.frame.len();
+                }
+                Next::Item(item)
+            }
+            None if q.drain_then_close || self.closing.is_cancelled() => Next::Done,
+            None => Next::Empty,
+        }
+    }
+
+    /// The frame `item` was written.
+    fn written(&self, item: &OutItem) {
+        if item.stream {
+            self.lock().stream_writing = 0;
+            self.stream_room.notify_waiters();
+        }
     }
 
     /// Stops accepting new messages; the writer finishes what is queued.
@@ -145,9 +273,13 @@ impl ClientShared {
         let left = q.items.len();
         q.items.clear();
         q.bytes = 0;
+        q.stream_msgs = 0;
+        q.stream_bytes = 0;
+        q.stream_writing = 0;
         drop(q);
         self.metrics.dequeued(left);
         self.closing.cancel();
+        self.stream_room.notify_waiters();
     }
 
     fn is_closed(&self) -> bool {
@@ -276,6 +408,9 @@ impl ClientShared {
             out: Mutex::new(OutQueue {
                 items: VecDeque::new(),
                 bytes: 0,
+                stream_msgs: 0,
+                stream_bytes: 0,
+                stream_writing: 0,
                 closed: false,
                 drain_then_close: false,
             }),
@@ -285,7 +420,36 @@ impl ClientShared {
             max_msgs: cfg.max_queued_messages,
             max_bytes: cfg.max_queued_bytes,
             max_message: cfg.max_message,
+            stream_room: Notify::new(),
+            max_stream_msgs: cfg.max_stream_queued_messages,
+            max_stream_bytes: cfg.max_stream_queued_bytes,
+            streams: Mutex::new(Registry::new(cfg.max_streams_per_client)),
+            inbound: Arc::new(Semaphore::new(cfg.max_stream_inbound_bytes)),
+            max_inbound: cfg.max_stream_inbound_bytes,
             metrics,
+        }
+    }
+
+    /// Ends every open stream with a `STREAM` error saying `why`, so that
+    /// its client reports it (a console client otherwise only learns of
+    /// the closed connection).
+    fn fail_streams(&self, why: &str) {
+        let err = VirError::new(
+            ErrorCode::OperationAborted,
+            ErrorDomain::Streams,
+            format!("operation aborted: {why}"),
+        );
+        let body = error_frame_body(&err);
+        for (proc_, serial) in self.streams().close_all() {
+            let h = Header::new(
+                remote::PROGRAM,
+                remote::VERSION,
+                proc_,
+                MessageType::Stream,
+                serial,
+                MessageStatus::Error,
+            );
+            let _ = self.push_message(&h, &body);
         }
     }
 
@@ -319,8 +483,9 @@ pub(crate) async fn run<H: Handler>(
         slots: &slots,
         keepalive: Keepalive::new(cfg),
     };
-    let reason = read_loop(rd, &mut reader).await;
+    let reason = read_loop(FrameReader::new(rd, cfg.max_message), &mut reader).await;
     close(&shared, writer, reason, cfg.drain_timeout).await;
+    shared.streams().close_all();
     // Every call of this client has finished before on_disconnect, so it
     // is the last thing the handler hears about the client.
     slots.all_free().await;
@@ -342,6 +507,9 @@ async fn close(
         }
         _ => warn!(client = %shared.id, %reason, "closing client"),
     }
+    if matches!(reason, CloseReason::Shutdown) {
+        shared.fail_streams("the daemon is shutting down");
+    }
     let drained = match reason {
         CloseReason::Protocol(_) | CloseReason::Shutdown => {
             shared.close_after_drain();
@@ -357,29 +525,30 @@ async fn close(
     }
 }
 
+/// What the writer does next.
+enum Next {
+    Item(OutItem),
+    /// Nothing queued: flush and wait.
+    Empty,
+    /// Closing (or drained): stop.
+    Done,
+}
+
+type Writer = BufWriter<OwnedWriteHalf>;
+
 async fn write_loop(wr: OwnedWriteHalf, shared: Arc<ClientShared>) {
     let mut w = BufWriter::with_capacity(64 * 1024, wr);
     loop {
-        let next = {
-            let mut q = shared.lock();
-            match q.items.pop_front() {
-                Some(b) => {
-                    q.bytes -= b.len();
-                    shared.metrics.dequeued(1);
-                    Some(b)
-                }
-                None if q.drain_then_close || shared.closing.is_cancelled() => break,
-                None => None,
-            }
-        };
-        let r = match next {
-            Some(frame) => {
-                tokio::select! {
-                    r = w.write_all(&frame) => r,
+        let r = match shared.pop() {
+            Next::Item(item) => {
+                let r = tokio::select! {
+                    r = write_item(&mut w, &item) => r,
                     _ = shared.closing.cancelled() => break,
-                }
+                };
+                shared.written(&item);
+                r
             }
-            None => {
+            Next::Empty => {
                 // Queue empty: push what is buffered, then wait for more.
                 let r = tokio::select! {
                     r = w.flush() => r,
@@ -393,6 +562,7 @@ async fn write_loop(wr: OwnedWriteHalf, shared: Arc<ClientShared>) {
                 }
                 r
             }
+            Next::Done => break,
         };
         if let Err(e) = r {
             debug!(client = %shared.id, error = %e, "write failed");
@@ -409,6 +579,20 @@ async fn write_loop(wr: OwnedWriteHalf, shared: Arc<ClientShared>) {
         } => {}
         _ = shared.closing.cancelled() => {}
     }
+}
+
+/// Writes one frame, then the descriptors it announces (each after
+/// everything before it reached the socket).
+async fn write_item(w: &mut Writer, item: &OutItem) -> std::io::Result<()> {
+    w.write_all(&item.frame).await?;
+    if item.fds.is_empty() {
+        return Ok(());
+    }
+    w.flush().await?;
+    for fd in &item.fds {
+        crate::fdio::send_fd(w.get_ref(), fd.as_fd()).await?;
+    }
+    Ok(())
 }
 
 /// A client's in-flight slots: the normal ones and the priority lane.
@@ -526,6 +710,14 @@ struct Call {
     header: Header,
     body: Bytes,
     lane: Lane,
+    /// Descriptors a `CALL_WITH_FDS` brought.
+    fds: Vec<OwnedFd>,
+}
+
+/// Stream data (or a finish or abort) for one of the client's streams.
+struct Delivery {
+    tx: tokio::sync::mpsc::Sender<stream::Incoming>,
+    raw: Raw,
 }
 
 /// What the reader does with one message.
@@ -534,6 +726,8 @@ enum Route {
     Handled,
     /// A call for the handler.
     Call(Call),
+    /// For a stream: handed over once there is room.
+    Stream(Delivery),
     /// The client must go.
     Close(CloseReason),
 }
@@ -548,25 +742,26 @@ struct Reader<'a, H> {
     keepalive: Keepalive,
 }
 
-type Framed = FramedRead<OwnedReadHalf, MessageCodec>;
-
-async fn read_loop<H: Handler>(rd: OwnedReadHalf, r: &mut Reader<'_, H>) -> CloseReason {
-    let mut framed = FramedRead::new(rd, MessageCodec::new(r.server.cfg.max_message));
+async fn read_loop<H: Handler>(mut frames: FrameReader, r: &mut Reader<'_, H>) -> CloseReason {
     loop {
-        let msg = match r.next_message(&mut framed).await {
+        let msg = match r.next_message(&mut frames).await {
             Ok(m) => m,
             Err(reason) => return reason,
         };
         let call = match r.route(msg) {
             Route::Handled => continue,
             Route::Close(reason) => return reason,
+            Route::Stream(d) => match r.deliver(d, &frames).await {
+                Ok(()) => continue,
+                Err(reason) => return reason,
+            },
             Route::Call(call) => call,
         };
         let permit = match r.slots.try_take(call.lane) {
             Some(p) => p,
             // The one message read ahead: nothing more is read until it
             // has a slot.
-            None => match r.wait_for_slot(call.lane).await {
+            None => match r.wait_for_slot(call.lane, &frames).await {
                 Ok(p) => p,
                 Err(reason) => return reason,
             },
@@ -579,7 +774,7 @@ impl<H: Handler> Reader<'_, H> {
     /// The next message, answering keepalive ticks meanwhile. A malformed
     /// frame gets an error reply when its header was readable, then the
     /// client is closed.
-    async fn next_message(&mut self, framed: &mut Framed) -> Result<Message, CloseReason> {
+    async fn next_message(&mut self, frames: &mut FrameReader) -> Result<Received, CloseReason> {
         loop {
             let frame = tokio::select! {
                 _ = self.shared.closing.cancelled() => return Err(CloseReason::Closed),
@@ -588,7 +783,7 @@ impl<H: Handler> Reader<'_, H> {
                     self.keepalive.on_tick(self.shared)?;
                     continue;
                 }
-                f = framed.next() => f,
+                f = frames.next() => f,
             };
             return match frame {
                 None => Err(CloseReason::Eof),
@@ -618,24 +813,57 @@ impl<H: Handler> Reader<'_, H> {
     }
 
     /// Waits for a slot for the call read ahead; meanwhile nothing is read.
-    async fn wait_for_slot(&mut self, lane: Lane) -> Result<OwnedSemaphorePermit, CloseReason> {
+    async fn wait_for_slot(
+        &mut self,
+        lane: Lane,
+        frames: &FrameReader,
+    ) -> Result<OwnedSemaphorePermit, CloseReason> {
         debug!(client = %self.shared.id, ?lane, "no free in-flight slot: pausing reads");
+        self.paused(self.slots.take(lane), frames)
+            .await?
+            .ok_or(CloseReason::Closed)
+    }
+
+    /// Hands stream data to its stream, waiting (without reading) while
+    /// the client's inbound stream budget is spent.
+    async fn deliver(&mut self, d: Delivery, frames: &FrameReader) -> Result<(), CloseReason> {
+        let credit = self.shared.inbound.clone();
+        let budget = self.shared.max_inbound;
+        self.paused(stream::deliver(d.tx, credit, budget, d.raw), frames)
+            .await
+    }
+
+    /// Runs `f` while the client is not read: closing and shutdown still
+    /// end it, and keepalive does not count the client's silence (we are
+    /// the ones not reading). A client that closes its end meanwhile is
+    /// seen at each keepalive tick (a sink that never drains would
+    /// otherwise hold it, and what it holds, for ever).
+    async fn paused<T>(
+        &mut self,
+        f: impl Future<Output = T>,
+        frames: &FrameReader,
+    ) -> Result<T, CloseReason> {
+        tokio::pin!(f);
         loop {
             tokio::select! {
-                p = self.slots.take(lane) => return p.ok_or(CloseReason::Closed),
+                v = &mut f => return Ok(v),
                 _ = self.shared.closing.cancelled() => return Err(CloseReason::Closed),
                 _ = self.server.shutdown.cancelled() => return Err(CloseReason::Shutdown),
-                // We are the ones not reading: the client's silence (or
-                // its unread PONGs) is not its fault.
-                _ = self.keepalive.ticker.tick() => self.keepalive.heard(),
+                _ = self.keepalive.ticker.tick() => {
+                    if frames.peer_closed() {
+                        return Err(CloseReason::Eof);
+                    }
+                    self.keepalive.heard();
+                }
             }
         }
     }
 
-    /// Sorts one message: keepalive, a REMOTE call, or something we answer
-    /// (or ignore) here.
-    fn route(&self, msg: Message) -> Route {
-        let h = msg.header;
+    /// Sorts one message: keepalive, a REMOTE call, stream data, or
+    /// something we answer (or ignore) here.
+    fn route(&self, msg: Received) -> Route {
+        let Received { message, fds } = msg;
+        let h = message.header;
         let Some(mtype) = h.message_type() else {
             // The codec rejects unknown types; keep the reader total anyway.
             return Route::Handled;
@@ -644,19 +872,8 @@ impl<H: Handler> Reader<'_, H> {
             return self.on_keepalive(&h, mtype);
         }
         match mtype {
-            MessageType::Call => self.route_call(h, msg.body),
-            MessageType::CallWithFds => {
-                let err = no_support("file descriptor passing is not supported by this server");
-                self.shared.reply_error(&h, &err);
-                Route::Handled
-            }
-            MessageType::Stream | MessageType::StreamHole => {
-                let err = no_support("streams are not supported by this server");
-                let mut eh = h;
-                eh.status = MessageStatus::Error as u32;
-                let _ = self.shared.push_message(&eh, &error_frame_body(&err));
-                Route::Handled
-            }
+            MessageType::Call | MessageType::CallWithFds => self.route_call(h, message.body, fds),
+            MessageType::Stream | MessageType::StreamHole => self.route_stream(h, message.body),
             MessageType::Message | MessageType::Reply | MessageType::ReplyWithFds => {
                 debug!(client = %self.shared.id, ?mtype, prog = h.prog, proc_ = h.proc_, "ignoring unexpected message type from client");
                 Route::Handled
@@ -679,7 +896,7 @@ impl<H: Handler> Reader<'_, H> {
         Route::Handled
     }
 
-    fn route_call(&self, h: Header, body: Bytes) -> Route {
+    fn route_call(&self, h: Header, body: Bytes, fds: Vec<OwnedFd>) -> Route {
         if let Err(err) = self.admit(&h) {
             self.shared.reply_error(&h, &err);
             return Route::Handled;
@@ -695,7 +912,50 @@ impl<H: Handler> Reader<'_, H> {
             header: h,
             body,
             lane,
+            fds,
         })
+    }
+
+    /// A message of a stream: to the stream if it is open here, else
+    /// dropped or answered (see `stream.rs`).
+    fn route_stream(&self, h: Header, body: Bytes) -> Route {
+        let key = (h.proc_, h.serial);
+        let ours = h.prog == remote::PROGRAM && h.vers == remote::VERSION;
+        let lookup = match ours {
+            true => self.shared.streams().lookup(key),
+            false => Lookup::Unknown,
+        };
+        let raw = match Raw::parse(&h, body) {
+            Ok(raw) => raw,
+            Err(err) => return self.fail_stream(&h, &lookup, &err),
+        };
+        match lookup {
+            Lookup::Open(_, false) if matches!(raw, Raw::Hole(_)) => {
+                let err = rpc_error("Unexpected stream hole");
+                self.fail_stream(&h, &lookup, &err)
+            }
+            Lookup::Open(tx, _) => Route::Stream(Delivery { tx, raw }),
+            _ => {
+                if let Some((rh, rb)) = stream::answer_unknown(&h, &raw, &lookup) {
+                    let _ = self.shared.push_message(&rh, &rb);
+                }
+                Route::Handled
+            }
+        }
+    }
+
+    /// A stream message the protocol does not allow: the stream (if open)
+    /// ends with `err`, the connection stays.
+    fn fail_stream(&self, h: &Header, lookup: &Lookup, err: &VirError) -> Route {
+        warn!(client = %self.shared.id, procedure = %describe_procedure(h.proc_), serial = h.serial, error = %err.message, "bad stream message");
+        if matches!(lookup, Lookup::Open(..)) {
+            self.shared.streams().remove((h.proc_, h.serial));
+        }
+        let mut eh = *h;
+        eh.msg_type = MessageType::Stream as u32;
+        eh.status = MessageStatus::Error as u32;
+        let _ = self.shared.push_message(&eh, &error_frame_body(err));
+        Route::Handled
     }
 
     /// Whether this server runs the call at all: the REMOTE program in our
@@ -724,13 +984,15 @@ impl<H: Handler> Reader<'_, H> {
     }
 
     /// Runs the call in its own task, holding its slot until the reply is
-    /// queued.
+    /// queued; a stream the call opened starts once its reply is queued.
     fn spawn_call(&self, call: Call, permit: OwnedSemaphorePermit) {
+        let extras = Arc::new(CallExtras::new(self.shared.clone(), call.header, call.fds));
         let ctx = CallContext {
             client: self.shared.id,
             readonly: self.readonly,
             serial: call.header.serial,
             events: self.sink.clone(),
+            call: extras.clone(),
         };
         let handler = self.server.handler.clone();
         let shared = self.shared.clone();
@@ -739,7 +1001,14 @@ impl<H: Handler> Reader<'_, H> {
             let t0 = Instant::now();
             let result = run_call(&*handler, ctx, &call.header, call.body).await;
             shared.metrics.call(call.header.proc_, t0.elapsed());
-            send_reply(&shared, &call.header, result);
+            let sent = send_reply(&shared, &call.header, result, extras.take_reply_fds());
+            if let Some(key) = extras.stream() {
+                let mut streams = shared.streams();
+                match sent {
+                    true => streams.activate(key),
+                    false => streams.remove(key),
+                }
+            }
         });
     }
 }
@@ -769,27 +1038,57 @@ async fn run_call<H: Handler>(
     }
 }
 
-/// Queues the reply to call `h`; a reply too large for the protocol
-/// becomes an error reply.
-fn send_reply(shared: &ClientShared, h: &Header, result: Result<Bytes, VirError>) {
-    let pushed = match result {
-        Ok(ret) => match shared.push_message(&h.reply(MessageStatus::Ok), &ret) {
-            Err(Dropped::TooLarge) => shared.push_message(
-                &h.reply(MessageStatus::Error),
-                &error_frame_body(&rpc_error(format!(
-                    "reply of {} too large ({} bytes)",
-                    describe_procedure(h.proc_),
-                    ret.len()
-                ))),
-            ),
-            r => r,
+/// Queues the reply to call `h` (with the descriptors the handler passes
+/// back, if any); a reply too large for the protocol becomes an error
+/// reply. Returns whether a successful reply was queued.
+fn send_reply(
+    shared: &ClientShared,
+    h: &Header,
+    result: Result<Bytes, VirError>,
+    fds: Vec<OwnedFd>,
+) -> bool {
+    let err = match result {
+        Ok(ret) => match push_ok_reply(shared, h, &ret, fds) {
+            Ok(()) => return true,
+            Err(Dropped::TooLarge) => rpc_error(format!(
+                "reply of {} too large ({} bytes)",
+                describe_procedure(h.proc_),
+                ret.len()
+            )),
+            Err(e) => {
+                debug!(client = %shared.id, error = %e, "reply dropped");
+                return false;
+            }
         },
-        Err(e) => {
-            debug!(client = %shared.id, procedure = %describe_procedure(h.proc_), error = %e.message, "call failed");
-            shared.push_message(&h.reply(MessageStatus::Error), &error_frame_body(&e))
-        }
+        Err(e) => e,
     };
-    if let Err(e) = pushed {
+    debug!(client = %shared.id, procedure = %describe_procedure(h.proc_), error = %err.message, "call failed");
+    if let Err(e) = shared.push_message(&h.reply(MessageStatus::Error), &error_frame_body(&err)) {
         debug!(client = %shared.id, error = %e, "reply dropped");
     }
+    false
+}
+
+/// A successful reply: `REPLY`, or `REPLY_WITH_FDS` whose body starts with
+/// the count of the descriptors that follow it.
+fn push_ok_reply(
+    shared: &ClientShared,
+    h: &Header,
+    ret: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<(), Dropped> {
+    if fds.is_empty() {
+        return shared.push_message(&h.reply(MessageStatus::Ok), ret);
+    }
+    let mut rh = h.reply(MessageStatus::Ok);
+    rh.msg_type = MessageType::ReplyWithFds as u32;
+    let mut body = Vec::with_capacity(4 + ret.len());
+    body.extend_from_slice(&u32::try_from(fds.len()).unwrap_or(u32::MAX).to_be_bytes());
+    body.extend_from_slice(ret);
+    let frame = encode_frame(&rh, &body, shared.max_message).map_err(|_| Dropped::TooLarge)?;
+    shared.push_item(OutItem {
+        frame,
+        fds,
+        stream: false,
+    })
 }

@@ -6,8 +6,9 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,11 +19,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 use virterror::{ErrorCode, ErrorDomain, VirError};
 
+use crate::connection::ClientShared;
 pub use crate::connection::{Dropped, EventSink};
 use crate::dispatch::Lane;
 use crate::frame::MESSAGE_MAX;
 use crate::metrics::ServerMetrics;
 use crate::protocol::remote;
+use crate::stream::{Key as StreamKey, Stream};
 use crate::xdr::{self, Xdr};
 
 /// Server limits. The defaults follow libvirtd where libvirtd has one.
@@ -65,6 +68,21 @@ pub struct Config {
     /// After a protocol error or on shutdown, how long queued replies may
     /// take to drain before the socket is closed anyway.
     pub drain_timeout: Duration,
+    /// Streams one client may have open at once (consoles, volume
+    /// transfers, screenshots); opening one more fails.
+    pub max_streams_per_client: usize,
+    /// Stream data (bytes) queued for one client on top of
+    /// `max_queued_bytes`. At the bound a stream's source waits (it is not
+    /// read) until the client reads; the client is never disconnected for
+    /// it.
+    pub max_stream_queued_bytes: usize,
+    /// Stream messages queued for one client on top of
+    /// `max_queued_messages` (holes are small: this bounds them).
+    pub max_stream_queued_messages: usize,
+    /// Stream data read from one client that no sink has consumed yet. At
+    /// the bound the server stops reading the client until a sink catches
+    /// up.
+    pub max_stream_inbound_bytes: usize,
 }
 
 impl Default for Config {
@@ -80,6 +98,10 @@ impl Default for Config {
             keepalive_count: 5,
             keepalive_on_connect: false,
             drain_timeout: Duration::from_secs(1),
+            max_streams_per_client: 16,
+            max_stream_queued_bytes: 1024 * 1024,
+            max_stream_queued_messages: 64,
+            max_stream_inbound_bytes: 1024 * 1024,
         }
     }
 }
@@ -105,6 +127,89 @@ pub struct CallContext {
     pub serial: u32,
     /// Push events to this client; clone it into event registrations.
     pub events: EventSink,
+    pub(crate) call: Arc<CallExtras>,
+}
+
+impl CallContext {
+    /// The procedure being called.
+    pub fn procedure(&self) -> i32 {
+        self.call.header.proc_
+    }
+
+    /// Opens the stream of this call (`sparse` when the client asked for
+    /// holes). It carries data only once the call is answered; if the
+    /// call fails, the stream ends with it. One stream per call.
+    pub fn open_stream(&self, sparse: bool) -> Result<Stream, VirError> {
+        let key = (self.call.header.proc_, self.call.header.serial);
+        let mut slot = self.call.lock_stream();
+        if slot.is_some() {
+            return Err(VirError::new(
+                ErrorCode::InternalError,
+                ErrorDomain::Rpc,
+                "internal error: a call opens at most one stream",
+            ));
+        }
+        let stream = Stream::register(self.call.client.clone(), key, sparse)?;
+        *slot = Some(key);
+        Ok(stream)
+    }
+
+    /// The descriptors the client passed with this call
+    /// (`CALL_WITH_FDS`), in order; empty after the first take.
+    pub fn take_fds(&self) -> Vec<OwnedFd> {
+        std::mem::take(&mut *lock(&self.call.fds_in))
+    }
+
+    /// Passes `fd` back to the client with the reply
+    /// (`REPLY_WITH_FDS`); dropped (closed) if the call fails.
+    pub fn add_reply_fd(&self, fd: OwnedFd) {
+        lock(&self.call.fds_out).push(fd);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere while holding it; the
+    // vectors inside are consistent between statements.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a call has beyond its arguments: its header, the descriptors it
+/// brought and returns, and the stream it opened.
+pub(crate) struct CallExtras {
+    client: Arc<ClientShared>,
+    header: crate::header::Header,
+    fds_in: Mutex<Vec<OwnedFd>>,
+    fds_out: Mutex<Vec<OwnedFd>>,
+    stream: Mutex<Option<StreamKey>>,
+}
+
+impl CallExtras {
+    pub(crate) fn new(
+        client: Arc<ClientShared>,
+        header: crate::header::Header,
+        fds: Vec<OwnedFd>,
+    ) -> Self {
+        Self {
+            client,
+            header,
+            fds_in: Mutex::new(fds),
+            fds_out: Mutex::new(Vec::new()),
+            stream: Mutex::new(None),
+        }
+    }
+
+    fn lock_stream(&self) -> MutexGuard<'_, Option<StreamKey>> {
+        lock(&self.stream)
+    }
+
+    /// The stream the call opened, if any.
+    pub(crate) fn stream(&self) -> Option<StreamKey> {
+        *self.lock_stream()
+    }
+
+    pub(crate) fn take_reply_fds(&self) -> Vec<OwnedFd> {
+        std::mem::take(&mut *lock(&self.fds_out))
+    }
 }
 
 /// The daemon's side of the server: executes REMOTE procedures.

@@ -10,6 +10,10 @@
 //!   pool cannot be stopped under them), FIFO-fair with a deadline, and the
 //!   heavy part runs in a bounded set of supervised `qemu-img` children or
 //!   blocking threads, each with a stall deadline;
+//! - **transfers are jobs too**: an upload or download (`vol-upload`,
+//!   `vol-download`) holds a shared job on its pool for its life; a volume
+//!   being written is used by nothing else, one being read is not written
+//!   or deleted (see `transfer.rs`);
 //! - **nothing half-made**: a volume is built under a hidden partial name
 //!   and renamed into place when whole; definitions and the state of active
 //!   pools are written atomically, so a daemon killed at any instant
@@ -25,6 +29,7 @@ pub mod probe;
 mod qemu_img;
 mod refresh;
 mod store;
+mod transfer;
 mod volops;
 mod volume;
 pub mod xml;
@@ -33,6 +38,7 @@ pub use driver::{BuildMode, PoolFilter, StorageConfig, StorageDriver, VolumeUser
 pub use error::{Error, Result};
 pub use events::{PoolEvent, PoolEventKind, PoolLifecycle, PoolListener};
 pub use pool::{Pool, PoolInfo, PoolState, PoolSummary};
+pub use transfer::{Download, Piece, TransferRange, Upload};
 pub use volops::{CreateOptions, ResizeOptions, ResolvedVolume, WipeAlgorithm};
 pub use volume::{Building, VolInfo, VolType, Volume};
 pub use xml::{PoolDef, PoolType, VolFormat, VolumeDef};

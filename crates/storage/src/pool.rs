@@ -71,9 +71,10 @@ pub(crate) struct PoolInner {
     /// (mode, uid, gid) of the directory at the last refresh.
     pub dir_perms: (u32, u32, u32),
     pub volumes: BTreeMap<String, Arc<Volume>>,
-    /// Volumes read by a running operation (the source of a clone, a
-    /// volume being wiped): they cannot be deleted until it ends.
-    pub busy: BTreeMap<String, usize>,
+    /// Volumes a running operation reads (a clone's source, a download)
+    /// or writes (a wipe, an upload): they cannot be deleted until it
+    /// ends, and one being written is not read either.
+    pub busy: BTreeMap<String, crate::volops::InUse>,
 }
 
 impl PoolInner {

@@ -212,7 +212,8 @@ impl StorageDriver {
             def: def.clone(),
             capacity,
         };
-        let _src_busy = Busy::mark(src_pool, src_name);
+        // Read while it is copied: not deleted, wiped or uploaded into.
+        let _src_busy = Usage::try_mark(src_pool, src_name, Use::Read)?;
         // The source's pool must stay up while it is read.
         let _src_job = if Arc::ptr_eq(pool, src_pool) {
             None
@@ -350,7 +351,7 @@ impl StorageDriver {
         if let Some(dom) = self.running_user(&vol.path) {
             return Err(in_use_by(name, &dom));
         }
-        let _busy = Busy::mark(pool, name);
+        let _busy = Usage::try_mark(pool, name, Use::Write)?;
         let _permit = self
             .s
             .builds
@@ -472,27 +473,26 @@ impl StorageDriver {
 
     // ---- helpers ----
 
-    /// The volume `name`, refusing one that is being built or read.
-    fn idle_volume(&self, pool: &Pool, name: &str) -> Result<Arc<Volume>> {
+    /// The volume `name`, refusing one that is being built, read or
+    /// written.
+    pub(crate) fn idle_volume(&self, pool: &Pool, name: &str) -> Result<Arc<Volume>> {
         let vol = self.lookup_volume(pool, name)?;
         if vol.building.is_some() {
             return Err(still_building(name));
         }
-        if pool.lock().busy.get(name).is_some_and(|n| *n > 0) {
-            return Err(Error::OperationInvalid(format!(
-                "volume '{name}' is still in use."
-            )));
+        if pool.lock().busy.get(name).is_some_and(InUse::any) {
+            return Err(still_in_use(name));
         }
         Ok(vol)
     }
 
-    fn running_user(&self, path: &Path) -> Option<String> {
+    pub(crate) fn running_user(&self, path: &Path) -> Option<String> {
         let users = self.s.users.read().unwrap_or_else(|e| e.into_inner());
         users.as_ref().and_then(|u| u.running_user(path))
     }
 
     /// Re-reads a volume's file after it changed.
-    fn reprobe(&self, pool: &Pool, name: &str, path: &Path) -> Result<()> {
+    pub(crate) fn reprobe(&self, pool: &Pool, name: &str, path: &Path) -> Result<()> {
         let facts = probe::probe(path)
             .map_err(|e| Error::io(format!("cannot read '{}'", path.display()), e))?;
         let mut g = pool.lock();
@@ -516,28 +516,74 @@ impl StorageDriver {
     }
 }
 
-/// Marks a volume as read by a running operation until dropped.
-struct Busy {
-    pool: Arc<Pool>,
-    name: String,
+/// How running operations use a volume (the pool's `busy` map).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct InUse {
+    readers: usize,
+    writers: usize,
 }
 
-impl Busy {
-    fn mark(pool: &Arc<Pool>, name: &str) -> Self {
-        *pool.lock().busy.entry(name.to_owned()).or_default() += 1;
-        Self {
-            pool: pool.clone(),
-            name: name.to_owned(),
-        }
+impl InUse {
+    fn any(&self) -> bool {
+        self.readers + self.writers > 0
     }
 }
 
-impl Drop for Busy {
+/// What an operation does to a volume it marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Use {
+    /// Reads it (a clone's source, a download): others may read too.
+    Read,
+    /// Writes it (a wipe, an upload): nobody else may use it.
+    Write,
+}
+
+/// Marks a volume as used by a running operation until dropped: it cannot
+/// be deleted, wiped or resized meanwhile, and a written one cannot be
+/// read either.
+pub(crate) struct Usage {
+    pool: Arc<Pool>,
+    name: String,
+    kind: Use,
+}
+
+impl Usage {
+    /// Marks `name` if `kind` goes with its current users: a reader beside
+    /// other readers, a writer alone.
+    pub(crate) fn try_mark(pool: &Arc<Pool>, name: &str, kind: Use) -> Result<Self> {
+        let mut g = pool.lock();
+        let u = g.busy.entry(name.to_owned()).or_default();
+        let ok = match kind {
+            Use::Read => u.writers == 0,
+            Use::Write => !u.any(),
+        };
+        if !ok {
+            if !u.any() {
+                g.busy.remove(name);
+            }
+            return Err(still_in_use(name));
+        }
+        match kind {
+            Use::Read => u.readers += 1,
+            Use::Write => u.writers += 1,
+        }
+        Ok(Self {
+            pool: pool.clone(),
+            name: name.to_owned(),
+            kind,
+        })
+    }
+}
+
+impl Drop for Usage {
     fn drop(&mut self) {
         let mut g = self.pool.lock();
-        if let Some(n) = g.busy.get_mut(&self.name) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        if let Some(u) = g.busy.get_mut(&self.name) {
+            match self.kind {
+                Use::Read => u.readers = u.readers.saturating_sub(1),
+                Use::Write => u.writers = u.writers.saturating_sub(1),
+            }
+            if !u.any() {
                 g.busy.remove(&self.name);
             }
         }
@@ -814,11 +860,15 @@ fn resize_args(format: VolFormat, path: &Path, capacity: u64, shrink: bool) -> V
     a
 }
 
-fn still_building(name: &str) -> Error {
+pub(crate) fn still_building(name: &str) -> Error {
     Error::OperationInvalid(format!("volume '{name}' is still being allocated."))
 }
 
-fn in_use_by(name: &str, dom: &str) -> Error {
+fn still_in_use(name: &str) -> Error {
+    Error::OperationInvalid(format!("volume '{name}' is still in use."))
+}
+
+pub(crate) fn in_use_by(name: &str, dom: &str) -> Error {
     Error::OperationInvalid(format!(
         "volume '{name}' is in use by running domain '{dom}'"
     ))

@@ -75,6 +75,8 @@ pub enum ErrorDomain {
     Storage = 18,
     Network = 19,
     Domain = 20,
+    /// `VIR_FROM_STREAMS`.
+    Streams = 38,
 }
 
 impl ErrorDomain {

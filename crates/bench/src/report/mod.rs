@@ -13,6 +13,7 @@ mod rpc;
 mod scale;
 mod stats;
 mod storage;
+mod transfer;
 mod verdict;
 
 use crate::daemon::{DaemonKind, Emu};
@@ -74,6 +75,9 @@ pub(crate) fn render(report: &Report, source: &str) -> String {
     }
     if let Some(rows) = &scenarios.stats {
         stats::section(&mut doc, &mut findings, rows);
+    }
+    if let Some(rows) = &scenarios.transfer {
+        transfer::section(&mut doc, &mut findings, rows);
     }
     verdict::section(&mut doc, findings, report);
     verdict::caveats(&mut doc, report);

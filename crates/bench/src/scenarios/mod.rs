@@ -1,4 +1,4 @@
-//! The six scenarios, one module each, and what they share: starting
+//! The scenarios, one module each, and what they share: starting
 //! sets of VMs, and a rig of quiet VMs beside one VM with a fault injector.
 
 pub(crate) mod events;
@@ -8,6 +8,7 @@ pub(crate) mod rpc;
 pub(crate) mod scale;
 pub(crate) mod stats;
 pub(crate) mod storage;
+pub(crate) mod transfer;
 
 use std::time::{Duration, Instant};
 

@@ -89,6 +89,15 @@ pub(crate) const BLOCK_COPY_REUSE_EXT: u32 = 2;
 pub(crate) const BLOCK_COMMIT_ACTIVE: u32 = 4;
 pub(crate) const BLOCK_COMMIT_BANDWIDTH_BYTES: u32 = 16;
 
+// virDomainConsoleFlags
+pub(crate) const CONSOLE_FORCE: u32 = 1;
+pub(crate) const CONSOLE_SAFE: u32 = 2;
+
+// virDomainChannelFlags
+pub(crate) const CHANNEL_FORCE: u32 = 1;
+
+// virDomainOpenGraphicsFlags
+pub(crate) const OPEN_GRAPHICS_SKIPAUTH: u32 = 1;
 // virDomainStatsTypes
 pub(crate) const STATS_STATE: u32 = 1 << 0;
 pub(crate) const STATS_CPU_TOTAL: u32 = 1 << 1;
@@ -137,5 +146,6 @@ mod tests {
         assert_eq!(VCPU_MAXIMUM | VCPU_GUEST, 12);
         assert_eq!(BLOCK_REBASE_BANDWIDTH_BYTES, 1 << 6);
         assert_eq!(BLOCK_COMMIT_BANDWIDTH_BYTES, 1 << 4);
+        assert_eq!(CONSOLE_FORCE | CONSOLE_SAFE, 3);
     }
 }

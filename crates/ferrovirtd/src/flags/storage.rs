@@ -41,6 +41,10 @@ pub(crate) const VOL_RESIZE_ALLOCATE: u32 = 1 << 0;
 pub(crate) const VOL_RESIZE_DELTA: u32 = 1 << 1;
 pub(crate) const VOL_RESIZE_SHRINK: u32 = 1 << 2;
 
+// virStorageVolUploadFlags, virStorageVolDownloadFlags
+pub(crate) const VOL_UPLOAD_SPARSE_STREAM: u32 = 1 << 0;
+pub(crate) const VOL_DOWNLOAD_SPARSE_STREAM: u32 = 1 << 0;
+
 // virStorageVolInfoFlags
 pub(crate) const VOL_GET_PHYSICAL: u32 = 1 << 0;
 

@@ -14,6 +14,7 @@ pub(crate) mod query;
 pub(crate) mod save;
 pub(crate) mod stats;
 pub(crate) mod storage;
+pub(crate) mod streams;
 
 /// What a handler returns: the typed return value or the error to send.
 pub(crate) type Reply<T> = Result<T, virterror::VirError>;

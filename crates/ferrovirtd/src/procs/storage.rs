@@ -70,7 +70,10 @@ impl Daemon {
     }
 
     /// The volume a client names (by its pool's name and its own).
-    fn volume(&self, v: &NonnullStorageVol) -> Result<(Arc<Pool>, Arc<Volume>), VirError> {
+    pub(crate) fn volume(
+        &self,
+        v: &NonnullStorageVol,
+    ) -> Result<(Arc<Pool>, Arc<Volume>), VirError> {
         let pool = self.storage.lookup_by_name(&v.pool).map_err(vir)?;
         let vol = self.storage.lookup_volume(&pool, &v.name).map_err(vir)?;
         Ok((pool, vol))

@@ -489,6 +489,13 @@ impl EventListener {
         }
     }
 
+    /// Waits (with a deadline) for the line `last`, then ends the listener
+    /// and returns everything it printed.
+    pub fn stop_after(mut self, last: &str) -> String {
+        let _ = self.lines.wait_for(|l| l == last, Duration::from_secs(30));
+        self.stop()
+    }
+
     /// Ends the listener (SIGINT makes virsh exit) and returns everything
     /// it printed.
     pub fn stop(mut self) -> String {

@@ -7,6 +7,7 @@
 //! long jobs in [`jobs`].
 
 mod definitions;
+mod devices;
 mod jobs;
 mod stats;
 
@@ -16,6 +17,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use domain::EmulatorCaps;
+
+pub use devices::Screenshot;
 
 use crate::config::DriverConfig;
 use crate::emulator::firmware;

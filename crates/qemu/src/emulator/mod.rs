@@ -4,6 +4,7 @@
 //! firmware ([`firmware`]) and whether KVM runs guests here ([`kvm`]).
 
 pub(crate) mod caps;
+pub(crate) mod chardev;
 pub(crate) mod firmware;
 pub(crate) mod kvm;
 pub(crate) mod liveness;

@@ -48,7 +48,12 @@ pub(crate) async fn load(s: &Shared, dom: &Domain, ctx: &RunCtx, image: &File) -
     let incoming = MigrateIncoming {
         uri: format!("fd:{RESTORE_FD}"),
     };
-    dom.qmp(&incoming, t).await?;
+    // A corrupt image can make QEMU exit before it answers.
+    dom.qmp(&incoming, t).await.map_err(|e| {
+        Error::Qemu(format!(
+            "QEMU could not start loading the saved state (corrupt image?): {e}"
+        ))
+    })?;
     loop {
         let (status, closed) = {
             let p = progress.borrow_and_update();

@@ -7,7 +7,10 @@
 
 use std::path::Path;
 
-use domain::{Accel, DomainDef, EmulatorCaps, LaunchParams, LifecycleAction, LiveInfo, XmlOptions};
+use domain::{
+    Accel, ChrSource, DomainDef, EmulatorCaps, LaunchParams, LifecycleAction, LiveInfo, UnixMode,
+    XmlOptions,
+};
 use virterror::ToVirError;
 
 use crate::{Error, Result};
@@ -433,5 +436,239 @@ mod tests {
             d.disk_of_qmp(None, None, Some("/machine/unattached/device[3]")),
             None
         );
+    }
+}
+
+/// Where a console or channel's character device can be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChardevEndpoint {
+    /// The slave side of the pseudo-terminal QEMU allocated.
+    Pty(std::path::PathBuf),
+    /// A UNIX socket QEMU listens on.
+    Unix(std::path::PathBuf),
+}
+
+/// A character device a console or channel session opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chardev {
+    /// Its alias (`serial0`): sessions are exclusive per alias.
+    pub alias: String,
+    pub endpoint: ChardevEndpoint,
+}
+
+impl Def {
+    /// The serial `dev_name` names for `virsh console` (`serialN`, or
+    /// `consoleN` for the serial a `<console>` shows), or without a name
+    /// the first console's serial, else the first serial; as libvirt.
+    pub(crate) fn console(&self, dev_name: Option<&str>) -> Result<Chardev> {
+        let d = &self.inner.devices;
+        let index = |prefix: &str, n: &str| n.strip_prefix(prefix)?.parse::<usize>().ok();
+        let serial_of_console = |c: usize| {
+            d.consoles
+                .get(c)
+                .and_then(|c| d.serials.iter().position(|s| s.port == c.port))
+        };
+        let i = match dev_name {
+            Some(n) => index("serial", n)
+                .filter(|i| *i < d.serials.len())
+                .or_else(|| index("console", n).and_then(serial_of_console)),
+            None => serial_of_console(0).or((!d.serials.is_empty()).then_some(0)),
+        };
+        let name = dev_name.unwrap_or("<null>");
+        let i = i.ok_or_else(|| Error::Internal(format!("cannot find character device {name}")))?;
+        let alias = format!("serial{i}");
+        let pty = self
+            .live
+            .as_ref()
+            .and_then(|l| l.serial_ptys.get(i).cloned().flatten());
+        let endpoint = match (&d.serials[i].source, pty) {
+            (ChrSource::Pty, Some(p)) => ChardevEndpoint::Pty(p.into()),
+            (ChrSource::Pty, None) => {
+                return Err(Error::Internal(format!(
+                    "the pty of character device {alias} is not known"
+                )));
+            }
+            (
+                ChrSource::Unix {
+                    path: Some(path),
+                    mode: UnixMode::Bind,
+                },
+                _,
+            ) => ChardevEndpoint::Unix(path.clone()),
+            _ => {
+                return Err(Error::Internal(format!(
+                    "character device {alias} is not using a PTY"
+                )));
+            }
+        };
+        Ok(Chardev { alias, endpoint })
+    }
+
+    /// The channel `name` names (its alias `channelN` or its target name,
+    /// as libvirt matches them), or without a name the first channel. Only
+    /// a UNIX socket QEMU listens on opens, as with libvirt.
+    pub(crate) fn channel(&self, name: Option<&str>) -> Result<Chardev> {
+        let channels = &self.inner.devices.channels;
+        let found = channels.iter().enumerate().find(|(i, c)| match name {
+            Some(n) => n == format!("channel{i}") || c.name.as_deref() == Some(n),
+            None => true,
+        });
+        let shown = name.unwrap_or("<null>");
+        let (i, ch) =
+            found.ok_or_else(|| Error::Internal(format!("cannot find channel {shown}")))?;
+        let run_dir = self.live.as_ref().and_then(|l| l.run_dir.as_deref());
+        let path = match &ch.source {
+            ChrSource::Unix {
+                path,
+                mode: UnixMode::Bind,
+            } => path.clone().or_else(|| {
+                run_dir.map(|dir| domain::devices::chardev::channel_socket(dir, i, ch))
+            }),
+            _ => None,
+        };
+        let path = path.ok_or_else(|| {
+            Error::Internal(format!("channel {shown} is not using a UNIX socket"))
+        })?;
+        Ok(Chardev {
+            alias: format!("channel{i}"),
+            endpoint: ChardevEndpoint::Unix(path),
+        })
+    }
+
+    /// The video device and head `screen` is on (`None` for screen 0,
+    /// QEMU's first console): heads are counted over the video devices in
+    /// order, as libvirt does.
+    pub(crate) fn screen(&self, screen: u32) -> Result<Option<(String, u32)>> {
+        let videos: Vec<_> = self
+            .inner
+            .devices
+            .video
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.model != domain::VideoModel::None)
+            .collect();
+        if videos.is_empty() {
+            return Err(Error::Qemu("no screens to take screenshot from".into()));
+        }
+        if screen == 0 {
+            return Ok(None);
+        }
+        let mut left = screen;
+        for (i, v) in videos {
+            let heads = v.heads.unwrap_or(1);
+            if left < heads {
+                return Ok(Some((format!("video{i}"), left)));
+            }
+            left -= heads;
+        }
+        Err(Error::InvalidArg("no such screen ID".into()))
+    }
+
+    /// The protocol of graphics `idx` for QEMU's `add_client` (`vnc`,
+    /// `spice`), as `virDomainOpenGraphics` needs.
+    pub(crate) fn graphics_protocol(&self, idx: u32) -> Result<&'static str> {
+        let g = usize::try_from(idx)
+            .ok()
+            .and_then(|i| self.inner.devices.graphics.get(i))
+            .ok_or_else(|| Error::Internal(format!("No graphics backend with index {idx}")))?;
+        match g {
+            domain::GraphicsDef::Vnc(_) => Ok("vnc"),
+            domain::GraphicsDef::Spice(_) => Ok("spice"),
+            domain::GraphicsDef::None => Err(Error::Internal(
+                "Can only open VNC or SPICE graphics backends, not none".into(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod console_tests {
+    use super::*;
+
+    fn def(devices: &str) -> Def {
+        Def::parse(&format!(
+            "<domain type='qemu'><name>c</name><memory unit='MiB'>64</memory>\
+             <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>{devices}</devices></domain>"
+        ))
+        .unwrap()
+    }
+
+    fn live(d: &Def, ptys: &[Option<&str>]) -> Def {
+        d.live(1)
+            .with_ptys(ptys.iter().map(|p| p.map(str::to_owned)).collect())
+    }
+
+    #[test]
+    fn consoles_resolve_as_libvirt_names_them() {
+        let d = def(
+            "<serial type='file'><source path='/tmp/s0'/><target port='0'/></serial>\
+             <serial type='pty'><target port='1'/></serial>\
+             <console type='pty'><target type='serial' port='1'/></console>",
+        );
+        let l = live(&d, &[None, Some("/dev/pts/7")]);
+        // No name: the first console's serial (port 1 is serial1).
+        let c = l.console(None).unwrap();
+        assert_eq!(c.alias, "serial1");
+        assert_eq!(c.endpoint, ChardevEndpoint::Pty("/dev/pts/7".into()));
+        assert_eq!(l.console(Some("console0")).unwrap().alias, "serial1");
+        let e = l.console(Some("serial0")).unwrap_err();
+        assert!(e.to_string().contains("is not using a PTY"), "{e}");
+        let e = l.console(Some("serial9")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "internal error: cannot find character device serial9"
+        );
+        // A pty whose path QEMU did not tell us.
+        assert!(live(&d, &[None, None]).console(None).is_err());
+    }
+
+    #[test]
+    fn a_unix_serial_qemu_listens_on_is_a_console_too() {
+        let d = def("<serial type='unix'><source mode='bind' path='/tmp/c.sock'/></serial>");
+        let c = live(&d, &[None]).console(None).unwrap();
+        assert_eq!(c.endpoint, ChardevEndpoint::Unix("/tmp/c.sock".into()));
+        let none = def("");
+        assert!(live(&none, &[]).console(None).is_err());
+        assert!(
+            live(&none, &[])
+                .channel(Some("org.qemu.guest_agent.0"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn channels_resolve_by_alias_or_name_to_the_socket_qemu_listens_on() {
+        let d = def("<channel type='unix'><source mode='bind'/>\
+             <target type='virtio' name='org.qemu.guest_agent.0'/></channel>\
+             <channel type='unix'><source mode='bind' path='/tmp/ch1.sock'/>\
+             <target type='virtio' name='org.example.1'/></channel>\
+             <channel type='pty'><target type='virtio' name='org.example.pty'/></channel>");
+        let l = d.live(1).with_live(|l| l.run_dir = Some("/run/x".into()));
+        let ga = l.channel(Some("org.qemu.guest_agent.0")).unwrap();
+        assert_eq!(ga.alias, "channel0");
+        assert_eq!(
+            ga.endpoint,
+            ChardevEndpoint::Unix("/run/x/org.qemu.guest_agent.0".into())
+        );
+        assert_eq!(l.channel(None).unwrap(), ga);
+        let c1 = l.channel(Some("channel1")).unwrap();
+        assert_eq!(c1.endpoint, ChardevEndpoint::Unix("/tmp/ch1.sock".into()));
+        let e = l.channel(Some("org.example.pty")).unwrap_err();
+        assert!(e.to_string().contains("is not using a UNIX socket"), "{e}");
+        let e = l.channel(Some("nope")).unwrap_err();
+        assert!(e.to_string().contains("cannot find channel nope"), "{e}");
+    }
+
+    #[test]
+    fn screens_and_graphics() {
+        let d = def("<graphics type='vnc'/><video><model type='virtio' heads='2'/></video>");
+        assert_eq!(d.screen(0).unwrap(), None);
+        assert_eq!(d.screen(1).unwrap(), Some(("video0".into(), 1)));
+        assert!(matches!(d.screen(2), Err(Error::InvalidArg(_))));
+        assert_eq!(d.graphics_protocol(0).unwrap(), "vnc");
+        assert!(d.graphics_protocol(1).is_err());
+        let headless = def("<graphics type='none'/>");
+        assert!(headless.screen(0).is_err());
+        assert!(headless.graphics_protocol(0).is_err());
     }
 }

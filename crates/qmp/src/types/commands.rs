@@ -859,6 +859,37 @@ pub struct HumanMonitorCommand {
 }
 command!(HumanMonitorCommand = "human-monitor-command" => String);
 
+/// `screendump`: writes the display of a graphic console to a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Screendump {
+    /// Where QEMU writes the image.
+    pub filename: String,
+    /// The video device (its id); the first console when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The head of that device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<u32>,
+    /// `ppm` (the default) or `png` (QEMU 7.1 and later, built with PNG).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+command!(Screendump = "screendump" => Empty);
+
+/// `add_client`: hands QEMU a connected socket (received with `getfd`
+/// under `fdname`) as a new client of a display server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddClient {
+    /// `vnc`, `spice`, `@dbus-display` or `qmp`.
+    pub protocol: String,
+    /// The name given to `getfd`.
+    pub fdname: String,
+    /// Let the client in without authenticating it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipauth: Option<bool>,
+}
+command!(AddClient = "add_client" => Empty);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,9 +22,11 @@ use crate::{xdr_enum, xdr_struct};
 mod network;
 mod stats;
 mod storage;
+mod streams;
 pub use network::*;
 pub use stats::*;
 pub use storage::*;
+pub use streams::*;
 
 /// `REMOTE_PROGRAM`.
 pub const PROGRAM: u32 = 0x2000_8086;

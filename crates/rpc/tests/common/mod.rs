@@ -26,6 +26,7 @@ impl TestServer {
         let path = dir.path().join("sock");
         let ro_path = dir.path().join("sock-ro");
         let mock = Arc::new(Mock::default());
+        Mock::register_arc(&mock);
         let server = Server::with_handler(cfg, mock.clone());
         let rw = tokio::net::UnixListener::bind(&path).unwrap();
         let ro = tokio::net::UnixListener::bind(&ro_path).unwrap();
