@@ -78,6 +78,27 @@ pub(crate) struct Config {
     /// `ADDR:PORT` of the Prometheus metrics endpoint (plain HTTP, `GET
     /// /metrics`); off when absent.
     pub metrics_listen: Option<String>,
+    /// Start QEMU with its own system-call filter (`-sandbox`), as
+    /// libvirt's `seccomp_sandbox`.
+    pub seccomp_sandbox: bool,
+    /// The `-sandbox` argument when `seccomp_sandbox` is on.
+    pub seccomp_sandbox_options: String,
+    /// Namespaces each QEMU gets of its own, as libvirt's `namespaces`:
+    /// `["mount"]` gives it a private `/dev` holding only the nodes its
+    /// guest uses (needs root; a daemon run by another user warns and
+    /// starts QEMU without it).
+    pub namespaces: Vec<Namespace>,
+    /// The exec helper QEMU is started through; by default the
+    /// `ferrovirt-exec` installed beside `ferrovirtd`.
+    pub exec_helper: Option<PathBuf>,
+}
+
+/// A namespace QEMU can be given (libvirt's `namespaces` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Namespace {
+    /// A private mount namespace with a minimal `/dev`.
+    Mount,
 }
 
 impl Default for Config {
@@ -104,6 +125,10 @@ impl Default for Config {
             stats_interval_secs: 10,
             stats_max_in_flight: 32,
             metrics_listen: None,
+            seccomp_sandbox: true,
+            seccomp_sandbox_options: qemu::DEFAULT_SANDBOX.into(),
+            namespaces: vec![Namespace::Mount],
+            exec_helper: None,
         }
     }
 }

@@ -149,7 +149,28 @@ fn driver_config(cfg: &Config, root: &Path) -> DriverConfig {
             "{PAUSE_AFTER_SPAWN_ENV} is set: every start pauses after spawning QEMU"
         );
     }
+    d.confinement = confinement(cfg);
     d
+}
+
+fn confinement(cfg: &Config) -> qemu::Confinement {
+    let mut c = qemu::Confinement::default();
+    if let Some(helper) = &cfg.exec_helper {
+        c.exec_helper = helper.clone();
+    }
+    c.sandbox = cfg
+        .seccomp_sandbox
+        .then(|| cfg.seccomp_sandbox_options.clone());
+    if c.sandbox.is_none() {
+        tracing::warn!("seccomp_sandbox is off: QEMU runs without a system-call filter");
+    }
+    let wanted = cfg.namespaces.contains(&crate::config::Namespace::Mount);
+    let root = nix::unistd::geteuid().is_root();
+    if wanted && !root {
+        tracing::warn!("namespaces = [\"mount\"] needs root: QEMU shares the host's /dev");
+    }
+    c.mount_namespace = wanted && root;
+    c
 }
 
 fn storage_config(cfg: &Config, root: &Path) -> StorageConfig {

@@ -42,6 +42,38 @@ pub struct DriverConfig {
     /// that start wait forever, so a test can kill the daemon at exactly
     /// that instant. `None` in production.
     pub pause_after_spawn: Option<PathBuf>,
+    /// How each QEMU is confined.
+    pub confinement: Confinement,
+}
+
+/// QEMU's own system-call filter as libvirt sets it: on, and denying
+/// obsolete calls, privilege changes, new processes and resource control.
+pub const DEFAULT_SANDBOX: &str =
+    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
+/// How each QEMU is confined. A guest that has broken out into its QEMU
+/// process finds itself filtered (seccomp), without new privileges, and
+/// with a `/dev` that holds only what its guest uses.
+#[derive(Debug, Clone)]
+pub struct Confinement {
+    /// The exec helper every QEMU is started through (`ferrovirt-exec`,
+    /// installed beside the daemon).
+    pub exec_helper: PathBuf,
+    /// QEMU's `-sandbox` argument; `None` leaves QEMU unfiltered.
+    pub sandbox: Option<String>,
+    /// A private mount namespace per QEMU, whose `/dev` holds only the
+    /// nodes its guest needs. Needs root (CAP_SYS_ADMIN).
+    pub mount_namespace: bool,
+}
+
+impl Default for Confinement {
+    fn default() -> Self {
+        Self {
+            exec_helper: confine::default_helper(),
+            sandbox: Some(DEFAULT_SANDBOX.to_owned()),
+            mount_namespace: nix::unistd::geteuid().is_root(),
+        }
+    }
 }
 
 impl DriverConfig {
@@ -61,6 +93,7 @@ impl DriverConfig {
                 .to_vec(),
             stats: crate::stats::StatsConfig::default(),
             pause_after_spawn: None,
+            confinement: Confinement::default(),
         }
     }
 

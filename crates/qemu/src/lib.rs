@@ -34,7 +34,7 @@ pub mod state;
 mod stats;
 mod store;
 
-pub use config::{DriverConfig, Layout, default_root};
+pub use config::{Confinement, DEFAULT_SANDBOX, DriverConfig, Layout, default_root};
 pub use domain::{EmulatorCaps, parse_copy_dest};
 pub use driver::{Driver, ListFilter, Screenshot, StatePolicy, UndefineOptions};
 pub use emulator::chardev::{OpenChardev, TtyLock};

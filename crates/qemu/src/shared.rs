@@ -54,7 +54,7 @@ impl Shared {
             handlers: Semaphore::new(cfg.max_parallel_handlers.max(1)),
             next_id: AtomicU32::new(1),
             define_lock: Mutex::new(()),
-            caps: CapsCache::default(),
+            caps: CapsCache::new(cfg.confinement.exec_helper.clone()),
             kvm: OnceCell::new(),
             display_ports: std::sync::Mutex::default(),
             _root: root,

@@ -35,33 +35,45 @@ pub fn locate(name: &str) -> Result<PathBuf, Error> {
 /// The binary of package `name` (same name), built with cargo into the
 /// running executable's target directory when it is not there yet.
 pub fn build(name: &str) -> Result<PathBuf, Error> {
+    build_in(&target_dir()?, name, name)
+}
+
+/// The binary `bin` of package `package` in `dir` (a `target/<profile>`
+/// directory), built there with cargo when it is not there yet.
+pub fn build_in(dir: &Path, package: &str, bin: &str) -> Result<PathBuf, Error> {
     // One build at a time within a test binary.
     static BUILDING: Mutex<()> = Mutex::new(());
     let _one = BUILDING
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Ok(path) = locate(name) {
+    let path = dir.join(bin);
+    if path.is_file() {
         return Ok(path);
     }
-    let dir = target_dir()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
-    command.args(["build", "-p", name]);
+    command.args(["build", "-p", package, "--bin", bin]);
     if dir.file_name().is_some_and(|profile| profile == "release") {
         command.arg("--release");
     }
     if let Some(target) = dir.parent() {
         command.env("CARGO_TARGET_DIR", target);
     }
-    let status = command
-        .status()
-        .map_err(Error::io(format!("cargo build -p {name}")))?;
+    let what = format!("cargo build -p {package} --bin {bin}");
+    let status = command.status().map_err(Error::io(what.clone()))?;
     if !status.success() {
         return Err(Error::CommandFailed {
-            command: format!("cargo build -p {name}"),
+            command: what,
             status,
             stderr: String::new(),
         });
     }
-    locate(name)
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::Missing {
+            what: path.display().to_string(),
+            remedy: what,
+        })
+    }
 }

@@ -55,6 +55,14 @@ impl Ferrovirtd {
     /// Writes the config, spawns the daemon and waits until its socket
     /// accepts connections.
     pub fn start(spec: Spec) -> Result<Ferrovirtd, Error> {
+        // The daemon starts QEMU through the exec helper installed beside it.
+        if let Some(dir) = spec
+            .binary
+            .parent()
+            .filter(|_| spec.binary.ends_with("ferrovirtd"))
+        {
+            crate::binaries::build_in(dir, "qemu", confine::HELPER_NAME)?;
+        }
         std::fs::create_dir_all(&spec.root)
             .map_err(Error::io(format!("create {}", spec.root.display())))?;
         let config = config_path(&spec.root);

@@ -33,15 +33,24 @@ struct Key {
 }
 
 /// Cache of probe results.
-#[derive(Default)]
 pub(crate) struct CapsCache {
     /// One cell per binary version; the cell makes concurrent callers
     /// share one probe. Held only to find or insert a cell.
     entries: Mutex<HashMap<Key, Arc<OnceCell<Arc<EmulatorCaps>>>>>,
     seq: AtomicU64,
+    /// The exec helper the probes are started through.
+    helper: PathBuf,
 }
 
 impl CapsCache {
+    pub(crate) fn new(helper: PathBuf) -> Self {
+        Self {
+            entries: Mutex::default(),
+            seq: AtomicU64::default(),
+            helper,
+        }
+    }
+
     /// Capabilities of `emulator`, probing at most once per binary version.
     pub(crate) async fn get(
         &self,
@@ -63,14 +72,24 @@ impl CapsCache {
             m.entry(key).or_default().clone()
         };
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        cell.get_or_try_init(|| async { probe(emulator, dir, seq, timeout).await.map(Arc::new) })
-            .await
-            .cloned()
+        cell.get_or_try_init(|| async {
+            probe(&self.helper, emulator, dir, seq, timeout)
+                .await
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
     }
 }
 
 /// Runs the emulator without a guest and asks it what it supports.
-async fn probe(emulator: &Path, dir: &Path, seq: u64, timeout: Duration) -> Result<EmulatorCaps> {
+async fn probe(
+    helper: &Path,
+    emulator: &Path,
+    dir: &Path,
+    seq: u64,
+    timeout: Duration,
+) -> Result<EmulatorCaps> {
     let sock = dir.join(format!("probe-{}-{seq}.qmp", std::process::id()));
     let log = dir.join("probe.log");
     let _ = std::fs::remove_file(&sock);
@@ -91,7 +110,12 @@ async fn probe(emulator: &Path, dir: &Path, seq: u64, timeout: Duration) -> Resu
         "-qmp".into(),
         format!("unix:{},server=on,wait=off", sock.display()),
     ];
-    let proc = process::spawn(&argv, &[], &log, None)
+    let launch = process::Launch {
+        helper,
+        plan: confine::Plan::default(),
+        inherit: Vec::new(),
+    };
+    let proc = process::spawn(&argv, &[], &log, launch)
         .map_err(|e| Error::io(format!("cannot run {}", emulator.display()), e))?;
     let proc = KillOnDrop(Some(Arc::new(proc)));
     let cfg = monitor::qmp_config(timeout, &qmp::EventLimits::default());

@@ -9,9 +9,7 @@
 use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
@@ -144,50 +142,50 @@ impl Process {
     }
 }
 
-/// Spawns `argv[0]` with `argv[1..]` in a new session, stdin from
-/// /dev/null, stdout/stderr appended to `log`. Returns it with a pidfd.
-/// `env` is added to the daemon's environment (`qemu:commandline` env).
-/// `inherit` stays open in the child (every other descriptor of the
-/// daemon is close-on-exec): the run lock QEMU holds for its whole life.
+/// How a QEMU is started: through the exec helper, which follows `plan`
+/// (session, private `/dev`, no new privileges) and hands QEMU `inherit`.
+pub(crate) struct Launch<'a> {
+    /// The exec helper binary.
+    pub(crate) helper: &'a Path,
+    /// What the helper does before exec; its descriptor numbers are filled
+    /// in here, one per `inherit`.
+    pub(crate) plan: confine::Plan,
+    /// Stay open in QEMU (every other descriptor of the daemon is
+    /// close-on-exec): the run lock QEMU holds for its whole life.
+    pub(crate) inherit: Vec<BorrowedFd<'a>>,
+}
+
+/// How long the helper may take from its start to exec'ing QEMU.
+const EXEC_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Spawns `argv[0]` with `argv[1..]` through the exec helper, in a new
+/// session, stdin from /dev/null, stdout/stderr appended to `log`. Returns
+/// it with a pidfd. `env` is added to the daemon's environment
+/// (`qemu:commandline` env).
 ///
-/// When this returns, the child has exec'd (the standard library waits
-/// for the exec before it returns the child).
+/// The daemon's address space is never forked: the helper is started with
+/// `posix_spawn`. When this returns, QEMU has been exec'd (the helper
+/// reports a failure before then, and is reaped).
 pub(crate) fn spawn(
     argv: &[String],
     env: &[(String, String)],
     log: &Path,
-    inherit: Option<BorrowedFd<'_>>,
+    launch: Launch<'_>,
 ) -> io::Result<Process> {
-    let (prog, args) = argv
-        .split_first()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
-    let out = OpenOptions::new().create(true).append(true).open(log)?;
-    let err = out.try_clone()?;
-    let mut cmd = Command::new(prog);
-    cmd.args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err));
-    let inherit = inherit.map(|fd| fd.as_raw_fd());
-    // SAFETY: setsid and fcntl are async-signal-safe and touch only the
-    // child's own session and descriptor table.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if let Some(fd) = inherit
-                && libc::fcntl(fd, libc::F_SETFD, 0) < 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn()?;
-    let pid = i32::try_from(child.id())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "pid out of range"))?;
+    let output = OpenOptions::new().create(true).append(true).open(log)?;
+    let mut plan = launch.plan;
+    plan.fd_targets = (confine::FIRST_TARGET..)
+        .take(launch.inherit.len())
+        .collect();
+    let pid = confine::parent::spawn(confine::parent::Spawn {
+        helper: launch.helper,
+        plan: &plan,
+        argv,
+        env,
+        output,
+        fds: &launch.inherit,
+        deadline: EXEC_DEADLINE,
+    })?;
     // The child is ours and unreaped, so the PID cannot have been reused.
     match Process::open(pid, true) {
         Ok(p) => Ok(p),
@@ -382,6 +380,17 @@ fn is_zombie(pid: i32) -> bool {
 mod tests {
     use super::*;
 
+    /// The helper as a test binary finds it, with no confinement.
+    fn test_launch() -> Launch<'static> {
+        static HELPER: std::sync::LazyLock<std::path::PathBuf> =
+            std::sync::LazyLock::new(confine::default_helper);
+        Launch {
+            helper: &HELPER,
+            plan: confine::Plan::default(),
+            inherit: Vec::new(),
+        }
+    }
+
     #[tokio::test]
     async fn spawn_signal_exit_reap() {
         let dir = tempfile::tempdir().unwrap();
@@ -390,7 +399,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let p = spawn(&argv, &[], &log, None).unwrap();
+        let p = spawn(&argv, &[], &log, test_launch()).unwrap();
         assert!(start_time(p.pid()).is_some());
         // The shell's own exec of sleep briefly leaves an empty cmdline
         // (the new image's argument area is not mapped yet): poll.
@@ -444,7 +453,7 @@ mod tests {
             "import time; time.sleep(30)".into(),
             pidfile.display().to_string(),
         ];
-        let p = spawn(&argv, &[], &dir.path().join("log"), None).unwrap();
+        let p = spawn(&argv, &[], &dir.path().join("log"), test_launch()).unwrap();
         let o = Ownership::new(&run, &dir.path().join("run/caps"));
         let found = o.scan();
         let ours: Vec<_> = found

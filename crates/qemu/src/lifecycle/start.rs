@@ -207,6 +207,9 @@ async fn command_line(
     // The driver decides what a guest power-off means (on_poweroff, fake
     // reboot), so QEMU must stay alive for it.
     argv.push("-no-shutdown".into());
+    if let Some(sandbox) = &s.cfg.confinement.sandbox {
+        argv.extend(["-sandbox".into(), sandbox.clone()]);
+    }
     if incoming {
         argv.extend(["-incoming".into(), "defer".into()]);
     }
@@ -236,8 +239,13 @@ fn spawn(
 ) -> Result<(Arc<RunCtx>, Arc<Process>)> {
     let log = s.layout.log(dom.name());
     log_header(&log, dom.name(), id, argv);
+    let launch = process::Launch {
+        helper: &s.cfg.confinement.exec_helper,
+        plan: confinement(s, def),
+        inherit: vec![lock.fd()],
+    };
     let process = Arc::new(
-        process::spawn(argv, def.env(), &log, Some(lock.fd()))
+        process::spawn(argv, def.env(), &log, launch)
             .map_err(|e| Error::io(format!("cannot execute {}", def.emulator().display()), e))?,
     );
     let start = RunStart {
@@ -248,6 +256,23 @@ fn spawn(
     let ctx = dom.lock().start_run(id, def, start);
     s.registry.set_id(id, dom);
     Ok((ctx, process))
+}
+
+/// What the exec helper does for this guest's QEMU: a private `/dev` with
+/// the nodes the guest uses (when mount namespaces are configured), and no
+/// new privileges either way.
+fn confinement(s: &Shared, def: &Def) -> confine::Plan {
+    if !s.cfg.confinement.mount_namespace {
+        return confine::Plan {
+            no_new_privs: true,
+            ..confine::Plan::default()
+        };
+    }
+    let disks = def.disk_paths();
+    confine::Plan::guest(
+        def.accel() == Accel::Kvm,
+        disks.iter().map(PathBuf::as_path),
+    )
 }
 
 fn log_header(log: &Path, name: &str, id: u32, argv: &[String]) {
