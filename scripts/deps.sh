@@ -24,12 +24,14 @@ FERROVIRT_PACKAGES=(
   # the Prometheus exporter tested against the daemon, curl, and the
   # exposition-format parser that checks the daemon's metrics endpoint
   prometheus-libvirt-exporter curl python3-prometheus-client
+  # certificates for the TLS listener's tests
+  openssl
 )
 
 # Tools that must exist after the install (command names or absolute paths).
 FERROVIRT_TOOLS=(
   qemu-system-x86_64 qemu-img virsh virt-install virt-xml busybox cpio
-  dnsmasq nft ip curl prometheus-libvirt-exporter
+  dnsmasq nft ip curl prometheus-libvirt-exporter openssl
 )
 
 # Installed when a package is missing, or when qemu-utils does not come from

@@ -91,6 +91,23 @@ pub(crate) struct Config {
     /// The exec helper QEMU is started through; by default the
     /// `ferrovirt-exec` installed beside `ferrovirtd`.
     pub exec_helper: Option<PathBuf>,
+    /// `ADDR:PORT` for plain TCP clients (`qemu+tcp://`); off when absent.
+    /// Needs `auth_tcp = "none"` set explicitly: anyone who reaches the
+    /// port controls the daemon, so this is for tests and trusted networks.
+    pub listen_tcp: Option<String>,
+    /// Authentication of TCP clients; only `"none"` exists here.
+    pub auth_tcp: Option<AuthTcp>,
+    /// `ADDR:PORT` for TLS clients (`qemu+tls://`); off when absent.
+    pub listen_tls: Option<String>,
+    /// CA certificate client certificates must chain to (libvirt's path).
+    pub ca_file: PathBuf,
+    /// The server's certificate.
+    pub cert_file: PathBuf,
+    /// The server's private key.
+    pub key_file: PathBuf,
+    /// Client certificate DNs let in over TLS (`*`, `?` globs, as
+    /// libvirt's); empty lets in every client whose certificate verifies.
+    pub tls_allowed_dn_list: Vec<String>,
 }
 
 /// A namespace QEMU can be given (libvirt's `namespaces` values).
@@ -99,6 +116,14 @@ pub(crate) struct Config {
 pub(crate) enum Namespace {
     /// A private mount namespace with a minimal `/dev`.
     Mount,
+}
+
+/// How TCP clients authenticate (libvirt's `auth_tcp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AuthTcp {
+    /// No authentication.
+    None,
 }
 
 impl Default for Config {
@@ -129,6 +154,13 @@ impl Default for Config {
             seccomp_sandbox_options: qemu::DEFAULT_SANDBOX.into(),
             namespaces: vec![Namespace::Mount],
             exec_helper: None,
+            listen_tcp: None,
+            auth_tcp: None,
+            listen_tls: None,
+            ca_file: "/etc/pki/CA/cacert.pem".into(),
+            cert_file: "/etc/pki/libvirt/servercert.pem".into(),
+            key_file: "/etc/pki/libvirt/private/serverkey.pem".into(),
+            tls_allowed_dn_list: Vec::new(),
         }
     }
 }
@@ -195,12 +227,36 @@ impl Config {
                 "job_wait_secs and monitor_timeout_secs must be at least 1".into(),
             ));
         }
-        if let Some(addr) = &self.metrics_listen {
-            addr.parse::<std::net::SocketAddr>().map_err(|e| {
-                ConfigError::Invalid(format!("metrics_listen '{addr}' is not ADDR:PORT: {e}"))
-            })?;
+        for (key, addr) in [
+            ("metrics_listen", &self.metrics_listen),
+            ("listen_tcp", &self.listen_tcp),
+            ("listen_tls", &self.listen_tls),
+        ] {
+            if let Some(addr) = addr {
+                addr.parse::<std::net::SocketAddr>().map_err(|e| {
+                    ConfigError::Invalid(format!("{key} '{addr}' is not ADDR:PORT: {e}"))
+                })?;
+            }
+        }
+        if self.listen_tcp.is_some() && self.auth_tcp != Some(AuthTcp::None) {
+            return Err(ConfigError::Invalid(
+                "listen_tcp needs auth_tcp = \"none\" set explicitly: TCP clients are not \
+                 authenticated, so plain TCP is for tests and trusted networks (use listen_tls \
+                 otherwise)"
+                    .into(),
+            ));
         }
         Ok(())
+    }
+
+    /// The TLS files and allow-list, when TLS is to be served.
+    pub(crate) fn tls_files(&self) -> rpc::tls::TlsFiles {
+        rpc::tls::TlsFiles {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            allowed_dn: self.tls_allowed_dn_list.clone(),
+        }
     }
 
     /// The statistics poller's settings.
@@ -278,6 +334,17 @@ mod tests {
         };
         let err = bad.validate().expect_err("must fail");
         assert!(err.to_string().contains("metrics_listen"), "{err}");
+        let tcp = Config {
+            listen_tcp: Some("127.0.0.1:16509".into()),
+            ..Config::default()
+        };
+        let err = tcp.validate().unwrap_err();
+        assert!(err.to_string().contains("auth_tcp"), "{err}");
+        let tcp = Config {
+            auth_tcp: Some(AuthTcp::None),
+            ..tcp
+        };
+        assert!(tcp.validate().is_ok());
     }
 
     #[test]

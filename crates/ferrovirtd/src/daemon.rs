@@ -37,6 +37,13 @@ pub(crate) enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] rpc::tls::TlsError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -96,6 +103,7 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
         };
         start_metrics(addr, src).await?;
     }
+    start_remote(&cfg, &server).await?;
     let s_rw = server.clone();
     let s_ro = server.clone();
     tokio::spawn(async move { s_rw.serve(rw, false).await });
@@ -110,6 +118,34 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
     let _ = std::fs::remove_file(&rw_path);
     let _ = std::fs::remove_file(&ro_path);
     Ok(())
+}
+
+/// Listens for TCP and TLS clients where the config asks for it.
+async fn start_remote(cfg: &Config, server: &Server<Daemon>) -> Result<(), StartError> {
+    if let Some(addr) = &cfg.listen_tcp {
+        let l = listen(addr).await?;
+        tracing::warn!(%addr, "serving unauthenticated TCP clients (auth_tcp = \"none\")");
+        let s = server.clone();
+        tokio::spawn(async move { s.serve_tcp(l, None).await });
+        println!("ferrovirtd listening: virsh -c 'qemu+tcp://{addr}/system'");
+    }
+    if let Some(addr) = &cfg.listen_tls {
+        let tls = Arc::new(rpc::tls::TlsServer::new(&cfg.tls_files())?);
+        let l = listen(addr).await?;
+        let s = server.clone();
+        tokio::spawn(async move { s.serve_tcp(l, Some(tls)).await });
+        println!("ferrovirtd listening: virsh -c 'qemu+tls://{addr}/system'");
+    }
+    Ok(())
+}
+
+async fn listen(addr: &str) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: addr.to_owned(),
+            source,
+        })
 }
 
 /// Starts the metrics endpoint on `addr` (validated with the config).

@@ -33,8 +33,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::UnixStream;
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
@@ -54,6 +52,7 @@ use crate::server::{
     CallContext, CallExtras, ClientId, Config, Handler, Inner, describe_procedure,
 };
 use crate::stream::{self, Lookup, Raw, Registry};
+use crate::transport::{Conn, Transport, WriteSide};
 use crate::xdr::{self, Xdr};
 
 /// Why a push to a client's output queue failed.
@@ -460,17 +459,18 @@ impl ClientShared {
 }
 
 pub(crate) async fn run<H: Handler>(
-    stream: UnixStream,
+    conn: Conn,
     id: ClientId,
     readonly: bool,
     server: Arc<Inner<H>>,
 ) {
     let cfg = &server.cfg;
     let shared = Arc::new(ClientShared::new(id, cfg, server.metrics.clone()));
-    info!(client = %id, readonly, "client connected");
+    let transport = conn.transport();
+    info!(client = %id, readonly, ?transport, "client connected");
     server.handler.on_connect(id, readonly);
 
-    let (rd, wr) = stream.into_split();
+    let (rd, wr, socket) = conn.split();
     let writer = tokio::spawn(write_loop(wr, shared.clone()));
     let slots = Slots::new(cfg);
     let mut reader = Reader {
@@ -480,10 +480,11 @@ pub(crate) async fn run<H: Handler>(
             shared: shared.clone(),
         },
         readonly,
+        transport,
         slots: &slots,
         keepalive: Keepalive::new(cfg),
     };
-    let reason = read_loop(FrameReader::new(rd, cfg.max_message), &mut reader).await;
+    let reason = read_loop(FrameReader::new(rd, socket, cfg.max_message), &mut reader).await;
     close(&shared, writer, reason, cfg.drain_timeout).await;
     shared.streams().close_all();
     // Every call of this client has finished before on_disconnect, so it
@@ -534,9 +535,9 @@ enum Next {
     Done,
 }
 
-type Writer = BufWriter<OwnedWriteHalf>;
+type Writer = BufWriter<WriteSide>;
 
-async fn write_loop(wr: OwnedWriteHalf, shared: Arc<ClientShared>) {
+async fn write_loop(wr: WriteSide, shared: Arc<ClientShared>) {
     let mut w = BufWriter::with_capacity(64 * 1024, wr);
     loop {
         let r = match shared.pop() {
@@ -589,8 +590,14 @@ async fn write_item(w: &mut Writer, item: &OutItem) -> std::io::Result<()> {
         return Ok(());
     }
     w.flush().await?;
+    let sock = w.get_ref().unix().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "descriptors cannot be passed on this transport",
+        )
+    })?;
     for fd in &item.fds {
-        crate::fdio::send_fd(w.get_ref(), fd.as_fd()).await?;
+        crate::fdio::send_fd(sock, fd.as_fd()).await?;
     }
     Ok(())
 }
@@ -738,6 +745,7 @@ struct Reader<'a, H> {
     shared: &'a Arc<ClientShared>,
     sink: EventSink,
     readonly: bool,
+    transport: Transport,
     slots: &'a Slots,
     keepalive: Keepalive,
 }
@@ -990,6 +998,7 @@ impl<H: Handler> Reader<'_, H> {
         let ctx = CallContext {
             client: self.shared.id,
             readonly: self.readonly,
+            transport: self.transport,
             serial: call.header.serial,
             events: self.sink.clone(),
             call: extras.clone(),

@@ -12,16 +12,17 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::Interest;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, Interest};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio_util::codec::Decoder as _;
 
 use crate::error::{CodecError, FrameError};
 use crate::frame::{LEN_SIZE, Message, MessageCodec};
 use crate::header::{Header, MessageType};
+use crate::transport::ReadSide;
 
 /// `VIR_NET_MESSAGE_NUM_FDS_MAX`: most descriptors one message carries.
 pub const MAX_FDS: usize = 32;
@@ -42,7 +43,10 @@ pub(crate) struct Received {
 /// Reads frames (and passed descriptors) from a client. Cancel-safe:
 /// every byte and descriptor read is kept in `self` across awaits.
 pub(crate) struct FrameReader {
-    rd: OwnedReadHalf,
+    rd: ReadSide,
+    /// The connection's socket, polled for a hang-up; open as long as
+    /// the connection is (its read side is `rd`).
+    socket: RawFd,
     buf: BytesMut,
     codec: MessageCodec,
     /// Descriptors received and not yet claimed by a message.
@@ -53,9 +57,10 @@ pub(crate) struct FrameReader {
 }
 
 impl FrameReader {
-    pub(crate) fn new(rd: OwnedReadHalf, max_message: usize) -> Self {
+    pub(crate) fn new(rd: ReadSide, socket: RawFd, max_message: usize) -> Self {
         Self {
             rd,
+            socket,
             buf: BytesMut::with_capacity(READ_MIN),
             codec: MessageCodec::new(max_message),
             fds: VecDeque::new(),
@@ -69,9 +74,11 @@ impl FrameReader {
     /// stream sinks are full) and it may have gone meanwhile.
     pub(crate) fn peer_closed(&self) -> bool {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-        let sock = self.rd.as_ref();
+        // SAFETY: `socket` is the connection's socket, which `self.rd`
+        // keeps open for as long as `self` lives.
+        let sock = unsafe { BorrowedFd::borrow_raw(self.socket) };
         // POLLHUP is reported whatever is asked for.
-        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::empty())];
+        let mut fds = [PollFd::new(sock, PollFlags::empty())];
         match poll(&mut fds, PollTimeout::ZERO) {
             Ok(_) => fds[0]
                 .revents()
@@ -171,13 +178,22 @@ impl FrameReader {
             .clamp(READ_MIN, READ_MAX)
     }
 
-    /// One `recvmsg` into the buffer; end of file is remembered.
+    /// One read into the buffer (`recvmsg` on a UNIX socket, keeping
+    /// descriptors); end of file is remembered.
     async fn fill(&mut self) -> io::Result<()> {
         let want = self.want();
         self.buf.reserve(want);
+        let rd = match &mut self.rd {
+            ReadSide::Unix(rd) => rd,
+            ReadSide::Bytes(rd) => {
+                let n = rd.take(want as u64).read_buf(&mut self.buf).await?;
+                self.eof = n == 0;
+                return Ok(());
+            }
+        };
         loop {
-            self.rd.as_ref().readable().await?;
-            let sock = self.rd.as_ref();
+            rd.as_ref().readable().await?;
+            let sock = rd.as_ref();
             let (buf, fds) = (&mut self.buf, &mut self.fds);
             match sock.try_io(Interest::READABLE, || recv_into(sock.as_raw_fd(), buf, fds)) {
                 Ok(0) => {
@@ -345,8 +361,14 @@ mod tests {
         a.set_nonblocking(true).unwrap();
         let a = tokio::net::UnixStream::from_std(a).unwrap();
         // Dropping the write half only shuts our side down for writing.
-        let (rd, _) = a.into_split();
-        (FrameReader::new(rd, crate::frame::MESSAGE_MAX), b)
+        let (r, _) = unix_reader(a);
+        (r, b)
+    }
+
+    /// A reader of a UNIX socket, as the server makes one, and its writer.
+    fn unix_reader(s: tokio::net::UnixStream) -> (FrameReader, crate::transport::WriteSide) {
+        let (rd, wr, fd) = crate::transport::Conn::Unix(s).split();
+        (FrameReader::new(rd, fd, crate::frame::MESSAGE_MAX), wr)
     }
 
     #[tokio::test]
@@ -406,8 +428,7 @@ mod tests {
         let (a, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
         // Our write half stays open, as the server's does.
-        let (rd, _wr) = tokio::net::UnixStream::from_std(a).unwrap().into_split();
-        let r = FrameReader::new(rd, crate::frame::MESSAGE_MAX);
+        let (r, _wr) = unix_reader(tokio::net::UnixStream::from_std(a).unwrap());
         peer.write_all(b"unread bytes").unwrap();
         assert!(!r.peer_closed());
         // Half-closed: it may still read our replies.
@@ -435,8 +456,7 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             let a = tokio::net::UnixStream::from_std(a).unwrap();
-            let (rd, wr) = a.into_split();
-            let mut r = FrameReader::new(rd, crate::frame::MESSAGE_MAX);
+            let (mut r, wr) = unix_reader(a);
             assert_eq!(r.want(), READ_MIN);
             r.buf.extend_from_slice(&(32u32 << 20).to_be_bytes());
             assert_eq!(r.want(), READ_MAX);

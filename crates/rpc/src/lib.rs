@@ -139,6 +139,8 @@ pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod stream;
+pub mod tls;
+mod transport;
 pub mod xdr;
 
 pub use client::{Client, ClientConfig, Event, Events};
@@ -148,3 +150,4 @@ pub use fdio::MAX_FDS;
 pub use metrics::ServerMetrics;
 pub use server::{CallContext, ClientId, Config, Handler, Server};
 pub use stream::{Incoming, Stream, StreamData, StreamError, StreamReceiver};
+pub use transport::Transport;

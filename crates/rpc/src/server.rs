@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::UnixListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,7 +26,11 @@ use crate::frame::MESSAGE_MAX;
 use crate::metrics::ServerMetrics;
 use crate::protocol::remote;
 use crate::stream::{Key as StreamKey, Stream};
+use crate::transport::Conn;
 use crate::xdr::{self, Xdr};
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Server limits. The defaults follow libvirtd where libvirtd has one.
 #[derive(Debug, Clone)]
@@ -123,6 +127,8 @@ pub struct CallContext {
     /// The client connected through the read-only socket. Mutating
     /// procedures were already refused; this is for finer checks (flags).
     pub readonly: bool,
+    /// How the client is connected (descriptors pass on UNIX sockets only).
+    pub transport: crate::Transport,
     /// Serial of the call (for logs).
     pub serial: u32,
     /// Push events to this client; clone it into event registrations.
@@ -364,46 +370,91 @@ impl<H: Handler> Server<H> {
     /// Accepts and serves connections until [`Server::shutdown`]. Every
     /// client of this listener is read-only when `readonly` is true.
     pub async fn serve(&self, listener: UnixListener, readonly: bool) -> io::Result<()> {
+        while let Some(stream) = self.accept(|| listener.accept()).await {
+            self.admit(readonly, async move { Ok(Conn::Unix(stream)) });
+        }
+        Ok(())
+    }
+
+    /// Accepts and serves TCP connections until [`Server::shutdown`]:
+    /// plain (`qemu+tcp://`, no authentication) without `tls`, else TLS
+    /// with a verified client certificate (`qemu+tls://`). A handshake
+    /// runs in the connection's own task, counted against `max_clients`
+    /// and bounded by a deadline, so a client that stalls it delays no one.
+    pub async fn serve_tcp(
+        &self,
+        listener: TcpListener,
+        tls: Option<Arc<crate::tls::TlsServer>>,
+    ) -> io::Result<()> {
+        while let Some(stream) = self.accept(|| listener.accept()).await {
+            let _ = stream.set_nodelay(true);
+            match &tls {
+                None => self.admit(false, async move { Ok(Conn::tcp(stream)) }),
+                Some(t) => {
+                    let t = t.clone();
+                    self.admit(false, async move { t.accept(stream).await });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next accepted connection; `None` once shut down. Accept errors
+    /// (EMFILE and friends) back off instead of spinning: the connection
+    /// stays in the backlog until descriptors free up.
+    async fn accept<S, P, A, F>(&self, accept: F) -> Option<S>
+    where
+        F: Fn() -> A,
+        A: Future<Output = io::Result<(S, P)>>,
+    {
         let inner = &self.inner;
         loop {
             let accepted = tokio::select! {
-                _ = inner.shutdown.cancelled() => return Ok(()),
-                r = listener.accept() => r,
+                _ = inner.shutdown.cancelled() => return None,
+                r = accept() => r,
             };
-            let stream = match accepted {
-                Ok((s, _)) => s,
+            match accepted {
+                Ok((s, _)) => return Some(s),
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning; the
-                    // connection stays in the backlog until fds free up.
                     warn!(error = %e, "accept failed");
                     tokio::select! {
-                        _ = inner.shutdown.cancelled() => return Ok(()),
+                        _ = inner.shutdown.cancelled() => return None,
                         _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                     }
-                    continue;
                 }
-            };
-            let permit = match inner.clients.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => {
-                    inner.metrics.rejected.inc();
-                    warn!(
-                        max_clients = inner.cfg.max_clients,
-                        "too many clients: closing new connection"
-                    );
-                    drop(stream);
-                    continue;
-                }
-            };
-            let id = ClientId(inner.next_id.fetch_add(1, Ordering::Relaxed));
-            let inner2 = inner.clone();
-            inner.metrics.connected();
-            inner.tracker.spawn(async move {
-                crate::connection::run(stream, id, readonly, inner2.clone()).await;
-                inner2.metrics.disconnected();
-                drop(permit);
-            });
+            }
         }
+    }
+
+    /// Serves one accepted connection in its own task once `conn` (a
+    /// handshake, or nothing) yields it, if a client slot is free.
+    fn admit(&self, readonly: bool, conn: impl Future<Output = io::Result<Conn>> + Send + 'static) {
+        let inner = &self.inner;
+        let Ok(permit) = inner.clients.clone().try_acquire_owned() else {
+            inner.metrics.rejected.inc();
+            warn!(
+                max_clients = inner.cfg.max_clients,
+                "too many clients: closing new connection"
+            );
+            return;
+        };
+        let id = ClientId(inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let inner2 = inner.clone();
+        inner.tracker.spawn(async move {
+            let conn = tokio::select! {
+                _ = inner2.shutdown.cancelled() => return,
+                c = tokio::time::timeout(HANDSHAKE_DEADLINE, conn) => c,
+            };
+            let conn = match conn {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return warn!(client = %id, error = %e, "connection refused"),
+                Err(_) => return warn!(client = %id, "handshake not finished in time"),
+            };
+            inner2.metrics.connected();
+            crate::connection::run(conn, id, readonly, inner2.clone()).await;
+            inner2.metrics.disconnected();
+            drop(permit);
+        });
     }
 
     /// Stops accepting on every socket and closes every client (queued

@@ -52,16 +52,16 @@ pub(crate) async fn supports_feature(
     if a.feature == feature::PROGRAM_KEEPALIVE {
         ctx.events.enable_keepalive();
     }
-    // Every socket is a UNIX socket, so descriptors can be passed
-    // (`virDomainOpenGraphicsFD` asks this first).
-    let supported = matches!(
-        a.feature,
+    // Descriptors pass on UNIX sockets only (`virDomainOpenGraphicsFD`
+    // asks this first).
+    let supported = match a.feature {
         feature::PROGRAM_KEEPALIVE
-            | feature::REMOTE_EVENT_CALLBACK
-            | feature::REMOTE_CLOSE_CALLBACK
-            | feature::TYPED_PARAM_STRING
-            | feature::FD_PASSING
-    );
+        | feature::REMOTE_EVENT_CALLBACK
+        | feature::REMOTE_CLOSE_CALLBACK
+        | feature::TYPED_PARAM_STRING => true,
+        feature::FD_PASSING => ctx.transport.passes_fds(),
+        _ => false,
+    };
     Ok(ConnectSupportsFeatureRet {
         supported: i32::from(supported),
     })
