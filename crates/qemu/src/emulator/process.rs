@@ -382,8 +382,11 @@ mod tests {
 
     /// The helper as a test binary finds it, with no confinement.
     fn test_launch() -> Launch<'static> {
-        static HELPER: std::sync::LazyLock<std::path::PathBuf> =
-            std::sync::LazyLock::new(confine::default_helper);
+        // Built here when missing: `cargo test --lib` builds no binaries.
+        static HELPER: std::sync::LazyLock<std::path::PathBuf> = std::sync::LazyLock::new(|| {
+            let dir = testkit::binaries::target_dir().unwrap();
+            testkit::binaries::build_in(&dir, "qemu", confine::HELPER_NAME).unwrap()
+        });
         Launch {
             helper: &HELPER,
             plan: confine::Plan::default(),
