@@ -98,7 +98,7 @@ pub use devices::disk::{
 pub use devices::graphics::{DisplayDef, GraphicsDef, GraphicsType};
 pub use devices::input::{InputBus, InputDef, InputType};
 pub use devices::misc::{MemballoonDef, MemballoonModel, WatchdogAction, WatchdogDef};
-pub use devices::net::{InterfaceDef, InterfaceType, MacAddr, NicModel};
+pub use devices::net::{Bandwidth, BandwidthRate, InterfaceDef, InterfaceType, MacAddr, NicModel};
 pub use devices::sound::{AudioDef, AudioType, SoundDef, SoundModel};
 pub use devices::tpm::{TpmDef, TpmModel, TpmVersion};
 pub use devices::video::{VideoDef, VideoModel};
