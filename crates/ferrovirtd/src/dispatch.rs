@@ -21,7 +21,7 @@ use rpc::{CallContext, ClientId, Handler};
 use virterror::VirError;
 
 use crate::procs::{
-    blockjob, connect, domain, events, jobs, network, node, query, save, stats, storage,
+    blockjob, connect, domain, events, interfaces, jobs, network, node, query, save, stats, storage,
 };
 use crate::relay::Relay;
 
@@ -160,6 +160,7 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::DOMAIN_BLOCK_STATS,                          Read,  Priority, stats::block_stats),
         Row::new(p::DOMAIN_BLOCK_STATS_FLAGS,                    Read,  Priority, stats::block_stats_flags),
         Row::new(p::DOMAIN_INTERFACE_STATS,                      Read,  Priority, stats::interface_stats),
+        Row::new(p::DOMAIN_INTERFACE_ADDRESSES,                  Read,  Priority, interfaces::interface_addresses),
         Row::new(p::DOMAIN_MEMORY_STATS,                         Read,  Priority, stats::memory_stats),
         Row::new(p::DOMAIN_GET_CPU_STATS,                        Read,  Priority, stats::get_cpu_stats),
         Row::new(p::DOMAIN_GET_BLOCK_INFO,                       Read,  Priority, stats::get_block_info),

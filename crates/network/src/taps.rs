@@ -67,6 +67,22 @@ impl NetworkDriver {
         tap::remove(name).await
     }
 
+    /// Removes what is left of the tap `name` that had index `ifindex`:
+    /// the tap itself only while that name still has that index (a tap
+    /// goes when QEMU closes it, and the kernel may give its name to the
+    /// next tap of another guest), and the ifb device of its bandwidth
+    /// (indexes are never reused while the namespace lives).
+    pub async fn release_tap(&self, name: &str, ifindex: u32) -> Result<()> {
+        let h = link::connect()?;
+        if link::get(&h, name)
+            .await?
+            .is_some_and(|l| l.index == ifindex)
+        {
+            tap::remove(name).await?;
+        }
+        link::delete(&h, &tc::ifb_name(ifindex)).await
+    }
+
     /// Replaces (`Some`) or removes (`None`) the limits of a tap.
     pub async fn set_tap_bandwidth(&self, name: &str, bw: Option<&Bandwidth>) -> Result<()> {
         let h = link::connect()?;

@@ -45,6 +45,10 @@ pub enum Error {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// The network driver refused a guest NIC's tap (no such network, not
+    /// active, no such bridge); it knows the right code.
+    #[error("{0}")]
+    Network(network::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -82,6 +86,7 @@ impl ToVirError for Error {
             Error::ConfigUnsupported(_) => ErrorCode::ConfigUnsupported,
             Error::InvalidArg(_) => ErrorCode::InvalidArg,
             Error::Xml(v) => return v.clone(),
+            Error::Network(e) => return e.to_vir_error(),
             Error::Io { .. } => ErrorCode::SystemError,
             Error::Internal(_) => ErrorCode::InternalError,
         };

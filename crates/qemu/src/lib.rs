@@ -14,6 +14,7 @@
 //! | `object` | the domain object: its state and transitions, its run, the registry, the live definition |
 //! | `emulator` | QEMU processes, monitor connections, emulator capabilities, the KVM probe |
 //! | `store` | crash-safe files, the status record and its write policy, re-adoption at start-up |
+//! | `nics` | taps of guest NICs, made by the network driver and inherited by QEMU |
 //! | `stats` | guest statistics from a per-VM cache a bounded poller refreshes; the driver's health |
 //! | [`state`] | libvirt's numbers: states, reasons, events, job types |
 //!
@@ -28,6 +29,7 @@ mod events;
 mod jobs;
 mod lifecycle;
 mod limits;
+mod nics;
 mod object;
 mod shared;
 pub mod state;
@@ -36,7 +38,7 @@ mod store;
 
 pub use config::{DriverConfig, Layout, default_root};
 pub use domain::{EmulatorCaps, parse_copy_dest};
-pub use driver::{Driver, ListFilter, StatePolicy, UndefineOptions};
+pub use driver::{Driver, ListFilter, LiveNic, StatePolicy, UndefineOptions};
 pub use error::{Error, Result};
 pub use events::hub::{Listener, Subscription, SubscriptionEnd};
 pub use jobs::AfterRestore;

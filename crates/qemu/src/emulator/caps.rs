@@ -91,7 +91,7 @@ async fn probe(emulator: &Path, dir: &Path, seq: u64, timeout: Duration) -> Resu
         "-qmp".into(),
         format!("unix:{},server=on,wait=off", sock.display()),
     ];
-    let proc = process::spawn(&argv, &[], &log, None)
+    let proc = process::spawn(&argv, &[], &log, &[])
         .map_err(|e| Error::io(format!("cannot run {}", emulator.display()), e))?;
     let proc = KillOnDrop(Some(Arc::new(proc)));
     let cfg = monitor::qmp_config(timeout, &qmp::EventLimits::default());

@@ -147,8 +147,9 @@ impl Process {
 /// Spawns `argv[0]` with `argv[1..]` in a new session, stdin from
 /// /dev/null, stdout/stderr appended to `log`. Returns it with a pidfd.
 /// `env` is added to the daemon's environment (`qemu:commandline` env).
-/// `inherit` stays open in the child (every other descriptor of the
-/// daemon is close-on-exec): the run lock QEMU holds for its whole life.
+/// `inherit` stays open in the child, at the same numbers (every other
+/// descriptor of the daemon is close-on-exec): the run lock QEMU holds for
+/// its whole life, and the taps of its NICs.
 ///
 /// When this returns, the child has exec'd (the standard library waits
 /// for the exec before it returns the child).
@@ -156,7 +157,7 @@ pub(crate) fn spawn(
     argv: &[String],
     env: &[(String, String)],
     log: &Path,
-    inherit: Option<BorrowedFd<'_>>,
+    inherit: &[BorrowedFd<'_>],
 ) -> io::Result<Process> {
     let (prog, args) = argv
         .split_first()
@@ -169,7 +170,7 @@ pub(crate) fn spawn(
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err));
-    let inherit = inherit.map(|fd| fd.as_raw_fd());
+    let inherit: Vec<i32> = inherit.iter().map(|fd| fd.as_raw_fd()).collect();
     // SAFETY: setsid and fcntl are async-signal-safe and touch only the
     // child's own session and descriptor table.
     unsafe {
@@ -177,10 +178,10 @@ pub(crate) fn spawn(
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
-            if let Some(fd) = inherit
-                && libc::fcntl(fd, libc::F_SETFD, 0) < 0
-            {
-                return Err(io::Error::last_os_error());
+            for fd in &inherit {
+                if libc::fcntl(*fd, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -390,7 +391,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let p = spawn(&argv, &[], &log, None).unwrap();
+        let p = spawn(&argv, &[], &log, &[]).unwrap();
         assert!(start_time(p.pid()).is_some());
         // The shell's own exec of sleep briefly leaves an empty cmdline
         // (the new image's argument area is not mapped yet): poll.
@@ -444,7 +445,7 @@ mod tests {
             "import time; time.sleep(30)".into(),
             pidfile.display().to_string(),
         ];
-        let p = spawn(&argv, &[], &dir.path().join("log"), None).unwrap();
+        let p = spawn(&argv, &[], &dir.path().join("log"), &[]).unwrap();
         let o = Ownership::new(&run, &dir.path().join("run/caps"));
         let found = o.scan();
         let ours: Vec<_> = found

@@ -201,23 +201,19 @@ impl Def {
 
     /// QEMU's argv including the emulator path (without `-no-shutdown`,
     /// which the driver adds so that it decides what a guest poweroff
-    /// means).
+    /// means). `launch` gives the run's choices; its QMP socket, pidfile
+    /// and daemonize flag are set here.
     pub(crate) fn argv(
         &self,
         monitor: &Path,
-        run_dir: &Path,
-        accel: Accel,
         caps: &EmulatorCaps,
-        spice_port: Option<u16>,
+        launch: LaunchParams,
     ) -> Result<Vec<String>> {
         let launch = LaunchParams {
             qmp_socket: monitor.to_path_buf(),
             pidfile: monitor.with_extension("pid"),
-            domain_run_dir: run_dir.to_path_buf(),
-            accel,
             daemonize: false,
-            taps: Vec::new(),
-            spice_port,
+            ..launch
         };
         let args = domain::build_argv(&self.inner, caps, &launch)
             .map_err(|e| Error::Xml(e.to_vir_error()))?;

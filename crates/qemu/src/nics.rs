@@ -1,0 +1,195 @@
+//! Guest NICs backed by host taps: `<interface type='network'|'bridge'|'ethernet'>`.
+//!
+//! The network driver creates each tap (on `/dev/net/tun`, with a vnet
+//! header) and attaches it to its bridge; QEMU inherits the open
+//! descriptor (`-netdev tap,fd=N`), so QEMU never needs the privilege to
+//! create or attach taps itself. Taps are not persistent: once QEMU has
+//! its copy the daemon closes its own, and the kernel removes a tap when
+//! QEMU exits, however it exits.
+//!
+//! A start creates its taps after claiming the domain and before writing
+//! its intent record, which names them; bandwidth (which may create an
+//! ifb device, and that one outlives everything) is applied only once the
+//! record names the tap. A daemon killed before the record is written
+//! takes the only descriptors with it, and the taps go too.
+//!
+//! [`create`] and [`release`] work on one interface too, for a NIC
+//! plugged into a running guest.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use domain::{DomainDef, InterfaceDef, InterfaceType};
+use network::{NetworkDriver, Tap, TapAttach, TapOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::shared::Shared;
+use crate::{Error, Result};
+
+/// A tap the driver created for one interface of a run, as the status
+/// record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TapRecord {
+    pub(crate) name: String,
+    /// Tells this tap from a later one the kernel gives the same name.
+    pub(crate) ifindex: u32,
+}
+
+/// The taps of a start, by interface index, with their descriptors until
+/// QEMU holds copies.
+#[derive(Debug, Default)]
+pub(crate) struct Taps(Vec<Option<Tap>>);
+
+impl Taps {
+    /// The descriptor numbers, by interface index (for QEMU's argv).
+    pub(crate) fn fds(&self) -> Vec<Option<i32>> {
+        self.0
+            .iter()
+            .map(|t| t.as_ref().map(|t| t.fd.as_raw_fd()))
+            .collect()
+    }
+
+    /// The descriptors QEMU must inherit.
+    pub(crate) fn inherited(&self) -> Vec<BorrowedFd<'_>> {
+        self.0.iter().flatten().map(|t| t.fd.as_fd()).collect()
+    }
+
+    pub(crate) fn records(&self) -> Vec<Option<TapRecord>> {
+        self.0
+            .iter()
+            .map(|t| {
+                t.as_ref().map(|t| TapRecord {
+                    name: t.name.clone(),
+                    ifindex: t.ifindex,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Whether an interface needs a tap.
+fn needs_tap(n: &InterfaceDef) -> bool {
+    n.itype != InterfaceType::User
+}
+
+/// The network driver, or libvirt's error for a daemon without one.
+fn network(s: &Shared) -> Result<&NetworkDriver> {
+    s.network.as_ref().ok_or_else(|| {
+        Error::ConfigUnsupported(
+            "interfaces of type 'network', 'bridge' or 'ethernet' need the network driver, which this daemon runs without".into(),
+        )
+    })
+}
+
+/// Where the tap of `n` goes, and its name: a name libvirt would generate
+/// itself (`vnet…`, `vif…`) is not kept for `network` and `bridge`.
+fn options(n: &InterfaceDef) -> Result<TapOptions> {
+    let source = || {
+        n.source.clone().ok_or_else(|| {
+            Error::ConfigUnsupported(format!(
+                "interface of type '{}' needs a <source>",
+                n.itype.as_str()
+            ))
+        })
+    };
+    let attach = match n.itype {
+        InterfaceType::Network => TapAttach::Network(source()?),
+        InterfaceType::Bridge => TapAttach::Bridge(source()?),
+        _ => TapAttach::None,
+    };
+    let generated = |d: &str| d.starts_with("vnet") || d.starts_with("vif");
+    let name = n
+        .target_dev
+        .clone()
+        .filter(|d| n.itype == InterfaceType::Ethernet || !generated(d));
+    Ok(TapOptions {
+        name,
+        mac: network::MacAddr(n.mac.0),
+        attach,
+        bandwidth: None,
+    })
+}
+
+/// Creates the tap of one interface (`None` for a user-mode NIC), with no
+/// bandwidth yet (see [`apply_bandwidth`]).
+pub(crate) async fn create_one(s: &Shared, n: &InterfaceDef) -> Result<Option<Tap>> {
+    if !needs_tap(n) {
+        return Ok(None);
+    }
+    let net = network(s)?;
+    let tap = net.create_tap(&options(n)?).await.map_err(Error::Network)?;
+    Ok(Some(tap))
+}
+
+/// Creates the taps of every interface of `def`. On failure none is left.
+pub(crate) async fn create(s: &Shared, def: &DomainDef) -> Result<Taps> {
+    let mut taps = Vec::with_capacity(def.devices.interfaces.len());
+    for n in &def.devices.interfaces {
+        match create_one(s, n).await {
+            Ok(t) => taps.push(t),
+            Err(e) => {
+                release(s, &Taps(taps).records());
+                return Err(e);
+            }
+        }
+    }
+    Ok(Taps(taps))
+}
+
+/// Applies each interface's `<bandwidth>` to its tap.
+pub(crate) async fn apply_bandwidth(
+    s: &Shared,
+    def: &DomainDef,
+    taps: &[Option<TapRecord>],
+) -> Result<()> {
+    for (n, t) in def.devices.interfaces.iter().zip(taps) {
+        if let (Some(bw), Some(t)) = (n.bandwidth, t) {
+            set_bandwidth(s, &t.name, Some(bw)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces (`Some`) or removes the limits of tap `name`.
+pub(crate) async fn set_bandwidth(
+    s: &Shared,
+    name: &str,
+    bw: Option<domain::Bandwidth>,
+) -> Result<()> {
+    let bw = bw.map(to_network_bandwidth);
+    network(s)?
+        .set_tap_bandwidth(name, bw.as_ref())
+        .await
+        .map_err(Error::Network)
+}
+
+fn to_network_bandwidth(b: domain::Bandwidth) -> network::Bandwidth {
+    let rate = |r: domain::BandwidthRate| network::Rate {
+        average: r.average,
+        peak: r.peak,
+        burst: r.burst,
+    };
+    network::Bandwidth {
+        inbound: b.inbound.map(rate),
+        outbound: b.outbound.map(rate),
+    }
+}
+
+/// Removes what is left of `taps` once their QEMU is gone (or never ran),
+/// in the background: a tap still named as recorded, and the ifb device
+/// of its bandwidth.
+pub(crate) fn release(s: &Shared, taps: &[Option<TapRecord>]) {
+    let taps: Vec<TapRecord> = taps.iter().flatten().cloned().collect();
+    if taps.is_empty() {
+        return;
+    }
+    let (Some(net), Ok(rt)) = (s.network.clone(), tokio::runtime::Handle::try_current()) else {
+        return;
+    };
+    rt.spawn(async move {
+        for t in taps {
+            if let Err(e) = net.release_tap(&t.name, t.ifindex).await {
+                tracing::warn!(tap = %t.name, error = %e, "cannot remove a guest's tap");
+            }
+        }
+    });
+}
