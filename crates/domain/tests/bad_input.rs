@@ -589,9 +589,16 @@ fn argv_errors() {
         };
         build_argv(&d, &caps, &l).map(|a| a.join(" "))
     };
-    assert!(tapped("", true).unwrap().contains("tap,fd=9,id=hostnet0,vhost=on"));
+    assert!(
+        tapped("", true)
+            .unwrap()
+            .contains("tap,fd=9,id=hostnet0,vhost=on")
+    );
     let plain = tapped("", false).unwrap();
-    assert!(plain.contains("tap,fd=9,id=hostnet0") && !plain.contains("vhost"), "{plain}");
+    assert!(
+        plain.contains("tap,fd=9,id=hostnet0") && !plain.contains("vhost"),
+        "{plain}"
+    );
     let q = tapped("<driver name='qemu'/>", true).unwrap();
     assert!(!q.contains("vhost"), "{q}");
     let e = tapped("<driver name='vhost'/>", false).unwrap_err();

@@ -198,6 +198,21 @@ fn guests_on_networks_lease_ping_count_and_survive_a_daemon_kill() {
     assert!(ping(&ns, "10.77.0.21", "3"));
     let (rx2, tx2) = packets(&d, "g1", "52:54:00:77:00:01");
     assert!(rx2 >= rx + 3 && tx2 >= tx + 3, "{rx}->{rx2} {tx}->{tx2}");
+    // domstats' interface group: the same counters, from the poller's cache.
+    let mut stats = String::new();
+    let counted = wait::until(Duration::from_secs(20), || {
+        stats = d.virsh_ok(&["domstats", "--interface", "g1"]);
+        stats
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("net.0.rx.pkts="))
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|v| v >= rx2)
+    });
+    assert!(counted, "{stats}");
+    assert!(
+        stats.contains("net.count=1") && stats.contains(&format!("net.0.name={tap1}")),
+        "{stats}"
+    );
 
     // SIGKILL of the daemon with guests on two networks: nothing
     // duplicated or lost, the guests keep their taps and leases.

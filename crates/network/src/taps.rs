@@ -97,6 +97,12 @@ impl NetworkDriver {
 
     /// The counters of a tap, from the guest's side (`domifstat`).
     pub fn tap_stats(&self, name: &str) -> Result<InterfaceStats> {
-        tap::stats(name)
+        tap_counters(name)
     }
+}
+
+/// The counters of tap `name`, from the guest's side: read from sysfs,
+/// no driver state needed (the statistics poller reads them).
+pub fn tap_counters(name: &str) -> Result<InterfaceStats> {
+    tap::stats(name)
 }

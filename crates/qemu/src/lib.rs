@@ -57,7 +57,7 @@ pub use state::{
 };
 pub use stats::{
     Balloon, Block, BlockCounters, CpuTimes, DiskDesc, DomainStats, Freshness, GuestMemory,
-    HealthSnapshot, Iothread, JOB_KINDS, MAX_BACKING, MAX_IOTHREADS, RoundError, Sample,
+    HealthSnapshot, Iothread, JOB_KINDS, MAX_BACKING, MAX_IOTHREADS, Net, RoundError, Sample,
     StatsConfig, Vcpu,
 };
 
