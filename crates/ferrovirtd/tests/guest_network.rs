@@ -290,8 +290,89 @@ fn guest_on_a_host_bridge_joins_it() {
         "no packet from the guest\n{}",
         tail(&d.log(), 30)
     );
+
+    // The link goes down and up live (update-device of the link state);
+    // --config keeps it in the definition.
+    d.virsh_ok(&["domif-setlink", "b1", &tap, "down"]);
+    assert!(d.virsh_ok(&["domif-getlink", "b1", &tap]).contains("down"));
+    assert!(
+        d.virsh_ok(&["dumpxml", "b1"])
+            .contains("<link state='down'/>")
+    );
+    d.virsh_ok(&["domif-setlink", "b1", &tap, "up"]);
+    assert!(d.virsh_ok(&["domif-getlink", "b1", &tap]).contains(" up"));
+    d.virsh_ok(&[
+        "domif-setlink",
+        "b1",
+        "52:54:00:66:00:01",
+        "down",
+        "--config",
+    ]);
+    assert!(
+        d.virsh_ok(&["dumpxml", "--inactive", "b1"])
+            .contains("<link state='down'/>")
+    );
+    let other = "<interface type='bridge'><source bridge='fvtestbr'/>\
+                 <mac address='52:54:00:66:00:01'/><model type='virtio'/><link state='down'/></interface>";
+    let f = d.file("other.xml", other);
+    let out = d.virsh(&["update-device", "b1", &f.to_string_lossy(), "--live"]);
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("only the link state"),
+        "a model change is refused: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // domiftune shapes the tap at once and reads back what it set.
+    let qdisc = || ns.exec(&["tc", "qdisc", "show", "dev", &tap]).unwrap();
+    d.virsh_ok(&[
+        "domiftune",
+        "b1",
+        &tap,
+        "--inbound",
+        "1000,2000,64",
+        "--live",
+    ]);
+    assert!(qdisc().contains("htb"), "{}", qdisc());
+    let tune = d.virsh_ok(&["domiftune", "b1", &tap]);
+    let value = |k: &str| {
+        tune.lines()
+            .find_map(|l| l.split_once(':').filter(|(n, _)| n.trim() == k))
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    assert_eq!(value("inbound.average").as_deref(), Some("1000"), "{tune}");
+    assert_eq!(value("inbound.peak").as_deref(), Some("2000"), "{tune}");
+    assert_eq!(value("outbound.average").as_deref(), Some("0"), "{tune}");
+    assert!(
+        d.virsh_ok(&["dumpxml", "b1"])
+            .contains("<inbound average='1000'")
+    );
+    d.virsh_ok(&["domiftune", "b1", &tap, "--inbound", "0", "--live"]);
+    assert!(!qdisc().contains("htb"), "{}", qdisc());
+    d.virsh_ok(&[
+        "domiftune",
+        "b1",
+        "52:54:00:66:00:01",
+        "--outbound",
+        "500",
+        "--config",
+    ]);
+    assert!(
+        d.virsh_ok(&["dumpxml", "--inactive", "b1"])
+            .contains("<outbound average='500'")
+    );
+    let out = d.virsh(&["domiftune", "b1", "nosuchdev", "--inbound", "5"]);
+    assert!(!out.status.success());
+
     d.virsh_ok(&["destroy", "b1"]);
     assert!(wait::until(Duration::from_secs(10), || taps(&ns).is_empty()));
+    // The next start shapes the tap from the definition, and starts with
+    // the link down as defined.
+    d.virsh_ok(&["start", "b1"]);
+    let tap = tap_of(&d, "b1");
+    let ingress = ns.exec(&["tc", "qdisc", "show", "dev", &tap]).unwrap();
+    assert!(ingress.contains("ingress"), "{ingress}");
+    assert!(d.virsh_ok(&["domif-getlink", "b1", &tap]).contains("down"));
 }
 
 #[test]

@@ -38,7 +38,9 @@ mod store;
 
 pub use config::{DriverConfig, Layout, default_root};
 pub use domain::{EmulatorCaps, parse_copy_dest};
-pub use driver::{Driver, ListFilter, LiveNic, StatePolicy, UndefineOptions};
+pub use driver::{
+    Affect, BandwidthChange, Driver, ListFilter, LiveNic, RateChange, StatePolicy, UndefineOptions,
+};
 pub use error::{Error, Result};
 pub use events::hub::{Listener, Subscription, SubscriptionEnd};
 pub use jobs::AfterRestore;

@@ -109,6 +109,35 @@ fn options(n: &InterfaceDef) -> Result<TapOptions> {
     })
 }
 
+/// A floor is a share of a network's QoS, which networks here do not
+/// shape: refused rather than kept without effect.
+pub(crate) fn no_floor() -> Error {
+    Error::ConfigUnsupported(
+        "interface bandwidth floor: the network has no QoS to guarantee it from".into(),
+    )
+}
+
+/// Refuses, before anything is made, what a start could only store
+/// without effect: a bandwidth floor, and bandwidth on a user-mode NIC
+/// (which has no host device to shape).
+pub(crate) fn check(def: &DomainDef) -> Result<()> {
+    for n in &def.devices.interfaces {
+        let Some(bw) = n.bandwidth else {
+            continue;
+        };
+        if bw.inbound.and_then(|r| r.floor).is_some_and(|f| f > 0) {
+            return Err(no_floor());
+        }
+        if !needs_tap(n) {
+            return Err(Error::ConfigUnsupported(
+                "interface bandwidth on user-mode networking, which has no host device to shape"
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Creates the tap of one interface (`None` for a user-mode NIC), with no
 /// bandwidth yet (see [`apply_bandwidth`]).
 pub(crate) async fn create_one(s: &Shared, n: &InterfaceDef) -> Result<Option<Tap>> {

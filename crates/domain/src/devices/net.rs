@@ -259,6 +259,22 @@ fn parse_target(el: &XmlElement) -> Result<Option<String>, DomainXmlError> {
     Ok((!dev.starts_with("vnet")).then(|| dev.to_string()))
 }
 
+/// A lone `<interface>` (`virDomainUpdateDeviceFlags`' XML): the interface
+/// and the MAC address it names, if it names one (when it does not, the
+/// returned definition has a generated one).
+pub fn parse_interface_xml(xml: &str) -> Result<(InterfaceDef, Option<MacAddr>), DomainXmlError> {
+    let el = virxml::parse_document(xml)?;
+    if el.local_name() != "interface" {
+        return Err(DomainXmlError::InvalidArgument(format!(
+            "expected an <interface> element, found <{}>",
+            el.local_name()
+        )));
+    }
+    let n = parse_interface(&el)?;
+    let named = el.child("mac").is_some().then_some(n.mac);
+    Ok((n, named))
+}
+
 fn parse_mac(el: &XmlElement) -> Result<MacAddr, DomainXmlError> {
     match el.child("mac") {
         Some(m) => {

@@ -1,17 +1,21 @@
 //! Guest NICs seen from the host: `domifaddr` (from the DHCP leases of the
-//! NIC's network, or from the host's ARP table). A snapshot of the
-//! domain's NICs and of the network's leases: no job, no monitor.
+//! NIC's network, or from the host's ARP table), a snapshot of the
+//! domain's NICs and of the network's leases (no job, no monitor); and
+//! `update-device` of an interface's link state and `domiftune` (modify
+//! jobs).
 
 use qemu::LiveNic;
 use rpc::CallContext;
 use rpc::protocol::remote::{
+    DomainDeviceXmlFlagsArgs, DomainGetInterfaceParametersArgs, DomainGetInterfaceParametersRet,
     DomainInterface, DomainInterfaceAddressesArgs, DomainInterfaceAddressesRet, DomainIpAddr,
+    DomainSetInterfaceParametersArgs, TypedParam, TypedParamValue,
 };
 use virterror::{ErrorCode, ErrorDomain, VirError};
 
 use super::Reply;
 use crate::dispatch::Daemon;
-use crate::flags;
+use crate::flags::{self, domain as f};
 use crate::wire::{invalid_arg, vir};
 
 /// `virDomainInterfaceAddressesSource`.
@@ -47,6 +51,169 @@ pub(crate) async fn interface_addresses(
         s => return Err(invalid_arg(format!("Unknown IP address data source {s}"))),
     };
     Ok(DomainInterfaceAddressesRet { ifaces })
+}
+
+/// `VIR_DOMAIN_DEVICE_MODIFY_FORCE`.
+const DEVICE_MODIFY_FORCE: u32 = 4;
+
+/// `virsh update-device DOM FILE [--live] [--config]` with an
+/// `<interface>` whose link state changes (`domif-setlink`).
+pub(crate) async fn update_device_flags(
+    d: &Daemon,
+    ctx: &CallContext,
+    a: DomainDeviceXmlFlagsArgs,
+) -> Reply<()> {
+    flags::check(
+        "virDomainUpdateDeviceFlags",
+        a.flags,
+        f::AFFECT_LIVE | f::AFFECT_CONFIG | DEVICE_MODIFY_FORCE,
+    )?;
+    let dom = d.domain(&a.dom)?;
+    let owner = format!("remote DOMAIN_UPDATE_DEVICE_FLAGS from {}", ctx.client);
+    d.driver
+        .update_interface_link(&dom, &a.xml, affect(&dom, a.flags), &owner)
+        .await
+        .map_err(vir)
+}
+
+/// `VIR_DOMAIN_AFFECT_*`: with neither bit, the running domain when it
+/// runs, else its definition.
+fn affect(dom: &qemu::Domain, flags: u32) -> qemu::Affect {
+    match flags & (f::AFFECT_LIVE | f::AFFECT_CONFIG) {
+        0 => qemu::Affect {
+            live: dom.is_active(),
+            config: !dom.is_active(),
+        },
+        b => qemu::Affect {
+            live: b & f::AFFECT_LIVE != 0,
+            config: b & f::AFFECT_CONFIG != 0,
+        },
+    }
+}
+
+/// `VIR_DOMAIN_BANDWIDTH_*` parameters, in libvirt's order.
+const BANDWIDTH_PARAMS: [&str; 7] = [
+    "inbound.average",
+    "inbound.peak",
+    "inbound.burst",
+    "inbound.floor",
+    "outbound.average",
+    "outbound.peak",
+    "outbound.burst",
+];
+
+/// `virsh domiftune DOM DEV`: the NIC's bandwidth, every parameter (0 for
+/// what is not set); with `nparams` 0, only how many there are.
+pub(crate) async fn get_interface_parameters(
+    d: &Daemon,
+    _: &CallContext,
+    a: DomainGetInterfaceParametersArgs,
+) -> Reply<DomainGetInterfaceParametersRet> {
+    flags::check(
+        "virDomainGetInterfaceParameters",
+        a.flags,
+        f::AFFECT_LIVE | f::AFFECT_CONFIG | f::TYPED_PARAM_STRING_OKAY,
+    )?;
+    let dom = d.domain(&a.dom)?;
+    let config = !affect(&dom, a.flags).live;
+    let bw = d
+        .driver
+        .interface_bandwidth(&dom, &a.device, config)
+        .map_err(vir)?
+        .unwrap_or_default();
+    if a.nparams == 0 {
+        return Ok(DomainGetInterfaceParametersRet {
+            params: Vec::new(),
+            nparams: 7,
+        });
+    }
+    let (i, o) = (
+        bw.inbound.unwrap_or_default(),
+        bw.outbound.unwrap_or_default(),
+    );
+    let values = [
+        i.average,
+        i.peak.unwrap_or(0),
+        i.burst.unwrap_or(0),
+        i.floor.unwrap_or(0),
+        o.average,
+        o.peak.unwrap_or(0),
+        o.burst.unwrap_or(0),
+    ];
+    let want = usize::try_from(a.nparams).unwrap_or(0);
+    let params: Vec<TypedParam> = BANDWIDTH_PARAMS
+        .iter()
+        .zip(values)
+        .take(want)
+        .map(|(k, v)| TypedParam {
+            field: (*k).to_owned(),
+            value: TypedParamValue::UInt(u32::try_from(v).unwrap_or(u32::MAX)),
+        })
+        .collect();
+    Ok(DomainGetInterfaceParametersRet {
+        nparams: i32::try_from(params.len()).unwrap_or(0),
+        params,
+    })
+}
+
+/// `virsh domiftune DOM DEV --inbound A,P,B --outbound A,P,B`: shapes the
+/// running guest's tap at once and/or changes the definition.
+pub(crate) async fn set_interface_parameters(
+    d: &Daemon,
+    ctx: &CallContext,
+    a: DomainSetInterfaceParametersArgs,
+) -> Reply<()> {
+    flags::check(
+        "virDomainSetInterfaceParameters",
+        a.flags,
+        f::AFFECT_LIVE | f::AFFECT_CONFIG,
+    )?;
+    let change = bandwidth_change(&a.params)?;
+    let dom = d.domain(&a.dom)?;
+    let owner = format!("remote DOMAIN_SET_INTERFACE_PARAMETERS from {}", ctx.client);
+    d.driver
+        .set_interface_bandwidth(&dom, &a.device, change, affect(&dom, a.flags), &owner)
+        .await
+        .map_err(vir)
+}
+
+/// The typed parameters of `domiftune` as a change of the bandwidth.
+fn bandwidth_change(params: &[TypedParam]) -> Result<qemu::BandwidthChange, VirError> {
+    let mut c = qemu::BandwidthChange::default();
+    for p in params {
+        let TypedParamValue::UInt(v) = p.value else {
+            return Err(invalid_arg(format!(
+                "invalid argument: parameter '{}' must be an unsigned int",
+                p.field
+            )));
+        };
+        let v = Some(u64::from(v));
+        let (dir, key) = p
+            .field
+            .split_once('.')
+            .ok_or_else(|| unknown_param(&p.field))?;
+        let r = match dir {
+            "inbound" => c.inbound.get_or_insert_default(),
+            "outbound" => c.outbound.get_or_insert_default(),
+            _ => return Err(unknown_param(&p.field)),
+        };
+        match key {
+            "average" => r.average = v,
+            "peak" => r.peak = v,
+            "burst" => r.burst = v,
+            "floor" if dir == "inbound" => r.floor = v,
+            _ => return Err(unknown_param(&p.field)),
+        }
+    }
+    Ok(c)
+}
+
+fn unknown_param(field: &str) -> VirError {
+    VirError::new(
+        ErrorCode::InvalidArg,
+        ErrorDomain::Qemu,
+        format!("invalid argument: parameter '{field}' not supported"),
+    )
 }
 
 /// One entry per NIC of a `type='network'` interface that holds a lease,
@@ -112,6 +279,24 @@ fn entry(n: &LiveNic, addrs: Vec<DomainIpAddr>) -> Option<DomainInterface> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domiftune_parameters_become_a_bandwidth_change() {
+        let p = |k: &str, v: u32| TypedParam {
+            field: k.into(),
+            value: TypedParamValue::UInt(v),
+        };
+        let c = bandwidth_change(&[p("inbound.average", 100), p("outbound.burst", 7)]).unwrap();
+        assert_eq!(c.inbound.unwrap().average, Some(100));
+        assert_eq!(c.outbound.unwrap().burst, Some(7));
+        assert!(bandwidth_change(&[p("outbound.floor", 1)]).is_err());
+        assert!(bandwidth_change(&[p("sideways.average", 1)]).is_err());
+        let ull = TypedParam {
+            field: "inbound.average".into(),
+            value: TypedParamValue::ULLong(1),
+        };
+        assert!(bandwidth_change(&[ull]).is_err());
+    }
 
     fn nic(tap: &str, mac: &str) -> LiveNic {
         LiveNic {

@@ -12,7 +12,7 @@ mod nics;
 mod stats;
 
 pub use definitions::{StatePolicy, UndefineOptions};
-pub use nics::LiveNic;
+pub use nics::{Affect, BandwidthChange, LiveNic, RateChange};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -263,6 +263,7 @@ async fn command_line(
     let accel = choose_accel(s, def).await?;
     def.check_emulator()?;
     def.check_disks()?;
+    nics::check(def.domain())?;
     let caps = s
         .caps
         .get(def.emulator(), &s.layout.caps_dir, s.cfg.monitor_timeout)

@@ -169,6 +169,29 @@ impl Def {
         out
     }
 
+    /// Interface `i` with `<link state>` `up` (absent means up, so up is
+    /// written as absent when it was).
+    pub(crate) fn with_interface_link(&self, i: usize, up: bool) -> Self {
+        let mut out = self.clone();
+        if let Some(n) = out.inner.devices.interfaces.get_mut(i) {
+            n.link_up = if up && n.link_up.is_none() {
+                None
+            } else {
+                Some(up)
+            };
+        }
+        out
+    }
+
+    /// Interface `i` with `bw` as its `<bandwidth>`.
+    pub(crate) fn with_interface_bandwidth(&self, i: usize, bw: Option<domain::Bandwidth>) -> Self {
+        let mut out = self.clone();
+        if let Some(n) = out.inner.devices.interfaces.get_mut(i) {
+            n.bandwidth = bw;
+        }
+        out
+    }
+
     /// This live definition with what only the run knows: its run
     /// directory (where unix channels without a path listen) and the
     /// ports its displays got.

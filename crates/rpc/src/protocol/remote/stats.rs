@@ -267,3 +267,30 @@ xdr_struct! {
         pub ifaces: Vec<DomainInterface> [max = DOMAIN_INTERFACE_MAX],
     }
 }
+
+/// `REMOTE_DOMAIN_INTERFACE_PARAMETERS_MAX`.
+pub const DOMAIN_INTERFACE_PARAMETERS_MAX: usize = 16;
+
+xdr_struct! {
+    /// `remote_domain_set_interface_parameters_args`.
+    pub struct DomainSetInterfaceParametersArgs {
+        pub dom: NonnullDomain,
+        pub device: String,
+        pub params: Vec<TypedParam> [max = DOMAIN_INTERFACE_PARAMETERS_MAX],
+        pub flags: u32,
+    }
+
+    /// `remote_domain_get_interface_parameters_args`.
+    pub struct DomainGetInterfaceParametersArgs {
+        pub dom: NonnullDomain,
+        pub device: String,
+        pub nparams: i32,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_get_interface_parameters_ret`.
+    pub struct DomainGetInterfaceParametersRet {
+        pub params: Vec<TypedParam> [max = DOMAIN_INTERFACE_PARAMETERS_MAX],
+        pub nparams: i32,
+    }
+}
