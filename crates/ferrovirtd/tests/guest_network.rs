@@ -415,3 +415,55 @@ fn bad_interfaces_get_libvirts_codes_and_leave_nothing() {
     d.virsh_ok(&["start", "bad1"]);
     assert_eq!(taps(&ns).len(), 1, "{:?}", taps(&ns));
 }
+
+#[test]
+fn ethernet_taps_are_made_or_used_as_they_are() {
+    let ns = NetNs::new("geth").unwrap();
+    ns.exec(&["ip", "tuntap", "add", "dev", "fvpre0", "mode", "tap"])
+        .unwrap();
+    let d = Daemon::start_in_netns(&ns, "default_network = false\n");
+    let eth = |dev: &str, managed: &str| {
+        format!(
+            "<interface type='ethernet'><target dev='{dev}'{managed}/><model type='virtio'/></interface>"
+        )
+    };
+    // Managed (the default): the daemon makes the named tap, on no bridge,
+    // and it goes with the guest.
+    let (xml, _) = guest_xml(&d, "e1", &eth("fveth1", ""), None);
+    common::define_start(&d, "e1", &xml);
+    assert!(
+        taps(&ns).contains(&("fveth1".to_owned(), None)),
+        "{:?}",
+        taps(&ns)
+    );
+    assert!(
+        d.virsh_ok(&["dumpxml", "e1"])
+            .contains("<target dev='fveth1'/>")
+    );
+    d.virsh_ok(&["destroy", "e1"]);
+    assert!(wait::until(Duration::from_secs(10), || taps(&ns)
+        .iter()
+        .all(|(t, _)| t != "fveth1")));
+
+    // A managed tap that exists already is refused, and left alone.
+    let (xml, _) = guest_xml(&d, "e2", &eth("fvpre0", ""), None);
+    let f = d.file("e2.xml", &xml);
+    d.virsh_ok(&["define", &f.to_string_lossy()]);
+    let out = d.virsh(&["start", "e2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("already exists"),
+        "{err}"
+    );
+
+    // Unmanaged: the existing tap is used as it is, and stays.
+    let (xml, _) = guest_xml(&d, "e3", &eth("fvpre0", " managed='no'"), None);
+    common::define_start(&d, "e3", &xml);
+    assert!(
+        d.virsh_ok(&["dumpxml", "e3"])
+            .contains("<target dev='fvpre0' managed='no'/>")
+    );
+    d.virsh_ok(&["destroy", "e3"]);
+    d.wait_state("e3", "shut off (destroyed)", Duration::from_secs(10));
+    assert_eq!(taps(&ns), vec![("fvpre0".to_owned(), None)]);
+}

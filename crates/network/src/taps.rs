@@ -58,6 +58,12 @@ impl NetworkDriver {
         Ok(t)
     }
 
+    /// Opens an existing tap someone else made and owns
+    /// (`<target dev='x' managed='no'/>`), changing nothing of it.
+    pub async fn open_tap(&self, name: &str) -> Result<Tap> {
+        tap::open_existing(name).await
+    }
+
     /// Removes a tap (and the ifb device its bandwidth may use).
     pub async fn remove_tap(&self, name: &str) -> Result<()> {
         let h = link::connect()?;

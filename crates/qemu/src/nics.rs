@@ -32,34 +32,42 @@ pub(crate) struct TapRecord {
     pub(crate) name: String,
     /// Tells this tap from a later one the kernel gives the same name.
     pub(crate) ifindex: u32,
+    /// The driver made it (an unmanaged tap is someone else's, and stays).
+    #[serde(default = "made_here")]
+    pub(crate) created: bool,
+}
+
+fn made_here() -> bool {
+    true
 }
 
 /// The taps of a start, by interface index, with their descriptors until
-/// QEMU holds copies.
+/// QEMU holds copies, and whether the driver made each.
 #[derive(Debug, Default)]
-pub(crate) struct Taps(Vec<Option<Tap>>);
+pub(crate) struct Taps(Vec<Option<(Tap, bool)>>);
 
 impl Taps {
     /// The descriptor numbers, by interface index (for QEMU's argv).
     pub(crate) fn fds(&self) -> Vec<Option<i32>> {
         self.0
             .iter()
-            .map(|t| t.as_ref().map(|t| t.fd.as_raw_fd()))
+            .map(|t| t.as_ref().map(|(t, _)| t.fd.as_raw_fd()))
             .collect()
     }
 
     /// The descriptors QEMU must inherit.
     pub(crate) fn inherited(&self) -> Vec<BorrowedFd<'_>> {
-        self.0.iter().flatten().map(|t| t.fd.as_fd()).collect()
+        self.0.iter().flatten().map(|(t, _)| t.fd.as_fd()).collect()
     }
 
     pub(crate) fn records(&self) -> Vec<Option<TapRecord>> {
         self.0
             .iter()
             .map(|t| {
-                t.as_ref().map(|t| TapRecord {
+                t.as_ref().map(|(t, created)| TapRecord {
                     name: t.name.clone(),
                     ifindex: t.ifindex,
+                    created: *created,
                 })
             })
             .collect()
@@ -119,7 +127,8 @@ pub(crate) fn no_floor() -> Error {
 
 /// Refuses, before anything is made, what a start could only store
 /// without effect: a bandwidth floor, and bandwidth on a user-mode NIC
-/// (which has no host device to shape).
+/// (which has no host device to shape) or on an unmanaged tap (which is
+/// not the driver's to shape).
 pub(crate) fn check(def: &DomainDef) -> Result<()> {
     for n in &def.devices.interfaces {
         let Some(bw) = n.bandwidth else {
@@ -134,19 +143,28 @@ pub(crate) fn check(def: &DomainDef) -> Result<()> {
                     .into(),
             ));
         }
+        if !n.target_managed {
+            return Err(Error::ConfigUnsupported(
+                "interface bandwidth on an unmanaged tap, which the driver does not shape".into(),
+            ));
+        }
     }
     Ok(())
 }
 
 /// Creates the tap of one interface (`None` for a user-mode NIC), with no
-/// bandwidth yet (see [`apply_bandwidth`]).
-pub(crate) async fn create_one(s: &Shared, n: &InterfaceDef) -> Result<Option<Tap>> {
+/// bandwidth yet (see [`apply_bandwidth`]); or opens the existing tap of
+/// an unmanaged one. With whether the driver made it.
+pub(crate) async fn create_one(s: &Shared, n: &InterfaceDef) -> Result<Option<(Tap, bool)>> {
     if !needs_tap(n) {
         return Ok(None);
     }
     let net = network(s)?;
-    let tap = net.create_tap(&options(n)?).await.map_err(Error::Network)?;
-    Ok(Some(tap))
+    let res = match (&n.target_dev, n.target_managed) {
+        (Some(name), false) => net.open_tap(name).await.map(|t| (t, false)),
+        _ => net.create_tap(&options(n)?).await.map(|t| (t, true)),
+    };
+    res.map(Some).map_err(Error::Network)
 }
 
 /// Creates the taps of every interface of `def`. On failure none is left.
@@ -171,7 +189,7 @@ pub(crate) async fn apply_bandwidth(
     taps: &[Option<TapRecord>],
 ) -> Result<()> {
     for (n, t) in def.devices.interfaces.iter().zip(taps) {
-        if let (Some(bw), Some(t)) = (n.bandwidth, t) {
+        if let (Some(bw), Some(t)) = (n.bandwidth, t.as_ref().filter(|t| t.created)) {
             set_bandwidth(s, &t.name, Some(bw)).await?;
         }
     }
@@ -207,7 +225,12 @@ fn to_network_bandwidth(b: domain::Bandwidth) -> network::Bandwidth {
 /// in the background: a tap still named as recorded, and the ifb device
 /// of its bandwidth.
 pub(crate) fn release(s: &Shared, taps: &[Option<TapRecord>]) {
-    let taps: Vec<TapRecord> = taps.iter().flatten().cloned().collect();
+    let taps: Vec<TapRecord> = taps
+        .iter()
+        .flatten()
+        .filter(|t| t.created)
+        .cloned()
+        .collect();
     if taps.is_empty() {
         return;
     }

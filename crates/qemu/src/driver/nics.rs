@@ -229,6 +229,11 @@ impl Driver {
                     "interface '{device}' is user-mode networking, which has no host device to shape"
                 ))
             })?;
+            if !tap.created {
+                return Err(Error::ConfigUnsupported(format!(
+                    "interface '{device}' uses an unmanaged tap, which the driver does not shape"
+                )));
+            }
             let bw = change.apply(def.domain().devices.interfaces[i].bandwidth)?;
             crate::nics::set_bandwidth(s, &tap.name, bw).await?;
             let generation = dom.lock().run().map(|r| r.ctx().generation);

@@ -298,6 +298,7 @@ mod tests {
                 Some(TapRecord {
                     name: "vnet3".into(),
                     ifindex: 17,
+                    created: true,
                 }),
             ],
         };
