@@ -18,6 +18,8 @@ pub(crate) enum Scenario {
     Scale,
     Storage,
     Stats,
+    /// Guest networking in a namespace (ferrovirtd alone).
+    Nics,
     /// Only render the Markdown report of --from-json.
     Report,
     /// kill -9 of ferrovirtd at random instants under random operations
@@ -36,6 +38,7 @@ impl Scenario {
             Scenario::Scale => "scale",
             Scenario::Storage => "storage",
             Scenario::Stats => "stats",
+            Scenario::Nics => "nics",
             Scenario::Report => "report",
             Scenario::Chaos => "chaos",
         }
@@ -206,6 +209,7 @@ impl Cli {
             rss_limit_mib: self.rss_limit_mb,
             storage_volumes: pick(smoke, 100, 1000),
             storage_files: pick(smoke, 1000, 10_000),
+            nics_rounds: pick(smoke, 5, 30),
         }
     }
 

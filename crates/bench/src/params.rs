@@ -50,6 +50,9 @@ pub(crate) struct Params {
     /// Files the storage scenario refreshes a pool with.
     #[serde(default)]
     pub storage_files: usize,
+    /// Start/stop cycles of the nics scenario.
+    #[serde(default)]
+    pub nics_rounds: usize,
 }
 
 impl Params {
