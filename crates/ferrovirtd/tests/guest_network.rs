@@ -467,3 +467,63 @@ fn ethernet_taps_are_made_or_used_as_they_are() {
     d.wait_state("e3", "shut off (destroyed)", Duration::from_secs(10));
     assert_eq!(taps(&ns), vec![("fvpre0".to_owned(), None)]);
 }
+
+/// A daemon killed right after spawning QEMU for a guest with a NIC (the
+/// intent names the tap, the pid is not recorded yet): the restarted
+/// daemon kills that QEMU, its tap goes, and the next start makes one tap.
+#[test]
+fn a_start_killed_after_the_spawn_leaves_no_tap() {
+    let ns = NetNs::new("gcut").unwrap();
+    let mut d = Daemon::start_in_netns(&ns, "default_network = false\n");
+    let f = d.file("lab.xml", LAB);
+    d.virsh_ok(&["net-define", &f.to_string_lossy()]);
+    d.virsh_ok(&["net-start", "lab"]);
+    let (xml, _) = guest_xml(&d, "cut", &network_nic("lab", "52:54:00:77:00:09"), None);
+    let f = d.file("cut.xml", &xml);
+    d.virsh_ok(&["define", &f.to_string_lossy()]);
+    let uuid = d.virsh_ok(&["domuuid", "cut"]).trim().to_owned();
+    let marker = d.root.path().join("spawned");
+    d.spawn_with_env(&[("FERROVIRT_PAUSE_AFTER_SPAWN", marker.as_os_str())]);
+    let mut client = std::process::Command::new("virsh")
+        .args(["-c", &d.uri, "start", "cut"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait::until(BOOT, || std::fs::read_to_string(&marker)
+            .is_ok_and(|t| t.ends_with('\n'))),
+        "{}",
+        tail(&d.log(), 30)
+    );
+    let status = d.root.path().join(format!("run/qemu/{uuid}.json"));
+    let rec = std::fs::read_to_string(&status).unwrap();
+    let made = taps(&ns);
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert!(
+        rec.contains(r#""phase": "starting""#)
+            && rec.contains(&format!(r#""name": "{}""#, made[0].0)),
+        "the intent names the tap: {rec}"
+    );
+    d.spawn(); // SIGKILLs the paused daemon first
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(
+        wait::until(Duration::from_secs(10), || taps(&ns).is_empty()),
+        "{:?}\n{}",
+        taps(&ns),
+        tail(&d.log(), 30)
+    );
+    assert_eq!(
+        d.virsh_ok(&["domstate", "--reason", "cut"]).trim(),
+        "shut off (daemon)"
+    );
+    assert_eq!(
+        dnsmasqs(&ns),
+        1,
+        "the network is re-adopted, not duplicated"
+    );
+    d.virsh_ok(&["start", "cut"]);
+    assert_eq!(taps(&ns).len(), 1, "{:?}", taps(&ns));
+    assert_eq!(common::pids_mentioning(&uuid).len(), 1);
+}
