@@ -410,6 +410,19 @@ fn bad_interfaces_get_libvirts_codes_and_leave_nothing() {
         );
         assert!(d.virsh_ok(&["domstate", &name]).contains("shut off"));
     }
+    // A NIC defined without a MAC address got one in libvirt's range, kept.
+    let mac_of = |xml: &str| {
+        xml.split("<mac address='")
+            .nth(1)
+            .and_then(|r| r.split('\'').next())
+            .map(str::to_owned)
+    };
+    let mac = mac_of(&d.virsh_ok(&["dumpxml", "--inactive", "bad2"])).unwrap();
+    assert!(mac.starts_with("52:54:00:"), "{mac}");
+    assert_eq!(
+        mac_of(&d.virsh_ok(&["dumpxml", "--inactive", "bad2"])),
+        Some(mac)
+    );
     // The same definition starts once its network runs.
     d.virsh_ok(&["net-start", "lab"]);
     d.virsh_ok(&["start", "bad1"]);
