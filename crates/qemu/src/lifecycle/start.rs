@@ -179,17 +179,8 @@ async fn launch(
     run: &host::Prepared,
 ) -> Result<(Arc<RunCtx>, Arc<Process>)> {
     let lock = claim(s, dom).await?;
-    // Held only by the daemon until QEMU inherits them: a daemon killed
-    // before the intent names them takes them along (see `nics`).
-    let taps = nics::create(s, def.domain()).await?;
+    let (taps, argv) = taps_and_argv(s, def, cmd, run).await?;
     let records = taps.records();
-    let argv = match cmd.argv(def, run, taps.fds()) {
-        Ok(a) => a,
-        Err(e) => {
-            nics::release(s, &records);
-            return Err(e);
-        }
-    };
     let id = s.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let socket = s.layout.monitor_socket(&dom.uuid());
     let intent =
@@ -216,6 +207,26 @@ async fn launch(
         status::remove(s, dom);
     }
     spawned
+}
+
+/// The taps of `def`'s NICs, and QEMU's argv that hands them over. The
+/// taps are held only by the daemon until QEMU inherits them: a daemon
+/// killed before the intent names them takes them along (see `nics`). On
+/// failure none is left.
+async fn taps_and_argv(
+    s: &Shared,
+    def: &Def,
+    cmd: &CommandLine,
+    run: &host::Prepared,
+) -> Result<(nics::Taps, Vec<String>)> {
+    let taps = nics::create(s, def.domain()).await?;
+    match cmd.argv(def, run, taps.fds()) {
+        Ok(argv) => Ok((taps, argv)),
+        Err(e) => {
+            nics::release(s, &taps.records());
+            Err(e)
+        }
+    }
 }
 
 /// What QEMU's command line is built from, checked before anything
