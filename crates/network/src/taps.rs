@@ -45,7 +45,17 @@ impl NetworkDriver {
                 }
                 net.bridge_name()
             }
-            TapAttach::Bridge(b) => Some(b.clone()),
+            TapAttach::Bridge(b) => {
+                // Checked before the tap exists, so a missing bridge
+                // leaves no trace on the host, not even for a moment.
+                let h = link::connect()?;
+                if !link::get(&h, b).await?.is_some_and(|l| link::is_bridge(&l)) {
+                    return Err(Error::OperationInvalid(format!(
+                        "bridge '{b}' does not exist"
+                    )));
+                }
+                Some(b.clone())
+            }
             TapAttach::None => None,
         };
         let t = tap::create(opts.name.as_deref(), opts.mac, bridge.as_deref()).await?;
