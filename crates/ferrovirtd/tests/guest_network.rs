@@ -4,8 +4,10 @@
 //! guest leases an address from the network's dnsmasq (`net-dhcp-leases`,
 //! `domifaddr`), answers ping from the bridge and reaches another guest;
 //! `domifstat` counts the traffic; taps go with their guest (destroy, a
-//! crash) and survive a SIGKILLed daemon without being duplicated; bad
-//! interfaces get libvirt's errors and leave nothing behind.
+//! crash, a start cut short by a SIGKILL) and survive a SIGKILLed daemon
+//! without being duplicated; bad interfaces get libvirt's errors and leave
+//! nothing behind (docs/REQUIREMENTS.md: requirement 9, and the second
+//! stage's libvirt error codes for bad input).
 
 #![allow(
     clippy::unwrap_used,
