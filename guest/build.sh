@@ -54,7 +54,7 @@ trap 'rm -rf "$work"' EXIT
 # Modules the guest may need, if they are modules in this kernel (built-in
 # drivers need nothing). button+evdev: ACPI power button as an input device,
 # which busybox acpid watches. The rest: disks and NICs ferrovirt emits.
-wanted=(button evdev virtio_pci virtio_blk virtio_net virtio_scsi ahci ata_piix sd_mod sr_mod virtio_balloon i6300esb)
+wanted=(button evdev virtio_pci virtio_blk virtio_net e1000 e1000e virtio_scsi ahci ata_piix sd_mod sr_mod virtio_balloon i6300esb)
 declare -A seen=()
 order=()
 # Resolve dependencies from modules.dep, depth first, so that the list is in
@@ -97,7 +97,8 @@ done
 cp "$here/rootfs/inittab" "$work/etc/inittab"
 cp "$here/rootfs/rcS" "$work/etc/rcS"
 cp "$here/rootfs/power-button" "$work/etc/acpi/PWRF/00000080"
-chmod 755 "$work/etc/rcS" "$work/etc/acpi/PWRF/00000080"
+cp "$here/rootfs/udhcpc.script" "$work/etc/udhcpc.script"
+chmod 755 "$work/etc/rcS" "$work/etc/acpi/PWRF/00000080" "$work/etc/udhcpc.script"
 
 (cd "$work" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --owner=0:0 --reproducible) \
     | gzip -9n > "$initramfs.tmp"

@@ -20,6 +20,8 @@ pub(crate) enum Scenario {
     Stats,
     /// Volume upload and download through the daemon's streams.
     Transfer,
+    /// Guest networking in a namespace (ferrovirtd alone).
+    Nics,
     /// Only render the Markdown report of --from-json.
     Report,
     /// kill -9 of ferrovirtd at random instants under random operations
@@ -39,6 +41,7 @@ impl Scenario {
             Scenario::Storage => "storage",
             Scenario::Stats => "stats",
             Scenario::Transfer => "transfer",
+            Scenario::Nics => "nics",
             Scenario::Report => "report",
             Scenario::Chaos => "chaos",
         }
@@ -210,6 +213,7 @@ impl Cli {
             storage_volumes: pick(smoke, 100, 1000),
             storage_files: pick(smoke, 1000, 10_000),
             transfer_mib: pick(smoke, 64, 1024),
+            nics_rounds: pick(smoke, 5, 30),
         }
     }
 

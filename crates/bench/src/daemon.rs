@@ -139,17 +139,28 @@ impl Daemon {
     }
 
     fn start_ferrovirtd(env: &Env, tag: &str) -> BenchResult<Daemon> {
+        Self::start_ferrovirtd_in(env, tag, None, "")
+    }
+
+    /// ferrovirtd inside the network namespace `netns` (the caller's, see
+    /// `testkit::netns`), with `extra` appended to its configuration.
+    pub(crate) fn start_ferrovirtd_in(
+        env: &Env,
+        tag: &str,
+        netns: Option<&str>,
+        extra: &str,
+    ) -> BenchResult<Daemon> {
         let root = env.work.join(format!("fv-{tag}"));
         let _ = std::fs::remove_dir_all(&root);
         let process = Ferrovirtd::start(Spec {
             binary: env.ferrovirtd.clone(),
             root: root.clone(),
             config: format!(
-                "monitor_timeout_secs = {}\ndestroy_grace_secs = 3\nmax_clients = 20000\n",
+                "monitor_timeout_secs = {}\ndestroy_grace_secs = 3\nmax_clients = 20000\n{extra}",
                 env.monitor_timeout_s
             ),
             log_filter: "warn".into(),
-            netns: None,
+            netns: netns.map(str::to_owned),
         })?;
         Ok(Daemon {
             kind: DaemonKind::Ferrovirtd,

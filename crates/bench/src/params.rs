@@ -53,6 +53,9 @@ pub(crate) struct Params {
     /// MiB the transfer scenario uploads into a volume and downloads.
     #[serde(default)]
     pub transfer_mib: u64,
+    /// Start/stop cycles of the nics scenario.
+    #[serde(default)]
+    pub nics_rounds: usize,
 }
 
 impl Params {

@@ -82,6 +82,8 @@ pub(crate) struct Scenarios {
     pub scale: Option<Vec<Row<ScaleResult>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<Vec<Row<StorageResult>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nics: Option<Vec<Row<NicsResult>>>,
     pub stats: Option<Vec<Row<StatsResult>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer: Option<Vec<Row<TransferResult>>>,
@@ -398,4 +400,21 @@ pub(crate) struct TransferResult {
     pub size_mib: u64,
     pub upload: TransferPhase,
     pub download: TransferPhase,
+}
+
+// ---------------------------------------------------------------- nics
+
+/// The guest networking scenario (ferrovirtd alone, in a namespace).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NicsResult {
+    /// Start/stop cycles of each kind.
+    pub rounds: usize,
+    /// A network with DHCP: bridge, dnsmasq, rules.
+    pub network_start: LatencySummary,
+    pub network_stop: LatencySummary,
+    /// A diskless guest without a NIC, and with one on the network.
+    pub guest_start_plain: LatencySummary,
+    pub guest_destroy_plain: LatencySummary,
+    pub guest_start_nic: LatencySummary,
+    pub guest_destroy_nic: LatencySummary,
 }

@@ -9,7 +9,7 @@ use crate::error::BenchResult;
 use crate::machine;
 use crate::params::Params;
 use crate::results::{Outcome, Report, Row, Scenarios};
-use crate::scenarios::{self, events, flood, hung, rpc, scale, stats, storage, transfer};
+use crate::scenarios::{self, events, flood, hung, nics, rpc, scale, stats, storage, transfer};
 use crate::stats::round1;
 
 /// Everything a run needs, decided before it starts.
@@ -102,6 +102,12 @@ async fn run_scenarios(plan: &Plan<'_>) -> (Scenarios, BTreeMap<String, f64>) {
         let measure = |kind, _| transfer::run(kind, env, params);
         scenarios.transfer = Some(rows(&cli.storage_rows(), measure).await);
         record("transfer", &mut lap);
+    }
+    if cli.wants(Scenario::Nics) && cli.which() != Which::Libvirtd {
+        let row = [(DaemonKind::Ferrovirtd, Emu::Real)];
+        let measure = |_, _| nics::run(env, params);
+        scenarios.nics = Some(rows(&row, measure).await);
+        record("nics", &mut lap);
     }
     (scenarios, timings)
 }

@@ -26,6 +26,7 @@
 //! FirmwareDescriptor::parse(path, json) / firmware::select(descriptors, def)
 //! domcaps::domain_capabilities(&DomcapsInput) -> Result<String, _>  // virConnectGetDomainCapabilities
 //! parse_copy_dest(xml) -> Result<(PathBuf, Option<String>), _>  // virDomainBlockCopy's <disk>
+//! parse_interface_xml(xml) -> Result<(InterfaceDef, Option<MacAddr>), _>  // one <interface>
 //! impl ToVirError for DomainXmlError, AbiMismatch
 //! ```
 //!
@@ -98,7 +99,9 @@ pub use devices::disk::{
 pub use devices::graphics::{DisplayDef, GraphicsDef, GraphicsType};
 pub use devices::input::{InputBus, InputDef, InputType};
 pub use devices::misc::{MemballoonDef, MemballoonModel, WatchdogAction, WatchdogDef};
-pub use devices::net::{InterfaceDef, InterfaceType, MacAddr, NicModel};
+pub use devices::net::{
+    Bandwidth, BandwidthRate, InterfaceDef, InterfaceType, MacAddr, NicModel, parse_interface_xml,
+};
 pub use devices::sound::{AudioDef, AudioType, SoundDef, SoundModel};
 pub use devices::tpm::{TpmDef, TpmModel, TpmVersion};
 pub use devices::video::{VideoDef, VideoModel};

@@ -558,11 +558,11 @@ fn argv_errors() {
         ),
         (
             "<interface type='network'><source network='default'/></interface>",
-            "does not plumb guest networks",
+            "the driver made no tap for this interface",
         ),
         (
             "<interface type='bridge'><source bridge='br0'/></interface>",
-            "does not plumb guest networks",
+            "the driver made no tap for this interface",
         ),
         (
             "<interface type='user'><model type='e1000'/><mtu size='1400'/></interface>",
@@ -575,6 +575,35 @@ fn argv_errors() {
         assert_eq!(e.to_vir_error().code, ErrorCode::ConfigUnsupported, "{dev}");
         assert!(e.to_string().contains(why), "{dev}: {e}");
     }
+    // A tap: vhost when the host has it, unless the driver says qemu; an
+    // explicit vhost on a host without it is refused.
+    let tapped = |driver: &str, vhost_net: bool| {
+        let d = DomainDef::parse(&with_devices(&format!(
+            "<interface type='network'><source network='n'/><model type='virtio'/>{driver}</interface>"
+        )))
+        .unwrap();
+        let l = LaunchParams {
+            taps: vec![Some(9)],
+            vhost_net,
+            ..launch(Accel::Tcg)
+        };
+        build_argv(&d, &caps, &l).map(|a| a.join(" "))
+    };
+    assert!(
+        tapped("", true)
+            .unwrap()
+            .contains("tap,fd=9,id=hostnet0,vhost=on")
+    );
+    let plain = tapped("", false).unwrap();
+    assert!(
+        plain.contains("tap,fd=9,id=hostnet0") && !plain.contains("vhost"),
+        "{plain}"
+    );
+    let q = tapped("<driver name='qemu'/>", true).unwrap();
+    assert!(!q.contains("vhost"), "{q}");
+    let e = tapped("<driver name='vhost'/>", false).unwrap_err();
+    assert_eq!(e.to_vir_error().code, ErrorCode::ConfigUnsupported);
+    assert!(e.to_string().contains("/dev/vhost-net"), "{e}");
     let vpindex = DomainDef::parse(&mem(
         "<memory unit='MiB'>256</memory><features><hyperv><vpindex state='on'/></hyperv></features>",
     ))

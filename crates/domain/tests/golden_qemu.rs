@@ -146,6 +146,7 @@ fn run(stem: &str, def: &DomainDef, dir: &TempDir) {
         accel: Accel::Tcg,
         daemonize: false,
         taps: Vec::new(),
+        vhost_net: false,
         spice_port: Some(free_port()),
     };
     let (_, caps) = common::real_launch(dir, Accel::Tcg);

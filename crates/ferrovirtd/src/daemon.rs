@@ -62,19 +62,21 @@ pub(crate) fn uri_for(sock: &Path) -> String {
 }
 
 pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
-    let driver = Driver::open(driver_config(&cfg, &root))
+    // Networks first: the QEMU driver's start-up removes what is left of
+    // guests' taps, and its autostart needs their networks running.
+    let network = NetworkDriver::open(network_config(&cfg, &root))
+        .await
+        .map_err(|e| StartError::Driver {
+            root: root.clone(),
+            message: e.to_string(),
+        })?;
+    let driver = Driver::open_with_network(driver_config(&cfg, &root), Some(network.clone()))
         .await
         .map_err(|e| StartError::Driver {
             root: root.clone(),
             message: e.to_string(),
         })?;
     let storage = StorageDriver::open(storage_config(&cfg, &root))
-        .await
-        .map_err(|e| StartError::Driver {
-            root: root.clone(),
-            message: e.to_string(),
-        })?;
-    let network = NetworkDriver::open(network_config(&cfg, &root))
         .await
         .map_err(|e| StartError::Driver {
             root: root.clone(),

@@ -22,7 +22,8 @@ use virterror::VirError;
 
 use crate::consoles::Consoles;
 use crate::procs::{
-    blockjob, connect, domain, events, jobs, network, node, query, save, stats, storage, streams,
+    blockjob, connect, domain, events, interfaces, jobs, network, node, query, save, stats,
+    storage, streams,
 };
 use crate::relay::Relay;
 
@@ -164,6 +165,10 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::DOMAIN_BLOCK_STATS,                          Read,  Priority, stats::block_stats),
         Row::new(p::DOMAIN_BLOCK_STATS_FLAGS,                    Read,  Priority, stats::block_stats_flags),
         Row::new(p::DOMAIN_INTERFACE_STATS,                      Read,  Priority, stats::interface_stats),
+        Row::new(p::DOMAIN_INTERFACE_ADDRESSES,                  Read,  Priority, interfaces::interface_addresses),
+        Row::new(p::DOMAIN_UPDATE_DEVICE_FLAGS,                  Write, Normal,   interfaces::update_device_flags),
+        Row::new(p::DOMAIN_GET_INTERFACE_PARAMETERS,             Read,  Priority, interfaces::get_interface_parameters),
+        Row::new(p::DOMAIN_SET_INTERFACE_PARAMETERS,             Write, Normal,   interfaces::set_interface_parameters),
         Row::new(p::DOMAIN_MEMORY_STATS,                         Read,  Priority, stats::memory_stats),
         Row::new(p::DOMAIN_GET_CPU_STATS,                        Read,  Priority, stats::get_cpu_stats),
         Row::new(p::DOMAIN_GET_BLOCK_INFO,                       Read,  Priority, stats::get_block_info),

@@ -46,6 +46,7 @@ const NO_NAME: i32 = 21;
 const OS_TYPE: i32 = 16;
 const NO_SOURCE: i32 = 19;
 const OPERATION_FAILED: i32 = 9;
+const OPERATION_INVALID: i32 = 55;
 const SYSTEM_ERROR: i32 = 38;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,8 +298,8 @@ async fn start_time_errors_name_the_cause_and_leave_no_qemu() {
         "QEMU's reason must reach the user: {msg}"
     );
 
-    // A bridged NIC is kept in the definition, but until guest networks
-    // are plumbed it cannot start, and says so.
+    // A bridged NIC is kept in the definition; with no such bridge on the
+    // host it cannot start, says so, and no tap is made.
     let bridged = c
         .define_xml(&with_devices(
             "bridged",
@@ -310,11 +311,8 @@ async fn start_time_errors_name_the_cause_and_leave_no_qemu() {
     assert!(xml.contains("<source bridge='br0'/>"), "{xml}");
     let err = c.create(&bridged).await.expect_err("start must fail");
     let msg = message_of(&err);
-    assert_eq!(code_of(&err), CONFIG_UNSUPPORTED, "{msg}");
-    assert!(
-        msg.contains("interface type 'bridge'") && msg.contains("does not plumb guest networks"),
-        "{msg}"
-    );
+    assert_eq!(code_of(&err), OPERATION_INVALID, "{msg}");
+    assert!(msg.contains("bridge 'br0' does not exist"), "{msg}");
 
     for name in ["nodisk", "badarg", "bridged"] {
         let st = d.virsh_ok(&["domstate", name]);

@@ -44,6 +44,6 @@ pub use events::{NetworkEvent, NetworkLifecycle, NetworkListener};
 pub use host::tap::{InterfaceStats, Tap};
 pub use leases::{DhcpLease, IP_ADDR_TYPE_IPV4};
 pub use network::{Health, Network, NetworkSummary};
-pub use taps::{TapAttach, TapOptions};
+pub use taps::{TapAttach, TapOptions, tap_counters};
 pub use update::{Update, UpdateCommand, UpdateFlags, UpdateSection};
 pub use xml::{Bandwidth, NetworkDef, Rate};

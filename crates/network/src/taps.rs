@@ -45,7 +45,17 @@ impl NetworkDriver {
                 }
                 net.bridge_name()
             }
-            TapAttach::Bridge(b) => Some(b.clone()),
+            TapAttach::Bridge(b) => {
+                // Checked before the tap exists, so a missing bridge
+                // leaves no trace on the host, not even for a moment.
+                let h = link::connect()?;
+                if !link::get(&h, b).await?.is_some_and(|l| link::is_bridge(&l)) {
+                    return Err(Error::OperationInvalid(format!(
+                        "bridge '{b}' does not exist"
+                    )));
+                }
+                Some(b.clone())
+            }
             TapAttach::None => None,
         };
         let t = tap::create(opts.name.as_deref(), opts.mac, bridge.as_deref()).await?;
@@ -58,6 +68,12 @@ impl NetworkDriver {
         Ok(t)
     }
 
+    /// Opens an existing tap someone else made and owns
+    /// (`<target dev='x' managed='no'/>`), changing nothing of it.
+    pub async fn open_tap(&self, name: &str) -> Result<Tap> {
+        tap::open_existing(name).await
+    }
+
     /// Removes a tap (and the ifb device its bandwidth may use).
     pub async fn remove_tap(&self, name: &str) -> Result<()> {
         let h = link::connect()?;
@@ -65,6 +81,22 @@ impl NetworkDriver {
             link::delete(&h, &tc::ifb_name(l.index)).await?;
         }
         tap::remove(name).await
+    }
+
+    /// Removes what is left of the tap `name` that had index `ifindex`:
+    /// the tap itself only while that name still has that index (a tap
+    /// goes when QEMU closes it, and the kernel may give its name to the
+    /// next tap of another guest), and the ifb device of its bandwidth
+    /// (indexes are never reused while the namespace lives).
+    pub async fn release_tap(&self, name: &str, ifindex: u32) -> Result<()> {
+        let h = link::connect()?;
+        if link::get(&h, name)
+            .await?
+            .is_some_and(|l| l.index == ifindex)
+        {
+            tap::remove(name).await?;
+        }
+        link::delete(&h, &tc::ifb_name(ifindex)).await
     }
 
     /// Replaces (`Some`) or removes (`None`) the limits of a tap.
@@ -81,6 +113,12 @@ impl NetworkDriver {
 
     /// The counters of a tap, from the guest's side (`domifstat`).
     pub fn tap_stats(&self, name: &str) -> Result<InterfaceStats> {
-        tap::stats(name)
+        tap_counters(name)
     }
+}
+
+/// The counters of tap `name`, from the guest's side: read from sysfs,
+/// no driver state needed (the statistics poller reads them).
+pub fn tap_counters(name: &str) -> Result<InterfaceStats> {
+    tap::stats(name)
 }

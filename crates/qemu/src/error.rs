@@ -49,6 +49,14 @@ pub enum Error {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// A request that names something the domain does not have (a device
+    /// by MAC address), as libvirt reports it.
+    #[error("operation failed: {0}")]
+    OperationFailed(String),
+    /// The network driver refused a guest NIC's tap (no such network, not
+    /// active, no such bridge); it knows the right code.
+    #[error("{0}")]
+    Network(network::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -86,8 +94,10 @@ impl ToVirError for Error {
             Error::ConfigUnsupported(_) => ErrorCode::ConfigUnsupported,
             Error::InvalidArg(_) => ErrorCode::InvalidArg,
             Error::Xml(v) => return v.clone(),
+            Error::Network(e) => return e.to_vir_error(),
             Error::Io { .. } => ErrorCode::SystemError,
             Error::Internal(_) => ErrorCode::InternalError,
+            Error::OperationFailed(_) => ErrorCode::OperationFailed,
         };
         VirError::new(code, ErrorDomain::Qemu, self.to_string())
     }

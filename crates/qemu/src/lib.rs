@@ -14,6 +14,7 @@
 //! | `object` | the domain object: its state and transitions, its run, the registry, the live definition |
 //! | `emulator` | QEMU processes, monitor connections, emulator capabilities, the KVM probe |
 //! | `store` | crash-safe files, the status record and its write policy, re-adoption at start-up |
+//! | `nics` | taps of guest NICs, made by the network driver and inherited by QEMU |
 //! | `stats` | guest statistics from a per-VM cache a bounded poller refreshes; the driver's health |
 //! | [`state`] | libvirt's numbers: states, reasons, events, job types |
 //!
@@ -28,6 +29,7 @@ mod events;
 mod jobs;
 mod lifecycle;
 mod limits;
+mod nics;
 mod object;
 mod shared;
 pub mod state;
@@ -36,7 +38,10 @@ mod store;
 
 pub use config::{Confinement, DEFAULT_SANDBOX, DriverConfig, Layout, default_root};
 pub use domain::{EmulatorCaps, parse_copy_dest};
-pub use driver::{Driver, ListFilter, Screenshot, StatePolicy, UndefineOptions};
+pub use driver::{
+    Affect, BandwidthChange, Driver, ListFilter, LiveNic, RateChange, Screenshot, StatePolicy,
+    UndefineOptions,
+};
 pub use emulator::chardev::{OpenChardev, TtyLock};
 pub use error::{Error, Result};
 pub use events::hub::{Listener, Subscription, SubscriptionEnd};
@@ -57,7 +62,7 @@ pub use state::{
 };
 pub use stats::{
     Balloon, Block, BlockCounters, CpuTimes, DiskDesc, DomainStats, Freshness, GuestMemory,
-    HealthSnapshot, Iothread, JOB_KINDS, MAX_BACKING, MAX_IOTHREADS, RoundError, Sample,
+    HealthSnapshot, Iothread, JOB_KINDS, MAX_BACKING, MAX_IOTHREADS, Net, RoundError, Sample,
     StatsConfig, Vcpu,
 };
 

@@ -38,13 +38,21 @@ pub(crate) struct Shared {
     /// starts never pick the same one (see `lifecycle::host`). A short
     /// lock, never held across an await.
     pub(crate) display_ports: std::sync::Mutex<std::collections::BTreeMap<uuid::Uuid, u16>>,
+    /// Makes the taps of guest NICs; `None` in a daemon without networks
+    /// (such guests are then refused).
+    pub(crate) network: Option<network::NetworkDriver>,
     /// The root's lock, held as long as the driver or any of its tasks
     /// lives.
     _root: DriverLock,
 }
 
 impl Shared {
-    pub(crate) fn new(cfg: DriverConfig, layout: Layout, root: DriverLock) -> Self {
+    pub(crate) fn new(
+        cfg: DriverConfig,
+        layout: Layout,
+        root: DriverLock,
+        network: Option<network::NetworkDriver>,
+    ) -> Self {
         let health = Arc::new(Health::default());
         Self {
             qmp: monitor::qmp_config(cfg.monitor_timeout, &cfg.events),
@@ -57,6 +65,7 @@ impl Shared {
             caps: CapsCache::new(cfg.confinement.exec_helper.clone()),
             kvm: OnceCell::new(),
             display_ports: std::sync::Mutex::default(),
+            network,
             _root: root,
             layout,
             cfg,

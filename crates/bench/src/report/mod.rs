@@ -9,6 +9,7 @@ mod flood;
 mod format;
 mod header;
 mod hung;
+mod nics;
 mod rpc;
 mod scale;
 mod stats;
@@ -78,6 +79,9 @@ pub(crate) fn render(report: &Report, source: &str) -> String {
     }
     if let Some(rows) = &scenarios.transfer {
         transfer::section(&mut doc, &mut findings, rows);
+    }
+    if let Some(rows) = &scenarios.nics {
+        nics::section(&mut doc, rows);
     }
     verdict::section(&mut doc, findings, report);
     verdict::caveats(&mut doc, report);

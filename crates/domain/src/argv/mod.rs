@@ -80,6 +80,9 @@ pub struct LaunchParams {
     /// Per interface, by index: the descriptor of the tap the driver made
     /// (inherited by QEMU) for `network`, `bridge` and `ethernet` NICs.
     pub taps: Vec<Option<i32>>,
+    /// Whether the host has a usable `/dev/vhost-net`: tap NICs get
+    /// `vhost=on` unless `<driver name='qemu'/>` asks otherwise.
+    pub vhost_net: bool,
     /// The port chosen for a SPICE display with autoport.
     pub spice_port: Option<u16>,
 }

@@ -2,7 +2,7 @@
 //! device.
 
 use super::{Args, Ctx};
-use crate::devices::net::{InterfaceDef, InterfaceType, NicModel};
+use crate::devices::net::{InterfaceDef, InterfaceType, NetDriverName, NicModel};
 use crate::error::DomainXmlError;
 
 pub(super) fn interfaces(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError> {
@@ -69,19 +69,25 @@ fn netdev(cx: &Ctx<'_>, i: usize, n: &InterfaceDef) -> Result<String, DomainXmlE
     if n.itype == InterfaceType::User {
         return Ok(format!("user,id=hostnet{i}"));
     }
-    match cx.launch.taps.get(i).copied().flatten() {
-        Some(fd) => {
-            let mut s = format!("tap,fd={fd},id=hostnet{i}");
-            let d = n.driver.unwrap_or_default();
-            if d.name != Some(crate::devices::net::NetDriverName::Qemu) {
-                s.push_str(",vhost=on");
-            }
-            Ok(s)
-        }
-        None => Err(DomainXmlError::unsupported_because(
+    let Some(fd) = cx.launch.taps.get(i).copied().flatten() else {
+        return Err(DomainXmlError::unsupported_because(
             "interface type",
             n.itype.as_str(),
-            "ferrovirtd does not plumb guest networks (taps) yet; use <interface type='user'>",
-        )),
+            "the driver made no tap for this interface",
+        ));
+    };
+    let mut s = format!("tap,fd={fd},id=hostnet{i}");
+    match n.driver.and_then(|d| d.name) {
+        Some(NetDriverName::Qemu) => {}
+        Some(NetDriverName::Vhost) if !cx.launch.vhost_net => {
+            return Err(DomainXmlError::unsupported_because(
+                "interface driver name",
+                "vhost",
+                "this host has no usable /dev/vhost-net",
+            ));
+        }
+        _ if cx.launch.vhost_net => s.push_str(",vhost=on"),
+        _ => {}
     }
+    Ok(s)
 }

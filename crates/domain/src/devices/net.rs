@@ -133,6 +133,10 @@ pub struct InterfaceDef {
     pub source: Option<String>,
     /// `<target dev>`: the host-side tap name, when the user chose one.
     pub target_dev: Option<String>,
+    /// `<target managed>` of an `ethernet` NIC: `false` (`managed='no'`)
+    /// uses a tap that exists already, as it is; otherwise the driver
+    /// creates the tap (and it must not exist yet).
+    pub target_managed: bool,
     /// Generated when absent and kept, so the guest sees a stable MAC.
     pub mac: MacAddr,
     /// `None`: no `<model>`; QEMU's default for x86 (rtl8139) is used, as
@@ -184,6 +188,7 @@ pub(crate) fn parse_interface(el: &XmlElement) -> Result<InterfaceDef, DomainXml
         itype,
         source: parse_source(el, itype)?,
         target_dev: parse_target(el)?,
+        target_managed: parse_target_managed(el, itype)?,
         mac: parse_mac(el)?,
         model: parse_model(el)?,
         link_up: parse_link(el)?,
@@ -250,13 +255,61 @@ fn parse_target(el: &XmlElement) -> Result<Option<String>, DomainXmlError> {
     let Some(t) = el.child("target") else {
         return Ok(None);
     };
-    t.check_attrs("interface/target", &["dev"])?;
+    t.check_attrs("interface/target", &["dev", "managed"])?;
     t.check_children("interface/target", &[])?;
     let Some(dev) = t.attr("dev") else {
         return Ok(None);
     };
     check_ifname("<interface/target dev>", dev, 15)?;
     Ok((!dev.starts_with("vnet")).then(|| dev.to_string()))
+}
+
+fn parse_target_managed(el: &XmlElement, itype: InterfaceType) -> Result<bool, DomainXmlError> {
+    let Some(m) = el.child("target").and_then(|t| t.attr("managed")) else {
+        return Ok(true);
+    };
+    let managed = match m {
+        "yes" => true,
+        "no" => false,
+        other => {
+            return Err(DomainXmlError::invalid(
+                "<interface/target managed>",
+                other,
+                "expected yes or no",
+            ));
+        }
+    };
+    if !managed && itype != InterfaceType::Ethernet {
+        return Err(DomainXmlError::unsupported_because(
+            "interface target managed",
+            "no",
+            "only an ethernet interface can use an existing tap",
+        ));
+    }
+    if !managed && el.child("target").and_then(|t| t.attr("dev")).is_none() {
+        return Err(DomainXmlError::invalid(
+            "<interface/target managed>",
+            "no",
+            "an unmanaged tap must be named by <target dev>",
+        ));
+    }
+    Ok(managed)
+}
+
+/// A lone `<interface>` (`virDomainUpdateDeviceFlags`' XML): the interface
+/// and the MAC address it names, if it names one (when it does not, the
+/// returned definition has a generated one).
+pub fn parse_interface_xml(xml: &str) -> Result<(InterfaceDef, Option<MacAddr>), DomainXmlError> {
+    let el = virxml::parse_document(xml)?;
+    if el.local_name() != "interface" {
+        return Err(DomainXmlError::InvalidArgument(format!(
+            "expected an <interface> element, found <{}>",
+            el.local_name()
+        )));
+    }
+    let n = parse_interface(&el)?;
+    let named = el.child("mac").is_some().then_some(n.mac);
+    Ok((n, named))
 }
 
 fn parse_mac(el: &XmlElement) -> Result<MacAddr, DomainXmlError> {
@@ -411,7 +464,11 @@ pub(crate) fn format_interface(
         format_bandwidth(w, b);
     }
     if let Some(dev) = n.target_dev.as_deref().or(live_tap) {
-        w.empty("target", &[("dev", dev.to_string())]);
+        let mut attrs = vec![("dev", dev.to_string())];
+        if !n.target_managed {
+            attrs.push(("managed", "no".into()));
+        }
+        w.empty("target", &attrs);
     }
     if let Some(m) = n.model {
         w.empty("model", &[("type", m.as_str().into())]);
@@ -506,5 +563,27 @@ mod tests {
         assert_eq!(parse_interface(&vnet).unwrap().target_dev, None);
         let bad = virxml::parse_document("<interface type='network'/>").unwrap();
         assert!(parse_interface(&bad).is_err());
+    }
+
+    #[test]
+    fn unmanaged_taps_are_named_ethernet_ones() {
+        let parse = |x: &str| parse_interface(&virxml::parse_document(x).unwrap());
+        let n = parse("<interface type='ethernet'><target dev='mytap' managed='no'/></interface>")
+            .unwrap();
+        assert!(!n.target_managed);
+        let mut w = XmlWriter::new();
+        format_interface(&mut w, &n, None, None);
+        assert!(w.finish().contains("<target dev='mytap' managed='no'/>"));
+        assert!(
+            parse("<interface type='ethernet'><target dev='t'/></interface>")
+                .unwrap()
+                .target_managed
+        );
+        assert!(parse("<interface type='ethernet'><target managed='no'/></interface>").is_err());
+        assert!(parse("<interface type='bridge'><source bridge='b'/><target dev='t' managed='no'/></interface>").is_err());
+        assert!(
+            parse("<interface type='ethernet'><target dev='t' managed='maybe'/></interface>")
+                .is_err()
+        );
     }
 }

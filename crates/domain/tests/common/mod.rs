@@ -42,6 +42,7 @@ pub fn golden_launch(def: &DomainDef, accel: Accel) -> LaunchParams {
         daemonize: true,
         // Descriptors the driver would hand over for tap-backed NICs.
         taps: (0..8).map(|i| Some(40 + i)).collect(),
+        vhost_net: true,
         spice_port: Some(5910),
     }
 }

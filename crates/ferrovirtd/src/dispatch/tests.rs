@@ -24,7 +24,7 @@ fn rows() -> Vec<(i32, Access, Lane)> {
 #[test]
 fn table_rows_are_known_procedures_each_once() {
     let rows = rows();
-    assert_eq!(rows.len(), 166, "procedures served");
+    assert_eq!(rows.len(), 170, "procedures served");
     for (n, _, _) in &rows {
         assert!(procedure_name(*n).is_some(), "{n}");
     }
@@ -194,6 +194,10 @@ fn virsh_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
         p::DOMAIN_BLOCK_JOB_ABORT => vec!["blockjob", DOM, "vda", "--abort"],
         p::DOMAIN_BLOCK_JOB_SET_SPEED => vec!["blockjob", DOM, "vda", "--bandwidth", "10"],
         p::DOMAIN_SET_MEMORY_STATS_PERIOD => vec!["dommemstat", DOM, "--period", "5"],
+        p::DOMAIN_UPDATE_DEVICE_FLAGS => vec!["update-device", DOM, xml],
+        p::DOMAIN_SET_INTERFACE_PARAMETERS => {
+            vec!["domiftune", DOM, "52:54:00:00:00:01", "--inbound", "100"]
+        }
         _ => return None,
     })
 }

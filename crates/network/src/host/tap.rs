@@ -102,8 +102,13 @@ pub(crate) async fn create(
             "invalid tap device name '{want}'"
         )));
     }
-    let (fd, name) = open_tap(want)?;
     let h = link::connect()?;
+    if !want.contains('%') && link::get(&h, want).await?.is_some() {
+        return Err(Error::OperationInvalid(format!(
+            "tap device '{want}' already exists"
+        )));
+    }
+    let (fd, name) = open_tap(want)?;
     let tap = link::get(&h, &name)
         .await?
         .ok_or_else(|| Error::Helper(format!("tap {name} vanished after creation")))?;
@@ -122,6 +127,26 @@ pub(crate) async fn create(
     Ok(Tap {
         name,
         ifindex: tap.index,
+        fd,
+    })
+}
+
+/// Opens the existing (persistent) tap `name` as it is: no address,
+/// bridge or state of it changes.
+pub(crate) async fn open_existing(name: &str) -> Result<Tap> {
+    if !valid_name(name) || name.contains('%') {
+        return Err(Error::InvalidArg(format!(
+            "invalid tap device name '{name}'"
+        )));
+    }
+    let h = link::connect()?;
+    let l = link::get(&h, name)
+        .await?
+        .ok_or_else(|| Error::OperationInvalid(format!("tap device '{name}' does not exist")))?;
+    let (fd, _) = open_tap(name)?;
+    Ok(Tap {
+        name: name.to_owned(),
+        ifindex: l.index,
         fd,
     })
 }

@@ -9,9 +9,11 @@
 mod definitions;
 mod devices;
 mod jobs;
+mod nics;
 mod stats;
 
 pub use definitions::{StatePolicy, UndefineOptions};
+pub use nics::{Affect, BandwidthChange, LiveNic, RateChange};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -49,6 +51,15 @@ impl Driver {
     /// Opens the driver on `cfg.root`: loads definitions, re-adopts running
     /// QEMUs from status files, then starts autostart domains.
     pub async fn open(cfg: DriverConfig) -> Result<Driver> {
+        Self::open_with_network(cfg, None).await
+    }
+
+    /// [`Driver::open`] with the network driver that makes the taps of
+    /// guest NICs (`<interface type='network'|'bridge'|'ethernet'>`).
+    pub async fn open_with_network(
+        cfg: DriverConfig,
+        network: Option<network::NetworkDriver>,
+    ) -> Result<Driver> {
         let layout = cfg.layout();
         layout
             .create_all()
@@ -60,7 +71,7 @@ impl Driver {
         for dir in layout.written_dirs() {
             files::sweep_temp_files(dir);
         }
-        let s = Arc::new(Shared::new(cfg, layout, lock));
+        let s = Arc::new(Shared::new(cfg, layout, lock, network));
         readopt::load_definitions(&s);
         reconcile::reconcile(&s).await;
         crate::stats::poller::spawn(&s);

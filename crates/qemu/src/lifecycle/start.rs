@@ -23,6 +23,7 @@ use crate::emulator::monitor;
 use crate::emulator::process::{self, Process};
 use crate::events;
 use crate::jobs;
+use crate::nics;
 use crate::object::Domain;
 use crate::object::def::Def;
 use crate::object::run::{RunCtx, RunStart};
@@ -96,12 +97,19 @@ async fn start_once(
             None => (g.def().clone(), g.persistent()),
         }
     };
-    let (argv, run) = command_line(s, dom, &def, incoming.is_some()).await?;
-    let (ctx, process) = launch(s, dom, &def, persistent, &argv, &run).await?;
+    let (cmd, run) = command_line(s, dom, &def, incoming.is_some()).await?;
+    let (ctx, process) = launch(s, dom, &def, persistent, &cmd, &run).await?;
+    let taps: Vec<Option<String>> = dom.lock().run().map_or_else(Vec::new, |r| {
+        r.taps()
+            .iter()
+            .map(|t| t.as_ref().map(|t| t.name.clone()))
+            .collect()
+    });
     dom.lock().update_live(ctx.generation, |d| {
         d.with_live(|l| {
             l.run_dir = Some(run.run_dir.clone());
             l.spice_port = run.spice_port;
+            l.taps = taps;
         })
     });
     match finish_start(s, dom, &ctx, &process, paused, incoming).await {
@@ -157,63 +165,155 @@ async fn monitor_listens(path: &Path) -> bool {
     )
 }
 
-/// Records the intent, prepares the host, then spawns QEMU (which inherits
-/// the run lock) and begins the run. On failure nothing it made is left:
-/// the host's preparation is released and the intent removed.
+/// Claims the domain, creates the taps of its NICs, records the intent
+/// (naming the taps), prepares the host, then spawns QEMU (which inherits
+/// the run lock and the taps) and begins the run. On failure nothing it
+/// made is left: the taps and the host's preparation are released and the
+/// intent removed.
 async fn launch(
     s: &Shared,
     dom: &Arc<Domain>,
     def: &Def,
     persistent: bool,
-    argv: &[String],
+    cmd: &CommandLine,
     run: &host::Prepared,
 ) -> Result<(Arc<RunCtx>, Arc<Process>)> {
     let lock = claim(s, dom).await?;
+    let (taps, argv) = taps_and_argv(s, def, cmd, run).await?;
+    let records = taps.records();
     let id = s.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let socket = s.layout.monitor_socket(&dom.uuid());
-    let intent = status::StatusRecord::intent(dom, persistent, id, &def.live(id), socket);
-    status::record_intent(s, dom, &intent)?;
-    let spawned = match host::prepare(s, def, run).await {
-        Ok(()) => spawn(s, dom, def, argv, id, &lock),
+    let intent =
+        status::StatusRecord::intent(dom, persistent, id, &def.live(id), socket, records.clone());
+    if let Err(e) = status::record_intent(s, dom, &intent) {
+        nics::release(s, &records);
+        return Err(e);
+    }
+    let prepared = match nics::apply_bandwidth(s, def.domain(), &records).await {
+        Ok(()) => host::prepare(s, def, run).await,
         Err(e) => Err(e),
     };
-    // QEMU holds the run lock from here on (or nothing was spawned).
+    let spawned = match prepared {
+        Ok(()) => spawn(s, dom, def, &argv, id, &lock, &taps),
+        Err(e) => Err(e),
+    };
+    // QEMU holds the run lock and the taps from here on (or nothing was
+    // spawned, and the taps go with the daemon's descriptors).
     drop(lock);
+    drop(taps);
     if spawned.is_err() {
+        nics::release(s, &records);
         host::release(s, def, &dom.uuid());
         status::remove(s, dom);
     }
     spawned
 }
 
-/// Checks what QEMU will need, plans the host's side of the run and builds
-/// QEMU's command line. Nothing outside the daemon is touched yet.
+/// The taps of `def`'s NICs, and QEMU's argv that hands them over. The
+/// taps are held only by the daemon until QEMU inherits them: a daemon
+/// killed before the intent names them takes them along (see `nics`). On
+/// failure none is left.
+async fn taps_and_argv(
+    s: &Shared,
+    def: &Def,
+    cmd: &CommandLine,
+    run: &host::Prepared,
+) -> Result<(nics::Taps, Vec<String>)> {
+    let taps = nics::create(s, def.domain()).await?;
+    // The exec helper puts the run lock at the first handed-over number
+    // and the taps after it, in order.
+    match cmd.argv(def, run, taps.fds_from(confine::FIRST_TARGET + 1)) {
+        Ok(argv) => Ok((taps, argv)),
+        Err(e) => {
+            nics::release(s, &taps.records());
+            Err(e)
+        }
+    }
+}
+
+/// What QEMU's command line is built from, checked before anything
+/// outside the daemon exists; only the taps' descriptors are missing.
+struct CommandLine {
+    accel: Accel,
+    caps: Arc<domain::EmulatorCaps>,
+    socket: PathBuf,
+    incoming: bool,
+    vhost_net: bool,
+    /// QEMU's `-sandbox` argument, if any.
+    sandbox: Option<String>,
+}
+
+impl CommandLine {
+    /// QEMU's argv, with `taps` (the descriptor of each interface's tap,
+    /// by index) for QEMU to inherit.
+    fn argv(&self, def: &Def, run: &host::Prepared, taps: Vec<Option<i32>>) -> Result<Vec<String>> {
+        let launch = domain::LaunchParams {
+            domain_run_dir: run.run_dir.clone(),
+            accel: self.accel,
+            taps,
+            vhost_net: self.vhost_net,
+            spice_port: run.spice_port,
+            ..Default::default()
+        };
+        let mut argv = def.argv(&self.socket, &self.caps, launch)?;
+        // The driver decides what a guest power-off means (on_poweroff, fake
+        // reboot), so QEMU must stay alive for it.
+        argv.push("-no-shutdown".into());
+        if let Some(sandbox) = &self.sandbox {
+            argv.extend(["-sandbox".into(), sandbox.clone()]);
+        }
+        if self.incoming {
+            argv.extend(["-incoming".into(), "defer".into()]);
+        }
+        Ok(argv)
+    }
+}
+
+/// Checks what QEMU will need, plans the host's side of the run and checks
+/// that QEMU's command line builds (with stand-ins for the taps' descriptors).
+/// Nothing outside the daemon is touched yet.
 async fn command_line(
     s: &Shared,
     dom: &Domain,
     def: &Def,
     incoming: bool,
-) -> Result<(Vec<String>, host::Prepared)> {
+) -> Result<(CommandLine, host::Prepared)> {
     let accel = choose_accel(s, def).await?;
     def.check_emulator()?;
     def.check_disks()?;
+    nics::check(def.domain())?;
     let caps = s
         .caps
         .get(def.emulator(), &s.layout.caps_dir, s.cfg.monitor_timeout)
         .await?;
-    let socket = s.layout.monitor_socket(&dom.uuid());
     let run = host::plan(s, dom, def)?;
-    let mut argv = def.argv(&socket, &run.run_dir, accel, &caps, run.spice_port)?;
-    // The driver decides what a guest power-off means (on_poweroff, fake
-    // reboot), so QEMU must stay alive for it.
-    argv.push("-no-shutdown".into());
-    if let Some(sandbox) = &s.cfg.confinement.sandbox {
-        argv.extend(["-sandbox".into(), sandbox.clone()]);
-    }
-    if incoming {
-        argv.extend(["-incoming".into(), "defer".into()]);
-    }
-    Ok((argv, run))
+    let cmd = CommandLine {
+        accel,
+        caps,
+        socket: s.layout.monitor_socket(&dom.uuid()),
+        incoming,
+        vhost_net: vhost_net_usable(),
+        sandbox: s.cfg.confinement.sandbox.clone(),
+    };
+    let stand_ins = def
+        .domain()
+        .devices
+        .interfaces
+        .iter()
+        .map(|n| (n.itype != domain::InterfaceType::User).then_some(-1))
+        .collect();
+    cmd.argv(def, &run, stand_ins)?;
+    Ok((cmd, run))
+}
+
+/// Whether QEMU can open `/dev/vhost-net` (it runs as the daemon's user):
+/// without it tap NICs run without vhost, as libvirt falls back.
+fn vhost_net_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/vhost-net")
+        .is_ok()
 }
 
 /// Picks the accelerator: KVM when the definition asks for it (and fails
@@ -227,7 +327,7 @@ async fn choose_accel(s: &Shared, def: &Def) -> Result<Accel> {
     }
 }
 
-/// Spawns QEMU as domain `id`, handing it the run lock, and begins the
+/// Spawns QEMU as domain `id`, handing it the run lock and the taps, and begins the
 /// run (paused, starting up).
 fn spawn(
     s: &Shared,
@@ -236,13 +336,16 @@ fn spawn(
     argv: &[String],
     id: u32,
     lock: &RunLock,
+    taps: &nics::Taps,
 ) -> Result<(Arc<RunCtx>, Arc<Process>)> {
     let log = s.layout.log(dom.name());
     log_header(&log, dom.name(), id, argv);
+    let mut inherit = vec![lock.fd()];
+    inherit.extend(taps.inherited());
     let launch = process::Launch {
         helper: &s.cfg.confinement.exec_helper,
         plan: confinement(s, def),
-        inherit: vec![lock.fd()],
+        inherit,
     };
     let process = Arc::new(
         process::spawn(argv, def.env(), &log, launch)
@@ -252,6 +355,7 @@ fn spawn(
         process: process.clone(),
         start_time: process::start_time(process.pid()).unwrap_or(0),
         socket: s.layout.monitor_socket(&dom.uuid()),
+        taps: taps.records(),
     };
     let ctx = dom.lock().start_run(id, def, start);
     s.registry.set_id(id, dom);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::host;
 use crate::jobs;
+use crate::nics;
 use crate::object::Domain;
 use crate::shared::Shared;
 use crate::state::StopCause;
@@ -41,6 +42,7 @@ pub(crate) fn cleanup(
     run.process().reap();
     status::remove(s, dom);
     let _ = std::fs::remove_file(run.socket());
+    nics::release(s, run.taps());
     host::release(s, &def, &dom.uuid());
     true
 }

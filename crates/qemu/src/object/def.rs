@@ -172,6 +172,29 @@ impl Def {
         out
     }
 
+    /// Interface `i` with `<link state>` `up` (absent means up, so up is
+    /// written as absent when it was).
+    pub(crate) fn with_interface_link(&self, i: usize, up: bool) -> Self {
+        let mut out = self.clone();
+        if let Some(n) = out.inner.devices.interfaces.get_mut(i) {
+            n.link_up = if up && n.link_up.is_none() {
+                None
+            } else {
+                Some(up)
+            };
+        }
+        out
+    }
+
+    /// Interface `i` with `bw` as its `<bandwidth>`.
+    pub(crate) fn with_interface_bandwidth(&self, i: usize, bw: Option<domain::Bandwidth>) -> Self {
+        let mut out = self.clone();
+        if let Some(n) = out.inner.devices.interfaces.get_mut(i) {
+            n.bandwidth = bw;
+        }
+        out
+    }
+
     /// This live definition with what only the run knows: its run
     /// directory (where unix channels without a path listen) and the
     /// ports its displays got.
@@ -204,23 +227,19 @@ impl Def {
 
     /// QEMU's argv including the emulator path (without `-no-shutdown`,
     /// which the driver adds so that it decides what a guest poweroff
-    /// means).
+    /// means). `launch` gives the run's choices; its QMP socket, pidfile
+    /// and daemonize flag are set here.
     pub(crate) fn argv(
         &self,
         monitor: &Path,
-        run_dir: &Path,
-        accel: Accel,
         caps: &EmulatorCaps,
-        spice_port: Option<u16>,
+        launch: LaunchParams,
     ) -> Result<Vec<String>> {
         let launch = LaunchParams {
             qmp_socket: monitor.to_path_buf(),
             pidfile: monitor.with_extension("pid"),
-            domain_run_dir: run_dir.to_path_buf(),
-            accel,
             daemonize: false,
-            taps: Vec::new(),
-            spice_port,
+            ..launch
         };
         let args = domain::build_argv(&self.inner, caps, &launch)
             .map_err(|e| Error::Xml(e.to_vir_error()))?;

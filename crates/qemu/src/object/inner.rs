@@ -517,6 +517,7 @@ mod tests {
             process: Arc::new(Process::open(me, false).expect("pidfd")),
             start_time: 0,
             socket: "/nonexistent.qmp".into(),
+            taps: Vec::new(),
         };
         let def = dom.lock().def().clone();
         dom.lock().start_run(1, &def, start).generation

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::actions::Actions;
 use crate::emulator::process::Process;
 use crate::events::throttle::Throttle;
+use crate::nics::TapRecord;
 use crate::state::StopCause;
 
 /// Who asked the guest to shut down, for the SHUTDOWN event detail.
@@ -60,6 +61,8 @@ pub(crate) struct RunStart {
     /// `/proc/PID/stat` start time: tells our QEMU from a reused PID.
     pub(crate) start_time: u64,
     pub(crate) socket: PathBuf,
+    /// The taps QEMU holds, by interface index.
+    pub(crate) taps: Vec<Option<TapRecord>>,
 }
 
 /// A running QEMU as the driver tracks it.
@@ -68,6 +71,7 @@ pub(crate) struct Run {
     pub(super) process: Arc<Process>,
     pub(super) start_time: u64,
     pub(super) socket: PathBuf,
+    pub(super) taps: Vec<Option<TapRecord>>,
     /// None while starting (before the QMP handshake), or for an adopted
     /// QEMU whose monitor did not answer.
     pub(super) monitor: Option<qmp::Monitor>,
@@ -108,6 +112,7 @@ impl Run {
             process: start.process,
             start_time: start.start_time,
             socket: start.socket,
+            taps: start.taps,
             monitor: None,
             unresponsive: false,
             shutdown_seen: None,
@@ -136,6 +141,11 @@ impl Run {
 
     pub(crate) fn socket(&self) -> &PathBuf {
         &self.socket
+    }
+
+    /// The taps QEMU holds, by interface index.
+    pub(crate) fn taps(&self) -> &[Option<TapRecord>] {
+        &self.taps
     }
 
     pub(crate) fn monitor(&self) -> Option<&qmp::Monitor> {

@@ -152,6 +152,7 @@ mod tests {
             vcpus: Vec::new(),
             blocks: Vec::new(),
             iothreads: Vec::new(),
+            nets: Vec::new(),
         }
     }
 

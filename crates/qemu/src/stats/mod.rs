@@ -35,7 +35,7 @@ pub(crate) use cache::Slot;
 pub use health::{HealthSnapshot, JOB_KINDS};
 pub use sample::{
     Balloon, Block, BlockCounters, CpuTimes, GuestMemory, Iothread, MAX_BACKING, MAX_IOTHREADS,
-    Sample, Vcpu,
+    Net, Sample, Vcpu,
 };
 
 use crate::state::StateReason;

@@ -45,12 +45,13 @@ pub(crate) async fn round(
     generation: u64,
     deadline: Duration,
 ) -> Result<Sample, RoundError> {
-    let (mon, pid, def, pivoted) = {
+    let (mon, pid, def, pivoted, taps) = {
         let g = dom.lock();
         let run = g.run_of(generation).ok_or(RoundError::NoMonitor)?;
         let mon = run.monitor().cloned().ok_or(RoundError::NoMonitor)?;
         let pivoted = run.pivoted_nodes().to_vec();
-        (mon, run.process().pid(), g.current_def(), pivoted)
+        let taps = run.taps().to_vec();
+        (mon, run.process().pid(), g.current_def(), pivoted, taps)
     };
     let balloon = def.has_balloon();
     let guest_stats = QomGet {
@@ -100,5 +101,7 @@ pub(crate) async fn round(
         cpus: cpus.unwrap_or_default(),
         iothreads: iot.unwrap_or_default(),
     };
-    Ok(sample::build(&def, &pivoted, pid, replies))
+    let mut sample = sample::build(&def, &pivoted, pid, replies);
+    sample.nets = sample::nets(&taps, def.nic_macs().len());
+    Ok(sample)
 }

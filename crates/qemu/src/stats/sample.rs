@@ -15,6 +15,7 @@ use qmp::commands::{
 };
 
 use super::procfs;
+use crate::nics::TapRecord;
 use crate::object::def::{Def, DiskInfo};
 
 /// Backing images reported per disk (deeper ones are left out).
@@ -36,6 +37,16 @@ pub struct Sample {
     /// Per disk in definition order, each followed by its backing images.
     pub blocks: Vec<Block>,
     pub iothreads: Vec<Iothread>,
+    /// Per NIC in definition order.
+    pub nets: Vec<Net>,
+}
+
+/// One NIC: its host tap and the tap's counters from the guest's side
+/// (`None` for user-mode networking, which has no host device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Net {
+    pub tap: Option<String>,
+    pub counters: Option<network::InterfaceStats>,
 }
 
 /// CPU time of the QEMU process, nanoseconds.
@@ -161,7 +172,20 @@ pub(crate) fn build(def: &Def, pivoted: &[(String, String)], pid: i32, r: Replie
             .filter_map(iothread)
             .take(MAX_IOTHREADS)
             .collect(),
+        nets: Vec::new(),
     }
+}
+
+/// The NICs of a run with their taps' counters, by interface index (a
+/// tap that cannot be read has no counters).
+pub(crate) fn nets(taps: &[Option<TapRecord>], nics: usize) -> Vec<Net> {
+    (0..nics)
+        .map(|i| {
+            let tap = taps.get(i).cloned().flatten().map(|t| t.name);
+            let counters = tap.as_deref().and_then(|t| network::tap_counters(t).ok());
+            Net { tap, counters }
+        })
+        .collect()
 }
 
 fn kib(v: Option<u64>) -> Option<u64> {

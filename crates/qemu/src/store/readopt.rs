@@ -120,6 +120,7 @@ pub(super) async fn adopt(
         process: process.clone(),
         start_time: rec.pid_start_time,
         socket: rec.monitor.clone(),
+        taps: rec.taps.clone(),
     };
     let adopted = Adopted {
         state: rec.state,
@@ -132,6 +133,13 @@ pub(super) async fn adopt(
         monitor,
     };
     let ctx = dom.lock().adopt_run(rec.id, live, start, adopted);
+    let taps = rec
+        .taps
+        .iter()
+        .map(|t| t.as_ref().map(|t| t.name.clone()))
+        .collect();
+    dom.lock()
+        .update_live(ctx.generation, |d| d.with_live(|l| l.taps = taps));
     s.registry.set_id(rec.id, dom);
     events::spawn_run_tasks(s, dom, &ctx, events, process);
     if dom.lock().monitor().is_some() {
@@ -206,13 +214,14 @@ pub(super) fn mark_dead(
 }
 
 /// Removes the status file and monitor socket of a run that is over, and
-/// what the run held on the host (cgroups, swtpm, run directory).
+/// what the run held on the host (taps, cgroups, swtpm, run directory).
 pub(super) fn forget_files(s: &Shared, rec: &StatusRecord) {
     let path = s.layout.status(&rec.uuid);
     if let Err(e) = files::remove(&path) {
         tracing::warn!(file = %path.display(), error = %e, "cannot remove status file");
     }
     let _ = std::fs::remove_file(&rec.monitor);
+    crate::nics::release(s, &rec.taps);
     if let Ok(def) = Def::parse(&rec.live_xml) {
         lifecycle::host::release(s, &def, &rec.uuid);
     }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::files;
 use crate::jobs::blockjob::BlockJobState;
 use crate::jobs::stats::CompletedJob;
+use crate::nics::TapRecord;
 use crate::object::def::Def;
 use crate::object::{Domain, Inner};
 use crate::shared::Shared;
@@ -83,6 +84,10 @@ pub(crate) struct StatusRecord {
     /// Statistics of the last async job that ended, not yet read.
     #[serde(default)]
     pub(crate) completed_job: Option<CompletedJob>,
+    /// The taps of the run, by interface index: named before the guest
+    /// runs, so a restarted daemon removes what is left of them.
+    #[serde(default)]
+    pub(crate) taps: Vec<Option<TapRecord>>,
 }
 
 pub(crate) const STATUS_VERSION: u32 = 1;
@@ -115,6 +120,7 @@ impl StatusRecord {
         id: u32,
         live: &Def,
         monitor: PathBuf,
+        taps: Vec<Option<TapRecord>>,
     ) -> Self {
         Self {
             version: STATUS_VERSION,
@@ -133,6 +139,7 @@ impl StatusRecord {
             job: None,
             block_job: None,
             completed_job: None,
+            taps,
         }
     }
 
@@ -170,6 +177,7 @@ impl StatusRecord {
             }),
             block_job: g.block_job().cloned(),
             completed_job: g.completed_job().cloned(),
+            taps: run.taps().to_vec(),
         })
     }
 }
@@ -285,6 +293,14 @@ mod tests {
                 },
                 error: Some("save job cancelled".into()),
             }),
+            taps: vec![
+                None,
+                Some(TapRecord {
+                    name: "vnet3".into(),
+                    ifindex: 17,
+                    created: true,
+                }),
+            ],
         };
         let text = String::from_utf8(rec.to_bytes()).unwrap();
         assert_eq!(StatusRecord::parse(&text).unwrap(), rec);
@@ -305,6 +321,7 @@ mod tests {
     fn old_status_file_without_completed_job_loads() {
         let rec = StatusRecord::parse(OLD_STATUS).expect("old record loads");
         assert_eq!(rec.completed_job, None);
+        assert!(rec.taps.is_empty(), "no taps recorded");
         assert_eq!(rec.id, 3);
         assert_eq!(rec.phase, Phase::Running, "written after a completed start");
     }

@@ -977,6 +977,14 @@ xdr_struct! {
         pub flags: u32,
     }
 
+    /// `remote_domain_update_device_flags_args` (the attach and detach
+    /// flags calls have the same layout).
+    pub struct DomainDeviceXmlFlagsArgs {
+        pub dom: NonnullDomain,
+        pub xml: String,
+        pub flags: u32,
+    }
+
     /// `remote_domain_create_xml_args`.
     pub struct DomainCreateXmlArgs {
         pub xml_desc: String,

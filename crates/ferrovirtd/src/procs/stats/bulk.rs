@@ -98,9 +98,7 @@ pub(crate) fn record(s: &DomainStats, groups: u32, backing: bool) -> Params {
         vcpu(&mut p, s, sample);
     }
     if groups & f::STATS_INTERFACE != 0 {
-        // Only user-mode NICs exist: no host device, so no counters (as
-        // libvirt reports NICs without a host interface).
-        p.uint("net.count", count(s.nics.len()));
+        interfaces(&mut p, s, sample);
     }
     if groups & f::STATS_BLOCK != 0 {
         block(&mut p, s, sample, backing);
@@ -112,6 +110,33 @@ pub(crate) fn record(s: &DomainStats, groups: u32, backing: bool) -> Params {
     // is empty (libvirt reports only enabled events).
     p.0.truncate(CONNECT_GET_ALL_DOMAIN_STATS_MAX);
     p
+}
+
+/// `net.count`, then per NIC with a host tap its name and counters (a
+/// user-mode NIC has no host device: counted, not described, as libvirt).
+fn interfaces(p: &mut Params, s: &DomainStats, sample: Option<&Sample>) {
+    p.uint("net.count", count(s.nics.len()));
+    let Some(nets) = sample.map(|x| &x.nets) else {
+        return;
+    };
+    for (i, n) in nets.iter().enumerate() {
+        let (Some(tap), Some(c)) = (&n.tap, &n.counters) else {
+            continue;
+        };
+        p.string(format!("net.{i}.name"), tap.clone());
+        for (k, v) in [
+            ("rx.bytes", c.rx_bytes),
+            ("rx.pkts", c.rx_packets),
+            ("rx.errs", c.rx_errs),
+            ("rx.drop", c.rx_drop),
+            ("tx.bytes", c.tx_bytes),
+            ("tx.pkts", c.tx_packets),
+            ("tx.errs", c.tx_errs),
+            ("tx.drop", c.tx_drop),
+        ] {
+            p.ullong(format!("net.{i}.{k}"), v);
+        }
+    }
 }
 
 fn state(p: &mut Params, s: &DomainStats) {

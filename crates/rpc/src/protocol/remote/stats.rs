@@ -234,3 +234,63 @@ xdr_struct! {
         pub nparams: i32,
     }
 }
+
+/// `REMOTE_DOMAIN_INTERFACE_MAX`: interfaces in one `domifaddr` answer.
+pub const DOMAIN_INTERFACE_MAX: usize = 2048;
+/// `REMOTE_DOMAIN_IP_ADDR_MAX`: addresses of one interface.
+pub const DOMAIN_IP_ADDR_MAX: usize = 2048;
+
+xdr_struct! {
+    /// `remote_domain_interface_addresses_args`.
+    pub struct DomainInterfaceAddressesArgs {
+        pub dom: NonnullDomain,
+        pub source: u32,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_ip_addr`.
+    pub struct DomainIpAddr {
+        pub type_: i32,
+        pub addr: String,
+        pub prefix: u32,
+    }
+
+    /// `remote_domain_interface`.
+    pub struct DomainInterface {
+        pub name: String,
+        pub hwaddr: Option<String>,
+        pub addrs: Vec<DomainIpAddr> [max = DOMAIN_IP_ADDR_MAX],
+    }
+
+    /// `remote_domain_interface_addresses_ret`.
+    pub struct DomainInterfaceAddressesRet {
+        pub ifaces: Vec<DomainInterface> [max = DOMAIN_INTERFACE_MAX],
+    }
+}
+
+/// `REMOTE_DOMAIN_INTERFACE_PARAMETERS_MAX`.
+pub const DOMAIN_INTERFACE_PARAMETERS_MAX: usize = 16;
+
+xdr_struct! {
+    /// `remote_domain_set_interface_parameters_args`.
+    pub struct DomainSetInterfaceParametersArgs {
+        pub dom: NonnullDomain,
+        pub device: String,
+        pub params: Vec<TypedParam> [max = DOMAIN_INTERFACE_PARAMETERS_MAX],
+        pub flags: u32,
+    }
+
+    /// `remote_domain_get_interface_parameters_args`.
+    pub struct DomainGetInterfaceParametersArgs {
+        pub dom: NonnullDomain,
+        pub device: String,
+        pub nparams: i32,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_get_interface_parameters_ret`.
+    pub struct DomainGetInterfaceParametersRet {
+        pub params: Vec<TypedParam> [max = DOMAIN_INTERFACE_PARAMETERS_MAX],
+        pub nparams: i32,
+    }
+}
