@@ -68,6 +68,7 @@ pub mod error;
 mod features;
 pub mod firmware;
 pub mod format;
+pub mod hotplug;
 mod memory;
 mod os;
 pub mod parse;
@@ -82,7 +83,8 @@ pub mod xml {
 
 pub use abi::{AbiMismatch, check_abi_stability};
 pub use argv::{
-    Accel, LaunchParams, StartupAction, build_argv, disk_node_names, startup_actions, tpm_socket,
+    Accel, LaunchParams, StartupAction, build_argv, disk_node_names, disk_nodes, startup_actions,
+    tpm_socket,
 };
 pub use caps::{CpuModel, EmulatorCaps, HostCpuModel, MachineType};
 pub use cpuset::CpuSet;
@@ -105,6 +107,7 @@ pub use devices::video::{VideoDef, VideoModel};
 pub use error::DomainXmlError;
 pub use firmware::FirmwareDescriptor;
 pub use format::XmlOptions;
+pub use hotplug::{DeviceDef, DeviceError, DiskPlug, parse_device};
 pub use virxml::XmlError;
 pub use xml::{XmlElement, XmlNode};
 
