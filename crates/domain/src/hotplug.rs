@@ -201,9 +201,8 @@ mod tests {
     }
 
     fn disk(xml: &str) -> DiskDef {
-        match parse_device(xml, MachineFamily::Q35).unwrap() {
-            DeviceDef::Disk(d) => d,
-        }
+        let DeviceDef::Disk(d) = parse_device(xml, MachineFamily::Q35).unwrap();
+        d
     }
 
     const VDA: &str =

@@ -21,7 +21,7 @@ use rpc::{CallContext, ClientId, Handler};
 use virterror::VirError;
 
 use crate::procs::{
-    blockjob, connect, domain, events, jobs, network, node, query, save, stats, storage,
+    blockjob, connect, devices, domain, events, jobs, network, node, query, save, stats, storage,
 };
 use crate::relay::Relay;
 
@@ -139,6 +139,11 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::DOMAIN_REBOOT,                               Write, Normal,   domain::reboot),
         Row::new(p::DOMAIN_RESET,                                Write, Normal,   domain::reset),
         Row::new(p::DOMAIN_SUSPEND,                              Write, Normal,   domain::suspend),
+        Row::new(p::DOMAIN_ATTACH_DEVICE,                        Write, Normal,   devices::attach),
+        Row::new(p::DOMAIN_ATTACH_DEVICE_FLAGS,                  Write, Normal,   devices::attach_flags),
+        Row::new(p::DOMAIN_DETACH_DEVICE,                        Write, Normal,   devices::detach),
+        Row::new(p::DOMAIN_DETACH_DEVICE_FLAGS,                  Write, Normal,   devices::detach_flags),
+        Row::new(p::DOMAIN_DETACH_DEVICE_ALIAS,                  Write, Normal,   devices::detach_alias),
         Row::new(p::DOMAIN_RESUME,                               Write, Normal,   domain::resume),
         Row::new(p::DOMAIN_SET_AUTOSTART,                        Write, Normal,   domain::set_autostart),
         // Snapshot queries.

@@ -18,9 +18,11 @@ use qemu::{DomainEvent, Driver, EventKind};
 use rpc::protocol::remote::{
     DomainEventBalloonChangeMsg, DomainEventBlockJob2Msg, DomainEventBlockJobMsg,
     DomainEventCallbackBalloonChangeMsg, DomainEventCallbackBlockJobMsg,
-    DomainEventCallbackIoErrorMsg, DomainEventCallbackIoErrorReasonMsg,
-    DomainEventCallbackLifecycleMsg, DomainEventCallbackRebootMsg, DomainEventCallbackRtcChangeMsg,
-    DomainEventCallbackWatchdogMsg, DomainEventIoErrorMsg, DomainEventIoErrorReasonMsg,
+    DomainEventCallbackDeviceAddedMsg, DomainEventCallbackDeviceRemovalFailedMsg,
+    DomainEventCallbackDeviceRemovedMsg, DomainEventCallbackIoErrorMsg,
+    DomainEventCallbackIoErrorReasonMsg, DomainEventCallbackLifecycleMsg,
+    DomainEventCallbackRebootMsg, DomainEventCallbackRtcChangeMsg, DomainEventCallbackWatchdogMsg,
+    DomainEventDeviceRemovedMsg, DomainEventIoErrorMsg, DomainEventIoErrorReasonMsg,
     DomainEventLifecycleMsg, DomainEventRebootMsg, DomainEventRtcChangeMsg, DomainEventWatchdogMsg,
     NetworkEventLifecycleMsg, NonnullDomain, NonnullNetwork, NonnullStoragePool,
     StoragePoolEventLifecycleMsg, StoragePoolEventRefreshMsg, event_id, procedure as p,
@@ -200,6 +202,9 @@ impl Relay {
             EventKind::BalloonChange { .. } => &[event_id::BALLOON_CHANGE],
             EventKind::IoError { .. } => &[event_id::IO_ERROR, event_id::IO_ERROR_REASON],
             EventKind::Watchdog { .. } => &[event_id::WATCHDOG],
+            EventKind::DeviceAdded { .. } => &[event_id::DEVICE_ADDED],
+            EventKind::DeviceRemoved { .. } => &[event_id::DEVICE_REMOVED],
+            EventKind::DeviceRemovalFailed { .. } => &[event_id::DEVICE_REMOVAL_FAILED],
         };
         let dom = event_domain(ev);
         let mut gone = Vec::new();
@@ -362,6 +367,39 @@ fn push(
             |callback_id, msg| DomainEventCallbackRtcChangeMsg { callback_id, msg },
         ),
         ev @ EventKind::IoError { .. } => push_io_error(sink, r, ev, dom),
+        EventKind::DeviceRemoved { alias } => send(
+            sink,
+            r,
+            (
+                p::DOMAIN_EVENT_DEVICE_REMOVED,
+                p::DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED,
+            ),
+            DomainEventDeviceRemovedMsg {
+                dom,
+                dev_alias: alias.clone(),
+            },
+            |callback_id, msg| DomainEventCallbackDeviceRemovedMsg { callback_id, msg },
+        ),
+        EventKind::DeviceAdded { alias } => push_callback_only(
+            sink,
+            r,
+            p::DOMAIN_EVENT_CALLBACK_DEVICE_ADDED,
+            &DomainEventCallbackDeviceAddedMsg {
+                callback_id: r.id,
+                dom,
+                dev_alias: alias.clone(),
+            },
+        ),
+        EventKind::DeviceRemovalFailed { alias } => push_callback_only(
+            sink,
+            r,
+            p::DOMAIN_EVENT_CALLBACK_DEVICE_REMOVAL_FAILED,
+            &DomainEventCallbackDeviceRemovalFailedMsg {
+                callback_id: r.id,
+                dom,
+                dev_alias: alias.clone(),
+            },
+        ),
         EventKind::Watchdog { action } => send(
             sink,
             r,
@@ -385,6 +423,20 @@ fn push(
             },
             |callback_id, msg| DomainEventCallbackBalloonChangeMsg { callback_id, msg },
         ),
+    }
+}
+
+/// Sends an event libvirt has in the callback form only (nothing for a
+/// legacy registration, which cannot ask for it).
+fn push_callback_only<M: Xdr>(
+    sink: &EventSink,
+    r: &Registration,
+    callback: i32,
+    msg: &M,
+) -> Result<(), rpc::Dropped> {
+    match r.style {
+        Style::Callback => sink.try_send_event_xdr(callback, msg),
+        Style::Legacy => Ok(()),
     }
 }
 

@@ -168,6 +168,7 @@ pub(crate) const COMMANDS: &[&str] = &[
     "closefd",
     "device_add",
     "device_del",
+    "qom-list",
     "human-monitor-command",
 ];
 
@@ -175,6 +176,20 @@ fn emit_ev(sim: &Sim, ev: Option<Ev>) {
     if let Some(Ev(name, data)) = ev {
         sim.emit(name, data);
     }
+}
+
+/// The guest released device `id`: it is gone, and `DEVICE_DELETED` says so.
+pub(crate) fn release_device(sim: &Sim, id: &str) -> Result<(), QmpError> {
+    {
+        let mut vm = sim.vm.borrow_mut();
+        let Some(pos) = vm.devices.iter().position(|d| d == id) else {
+            return Err(QmpError::generic(format!("Device '{id}' not found")));
+        };
+        vm.devices.remove(pos);
+    }
+    let path = format!("/machine/peripheral/{id}");
+    sim.emit_value("DEVICE_DELETED", &json!({"device": id, "path": path}));
+    Ok(())
 }
 
 /// The guest reacted to the power button (or otherwise powered off).
@@ -430,21 +445,33 @@ pub(crate) fn execute(
         "device_del" => {
             args.only(&["id"])?;
             let id = args.str("id")?.to_string();
-            {
-                let mut vm = sim.vm.borrow_mut();
-                let Some(pos) = vm.devices.iter().position(|d| *d == id) else {
-                    return Err(QmpError::generic(format!("Device '{id}' not found")));
-                };
-                vm.devices.remove(pos);
+            if !sim.vm.borrow().devices.contains(&id) {
+                return Err(QmpError::generic(format!("Device '{id}' not found")));
+            }
+            if sim.faults.ignore_unplug.get() {
+                return Ok(json!({}));
             }
             // The guest acknowledges the unplug a little later.
             let sim = Rc::clone(sim);
             tokio::task::spawn_local(async move {
                 tokio::time::sleep(Duration::from_millis(sim.cfg.sim.powerdown_ms)).await;
-                let path = format!("/machine/peripheral/{id}");
-                sim.emit_value("DEVICE_DELETED", &json!({"device": id, "path": path}));
+                let _ = release_device(&sim, &id);
             });
             Ok(json!({}))
+        }
+        "qom-list" => {
+            args.only(&["path"])?;
+            match args.str("path")? {
+                "/machine/peripheral" => {
+                    let vm = sim.vm.borrow();
+                    let list = vm
+                        .devices
+                        .iter()
+                        .map(|d| json!({"name": d, "type": "child<device>"}));
+                    Ok(Value::Array(list.collect()))
+                }
+                p => Err(QmpError::generic(format!("Device '{p}' not found"))),
+            }
         }
         "human-monitor-command" => {
             args.only(&["command-line", "cpu-index"])?;

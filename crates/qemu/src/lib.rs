@@ -25,6 +25,7 @@ mod driver;
 mod emulator;
 mod error;
 mod events;
+mod hotplug;
 mod jobs;
 mod lifecycle;
 mod limits;
@@ -39,6 +40,7 @@ pub use domain::{EmulatorCaps, parse_copy_dest};
 pub use driver::{Driver, ListFilter, StatePolicy, UndefineOptions};
 pub use error::{Error, Result};
 pub use events::hub::{Listener, Subscription, SubscriptionEnd};
+pub use hotplug::Impact;
 pub use jobs::AfterRestore;
 pub use jobs::blockjob::{
     AbortOptions, BlockJobInfo, BlockJobSpec, BlockJobState, CopySpec, Intent,

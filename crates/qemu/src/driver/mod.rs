@@ -7,6 +7,7 @@
 //! long jobs in [`jobs`].
 
 mod definitions;
+mod devices;
 mod jobs;
 mod stats;
 

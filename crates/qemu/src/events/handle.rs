@@ -8,7 +8,7 @@ use super::device;
 use super::hub::Hub;
 use super::throttle::Key;
 use crate::actions;
-use crate::object::run::{Progress, RunCtx, ShutdownBy};
+use crate::object::run::{RunCtx, ShutdownBy};
 use crate::object::{Domain, Inner};
 use crate::shared::Shared;
 use crate::state::{
@@ -75,11 +75,8 @@ fn event(s: &Shared, dom: &Domain, ctx: &RunCtx, ev: Event) {
         }
         Q::Migration(d) => ctx.update_progress(|p| p.migration = Some(d.status)),
         Q::JobStatusChange(d) => ctx.update_progress(|p| p.set_job(d.id, d.status)),
-        Q::DeviceDeleted(d) => {
-            if let Some(dev) = d.device.or(d.path) {
-                ctx.update_progress(|p: &mut Progress| p.push_device(dev));
-            }
-        }
+        Q::DeviceDeleted(d) => crate::hotplug::device_deleted(s, dom, ctx, d),
+        Q::DeviceUnplugGuestError(d) => crate::hotplug::unplug_failed(s, dom, ctx, d),
         _ => {}
     }
 }

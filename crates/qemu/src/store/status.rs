@@ -83,6 +83,10 @@ pub(crate) struct StatusRecord {
     /// Statistics of the last async job that ended, not yet read.
     #[serde(default)]
     pub(crate) completed_job: Option<CompletedJob>,
+    /// Devices asked to unplug that the guest had not released: a
+    /// restarted daemon completes those QEMU no longer has.
+    #[serde(default)]
+    pub(crate) pending_unplug: Vec<String>,
 }
 
 pub(crate) const STATUS_VERSION: u32 = 1;
@@ -133,6 +137,7 @@ impl StatusRecord {
             job: None,
             block_job: None,
             completed_job: None,
+            pending_unplug: Vec::new(),
         }
     }
 
@@ -170,6 +175,7 @@ impl StatusRecord {
             }),
             block_job: g.block_job().cloned(),
             completed_job: g.completed_job().cloned(),
+            pending_unplug: run.pending_unplug().to_vec(),
         })
     }
 }
@@ -274,6 +280,7 @@ mod tests {
             fake_reboot: false,
             job: None,
             block_job: None,
+            pending_unplug: vec!["virtio-disk1".into()],
             completed_job: Some(CompletedJob {
                 end: JobEnd::Cancelled,
                 operation: JobOperation::Save,

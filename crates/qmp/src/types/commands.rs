@@ -847,6 +847,29 @@ pub struct DeviceDel {
 }
 command!(DeviceDel = "device_del" => Empty);
 
+/// `device_add`: plug a device; its properties as `-device` takes them
+/// (`driver`, `id`, `bus`, ...), typed as QEMU types them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct DeviceAdd(pub Map<String, Value>);
+command!(DeviceAdd = "device_add" => Empty);
+
+/// `qom-list`: the properties (children included) of the object at `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QomList {
+    pub path: String,
+}
+command!(QomList = "qom-list" => Vec<ObjectPropertyInfo>);
+
+/// One entry of `qom-list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectPropertyInfo {
+    pub name: String,
+    /// `child<...>` for a child object, `link<...>`, or a value type.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
 /// `human-monitor-command`: run an HMP command, returning its text output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HumanMonitorCommand {

@@ -266,6 +266,9 @@ pub enum EventKind {
     MigrationPass(MigrationPassData),
     /// `DEVICE_DELETED`.
     DeviceDeleted(DeviceDeletedData),
+    /// `DEVICE_UNPLUG_GUEST_ERROR`: the guest refused an unplug request
+    /// (same data as `DEVICE_DELETED`).
+    DeviceUnplugGuestError(DeviceDeletedData),
     /// `WATCHDOG`.
     Watchdog(WatchdogData),
     /// Any other event, or a known one whose data did not parse.
@@ -309,6 +312,7 @@ impl EventKind {
             "MIGRATION" => typed(&data).map(EventKind::Migration),
             "MIGRATION_PASS" => typed(&data).map(EventKind::MigrationPass),
             "DEVICE_DELETED" => typed(&data).map(EventKind::DeviceDeleted),
+            "DEVICE_UNPLUG_GUEST_ERROR" => typed(&data).map(EventKind::DeviceUnplugGuestError),
             "WATCHDOG" => typed(&data).map(EventKind::Watchdog),
             _ => None,
         };
@@ -336,6 +340,7 @@ impl EventKind {
             EventKind::Migration(_) => "MIGRATION",
             EventKind::MigrationPass(_) => "MIGRATION_PASS",
             EventKind::DeviceDeleted(_) => "DEVICE_DELETED",
+            EventKind::DeviceUnplugGuestError(_) => "DEVICE_UNPLUG_GUEST_ERROR",
             EventKind::Watchdog(_) => "WATCHDOG",
             EventKind::Unknown { name, .. } => name,
         }

@@ -981,6 +981,27 @@ xdr_struct! {
         pub flags: u32,
     }
 
+    /// `remote_domain_attach_device_args` (also `detach_device`).
+    pub struct DomainAttachDeviceArgs {
+        pub dom: NonnullDomain,
+        pub xml: String,
+    }
+
+    /// `remote_domain_attach_device_flags_args` (also `detach_device_flags`,
+    /// `update_device_flags`).
+    pub struct DomainAttachDeviceFlagsArgs {
+        pub dom: NonnullDomain,
+        pub xml: String,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_detach_device_alias_args`.
+    pub struct DomainDetachDeviceAliasArgs {
+        pub dom: NonnullDomain,
+        pub alias: String,
+        pub flags: u32,
+    }
+
     /// `remote_domain_set_autostart_args`.
     pub struct DomainSetAutostartArgs {
         pub dom: NonnullDomain,
@@ -1162,6 +1183,33 @@ xdr_struct! {
     pub struct DomainEventCallbackWatchdogMsg {
         pub callback_id: i32,
         pub msg: DomainEventWatchdogMsg,
+    }
+
+    /// `remote_domain_event_device_removed_msg`.
+    pub struct DomainEventDeviceRemovedMsg {
+        pub dom: NonnullDomain,
+        pub dev_alias: String,
+    }
+
+    /// `remote_domain_event_callback_device_removed_msg`.
+    pub struct DomainEventCallbackDeviceRemovedMsg {
+        pub callback_id: i32,
+        pub msg: DomainEventDeviceRemovedMsg,
+    }
+
+    /// `remote_domain_event_callback_device_added_msg` (callback form only).
+    pub struct DomainEventCallbackDeviceAddedMsg {
+        pub callback_id: i32,
+        pub dom: NonnullDomain,
+        pub dev_alias: String,
+    }
+
+    /// `remote_domain_event_callback_device_removal_failed_msg` (callback
+    /// form only).
+    pub struct DomainEventCallbackDeviceRemovalFailedMsg {
+        pub callback_id: i32,
+        pub dom: NonnullDomain,
+        pub dev_alias: String,
     }
 
     /// `remote_domain_event_io_error_msg`; `action` is a

@@ -1,0 +1,84 @@
+//! Device procedures: attach and detach, to the running guest
+//! (`VIR_DOMAIN_AFFECT_LIVE`), the definition (`..._CONFIG`), or
+//! whichever applies (`..._CURRENT`, no flag).
+
+use qemu::Impact;
+use rpc::CallContext;
+use rpc::protocol::remote::{
+    DomainAttachDeviceArgs, DomainAttachDeviceFlagsArgs, DomainDetachDeviceAliasArgs,
+};
+
+use super::Reply;
+use crate::dispatch::Daemon;
+use crate::flags::{self, domain as f};
+use crate::wire::vir;
+
+/// `virDomainModificationImpact` flags as the driver's [`Impact`].
+fn impact(api: &str, flags: u32) -> Reply<Impact> {
+    flags::check(api, flags, f::AFFECT_LIVE | f::AFFECT_CONFIG)?;
+    Ok(Impact {
+        live: flags & f::AFFECT_LIVE != 0,
+        config: flags & f::AFFECT_CONFIG != 0,
+    })
+}
+
+/// The flag-less calls act on the running guest, as libvirt's do.
+const LIVE: Impact = Impact {
+    live: true,
+    config: false,
+};
+
+pub(crate) async fn attach(d: &Daemon, _: &CallContext, a: DomainAttachDeviceArgs) -> Reply<()> {
+    let dom = d.domain(&a.dom)?;
+    d.driver
+        .attach_device(&dom, &a.xml, LIVE)
+        .await
+        .map_err(vir)
+}
+
+pub(crate) async fn attach_flags(
+    d: &Daemon,
+    _: &CallContext,
+    a: DomainAttachDeviceFlagsArgs,
+) -> Reply<()> {
+    let impact = impact("virDomainAttachDeviceFlags", a.flags)?;
+    let dom = d.domain(&a.dom)?;
+    d.driver
+        .attach_device(&dom, &a.xml, impact)
+        .await
+        .map_err(vir)
+}
+
+pub(crate) async fn detach(d: &Daemon, _: &CallContext, a: DomainAttachDeviceArgs) -> Reply<()> {
+    let dom = d.domain(&a.dom)?;
+    d.driver
+        .detach_device(&dom, &a.xml, LIVE)
+        .await
+        .map_err(vir)
+}
+
+pub(crate) async fn detach_flags(
+    d: &Daemon,
+    _: &CallContext,
+    a: DomainAttachDeviceFlagsArgs,
+) -> Reply<()> {
+    let impact = impact("virDomainDetachDeviceFlags", a.flags)?;
+    let dom = d.domain(&a.dom)?;
+    d.driver
+        .detach_device(&dom, &a.xml, impact)
+        .await
+        .map_err(vir)
+}
+
+pub(crate) async fn detach_alias(
+    d: &Daemon,
+    _: &CallContext,
+    a: DomainDetachDeviceAliasArgs,
+) -> Reply<()> {
+    let impact = impact("virDomainDetachDeviceAlias", a.flags)?;
+    let dom = d.domain(&a.dom)?;
+    d.driver
+        .detach_device_alias(&dom, &a.alias, impact)
+        .await
+        .map_err(vir)
+}

@@ -1,0 +1,415 @@
+//! Disk hot-plug through the whole stack against qemu-sim: `virsh
+//! attach-disk` / `detach-disk` live and in the definition, DEVICE_ADDED
+//! and DEVICE_REMOVED reaching `virsh event`, a guest that never answers
+//! the unplug (the call returns at the deadline, the removal completes
+//! when the guest finally releases the device, also across a SIGKILLed
+//! daemon), destroy during the wait, and bad input refused with
+//! libvirt's codes with nothing left half-attached in QEMU.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, EventListener, rpc_open, sim_control, sim_domain_xml, wait_until};
+use rpc::ClientError;
+use rpc::protocol::remote::{DomainAttachDeviceFlagsArgs, DomainLookupByNameArgs, procedure};
+
+const WAIT: Duration = Duration::from_secs(20);
+/// `unplug_timeout_secs` of these daemons.
+const UNPLUG: Duration = Duration::from_secs(2);
+
+fn daemon() -> Daemon {
+    Daemon::start_with("unplug_timeout_secs = 2")
+}
+
+/// Defines and starts a qemu-sim domain with disk `vda`; `sim` are extra
+/// simulator options. Returns its control socket.
+fn start_domain(d: &Daemon, name: &str, sim: &[&str]) -> PathBuf {
+    let ctl = d.root.path().join(format!("{name}.ctl"));
+    let ctl_s = ctl.to_string_lossy().into_owned();
+    let mut args = vec!["-sim-control", ctl_s.as_str()];
+    args.extend_from_slice(sim);
+    let vda = d.file(&format!("{name}-vda.img"), "");
+    let disk = format!(
+        "</emulator>\n    <disk type='file' device='disk'>\n      <source file='{}'/>\n      \
+         <target dev='vda' bus='virtio'/>\n    </disk>\n",
+        vda.display()
+    );
+    let xml = sim_domain_xml(name, &args).replacen("</emulator>\n", &disk, 1);
+    let f = d.file(&format!("{name}.xml"), &xml);
+    d.virsh_ok(&["define", f.to_str().expect("utf8")]);
+    d.virsh_ok(&["start", name]);
+    ctl
+}
+
+/// What the simulated QEMU has: device ids and block node names.
+fn qemu_has(ctl: &Path) -> (Vec<String>, Vec<String>) {
+    let r = sim_control(ctl, "devices");
+    let json = r
+        .strip_prefix("ok ")
+        .unwrap_or_else(|| panic!("devices: {r}"));
+    let v: serde_json::Value = serde_json::from_str(json).expect("JSON");
+    let list = |k: &str| -> Vec<String> {
+        v[k].as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x.as_str().expect("string").to_owned())
+            .collect()
+    };
+    (list("devices"), list("nodes"))
+}
+
+fn image(d: &Daemon, name: &str) -> String {
+    d.file(name, "").display().to_string()
+}
+
+fn live_xml(d: &Daemon, dom: &str) -> String {
+    d.virsh_ok(&["dumpxml", dom])
+}
+
+/// The status records of the daemon's running domains, concatenated.
+fn status_records(d: &Daemon) -> String {
+    let dir = d.root.path().join("run/qemu");
+    let files = std::fs::read_dir(dir).expect("run dir");
+    files
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect()
+}
+
+fn device_listener(d: &Daemon, dom: &str, event: &str) -> EventListener {
+    EventListener::start(d, &["--event", event, "--domain", dom], 1)
+}
+
+#[test]
+fn disks_attach_and_detach_live_and_in_the_definition() {
+    let d = daemon();
+    let ctl = start_domain(&d, "hp", &[]);
+    let mut added = device_listener(&d, "hp", "device-added");
+    let mut removed = device_listener(&d, "hp", "device-removed");
+    let vdb = image(&d, "vdb.img");
+
+    d.virsh_ok(&[
+        "attach-disk",
+        "hp",
+        &vdb,
+        "vdb",
+        "--targetbus",
+        "virtio",
+        "--live",
+    ]);
+    added.expect_line("event 'device-added' for domain 'hp': virtio-disk1", WAIT);
+    let xml = live_xml(&d, "hp");
+    assert!(xml.contains("<target dev='vdb' bus='virtio'/>"), "{xml}");
+    assert!(
+        xml.contains(&format!("<source file='{vdb}' index='2'/>")),
+        "{xml}"
+    );
+    let (devs, nodes) = qemu_has(&ctl);
+    assert!(devs.contains(&"virtio-disk1".to_owned()), "{devs:?}");
+    assert!(nodes.contains(&"libvirt-2-format".to_owned()), "{nodes:?}");
+    let inactive = d.virsh_ok(&["dumpxml", "hp", "--inactive"]);
+    assert!(
+        !inactive.contains("vdb"),
+        "a live attach leaves the definition: {inactive}"
+    );
+
+    // The first disk goes; the second keeps its nodes.
+    let t0 = Instant::now();
+    d.virsh_ok(&["detach-disk", "hp", "vda", "--live"]);
+    assert!(
+        t0.elapsed() < UNPLUG,
+        "the guest answered: no wait to the deadline"
+    );
+    removed.expect_line("event 'device-removed' for domain 'hp': virtio-disk0", WAIT);
+    let xml = live_xml(&d, "hp");
+    assert!(!xml.contains("vda"), "{xml}");
+    wait_until("vda's nodes deleted", WAIT, || {
+        let (devs, nodes) = qemu_has(&ctl);
+        !devs.contains(&"virtio-disk0".to_owned())
+            && !nodes.iter().any(|n| n.starts_with("libvirt-1-"))
+    });
+    d.virsh_ok(&["detach-disk", "hp", "vdb", "--live"]);
+    removed.expect_line("event 'device-removed' for domain 'hp': virtio-disk1", WAIT);
+    wait_until("every disk node deleted", WAIT, || {
+        qemu_has(&ctl).1.is_empty()
+    });
+
+    // The definition alone, while the guest runs.
+    let vdc = image(&d, "vdc.img");
+    d.virsh_ok(&[
+        "attach-disk",
+        "hp",
+        &vdc,
+        "vdc",
+        "--targetbus",
+        "virtio",
+        "--config",
+    ]);
+    assert!(
+        d.virsh_ok(&["dumpxml", "hp", "--inactive"])
+            .contains("<target dev='vdc'")
+    );
+    assert!(!live_xml(&d, "hp").contains("vdc"));
+    let stored =
+        std::fs::read_to_string(d.root.path().join("etc/qemu/hp.xml")).expect("definition");
+    assert!(stored.contains("<target dev='vdc'"), "{stored}");
+    d.virsh_ok(&["detach-disk", "hp", "vdc", "--config"]);
+    assert!(!d.virsh_ok(&["dumpxml", "hp", "--inactive"]).contains("vdc"));
+    assert!(qemu_has(&ctl).0.iter().all(|x| x != "virtio-disk2"));
+
+    // Both at once (--persistent), then --current on the stopped guest.
+    d.virsh_ok(&[
+        "attach-disk",
+        "hp",
+        &vdc,
+        "vdc",
+        "--targetbus",
+        "virtio",
+        "--persistent",
+    ]);
+    assert!(live_xml(&d, "hp").contains("vdc"));
+    assert!(d.virsh_ok(&["dumpxml", "hp", "--inactive"]).contains("vdc"));
+    d.virsh_ok(&["destroy", "hp"]);
+    d.virsh_ok(&["detach-disk", "hp", "vdc", "--current"]);
+    assert!(!d.virsh_ok(&["dumpxml", "hp"]).contains("vdc"));
+    // Only the live half of --persistent raised an event.
+    let printed = removed.stop() + &added.stop();
+    assert_eq!(printed.matches("virtio-disk2").count(), 1, "{printed}");
+}
+
+#[test]
+fn a_guest_that_never_releases_the_device_leaves_the_removal_pending() {
+    let mut d = daemon();
+    let ctl = start_domain(&d, "stuck", &["-sim-ignore-unplug"]);
+    let mut removed = device_listener(&d, "stuck", "device-removed");
+    let vdb = image(&d, "vdb.img");
+    d.virsh_ok(&["attach-disk", "stuck", &vdb, "vdb", "--targetbus", "virtio"]);
+
+    let t0 = Instant::now();
+    d.virsh_ok(&["detach-disk", "stuck", "vdb", "--live"]);
+    let took = t0.elapsed();
+    println!("detach with an unanswered unplug returned after {took:?}");
+    assert!(
+        took >= UNPLUG && took < UNPLUG + Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert!(live_xml(&d, "stuck").contains("vdb"), "still pending");
+    let status = status_records(&d);
+    assert!(
+        status.contains("\"virtio-disk1\""),
+        "pending in the record: {status}"
+    );
+
+    // The guest answers late: the event completes the removal.
+    assert_eq!(sim_control(&ctl, "release virtio-disk1"), "ok");
+    removed.expect_line(
+        "event 'device-removed' for domain 'stuck': virtio-disk1",
+        WAIT,
+    );
+    wait_until("vdb gone from the live XML and QEMU", WAIT, || {
+        !live_xml(&d, "stuck").contains("vdb")
+            && qemu_has(&ctl)
+                .1
+                .iter()
+                .all(|n| !n.starts_with("libvirt-2-"))
+    });
+    drop(removed);
+
+    // Pending when the daemon dies; the guest answers while it is down.
+    let vdc = image(&d, "vdc.img");
+    d.virsh_ok(&["attach-disk", "stuck", &vdc, "vdc", "--targetbus", "virtio"]);
+    d.virsh_ok(&["detach-disk", "stuck", "vdc"]);
+    assert!(live_xml(&d, "stuck").contains("vdc"));
+    d.kill();
+    assert_eq!(sim_control(&ctl, "release virtio-disk2"), "ok");
+    d.spawn();
+    wait_until("vdc removed after the restart", WAIT, || {
+        !live_xml(&d, "stuck").contains("vdc")
+            && qemu_has(&ctl)
+                .1
+                .iter()
+                .all(|n| !n.starts_with("libvirt-3-"))
+    });
+    assert_eq!(
+        qemu_has(&ctl).1,
+        vec!["libvirt-1-storage", "libvirt-1-format"]
+    );
+}
+
+#[test]
+fn destroy_and_queries_do_not_wait_for_a_pending_unplug() {
+    let d = Daemon::start_with("unplug_timeout_secs = 30");
+    start_domain(&d, "wait", &["-sim-ignore-unplug"]);
+    let uri = d.uri.clone();
+    let detach = std::thread::spawn(move || common::virsh(&uri, &["detach-disk", "wait", "vda"]));
+    wait_until("the unplug to be pending", WAIT, || {
+        status_records(&d).contains("\"virtio-disk0\"")
+    });
+    let t0 = Instant::now();
+    d.virsh_ok(&["dominfo", "wait"]);
+    d.virsh_ok(&["dumpxml", "wait"]);
+    let query = t0.elapsed();
+    d.virsh_ok(&["destroy", "wait"]);
+    let destroy = t0.elapsed() - query;
+    println!("during the unplug wait: queries {query:?}, destroy {destroy:?}");
+    assert!(query < Duration::from_secs(2), "{query:?}");
+    assert!(destroy < Duration::from_secs(5), "{destroy:?}");
+    let out = detach.join().expect("detach thread");
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the detach ended with the guest"
+    );
+    println!(
+        "detach after destroy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn attach_code(c: &rpc::Client, dom: &str, xml: &str, flags: u32, detach: bool) -> i32 {
+    let dom = c
+        .call::<_, rpc::protocol::remote::DomainRet>(
+            procedure::DOMAIN_LOOKUP_BY_NAME,
+            &DomainLookupByNameArgs { name: dom.into() },
+        )
+        .await
+        .expect("lookup")
+        .dom;
+    let args = DomainAttachDeviceFlagsArgs {
+        dom,
+        xml: xml.into(),
+        flags,
+    };
+    let p = if detach {
+        procedure::DOMAIN_DETACH_DEVICE_FLAGS
+    } else {
+        procedure::DOMAIN_ATTACH_DEVICE_FLAGS
+    };
+    match c.call::<_, ()>(p, &args).await {
+        Ok(()) => 0,
+        Err(ClientError::Remote(r)) => {
+            println!("code {}: {}", r.code, r.message.unwrap_or_default());
+            r.code
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn disk_xml(path: &str, target: &str, bus: &str) -> String {
+    format!(
+        "<disk type='file' device='disk'><source file='{path}'/><target dev='{target}' bus='{bus}'/></disk>"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_libvirts_codes_and_leaves_nothing_half_attached() {
+    const LIVE: u32 = 1;
+    const CONFIG: u32 = 2;
+    let d = daemon();
+    let ctl = start_domain(&d, "bad", &[]);
+    let c = rpc_open(&d.sock()).await;
+    let vdb = image(&d, "vdb.img");
+    let before = qemu_has(&ctl);
+
+    let cases: &[(&str, String, u32, bool, i32)] = &[
+        (
+            "target in use",
+            disk_xml(&vdb, "vda", "virtio"),
+            LIVE,
+            false,
+            55,
+        ),
+        (
+            "target in use, config",
+            disk_xml(&vdb, "vda", "virtio"),
+            CONFIG,
+            false,
+            55,
+        ),
+        (
+            "sata cannot hot-plug",
+            disk_xml(&vdb, "sda", "sata"),
+            LIVE,
+            false,
+            84,
+        ),
+        (
+            "missing source",
+            disk_xml("/nonexistent/x.img", "vdb", "virtio"),
+            LIVE,
+            false,
+            38,
+        ),
+        ("not a device", "<hostdev/>".into(), LIVE, false, 67),
+        ("malformed", "<disk".into(), LIVE, false, 27),
+        (
+            "detach absent",
+            disk_xml(&vdb, "vdz", "virtio"),
+            LIVE,
+            true,
+            99,
+        ),
+        (
+            "detach absent, config",
+            disk_xml(&vdb, "vdz", "virtio"),
+            CONFIG,
+            true,
+            99,
+        ),
+        (
+            "unknown flag",
+            disk_xml(&vdb, "vdb", "virtio"),
+            64,
+            false,
+            8,
+        ),
+    ];
+    for (what, xml, flags, detach, want) in cases {
+        println!("{what}:");
+        assert_eq!(
+            attach_code(&c, "bad", xml, *flags, *detach).await,
+            *want,
+            "{what}"
+        );
+    }
+    assert_eq!(qemu_has(&ctl), before, "nothing reached QEMU");
+
+    // The one free hot-plug port is taken; the next disk finds none.
+    assert_eq!(
+        attach_code(&c, "bad", &disk_xml(&vdb, "vdb", "virtio"), LIVE, false).await,
+        0
+    );
+    let with_vdb = qemu_has(&ctl);
+    let vdc = image(&d, "vdc.img");
+    assert_eq!(
+        attach_code(&c, "bad", &disk_xml(&vdc, "vdc", "virtio"), LIVE, false).await,
+        1
+    );
+    assert_eq!(qemu_has(&ctl), with_vdb, "no node of the refused disk left");
+    assert!(!live_xml(&d, "bad").contains("vdc"));
+
+    // --live on a stopped guest.
+    d.virsh_ok(&["destroy", "bad"]);
+    assert_eq!(
+        attach_code(&c, "bad", &disk_xml(&vdc, "vdc", "virtio"), LIVE, false).await,
+        55
+    );
+    assert_eq!(
+        attach_code(&c, "bad", &disk_xml(&vdb, "vda", "virtio"), LIVE, true).await,
+        55
+    );
+    assert!(
+        !d.virsh_ok(&["dumpxml", "bad", "--inactive"])
+            .contains("vdc")
+    );
+}

@@ -1,0 +1,34 @@
+//! Devices of a domain: attach and detach, live and in the definition.
+
+use std::sync::Arc;
+
+use super::Driver;
+use crate::Result;
+use crate::hotplug::{self, Impact, Which};
+use crate::object::Domain;
+
+impl Driver {
+    /// `virsh attach-device`: plugs the device `xml` describes into the
+    /// running guest and/or adds it to the definition.
+    pub async fn attach_device(&self, dom: &Arc<Domain>, xml: &str, impact: Impact) -> Result<()> {
+        hotplug::attach(&self.s, dom, xml, impact).await
+    }
+
+    /// `virsh detach-device`: unplugs the device `xml` names (a disk by
+    /// its target). Live, it returns once the guest released the device
+    /// or the unplug deadline passed with the removal still pending.
+    pub async fn detach_device(&self, dom: &Arc<Domain>, xml: &str, impact: Impact) -> Result<()> {
+        hotplug::detach(&self.s, dom, Which::Xml(xml), impact).await
+    }
+
+    /// `virsh detach-device-alias`: as [`Driver::detach_device`], the
+    /// device named by its alias (`virtio-disk1`).
+    pub async fn detach_device_alias(
+        &self,
+        dom: &Arc<Domain>,
+        alias: &str,
+        impact: Impact,
+    ) -> Result<()> {
+        hotplug::detach(&self.s, dom, Which::Alias(alias), impact).await
+    }
+}

@@ -1,0 +1,128 @@
+//! Devices plugged into and unplugged from a run: the live definition's
+//! changes and the DEVICE_ADDED / DEVICE_REMOVED / DEVICE_REMOVAL_FAILED
+//! events they imply, emitted inside the state lock like every other
+//! transition.
+
+use std::sync::Arc;
+
+use super::Domain;
+use super::def::Def;
+use super::inner::Inner;
+use crate::events::hub::Hub;
+use crate::state::EventKind;
+
+impl Inner {
+    /// The persistent definition after an `attach/detach --config`.
+    pub(crate) fn set_def(&mut self, def: Arc<Def>) {
+        self.def = def;
+    }
+
+    /// Run `generation` now has `disk` (plugged into QEMU): it joins the
+    /// live definition, and DEVICE_ADDED goes out. False if the run is
+    /// gone.
+    pub(crate) fn device_plugged(
+        &mut self,
+        dom: &Domain,
+        hub: &Hub,
+        generation: u64,
+        disk: domain::DiskDef,
+    ) -> bool {
+        let Some(live) = self.live.clone() else {
+            return false;
+        };
+        if self.run_of(generation).is_none() {
+            return false;
+        }
+        let alias = disk.alias();
+        if let Ok((def, ())) = live.changed(|d| {
+            d.devices.disks.push(disk);
+            Ok(())
+        }) {
+            self.live = Some(Arc::new(def));
+        }
+        self.emit(dom, hub, EventKind::DeviceAdded { alias });
+        true
+    }
+
+    /// QEMU is about to be asked to unplug `alias`.
+    pub(crate) fn unplug_requested(&mut self, generation: u64, alias: &str) {
+        if let Some(run) = self.run_mut(generation)
+            && !run.pending_unplug.iter().any(|a| a == alias)
+        {
+            run.pending_unplug.push(alias.to_owned());
+        }
+    }
+
+    /// QEMU refused the unplug request of `alias` (nothing is pending).
+    pub(crate) fn unplug_refused(&mut self, generation: u64, alias: &str) {
+        if let Some(run) = self.run_mut(generation) {
+            run.pending_unplug.retain(|a| a != alias);
+        }
+    }
+
+    /// The guest released device `alias`: it leaves the live definition,
+    /// its block nodes are queued for deletion, DEVICE_REMOVED goes out.
+    /// False if the run has no such device (already removed, or not ours).
+    pub(crate) fn device_deleted(
+        &mut self,
+        dom: &Domain,
+        hub: &Hub,
+        generation: u64,
+        alias: &str,
+    ) -> bool {
+        let Some(live) = self.live.clone() else {
+            return false;
+        };
+        let disks = &live.domain().devices.disks;
+        let Some(i) = disks.iter().position(|d| d.alias() == alias) else {
+            return false;
+        };
+        let nodes = disks[i]
+            .source
+            .is_some()
+            .then(|| domain::disk_nodes(i, &disks[i]));
+        let Some(run) = self.run_mut(generation) else {
+            return false;
+        };
+        run.pending_unplug.retain(|a| a != alias);
+        if let Some((storage, format)) = nodes {
+            run.released_nodes.extend([format, storage]);
+        }
+        let removed = live.changed(|d| Ok(d.remove_disk(i)));
+        if let Ok((def, _)) = removed {
+            self.live = Some(Arc::new(def));
+        }
+        let alias = alias.to_owned();
+        self.emit(dom, hub, EventKind::DeviceRemoved { alias });
+        true
+    }
+
+    /// The guest refused to release `alias`: DEVICE_REMOVAL_FAILED, and
+    /// the device stays. False if no unplug of it was pending.
+    pub(crate) fn unplug_failed(
+        &mut self,
+        dom: &Domain,
+        hub: &Hub,
+        generation: u64,
+        alias: &str,
+    ) -> bool {
+        let Some(run) = self.run_mut(generation) else {
+            return false;
+        };
+        let before = run.pending_unplug.len();
+        run.pending_unplug.retain(|a| a != alias);
+        if run.pending_unplug.len() == before {
+            return false;
+        }
+        let alias = alias.to_owned();
+        self.emit(dom, hub, EventKind::DeviceRemovalFailed { alias });
+        true
+    }
+
+    /// The block nodes unplugged disks left behind, to delete.
+    pub(crate) fn take_released_nodes(&mut self, generation: u64) -> Vec<String> {
+        self.run_mut(generation)
+            .map(|r| std::mem::take(&mut r.released_nodes))
+            .unwrap_or_default()
+    }
+}
