@@ -47,8 +47,17 @@ pub(crate) async fn release(s: &Shared, dom: &Domain, ctx: &RunCtx) {
         let cmd = BlockdevDel {
             node_name: node_name.clone(),
         };
-        if let Err(e) = dom.qmp(&cmd, s.cfg.monitor_timeout).await {
-            tracing::warn!(domain = dom.name(), node = node_name, error = %e, "cannot delete the node of an unplugged disk");
+        match dom.qmp(&cmd, s.cfg.monitor_timeout).await {
+            Ok(_) => {
+                tracing::debug!(
+                    domain = dom.name(),
+                    node = node_name,
+                    "block node of an unplugged disk deleted"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(domain = dom.name(), node = node_name, error = %e, "cannot delete the node of an unplugged disk");
+            }
         }
     }
 }
