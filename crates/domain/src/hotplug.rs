@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::argv::disks::{blockdevs, disk_device_opts, disk_nodes};
 use crate::def::{DomainDef, MachineFamily};
-use crate::devices::disk::{DiskBus, DiskDef, parse_disk};
+use crate::devices::disk::{DiskBus, DiskDef, DiskDevice, parse_disk};
 use crate::error::DomainXmlError;
 
 /// A device of `attach-device` / `detach-device`.
@@ -33,6 +33,10 @@ pub enum DeviceError {
     /// guest cannot get a new controller).
     #[error("internal error: No more available PCI slots")]
     NoFreeSlot,
+    /// `VIR_ERR_OPERATION_UNSUPPORTED`: an update that changes more than
+    /// a CD-ROM's medium.
+    #[error("Operation not supported: {0}")]
+    NotUpdatable(String),
     /// `VIR_ERR_DEVICE_MISSING`: nothing matches.
     #[error("device not found: {0}")]
     Missing(String),
@@ -44,7 +48,9 @@ impl virterror::ToVirError for DeviceError {
         let code = match self {
             DeviceError::Xml(e) => return e.to_vir_error(),
             DeviceError::TargetExists(_) => ErrorCode::OperationInvalid,
-            DeviceError::NotHotpluggable(_) => ErrorCode::OperationUnsupported,
+            DeviceError::NotHotpluggable(_) | DeviceError::NotUpdatable(_) => {
+                ErrorCode::OperationUnsupported
+            }
             DeviceError::NoFreeSlot => ErrorCode::InternalError,
             DeviceError::Missing(_) => ErrorCode::DeviceMissing,
         };
@@ -118,6 +124,47 @@ impl DomainDef {
     /// Removes and returns disk `i`, if there is one.
     pub fn remove_disk(&mut self, i: usize) -> Option<DiskDef> {
         (i < self.devices.disks.len()).then(|| self.devices.disks.remove(i))
+    }
+
+    /// Puts the medium `source` of `format` into CD-ROM `i` (`None`
+    /// ejects). `live`: the new medium takes the next free node number.
+    pub fn set_disk_media(
+        &mut self,
+        i: usize,
+        source: Option<std::path::PathBuf>,
+        format: Option<crate::devices::disk::DiskFormat>,
+        live: bool,
+    ) {
+        let next = self.next_node_index();
+        let Some(d) = self.devices.disks.get_mut(i) else {
+            return;
+        };
+        d.node_index = match (&source, live) {
+            (Some(_), true) => Some(next),
+            _ => d.node_index,
+        };
+        d.source = source;
+        d.driver.format = format;
+    }
+
+    /// The position of the CD-ROM `new` names (by target), checked to be
+    /// that CD-ROM with only its medium changed.
+    pub fn find_media(&self, new: &DiskDef) -> Result<usize, DeviceError> {
+        let i = self.find_disk(&new.target)?;
+        let old = &self.devices.disks[i];
+        if old.device != DiskDevice::Cdrom || new.device != DiskDevice::Cdrom {
+            return Err(DeviceError::NotUpdatable(format!(
+                "disk '{}': only the medium of a cdrom can be changed",
+                new.target
+            )));
+        }
+        if old.bus != new.bus {
+            return Err(DeviceError::NotUpdatable(format!(
+                "disk '{}': its bus cannot be changed",
+                new.target
+            )));
+        }
+        Ok(i)
     }
 
     /// Gives every disk of a definition about to run its node number

@@ -144,6 +144,7 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::DOMAIN_DETACH_DEVICE,                        Write, Normal,   devices::detach),
         Row::new(p::DOMAIN_DETACH_DEVICE_FLAGS,                  Write, Normal,   devices::detach_flags),
         Row::new(p::DOMAIN_DETACH_DEVICE_ALIAS,                  Write, Normal,   devices::detach_alias),
+        Row::new(p::DOMAIN_UPDATE_DEVICE_FLAGS,                  Write, Normal,   devices::update_flags),
         Row::new(p::DOMAIN_RESUME,                               Write, Normal,   domain::resume),
         Row::new(p::DOMAIN_SET_AUTOSTART,                        Write, Normal,   domain::set_autostart),
         // Snapshot queries.

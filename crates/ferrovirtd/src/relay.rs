@@ -21,11 +21,13 @@ use rpc::protocol::remote::{
     DomainEventCallbackDeviceAddedMsg, DomainEventCallbackDeviceRemovalFailedMsg,
     DomainEventCallbackDeviceRemovedMsg, DomainEventCallbackIoErrorMsg,
     DomainEventCallbackIoErrorReasonMsg, DomainEventCallbackLifecycleMsg,
-    DomainEventCallbackRebootMsg, DomainEventCallbackRtcChangeMsg, DomainEventCallbackWatchdogMsg,
-    DomainEventDeviceRemovedMsg, DomainEventIoErrorMsg, DomainEventIoErrorReasonMsg,
-    DomainEventLifecycleMsg, DomainEventRebootMsg, DomainEventRtcChangeMsg, DomainEventWatchdogMsg,
-    NetworkEventLifecycleMsg, NonnullDomain, NonnullNetwork, NonnullStoragePool,
-    StoragePoolEventLifecycleMsg, StoragePoolEventRefreshMsg, event_id, procedure as p,
+    DomainEventCallbackRebootMsg, DomainEventCallbackRtcChangeMsg,
+    DomainEventCallbackTrayChangeMsg, DomainEventCallbackWatchdogMsg, DomainEventDeviceRemovedMsg,
+    DomainEventIoErrorMsg, DomainEventIoErrorReasonMsg, DomainEventLifecycleMsg,
+    DomainEventRebootMsg, DomainEventRtcChangeMsg, DomainEventTrayChangeMsg,
+    DomainEventWatchdogMsg, NetworkEventLifecycleMsg, NonnullDomain, NonnullNetwork,
+    NonnullStoragePool, StoragePoolEventLifecycleMsg, StoragePoolEventRefreshMsg, event_id,
+    procedure as p,
 };
 use rpc::xdr::Xdr;
 use rpc::{ClientId, EventSink};
@@ -202,6 +204,7 @@ impl Relay {
             EventKind::BalloonChange { .. } => &[event_id::BALLOON_CHANGE],
             EventKind::IoError { .. } => &[event_id::IO_ERROR, event_id::IO_ERROR_REASON],
             EventKind::Watchdog { .. } => &[event_id::WATCHDOG],
+            EventKind::TrayChange { .. } => &[event_id::TRAY_CHANGE],
             EventKind::DeviceAdded { .. } => &[event_id::DEVICE_ADDED],
             EventKind::DeviceRemoved { .. } => &[event_id::DEVICE_REMOVED],
             EventKind::DeviceRemovalFailed { .. } => &[event_id::DEVICE_REMOVAL_FAILED],
@@ -367,6 +370,20 @@ fn push(
             |callback_id, msg| DomainEventCallbackRtcChangeMsg { callback_id, msg },
         ),
         ev @ EventKind::IoError { .. } => push_io_error(sink, r, ev, dom),
+        EventKind::TrayChange { alias, reason } => send(
+            sink,
+            r,
+            (
+                p::DOMAIN_EVENT_TRAY_CHANGE,
+                p::DOMAIN_EVENT_CALLBACK_TRAY_CHANGE,
+            ),
+            DomainEventTrayChangeMsg {
+                dom,
+                dev_alias: alias.clone(),
+                reason: *reason,
+            },
+            |callback_id, msg| DomainEventCallbackTrayChangeMsg { callback_id, msg },
+        ),
         EventKind::DeviceRemoved { alias } => send(
             sink,
             r,

@@ -413,3 +413,87 @@ async fn bad_input_gets_libvirts_codes_and_leaves_nothing_half_attached() {
             .contains("vdc")
     );
 }
+
+#[test]
+fn change_media_ejects_and_inserts_through_the_tray() {
+    let d = daemon();
+    let iso1 = image(&d, "one.iso");
+    let iso2 = image(&d, "two.iso");
+    let cdrom = format!(
+        "<disk type='file' device='cdrom'><source file='{iso1}'/><target dev='sdb' bus='sata'/></disk>"
+    );
+    let ctl = d.root.path().join("tray.ctl");
+    let ctl_s = ctl.to_string_lossy().into_owned();
+    let xml = sim_domain_xml("tray", &["-sim-control", &ctl_s]).replacen(
+        "</emulator>\n",
+        &format!("</emulator>\n{cdrom}\n"),
+        1,
+    );
+    common::define_start(&d, "tray", &xml);
+    let mut tray = device_listener(&d, "tray", "tray-change");
+    let opened = "event 'tray-change' for domain 'tray' disk sata0-0-1: opened";
+    let closed = "event 'tray-change' for domain 'tray' disk sata0-0-1: closed";
+    assert!(qemu_has(&ctl).1.contains(&"libvirt-1-format".to_owned()));
+
+    d.virsh_ok(&["change-media", "tray", "sdb", "--eject", "--live"]);
+    tray.expect_line(opened, WAIT);
+    let xml = live_xml(&d, "tray");
+    assert!(!xml.contains("one.iso"), "{xml}");
+    wait_until("the ejected medium's nodes deleted", WAIT, || {
+        qemu_has(&ctl).1.is_empty()
+    });
+
+    d.virsh_ok(&["change-media", "tray", "sdb", &iso2, "--insert", "--live"]);
+    tray.expect_line(closed, WAIT);
+    let xml = live_xml(&d, "tray");
+    assert!(
+        xml.contains(&format!("<source file='{iso2}' index='2'/>")),
+        "{xml}"
+    );
+    assert_eq!(
+        qemu_has(&ctl).1,
+        vec!["libvirt-2-storage", "libvirt-2-format"]
+    );
+
+    d.virsh_ok(&["change-media", "tray", "sdb", &iso1, "--update", "--live"]);
+    let xml = live_xml(&d, "tray");
+    assert!(
+        xml.contains(&format!("<source file='{iso1}' index='3'/>")),
+        "{xml}"
+    );
+    assert_eq!(
+        qemu_has(&ctl).1,
+        vec!["libvirt-3-storage", "libvirt-3-format"]
+    );
+    let inactive = d.virsh_ok(&["dumpxml", "tray", "--inactive"]);
+    assert!(
+        inactive.contains("one.iso"),
+        "a live change leaves the definition"
+    );
+
+    d.virsh_ok(&["change-media", "tray", "sdb", "--eject", "--config"]);
+    let inactive = d.virsh_ok(&["dumpxml", "tray", "--inactive"]);
+    assert!(!inactive.contains("one.iso"), "{inactive}");
+    assert!(live_xml(&d, "tray").contains("one.iso"));
+    let printed = tray.stop();
+    // The update's open and close come within one throttle interval:
+    // the newest (closed) is what is kept.
+    let trays: Vec<&str> = printed
+        .lines()
+        .filter(|l| l.contains("tray-change"))
+        .collect();
+    assert_eq!(trays.first(), Some(&opened), "{printed}");
+    assert_eq!(trays.last(), Some(&closed), "{printed}");
+    assert!(trays.len() >= 3, "{printed}");
+
+    // Only a cdrom's medium changes.
+    let out = d.virsh(&["update-device", "tray", "/dev/null"]);
+    assert!(!out.status.success());
+    let f = d.file("sdb.xml", &disk_xml(&iso1, "sdb", "sata"));
+    let out = d.virsh(&["update-device", "tray", f.to_str().expect("utf8"), "--live"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("only the medium of a cdrom can be changed"),
+        "{err}"
+    );
+}

@@ -3,7 +3,8 @@
 //! its serial console. A virtio disk attached live shows up in the guest;
 //! detached live, the guest releases it (PCIe native hot-plug), QEMU's
 //! DEVICE_DELETED completes the removal, the live XML loses it, QEMU
-//! loses its block nodes, and DEVICE_REMOVED reaches `virsh event`.
+//! loses its block nodes, and DEVICE_REMOVED reaches `virsh event`. A
+//! CD-ROM's medium is ejected and inserted with TRAY_CHANGE events.
 
 #![allow(
     clippy::unwrap_used,
@@ -45,6 +46,7 @@ fn guest_xml(d: &Daemon, name: &str) -> (String, std::path::PathBuf) {
     let g = testkit::guest::build().unwrap_or_else(|e| panic!("{e}"));
     let vda = d.root.path().join(format!("{name}-vda.qcow2"));
     qcow2(&vda);
+    let iso = d.file(&format!("{name}-one.iso"), "");
     let serial = d.root.path().join(format!("{name}.serial"));
     let xml = format!(
         "<domain type='{}'>\n  <name>{name}</name>\n  <memory unit='MiB'>256</memory>\n  <vcpu>1</vcpu>\n  \
@@ -52,11 +54,13 @@ fn guest_xml(d: &Daemon, name: &str) -> (String, std::path::PathBuf) {
          <cmdline>console=ttyS0 quiet ferrovirt.hotplug=1</cmdline>\n  </os>\n  <features><acpi/></features>\n  \
          <devices>\n    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n    \
          <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>\n    \
+         <disk type='file' device='cdrom'><source file='{}'/><target dev='sdb' bus='sata'/></disk>\n    \
          <serial type='file'><source path='{}'/><target port='0'/></serial>\n  </devices>\n</domain>\n",
         testkit::accel::test_domain_type(),
         g.kernel.display(),
         g.initrd.display(),
         vda.display(),
+        iso.display(),
         serial.display()
     );
     (xml, serial)
@@ -125,5 +129,22 @@ fn a_virtio_disk_plugged_live_reaches_the_guest_and_leaves_on_detach() {
     // The guest still has its first disk, and QEMU still runs it.
     let blk = d.virsh_ok(&["domblklist", "hpg"]);
     assert!(blk.contains("vda") && !blk.contains("vdb"), "{blk}");
+
+    // The CD-ROM: eject and insert through its tray.
+    let mut tray = EventListener::start(&d, &["--event", "tray-change", "--domain", "hpg"], 1);
+    d.virsh_ok(&["change-media", "hpg", "sdb", "--eject", "--live"]);
+    tray.expect_line(
+        "event 'tray-change' for domain 'hpg' disk sata0-0-1: opened",
+        RELEASE,
+    );
+    assert!(!d.virsh_ok(&["dumpxml", "hpg"]).contains("hpg-one.iso"));
+    let two = d.file("two.iso", "").display().to_string();
+    d.virsh_ok(&["change-media", "hpg", "sdb", &two, "--insert", "--live"]);
+    tray.expect_line(
+        "event 'tray-change' for domain 'hpg' disk sata0-0-1: closed",
+        RELEASE,
+    );
+    let blk = d.virsh_ok(&["domblklist", "hpg"]);
+    assert!(blk.contains(&two), "{blk}");
     d.virsh_ok(&["destroy", "hpg"]);
 }

@@ -20,6 +20,7 @@ mod qmp;
 mod sim;
 mod state;
 mod stats;
+mod tray;
 
 use std::rc::Rc;
 use std::time::Duration;

@@ -169,6 +169,10 @@ pub(crate) const COMMANDS: &[&str] = &[
     "device_add",
     "device_del",
     "qom-list",
+    "blockdev-open-tray",
+    "blockdev-close-tray",
+    "blockdev-remove-medium",
+    "blockdev-insert-medium",
     "human-monitor-command",
 ];
 
@@ -459,6 +463,10 @@ pub(crate) fn execute(
             });
             Ok(json!({}))
         }
+        "blockdev-open-tray"
+        | "blockdev-close-tray"
+        | "blockdev-remove-medium"
+        | "blockdev-insert-medium" => crate::tray::command(sim, name, &args),
         "qom-list" => {
             args.only(&["path"])?;
             match args.str("path")? {

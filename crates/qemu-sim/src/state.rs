@@ -61,6 +61,10 @@ pub(crate) struct Vm {
     pub nodes: Vec<String>,
     pub drives: Vec<String>,
     pub devices: Vec<String>,
+    /// Devices whose tray is open.
+    pub open_trays: Vec<String>,
+    /// Devices whose medium was removed (and not replaced).
+    pub empty_trays: Vec<String>,
     pub jobs: Vec<Job>,
     pub migration: Option<Migration>,
     pub mig_caps: BTreeMap<String, bool>,
@@ -89,6 +93,8 @@ impl Vm {
             nodes: cfg.nodes.clone(),
             drives: cfg.drives.clone(),
             devices: cfg.devices.clone(),
+            open_trays: Vec::new(),
+            empty_trays: Vec::new(),
             jobs: Vec::new(),
             migration: None,
             mig_caps: BTreeMap::new(),

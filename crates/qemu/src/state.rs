@@ -170,6 +170,9 @@ pub enum EventKind {
     Watchdog { action: i32 },
     /// `VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2` (disk target) and `..._BLOCK_JOB`
     /// (disk path): a block job became ready or ended.
+    /// `VIR_DOMAIN_EVENT_ID_TRAY_CHANGE`: a CD-ROM's tray opened (reason
+    /// 0) or closed (1).
+    TrayChange { alias: String, reason: i32 },
     /// `VIR_DOMAIN_EVENT_ID_DEVICE_ADDED`: a device was plugged in (its
     /// alias, `virtio-disk1`).
     DeviceAdded { alias: String },

@@ -24,7 +24,7 @@ fn rows() -> Vec<(i32, Access, Lane)> {
 #[test]
 fn table_rows_are_known_procedures_each_once() {
     let rows = rows();
-    assert_eq!(rows.len(), 164, "procedures served");
+    assert_eq!(rows.len(), 165, "procedures served");
     for (n, _, _) in &rows {
         assert!(procedure_name(*n).is_some(), "{n}");
     }
@@ -154,6 +154,7 @@ fn virsh_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
         p::DOMAIN_DETACH_DEVICE => vec!["detach-device", DOM, xml],
         p::DOMAIN_DETACH_DEVICE_FLAGS => vec!["detach-device", DOM, xml, "--config"],
         p::DOMAIN_DETACH_DEVICE_ALIAS => vec!["detach-device-alias", DOM, "virtio-disk0"],
+        p::DOMAIN_UPDATE_DEVICE_FLAGS => vec!["update-device", DOM, xml, "--config"],
         p::DOMAIN_SET_AUTOSTART => vec!["autostart", DOM],
         p::DOMAIN_ABORT_JOB => vec!["domjobabort", DOM],
         p::DOMAIN_SAVE => vec!["save", DOM, image],

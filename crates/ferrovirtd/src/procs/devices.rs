@@ -70,6 +70,27 @@ pub(crate) async fn detach_flags(
         .map_err(vir)
 }
 
+/// `virDomainUpdateDeviceFlags`: `VIR_DOMAIN_DEVICE_MODIFY_FORCE` is
+/// accepted (a tray is always opened by force).
+pub(crate) async fn update_flags(
+    d: &Daemon,
+    _: &CallContext,
+    a: DomainAttachDeviceFlagsArgs,
+) -> Reply<()> {
+    let api = "virDomainUpdateDeviceFlags";
+    flags::check(
+        api,
+        a.flags,
+        f::AFFECT_LIVE | f::AFFECT_CONFIG | f::DEVICE_MODIFY_FORCE,
+    )?;
+    let impact = impact(api, a.flags & !f::DEVICE_MODIFY_FORCE)?;
+    let dom = d.domain(&a.dom)?;
+    d.driver
+        .update_device(&dom, &a.xml, impact)
+        .await
+        .map_err(vir)
+}
+
 pub(crate) async fn detach_alias(
     d: &Daemon,
     _: &CallContext,

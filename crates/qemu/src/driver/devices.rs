@@ -21,6 +21,12 @@ impl Driver {
         hotplug::detach(&self.s, dom, Which::Xml(xml), impact).await
     }
 
+    /// `virsh update-device` / `change-media`: a CD-ROM's medium
+    /// inserted, replaced or ejected (no source).
+    pub async fn update_device(&self, dom: &Arc<Domain>, xml: &str, impact: Impact) -> Result<()> {
+        hotplug::update(&self.s, dom, xml, impact).await
+    }
+
     /// `virsh detach-device-alias`: as [`Driver::detach_device`], the
     /// device named by its alias (`virtio-disk1`).
     pub async fn detach_device_alias(

@@ -76,6 +76,7 @@ fn event(s: &Shared, dom: &Domain, ctx: &RunCtx, ev: Event) {
         Q::Migration(d) => ctx.update_progress(|p| p.migration = Some(d.status)),
         Q::JobStatusChange(d) => ctx.update_progress(|p| p.set_job(d.id, d.status)),
         Q::DeviceDeleted(d) => crate::hotplug::device_deleted(s, dom, ctx, d),
+        Q::DeviceTrayMoved(d) => tray_moved(s, dom, ctx, &d),
         Q::DeviceUnplugGuestError(d) => crate::hotplug::unplug_failed(s, dom, ctx, d),
         _ => {}
     }
@@ -103,6 +104,22 @@ fn io_error(s: &Shared, dom: &Domain, ctx: &RunCtx, d: &qmp::events::BlockIoErro
             g.paused_because(dom, hub, paused::IOERROR, detail::SUSPENDED_IOERROR)
         });
     }
+}
+
+/// DEVICE_TRAY_MOVED of one of our disks: TRAY_CHANGE (throttled per
+/// disk), reason open (0) or close (1).
+fn tray_moved(s: &Shared, dom: &Domain, ctx: &RunCtx, d: &qmp::events::DeviceTrayMovedData) {
+    let disk = {
+        let g = dom.lock();
+        let live = g.live().cloned();
+        live.and_then(|l| l.disk_of_qmp(d.id.as_deref(), None, None))
+    };
+    let Some(disk) = disk else { return };
+    let ev = EventKind::TrayChange {
+        alias: disk.alias,
+        reason: if d.tray_open { 0 } else { 1 },
+    };
+    guest_value(s, dom, ctx, Key::Tray(disk.index), ev);
 }
 
 /// WATCHDOG: the WATCHDOG event (throttled per VM), then for action

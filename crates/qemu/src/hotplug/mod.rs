@@ -6,6 +6,8 @@
 //! removes what was added, so nothing is left half-attached, and only a
 //! complete plug enters the live definition (DEVICE_ADDED).
 //!
+//! Update: the medium of a CD-ROM ([`media`]).
+//!
 //! Detach: the unplug is recorded as pending (in the status record), QEMU
 //! is asked (`device_del`), and the call waits, bounded by
 //! `DriverConfig::unplug_timeout`, for the guest to release the device.
@@ -17,6 +19,7 @@
 //! tree) still completes the removal, and the waiting call holds only its
 //! own job: events, queries and destroy go on beside it.
 
+mod media;
 mod removal;
 
 pub(crate) use removal::{device_deleted, reconcile, release, unplug_failed};
@@ -136,6 +139,31 @@ pub(crate) async fn detach(
         let i = live.changed(|d| find(d))?.1;
         let alias = live.domain().devices.disks[i].alias();
         unplug(s, dom, &alias).await?;
+    }
+    match config {
+        Some(c) => write_config(s, dom, c).await,
+        None => Ok(()),
+    }
+}
+
+/// `virDomainUpdateDeviceFlags`: a CD-ROM's medium (`change-media`).
+pub(crate) async fn update(s: &Shared, dom: &Domain, xml: &str, impact: Impact) -> Result<()> {
+    let _job = jobs::begin(dom, NormalJob::Modify, "update-device", s.cfg.job_wait).await?;
+    let (def, impact) = prepare(dom, impact)?;
+    let new = parse_disk(&def, xml)?;
+    let config = match impact.config {
+        true => {
+            let set = |d: &mut domain::DomainDef| {
+                let i = d.find_media(&new)?;
+                d.set_disk_media(i, new.source.clone(), new.driver.format, false);
+                Ok(())
+            };
+            Some(def.changed(set)?.0)
+        }
+        false => None,
+    };
+    if impact.live {
+        media::change_live(s, dom, &new).await?;
     }
     match config {
         Some(c) => write_config(s, dom, c).await,

@@ -854,6 +854,40 @@ command!(DeviceDel = "device_del" => Empty);
 pub struct DeviceAdd(pub Map<String, Value>);
 command!(DeviceAdd = "device_add" => Empty);
 
+/// `blockdev-open-tray`: opens the tray of removable-media device `id`;
+/// `force` opens it even if the guest locked it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockdevOpenTray {
+    pub id: String,
+    pub force: bool,
+}
+command!(BlockdevOpenTray = "blockdev-open-tray" => Empty);
+
+/// `blockdev-close-tray`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockdevCloseTray {
+    pub id: String,
+}
+command!(BlockdevCloseTray = "blockdev-close-tray" => Empty);
+
+/// `blockdev-remove-medium`: takes the medium out of device `id` (its
+/// tray must be open).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockdevRemoveMedium {
+    pub id: String,
+}
+command!(BlockdevRemoveMedium = "blockdev-remove-medium" => Empty);
+
+/// `blockdev-insert-medium`: puts node `node_name` into device `id` (its
+/// tray open and empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockdevInsertMedium {
+    pub id: String,
+    #[serde(rename = "node-name")]
+    pub node_name: String,
+}
+command!(BlockdevInsertMedium = "blockdev-insert-medium" => Empty);
+
 /// `qom-list`: the properties (children included) of the object at `path`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QomList {

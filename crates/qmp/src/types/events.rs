@@ -219,6 +219,19 @@ pub struct DeviceDeletedData {
     pub path: Option<String>,
 }
 
+/// Data of `DEVICE_TRAY_MOVED`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceTrayMovedData {
+    /// The block backend's name (empty with -blockdev).
+    #[serde(default)]
+    pub device: Option<String>,
+    /// The device's qdev id.
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(rename = "tray-open")]
+    pub tray_open: bool,
+}
+
 /// Data of `WATCHDOG`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WatchdogData {
@@ -269,6 +282,9 @@ pub enum EventKind {
     /// `DEVICE_UNPLUG_GUEST_ERROR`: the guest refused an unplug request
     /// (same data as `DEVICE_DELETED`).
     DeviceUnplugGuestError(DeviceDeletedData),
+    /// `DEVICE_TRAY_MOVED`: a removable-media device's tray opened or
+    /// closed.
+    DeviceTrayMoved(DeviceTrayMovedData),
     /// `WATCHDOG`.
     Watchdog(WatchdogData),
     /// Any other event, or a known one whose data did not parse.
@@ -313,6 +329,7 @@ impl EventKind {
             "MIGRATION_PASS" => typed(&data).map(EventKind::MigrationPass),
             "DEVICE_DELETED" => typed(&data).map(EventKind::DeviceDeleted),
             "DEVICE_UNPLUG_GUEST_ERROR" => typed(&data).map(EventKind::DeviceUnplugGuestError),
+            "DEVICE_TRAY_MOVED" => typed(&data).map(EventKind::DeviceTrayMoved),
             "WATCHDOG" => typed(&data).map(EventKind::Watchdog),
             _ => None,
         };
@@ -341,6 +358,7 @@ impl EventKind {
             EventKind::MigrationPass(_) => "MIGRATION_PASS",
             EventKind::DeviceDeleted(_) => "DEVICE_DELETED",
             EventKind::DeviceUnplugGuestError(_) => "DEVICE_UNPLUG_GUEST_ERROR",
+            EventKind::DeviceTrayMoved(_) => "DEVICE_TRAY_MOVED",
             EventKind::Watchdog(_) => "WATCHDOG",
             EventKind::Unknown { name, .. } => name,
         }

@@ -1185,6 +1185,20 @@ xdr_struct! {
         pub msg: DomainEventWatchdogMsg,
     }
 
+    /// `remote_domain_event_tray_change_msg`; `reason` is a
+    /// `virDomainEventTrayChangeReason` (0 open, 1 close).
+    pub struct DomainEventTrayChangeMsg {
+        pub dom: NonnullDomain,
+        pub dev_alias: String,
+        pub reason: i32,
+    }
+
+    /// `remote_domain_event_callback_tray_change_msg`.
+    pub struct DomainEventCallbackTrayChangeMsg {
+        pub callback_id: i32,
+        pub msg: DomainEventTrayChangeMsg,
+    }
+
     /// `remote_domain_event_device_removed_msg`.
     pub struct DomainEventDeviceRemovedMsg {
         pub dom: NonnullDomain,
