@@ -3,7 +3,8 @@
 //! and DEVICE_REMOVED reaching `virsh event`, a guest that never answers
 //! the unplug (the call returns at the deadline, the removal completes
 //! when the guest finally releases the device, also across a SIGKILLed
-//! daemon), destroy during the wait, and bad input refused with
+//! daemon), destroy during the wait, attach and detach during a 10,000
+//! events/s flood with queries at their idle latency, and bad input refused with
 //! libvirt's codes with nothing left half-attached in QEMU.
 
 #![allow(
@@ -21,7 +22,11 @@ use std::time::{Duration, Instant};
 
 use common::{Daemon, EventListener, rpc_open, sim_control, sim_domain_xml, wait_until};
 use rpc::ClientError;
-use rpc::protocol::remote::{DomainAttachDeviceFlagsArgs, DomainLookupByNameArgs, procedure};
+use rpc::protocol::remote::{
+    DomainArgs, DomainAttachDeviceFlagsArgs, DomainGetInfoRet, DomainLookupByNameArgs, DomainRet,
+    NonnullDomain, procedure,
+};
+use testkit::latency::Percentiles;
 
 const WAIT: Duration = Duration::from_secs(20);
 /// `unplug_timeout_secs` of these daemons.
@@ -278,7 +283,7 @@ fn destroy_and_queries_do_not_wait_for_a_pending_unplug() {
 
 async fn attach_code(c: &rpc::Client, dom: &str, xml: &str, flags: u32, detach: bool) -> i32 {
     let dom = c
-        .call::<_, rpc::protocol::remote::DomainRet>(
+        .call::<_, DomainRet>(
             procedure::DOMAIN_LOOKUP_BY_NAME,
             &DomainLookupByNameArgs { name: dom.into() },
         )
@@ -495,5 +500,72 @@ fn change_media_ejects_and_inserts_through_the_tray() {
     assert!(
         err.contains("only the medium of a cdrom can be changed"),
         "{err}"
+    );
+}
+
+/// `virDomainGetInfo` round trips on `c` for `n` calls.
+async fn info_latencies(c: &rpc::Client, dom: &NonnullDomain, n: usize) -> Vec<Duration> {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let args = DomainArgs { dom: dom.clone() };
+        c.call::<_, DomainGetInfoRet>(procedure::DOMAIN_GET_INFO, &args)
+            .await
+            .expect("info");
+        v.push(t0.elapsed());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_and_detach_complete_during_an_event_flood() {
+    const LIVE: u32 = 1;
+    let d = daemon();
+    let ctl = start_domain(&d, "fl", &[]);
+    let c = rpc_open(&d.sock()).await;
+    let q = rpc_open(&d.sock()).await;
+    let dom = c
+        .call::<_, DomainRet>(
+            procedure::DOMAIN_LOOKUP_BY_NAME,
+            &DomainLookupByNameArgs { name: "fl".into() },
+        )
+        .await
+        .expect("lookup")
+        .dom;
+    let idle = Percentiles::of(&info_latencies(&q, &dom, 300).await);
+
+    assert_eq!(sim_control(&ctl, "flood RTC_CHANGE 10000 8"), "ok");
+    let sampler = {
+        let dom = dom.clone();
+        tokio::spawn(async move { info_latencies(&q, &dom, 600).await })
+    };
+    let vdb = image(&d, "vdb.img");
+    let mut rounds = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let xml = disk_xml(&vdb, "vdb", "virtio");
+        assert_eq!(attach_code(&c, "fl", &xml, LIVE, false).await, 0);
+        assert_eq!(attach_code(&c, "fl", &xml, LIVE, true).await, 0);
+        rounds.push(t0.elapsed());
+        assert!(
+            !live_xml(&d, "fl").contains("vdb"),
+            "removal completed in the call"
+        );
+    }
+    let flood = Percentiles::of(&sampler.await.expect("sampler"));
+    let stats = sim_control(&ctl, "stats");
+    println!(
+        "idle getinfo p50 {:?} p99 {:?}; during 10k events/s: p50 {:?} p99 {:?}; attach+detach rounds {rounds:?}; sim {stats}",
+        idle.p50, idle.p99, flood.p50, flood.p99
+    );
+    let worst = rounds.iter().max().copied().unwrap_or_default();
+    assert!(
+        worst < UNPLUG,
+        "attach+detach waited for the deadline: {worst:?}"
+    );
+    assert!(
+        flood.p99 < idle.p99 * 5 + Duration::from_millis(20),
+        "queries slowed by the flood: idle {idle:?} flood {flood:?}"
     );
 }
