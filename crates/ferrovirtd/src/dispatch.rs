@@ -145,6 +145,10 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::DOMAIN_DETACH_DEVICE_FLAGS,                  Write, Normal,   devices::detach_flags),
         Row::new(p::DOMAIN_DETACH_DEVICE_ALIAS,                  Write, Normal,   devices::detach_alias),
         Row::new(p::DOMAIN_UPDATE_DEVICE_FLAGS,                  Write, Normal,   devices::update_flags),
+        Row::new(p::DOMAIN_SET_MEMORY,                           Write, Normal,   devices::set_memory),
+        Row::new(p::DOMAIN_SET_MEMORY_FLAGS,                     Write, Normal,   devices::set_memory_flags),
+        Row::new(p::DOMAIN_BLOCK_RESIZE,                         Write, Normal,   devices::block_resize),
+        Row::new(p::DOMAIN_SET_BLOCK_THRESHOLD,                  Write, Normal,   devices::set_block_threshold),
         Row::new(p::DOMAIN_RESUME,                               Write, Normal,   domain::resume),
         Row::new(p::DOMAIN_SET_AUTOSTART,                        Write, Normal,   domain::set_autostart),
         // Snapshot queries.

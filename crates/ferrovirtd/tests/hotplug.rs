@@ -569,3 +569,42 @@ async fn attach_and_detach_complete_during_an_event_flood() {
         "queries slowed by the flood: idle {idle:?} flood {flood:?}"
     );
 }
+
+#[test]
+fn memory_disk_size_and_write_threshold_change_live() {
+    let d = daemon();
+    let ctl = start_domain(&d, "res", &[]);
+    let vda = d.root.path().join("res-vda.img").display().to_string();
+    let mut balloon = device_listener(&d, "res", "balloon-change");
+    let mut threshold = device_listener(&d, "res", "block-threshold");
+
+    d.virsh_ok(&["setmem", "res", "32M", "--live"]);
+    balloon.expect_line("event 'balloon-change' for domain 'res': 32768KiB", WAIT);
+    let info = d.virsh_ok(&["dominfo", "res"]);
+    assert!(info.contains("32768 KiB"), "{info}");
+    let out = d.virsh(&["setmem", "res", "128M", "--live"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot set memory higher than max memory"),
+        "{err}"
+    );
+    d.virsh_ok(&["setmaxmem", "res", "48M", "--config"]);
+    let inactive = d.virsh_ok(&["dumpxml", "res", "--inactive"]);
+    assert!(
+        inactive.contains("<memory unit='KiB'>49152</memory>"),
+        "{inactive}"
+    );
+    let out = d.virsh(&["setmaxmem", "res", "48M", "--live"]);
+    assert!(!out.status.success());
+
+    d.virsh_ok(&["blockresize", "res", "vda", "2M"]);
+    let out = d.virsh(&["blockresize", "res", "vdz", "2M"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("'vdz' was not found"), "{err}");
+
+    d.virsh_ok(&["domblkthreshold", "res", "vda", "1M"]);
+    let ev = r#"event BLOCK_WRITE_THRESHOLD {"node-name": "libvirt-1-format", "amount-exceeded": 4096, "write-threshold": 1048576}"#;
+    assert_eq!(sim_control(&ctl, ev), "ok");
+    let want = format!("event 'block-threshold' for domain 'res': dev: vda({vda}) 1048576 4096");
+    threshold.expect_line(&want, WAIT);
+}

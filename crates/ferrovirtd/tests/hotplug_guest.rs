@@ -51,7 +51,7 @@ fn guest_xml(d: &Daemon, name: &str) -> (String, std::path::PathBuf) {
     let xml = format!(
         "<domain type='{}'>\n  <name>{name}</name>\n  <memory unit='MiB'>256</memory>\n  <vcpu>1</vcpu>\n  \
          <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <kernel>{}</kernel>\n    <initrd>{}</initrd>\n    \
-         <cmdline>console=ttyS0 quiet ferrovirt.hotplug=1</cmdline>\n  </os>\n  <features><acpi/></features>\n  \
+         <cmdline>console=ttyS0 quiet ferrovirt.hotplug=1 ferrovirt.diskwrite=1</cmdline>\n  </os>\n  <features><acpi/></features>\n  \
          <devices>\n    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n    \
          <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>\n    \
          <disk type='file' device='cdrom'><source file='{}'/><target dev='sdb' bus='sata'/></disk>\n    \
@@ -146,5 +146,31 @@ fn a_virtio_disk_plugged_live_reaches_the_guest_and_leaves_on_detach() {
     );
     let blk = d.virsh_ok(&["domblklist", "hpg"]);
     assert!(blk.contains(&two), "{blk}");
+
+    // Live resources: the balloon, the disk's size, a write threshold the
+    // guest's writes (1 MiB and beyond, every second) cross.
+    let mut balloon =
+        EventListener::start(&d, &["--event", "balloon-change", "--domain", "hpg"], 1);
+    let mut threshold =
+        EventListener::start(&d, &["--event", "block-threshold", "--domain", "hpg"], 1);
+    d.virsh_ok(&["setmem", "hpg", "200M", "--live"]);
+    balloon.expect_line(
+        "event 'balloon-change' for domain 'hpg': 204800KiB",
+        RELEASE,
+    );
+    d.virsh_ok(&["blockresize", "hpg", "vda", "32M"]);
+    let vda = d.root.path().join("hpg-vda.qcow2");
+    let out = Command::new("qemu-img")
+        .args(["info", "--force-share", "--output=json"])
+        .arg(&vda)
+        .output()
+        .expect("qemu-img info");
+    let info = String::from_utf8_lossy(&out.stdout);
+    assert!(info.contains("\"virtual-size\": 33554432"), "{info}");
+    d.virsh_ok(&["domblkthreshold", "hpg", "vda", "512K"]);
+    threshold.expect_prefix(
+        "event 'block-threshold' for domain 'hpg': dev: vda(",
+        RELEASE,
+    );
     d.virsh_ok(&["destroy", "hpg"]);
 }

@@ -169,6 +169,9 @@ pub(crate) const COMMANDS: &[&str] = &[
     "device_add",
     "device_del",
     "qom-list",
+    "balloon",
+    "block_resize",
+    "block-set-write-threshold",
     "blockdev-open-tray",
     "blockdev-close-tray",
     "blockdev-remove-medium",
@@ -302,7 +305,8 @@ pub(crate) fn execute(
         }
         "query-balloon" => {
             args.only(none)?;
-            Ok(json!({"actual": sim.cfg.mem_mib << 20}))
+            let actual = sim.vm.borrow().balloon.unwrap_or(sim.cfg.mem_mib << 20);
+            Ok(json!({ "actual": actual }))
         }
         "query-machines" => args.only(none).map(|()| probe::machines()),
         "query-cpu-definitions" => args.only(none).map(|()| probe::cpu_definitions(sim)),
@@ -467,6 +471,29 @@ pub(crate) fn execute(
         | "blockdev-close-tray"
         | "blockdev-remove-medium"
         | "blockdev-insert-medium" => crate::tray::command(sim, name, &args),
+        "balloon" => {
+            args.only(&["value"])?;
+            let value = args.u64("value")?;
+            sim.vm.borrow_mut().balloon = Some(value);
+            sim.emit_value("BALLOON_CHANGE", &json!({ "actual": value }));
+            Ok(json!({}))
+        }
+        "block_resize" | "block-set-write-threshold" => {
+            let size = if name == "block_resize" {
+                "size"
+            } else {
+                "write-threshold"
+            };
+            args.only(&["node-name", size])?;
+            let node = args.str("node-name")?;
+            args.u64(size)?;
+            if !sim.vm.borrow().nodes.iter().any(|n| n == node) {
+                return Err(QmpError::generic(format!(
+                    "Cannot find device='' nor node-name='{node}'"
+                )));
+            }
+            Ok(json!({}))
+        }
         "qom-list" => {
             args.only(&["path"])?;
             match args.str("path")? {

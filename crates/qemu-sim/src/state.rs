@@ -61,6 +61,8 @@ pub(crate) struct Vm {
     pub nodes: Vec<String>,
     pub drives: Vec<String>,
     pub devices: Vec<String>,
+    /// The balloon's target (`balloon`), bytes; the memory size until set.
+    pub balloon: Option<u64>,
     /// Devices whose tray is open.
     pub open_trays: Vec<String>,
     /// Devices whose medium was removed (and not replaced).
@@ -93,6 +95,7 @@ impl Vm {
             nodes: cfg.nodes.clone(),
             drives: cfg.drives.clone(),
             devices: cfg.devices.clone(),
+            balloon: None,
             open_trays: Vec::new(),
             empty_trays: Vec::new(),
             jobs: Vec::new(),

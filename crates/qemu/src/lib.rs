@@ -29,6 +29,7 @@ mod hotplug;
 mod jobs;
 mod lifecycle;
 mod limits;
+mod live;
 mod object;
 mod shared;
 pub mod state;

@@ -170,6 +170,14 @@ pub enum EventKind {
     Watchdog { action: i32 },
     /// `VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2` (disk target) and `..._BLOCK_JOB`
     /// (disk path): a block job became ready or ended.
+    /// `VIR_DOMAIN_EVENT_ID_BLOCK_THRESHOLD`: a write went `excess` bytes
+    /// past `threshold` of disk `dev` (its target) backed by `path`.
+    BlockThreshold {
+        dev: String,
+        path: String,
+        threshold: u64,
+        excess: u64,
+    },
     /// `VIR_DOMAIN_EVENT_ID_TRAY_CHANGE`: a CD-ROM's tray opened (reason
     /// 0) or closed (1).
     TrayChange { alias: String, reason: i32 },

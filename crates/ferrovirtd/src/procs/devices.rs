@@ -1,11 +1,14 @@
-//! Device procedures: attach and detach, to the running guest
+//! Device procedures (attach, detach, update) and live resources
+//! (memory, disk size and write threshold): to the running guest
 //! (`VIR_DOMAIN_AFFECT_LIVE`), the definition (`..._CONFIG`), or
 //! whichever applies (`..._CURRENT`, no flag).
 
 use qemu::Impact;
 use rpc::CallContext;
 use rpc::protocol::remote::{
-    DomainAttachDeviceArgs, DomainAttachDeviceFlagsArgs, DomainDetachDeviceAliasArgs,
+    DomainAttachDeviceArgs, DomainAttachDeviceFlagsArgs, DomainBlockResizeArgs,
+    DomainDetachDeviceAliasArgs, DomainSetBlockThresholdArgs, DomainSetMemoryArgs,
+    DomainSetMemoryFlagsArgs,
 };
 
 use super::Reply;
@@ -100,6 +103,67 @@ pub(crate) async fn detach_alias(
     let dom = d.domain(&a.dom)?;
     d.driver
         .detach_device_alias(&dom, &a.alias, impact)
+        .await
+        .map_err(vir)
+}
+
+pub(crate) async fn set_memory(d: &Daemon, _: &CallContext, a: DomainSetMemoryArgs) -> Reply<()> {
+    let dom = d.domain(&a.dom)?;
+    d.driver
+        .set_memory(&dom, a.memory, LIVE, false)
+        .await
+        .map_err(vir)
+}
+
+pub(crate) async fn set_memory_flags(
+    d: &Daemon,
+    _: &CallContext,
+    a: DomainSetMemoryFlagsArgs,
+) -> Reply<()> {
+    let api = "virDomainSetMemoryFlags";
+    flags::check(
+        api,
+        a.flags,
+        f::AFFECT_LIVE | f::AFFECT_CONFIG | f::MEM_MAXIMUM,
+    )?;
+    let impact = impact(api, a.flags & !f::MEM_MAXIMUM)?;
+    let dom = d.domain(&a.dom)?;
+    let maximum = a.flags & f::MEM_MAXIMUM != 0;
+    d.driver
+        .set_memory(&dom, a.memory, impact, maximum)
+        .await
+        .map_err(vir)
+}
+
+pub(crate) async fn block_resize(
+    d: &Daemon,
+    _: &CallContext,
+    a: DomainBlockResizeArgs,
+) -> Reply<()> {
+    flags::check("virDomainBlockResize", a.flags, f::BLOCK_RESIZE_BYTES)?;
+    let bytes = if a.flags & f::BLOCK_RESIZE_BYTES != 0 {
+        a.size
+    } else {
+        a.size
+            .checked_mul(1024)
+            .ok_or_else(|| crate::wire::invalid_arg(format!("size {} KiB is too large", a.size)))?
+    };
+    let dom = d.domain(&a.dom)?;
+    d.driver
+        .block_resize(&dom, &a.disk, bytes)
+        .await
+        .map_err(vir)
+}
+
+pub(crate) async fn set_block_threshold(
+    d: &Daemon,
+    _: &CallContext,
+    a: DomainSetBlockThresholdArgs,
+) -> Reply<()> {
+    flags::check("virDomainSetBlockThreshold", a.flags, 0)?;
+    let dom = d.domain(&a.dom)?;
+    d.driver
+        .set_block_threshold(&dom, &a.dev, a.threshold)
         .await
         .map_err(vir)
 }

@@ -489,6 +489,20 @@ impl EventListener {
         }
     }
 
+    /// As [`EventListener::expect_line`], for a line starting with `prefix`.
+    pub fn expect_prefix(&mut self, prefix: &str, timeout: Duration) {
+        if self
+            .lines
+            .wait_for(|l| l.starts_with(prefix), timeout)
+            .is_none()
+        {
+            panic!(
+                "virsh event never printed '{prefix}...'; it printed:\n{}",
+                self.lines.seen.join("\n")
+            );
+        }
+    }
+
     /// Ends the listener (SIGINT makes virsh exit) and returns everything
     /// it printed.
     pub fn stop(mut self) -> String {

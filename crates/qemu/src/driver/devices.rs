@@ -1,4 +1,5 @@
-//! Devices of a domain: attach and detach, live and in the definition.
+//! Devices of a domain (attach, detach, update, live and in the
+//! definition) and its live resources (memory, disk size and threshold).
 
 use std::sync::Arc;
 
@@ -25,6 +26,35 @@ impl Driver {
     /// inserted, replaced or ejected (no source).
     pub async fn update_device(&self, dom: &Arc<Domain>, xml: &str, impact: Impact) -> Result<()> {
         hotplug::update(&self.s, dom, xml, impact).await
+    }
+
+    /// `virsh setmem` (KiB; through the balloon when live) and, with
+    /// `maximum`, `virsh setmaxmem --config`.
+    pub async fn set_memory(
+        &self,
+        dom: &Arc<Domain>,
+        kib: u64,
+        impact: Impact,
+        maximum: bool,
+    ) -> Result<()> {
+        crate::live::set_memory(&self.s, dom, kib, impact, maximum).await
+    }
+
+    /// `virsh blockresize`: the running guest's disk (target or source
+    /// path) becomes `bytes` long.
+    pub async fn block_resize(&self, dom: &Arc<Domain>, disk: &str, bytes: u64) -> Result<()> {
+        crate::live::block_resize(&self.s, dom, disk, bytes).await
+    }
+
+    /// `virsh domblkthreshold`: one BLOCK_THRESHOLD event when the guest
+    /// writes past `threshold` bytes of `disk` (0 clears it).
+    pub async fn set_block_threshold(
+        &self,
+        dom: &Arc<Domain>,
+        disk: &str,
+        threshold: u64,
+    ) -> Result<()> {
+        crate::live::set_block_threshold(&self.s, dom, disk, threshold).await
     }
 
     /// `virsh detach-device-alias`: as [`Driver::detach_device`], the

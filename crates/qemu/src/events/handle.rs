@@ -77,6 +77,7 @@ fn event(s: &Shared, dom: &Domain, ctx: &RunCtx, ev: Event) {
         Q::JobStatusChange(d) => ctx.update_progress(|p| p.set_job(d.id, d.status)),
         Q::DeviceDeleted(d) => crate::hotplug::device_deleted(s, dom, ctx, d),
         Q::DeviceTrayMoved(d) => tray_moved(s, dom, ctx, &d),
+        Q::BlockWriteThreshold(d) => write_threshold(s, dom, ctx, &d),
         Q::DeviceUnplugGuestError(d) => crate::hotplug::unplug_failed(s, dom, ctx, d),
         _ => {}
     }
@@ -120,6 +121,32 @@ fn tray_moved(s: &Shared, dom: &Domain, ctx: &RunCtx, d: &qmp::events::DeviceTra
         reason: if d.tray_open { 0 } else { 1 },
     };
     guest_value(s, dom, ctx, Key::Tray(disk.index), ev);
+}
+
+/// BLOCK_WRITE_THRESHOLD on a node of one of our disks: BLOCK_THRESHOLD
+/// (one per threshold set: QEMU clears it as it fires).
+fn write_threshold(
+    s: &Shared,
+    dom: &Domain,
+    ctx: &RunCtx,
+    d: &qmp::events::BlockWriteThresholdData,
+) {
+    with_run(s, dom, ctx, |g, dom, hub| {
+        let live = g.live().cloned();
+        if let Some(disk) = live.and_then(|l| l.disk_of_qmp(None, Some(&d.node_name), None)) {
+            let ev = EventKind::BlockThreshold {
+                dev: disk.target,
+                path: disk
+                    .source
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                threshold: d.write_threshold,
+                excess: d.amount_exceeded,
+            };
+            g.emit(dom, hub, ev);
+        }
+        0
+    });
 }
 
 /// WATCHDOG: the WATCHDOG event (throttled per VM), then for action

@@ -76,7 +76,7 @@ pub(crate) enum Which<'a> {
 }
 
 /// The persistent definition and where the change applies.
-fn prepare(dom: &Domain, impact: Impact) -> Result<(Arc<Def>, Impact)> {
+pub(crate) fn prepare(dom: &Domain, impact: Impact) -> Result<(Arc<Def>, Impact)> {
     let g = dom.lock();
     let impact = impact.resolve(g.is_active(), g.persistent())?;
     Ok((g.def().clone(), impact))
@@ -289,7 +289,7 @@ async fn wait_released(
 }
 
 /// Stores the persistent definition an `--config` change produced.
-async fn write_config(s: &Shared, dom: &Domain, def: Def) -> Result<()> {
+pub(crate) async fn write_config(s: &Shared, dom: &Domain, def: Def) -> Result<()> {
     let _d = s.define_lock.lock().await;
     let path = s.layout.definition(dom.name());
     files::atomic_write(&path, def.to_xml().as_bytes())

@@ -291,6 +291,8 @@ pub(crate) struct DiskInfo {
     pub(crate) format: domain::DiskFormat,
     /// The format node QEMU's device reads from at start.
     pub(crate) format_node: String,
+    /// The storage (file) node under it: where host allocation grows.
+    pub(crate) storage_node: String,
 }
 
 impl Def {
@@ -315,6 +317,7 @@ impl Def {
             source: d.source.clone(),
             format: d.driver.format.unwrap_or(domain::DiskFormat::Raw),
             format_node: domain::disk_nodes(index, d).1,
+            storage_node: domain::disk_nodes(index, d).0,
         })
     }
 

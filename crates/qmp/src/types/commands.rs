@@ -888,6 +888,34 @@ pub struct BlockdevInsertMedium {
 }
 command!(BlockdevInsertMedium = "blockdev-insert-medium" => Empty);
 
+/// `balloon`: the guest's target memory size, in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Balloon {
+    pub value: u64,
+}
+command!(Balloon = "balloon" => Empty);
+
+/// `block_resize`: grows (or shrinks) the image under node `node_name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockResize {
+    #[serde(rename = "node-name")]
+    pub node_name: String,
+    /// New size in bytes.
+    pub size: u64,
+}
+command!(BlockResize = "block_resize" => Empty);
+
+/// `block-set-write-threshold`: one `BLOCK_WRITE_THRESHOLD` event when a
+/// write goes past `write_threshold` bytes of node `node_name` (0 off).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockSetWriteThreshold {
+    #[serde(rename = "node-name")]
+    pub node_name: String,
+    #[serde(rename = "write-threshold")]
+    pub write_threshold: u64,
+}
+command!(BlockSetWriteThreshold = "block-set-write-threshold" => Empty);
+
 /// `qom-list`: the properties (children included) of the object at `path`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QomList {

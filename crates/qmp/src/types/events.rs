@@ -232,6 +232,17 @@ pub struct DeviceTrayMovedData {
     pub tray_open: bool,
 }
 
+/// Data of `BLOCK_WRITE_THRESHOLD`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockWriteThresholdData {
+    #[serde(rename = "node-name")]
+    pub node_name: String,
+    #[serde(rename = "amount-exceeded")]
+    pub amount_exceeded: u64,
+    #[serde(rename = "write-threshold")]
+    pub write_threshold: u64,
+}
+
 /// Data of `WATCHDOG`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WatchdogData {
@@ -285,6 +296,9 @@ pub enum EventKind {
     /// `DEVICE_TRAY_MOVED`: a removable-media device's tray opened or
     /// closed.
     DeviceTrayMoved(DeviceTrayMovedData),
+    /// `BLOCK_WRITE_THRESHOLD`: a write went past a node's threshold
+    /// (which QEMU then clears).
+    BlockWriteThreshold(BlockWriteThresholdData),
     /// `WATCHDOG`.
     Watchdog(WatchdogData),
     /// Any other event, or a known one whose data did not parse.
@@ -330,6 +344,7 @@ impl EventKind {
             "DEVICE_DELETED" => typed(&data).map(EventKind::DeviceDeleted),
             "DEVICE_UNPLUG_GUEST_ERROR" => typed(&data).map(EventKind::DeviceUnplugGuestError),
             "DEVICE_TRAY_MOVED" => typed(&data).map(EventKind::DeviceTrayMoved),
+            "BLOCK_WRITE_THRESHOLD" => typed(&data).map(EventKind::BlockWriteThreshold),
             "WATCHDOG" => typed(&data).map(EventKind::Watchdog),
             _ => None,
         };
@@ -359,6 +374,7 @@ impl EventKind {
             EventKind::DeviceDeleted(_) => "DEVICE_DELETED",
             EventKind::DeviceUnplugGuestError(_) => "DEVICE_UNPLUG_GUEST_ERROR",
             EventKind::DeviceTrayMoved(_) => "DEVICE_TRAY_MOVED",
+            EventKind::BlockWriteThreshold(_) => "BLOCK_WRITE_THRESHOLD",
             EventKind::Watchdog(_) => "WATCHDOG",
             EventKind::Unknown { name, .. } => name,
         }

@@ -995,6 +995,36 @@ xdr_struct! {
         pub flags: u32,
     }
 
+    /// `remote_domain_set_memory_args` (`memory` in KiB).
+    pub struct DomainSetMemoryArgs {
+        pub dom: NonnullDomain,
+        pub memory: u64,
+    }
+
+    /// `remote_domain_set_memory_flags_args`.
+    pub struct DomainSetMemoryFlagsArgs {
+        pub dom: NonnullDomain,
+        pub memory: u64,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_block_resize_args` (`size` in KiB unless
+    /// `VIR_DOMAIN_BLOCK_RESIZE_BYTES`).
+    pub struct DomainBlockResizeArgs {
+        pub dom: NonnullDomain,
+        pub disk: String,
+        pub size: u64,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_set_block_threshold_args`.
+    pub struct DomainSetBlockThresholdArgs {
+        pub dom: NonnullDomain,
+        pub dev: String,
+        pub threshold: u64,
+        pub flags: u32,
+    }
+
     /// `remote_domain_detach_device_alias_args`.
     pub struct DomainDetachDeviceAliasArgs {
         pub dom: NonnullDomain,
@@ -1183,6 +1213,16 @@ xdr_struct! {
     pub struct DomainEventCallbackWatchdogMsg {
         pub callback_id: i32,
         pub msg: DomainEventWatchdogMsg,
+    }
+
+    /// `remote_domain_event_block_threshold_msg` (callback form only).
+    pub struct DomainEventBlockThresholdMsg {
+        pub callback_id: i32,
+        pub dom: NonnullDomain,
+        pub dev: String,
+        pub path: Option<String>,
+        pub threshold: u64,
+        pub excess: u64,
     }
 
     /// `remote_domain_event_tray_change_msg`; `reason` is a
