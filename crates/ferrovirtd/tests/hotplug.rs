@@ -222,13 +222,20 @@ fn a_guest_that_never_releases_the_device_leaves_the_removal_pending() {
         "event 'device-removed' for domain 'stuck': virtio-disk1",
         WAIT,
     );
-    wait_until("vdb gone from the live XML and QEMU", WAIT, || {
+    let gone = testkit::wait::until(WAIT, || {
         !live_xml(&d, "stuck").contains("vdb")
             && qemu_has(&ctl)
                 .1
                 .iter()
                 .all(|n| !n.starts_with("libvirt-2-"))
     });
+    assert!(
+        gone,
+        "vdb still there: {:?}\n{}\n{}",
+        qemu_has(&ctl),
+        live_xml(&d, "stuck"),
+        common::tail(&d.log(), 40)
+    );
     drop(removed);
 
     // Pending when the daemon dies; the guest answers while it is down.

@@ -71,10 +71,12 @@ async fn insert(
     src: &std::path::Path,
 ) -> Result<()> {
     let t = s.cfg.monitor_timeout;
+    let used = super::node_numbers_in_use(s, dom).await?;
     let live = dom.lock().live().cloned().ok_or(Error::NotRunning)?;
     let (with, i) = live.changed(|d| {
         let i = d.find_disk(&new.target)?;
         d.set_disk_media(i, Some(src.to_path_buf()), new.driver.format, true);
+        super::skip_used_numbers(d, i, &used);
         Ok(i)
     })?;
     let Some(plug) = with.domain().disk_plug(i) else {

@@ -24,11 +24,13 @@ mod removal;
 
 pub(crate) use removal::{device_deleted, reconcile, release, unplug_failed};
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use domain::{DeviceDef, DiskDef};
 use joblock::NormalJob;
 use qmp::commands::{BlockdevAdd, BlockdevDel, DeviceAdd, DeviceDel};
+use qmp::types::stats::QueryNamedBlockNodes;
 use virterror::ToVirError;
 
 use crate::jobs;
@@ -182,7 +184,12 @@ async fn plug_disk(s: &Shared, dom: &Domain, disk: DiskDef) -> Result<()> {
         std::fs::metadata(src)
             .map_err(|e| Error::io(format!("Cannot access storage file '{}'", src.display()), e))?;
     }
-    let (new_live, i) = live.changed(|d| d.add_disk(disk, true))?;
+    let used = node_numbers_in_use(s, dom).await?;
+    let (new_live, i) = live.changed(|d| {
+        let i = d.add_disk(disk, true)?;
+        skip_used_numbers(d, i, &used);
+        Ok(i)
+    })?;
     let d = new_live.domain();
     let (Some(plug), Some(disk)) = (d.disk_plug(i), d.devices.disks.get(i).cloned()) else {
         return Err(Error::Internal("attached disk missing".into()));
@@ -217,6 +224,35 @@ async fn plug_disk(s: &Shared, dom: &Domain, disk: DiskDef) -> Result<()> {
         return Err(Error::NotRunning);
     }
     status::persist(s, dom)
+}
+
+/// The node numbers N of the `libvirt-N-*` nodes QEMU holds now: those
+/// of an unplugged disk stay taken until their deletion, so a new disk
+/// or medium never reuses them early.
+pub(crate) async fn node_numbers_in_use(s: &Shared, dom: &Domain) -> Result<HashSet<u32>> {
+    let cmd = QueryNamedBlockNodes { flat: Some(true) };
+    let nodes = dom.qmp(&cmd, s.cfg.monitor_timeout).await?;
+    let number = |n: &str| {
+        let rest = n.strip_prefix("libvirt-")?;
+        rest.split('-').next()?.parse::<u32>().ok()
+    };
+    Ok(nodes
+        .iter()
+        .filter_map(|n| n.node_name.as_deref().and_then(number))
+        .collect())
+}
+
+/// Moves disk `i`'s node number past any `used` one (upwards, so it stays
+/// above every other disk's).
+pub(crate) fn skip_used_numbers(d: &mut domain::DomainDef, i: usize, used: &HashSet<u32>) {
+    if let Some(disk) = d.devices.disks.get_mut(i)
+        && let Some(mut n) = disk.node_index
+    {
+        while used.contains(&n) {
+            n = n.saturating_add(1);
+        }
+        disk.node_index = Some(n);
+    }
 }
 
 /// Asks QEMU to unplug `alias` and waits (bounded) for the guest to
