@@ -615,3 +615,31 @@ fn memory_disk_size_and_write_threshold_change_live() {
     let want = format!("event 'block-threshold' for domain 'res': dev: vda({vda}) 1048576 4096");
     threshold.expect_line(&want, WAIT);
 }
+
+#[test]
+fn a_guest_that_refuses_the_unplug_fails_the_detach_and_keeps_the_device() {
+    let d = Daemon::start_with("unplug_timeout_secs = 30");
+    let ctl = start_domain(&d, "refuse", &["-sim-ignore-unplug"]);
+    let mut failed = device_listener(&d, "refuse", "device-removal-failed");
+    let uri = d.uri.clone();
+    let detach = std::thread::spawn(move || common::virsh(&uri, &["detach-disk", "refuse", "vda"]));
+    wait_until("the unplug to be pending", WAIT, || {
+        status_records(&d).contains("\"virtio-disk0\"")
+    });
+    let ev = r#"event DEVICE_UNPLUG_GUEST_ERROR {"device": "virtio-disk0", "path": "/machine/peripheral/virtio-disk0"}"#;
+    assert_eq!(sim_control(&ctl, ev), "ok");
+    failed.expect_line(
+        "event 'device-removal-failed' for domain 'refuse': virtio-disk0",
+        WAIT,
+    );
+    let out = detach.join().expect("detach thread");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("rejected by the guest"), "{err}");
+    assert!(live_xml(&d, "refuse").contains("vda"), "the device stays");
+    assert!(
+        !status_records(&d).contains("\"virtio-disk0\""),
+        "nothing pending"
+    );
+    assert!(qemu_has(&ctl).0.contains(&"virtio-disk0".to_owned()));
+}
