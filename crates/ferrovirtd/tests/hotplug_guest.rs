@@ -90,6 +90,29 @@ fn a_virtio_disk_plugged_live_reaches_the_guest_and_leaves_on_detach() {
     let vdb = d.root.path().join("vdb.qcow2");
     qcow2(&vdb);
     let vdb = vdb.display().to_string();
+
+    // QEMU refuses the format node (a raw file said to be qcow2): the
+    // storage node already added is removed, nothing reaches the guest.
+    let raw = d.file("raw.img", "not a qcow2 image");
+    let out = d.virsh(&[
+        "attach-disk",
+        "hpg",
+        raw.to_str().expect("utf8"),
+        "vdb",
+        "--targetbus",
+        "virtio",
+        "--subdriver",
+        "qcow2",
+        "--live",
+    ]);
+    assert!(!out.status.success());
+    println!("bad image: {}", String::from_utf8_lossy(&out.stderr).trim());
+    assert!(!d.virsh_ok(&["dumpxml", "hpg"]).contains("vdb"));
+    assert!(
+        !d.log().contains("cannot remove node of a failed attach"),
+        "{}",
+        tail(&d.log(), 20)
+    );
     let t0 = Instant::now();
     d.virsh_ok(&[
         "attach-disk",
@@ -103,6 +126,13 @@ fn a_virtio_disk_plugged_live_reaches_the_guest_and_leaves_on_detach() {
         "--live",
     ]);
     added.expect_line("event 'device-added' for domain 'hpg': virtio-disk1", BOOT);
+    // Number 3 (after vda and the cdrom) again: the failed attach's node
+    // was deleted from QEMU, or this one would have skipped it.
+    let live = d.virsh_ok(&["dumpxml", "hpg"]);
+    assert!(
+        live.contains(&format!("<source file='{vdb}' index='3'/>")),
+        "{live}"
+    );
     wait_serial(&d, &serial, "FERROVIRT-HOTPLUG added vdb", RELEASE);
     println!("attach: the guest saw vdb after {:?}", t0.elapsed());
     assert!(d.virsh_ok(&["domblklist", "hpg"]).contains("vdb"));
