@@ -44,9 +44,15 @@ impl Inner {
         true
     }
 
-    /// QEMU is about to be asked to unplug `alias`.
+    /// QEMU is about to be asked to unplug `alias`, a disk of the live
+    /// definition (so the pending list never outgrows the definition).
     pub(crate) fn unplug_requested(&mut self, generation: u64, alias: &str) {
+        let known = self
+            .live
+            .as_ref()
+            .is_some_and(|l| l.domain().devices.disks.iter().any(|d| d.alias() == alias));
         if let Some(run) = self.run_mut(generation)
+            && known
             && !run.pending_unplug.iter().any(|a| a == alias)
         {
             run.pending_unplug.push(alias.to_owned());
@@ -124,5 +130,72 @@ impl Inner {
         self.run_mut(generation)
             .map(|r| std::mem::take(&mut r.released_nodes))
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::process::Process;
+    use crate::object::run::RunStart;
+
+    fn running_domain() -> (Arc<Domain>, u64) {
+        let xml = "<domain type='qemu'><name>d</name><memory unit='MiB'>64</memory>\
+                   <vcpu>1</vcpu><os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
+                   <disk type='file'><source file='/a.img'/><target dev='vda' bus='virtio'/></disk>\
+                   </devices></domain>";
+        let dom = Domain::new(Arc::new(Def::parse(xml).expect("valid XML")), true);
+        let me = i32::try_from(std::process::id()).expect("pid");
+        let start = RunStart {
+            process: Arc::new(Process::open(me, false).expect("pidfd")),
+            start_time: 0,
+            socket: "/nonexistent.qmp".into(),
+        };
+        let def = dom.lock().def().clone();
+        let generation = dom.lock().start_run(1, &def, start).generation;
+        (dom, generation)
+    }
+
+    #[tokio::test]
+    async fn what_qemu_names_cannot_grow_the_pending_unplugs_or_the_nodes() {
+        let (dom, generation) = running_domain();
+        let hub = Hub::new(16);
+        let mut sub = hub.subscribe();
+        let mut g = dom.lock();
+        for i in 0..1000 {
+            g.unplug_requested(generation, &format!("not-ours-{i}"));
+            g.unplug_requested(generation, "virtio-disk0");
+            assert!(!g.device_deleted(&dom, &hub, generation, &format!("x{i}")));
+            assert!(!g.unplug_failed(&dom, &hub, generation, &format!("y{i}")));
+        }
+        let run = g.run_of(generation).expect("run");
+        assert_eq!(run.pending_unplug(), ["virtio-disk0".to_owned()]);
+        assert!(g.take_released_nodes(generation).is_empty());
+
+        assert!(g.device_deleted(&dom, &hub, generation, "virtio-disk0"));
+        assert!(
+            !g.device_deleted(&dom, &hub, generation, "virtio-disk0"),
+            "once"
+        );
+        let live = g.live().expect("live");
+        assert!(live.domain().devices.disks.is_empty());
+        assert!(
+            g.run_of(generation)
+                .expect("run")
+                .pending_unplug()
+                .is_empty()
+        );
+        assert_eq!(
+            g.take_released_nodes(generation),
+            ["libvirt-1-format", "libvirt-1-storage"]
+        );
+        drop(g);
+        let kinds: Vec<_> = std::iter::from_fn(|| sub.try_recv().ok().flatten())
+            .map(|e| e.kind)
+            .collect();
+        let removed = EventKind::DeviceRemoved {
+            alias: "virtio-disk0".into(),
+        };
+        assert_eq!(kinds, vec![removed]);
     }
 }
