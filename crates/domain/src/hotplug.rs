@@ -9,12 +9,14 @@ use serde_json::{Map, Value};
 use crate::argv::disks::{blockdevs, disk_device_opts, disk_nodes};
 use crate::def::{DomainDef, MachineFamily};
 use crate::devices::disk::{DiskBus, DiskDef, DiskDevice, parse_disk};
+use crate::devices::net::{InterfaceDef, InterfaceType, parse_interface};
 use crate::error::DomainXmlError;
 
 /// A device of `attach-device` / `detach-device`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceDef {
     Disk(DiskDef),
+    Interface(InterfaceDef),
 }
 
 /// Why a device cannot be added or removed, each with libvirt's error.
@@ -37,6 +39,9 @@ pub enum DeviceError {
     /// a CD-ROM's medium.
     #[error("Operation not supported: {0}")]
     NotUpdatable(String),
+    /// `VIR_ERR_OPERATION_FAILED`: a NIC with this MAC exists.
+    #[error("operation failed: MAC address {0} already in use")]
+    MacExists(String),
     /// `VIR_ERR_DEVICE_MISSING`: nothing matches.
     #[error("device not found: {0}")]
     Missing(String),
@@ -52,6 +57,7 @@ impl virterror::ToVirError for DeviceError {
                 ErrorCode::OperationUnsupported
             }
             DeviceError::NoFreeSlot => ErrorCode::InternalError,
+            DeviceError::MacExists(_) => ErrorCode::OperationFailed,
             DeviceError::Missing(_) => ErrorCode::DeviceMissing,
         };
         VirError::new(code, ErrorDomain::Domain, self.to_string())
@@ -65,12 +71,24 @@ pub fn parse_device(xml: &str, family: MachineFamily) -> Result<DeviceDef, Domai
     let el = virxml::parse_document(xml)?;
     match el.local_name() {
         "disk" => Ok(DeviceDef::Disk(parse_disk(&el, family)?)),
+        "interface" => Ok(DeviceDef::Interface(parse_interface(&el)?)),
         other => Err(DomainXmlError::unsupported_because(
             "device",
             other,
-            "only <disk> can be attached or detached",
+            "only <disk> and <interface> can be attached or detached",
         )),
     }
+}
+
+/// What plugs NIC `i` of a definition into a running QEMU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NicPlug {
+    /// The device id (`net1`).
+    pub alias: String,
+    /// `netdev_add` arguments (`type`, `id`).
+    pub netdev: Map<String, Value>,
+    /// `device_add` arguments.
+    pub device: Map<String, Value>,
 }
 
 /// What plugs disk `i` of a definition into a running QEMU.
@@ -167,6 +185,85 @@ impl DomainDef {
         Ok(i)
     }
 
+    /// Adds NIC `nic` with an address assigned as at define time. `live`:
+    /// to a running guest, so only a user-mode NIC (the others need a
+    /// host tap), on a free port, with the next free alias number.
+    pub fn add_interface(
+        &mut self,
+        mut nic: InterfaceDef,
+        live: bool,
+    ) -> Result<usize, DeviceError> {
+        if self.devices.interfaces.iter().any(|n| n.mac == nic.mac) {
+            return Err(DeviceError::MacExists(nic.mac.to_string()));
+        }
+        if live && nic.itype != InterfaceType::User {
+            return Err(DeviceError::NotUpdatable(format!(
+                "live attach of an interface of type '{}' is not supported (only 'user')",
+                nic.itype.as_str()
+            )));
+        }
+        nic.alias_index = None;
+        if live {
+            let used = self.devices.interfaces.iter().enumerate();
+            let next = used.map(|(i, n)| n.alias_number(i).saturating_add(1)).max();
+            nic.alias_index = Some(next.unwrap_or(0));
+        }
+        let mut devices = self.devices.clone();
+        devices.interfaces.push(nic);
+        crate::addr::assign(&mut devices, self.os.family())?;
+        if live && devices.controllers.len() != self.devices.controllers.len() {
+            return Err(DeviceError::NoFreeSlot);
+        }
+        self.devices = devices;
+        Ok(self.devices.interfaces.len() - 1)
+    }
+
+    /// The position of the NIC with `nic`'s MAC, as libvirt matches a
+    /// detached `<interface>`.
+    pub fn find_interface(&self, nic: &InterfaceDef) -> Result<usize, DeviceError> {
+        self.devices
+            .interfaces
+            .iter()
+            .position(|n| n.mac == nic.mac)
+            .ok_or_else(|| DeviceError::Missing(format!("no interface with MAC {}", nic.mac)))
+    }
+
+    /// The position of the NIC whose alias is `alias` (`net1`).
+    pub fn interface_by_alias(&self, alias: &str) -> Option<usize> {
+        let n = alias.strip_prefix("net")?.parse::<u32>().ok()?;
+        let nics = self.devices.interfaces.iter().enumerate();
+        nics.filter(|(i, x)| x.alias_number(*i) == n)
+            .map(|(i, _)| i)
+            .next()
+    }
+
+    /// The QMP objects that plug NIC `i` in.
+    pub fn nic_plug(&self, i: usize) -> Result<Option<NicPlug>, DeviceError> {
+        let Some(nic) = self.devices.interfaces.get(i) else {
+            return Ok(None);
+        };
+        let k = nic.alias_number(i);
+        let mut netdev = Map::new();
+        netdev.insert("type".into(), Value::from("user"));
+        netdev.insert("id".into(), Value::from(format!("hostnet{k}")));
+        let opts = crate::argv::net::nic_device_opts(self, i)?;
+        Ok(Some(NicPlug {
+            alias: format!("net{k}"),
+            netdev,
+            device: device_props(&opts),
+        }))
+    }
+
+    /// Gives every NIC of a definition about to run its alias number (its
+    /// position unless it has one).
+    pub fn number_interfaces(&mut self) {
+        for (i, n) in self.devices.interfaces.iter_mut().enumerate() {
+            if n.alias_index.is_none() {
+                n.alias_index = u32::try_from(i).ok();
+            }
+        }
+    }
+
     /// Gives every disk of a definition about to run its node number
     /// (its position + 1 unless it has one), so the numbers stay when a
     /// disk is removed.
@@ -248,8 +345,10 @@ mod tests {
     }
 
     fn disk(xml: &str) -> DiskDef {
-        let DeviceDef::Disk(d) = parse_device(xml, MachineFamily::Q35).unwrap();
-        d
+        match parse_device(xml, MachineFamily::Q35).unwrap() {
+            DeviceDef::Disk(d) => d,
+            DeviceDef::Interface(_) => panic!("a disk"),
+        }
     }
 
     const VDA: &str =
@@ -327,6 +426,53 @@ mod tests {
         let e = parse_device("<disk", MachineFamily::Q35).unwrap_err();
         assert_eq!(e.to_vir_error().code, ErrorCode::XmlError);
         assert_eq!(d.devices.disks.len(), 1, "nothing added by a refusal");
+    }
+
+    #[test]
+    fn a_live_user_nic_takes_the_next_alias_and_keeps_it() {
+        let nic1 = "<interface type='user'><mac address='52:54:00:00:00:01'/><model type='virtio'/></interface>";
+        let mut d = def(&format!("{VDA}{nic1}"));
+        let nic =
+            |mac: &str| {
+                match parse_device(
+            &format!(
+                "<interface type='user'><mac address='{mac}'/><model type='virtio'/></interface>"
+            ),
+            MachineFamily::Q35,
+        )
+        .unwrap()
+        {
+            DeviceDef::Interface(n) => n,
+            DeviceDef::Disk(_) => panic!("a NIC"),
+        }
+            };
+        d.number_interfaces();
+        let i = d.add_interface(nic("52:54:00:00:00:02"), true).unwrap();
+        let p = d.nic_plug(i).unwrap().unwrap();
+        assert_eq!(p.alias, "net1");
+        assert_eq!(p.netdev["id"], "hostnet1");
+        assert_eq!(p.device["driver"], "virtio-net-pci");
+        assert_eq!(p.device["netdev"], "hostnet1");
+        assert_eq!(p.device["mac"], "52:54:00:00:00:02");
+        let e = d
+            .add_interface(nic("52:54:00:00:00:02"), false)
+            .unwrap_err();
+        assert_eq!(e.to_vir_error().code, ErrorCode::OperationFailed);
+        d.devices.interfaces.remove(0);
+        assert_eq!(d.interface_by_alias("net1"), Some(0));
+        let xml = d.to_xml(Some(&crate::LiveInfo::default()));
+        assert!(xml.contains("<alias name='net1'/>"), "{xml}");
+        let back = DomainDef::parse(&xml).unwrap();
+        assert_eq!(back.nic_plug(0).unwrap().unwrap().alias, "net1");
+        let bridge = parse_device(
+            "<interface type='bridge'><source bridge='br0'/></interface>",
+            MachineFamily::Q35,
+        );
+        let DeviceDef::Interface(b) = bridge.unwrap() else {
+            panic!("a NIC")
+        };
+        let e = d.add_interface(b, true).unwrap_err();
+        assert_eq!(e.to_vir_error().code, ErrorCode::OperationUnsupported);
     }
 
     #[test]

@@ -643,3 +643,83 @@ fn a_guest_that_refuses_the_unplug_fails_the_detach_and_keeps_the_device() {
     );
     assert!(qemu_has(&ctl).0.contains(&"virtio-disk0".to_owned()));
 }
+
+#[test]
+fn user_nics_attach_and_detach_and_others_are_refused_clearly() {
+    let d = daemon();
+    let ctl = d.root.path().join("nic.ctl");
+    let ctl_s = ctl.to_string_lossy().into_owned();
+    // Two free hot-plug ports (USB and the balloon take two).
+    let ports = "<controller type='pci' model='pcie-root-port'/>\n".repeat(4);
+    let xml = sim_domain_xml("nic", &["-sim-control", &ctl_s]).replacen(
+        "</emulator>\n",
+        &format!("</emulator>\n{ports}"),
+        1,
+    );
+    common::define_start(&d, "nic", &xml);
+    let mut added = device_listener(&d, "nic", "device-added");
+    let mut removed = device_listener(&d, "nic", "device-removed");
+    let mac = "52:54:00:aa:bb:01";
+    let nic = |mac: &str| {
+        let xml = format!(
+            "<interface type='user'><mac address='{mac}'/><model type='virtio'/></interface>"
+        );
+        d.file(&format!("nic-{mac}.xml"), &xml)
+            .display()
+            .to_string()
+    };
+    d.virsh_ok(&["attach-device", "nic", &nic(mac), "--live"]);
+    added.expect_line("event 'device-added' for domain 'nic': net0", WAIT);
+    let xml = live_xml(&d, "nic");
+    assert!(xml.contains(&format!("<mac address='{mac}'/>")), "{xml}");
+    assert!(xml.contains("<alias name='net0'/>"), "{xml}");
+    assert!(qemu_has(&ctl).0.contains(&"net0".to_owned()));
+    let listed = d.virsh_ok(&["domiflist", "nic"]);
+    assert!(listed.contains(mac), "{listed}");
+
+    // A second one, then the first goes: the second keeps its name.
+    d.virsh_ok(&["attach-device", "nic", &nic("52:54:00:aa:bb:02"), "--live"]);
+    added.expect_line("event 'device-added' for domain 'nic': net1", WAIT);
+    d.virsh_ok(&[
+        "detach-interface",
+        "nic",
+        "--type",
+        "user",
+        "--mac",
+        mac,
+        "--live",
+    ]);
+    removed.expect_line("event 'device-removed' for domain 'nic': net0", WAIT);
+    let xml = live_xml(&d, "nic");
+    assert!(
+        !xml.contains(mac) && xml.contains("<alias name='net1'/>"),
+        "{xml}"
+    );
+    d.virsh_ok(&["detach-device-alias", "nic", "net1", "--live"]);
+    removed.expect_line("event 'device-removed' for domain 'nic': net1", WAIT);
+    assert!(!live_xml(&d, "nic").contains("<interface"));
+
+    // NICs on a host network need a tap: refused live, kept in the config.
+    let out = d.virsh(&[
+        "attach-interface",
+        "nic",
+        "--type",
+        "bridge",
+        "--source",
+        "br0",
+        "--live",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only 'user'"), "{err}");
+    d.virsh_ok(&[
+        "attach-interface",
+        "nic",
+        "--type",
+        "bridge",
+        "--source",
+        "br0",
+        "--config",
+    ]);
+    let inactive = d.virsh_ok(&["dumpxml", "nic", "--inactive"]);
+    assert!(inactive.contains("<source bridge='br0'/>"), "{inactive}");
+}

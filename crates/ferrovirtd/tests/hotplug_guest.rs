@@ -3,7 +3,8 @@
 //! its serial console. A virtio disk attached live shows up in the guest;
 //! detached live, the guest releases it (PCIe native hot-plug), QEMU's
 //! DEVICE_DELETED completes the removal, the live XML loses it, QEMU
-//! loses its block nodes, and DEVICE_REMOVED reaches `virsh event`. A
+//! loses its block nodes, and DEVICE_REMOVED reaches `virsh event`; the
+//! same for a user-mode NIC. A
 //! CD-ROM's medium is ejected and inserted with TRAY_CHANGE events.
 
 #![allow(
@@ -159,6 +160,29 @@ fn a_virtio_disk_plugged_live_reaches_the_guest_and_leaves_on_detach() {
     // The guest still has its first disk, and QEMU still runs it.
     let blk = d.virsh_ok(&["domblklist", "hpg"]);
     assert!(blk.contains("vda") && !blk.contains("vdb"), "{blk}");
+
+    // A user-mode NIC comes and goes the same way.
+    let nic = d.file(
+        "nic.xml",
+        "<interface type='user'><mac address='52:54:00:12:34:56'/><model type='virtio'/></interface>",
+    );
+    d.virsh_ok(&[
+        "attach-device",
+        "hpg",
+        nic.to_str().expect("utf8"),
+        "--live",
+    ]);
+    added.expect_line("event 'device-added' for domain 'hpg': net0", RELEASE);
+    wait_serial(&d, &serial, "FERROVIRT-HOTPLUG added eth0", RELEASE);
+    d.virsh_ok(&[
+        "detach-device",
+        "hpg",
+        nic.to_str().expect("utf8"),
+        "--live",
+    ]);
+    removed.expect_line("event 'device-removed' for domain 'hpg': net0", RELEASE);
+    wait_serial(&d, &serial, "FERROVIRT-HOTPLUG removed eth0", RELEASE);
+    assert!(!d.virsh_ok(&["dumpxml", "hpg"]).contains("<interface"));
 
     // The CD-ROM: eject and insert through its tray.
     let mut tray = EventListener::start(&d, &["--event", "tray-change", "--domain", "hpg"], 1);

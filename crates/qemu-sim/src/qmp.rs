@@ -169,6 +169,8 @@ pub(crate) const COMMANDS: &[&str] = &[
     "device_add",
     "device_del",
     "qom-list",
+    "netdev_add",
+    "netdev_del",
     "balloon",
     "block_resize",
     "block-set-write-threshold",
@@ -494,6 +496,12 @@ pub(crate) fn execute(
             }
             Ok(json!({}))
         }
+        // Backends are accepted; only their ids matter.
+        "netdev_add" => args.str("id").map(|_| json!({})),
+        "netdev_del" => args
+            .only(&["id"])
+            .and_then(|()| args.str("id"))
+            .map(|_| json!({})),
         "qom-list" => {
             args.only(&["path"])?;
             match args.str("path")? {

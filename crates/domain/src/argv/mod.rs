@@ -25,7 +25,7 @@ mod display;
 mod firmware;
 mod machine;
 mod memory;
-mod net;
+pub(crate) mod net;
 mod platform;
 mod smbios;
 mod startup;

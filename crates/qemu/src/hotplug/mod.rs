@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use domain::{DeviceDef, DiskDef};
 use joblock::NormalJob;
-use qmp::commands::{BlockdevAdd, BlockdevDel, DeviceAdd, DeviceDel};
+use qmp::commands::{BlockdevAdd, BlockdevDel, DeviceAdd, DeviceDel, NetdevAdd, NetdevDel};
 use qmp::types::stats::QueryNamedBlockNodes;
 use virterror::ToVirError;
 
@@ -84,28 +84,78 @@ pub(crate) fn prepare(dom: &Domain, impact: Impact) -> Result<(Arc<Def>, Impact)
     Ok((g.def().clone(), impact))
 }
 
-fn parse_disk(def: &Def, xml: &str) -> Result<DiskDef> {
+fn parse(def: &Def, xml: &str) -> Result<DeviceDef> {
     let family = def.domain().os.family();
-    let DeviceDef::Disk(d) =
-        domain::parse_device(xml, family).map_err(|e| Error::Xml(e.to_vir_error()))?;
-    Ok(d)
+    domain::parse_device(xml, family).map_err(|e| Error::Xml(e.to_vir_error()))
+}
+
+fn device_error(e: domain::DeviceError) -> Error {
+    Error::Xml(e.to_vir_error())
 }
 
 /// `virDomainAttachDeviceFlags`.
 pub(crate) async fn attach(s: &Shared, dom: &Domain, xml: &str, impact: Impact) -> Result<()> {
     let _job = jobs::begin(dom, NormalJob::Modify, "attach-device", s.cfg.job_wait).await?;
     let (def, impact) = prepare(dom, impact)?;
-    let disk = parse_disk(&def, xml)?;
-    let config = match impact.config {
-        true => Some(def.changed(|d| d.add_disk(disk.clone(), false))?.0),
-        false => None,
+    let device = parse(&def, xml)?;
+    let config = match (&device, impact.config) {
+        (_, false) => None,
+        (DeviceDef::Disk(disk), true) => Some(def.changed(|d| d.add_disk(disk.clone(), false))?.0),
+        (DeviceDef::Interface(nic), true) => {
+            Some(def.changed(|d| d.add_interface(nic.clone(), false))?.0)
+        }
     };
-    if impact.live {
-        plug_disk(s, dom, disk).await?;
+    match (device, impact.live) {
+        (_, false) => {}
+        (DeviceDef::Disk(disk), true) => plug_disk(s, dom, disk).await?,
+        (DeviceDef::Interface(nic), true) => plug_nic(s, dom, nic).await?,
     }
     match config {
         Some(c) => write_config(s, dom, c).await,
         None => Ok(()),
+    }
+}
+
+/// A device of a definition, by kind and position.
+#[derive(Clone, Copy)]
+enum Target {
+    Disk(usize),
+    Nic(usize),
+}
+
+/// The device `which` names in `d`.
+fn locate(d: &domain::DomainDef, which: &Which<'_>) -> Result<Target, domain::DeviceError> {
+    match which {
+        Which::Xml(xml) => match domain::parse_device(xml, d.os.family())? {
+            DeviceDef::Disk(disk) => d.find_disk(&disk.target).map(Target::Disk),
+            DeviceDef::Interface(nic) => d.find_interface(&nic).map(Target::Nic),
+        },
+        Which::Alias(a) => {
+            let disk = d.devices.disks.iter().position(|x| x.alias() == *a);
+            let nic = || d.interface_by_alias(a).map(Target::Nic);
+            disk.map(Target::Disk)
+                .or_else(nic)
+                .ok_or_else(|| domain::DeviceError::Missing(format!("no device with alias {a}")))
+        }
+    }
+}
+
+fn remove(d: &mut domain::DomainDef, t: Target) {
+    match t {
+        Target::Disk(i) => drop(d.remove_disk(i)),
+        Target::Nic(i) if i < d.devices.interfaces.len() => drop(d.devices.interfaces.remove(i)),
+        Target::Nic(_) => {}
+    }
+}
+
+fn alias_of(d: &domain::DomainDef, t: Target) -> Option<String> {
+    match t {
+        Target::Disk(i) => d.devices.disks.get(i).map(DiskDef::alias),
+        Target::Nic(i) => d
+            .devices
+            .interfaces
+            .get(i)
+            .map(|n| format!("net{}", n.alias_number(i))),
     }
 }
 
@@ -118,28 +168,14 @@ pub(crate) async fn detach(
 ) -> Result<()> {
     let _job = jobs::begin(dom, NormalJob::Modify, "detach-device", s.cfg.job_wait).await?;
     let (def, impact) = prepare(dom, impact)?;
-    let find = |d: &domain::DomainDef| -> Result<usize, domain::DeviceError> {
-        match &which {
-            Which::Xml(xml) => {
-                let DeviceDef::Disk(disk) = domain::parse_device(xml, d.os.family())?;
-                d.find_disk(&disk.target)
-            }
-            Which::Alias(a) => d
-                .devices
-                .disks
-                .iter()
-                .position(|x| x.alias() == *a)
-                .ok_or_else(|| domain::DeviceError::Missing(format!("no device with alias {a}"))),
-        }
-    };
     let config = match impact.config {
-        true => Some(def.changed(|d| find(d).map(|i| d.remove_disk(i)))?.0),
+        true => Some(def.changed(|d| locate(d, &which).map(|t| remove(d, t)))?.0),
         false => None,
     };
     if impact.live {
         let live = dom.lock().live().cloned().ok_or(Error::NotRunning)?;
-        let i = live.changed(|d| find(d))?.1;
-        let alias = live.domain().devices.disks[i].alias();
+        let t = locate(live.domain(), &which).map_err(device_error)?;
+        let alias = alias_of(live.domain(), t).ok_or(Error::NotRunning)?;
         unplug(s, dom, &alias).await?;
     }
     match config {
@@ -152,7 +188,10 @@ pub(crate) async fn detach(
 pub(crate) async fn update(s: &Shared, dom: &Domain, xml: &str, impact: Impact) -> Result<()> {
     let _job = jobs::begin(dom, NormalJob::Modify, "update-device", s.cfg.job_wait).await?;
     let (def, impact) = prepare(dom, impact)?;
-    let new = parse_disk(&def, xml)?;
+    let DeviceDef::Disk(new) = parse(&def, xml)? else {
+        let why = "only the medium of a cdrom can be changed".to_owned();
+        return Err(device_error(domain::DeviceError::NotUpdatable(why)));
+    };
     let config = match impact.config {
         true => {
             let set = |d: &mut domain::DomainDef| {
@@ -255,6 +294,37 @@ pub(crate) fn skip_used_numbers(d: &mut domain::DomainDef, i: usize, used: &Hash
     }
 }
 
+/// Plugs user-mode NIC `nic` into the running guest: backend, then
+/// device; the backend removed if the device fails.
+async fn plug_nic(s: &Shared, dom: &Domain, nic: domain::InterfaceDef) -> Result<()> {
+    let (ctx, live) = {
+        let g = dom.lock();
+        (g.active_ctx()?, g.live().cloned().ok_or(Error::NotRunning)?)
+    };
+    let (new_live, i) = live.changed(|d| d.add_interface(nic, true))?;
+    let d = new_live.domain();
+    let plug = d.nic_plug(i).map_err(device_error)?;
+    let (Some(plug), Some(nic)) = (plug, d.devices.interfaces.get(i).cloned()) else {
+        return Err(Error::Internal("attached interface missing".into()));
+    };
+    let t = s.cfg.monitor_timeout;
+    dom.qmp(&NetdevAdd(plug.netdev.clone()), t).await?;
+    if let Err(e) = dom.qmp(&DeviceAdd(plug.device.clone()), t).await {
+        let id = plug.netdev["id"].as_str().unwrap_or_default().to_owned();
+        if let Err(e) = dom.qmp(&NetdevDel { id }, t).await {
+            tracing::warn!(domain = dom.name(), error = %e, "cannot remove the backend of a failed attach");
+        }
+        return Err(e);
+    }
+    if !dom
+        .lock()
+        .nic_plugged(dom, &s.hub, ctx.generation, nic, plug.alias)
+    {
+        return Err(Error::NotRunning);
+    }
+    status::persist(s, dom)
+}
+
 /// Asks QEMU to unplug `alias` and waits (bounded) for the guest to
 /// release it. Past the wait the removal stays pending and succeeds
 /// later; a guest that refuses it is an error.
@@ -303,7 +373,7 @@ async fn wait_released(
             let g = dom.lock();
             let present = g
                 .live()
-                .is_some_and(|l| l.domain().devices.disks.iter().any(|d| d.alias() == alias));
+                .is_some_and(|l| crate::object::devices::has_device(l, alias));
             let pending = g
                 .run_of(generation)
                 .is_some_and(|r| r.pending_unplug().iter().any(|a| a == alias));

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use qmp::commands::{BlockdevDel, QomList};
+use qmp::commands::{BlockdevDel, NetdevDel, QomList};
 use qmp::events::DeviceDeletedData;
 
 use crate::actions;
@@ -40,8 +40,15 @@ pub(crate) fn unplug_failed(s: &Shared, dom: &Domain, ctx: &RunCtx, d: DeviceDel
     }
 }
 
-/// Deletes the block nodes of unplugged disks (action task).
+/// Deletes the block nodes of unplugged disks and the backends of
+/// unplugged NICs (action task).
 pub(crate) async fn release(s: &Shared, dom: &Domain, ctx: &RunCtx) {
+    let netdevs = dom.lock().take_released_netdevs(ctx.generation);
+    for id in netdevs {
+        if let Err(e) = dom.qmp(&NetdevDel { id }, s.cfg.monitor_timeout).await {
+            tracing::warn!(domain = dom.name(), error = %e, "cannot delete the backend of an unplugged NIC");
+        }
+    }
     let nodes = dom.lock().take_released_nodes(ctx.generation);
     for node_name in nodes {
         let cmd = BlockdevDel {

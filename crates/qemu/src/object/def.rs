@@ -35,6 +35,7 @@ impl Def {
     pub(crate) fn live(&self, id: u32) -> Self {
         let mut inner = self.inner.clone();
         inner.number_disk_nodes();
+        inner.number_interfaces();
         Self {
             inner,
             live: Some(LiveInfo {

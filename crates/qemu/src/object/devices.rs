@@ -47,10 +47,7 @@ impl Inner {
     /// QEMU is about to be asked to unplug `alias`, a disk of the live
     /// definition (so the pending list never outgrows the definition).
     pub(crate) fn unplug_requested(&mut self, generation: u64, alias: &str) {
-        let known = self
-            .live
-            .as_ref()
-            .is_some_and(|l| l.domain().devices.disks.iter().any(|d| d.alias() == alias));
+        let known = self.live.as_ref().is_some_and(|l| has_device(l, alias));
         if let Some(run) = self.run_mut(generation)
             && known
             && !run.pending_unplug.iter().any(|a| a == alias)
@@ -79,6 +76,9 @@ impl Inner {
         let Some(live) = self.live.clone() else {
             return false;
         };
+        if let Some(i) = live.domain().interface_by_alias(alias) {
+            return self.nic_deleted(dom, hub, generation, &live, i, alias);
+        }
         let disks = &live.domain().devices.disks;
         let Some(i) = disks.iter().position(|d| d.alias() == alias) else {
             return false;
@@ -95,6 +95,32 @@ impl Inner {
             run.released_nodes.extend([format, storage]);
         }
         let removed = live.changed(|d| Ok(d.remove_disk(i)));
+        if let Ok((def, _)) = removed {
+            self.live = Some(Arc::new(def));
+        }
+        let alias = alias.to_owned();
+        self.emit(dom, hub, EventKind::DeviceRemoved { alias });
+        true
+    }
+
+    /// NIC `i` of `live`, `alias`, is gone: its backend is queued for
+    /// deletion.
+    fn nic_deleted(
+        &mut self,
+        dom: &Domain,
+        hub: &Hub,
+        generation: u64,
+        live: &Def,
+        i: usize,
+        alias: &str,
+    ) -> bool {
+        let Some(run) = self.run_mut(generation) else {
+            return false;
+        };
+        run.pending_unplug.retain(|a| a != alias);
+        let number = alias.strip_prefix("net").unwrap_or(alias);
+        run.released_netdevs.push(format!("hostnet{number}"));
+        let removed = live.changed(|d| Ok(d.devices.interfaces.remove(i)));
         if let Ok((def, _)) = removed {
             self.live = Some(Arc::new(def));
         }
@@ -125,12 +151,51 @@ impl Inner {
         true
     }
 
+    /// The network backends unplugged NICs left behind, to delete.
+    pub(crate) fn take_released_netdevs(&mut self, generation: u64) -> Vec<String> {
+        self.run_mut(generation)
+            .map(|r| std::mem::take(&mut r.released_netdevs))
+            .unwrap_or_default()
+    }
+
+    /// Run `generation` now has NIC `nic` (plugged into QEMU): it joins
+    /// the live definition, and DEVICE_ADDED goes out.
+    pub(crate) fn nic_plugged(
+        &mut self,
+        dom: &Domain,
+        hub: &Hub,
+        generation: u64,
+        nic: domain::InterfaceDef,
+        alias: String,
+    ) -> bool {
+        let Some(live) = self.live.clone() else {
+            return false;
+        };
+        if self.run_of(generation).is_none() {
+            return false;
+        }
+        if let Ok((def, ())) = live.changed(|d| {
+            d.devices.interfaces.push(nic);
+            Ok(())
+        }) {
+            self.live = Some(Arc::new(def));
+        }
+        self.emit(dom, hub, EventKind::DeviceAdded { alias });
+        true
+    }
+
     /// The block nodes unplugged disks left behind, to delete.
     pub(crate) fn take_released_nodes(&mut self, generation: u64) -> Vec<String> {
         self.run_mut(generation)
             .map(|r| std::mem::take(&mut r.released_nodes))
             .unwrap_or_default()
     }
+}
+
+/// Whether `live` has a disk or NIC whose alias is `alias`.
+pub(crate) fn has_device(live: &Def, alias: &str) -> bool {
+    let d = live.domain();
+    d.devices.disks.iter().any(|x| x.alias() == alias) || d.interface_by_alias(alias).is_some()
 }
 
 #[cfg(test)]

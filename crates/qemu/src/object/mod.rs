@@ -11,7 +11,7 @@
 
 mod command;
 pub(crate) mod def;
-mod devices;
+pub(crate) mod devices;
 mod inner;
 pub(crate) mod registry;
 pub(crate) mod run;

@@ -105,6 +105,9 @@ pub(crate) struct Run {
     /// Block nodes of unplugged disks, for the action task to delete
     /// (`blockdev-del`); at most two per disk the definition had.
     pub(super) released_nodes: Vec<String>,
+    /// Network backends of unplugged NICs, for the action task to delete
+    /// (`netdev_del`); at most one per NIC the definition had.
+    pub(super) released_netdevs: Vec<String>,
 }
 
 impl Run {
@@ -128,6 +131,7 @@ impl Run {
             pivoted_nodes: Vec::new(),
             pending_unplug: Vec::new(),
             released_nodes: Vec::new(),
+            released_netdevs: Vec::new(),
         }
     }
 

@@ -916,6 +916,19 @@ pub struct BlockSetWriteThreshold {
 }
 command!(BlockSetWriteThreshold = "block-set-write-threshold" => Empty);
 
+/// `netdev_add`: a host network backend (`type`, `id`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct NetdevAdd(pub Map<String, Value>);
+command!(NetdevAdd = "netdev_add" => Empty);
+
+/// `netdev_del`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetdevDel {
+    pub id: String,
+}
+command!(NetdevDel = "netdev_del" => Empty);
+
 /// `qom-list`: the properties (children included) of the object at `path`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QomList {
