@@ -195,6 +195,7 @@ pub(crate) fn release_device(sim: &Sim, id: &str) -> Result<(), QmpError> {
             return Err(QmpError::generic(format!("Device '{id}' not found")));
         };
         vm.devices.remove(pos);
+        vm.unplugging.retain(|d| d != id);
     }
     let path = format!("/machine/peripheral/{id}");
     sim.emit_value("DEVICE_DELETED", &json!({"device": id, "path": path}));
@@ -458,6 +459,12 @@ pub(crate) fn execute(
             if !sim.vm.borrow().devices.contains(&id) {
                 return Err(QmpError::generic(format!("Device '{id}' not found")));
             }
+            if sim.vm.borrow().unplugging.contains(&id) {
+                return Err(QmpError::generic(format!(
+                    "Device {id} is already in the process of unplug"
+                )));
+            }
+            sim.vm.borrow_mut().unplugging.push(id.clone());
             if sim.faults.ignore_unplug.get() {
                 return Ok(json!({}));
             }

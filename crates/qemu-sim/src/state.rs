@@ -63,6 +63,8 @@ pub(crate) struct Vm {
     pub devices: Vec<String>,
     /// The balloon's target (`balloon`), bytes; the memory size until set.
     pub balloon: Option<u64>,
+    /// Devices asked to unplug that the guest has not released yet.
+    pub unplugging: Vec<String>,
     /// Devices whose tray is open.
     pub open_trays: Vec<String>,
     /// Devices whose medium was removed (and not replaced).
@@ -96,6 +98,7 @@ impl Vm {
             drives: cfg.drives.clone(),
             devices: cfg.devices.clone(),
             balloon: None,
+            unplugging: Vec::new(),
             open_trays: Vec::new(),
             empty_trays: Vec::new(),
             jobs: Vec::new(),

@@ -331,15 +331,25 @@ async fn plug_nic(s: &Shared, dom: &Domain, nic: domain::InterfaceDef) -> Result
 async fn unplug(s: &Shared, dom: &Domain, alias: &str) -> Result<()> {
     let ctx = dom.lock().active_ctx()?;
     let mut progress = ctx.progress.subscribe();
-    dom.lock().unplug_requested(ctx.generation, alias);
+    let already = {
+        let mut g = dom.lock();
+        let pending = g
+            .run_of(ctx.generation)
+            .map(|r| r.pending_unplug().to_vec());
+        g.unplug_requested(ctx.generation, alias);
+        pending.is_some_and(|p| p.iter().any(|a| a == alias))
+    };
     // Intent first: a daemon killed from here on still completes it.
     status::persist(s, dom)?;
     let cmd = DeviceDel {
         id: alias.to_owned(),
     };
     if let Err(e) = dom.qmp(&cmd, s.cfg.monitor_timeout).await {
-        dom.lock().unplug_refused(ctx.generation, alias);
-        status::persist_in_background(s, dom);
+        // A repeated request QEMU refuses leaves the first one pending.
+        if !already {
+            dom.lock().unplug_refused(ctx.generation, alias);
+            status::persist_in_background(s, dom);
+        }
         return Err(e);
     }
     let wait = wait_released(dom, ctx.generation, &mut progress, alias);
