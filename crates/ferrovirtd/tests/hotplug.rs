@@ -214,7 +214,10 @@ fn a_guest_that_never_releases_the_device_leaves_the_removal_pending() {
     let out = d.virsh(&["detach-disk", "stuck", "vdb", "--live"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already in the process of unplug"), "{err}");
-    assert!(status_records(&d).contains("\"virtio-disk1\""), "still recorded");
+    assert!(
+        status_records(&d).contains("\"virtio-disk1\""),
+        "still recorded"
+    );
     let status = status_records(&d);
     assert!(
         status.contains("\"virtio-disk1\""),
