@@ -149,6 +149,7 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::DOMAIN_SET_MEMORY_FLAGS,                     Write, Normal,   devices::set_memory_flags),
         Row::new(p::DOMAIN_BLOCK_RESIZE,                         Write, Normal,   devices::block_resize),
         Row::new(p::DOMAIN_SET_BLOCK_THRESHOLD,                  Write, Normal,   devices::set_block_threshold),
+        Row::new(p::DOMAIN_SET_VCPUS_FLAGS,                      Write, Normal,   devices::set_vcpus_flags),
         Row::new(p::DOMAIN_RESUME,                               Write, Normal,   domain::resume),
         Row::new(p::DOMAIN_SET_AUTOSTART,                        Write, Normal,   domain::set_autostart),
         // Snapshot queries.

@@ -731,3 +731,30 @@ fn user_nics_attach_and_detach_and_others_are_refused_clearly() {
     let inactive = d.virsh_ok(&["dumpxml", "nic", "--inactive"]);
     assert!(inactive.contains("<source bridge='br0'/>"), "{inactive}");
 }
+
+#[test]
+fn setvcpus_changes_the_definition_and_refuses_a_running_guest() {
+    let d = daemon();
+    start_domain(&d, "cpu", &[]);
+    d.virsh_ok(&["setvcpus", "cpu", "4", "--maximum", "--config"]);
+    d.virsh_ok(&["setvcpus", "cpu", "2", "--config"]);
+    let inactive = d.virsh_ok(&["dumpxml", "cpu", "--inactive"]);
+    assert!(
+        inactive.contains("<vcpu placement='static' current='2'>4</vcpu>"),
+        "{inactive}"
+    );
+    let count = d.virsh_ok(&["vcpucount", "cpu", "--config"]);
+    assert_eq!(count.trim(), "2");
+    let count = d.virsh_ok(&["vcpucount", "cpu", "--config", "--maximum"]);
+    assert_eq!(count.trim(), "4");
+    let out = d.virsh(&["setvcpus", "cpu", "8", "--config"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("greater than max"), "{err}");
+    let out = d.virsh(&["setvcpus", "cpu", "2", "--live"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("vCPU hot-plug"), "{err}");
+    assert!(
+        d.virsh_ok(&["dumpxml", "cpu"]).contains(">1</vcpu>"),
+        "the running guest is unchanged"
+    );
+}

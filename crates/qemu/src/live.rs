@@ -1,7 +1,8 @@
-//! Live changes of a guest's resources besides devices: its memory
-//! through the balloon (`setmem`, and `setmaxmem --config`), a disk's
-//! size (`blockresize`), and a disk's write threshold (`domblkthreshold`,
-//! whose BLOCK_WRITE_THRESHOLD event becomes BLOCK_THRESHOLD).
+//! Changes of a guest's resources besides devices: its memory through
+//! the balloon (`setmem`, and `setmaxmem --config`), its vCPU counts in
+//! the definition (`setvcpus --config`), a disk's size (`blockresize`),
+//! and a disk's write threshold (`domblkthreshold`, whose
+//! BLOCK_WRITE_THRESHOLD event becomes BLOCK_THRESHOLD).
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use qmp::commands::{Balloon, BlockResize, BlockSetWriteThreshold};
 use crate::hotplug::{Impact, write_config};
 use crate::jobs;
 use crate::object::Domain;
+use crate::object::def::Def;
 use crate::shared::Shared;
 use crate::store::status;
 use crate::{Error, Result};
@@ -63,6 +65,47 @@ pub(crate) async fn set_memory(
         Some(c) => write_config(s, dom, c).await,
         None => Ok(()),
     }
+}
+
+/// `virDomainSetVcpusFlags`: vCPUs at boot (`maximum`: the maximum), in
+/// the definition. A running guest's vCPUs do not change (no vCPU
+/// hot-plug): `VIR_ERR_OPERATION_UNSUPPORTED`.
+pub(crate) async fn set_vcpus(
+    s: &Shared,
+    dom: &Domain,
+    n: u32,
+    impact: Impact,
+    maximum: bool,
+) -> Result<()> {
+    let _job = jobs::begin(dom, NormalJob::Modify, "setvcpus", s.cfg.job_wait).await?;
+    let (def, impact) = crate::hotplug::prepare(dom, impact)?;
+    if impact.live {
+        return Err(Error::Xml(virterror::VirError::new(
+            virterror::ErrorCode::OperationUnsupported,
+            virterror::ErrorDomain::Qemu,
+            "Operation not supported: changing the vCPUs of a running domain (vCPU hot-plug)",
+        )));
+    }
+    if n == 0 {
+        return Err(Error::InvalidArg("vCPU count must be at least 1".into()));
+    }
+    if !maximum && n > def.max_vcpus() {
+        return Err(Error::InvalidArg(format!(
+            "requested vcpus is greater than max allowable vcpus for the persistent domain: {n} > {}",
+            def.max_vcpus()
+        )));
+    }
+    let (c, ()) = def.changed(|d| {
+        let max = if maximum { n } else { d.vcpus };
+        let current = if maximum { d.boot_vcpus().min(n) } else { n };
+        d.vcpus = max;
+        d.current_vcpus = (current < max).then_some(current);
+        Ok(())
+    })?;
+    // The whole definition must still hold (CPU topology, NUMA cells,
+    // pinning name vCPUs).
+    let checked = Def::parse(&c.to_xml())?;
+    write_config(s, dom, checked).await
 }
 
 async fn balloon(s: &Shared, dom: &Domain, kib: u64) -> Result<()> {

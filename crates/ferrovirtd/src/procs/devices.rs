@@ -8,7 +8,7 @@ use rpc::CallContext;
 use rpc::protocol::remote::{
     DomainAttachDeviceArgs, DomainAttachDeviceFlagsArgs, DomainBlockResizeArgs,
     DomainDetachDeviceAliasArgs, DomainSetBlockThresholdArgs, DomainSetMemoryArgs,
-    DomainSetMemoryFlagsArgs,
+    DomainSetMemoryFlagsArgs, DomainSetVcpusFlagsArgs,
 };
 
 use super::Reply;
@@ -164,6 +164,26 @@ pub(crate) async fn set_block_threshold(
     let dom = d.domain(&a.dom)?;
     d.driver
         .set_block_threshold(&dom, &a.dev, a.threshold)
+        .await
+        .map_err(vir)
+}
+
+pub(crate) async fn set_vcpus_flags(
+    d: &Daemon,
+    _: &CallContext,
+    a: DomainSetVcpusFlagsArgs,
+) -> Reply<()> {
+    let api = "virDomainSetVcpusFlags";
+    flags::check(
+        api,
+        a.flags,
+        f::VCPU_LIVE | f::VCPU_CONFIG | f::VCPU_MAXIMUM,
+    )?;
+    let impact = impact(api, a.flags & !f::VCPU_MAXIMUM)?;
+    let dom = d.domain(&a.dom)?;
+    let maximum = a.flags & f::VCPU_MAXIMUM != 0;
+    d.driver
+        .set_vcpus(&dom, a.nvcpus, impact, maximum)
         .await
         .map_err(vir)
 }

@@ -40,6 +40,17 @@ impl Driver {
         crate::live::set_memory(&self.s, dom, kib, impact, maximum).await
     }
 
+    /// `virsh setvcpus --config [--maximum]`: the vCPUs of the definition.
+    pub async fn set_vcpus(
+        &self,
+        dom: &Arc<Domain>,
+        n: u32,
+        impact: Impact,
+        maximum: bool,
+    ) -> Result<()> {
+        crate::live::set_vcpus(&self.s, dom, n, impact, maximum).await
+    }
+
     /// `virsh blockresize`: the running guest's disk (target or source
     /// path) becomes `bytes` long.
     pub async fn block_resize(&self, dom: &Arc<Domain>, disk: &str, bytes: u64) -> Result<()> {

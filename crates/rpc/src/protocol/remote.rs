@@ -995,6 +995,13 @@ xdr_struct! {
         pub flags: u32,
     }
 
+    /// `remote_domain_set_vcpus_flags_args`.
+    pub struct DomainSetVcpusFlagsArgs {
+        pub dom: NonnullDomain,
+        pub nvcpus: u32,
+        pub flags: u32,
+    }
+
     /// `remote_domain_set_memory_args` (`memory` in KiB).
     pub struct DomainSetMemoryArgs {
         pub dom: NonnullDomain,
