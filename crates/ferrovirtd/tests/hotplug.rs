@@ -125,7 +125,7 @@ fn disks_attach_and_detach_live_and_in_the_definition() {
     assert!(nodes.contains(&"libvirt-2-format".to_owned()), "{nodes:?}");
     let inactive = d.virsh_ok(&["dumpxml", "hp", "--inactive"]);
     assert!(
-        !inactive.contains("vdb"),
+        !inactive.contains("dev='vdb'"),
         "a live attach leaves the definition: {inactive}"
     );
 
@@ -138,7 +138,7 @@ fn disks_attach_and_detach_live_and_in_the_definition() {
     );
     removed.expect_line("event 'device-removed' for domain 'hp': virtio-disk0", WAIT);
     let xml = live_xml(&d, "hp");
-    assert!(!xml.contains("vda"), "{xml}");
+    assert!(!xml.contains("dev='vda'"), "{xml}");
     wait_until("vda's nodes deleted", WAIT, || {
         let (devs, nodes) = qemu_has(&ctl);
         !devs.contains(&"virtio-disk0".to_owned())
@@ -165,12 +165,15 @@ fn disks_attach_and_detach_live_and_in_the_definition() {
         d.virsh_ok(&["dumpxml", "hp", "--inactive"])
             .contains("<target dev='vdc'")
     );
-    assert!(!live_xml(&d, "hp").contains("vdc"));
+    assert!(!live_xml(&d, "hp").contains("dev='vdc'"));
     let stored =
         std::fs::read_to_string(d.root.path().join("etc/qemu/hp.xml")).expect("definition");
     assert!(stored.contains("<target dev='vdc'"), "{stored}");
     d.virsh_ok(&["detach-disk", "hp", "vdc", "--config"]);
-    assert!(!d.virsh_ok(&["dumpxml", "hp", "--inactive"]).contains("vdc"));
+    assert!(
+        !d.virsh_ok(&["dumpxml", "hp", "--inactive"])
+            .contains("dev='vdc'")
+    );
     assert!(qemu_has(&ctl).0.iter().all(|x| x != "virtio-disk2"));
 
     // Both at once (--persistent), then --current on the stopped guest.
@@ -183,11 +186,14 @@ fn disks_attach_and_detach_live_and_in_the_definition() {
         "virtio",
         "--persistent",
     ]);
-    assert!(live_xml(&d, "hp").contains("vdc"));
-    assert!(d.virsh_ok(&["dumpxml", "hp", "--inactive"]).contains("vdc"));
+    assert!(live_xml(&d, "hp").contains("dev='vdc'"));
+    assert!(
+        d.virsh_ok(&["dumpxml", "hp", "--inactive"])
+            .contains("dev='vdc'")
+    );
     d.virsh_ok(&["destroy", "hp"]);
     d.virsh_ok(&["detach-disk", "hp", "vdc", "--current"]);
-    assert!(!d.virsh_ok(&["dumpxml", "hp"]).contains("vdc"));
+    assert!(!d.virsh_ok(&["dumpxml", "hp"]).contains("dev='vdc'"));
     // Only the live half of --persistent raised an event.
     let printed = removed.stop() + &added.stop();
     assert_eq!(printed.matches("virtio-disk2").count(), 1, "{printed}");
@@ -209,7 +215,7 @@ fn a_guest_that_never_releases_the_device_leaves_the_removal_pending() {
         took >= UNPLUG && took < UNPLUG + Duration::from_secs(3),
         "{took:?}"
     );
-    assert!(live_xml(&d, "stuck").contains("vdb"), "still pending");
+    assert!(live_xml(&d, "stuck").contains("dev='vdb'"), "still pending");
     // Asked again, QEMU refuses: the first request stays pending.
     let out = d.virsh(&["detach-disk", "stuck", "vdb", "--live"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -231,7 +237,7 @@ fn a_guest_that_never_releases_the_device_leaves_the_removal_pending() {
         WAIT,
     );
     let gone = testkit::wait::until(WAIT, || {
-        !live_xml(&d, "stuck").contains("vdb")
+        !live_xml(&d, "stuck").contains("dev='vdb'")
             && qemu_has(&ctl)
                 .1
                 .iter()
@@ -250,12 +256,12 @@ fn a_guest_that_never_releases_the_device_leaves_the_removal_pending() {
     let vdc = image(&d, "vdc.img");
     d.virsh_ok(&["attach-disk", "stuck", &vdc, "vdc", "--targetbus", "virtio"]);
     d.virsh_ok(&["detach-disk", "stuck", "vdc"]);
-    assert!(live_xml(&d, "stuck").contains("vdc"));
+    assert!(live_xml(&d, "stuck").contains("dev='vdc'"));
     d.kill();
     assert_eq!(sim_control(&ctl, "release virtio-disk2"), "ok");
     d.spawn();
     wait_until("vdc removed after the restart", WAIT, || {
-        !live_xml(&d, "stuck").contains("vdc")
+        !live_xml(&d, "stuck").contains("dev='vdc'")
             && qemu_has(&ctl)
                 .1
                 .iter()
@@ -416,7 +422,7 @@ async fn bad_input_gets_libvirts_codes_and_leaves_nothing_half_attached() {
         1
     );
     assert_eq!(qemu_has(&ctl), with_vdb, "no node of the refused disk left");
-    assert!(!live_xml(&d, "bad").contains("vdc"));
+    assert!(!live_xml(&d, "bad").contains("dev='vdc'"));
 
     // --live on a stopped guest.
     d.virsh_ok(&["destroy", "bad"]);
@@ -430,7 +436,7 @@ async fn bad_input_gets_libvirts_codes_and_leaves_nothing_half_attached() {
     );
     assert!(
         !d.virsh_ok(&["dumpxml", "bad", "--inactive"])
-            .contains("vdc")
+            .contains("dev='vdc'")
     );
 }
 
@@ -564,7 +570,7 @@ async fn attach_and_detach_complete_during_an_event_flood() {
         assert_eq!(attach_code(&c, "fl", &xml, LIVE, true).await, 0);
         rounds.push(t0.elapsed());
         assert!(
-            !live_xml(&d, "fl").contains("vdb"),
+            !live_xml(&d, "fl").contains("dev='vdb'"),
             "removal completed in the call"
         );
     }
@@ -644,7 +650,10 @@ fn a_guest_that_refuses_the_unplug_fails_the_detach_and_keeps_the_device() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("rejected by the guest"), "{err}");
-    assert!(live_xml(&d, "refuse").contains("vda"), "the device stays");
+    assert!(
+        live_xml(&d, "refuse").contains("dev='vda'"),
+        "the device stays"
+    );
     assert!(
         !status_records(&d).contains("\"virtio-disk0\""),
         "nothing pending"
