@@ -69,6 +69,7 @@ pub mod error;
 mod features;
 pub mod firmware;
 pub mod format;
+pub mod hotplug;
 mod memory;
 mod os;
 pub mod parse;
@@ -83,7 +84,8 @@ pub mod xml {
 
 pub use abi::{AbiMismatch, check_abi_stability};
 pub use argv::{
-    Accel, LaunchParams, StartupAction, build_argv, disk_node_names, startup_actions, tpm_socket,
+    Accel, LaunchParams, StartupAction, build_argv, disk_node_names, disk_nodes, startup_actions,
+    tpm_socket,
 };
 pub use caps::{CpuModel, EmulatorCaps, HostCpuModel, MachineType};
 pub use cpuset::CpuSet;
@@ -108,6 +110,7 @@ pub use devices::video::{VideoDef, VideoModel};
 pub use error::DomainXmlError;
 pub use firmware::FirmwareDescriptor;
 pub use format::XmlOptions;
+pub use hotplug::{DeviceDef, DeviceError, DiskPlug, NicPlug, parse_device};
 pub use virxml::XmlError;
 pub use xml::{XmlElement, XmlNode};
 

@@ -55,6 +55,9 @@ pub(crate) struct Config {
     pub monitor_timeout_secs: u64,
     /// Seconds between SIGTERM and SIGKILL on destroy.
     pub destroy_grace_secs: u64,
+    /// Seconds `detach-device` waits for the guest to release a device
+    /// before returning with the removal pending (libvirt waits 5).
+    pub unplug_timeout_secs: u64,
     /// Queued QMP events per VM before coalescing starts.
     pub vm_event_queue: usize,
     /// Define libvirt's `default` NAT network (192.168.122.0/24 on
@@ -143,6 +146,7 @@ impl Default for Config {
             job_wait_secs: 30,
             monitor_timeout_secs: 30,
             destroy_grace_secs: 5,
+            unplug_timeout_secs: 5,
             vm_event_queue: 1024,
             default_network: true,
             network_autostart: true,
@@ -273,6 +277,10 @@ impl Config {
 
     pub(crate) fn monitor_timeout(&self) -> Duration {
         Duration::from_secs(self.monitor_timeout_secs)
+    }
+
+    pub(crate) fn unplug_timeout(&self) -> Duration {
+        Duration::from_secs(self.unplug_timeout_secs)
     }
 
     pub(crate) fn destroy_grace(&self) -> Duration {

@@ -176,6 +176,7 @@ fn driver_config(cfg: &Config, root: &Path) -> DriverConfig {
     d.job_wait = cfg.job_wait();
     d.monitor_timeout = cfg.monitor_timeout();
     d.destroy_grace = cfg.destroy_grace();
+    d.unplug_timeout = cfg.unplug_timeout();
     d.events.max_events = cfg.vm_event_queue;
     d.stats = cfg.stats();
     d.pause_after_spawn = std::env::var_os(PAUSE_AFTER_SPAWN_ENV)

@@ -22,8 +22,8 @@ use virterror::VirError;
 
 use crate::consoles::Consoles;
 use crate::procs::{
-    blockjob, connect, domain, events, interfaces, jobs, network, node, query, save, stats,
-    storage, streams,
+    blockjob, connect, devices, domain, events, interfaces, jobs, network, node, query, save,
+    stats, storage, streams,
 };
 use crate::relay::Relay;
 
@@ -144,6 +144,17 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::DOMAIN_REBOOT,                               Write, Normal,   domain::reboot),
         Row::new(p::DOMAIN_RESET,                                Write, Normal,   domain::reset),
         Row::new(p::DOMAIN_SUSPEND,                              Write, Normal,   domain::suspend),
+        Row::new(p::DOMAIN_ATTACH_DEVICE,                        Write, Normal,   devices::attach),
+        Row::new(p::DOMAIN_ATTACH_DEVICE_FLAGS,                  Write, Normal,   devices::attach_flags),
+        Row::new(p::DOMAIN_DETACH_DEVICE,                        Write, Normal,   devices::detach),
+        Row::new(p::DOMAIN_DETACH_DEVICE_FLAGS,                  Write, Normal,   devices::detach_flags),
+        Row::new(p::DOMAIN_DETACH_DEVICE_ALIAS,                  Write, Normal,   devices::detach_alias),
+        Row::new(p::DOMAIN_UPDATE_DEVICE_FLAGS,                  Write, Normal,   devices::update_flags),
+        Row::new(p::DOMAIN_SET_MEMORY,                           Write, Normal,   devices::set_memory),
+        Row::new(p::DOMAIN_SET_MEMORY_FLAGS,                     Write, Normal,   devices::set_memory_flags),
+        Row::new(p::DOMAIN_BLOCK_RESIZE,                         Write, Normal,   devices::block_resize),
+        Row::new(p::DOMAIN_SET_BLOCK_THRESHOLD,                  Write, Normal,   devices::set_block_threshold),
+        Row::new(p::DOMAIN_SET_VCPUS_FLAGS,                      Write, Normal,   devices::set_vcpus_flags),
         Row::new(p::DOMAIN_RESUME,                               Write, Normal,   domain::resume),
         Row::new(p::DOMAIN_SET_AUTOSTART,                        Write, Normal,   domain::set_autostart),
         // Snapshot queries.
@@ -166,7 +177,6 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::DOMAIN_BLOCK_STATS_FLAGS,                    Read,  Priority, stats::block_stats_flags),
         Row::new(p::DOMAIN_INTERFACE_STATS,                      Read,  Priority, stats::interface_stats),
         Row::new(p::DOMAIN_INTERFACE_ADDRESSES,                  Read,  Priority, interfaces::interface_addresses),
-        Row::new(p::DOMAIN_UPDATE_DEVICE_FLAGS,                  Write, Normal,   interfaces::update_device_flags),
         Row::new(p::DOMAIN_GET_INTERFACE_PARAMETERS,             Read,  Priority, interfaces::get_interface_parameters),
         Row::new(p::DOMAIN_SET_INTERFACE_PARAMETERS,             Write, Normal,   interfaces::set_interface_parameters),
         Row::new(p::DOMAIN_MEMORY_STATS,                         Read,  Priority, stats::memory_stats),

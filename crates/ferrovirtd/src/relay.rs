@@ -17,13 +17,17 @@ use network::{NetworkDriver, NetworkEvent};
 use qemu::{DomainEvent, Driver, EventKind};
 use rpc::protocol::remote::{
     DomainEventBalloonChangeMsg, DomainEventBlockJob2Msg, DomainEventBlockJobMsg,
-    DomainEventCallbackBalloonChangeMsg, DomainEventCallbackBlockJobMsg,
+    DomainEventBlockThresholdMsg, DomainEventCallbackBalloonChangeMsg,
+    DomainEventCallbackBlockJobMsg, DomainEventCallbackDeviceAddedMsg,
+    DomainEventCallbackDeviceRemovalFailedMsg, DomainEventCallbackDeviceRemovedMsg,
     DomainEventCallbackIoErrorMsg, DomainEventCallbackIoErrorReasonMsg,
     DomainEventCallbackLifecycleMsg, DomainEventCallbackRebootMsg, DomainEventCallbackRtcChangeMsg,
-    DomainEventCallbackWatchdogMsg, DomainEventIoErrorMsg, DomainEventIoErrorReasonMsg,
-    DomainEventLifecycleMsg, DomainEventRebootMsg, DomainEventRtcChangeMsg, DomainEventWatchdogMsg,
-    NetworkEventLifecycleMsg, NonnullDomain, NonnullNetwork, NonnullStoragePool,
-    StoragePoolEventLifecycleMsg, StoragePoolEventRefreshMsg, event_id, procedure as p,
+    DomainEventCallbackTrayChangeMsg, DomainEventCallbackWatchdogMsg, DomainEventDeviceRemovedMsg,
+    DomainEventIoErrorMsg, DomainEventIoErrorReasonMsg, DomainEventLifecycleMsg,
+    DomainEventRebootMsg, DomainEventRtcChangeMsg, DomainEventTrayChangeMsg,
+    DomainEventWatchdogMsg, NetworkEventLifecycleMsg, NonnullDomain, NonnullNetwork,
+    NonnullStoragePool, StoragePoolEventLifecycleMsg, StoragePoolEventRefreshMsg, event_id,
+    procedure as p,
 };
 use rpc::xdr::Xdr;
 use rpc::{ClientId, EventSink};
@@ -200,6 +204,11 @@ impl Relay {
             EventKind::BalloonChange { .. } => &[event_id::BALLOON_CHANGE],
             EventKind::IoError { .. } => &[event_id::IO_ERROR, event_id::IO_ERROR_REASON],
             EventKind::Watchdog { .. } => &[event_id::WATCHDOG],
+            EventKind::TrayChange { .. } => &[event_id::TRAY_CHANGE],
+            EventKind::BlockThreshold { .. } => &[event_id::BLOCK_THRESHOLD],
+            EventKind::DeviceAdded { .. } => &[event_id::DEVICE_ADDED],
+            EventKind::DeviceRemoved { .. } => &[event_id::DEVICE_REMOVED],
+            EventKind::DeviceRemovalFailed { .. } => &[event_id::DEVICE_REMOVAL_FAILED],
         };
         let dom = event_domain(ev);
         let mut gone = Vec::new();
@@ -362,6 +371,71 @@ fn push(
             |callback_id, msg| DomainEventCallbackRtcChangeMsg { callback_id, msg },
         ),
         ev @ EventKind::IoError { .. } => push_io_error(sink, r, ev, dom),
+        EventKind::BlockThreshold {
+            dev,
+            path,
+            threshold,
+            excess,
+        } => push_callback_only(
+            sink,
+            r,
+            p::DOMAIN_EVENT_BLOCK_THRESHOLD,
+            &DomainEventBlockThresholdMsg {
+                callback_id: r.id,
+                dom,
+                dev: dev.clone(),
+                path: Some(path.clone()).filter(|p| !p.is_empty()),
+                threshold: *threshold,
+                excess: *excess,
+            },
+        ),
+        EventKind::TrayChange { alias, reason } => send(
+            sink,
+            r,
+            (
+                p::DOMAIN_EVENT_TRAY_CHANGE,
+                p::DOMAIN_EVENT_CALLBACK_TRAY_CHANGE,
+            ),
+            DomainEventTrayChangeMsg {
+                dom,
+                dev_alias: alias.clone(),
+                reason: *reason,
+            },
+            |callback_id, msg| DomainEventCallbackTrayChangeMsg { callback_id, msg },
+        ),
+        EventKind::DeviceRemoved { alias } => send(
+            sink,
+            r,
+            (
+                p::DOMAIN_EVENT_DEVICE_REMOVED,
+                p::DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED,
+            ),
+            DomainEventDeviceRemovedMsg {
+                dom,
+                dev_alias: alias.clone(),
+            },
+            |callback_id, msg| DomainEventCallbackDeviceRemovedMsg { callback_id, msg },
+        ),
+        EventKind::DeviceAdded { alias } => push_callback_only(
+            sink,
+            r,
+            p::DOMAIN_EVENT_CALLBACK_DEVICE_ADDED,
+            &DomainEventCallbackDeviceAddedMsg {
+                callback_id: r.id,
+                dom,
+                dev_alias: alias.clone(),
+            },
+        ),
+        EventKind::DeviceRemovalFailed { alias } => push_callback_only(
+            sink,
+            r,
+            p::DOMAIN_EVENT_CALLBACK_DEVICE_REMOVAL_FAILED,
+            &DomainEventCallbackDeviceRemovalFailedMsg {
+                callback_id: r.id,
+                dom,
+                dev_alias: alias.clone(),
+            },
+        ),
         EventKind::Watchdog { action } => send(
             sink,
             r,
@@ -385,6 +459,20 @@ fn push(
             },
             |callback_id, msg| DomainEventCallbackBalloonChangeMsg { callback_id, msg },
         ),
+    }
+}
+
+/// Sends an event libvirt has in the callback form only (nothing for a
+/// legacy registration, which cannot ask for it).
+fn push_callback_only<M: Xdr>(
+    sink: &EventSink,
+    r: &Registration,
+    callback: i32,
+    msg: &M,
+) -> Result<(), rpc::Dropped> {
+    match r.style {
+        Style::Callback => sink.try_send_event_xdr(callback, msg),
+        Style::Legacy => Ok(()),
     }
 }
 

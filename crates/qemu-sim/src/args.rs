@@ -48,6 +48,8 @@ pub(crate) struct SimOptions {
     pub slow_ms: u64,
     pub garbage: bool,
     pub wrong_ids: bool,
+    /// The guest never releases a device `device_del` asks to unplug.
+    pub ignore_unplug: bool,
     pub huge_mib: Option<u64>,
     pub exit_after_ms: Option<u64>,
     pub job_ms: u64,
@@ -63,6 +65,7 @@ impl Default for SimOptions {
             slow_ms: 0,
             garbage: false,
             wrong_ids: false,
+            ignore_unplug: false,
             huge_mib: None,
             exit_after_ms: None,
             job_ms: 2000,
@@ -161,6 +164,7 @@ pub(crate) const FLAGS: &[&str] = &[
     "help",
     "h",
     "sim-hang",
+    "sim-ignore-unplug",
     "sim-garbage",
     "sim-wrong-ids",
 ];
@@ -424,6 +428,7 @@ where
                 "sim-hang" => cfg.sim.hang = true,
                 "sim-garbage" => cfg.sim.garbage = true,
                 "sim-wrong-ids" => cfg.sim.wrong_ids = true,
+                "sim-ignore-unplug" => cfg.sim.ignore_unplug = true,
                 _ => {}
             }
             continue;

@@ -130,6 +130,21 @@ fn run(sim: &Rc<Sim>, line: &str) -> Result<Reply, String> {
             sim.faults.wrong_ids.set(on_off(words.next())?);
             ok()
         }
+        "ignore-unplug" => {
+            sim.faults.ignore_unplug.set(on_off(words.next())?);
+            ok()
+        }
+        "release" => {
+            let id = words.next().ok_or("usage: release ID")?;
+            crate::qmp::release_device(sim, id)
+                .map(|()| Reply::Text("ok".into()))
+                .map_err(|e| e.desc)
+        }
+        "devices" => {
+            let vm = sim.vm.borrow();
+            let v = serde_json::json!({"devices": vm.devices, "nodes": vm.nodes});
+            Ok(Reply::Text(format!("ok {v}")))
+        }
         "garbage" => {
             let n: usize = match words.next() {
                 None => 64,

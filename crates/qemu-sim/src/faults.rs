@@ -78,6 +78,9 @@ pub(crate) struct Faults {
     pub hang: Cell<bool>,
     pub slow_ms: Cell<u64>,
     pub wrong_ids: Cell<bool>,
+    /// `device_del` is accepted and the device stays: the guest ignores
+    /// the unplug request (until `release ID` on the control socket).
+    pub ignore_unplug: Cell<bool>,
     /// Wakes a monitor waiting for `hang off`.
     pub changed: Notify,
     flood: RefCell<Option<JoinHandle<()>>>,
@@ -91,6 +94,7 @@ impl Faults {
             hang: Cell::new(o.hang),
             slow_ms: Cell::new(o.slow_ms),
             wrong_ids: Cell::new(o.wrong_ids),
+            ignore_unplug: Cell::new(o.ignore_unplug),
             changed: Notify::new(),
             flood: RefCell::new(None),
             last_was_resume: Cell::new(None),

@@ -168,6 +168,16 @@ pub(crate) const COMMANDS: &[&str] = &[
     "closefd",
     "device_add",
     "device_del",
+    "qom-list",
+    "netdev_add",
+    "netdev_del",
+    "balloon",
+    "block_resize",
+    "block-set-write-threshold",
+    "blockdev-open-tray",
+    "blockdev-close-tray",
+    "blockdev-remove-medium",
+    "blockdev-insert-medium",
     "human-monitor-command",
 ];
 
@@ -175,6 +185,21 @@ fn emit_ev(sim: &Sim, ev: Option<Ev>) {
     if let Some(Ev(name, data)) = ev {
         sim.emit(name, data);
     }
+}
+
+/// The guest released device `id`: it is gone, and `DEVICE_DELETED` says so.
+pub(crate) fn release_device(sim: &Sim, id: &str) -> Result<(), QmpError> {
+    {
+        let mut vm = sim.vm.borrow_mut();
+        let Some(pos) = vm.devices.iter().position(|d| d == id) else {
+            return Err(QmpError::generic(format!("Device '{id}' not found")));
+        };
+        vm.devices.remove(pos);
+        vm.unplugging.retain(|d| d != id);
+    }
+    let path = format!("/machine/peripheral/{id}");
+    sim.emit_value("DEVICE_DELETED", &json!({"device": id, "path": path}));
+    Ok(())
 }
 
 /// The guest reacted to the power button (or otherwise powered off).
@@ -283,7 +308,8 @@ pub(crate) fn execute(
         }
         "query-balloon" => {
             args.only(none)?;
-            Ok(json!({"actual": sim.cfg.mem_mib << 20}))
+            let actual = sim.vm.borrow().balloon.unwrap_or(sim.cfg.mem_mib << 20);
+            Ok(json!({ "actual": actual }))
         }
         "query-machines" => args.only(none).map(|()| probe::machines()),
         "query-cpu-definitions" => args.only(none).map(|()| probe::cpu_definitions(sim)),
@@ -430,21 +456,72 @@ pub(crate) fn execute(
         "device_del" => {
             args.only(&["id"])?;
             let id = args.str("id")?.to_string();
-            {
-                let mut vm = sim.vm.borrow_mut();
-                let Some(pos) = vm.devices.iter().position(|d| *d == id) else {
-                    return Err(QmpError::generic(format!("Device '{id}' not found")));
-                };
-                vm.devices.remove(pos);
+            if !sim.vm.borrow().devices.contains(&id) {
+                return Err(QmpError::generic(format!("Device '{id}' not found")));
+            }
+            if sim.vm.borrow().unplugging.contains(&id) {
+                return Err(QmpError::generic(format!(
+                    "Device {id} is already in the process of unplug"
+                )));
+            }
+            sim.vm.borrow_mut().unplugging.push(id.clone());
+            if sim.faults.ignore_unplug.get() {
+                return Ok(json!({}));
             }
             // The guest acknowledges the unplug a little later.
             let sim = Rc::clone(sim);
             tokio::task::spawn_local(async move {
                 tokio::time::sleep(Duration::from_millis(sim.cfg.sim.powerdown_ms)).await;
-                let path = format!("/machine/peripheral/{id}");
-                sim.emit_value("DEVICE_DELETED", &json!({"device": id, "path": path}));
+                let _ = release_device(&sim, &id);
             });
             Ok(json!({}))
+        }
+        "blockdev-open-tray"
+        | "blockdev-close-tray"
+        | "blockdev-remove-medium"
+        | "blockdev-insert-medium" => crate::tray::command(sim, name, &args),
+        "balloon" => {
+            args.only(&["value"])?;
+            let value = args.u64("value")?;
+            sim.vm.borrow_mut().balloon = Some(value);
+            sim.emit_value("BALLOON_CHANGE", &json!({ "actual": value }));
+            Ok(json!({}))
+        }
+        "block_resize" | "block-set-write-threshold" => {
+            let size = if name == "block_resize" {
+                "size"
+            } else {
+                "write-threshold"
+            };
+            args.only(&["node-name", size])?;
+            let node = args.str("node-name")?;
+            args.u64(size)?;
+            if !sim.vm.borrow().nodes.iter().any(|n| n == node) {
+                return Err(QmpError::generic(format!(
+                    "Cannot find device='' nor node-name='{node}'"
+                )));
+            }
+            Ok(json!({}))
+        }
+        // Backends are accepted; only their ids matter.
+        "netdev_add" => args.str("id").map(|_| json!({})),
+        "netdev_del" => args
+            .only(&["id"])
+            .and_then(|()| args.str("id"))
+            .map(|_| json!({})),
+        "qom-list" => {
+            args.only(&["path"])?;
+            match args.str("path")? {
+                "/machine/peripheral" => {
+                    let vm = sim.vm.borrow();
+                    let list = vm
+                        .devices
+                        .iter()
+                        .map(|d| json!({"name": d, "type": "child<device>"}));
+                    Ok(Value::Array(list.collect()))
+                }
+                p => Err(QmpError::generic(format!("Device '{p}' not found"))),
+            }
         }
         "human-monitor-command" => {
             args.only(&["command-line", "cpu-index"])?;

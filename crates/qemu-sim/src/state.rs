@@ -61,6 +61,14 @@ pub(crate) struct Vm {
     pub nodes: Vec<String>,
     pub drives: Vec<String>,
     pub devices: Vec<String>,
+    /// The balloon's target (`balloon`), bytes; the memory size until set.
+    pub balloon: Option<u64>,
+    /// Devices asked to unplug that the guest has not released yet.
+    pub unplugging: Vec<String>,
+    /// Devices whose tray is open.
+    pub open_trays: Vec<String>,
+    /// Devices whose medium was removed (and not replaced).
+    pub empty_trays: Vec<String>,
     pub jobs: Vec<Job>,
     pub migration: Option<Migration>,
     pub mig_caps: BTreeMap<String, bool>,
@@ -89,6 +97,10 @@ impl Vm {
             nodes: cfg.nodes.clone(),
             drives: cfg.drives.clone(),
             devices: cfg.devices.clone(),
+            balloon: None,
+            unplugging: Vec::new(),
+            open_trays: Vec::new(),
+            empty_trays: Vec::new(),
             jobs: Vec::new(),
             migration: None,
             mig_caps: BTreeMap::new(),

@@ -42,6 +42,10 @@ pub struct DriverConfig {
     /// that start wait forever, so a test can kill the daemon at exactly
     /// that instant. `None` in production.
     pub pause_after_spawn: Option<PathBuf>,
+    /// How long `detach-device` waits for the guest to release a device
+    /// (QEMU's DEVICE_DELETED) before it returns with the removal still
+    /// pending; the event completes it whenever it comes.
+    pub unplug_timeout: Duration,
     /// How each QEMU is confined.
     pub confinement: Confinement,
 }
@@ -93,6 +97,7 @@ impl DriverConfig {
                 .to_vec(),
             stats: crate::stats::StatsConfig::default(),
             pause_after_spawn: None,
+            unplug_timeout: Duration::from_secs(5),
             confinement: Confinement::default(),
         }
     }

@@ -26,9 +26,11 @@ mod driver;
 mod emulator;
 mod error;
 mod events;
+mod hotplug;
 mod jobs;
 mod lifecycle;
 mod limits;
+mod live;
 mod nics;
 mod object;
 mod shared;
@@ -39,12 +41,13 @@ mod store;
 pub use config::{Confinement, DEFAULT_SANDBOX, DriverConfig, Layout, default_root};
 pub use domain::{EmulatorCaps, parse_copy_dest};
 pub use driver::{
-    Affect, BandwidthChange, Driver, ListFilter, LiveNic, RateChange, Screenshot, StatePolicy,
+    BandwidthChange, Driver, ListFilter, LiveNic, RateChange, Screenshot, StatePolicy,
     UndefineOptions,
 };
 pub use emulator::chardev::{OpenChardev, TtyLock};
 pub use error::{Error, Result};
 pub use events::hub::{Listener, Subscription, SubscriptionEnd};
+pub use hotplug::Impact;
 pub use jobs::AfterRestore;
 pub use jobs::blockjob::{
     AbortOptions, BlockJobInfo, BlockJobSpec, BlockJobState, CopySpec, Intent,

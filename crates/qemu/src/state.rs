@@ -170,6 +170,26 @@ pub enum EventKind {
     Watchdog { action: i32 },
     /// `VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2` (disk target) and `..._BLOCK_JOB`
     /// (disk path): a block job became ready or ended.
+    /// `VIR_DOMAIN_EVENT_ID_BLOCK_THRESHOLD`: a write went `excess` bytes
+    /// past `threshold` of disk `dev` (its target) backed by `path`.
+    BlockThreshold {
+        dev: String,
+        path: String,
+        threshold: u64,
+        excess: u64,
+    },
+    /// `VIR_DOMAIN_EVENT_ID_TRAY_CHANGE`: a CD-ROM's tray opened (reason
+    /// 0) or closed (1).
+    TrayChange { alias: String, reason: i32 },
+    /// `VIR_DOMAIN_EVENT_ID_DEVICE_ADDED`: a device was plugged in (its
+    /// alias, `virtio-disk1`).
+    DeviceAdded { alias: String },
+    /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`: the guest released a device
+    /// and it is gone from the live definition.
+    DeviceRemoved { alias: String },
+    /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED`: the guest refused to
+    /// release a device (QEMU's DEVICE_UNPLUG_GUEST_ERROR).
+    DeviceRemovalFailed { alias: String },
     BlockJob {
         /// `<target dev>`, e.g. "vda".
         disk: String,

@@ -57,20 +57,33 @@ fn cache_json(c: CacheMode) -> (Value, bool) {
     (json!({"direct": direct, "no-flush": no_flush}), wc)
 }
 
+/// Node names of `disk`, at position `i` of its definition: its own
+/// node number when it has one, else its position.
+pub fn disk_nodes(i: usize, disk: &DiskDef) -> (String, String) {
+    match disk.node_index.and_then(|n| usize::try_from(n).ok()) {
+        Some(n) if n > 0 => disk_node_names(n - 1),
+        _ => disk_node_names(i),
+    }
+}
+
 pub(super) fn disks(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError> {
     let (boot, _) = boot_indexes(cx.def);
     for (i, disk) in cx.def.devices.disks.iter().enumerate() {
-        blockdevs(a, i, disk);
+        for b in blockdevs(i, disk) {
+            a.opt("-blockdev", b.to_string());
+        }
         a.device(disk_device(cx, i, disk, boot[i]));
     }
     Ok(())
 }
 
-fn blockdevs(a: &mut Args, i: usize, disk: &DiskDef) {
+/// The `-blockdev` (or `blockdev-add`) objects of `disk` at position `i`:
+/// storage then format; none for an empty CD-ROM.
+pub(crate) fn blockdevs(i: usize, disk: &DiskDef) -> Vec<Value> {
     let Some(src) = &disk.source else {
-        return;
+        return Vec::new();
     };
-    let (storage, format) = disk_node_names(i);
+    let (storage, format) = disk_nodes(i, disk);
     let cache = disk.driver.cache.map(cache_json);
     let driver = match (disk.disk_type, disk.device) {
         (DiskType::File, _) => "file",
@@ -89,7 +102,6 @@ fn blockdevs(a: &mut Args, i: usize, disk: &DiskDef) {
     }
     s.insert("auto-read-only".into(), json!(true));
     s.insert("discard".into(), json!("unmap"));
-    a.opt("-blockdev", Value::Object(s).to_string());
 
     let mut f = Map::new();
     f.insert("node-name".into(), json!(format));
@@ -103,7 +115,27 @@ fn blockdevs(a: &mut Args, i: usize, disk: &DiskDef) {
     let fmt = disk.driver.format.unwrap_or(DiskFormat::Raw);
     f.insert("driver".into(), json!(fmt.as_str()));
     f.insert("file".into(), json!(storage));
-    a.opt("-blockdev", Value::Object(f).to_string());
+    vec![Value::Object(s), Value::Object(f)]
+}
+
+/// The `-device` options of disk `i` of `def` (for `device_add`): what
+/// `build_argv` gives it, without a boot index.
+pub(crate) fn disk_device_opts(def: &DomainDef, i: usize) -> String {
+    let caps = crate::caps::EmulatorCaps::default();
+    let launch = super::LaunchParams::default();
+    let family = def.os.family();
+    let cx = Ctx {
+        def,
+        caps: &caps,
+        launch: &launch,
+        machine: String::new(),
+        family,
+    };
+    def.devices
+        .disks
+        .get(i)
+        .map(|d| disk_device(&cx, i, d, d.boot_order))
+        .unwrap_or_default()
 }
 
 fn disk_device(cx: &Ctx<'_>, i: usize, disk: &DiskDef, bootindex: Option<u32>) -> String {
@@ -119,7 +151,7 @@ fn disk_device(cx: &Ctx<'_>, i: usize, disk: &DiskDef, bootindex: Option<u32>) -
         DiskBus::Scsi => scsi(disk, cd),
     };
     if disk.source.is_some() {
-        dev.push_str(&format!(",drive={}", disk_node_names(i).1));
+        dev.push_str(&format!(",drive={}", disk_nodes(i, disk).1));
     }
     dev.push_str(&format!(",id={}", disk.alias()));
     if let Some(b) = bootindex {

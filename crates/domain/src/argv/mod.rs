@@ -20,12 +20,12 @@
 mod chardev;
 mod controllers;
 mod devices;
-mod disks;
+pub(crate) mod disks;
 mod display;
 mod firmware;
 mod machine;
 mod memory;
-mod net;
+pub(crate) mod net;
 mod platform;
 mod smbios;
 mod startup;
@@ -37,7 +37,7 @@ use crate::def::*;
 use crate::devices::address::Address;
 use crate::error::DomainXmlError;
 
-pub use disks::disk_node_names;
+pub use disks::{disk_node_names, disk_nodes};
 pub use startup::{StartupAction, startup_actions};
 
 /// The accelerator QEMU runs a guest with.

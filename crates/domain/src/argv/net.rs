@@ -9,10 +9,24 @@ pub(super) fn interfaces(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlErro
     let (_, boot) = super::disks::boot_indexes(cx.def);
     for (i, n) in cx.def.devices.interfaces.iter().enumerate() {
         a.opt("-netdev", netdev(cx, i, n)?);
+        a.device(nic_device(cx, i, n, boot[i])?);
+    }
+    Ok(())
+}
+
+/// The `-device` options of NIC `i` (also `device_add`'s).
+fn nic_device(
+    cx: &Ctx<'_>,
+    i: usize,
+    n: &InterfaceDef,
+    bootindex: Option<u32>,
+) -> Result<String, DomainXmlError> {
+    {
+        let k = n.alias_number(i);
         let model = n.effective_model();
         cx.require_device(model.qemu_device(), "interface model", model.as_str())?;
         let mut dev = format!(
-            "{},netdev=hostnet{i},id=net{i},mac={}",
+            "{},netdev=hostnet{k},id=net{k},mac={}",
             model.qemu_device(),
             n.mac
         );
@@ -28,12 +42,11 @@ pub(super) fn interfaces(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlErro
         }
         dev.push_str(&driver_props(n, model)?);
         dev.push_str(&cx.pci_opts(n.address.as_ref()));
-        if let Some(b) = boot[i] {
+        if let Some(b) = bootindex {
             dev.push_str(&format!(",bootindex={b}"));
         }
-        a.device(dev);
+        Ok(dev)
     }
-    Ok(())
 }
 
 /// Ring sizes and multiqueue of a virtio NIC's `<driver>`.
@@ -67,7 +80,7 @@ fn driver_props(n: &InterfaceDef, model: NicModel) -> Result<String, DomainXmlEr
 
 fn netdev(cx: &Ctx<'_>, i: usize, n: &InterfaceDef) -> Result<String, DomainXmlError> {
     if n.itype == InterfaceType::User {
-        return Ok(format!("user,id=hostnet{i}"));
+        return Ok(format!("user,id=hostnet{}", n.alias_number(i)));
     }
     let Some(fd) = cx.launch.taps.get(i).copied().flatten() else {
         return Err(DomainXmlError::unsupported_because(
@@ -76,7 +89,7 @@ fn netdev(cx: &Ctx<'_>, i: usize, n: &InterfaceDef) -> Result<String, DomainXmlE
             "the driver made no tap for this interface",
         ));
     };
-    let mut s = format!("tap,fd={fd},id=hostnet{i}");
+    let mut s = format!("tap,fd={fd},id=hostnet{}", n.alias_number(i));
     match n.driver.and_then(|d| d.name) {
         Some(NetDriverName::Qemu) => {}
         Some(NetDriverName::Vhost) if !cx.launch.vhost_net => {
@@ -90,4 +103,25 @@ fn netdev(cx: &Ctx<'_>, i: usize, n: &InterfaceDef) -> Result<String, DomainXmlE
         _ => {}
     }
     Ok(s)
+}
+
+/// The `-device` options of NIC `i` of `def` (for `device_add`), without
+/// a boot index.
+pub(crate) fn nic_device_opts(
+    def: &crate::def::DomainDef,
+    i: usize,
+) -> Result<String, DomainXmlError> {
+    let caps = crate::caps::EmulatorCaps::default();
+    let launch = super::LaunchParams::default();
+    let cx = Ctx {
+        def,
+        caps: &caps,
+        launch: &launch,
+        machine: String::new(),
+        family: def.os.family(),
+    };
+    match def.devices.interfaces.get(i) {
+        Some(n) => nic_device(&cx, i, n, None),
+        None => Ok(String::new()),
+    }
 }

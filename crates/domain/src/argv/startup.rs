@@ -62,7 +62,7 @@ pub fn startup_actions(def: &DomainDef) -> Vec<StartupAction> {
     }
     for (i, n) in def.devices.interfaces.iter().enumerate() {
         if n.link_up == Some(false) {
-            v.push(StartupAction::LinkDown(format!("net{i}")));
+            v.push(StartupAction::LinkDown(format!("net{}", n.alias_number(i))));
         }
     }
     v

@@ -109,6 +109,12 @@ pub struct DiskDef {
     /// Drive address for SATA/SCSI/IDE (always set after parse); optional
     /// PCI address for virtio.
     pub address: Option<Address>,
+    /// The number N of the disk's block nodes (`libvirt-N-storage` /
+    /// `libvirt-N-format`), `<source index='N'>` of the live XML: set for
+    /// a running domain (a hot-plugged disk takes the next free number, so
+    /// a disk keeps its nodes when another one is unplugged). `None`: the
+    /// disk's position + 1, as at start.
+    pub node_index: Option<u32>,
 }
 
 /// Index of a disk name (`vda` → 0, `sdab` → 27), like libvirt's
@@ -204,7 +210,7 @@ pub(crate) fn parse_disk(
         .transpose()?
         .unwrap_or_default();
     let (target, bus, idx) = parse_target(el, family, device)?;
-    let source = parse_source(el, disk_type)?;
+    let (source, node_index) = parse_source(el, disk_type)?;
     if source.is_none() && device == DiskDevice::Disk {
         return Err(DomainXmlError::NoSource(target));
     }
@@ -224,6 +230,7 @@ pub(crate) fn parse_disk(
             .transpose()?,
         serial: parse_serial(el)?,
         address: None,
+        node_index,
     };
     disk.address = parse_disk_address(el, &disk, idx)?;
     Ok(disk)
@@ -307,19 +314,26 @@ fn parse_target(
     Ok((target, bus, idx))
 }
 
-fn parse_source(el: &XmlElement, disk_type: DiskType) -> Result<Option<PathBuf>, DomainXmlError> {
+/// `<source file|dev index>`: the image, and the live XML's node number.
+fn parse_source(
+    el: &XmlElement,
+    disk_type: DiskType,
+) -> Result<(Option<PathBuf>, Option<u32>), DomainXmlError> {
     let Some(s) = el.child("source") else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let attr = match disk_type {
         DiskType::File => "file",
         DiskType::Block => "dev",
     };
-    s.check_attrs("disk/source", &[attr])?;
+    s.check_attrs("disk/source", &[attr, "index"])?;
     s.check_children("disk/source", &[])?;
-    s.attr(attr)
+    let index = uint_attr(s, "disk/source", "index")?.filter(|i| *i > 0);
+    let path = s
+        .attr(attr)
         .map(|p| parse_abs_path(&format!("<disk/source {attr}>"), p))
-        .transpose()
+        .transpose()?;
+    Ok((path, index))
 }
 
 /// Always true for CD-ROMs (libvirt forces it too).
@@ -423,7 +437,12 @@ pub(crate) fn format_disk(w: &mut XmlWriter, d: &DiskDef, alias: Option<String>)
             DiskType::File => "file",
             DiskType::Block => "dev",
         };
-        w.empty("source", &[(key, src.to_string_lossy().into_owned())]);
+        let mut attrs = vec![(key, src.to_string_lossy().into_owned())];
+        // The node number is live state: shown with the live XML only.
+        if let Some(i) = d.node_index.filter(|_| alias.is_some()) {
+            attrs.push(("index", i.to_string()));
+        }
+        w.empty("source", &attrs);
     }
     w.empty(
         "target",

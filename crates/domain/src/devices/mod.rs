@@ -140,7 +140,14 @@ fn parse_one(
             let ctrl = controller::parse_controller(c, family, next)?;
             d.controllers.push(ctrl);
         }
-        "interface" => d.interfaces.push(net::parse_interface(c)?),
+        "interface" => {
+            let mut n = net::parse_interface(c)?;
+            // An alias number that is the NIC's position says nothing more.
+            if n.alias_index == u32::try_from(d.interfaces.len()).ok() {
+                n.alias_index = None;
+            }
+            d.interfaces.push(n);
+        }
         "serial" => {
             let next = d.serials.iter().map(|s| s.port + 1).max().unwrap_or(0);
             d.serials.push(chardev::parse_serial(c, next)?);
@@ -223,7 +230,7 @@ pub(crate) fn format_devices(w: &mut XmlWriter, d: &Devices, cx: &FormatCtx<'_>)
             .live
             .and_then(|l| l.taps.get(i))
             .and_then(|t| t.as_deref());
-        net::format_interface(w, x, cx.alias(|| format!("net{i}")), tap);
+        net::format_interface(w, x, cx.alias(|| format!("net{}", x.alias_number(i))), tap);
     }
     format_chardevs(w, d, cx);
     for (i, x) in d.inputs.iter().enumerate() {

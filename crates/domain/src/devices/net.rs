@@ -150,9 +150,20 @@ pub struct InterfaceDef {
     pub driver: Option<NetDriver>,
     pub boot_order: Option<u32>,
     pub address: Option<Address>,
+    /// N of its device alias `netN` (and netdev `hostnetN`), from the
+    /// live XML's `<alias name='netN'/>`: set for a running domain (a
+    /// hot-plugged NIC takes the next free number, so a NIC keeps its
+    /// name when another one is unplugged). `None`: its position.
+    pub alias_index: Option<u32>,
 }
 
 impl InterfaceDef {
+    /// N of `netN` / `hostnetN` for the NIC at position `i`.
+    pub fn alias_number(&self, i: usize) -> u32 {
+        self.alias_index
+            .unwrap_or_else(|| u32::try_from(i).unwrap_or(u32::MAX))
+    }
+
     /// The model QEMU gets.
     pub fn effective_model(&self) -> NicModel {
         self.model.unwrap_or(NicModel::Rtl8139)
@@ -179,6 +190,11 @@ pub(crate) fn parse_interface(el: &XmlElement) -> Result<InterfaceDef, DomainXml
     el.check_children(P, CHILDREN)?;
     check_singletons(el, P, CHILDREN)?;
     skip_alias(el, P)?;
+    let alias_index = el
+        .child("alias")
+        .and_then(|a| a.attr("name"))
+        .and_then(|n| n.strip_prefix("net"))
+        .and_then(|n| n.parse::<u32>().ok());
     let itype = named(
         "interface type",
         el.req_attr(P, "type")?,
@@ -200,6 +216,7 @@ pub(crate) fn parse_interface(el: &XmlElement) -> Result<InterfaceDef, DomainXml
             .map(|b| parse_boot_order(b, P))
             .transpose()?,
         address: parse_device_address(el, P, &["pci"])?,
+        alias_index,
     })
 }
 

@@ -9,6 +9,18 @@ pub(crate) const AFFECT_LIVE: u32 = 1;
 /// `VIR_DOMAIN_AFFECT_CONFIG`: the persistent definition.
 pub(crate) const AFFECT_CONFIG: u32 = 2;
 
+// virDomainDeviceModifyFlags (LIVE and CONFIG are virDomainModificationImpact's)
+/// `VIR_DOMAIN_DEVICE_MODIFY_FORCE`: force a CD-ROM eject.
+pub(crate) const DEVICE_MODIFY_FORCE: u32 = 4;
+
+// virDomainMemoryModFlags (LIVE and CONFIG are virDomainModificationImpact's)
+/// `VIR_DOMAIN_MEM_MAXIMUM`: the maximum memory, not the current.
+pub(crate) const MEM_MAXIMUM: u32 = 4;
+
+// virDomainBlockResizeFlags
+/// `VIR_DOMAIN_BLOCK_RESIZE_BYTES`: the size is in bytes, not KiB.
+pub(crate) const BLOCK_RESIZE_BYTES: u32 = 1;
+
 // virDomainCreateFlags
 pub(crate) const START_PAUSED: u32 = 1;
 pub(crate) const START_AUTODESTROY: u32 = 2;

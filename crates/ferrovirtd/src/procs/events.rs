@@ -94,7 +94,9 @@ pub(crate) async fn deregister(
 /// Registrations for ids we never raise are accepted (clients like
 /// `virsh event --all` register every id libvirt 9.0 defines) and simply
 /// never fire. Raised: LIFECYCLE, REBOOT, RTC_CHANGE, WATCHDOG, IO_ERROR,
-/// IO_ERROR_REASON, BLOCK_JOB, BALLOON_CHANGE, BLOCK_JOB_2 (see `relay`).
+/// IO_ERROR_REASON, BLOCK_JOB, BALLOON_CHANGE, BLOCK_JOB_2, TRAY_CHANGE,
+/// BLOCK_THRESHOLD,
+/// DEVICE_ADDED, DEVICE_REMOVED, DEVICE_REMOVAL_FAILED (see `relay`).
 fn check_event_id(id: i32) -> Result<(), VirError> {
     if (event_id::LIFECYCLE..=event_id::MEMORY_DEVICE_SIZE_CHANGE).contains(&id) {
         Ok(())

@@ -7,7 +7,7 @@
 use qemu::LiveNic;
 use rpc::CallContext;
 use rpc::protocol::remote::{
-    DomainDeviceXmlFlagsArgs, DomainGetInterfaceParametersArgs, DomainGetInterfaceParametersRet,
+    DomainAttachDeviceFlagsArgs, DomainGetInterfaceParametersArgs, DomainGetInterfaceParametersRet,
     DomainInterface, DomainInterfaceAddressesArgs, DomainInterfaceAddressesRet, DomainIpAddr,
     DomainSetInterfaceParametersArgs, TypedParam, TypedParamValue,
 };
@@ -57,11 +57,12 @@ pub(crate) async fn interface_addresses(
 const DEVICE_MODIFY_FORCE: u32 = 4;
 
 /// `virsh update-device DOM FILE [--live] [--config]` with an
-/// `<interface>` whose link state changes (`domif-setlink`).
-pub(crate) async fn update_device_flags(
+/// `<interface>` whose link state changes (`domif-setlink`); the device
+/// procedures send interfaces here.
+pub(crate) async fn update_link(
     d: &Daemon,
     ctx: &CallContext,
-    a: DomainDeviceXmlFlagsArgs,
+    a: DomainAttachDeviceFlagsArgs,
 ) -> Reply<()> {
     flags::check(
         "virDomainUpdateDeviceFlags",
@@ -78,13 +79,13 @@ pub(crate) async fn update_device_flags(
 
 /// `VIR_DOMAIN_AFFECT_*`: with neither bit, the running domain when it
 /// runs, else its definition.
-fn affect(dom: &qemu::Domain, flags: u32) -> qemu::Affect {
+fn affect(dom: &qemu::Domain, flags: u32) -> qemu::Impact {
     match flags & (f::AFFECT_LIVE | f::AFFECT_CONFIG) {
-        0 => qemu::Affect {
+        0 => qemu::Impact {
             live: dom.is_active(),
             config: !dom.is_active(),
         },
-        b => qemu::Affect {
+        b => qemu::Impact {
             live: b & f::AFFECT_LIVE != 0,
             config: b & f::AFFECT_CONFIG != 0,
         },

@@ -489,6 +489,20 @@ impl EventListener {
         }
     }
 
+    /// As [`EventListener::expect_line`], for a line starting with `prefix`.
+    pub fn expect_prefix(&mut self, prefix: &str, timeout: Duration) {
+        if self
+            .lines
+            .wait_for(|l| l.starts_with(prefix), timeout)
+            .is_none()
+        {
+            panic!(
+                "virsh event never printed '{prefix}...'; it printed:\n{}",
+                self.lines.seen.join("\n")
+            );
+        }
+    }
+
     /// Waits (with a deadline) for the line `last`, then ends the listener
     /// and returns everything it printed.
     pub fn stop_after(mut self, last: &str) -> String {

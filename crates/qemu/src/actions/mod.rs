@@ -26,6 +26,8 @@ pub(crate) const RESYNC: u32 = 1 << 2;
 pub(crate) const PERSIST: u32 = 1 << 3;
 /// The guest crashed (GUEST_PANICKED): apply `on_crash`.
 pub(crate) const CRASH: u32 = 1 << 4;
+/// Devices were unplugged: delete their block nodes, then persist.
+pub(crate) const RELEASE: u32 = 1 << 5;
 
 /// A set of pending actions plus a wakeup.
 #[derive(Default)]

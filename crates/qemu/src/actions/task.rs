@@ -34,6 +34,9 @@ pub(crate) async fn action_loop(s: Arc<Shared>, dom: Arc<Domain>, ctx: Arc<RunCt
         if bits & super::POWEROFF != 0 {
             on_poweroff(&s, &dom, &ctx).await;
         }
+        if bits & super::RELEASE != 0 {
+            crate::hotplug::release(&s, &dom, &ctx).await;
+        }
         if bits & super::PERSIST != 0 {
             let _permit = s.handlers.acquire().await;
             status::persist_in_background(&s, &dom);
@@ -98,6 +101,8 @@ async fn resync(s: &Shared, dom: &Domain, ctx: &RunCtx) {
     {
         ctx.update_progress(|p| p.migration = Some(st));
     }
+    // A coalesced DEVICE_DELETED may be among the events not seen.
+    crate::hotplug::reconcile(s, dom, ctx).await;
 }
 
 /// The guest powered off (QEMU stays alive thanks to -no-shutdown): reboot

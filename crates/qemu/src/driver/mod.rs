@@ -10,10 +10,11 @@ mod definitions;
 mod devices;
 mod jobs;
 mod nics;
+mod plug;
 mod stats;
 
 pub use definitions::{StatePolicy, UndefineOptions};
-pub use nics::{Affect, BandwidthChange, LiveNic, RateChange};
+pub use nics::{BandwidthChange, LiveNic, RateChange};
 
 use std::path::Path;
 use std::sync::Arc;

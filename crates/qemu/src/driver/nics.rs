@@ -10,6 +10,7 @@ use qmp::commands::SetLink;
 use virterror::ToVirError;
 
 use super::Driver;
+use crate::hotplug::Impact;
 use crate::jobs;
 use crate::nics::TapRecord;
 use crate::object::Domain;
@@ -61,14 +62,6 @@ impl Driver {
     }
 }
 
-/// Where a device change applies: libvirt's `AFFECT_LIVE` and
-/// `AFFECT_CONFIG` (the caller resolves `AFFECT_CURRENT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Affect {
-    pub live: bool,
-    pub config: bool,
-}
-
 impl Driver {
     /// `virDomainUpdateDeviceFlags` for an `<interface>` whose only change
     /// is its `<link state>`: the running guest's link (QMP `set_link`)
@@ -78,7 +71,7 @@ impl Driver {
         &self,
         dom: &Arc<Domain>,
         xml: &str,
-        affect: Affect,
+        affect: Impact,
         owner: &str,
     ) -> Result<()> {
         let (want, named) =
@@ -216,7 +209,7 @@ impl Driver {
         dom: &Arc<Domain>,
         device: &str,
         change: BandwidthChange,
-        affect: Affect,
+        affect: Impact,
         owner: &str,
     ) -> Result<()> {
         let s = &self.s;

@@ -8,7 +8,7 @@ use super::device;
 use super::hub::Hub;
 use super::throttle::Key;
 use crate::actions;
-use crate::object::run::{Progress, RunCtx, ShutdownBy};
+use crate::object::run::{RunCtx, ShutdownBy};
 use crate::object::{Domain, Inner};
 use crate::shared::Shared;
 use crate::state::{
@@ -75,11 +75,10 @@ fn event(s: &Shared, dom: &Domain, ctx: &RunCtx, ev: Event) {
         }
         Q::Migration(d) => ctx.update_progress(|p| p.migration = Some(d.status)),
         Q::JobStatusChange(d) => ctx.update_progress(|p| p.set_job(d.id, d.status)),
-        Q::DeviceDeleted(d) => {
-            if let Some(dev) = d.device.or(d.path) {
-                ctx.update_progress(|p: &mut Progress| p.push_device(dev));
-            }
-        }
+        Q::DeviceDeleted(d) => crate::hotplug::device_deleted(s, dom, ctx, d),
+        Q::DeviceTrayMoved(d) => tray_moved(s, dom, ctx, &d),
+        Q::BlockWriteThreshold(d) => write_threshold(s, dom, ctx, &d),
+        Q::DeviceUnplugGuestError(d) => crate::hotplug::unplug_failed(s, dom, ctx, d),
         _ => {}
     }
 }
@@ -106,6 +105,48 @@ fn io_error(s: &Shared, dom: &Domain, ctx: &RunCtx, d: &qmp::events::BlockIoErro
             g.paused_because(dom, hub, paused::IOERROR, detail::SUSPENDED_IOERROR)
         });
     }
+}
+
+/// DEVICE_TRAY_MOVED of one of our disks: TRAY_CHANGE (throttled per
+/// disk), reason open (0) or close (1).
+fn tray_moved(s: &Shared, dom: &Domain, ctx: &RunCtx, d: &qmp::events::DeviceTrayMovedData) {
+    let disk = {
+        let g = dom.lock();
+        let live = g.live().cloned();
+        live.and_then(|l| l.disk_of_qmp(d.id.as_deref(), None, None))
+    };
+    let Some(disk) = disk else { return };
+    let ev = EventKind::TrayChange {
+        alias: disk.alias,
+        reason: if d.tray_open { 0 } else { 1 },
+    };
+    guest_value(s, dom, ctx, Key::Tray(disk.index), ev);
+}
+
+/// BLOCK_WRITE_THRESHOLD on a node of one of our disks: BLOCK_THRESHOLD
+/// (one per threshold set: QEMU clears it as it fires).
+fn write_threshold(
+    s: &Shared,
+    dom: &Domain,
+    ctx: &RunCtx,
+    d: &qmp::events::BlockWriteThresholdData,
+) {
+    with_run(s, dom, ctx, |g, dom, hub| {
+        let live = g.live().cloned();
+        if let Some(disk) = live.and_then(|l| l.disk_of_qmp(None, Some(&d.node_name), None)) {
+            let ev = EventKind::BlockThreshold {
+                dev: disk.target,
+                path: disk
+                    .source
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                threshold: d.write_threshold,
+                excess: d.amount_exceeded,
+            };
+            g.emit(dom, hub, ev);
+        }
+        0
+    });
 }
 
 /// WATCHDOG: the WATCHDOG event (throttled per VM), then for action

@@ -38,6 +38,10 @@ pub(crate) enum Key {
     /// `None` for errors on a node or device no disk maps to (they share
     /// one slot, so unknown names cannot create slots).
     IoError(Option<usize>),
+    /// DEVICE_TRAY_MOVED of the disk at this index of the live definition
+    /// (a guest can open and close a tray as fast as it likes; the newest
+    /// position is what counts).
+    Tray(usize),
 }
 
 #[derive(Default)]

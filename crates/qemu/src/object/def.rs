@@ -33,10 +33,14 @@ impl Def {
         Ok(Self { inner, live: None })
     }
 
-    /// The live definition of this domain running with `id`.
+    /// The live definition of this domain running with `id` (every disk
+    /// numbered for its block nodes, see [`DomainDef::number_disk_nodes`]).
     pub(crate) fn live(&self, id: u32) -> Self {
+        let mut inner = self.inner.clone();
+        inner.number_disk_nodes();
+        inner.number_interfaces();
         Self {
-            inner: self.inner.clone(),
+            inner,
             live: Some(LiveInfo {
                 id,
                 ..LiveInfo::default()
@@ -77,6 +81,17 @@ impl Def {
     /// The domain crate's definition, for what prepares the host.
     pub(crate) fn domain(&self) -> &DomainDef {
         &self.inner
+    }
+
+    /// This definition changed by `f` (a device added or removed), live
+    /// information kept.
+    pub(crate) fn changed<T>(
+        &self,
+        f: impl FnOnce(&mut DomainDef) -> Result<T, domain::DeviceError>,
+    ) -> Result<(Self, T)> {
+        let mut out = self.clone();
+        let v = f(&mut out.inner).map_err(|e| Error::Xml(e.to_vir_error()))?;
+        Ok((out, v))
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -297,6 +312,10 @@ pub(crate) struct DiskInfo {
     pub(crate) alias: String,
     pub(crate) source: Option<std::path::PathBuf>,
     pub(crate) format: domain::DiskFormat,
+    /// The format node QEMU's device reads from at start.
+    pub(crate) format_node: String,
+    /// The storage (file) node under it: where host allocation grows.
+    pub(crate) storage_node: String,
 }
 
 impl Def {
@@ -320,6 +339,8 @@ impl Def {
             alias: d.alias(),
             source: d.source.clone(),
             format: d.driver.format.unwrap_or(domain::DiskFormat::Raw),
+            format_node: domain::disk_nodes(index, d).1,
+            storage_node: domain::disk_nodes(index, d).0,
         })
     }
 
@@ -346,8 +367,11 @@ impl Def {
             .and_then(by_alias)
             .or_else(|| device.and_then(|d| by_alias(d.strip_prefix("drive-").unwrap_or(d))))
             .or_else(|| {
-                node.and_then(startup_node_index)
-                    .filter(|i| disks.get(*i).is_some_and(|d| d.source.is_some()))
+                let n = node.and_then(startup_node_index)?;
+                let numbered = |(i, d): &(usize, &domain::DiskDef)| {
+                    d.source.is_some() && domain::disk_node_names(n) == domain::disk_nodes(*i, d)
+                };
+                disks.iter().enumerate().position(|x| numbered(&x))
             })?;
         self.disk_at(index)
     }

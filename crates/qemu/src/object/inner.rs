@@ -73,6 +73,7 @@ pub(crate) struct Adopted {
     pub(crate) shutdown_seen: bool,
     pub(crate) fake_reboot: bool,
     pub(crate) monitor: Option<qmp::Monitor>,
+    pub(crate) pending_unplug: Vec<String>,
 }
 
 impl Inner {
@@ -277,6 +278,7 @@ impl Inner {
             run.monitor = rec.monitor;
             run.shutdown_seen = rec.shutdown_seen.then_some(ShutdownBy::Guest);
             run.fake_reboot = rec.fake_reboot;
+            run.pending_unplug = rec.pending_unplug;
         }
         ctx
     }

@@ -11,6 +11,7 @@
 
 mod command;
 pub(crate) mod def;
+pub(crate) mod devices;
 mod inner;
 pub(crate) mod registry;
 pub(crate) mod run;

@@ -102,6 +102,16 @@ pub(crate) struct Run {
     /// onto, so an I/O error QEMU reports on such a node names its disk.
     /// At most two nodes per disk (see [`Run::note_pivot`]).
     pub(super) pivoted_nodes: Vec<(String, String)>,
+    /// Aliases of devices QEMU was asked to unplug (`device_del`) that the
+    /// guest has not released yet; at most one per device of the live
+    /// definition. Kept in the status record.
+    pub(super) pending_unplug: Vec<String>,
+    /// Block nodes of unplugged disks, for the action task to delete
+    /// (`blockdev-del`); at most two per disk the definition had.
+    pub(super) released_nodes: Vec<String>,
+    /// Network backends of unplugged NICs, for the action task to delete
+    /// (`netdev_del`); at most one per NIC the definition had.
+    pub(super) released_netdevs: Vec<String>,
 }
 
 impl Run {
@@ -124,6 +134,9 @@ impl Run {
             owed_resume: 0,
             resumed_while_starting: false,
             pivoted_nodes: Vec::new(),
+            pending_unplug: Vec::new(),
+            released_nodes: Vec::new(),
+            released_netdevs: Vec::new(),
         }
     }
 
@@ -166,6 +179,10 @@ impl Run {
 
     pub(crate) fn being_killed(&self) -> bool {
         self.kill_reason.is_some()
+    }
+
+    pub(crate) fn pending_unplug(&self) -> &[String] {
+        &self.pending_unplug
     }
 
     pub(crate) fn pivoted_nodes(&self) -> &[(String, String)] {

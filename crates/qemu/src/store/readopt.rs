@@ -131,6 +131,7 @@ pub(super) async fn adopt(
         shutdown_seen: rec.shutdown_seen,
         fake_reboot: rec.fake_reboot,
         monitor,
+        pending_unplug: rec.pending_unplug.clone(),
     };
     let ctx = dom.lock().adopt_run(rec.id, live, start, adopted);
     let taps = rec
@@ -160,6 +161,7 @@ async fn resync(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &Arc<RunCtx>, rec: &Sta
     if let Some(job) = &rec.job {
         save::readopt(s, dom, ctx, job).await;
     }
+    crate::hotplug::reconcile(s, dom, ctx).await;
 }
 
 /// The QEMU of a status record is gone (or was killed because its start

@@ -88,6 +88,10 @@ pub(crate) struct StatusRecord {
     /// runs, so a restarted daemon removes what is left of them.
     #[serde(default)]
     pub(crate) taps: Vec<Option<TapRecord>>,
+    /// Devices asked to unplug that the guest had not released: a
+    /// restarted daemon completes those QEMU no longer has.
+    #[serde(default)]
+    pub(crate) pending_unplug: Vec<String>,
 }
 
 pub(crate) const STATUS_VERSION: u32 = 1;
@@ -140,6 +144,7 @@ impl StatusRecord {
             block_job: None,
             completed_job: None,
             taps,
+            pending_unplug: Vec::new(),
         }
     }
 
@@ -178,6 +183,7 @@ impl StatusRecord {
             block_job: g.block_job().cloned(),
             completed_job: g.completed_job().cloned(),
             taps: run.taps().to_vec(),
+            pending_unplug: run.pending_unplug().to_vec(),
         })
     }
 }
@@ -282,6 +288,7 @@ mod tests {
             fake_reboot: false,
             job: None,
             block_job: None,
+            pending_unplug: vec!["virtio-disk1".into()],
             completed_job: Some(CompletedJob {
                 end: JobEnd::Cancelled,
                 operation: JobOperation::Save,

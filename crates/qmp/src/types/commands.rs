@@ -847,6 +847,104 @@ pub struct DeviceDel {
 }
 command!(DeviceDel = "device_del" => Empty);
 
+/// `device_add`: plug a device; its properties as `-device` takes them
+/// (`driver`, `id`, `bus`, ...), typed as QEMU types them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct DeviceAdd(pub Map<String, Value>);
+command!(DeviceAdd = "device_add" => Empty);
+
+/// `blockdev-open-tray`: opens the tray of removable-media device `id`;
+/// `force` opens it even if the guest locked it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockdevOpenTray {
+    pub id: String,
+    pub force: bool,
+}
+command!(BlockdevOpenTray = "blockdev-open-tray" => Empty);
+
+/// `blockdev-close-tray`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockdevCloseTray {
+    pub id: String,
+}
+command!(BlockdevCloseTray = "blockdev-close-tray" => Empty);
+
+/// `blockdev-remove-medium`: takes the medium out of device `id` (its
+/// tray must be open).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockdevRemoveMedium {
+    pub id: String,
+}
+command!(BlockdevRemoveMedium = "blockdev-remove-medium" => Empty);
+
+/// `blockdev-insert-medium`: puts node `node_name` into device `id` (its
+/// tray open and empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockdevInsertMedium {
+    pub id: String,
+    #[serde(rename = "node-name")]
+    pub node_name: String,
+}
+command!(BlockdevInsertMedium = "blockdev-insert-medium" => Empty);
+
+/// `balloon`: the guest's target memory size, in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Balloon {
+    pub value: u64,
+}
+command!(Balloon = "balloon" => Empty);
+
+/// `block_resize`: grows (or shrinks) the image under node `node_name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockResize {
+    #[serde(rename = "node-name")]
+    pub node_name: String,
+    /// New size in bytes.
+    pub size: u64,
+}
+command!(BlockResize = "block_resize" => Empty);
+
+/// `block-set-write-threshold`: one `BLOCK_WRITE_THRESHOLD` event when a
+/// write goes past `write_threshold` bytes of node `node_name` (0 off).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockSetWriteThreshold {
+    #[serde(rename = "node-name")]
+    pub node_name: String,
+    #[serde(rename = "write-threshold")]
+    pub write_threshold: u64,
+}
+command!(BlockSetWriteThreshold = "block-set-write-threshold" => Empty);
+
+/// `netdev_add`: a host network backend (`type`, `id`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct NetdevAdd(pub Map<String, Value>);
+command!(NetdevAdd = "netdev_add" => Empty);
+
+/// `netdev_del`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetdevDel {
+    pub id: String,
+}
+command!(NetdevDel = "netdev_del" => Empty);
+
+/// `qom-list`: the properties (children included) of the object at `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QomList {
+    pub path: String,
+}
+command!(QomList = "qom-list" => Vec<ObjectPropertyInfo>);
+
+/// One entry of `qom-list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectPropertyInfo {
+    pub name: String,
+    /// `child<...>` for a child object, `link<...>`, or a value type.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
 /// `human-monitor-command`: run an HMP command, returning its text output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HumanMonitorCommand {

@@ -219,6 +219,30 @@ pub struct DeviceDeletedData {
     pub path: Option<String>,
 }
 
+/// Data of `DEVICE_TRAY_MOVED`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceTrayMovedData {
+    /// The block backend's name (empty with -blockdev).
+    #[serde(default)]
+    pub device: Option<String>,
+    /// The device's qdev id.
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(rename = "tray-open")]
+    pub tray_open: bool,
+}
+
+/// Data of `BLOCK_WRITE_THRESHOLD`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockWriteThresholdData {
+    #[serde(rename = "node-name")]
+    pub node_name: String,
+    #[serde(rename = "amount-exceeded")]
+    pub amount_exceeded: u64,
+    #[serde(rename = "write-threshold")]
+    pub write_threshold: u64,
+}
+
 /// Data of `WATCHDOG`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WatchdogData {
@@ -266,6 +290,15 @@ pub enum EventKind {
     MigrationPass(MigrationPassData),
     /// `DEVICE_DELETED`.
     DeviceDeleted(DeviceDeletedData),
+    /// `DEVICE_UNPLUG_GUEST_ERROR`: the guest refused an unplug request
+    /// (same data as `DEVICE_DELETED`).
+    DeviceUnplugGuestError(DeviceDeletedData),
+    /// `DEVICE_TRAY_MOVED`: a removable-media device's tray opened or
+    /// closed.
+    DeviceTrayMoved(DeviceTrayMovedData),
+    /// `BLOCK_WRITE_THRESHOLD`: a write went past a node's threshold
+    /// (which QEMU then clears).
+    BlockWriteThreshold(BlockWriteThresholdData),
     /// `WATCHDOG`.
     Watchdog(WatchdogData),
     /// Any other event, or a known one whose data did not parse.
@@ -309,6 +342,9 @@ impl EventKind {
             "MIGRATION" => typed(&data).map(EventKind::Migration),
             "MIGRATION_PASS" => typed(&data).map(EventKind::MigrationPass),
             "DEVICE_DELETED" => typed(&data).map(EventKind::DeviceDeleted),
+            "DEVICE_UNPLUG_GUEST_ERROR" => typed(&data).map(EventKind::DeviceUnplugGuestError),
+            "DEVICE_TRAY_MOVED" => typed(&data).map(EventKind::DeviceTrayMoved),
+            "BLOCK_WRITE_THRESHOLD" => typed(&data).map(EventKind::BlockWriteThreshold),
             "WATCHDOG" => typed(&data).map(EventKind::Watchdog),
             _ => None,
         };
@@ -336,6 +372,9 @@ impl EventKind {
             EventKind::Migration(_) => "MIGRATION",
             EventKind::MigrationPass(_) => "MIGRATION_PASS",
             EventKind::DeviceDeleted(_) => "DEVICE_DELETED",
+            EventKind::DeviceUnplugGuestError(_) => "DEVICE_UNPLUG_GUEST_ERROR",
+            EventKind::DeviceTrayMoved(_) => "DEVICE_TRAY_MOVED",
+            EventKind::BlockWriteThreshold(_) => "BLOCK_WRITE_THRESHOLD",
             EventKind::Watchdog(_) => "WATCHDOG",
             EventKind::Unknown { name, .. } => name,
         }

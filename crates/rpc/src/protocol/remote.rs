@@ -977,17 +977,67 @@ xdr_struct! {
         pub flags: u32,
     }
 
-    /// `remote_domain_update_device_flags_args` (the attach and detach
-    /// flags calls have the same layout).
-    pub struct DomainDeviceXmlFlagsArgs {
+    /// `remote_domain_create_xml_args`.
+    pub struct DomainCreateXmlArgs {
+        pub xml_desc: String,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_attach_device_args` (also `detach_device`).
+    pub struct DomainAttachDeviceArgs {
+        pub dom: NonnullDomain,
+        pub xml: String,
+    }
+
+    /// `remote_domain_attach_device_flags_args` (also `detach_device_flags`,
+    /// `update_device_flags`).
+    pub struct DomainAttachDeviceFlagsArgs {
         pub dom: NonnullDomain,
         pub xml: String,
         pub flags: u32,
     }
 
-    /// `remote_domain_create_xml_args`.
-    pub struct DomainCreateXmlArgs {
-        pub xml_desc: String,
+    /// `remote_domain_set_vcpus_flags_args`.
+    pub struct DomainSetVcpusFlagsArgs {
+        pub dom: NonnullDomain,
+        pub nvcpus: u32,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_set_memory_args` (`memory` in KiB).
+    pub struct DomainSetMemoryArgs {
+        pub dom: NonnullDomain,
+        pub memory: u64,
+    }
+
+    /// `remote_domain_set_memory_flags_args`.
+    pub struct DomainSetMemoryFlagsArgs {
+        pub dom: NonnullDomain,
+        pub memory: u64,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_block_resize_args` (`size` in KiB unless
+    /// `VIR_DOMAIN_BLOCK_RESIZE_BYTES`).
+    pub struct DomainBlockResizeArgs {
+        pub dom: NonnullDomain,
+        pub disk: String,
+        pub size: u64,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_set_block_threshold_args`.
+    pub struct DomainSetBlockThresholdArgs {
+        pub dom: NonnullDomain,
+        pub dev: String,
+        pub threshold: u64,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_detach_device_alias_args`.
+    pub struct DomainDetachDeviceAliasArgs {
+        pub dom: NonnullDomain,
+        pub alias: String,
         pub flags: u32,
     }
 
@@ -1172,6 +1222,57 @@ xdr_struct! {
     pub struct DomainEventCallbackWatchdogMsg {
         pub callback_id: i32,
         pub msg: DomainEventWatchdogMsg,
+    }
+
+    /// `remote_domain_event_block_threshold_msg` (callback form only).
+    pub struct DomainEventBlockThresholdMsg {
+        pub callback_id: i32,
+        pub dom: NonnullDomain,
+        pub dev: String,
+        pub path: Option<String>,
+        pub threshold: u64,
+        pub excess: u64,
+    }
+
+    /// `remote_domain_event_tray_change_msg`; `reason` is a
+    /// `virDomainEventTrayChangeReason` (0 open, 1 close).
+    pub struct DomainEventTrayChangeMsg {
+        pub dom: NonnullDomain,
+        pub dev_alias: String,
+        pub reason: i32,
+    }
+
+    /// `remote_domain_event_callback_tray_change_msg`.
+    pub struct DomainEventCallbackTrayChangeMsg {
+        pub callback_id: i32,
+        pub msg: DomainEventTrayChangeMsg,
+    }
+
+    /// `remote_domain_event_device_removed_msg`.
+    pub struct DomainEventDeviceRemovedMsg {
+        pub dom: NonnullDomain,
+        pub dev_alias: String,
+    }
+
+    /// `remote_domain_event_callback_device_removed_msg`.
+    pub struct DomainEventCallbackDeviceRemovedMsg {
+        pub callback_id: i32,
+        pub msg: DomainEventDeviceRemovedMsg,
+    }
+
+    /// `remote_domain_event_callback_device_added_msg` (callback form only).
+    pub struct DomainEventCallbackDeviceAddedMsg {
+        pub callback_id: i32,
+        pub dom: NonnullDomain,
+        pub dev_alias: String,
+    }
+
+    /// `remote_domain_event_callback_device_removal_failed_msg` (callback
+    /// form only).
+    pub struct DomainEventCallbackDeviceRemovalFailedMsg {
+        pub callback_id: i32,
+        pub dom: NonnullDomain,
+        pub dev_alias: String,
     }
 
     /// `remote_domain_event_io_error_msg`; `action` is a

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use rpc::protocol::remote::{
-    DomainArgs, DomainBlockCopyArgs, DomainCreateXmlArgs, DomainDefineXmlArgs, DomainFlagsArgs,
-    DomainPathFlagsArgs, DomainRestoreArgs, DomainRet, DomainSaveArgs, NameArgs, NonnullDomain,
-    XmlFlagsArgs, procedure as p,
+    DomainArgs, DomainAttachDeviceFlagsArgs, DomainBlockCopyArgs, DomainCreateXmlArgs,
+    DomainDefineXmlArgs, DomainDetachDeviceAliasArgs, DomainFlagsArgs, DomainPathFlagsArgs,
+    DomainRestoreArgs, DomainRet, DomainSaveArgs, NameArgs, NonnullDomain, XmlFlagsArgs,
+    procedure as p,
 };
 use rpc::protocol::remote::{
     NonnullStoragePool, NonnullStorageVol, StoragePoolArgs, StoragePoolFlagsArgs, StoragePoolRet,
@@ -20,6 +21,8 @@ use super::world::{DomainSpec, POOL, Role, World};
 
 /// `VIR_DOMAIN_UNDEFINE_MANAGED_SAVE`: an image does not block undefine.
 const UNDEFINE_MANAGED_SAVE: u32 = 1;
+/// `VIR_DOMAIN_AFFECT_LIVE`.
+const AFFECT_LIVE: u32 = 1;
 
 /// One operation, on names of the world.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,9 +40,16 @@ pub enum Op {
     ManagedSave(String),
     BlockCopy(String, PathBuf),
     BlockAbort(String),
+    /// Plugs a second virtio disk (`vdb`) into the running domain.
+    AttachDisk(String),
+    /// Unplugs `vdb` (left pending when the daemon dies meanwhile).
+    DetachDisk(String),
     VolCreate(String),
     VolDelete(String),
-    VolClone { from: String, to: String },
+    VolClone {
+        from: String,
+        to: String,
+    },
     PoolDefine(String),
     PoolUndefine(String),
 }
@@ -60,6 +70,8 @@ pub enum Kind {
     ManagedSave,
     BlockCopy,
     BlockAbort,
+    AttachDisk,
+    DetachDisk,
     VolCreate,
     VolDelete,
     VolClone,
@@ -83,6 +95,8 @@ impl Op {
             Op::ManagedSave(_) => Kind::ManagedSave,
             Op::BlockCopy(..) => Kind::BlockCopy,
             Op::BlockAbort(_) => Kind::BlockAbort,
+            Op::AttachDisk(_) => Kind::AttachDisk,
+            Op::DetachDisk(_) => Kind::DetachDisk,
             Op::VolCreate(_) => Kind::VolCreate,
             Op::VolDelete(_) => Kind::VolDelete,
             Op::VolClone { .. } => Kind::VolClone,
@@ -153,7 +167,7 @@ pub fn choose(rng: &mut Rng, c: &Choice<'_>) -> Op {
     let pools = w.extra_pools(c.client);
     let vol = |rng: &mut Rng| vols[rng.below(vols.len())].clone();
     let pool = |rng: &mut Rng| pools[rng.below(pools.len())].clone();
-    match rng.below(22) {
+    match rng.below(24) {
         0..=2 => Op::Start(any(rng, &runnable)),
         3 => Op::Create(any(rng, &transient)),
         4 | 5 => Op::Destroy(any(
@@ -198,6 +212,8 @@ pub fn choose(rng: &mut Rng, c: &Choice<'_>) -> Op {
             to: vol(rng),
         },
         20 => Op::PoolDefine(pool(rng)),
+        22 => Op::AttachDisk(with_disk(rng)),
+        23 => Op::DetachDisk(with_disk(rng)),
         _ => Op::PoolUndefine(pool(rng)),
     }
 }
@@ -226,7 +242,9 @@ impl Op {
             | Op::Save(n, _)
             | Op::ManagedSave(n)
             | Op::BlockCopy(n, _)
-            | Op::BlockAbort(n) => Some(n),
+            | Op::BlockAbort(n)
+            | Op::AttachDisk(n)
+            | Op::DetachDisk(n) => Some(n),
             _ => None,
         }
     }
@@ -310,6 +328,32 @@ async fn run_on_domain(
                 flags: 0,
             };
             unit(client, p::DOMAIN_BLOCK_JOB_ABORT, &args).await
+        }
+        Op::AttachDisk(name) => {
+            let src = w.paths.disks.join(format!("{name}-hotplug.img"));
+            if !src.exists() {
+                // An empty raw image; qcow2 is not needed for a plug.
+                let _ = std::fs::write(&src, b"");
+            }
+            let xml = format!(
+                "<disk type='file' device='disk'><driver name='qemu' type='raw'/>\
+                 <source file='{}'/><target dev='vdb' bus='virtio'/></disk>",
+                src.display()
+            );
+            let args = DomainAttachDeviceFlagsArgs {
+                dom,
+                xml,
+                flags: AFFECT_LIVE,
+            };
+            unit(client, p::DOMAIN_ATTACH_DEVICE_FLAGS, &args).await
+        }
+        Op::DetachDisk(_) => {
+            let args = DomainDetachDeviceAliasArgs {
+                dom,
+                alias: "virtio-disk1".into(),
+                flags: AFFECT_LIVE,
+            };
+            unit(client, p::DOMAIN_DETACH_DEVICE_ALIAS, &args).await
         }
         _ => run_other(client, w, op).await,
     }

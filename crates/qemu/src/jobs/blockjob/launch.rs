@@ -238,7 +238,7 @@ async fn top_node(s: &Shared, dom: &Domain, disk: &DiskInfo) -> String {
     {
         return node;
     }
-    domain::disk_node_names(disk.index).1
+    disk.format_node.clone()
 }
 
 /// Whether a destination format is qcow2 (else raw; others refused).

@@ -1,0 +1,128 @@
+//! Plugging a device into a running guest: a virtio disk (nodes, then
+//! device) or a user-mode NIC (backend, then device), each undone on
+//! failure, so nothing is left half-attached.
+
+use std::collections::HashSet;
+
+use domain::DiskDef;
+use qmp::commands::{BlockdevAdd, BlockdevDel, DeviceAdd, NetdevAdd, NetdevDel};
+use qmp::types::stats::QueryNamedBlockNodes;
+
+use super::device_error;
+use crate::object::Domain;
+use crate::shared::Shared;
+use crate::store::status;
+use crate::{Error, Result};
+
+/// Plugs `disk` into the running guest: nodes, then device; undone on
+/// failure.
+pub(super) async fn plug_disk(s: &Shared, dom: &Domain, disk: DiskDef) -> Result<()> {
+    let (ctx, live) = {
+        let g = dom.lock();
+        (g.active_ctx()?, g.live().cloned().ok_or(Error::NotRunning)?)
+    };
+    if let Some(src) = &disk.source {
+        std::fs::metadata(src)
+            .map_err(|e| Error::io(format!("Cannot access storage file '{}'", src.display()), e))?;
+    }
+    let used = node_numbers_in_use(s, dom).await?;
+    let (new_live, i) = live.changed(|d| {
+        let i = d.add_disk(disk, true)?;
+        skip_used_numbers(d, i, &used);
+        Ok(i)
+    })?;
+    let d = new_live.domain();
+    let (Some(plug), Some(disk)) = (d.disk_plug(i), d.devices.disks.get(i).cloned()) else {
+        return Err(Error::Internal("attached disk missing".into()));
+    };
+    let t = s.cfg.monitor_timeout;
+    let mut added = Vec::new();
+    let mut res = Ok(());
+    for b in &plug.blockdevs {
+        let args = b.as_object().cloned().unwrap_or_default();
+        let name = b["node-name"].as_str().unwrap_or_default().to_owned();
+        res = dom.qmp(&BlockdevAdd(args), t).await.map(|_| ());
+        if res.is_err() {
+            break;
+        }
+        added.push(name);
+    }
+    if res.is_ok() {
+        res = dom
+            .qmp(&DeviceAdd(plug.device.clone()), t)
+            .await
+            .map(|_| ());
+    }
+    if let Err(e) = res {
+        for node_name in added.into_iter().rev() {
+            if let Err(e) = dom.qmp(&BlockdevDel { node_name }, t).await {
+                tracing::warn!(domain = dom.name(), error = %e, "cannot remove node of a failed attach");
+            }
+        }
+        return Err(e);
+    }
+    if !dom.lock().device_plugged(dom, &s.hub, ctx.generation, disk) {
+        return Err(Error::NotRunning);
+    }
+    status::persist(s, dom)
+}
+
+/// The node numbers N of the `libvirt-N-*` nodes QEMU holds now: those
+/// of an unplugged disk stay taken until their deletion, so a new disk
+/// or medium never reuses them early.
+pub(crate) async fn node_numbers_in_use(s: &Shared, dom: &Domain) -> Result<HashSet<u32>> {
+    let cmd = QueryNamedBlockNodes { flat: Some(true) };
+    let nodes = dom.qmp(&cmd, s.cfg.monitor_timeout).await?;
+    let number = |n: &str| {
+        let rest = n.strip_prefix("libvirt-")?;
+        rest.split('-').next()?.parse::<u32>().ok()
+    };
+    Ok(nodes
+        .iter()
+        .filter_map(|n| n.node_name.as_deref().and_then(number))
+        .collect())
+}
+
+/// Moves disk `i`'s node number past any `used` one (upwards, so it stays
+/// above every other disk's).
+pub(crate) fn skip_used_numbers(d: &mut domain::DomainDef, i: usize, used: &HashSet<u32>) {
+    if let Some(disk) = d.devices.disks.get_mut(i)
+        && let Some(mut n) = disk.node_index
+    {
+        while used.contains(&n) {
+            n = n.saturating_add(1);
+        }
+        disk.node_index = Some(n);
+    }
+}
+
+/// Plugs user-mode NIC `nic` into the running guest: backend, then
+/// device; the backend removed if the device fails.
+pub(super) async fn plug_nic(s: &Shared, dom: &Domain, nic: domain::InterfaceDef) -> Result<()> {
+    let (ctx, live) = {
+        let g = dom.lock();
+        (g.active_ctx()?, g.live().cloned().ok_or(Error::NotRunning)?)
+    };
+    let (new_live, i) = live.changed(|d| d.add_interface(nic, true))?;
+    let d = new_live.domain();
+    let plug = d.nic_plug(i).map_err(device_error)?;
+    let (Some(plug), Some(nic)) = (plug, d.devices.interfaces.get(i).cloned()) else {
+        return Err(Error::Internal("attached interface missing".into()));
+    };
+    let t = s.cfg.monitor_timeout;
+    dom.qmp(&NetdevAdd(plug.netdev.clone()), t).await?;
+    if let Err(e) = dom.qmp(&DeviceAdd(plug.device.clone()), t).await {
+        let id = plug.netdev["id"].as_str().unwrap_or_default().to_owned();
+        if let Err(e) = dom.qmp(&NetdevDel { id }, t).await {
+            tracing::warn!(domain = dom.name(), error = %e, "cannot remove the backend of a failed attach");
+        }
+        return Err(e);
+    }
+    if !dom
+        .lock()
+        .nic_plugged(dom, &s.hub, ctx.generation, nic, plug.alias)
+    {
+        return Err(Error::NotRunning);
+    }
+    status::persist(s, dom)
+}
