@@ -127,6 +127,23 @@ impl Console {
     }
 }
 
+/// Console sessions the daemon has opened so far (its log says so).
+fn sessions(d: &Daemon) -> usize {
+    d.log().matches("console session opened").count()
+}
+
+/// Waits until the daemon has opened `n` console sessions: virsh prints
+/// its escape-character line before it asks for the console, so that line
+/// alone does not mean the session is open.
+fn wait_sessions(d: &Daemon, n: usize) {
+    let opened = testkit::wait::until(Duration::from_secs(STEP), || sessions(d) >= n);
+    assert!(
+        opened,
+        "the daemon never opened console session {n}\n{}",
+        tail(&d.log(), 30)
+    );
+}
+
 #[test]
 fn virsh_console_reaches_the_guest_shell_force_takes_over_and_restarts_end_it() {
     let mut d = Daemon::start();
@@ -157,8 +174,10 @@ fn virsh_console_reaches_the_guest_shell_force_takes_over_and_restarts_end_it() 
     assert_eq!(code, 0, "Ctrl-] leaves cleanly: {out}");
 
     // A daemon restart ends the session with an error; the guest runs on.
+    let opened = sessions(&d);
     let mut e = Console::open(&d, "con1", &[]);
     e.expect(STEP, "Escape character");
+    wait_sessions(&d, opened + 1);
     let pid = d.pid();
     testkit::processes::signal(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
     let (code, out) = e.exit(STEP);
@@ -171,8 +190,10 @@ fn virsh_console_reaches_the_guest_shell_force_takes_over_and_restarts_end_it() 
     d.spawn();
     assert_eq!(d.virsh_ok(&["domstate", "con1"]).trim(), "running");
     // Killed, it cannot say goodbye: virsh reports the lost connection.
+    let opened = sessions(&d);
     let mut g = Console::open(&d, "con1", &[]);
     g.expect(STEP, "Escape character");
+    wait_sessions(&d, opened + 1);
     d.kill();
     g.expect(STEP, "Disconnected from");
     g.send(r"\x1d");
