@@ -98,12 +98,10 @@ pub(crate) async fn update_flags(
 }
 
 /// Whether the device XML is an `<interface>` (its link state is what
-/// an update may change).
+/// an update may change); anything else, malformed XML included, goes to
+/// the device path, which reports it.
 fn names_interface(xml: &str) -> bool {
-    xml.trim_start()
-        .trim_start_matches(|c| c != '<')
-        .strip_prefix("<interface")
-        .is_some_and(|rest| rest.starts_with(|c: char| c.is_whitespace() || c == '>' || c == '/'))
+    virxml::parse_document(xml).is_ok_and(|el| el.local_name() == "interface")
 }
 
 pub(crate) async fn detach_alias(
