@@ -614,10 +614,9 @@ fn thousand_idle_clients_and_the_daemon_still_serves_everyone() {
         rss1 as f64 / 1024.0,
         (rss1.saturating_sub(rss0)) as f64 / N as f64
     );
-    assert!(
-        fds1 >= fds0 + N,
-        "the daemon does not hold {N} client sockets ({fds0} → {fds1})"
-    );
+    // The count before may still include the virsh connection the daemon
+    // is closing; the held sockets are checked against the lower of the
+    // counts before and after, once the clients have gone.
 
     // With 1,000 idle clients, virsh and a full lifecycle still work, and
     // every idle client is still connected and answered.
@@ -644,10 +643,15 @@ fn thousand_idle_clients_and_the_daemon_still_serves_everyone() {
         "the daemon still holds {} fds after the clients closed (before: {fds0})",
         d.fd_count()
     );
+    let fds2 = d.fd_count();
     println!(
-        "after closing them: daemon fds {}, RSS {:.1} MiB",
-        d.fd_count(),
+        "after closing them: daemon fds {fds2}, RSS {:.1} MiB",
         d.rss_kib() as f64 / 1024.0
+    );
+    let base = fds0.min(fds2);
+    assert!(
+        fds1 >= base + N,
+        "the daemon did not hold {N} client sockets (fds {base} → {fds1})"
     );
 }
 
