@@ -22,7 +22,7 @@ use virterror::VirError;
 
 use crate::consoles::Consoles;
 use crate::procs::{
-    blockjob, connect, devices, domain, events, interfaces, jobs, network, node, query, save,
+    blockjob, connect, devices, domain, dump, events, interfaces, jobs, network, node, query, save,
     stats, storage, streams,
 };
 use crate::relay::Relay;
@@ -197,6 +197,8 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::DOMAIN_MANAGED_SAVE_REMOVE,                  Write, Normal,   save::managed_save_remove),
         Row::new(p::DOMAIN_SAVE_IMAGE_GET_XML_DESC,              Read,  Normal,   save::save_image_get_xml_desc),
         Row::new(p::DOMAIN_SAVE_IMAGE_DEFINE_XML,                Write, Normal,   save::save_image_define_xml),
+        Row::new(p::DOMAIN_CORE_DUMP,                            Write, Normal,   dump::core_dump),
+        Row::new(p::DOMAIN_CORE_DUMP_WITH_FORMAT,                Write, Normal,   dump::core_dump_with_format),
         // Block jobs.
         Row::new(p::DOMAIN_BLOCK_COPY,                           Write, Normal,   blockjob::block_copy),
         Row::new(p::DOMAIN_BLOCK_REBASE,                         Write, Normal,   blockjob::block_rebase),

@@ -49,6 +49,7 @@ pub mod paused {
     pub const USER: i32 = 1;
     pub const MIGRATION: i32 = 2;
     pub const SAVE: i32 = 3;
+    pub const DUMP: i32 = 4;
     pub const IOERROR: i32 = 5;
     pub const WATCHDOG: i32 = 6;
     pub const SHUTTING_DOWN: i32 = 8;
@@ -266,6 +267,9 @@ pub enum StopCause {
     Failed,
     /// `save` finished.
     Saved,
+    /// `dump --crash`: the guest's memory was written, then it stopped as
+    /// crashed.
+    Dumped,
     /// Start did not complete: no STARTED was emitted, so no STOPPED either.
     StartFailed,
     /// A restarted daemon killed it: its start had not completed when the
@@ -278,7 +282,7 @@ impl StopCause {
         match self {
             StopCause::Shutdown => shutoff::SHUTDOWN,
             StopCause::Destroyed => shutoff::DESTROYED,
-            StopCause::Panicked | StopCause::Failed => shutoff::CRASHED,
+            StopCause::Panicked | StopCause::Failed | StopCause::Dumped => shutoff::CRASHED,
             StopCause::Saved => shutoff::SAVED,
             StopCause::StartFailed => shutoff::FAILED,
             StopCause::Daemon => shutoff::DAEMON,
@@ -289,7 +293,7 @@ impl StopCause {
         match self {
             StopCause::Shutdown => Some(detail::STOPPED_SHUTDOWN),
             StopCause::Destroyed => Some(detail::STOPPED_DESTROYED),
-            StopCause::Panicked => Some(detail::STOPPED_CRASHED),
+            StopCause::Panicked | StopCause::Dumped => Some(detail::STOPPED_CRASHED),
             StopCause::Failed => Some(detail::STOPPED_FAILED),
             StopCause::Saved => Some(detail::STOPPED_SAVED),
             StopCause::StartFailed | StopCause::Daemon => None,

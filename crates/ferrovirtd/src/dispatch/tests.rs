@@ -24,7 +24,7 @@ fn rows() -> Vec<(i32, Access, Lane)> {
 #[test]
 fn table_rows_are_known_procedures_each_once() {
     let rows = rows();
-    assert_eq!(rows.len(), 180, "procedures served");
+    assert_eq!(rows.len(), 182, "procedures served");
     for (n, _, _) in &rows {
         assert!(procedure_name(*n).is_some(), "{n}");
     }
@@ -189,6 +189,17 @@ fn virsh_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
         p::DOMAIN_ABORT_JOB => vec!["domjobabort", DOM],
         p::DOMAIN_SAVE => vec!["save", DOM, image],
         p::DOMAIN_SAVE_FLAGS => vec!["save", "--running", DOM, image],
+        p::DOMAIN_CORE_DUMP => vec!["dump", DOM, image],
+        p::DOMAIN_CORE_DUMP_WITH_FORMAT => {
+            vec![
+                "dump",
+                "--memory-only",
+                "--format",
+                "kdump-zlib",
+                DOM,
+                image,
+            ]
+        }
         p::DOMAIN_RESTORE => vec!["restore", image],
         p::DOMAIN_RESTORE_FLAGS => vec!["restore", "--paused", image],
         p::DOMAIN_MANAGED_SAVE => vec!["managedsave", DOM],

@@ -70,6 +70,20 @@ pub(crate) const SAVE_BYPASS_CACHE: u32 = 1;
 pub(crate) const SAVE_RUNNING: u32 = 2;
 pub(crate) const SAVE_PAUSED: u32 = 4;
 
+// virDomainCoreDumpFlags
+pub(crate) const DUMP_CRASH: u32 = 1;
+pub(crate) const DUMP_LIVE: u32 = 2;
+pub(crate) const DUMP_BYPASS_CACHE: u32 = 4;
+pub(crate) const DUMP_RESET: u32 = 8;
+pub(crate) const DUMP_MEMORY_ONLY: u32 = 16;
+
+// virDomainCoreDumpFormat
+pub(crate) const CORE_DUMP_FORMAT_RAW: u32 = 0;
+pub(crate) const CORE_DUMP_FORMAT_KDUMP_ZLIB: u32 = 1;
+pub(crate) const CORE_DUMP_FORMAT_KDUMP_LZO: u32 = 2;
+pub(crate) const CORE_DUMP_FORMAT_KDUMP_SNAPPY: u32 = 3;
+pub(crate) const CORE_DUMP_FORMAT_WIN_DMP: u32 = 4;
+
 // virDomainSaveImageXMLFlags
 pub(crate) const SAVE_IMAGE_XML_SECURE: u32 = XML_SECURE;
 

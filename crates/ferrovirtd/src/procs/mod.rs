@@ -7,6 +7,7 @@ pub(crate) mod blockjob;
 pub(crate) mod connect;
 pub(crate) mod devices;
 pub(crate) mod domain;
+pub(crate) mod dump;
 pub(crate) mod events;
 pub(crate) mod interfaces;
 pub(crate) mod jobs;

@@ -8,12 +8,13 @@ use qmp::commands::QueryMigrate;
 
 use super::Driver;
 use crate::jobs::blockjob::{self, AbortOptions, BlockJobInfo, BlockJobSpec, BlockJobState};
+use crate::jobs::dump::{self, DumpOptions};
 use crate::jobs::image::xml;
 use crate::jobs::save::{self, SaveOptions};
 use crate::jobs::stats::{JobStats, RamStats, elapsed_ms};
 use crate::jobs::{self, AfterRestore};
 use crate::object::{AsyncJobInfo, Domain, JobOutcome};
-use crate::state::JobType;
+use crate::state::{JobOperation, JobType};
 use crate::store::{files, status};
 use crate::{Error, Result};
 
@@ -141,6 +142,12 @@ impl Driver {
         st.job_type = JobType::Unbounded;
         st.operation = Some(job.operation);
         st.elapsed_ms = elapsed_ms(job.started);
+        if job.operation == JobOperation::Dump
+            && let Some(ram) = dump::progress_stats(&self.s, dom).await
+        {
+            st.ram = ram;
+            return Ok(st);
+        }
         if let Ok(m) = dom.qmp(&QueryMigrate, self.s.cfg.monitor_timeout).await {
             st.ram = RamStats::from_query_migrate(&m).unwrap_or_default();
             st.status = m.status;
@@ -173,12 +180,19 @@ impl Driver {
 
     /// `domjobabort`: cancels the running async job.
     pub async fn abort_job(&self, dom: &Arc<Domain>) -> Result<()> {
+        dump::check_abortable(dom)?;
         save::abort(&self.s, dom).await
     }
 
     /// `virsh save`: pause, write the state to `path`, stop QEMU.
     pub async fn save(&self, dom: &Arc<Domain>, path: &Path) -> Result<()> {
         self.save_with(dom, path, &SaveOptions::default()).await
+    }
+
+    /// `virsh dump`: the guest's state or memory into `path`; the guest
+    /// then goes on, resets or stops as crashed.
+    pub async fn core_dump(&self, dom: &Arc<Domain>, path: &Path, opts: DumpOptions) -> Result<()> {
+        dump::dump(&self.s, dom, path, opts).await
     }
 
     /// `virsh save` with `--xml` / `--running` / `--paused`.

@@ -74,6 +74,7 @@ fn event(s: &Shared, dom: &Domain, ctx: &RunCtx, ev: Event) {
             guest_value(s, dom, ctx, Key::Balloon, ev);
         }
         Q::Migration(d) => ctx.update_progress(|p| p.migration = Some(d.status)),
+        Q::DumpCompleted(d) => ctx.update_progress(|p| p.set_dump(d.result.status, d.error)),
         Q::JobStatusChange(d) => ctx.update_progress(|p| p.set_job(d.id, d.status)),
         Q::DeviceDeleted(d) => crate::hotplug::device_deleted(s, dom, ctx, d),
         Q::DeviceTrayMoved(d) => tray_moved(s, dom, ctx, &d),

@@ -6,10 +6,11 @@
 //! holder, so no waiter starves and every wait has a clear error. Queries
 //! take no job: they read the snapshot. The long jobs are `virsh save`
 //! ([`save`]), `virsh restore` and managed save ([`restore`]), the save
-//! image's header and XML ([`image`]), and block jobs ([`blockjob`]); their
-//! statistics are in [`stats`].
+//! image's header and XML ([`image`]), `virsh dump` ([`dump`]) and block
+//! jobs ([`blockjob`]); their statistics are in [`stats`].
 
 pub(crate) mod blockjob;
+pub(crate) mod dump;
 pub(crate) mod image;
 pub(crate) mod qemu_img;
 pub(crate) mod restore;

@@ -181,7 +181,7 @@ impl SaveJob<'_> {
         // Subscribed before `migrate`, so its events cannot be missed.
         let mut progress = self.ctx.progress.subscribe();
         self.start_migration().await?;
-        wait_completed(s, dom, &self.ctx, &mut progress).await?;
+        wait_completed(s, dom, &self.ctx, &mut progress, "save").await?;
         let ram = final_ram(s, dom).await;
         header::mark_complete(self.path)?;
         // The state is on disk: stop QEMU as "saved".
@@ -275,13 +275,15 @@ async fn final_ram(s: &Shared, dom: &Domain) -> RamStats {
         .unwrap_or_default()
 }
 
-/// Waits for MIGRATION "completed", woken by the event task; re-reads
-/// query-migrate periodically and after overflows.
-async fn wait_completed(
+/// Waits for MIGRATION "completed" of the migration to file a job named
+/// `what` runs, woken by the event task; re-reads query-migrate
+/// periodically and after overflows.
+pub(crate) async fn wait_completed(
     s: &Shared,
     dom: &Domain,
     ctx: &RunCtx,
     progress: &mut watch::Receiver<Progress>,
+    what: &str,
 ) -> Result<()> {
     let mut seen_overflows = 0;
     loop {
@@ -295,16 +297,16 @@ async fn wait_completed(
                 return Err(Error::Qemu("migration to file failed".into()));
             }
             Some(MigrationStatus::Cancelled) => {
-                return Err(Error::Aborted("save job cancelled".into()));
+                return Err(Error::Aborted(format!("{what} job cancelled")));
             }
             _ => {}
         }
         if closed {
-            return Err(Error::Qemu("QEMU exited during save".into()));
+            return Err(Error::Qemu(format!("QEMU exited during {what}")));
         }
         let changed = tokio::time::timeout(POLL, progress.changed()).await;
         if matches!(changed, Ok(Err(_))) {
-            return Err(Error::Qemu("QEMU exited during save".into()));
+            return Err(Error::Qemu(format!("QEMU exited during {what}")));
         }
         if changed.is_err() || overflowed != seen_overflows {
             seen_overflows = overflowed;

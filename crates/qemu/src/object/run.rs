@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use qmp::commands::DumpStatus;
 use qmp::{JobStatus, MigrationStatus};
 use tokio::sync::watch;
 
@@ -217,6 +218,10 @@ pub(crate) struct Progress {
     /// Recent DEVICE_DELETED ids, for a job waiting for an unplug; bounded
     /// to [`MAX_TRACKED`].
     pub(crate) deleted_devices: Vec<String>,
+    /// Latest status of a detached memory dump (DUMP_COMPLETED, or
+    /// query-dump's when polled), and QEMU's reason when it failed
+    /// (cut to [`MAX_REASON`] bytes).
+    pub(crate) dump: Option<(DumpStatus, Option<String>)>,
     /// The monitor is gone: no more progress will come.
     pub(crate) closed: bool,
     /// Events were coalesced; a job should re-query QEMU.
@@ -226,6 +231,9 @@ pub(crate) struct Progress {
 /// QEMU names the keys, so a hostile QEMU could invent endless ones: keep
 /// only the most recent few.
 pub(crate) const MAX_TRACKED: usize = 16;
+
+/// The longest failure reason from QEMU kept in [`Progress`].
+pub(crate) const MAX_REASON: usize = 512;
 
 impl Progress {
     /// Records the status of QEMU job `id` (oldest entry dropped past
@@ -241,6 +249,21 @@ impl Progress {
     /// The last status seen of QEMU job `id`.
     pub(crate) fn job(&self, id: &str) -> Option<&JobStatus> {
         self.jobs.iter().find(|(k, _)| k == id).map(|(_, v)| v)
+    }
+
+    /// Records a dump's status and, when it failed, QEMU's reason.
+    pub(crate) fn set_dump(&mut self, status: DumpStatus, error: Option<String>) {
+        let error = error.map(|mut e| {
+            if e.len() > MAX_REASON {
+                let mut cut = MAX_REASON;
+                while !e.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                e.truncate(cut);
+            }
+            e
+        });
+        self.dump = Some((status, error));
     }
 
     pub(crate) fn push_device(&mut self, dev: String) {
@@ -267,5 +290,17 @@ mod tests {
         assert_eq!(p.deleted_devices.len(), MAX_TRACKED);
         assert_eq!(p.job("j99"), Some(&JobStatus::Concluded));
         assert_eq!(p.job("j0"), None);
+    }
+
+    #[test]
+    fn a_dump_failure_reason_is_cut_to_the_bound() {
+        let mut p = Progress::default();
+        p.set_dump(DumpStatus::Failed, Some("é".repeat(MAX_REASON)));
+        let (status, reason) = p.dump.clone().unwrap();
+        assert_eq!(status, DumpStatus::Failed);
+        let reason = reason.unwrap();
+        assert!(reason.len() <= MAX_REASON && reason.len() > MAX_REASON - 2);
+        p.set_dump(DumpStatus::Completed, None);
+        assert_eq!(p.dump, Some((DumpStatus::Completed, None)));
     }
 }

@@ -18,13 +18,13 @@ use super::files;
 use super::status::{self, StatusRecord};
 use crate::emulator::process::{self, Process};
 use crate::events;
-use crate::jobs::{blockjob, save};
+use crate::jobs::{blockjob, dump, save};
 use crate::lifecycle;
 use crate::object::def::Def;
 use crate::object::run::{RunCtx, RunStart};
 use crate::object::{Adopted, Domain};
 use crate::shared::Shared;
-use crate::state::StopCause;
+use crate::state::{JobOperation, StopCause};
 
 /// Registers every persistent definition under the config directory.
 pub(crate) fn load_definitions(s: &Shared) {
@@ -158,8 +158,10 @@ async fn resync(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &Arc<RunCtx>, rec: &Sta
     if let Some(b) = rec.block_job.clone() {
         blockjob::readopt(s, dom, ctx, b);
     }
-    if let Some(job) = &rec.job {
-        save::readopt(s, dom, ctx, job).await;
+    match &rec.job {
+        Some(job) if job.operation == JobOperation::Dump => dump::readopt(s, dom, ctx, job).await,
+        Some(job) => save::readopt(s, dom, ctx, job).await,
+        None => {}
     }
     crate::hotplug::reconcile(s, dom, ctx).await;
 }
@@ -180,7 +182,11 @@ pub(super) fn mark_dead(
     }
     let (outcome, saved) = match &rec.job {
         Some(job) => {
-            let (outcome, done) = save::found_dead(job);
+            let (outcome, done) = if job.operation == JobOperation::Dump {
+                dump::found_dead(job)
+            } else {
+                save::found_dead(job)
+            };
             let saved = outcome.success;
             (Some((outcome, done)), saved)
         }

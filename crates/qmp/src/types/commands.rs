@@ -1192,3 +1192,5 @@ mod tests {
 
 mod setup;
 pub use setup::*;
+mod dump;
+pub use dump::*;

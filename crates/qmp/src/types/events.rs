@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::commands::DumpCompletedData;
 use super::{JobStatus, MigrationStatus, string_enum};
 
 /// When QEMU emitted an event (`gettimeofday` in QEMU).
@@ -301,6 +302,8 @@ pub enum EventKind {
     BlockWriteThreshold(BlockWriteThresholdData),
     /// `WATCHDOG`.
     Watchdog(WatchdogData),
+    /// `DUMP_COMPLETED`: a detached `dump-guest-memory` ended.
+    DumpCompleted(DumpCompletedData),
     /// Any other event, or a known one whose data did not parse.
     Unknown {
         /// The event name.
@@ -346,6 +349,7 @@ impl EventKind {
             "DEVICE_TRAY_MOVED" => typed(&data).map(EventKind::DeviceTrayMoved),
             "BLOCK_WRITE_THRESHOLD" => typed(&data).map(EventKind::BlockWriteThreshold),
             "WATCHDOG" => typed(&data).map(EventKind::Watchdog),
+            "DUMP_COMPLETED" => typed(&data).map(EventKind::DumpCompleted),
             _ => None,
         };
         kind.unwrap_or(EventKind::Unknown { name, data })
@@ -376,6 +380,7 @@ impl EventKind {
             EventKind::DeviceTrayMoved(_) => "DEVICE_TRAY_MOVED",
             EventKind::BlockWriteThreshold(_) => "BLOCK_WRITE_THRESHOLD",
             EventKind::Watchdog(_) => "WATCHDOG",
+            EventKind::DumpCompleted(_) => "DUMP_COMPLETED",
             EventKind::Unknown { name, .. } => name,
         }
     }

@@ -1361,6 +1361,21 @@ xdr_struct! {
         pub flags: u32,
     }
 
+    /// `remote_domain_core_dump_args`.
+    pub struct DomainCoreDumpArgs {
+        pub dom: NonnullDomain,
+        pub to: String,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_core_dump_with_format_args`.
+    pub struct DomainCoreDumpWithFormatArgs {
+        pub dom: NonnullDomain,
+        pub to: String,
+        pub dumpformat: u32,
+        pub flags: u32,
+    }
+
     /// `remote_domain_restore_args`.
     pub struct DomainRestoreArgs {
         pub from: String,
