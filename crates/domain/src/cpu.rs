@@ -71,6 +71,9 @@ pub struct CpuDef {
     pub model: Option<String>,
     /// `<model fallback>` (allow|forbid), kept for round trip.
     pub fallback: Option<String>,
+    /// `<vendor>`: the vendor the model is meant for (a check, not an
+    /// emulator setting), kept for round trip.
+    pub vendor: Option<String>,
     pub topology: Option<CpuTopology>,
     pub features: Vec<CpuFeature>,
     pub numa: Vec<NumaCell>,
@@ -85,8 +88,8 @@ fn valid_cpu_word(s: &str) -> bool {
 
 pub(crate) fn parse_cpu(el: &XmlElement, vcpus: u32) -> Result<CpuDef, DomainXmlError> {
     el.check_attrs("cpu", &["mode", "match", "check", "migratable"])?;
-    el.check_children("cpu", &["model", "topology", "feature", "numa"])?;
-    check_singletons(el, "cpu", &["model", "topology", "numa"])?;
+    el.check_children("cpu", &["model", "vendor", "topology", "feature", "numa"])?;
+    check_singletons(el, "cpu", &["model", "vendor", "topology", "numa"])?;
     let mode = named(
         "cpu mode",
         el.attr("mode").unwrap_or("custom"),
@@ -110,6 +113,7 @@ pub(crate) fn parse_cpu(el: &XmlElement, vcpus: u32) -> Result<CpuDef, DomainXml
             .transpose()?,
         model,
         fallback,
+        vendor: parse_vendor(el)?,
         topology: el
             .child("topology")
             .map(|t| parse_topology(t, vcpus))
@@ -124,6 +128,23 @@ pub(crate) fn parse_cpu(el: &XmlElement, vcpus: u32) -> Result<CpuDef, DomainXml
             .transpose()?
             .unwrap_or_default(),
     })
+}
+
+/// `<vendor>`: a word such as `Intel` or `AMD`.
+fn parse_vendor(el: &XmlElement) -> Result<Option<String>, DomainXmlError> {
+    let Some(v) = el.child("vendor") else {
+        return Ok(None);
+    };
+    let text = v.text();
+    let text = text.trim();
+    if !valid_cpu_word(text) {
+        return Err(DomainXmlError::invalid(
+            "<cpu/vendor>",
+            text,
+            "not a CPU vendor name",
+        ));
+    }
+    Ok(Some(text.to_owned()))
 }
 
 /// `<model fallback>NAME</model>`. An empty model (virt-install writes
@@ -300,6 +321,7 @@ pub(crate) fn format_cpu(w: &mut XmlWriter, c: &CpuDef) {
     let fb: Vec<(&str, String)> = c.fallback.iter().map(|f| ("fallback", f.clone())).collect();
     let empty = c.model.is_none()
         && c.fallback.is_none()
+        && c.vendor.is_none()
         && c.topology.is_none()
         && c.features.is_empty()
         && c.numa.is_empty();
@@ -312,6 +334,9 @@ pub(crate) fn format_cpu(w: &mut XmlWriter, c: &CpuDef) {
         Some(m) => w.text_elem("model", &fb, m),
         None if !fb.is_empty() => w.empty("model", &fb),
         None => {}
+    }
+    if let Some(v) = &c.vendor {
+        w.text_elem("vendor", &[], v);
     }
     if let Some(t) = &c.topology {
         w.empty(

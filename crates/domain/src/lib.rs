@@ -61,6 +61,7 @@ pub mod argv;
 pub mod caps;
 mod clock;
 mod cpu;
+pub mod cpu_models;
 pub mod cpuset;
 pub mod def;
 pub mod devices;

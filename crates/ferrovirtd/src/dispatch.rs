@@ -22,8 +22,8 @@ use virterror::VirError;
 
 use crate::consoles::Consoles;
 use crate::procs::{
-    blockjob, connect, devices, domain, dump, events, interfaces, jobs, network, node, query, save,
-    stats, storage, streams,
+    blockjob, connect, cpu, devices, domain, dump, events, interfaces, jobs, network, node, query,
+    save, stats, storage, streams,
 };
 use crate::relay::Relay;
 
@@ -107,6 +107,10 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::NODE_GET_SECURITY_MODEL,                     Read,  Priority, connect::node_get_security_model),
         Row::new(p::CONNECT_GET_CAPABILITIES,                    Read,  Normal,   connect::get_capabilities),
         Row::new(p::CONNECT_GET_DOMAIN_CAPABILITIES,             Read,  Normal,   connect::get_domain_capabilities),
+        Row::new(p::CONNECT_GET_CPU_MODEL_NAMES,                 Read,  Normal,   cpu::get_cpu_model_names),
+        Row::new(p::CONNECT_BASELINE_CPU,                        Read,  Normal,   cpu::baseline_cpu),
+        Row::new(p::CONNECT_BASELINE_HYPERVISOR_CPU,             Read,  Normal,   cpu::baseline_hypervisor_cpu),
+        Row::new(p::CONNECT_COMPARE_HYPERVISOR_CPU,              Read,  Normal,   cpu::compare_hypervisor_cpu),
         // The host's statistics, read from /proc and /sys.
         Row::new(p::NODE_GET_CPU_STATS,                          Read,  Priority, node::get_cpu_stats),
         Row::new(p::NODE_GET_MEMORY_STATS,                       Read,  Priority, node::get_memory_stats),

@@ -41,7 +41,7 @@ mod store;
 pub use config::{Confinement, DEFAULT_SANDBOX, DriverConfig, Layout, default_root};
 pub use domain::{EmulatorCaps, parse_copy_dest};
 pub use driver::{
-    BandwidthChange, Driver, ListFilter, LiveNic, RateChange, Screenshot, StatePolicy,
+    BandwidthChange, CpuTarget, Driver, ListFilter, LiveNic, RateChange, Screenshot, StatePolicy,
     UndefineOptions,
 };
 pub use emulator::chardev::{OpenChardev, TtyLock};

@@ -51,6 +51,7 @@ pub enum ErrorCode {
     OperationUnsupported = 84,
     ResourceBusy = 87,
     StorageVolExist = 90,
+    CpuIncompatible = 91,
     DeviceMissing = 99,
 }
 

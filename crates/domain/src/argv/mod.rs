@@ -41,7 +41,7 @@ pub use disks::{disk_node_names, disk_nodes};
 pub use startup::{StartupAction, startup_actions};
 
 /// The accelerator QEMU runs a guest with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Accel {
     Kvm,
     #[default]

@@ -28,3 +28,11 @@ pub(crate) const GET_ALL_DOMAINS_STATS_FILTERS: u32 = 0xff;
 pub(crate) const GET_ALL_DOMAINS_STATS_NOWAIT: u32 = 1 << 29;
 pub(crate) const GET_ALL_DOMAINS_STATS_BACKING: u32 = 1 << 30;
 pub(crate) const GET_ALL_DOMAINS_STATS_ENFORCE_STATS: u32 = 1 << 31;
+
+// virConnectBaselineCPUFlags
+pub(crate) const BASELINE_CPU_EXPAND_FEATURES: u32 = 1 << 0;
+pub(crate) const BASELINE_CPU_MIGRATABLE: u32 = 1 << 1;
+
+// virConnectCompareCPUFlags
+pub(crate) const COMPARE_CPU_FAIL_INCOMPATIBLE: u32 = 1 << 0;
+pub(crate) const COMPARE_CPU_VALIDATE_XML: u32 = 1 << 1;

@@ -4,7 +4,6 @@
 //! document may wait once for the driver's KVM probe.
 
 use rpc::CallContext;
-use std::path::Path;
 
 use rpc::protocol::remote::{
     AuthListRet, AuthType, ConnectGetCapabilitiesRet, ConnectGetDomainCapabilitiesArgs,
@@ -17,7 +16,7 @@ use rpc::protocol::remote::{
 
 use super::Reply;
 use crate::dispatch::Daemon;
-use crate::wire::{invalid_arg, vir};
+use crate::wire::vir;
 use crate::{flags, host};
 
 /// The libvirt version whose protocol and behaviour we implement (9.0.0),
@@ -182,26 +181,13 @@ pub(crate) async fn get_domain_capabilities(
     a: ConnectGetDomainCapabilitiesArgs,
 ) -> Reply<ConnectGetDomainCapabilitiesRet> {
     flags::check("virConnectGetDomainCapabilities", a.flags, 0)?;
-    let bad = |msg: String| invalid_arg(msg);
-    if let Some(arch) = a.arch.as_deref().filter(|x| *x != "x86_64") {
-        return Err(bad(format!(
-            "unable to find any emulator to serve '{arch}' architecture"
-        )));
-    }
-    let virttype = match a.virttype.as_deref() {
-        Some("kvm") => ::domain::DomainType::Kvm,
-        Some("qemu") => ::domain::DomainType::Qemu,
-        Some(o) => return Err(bad(format!("unknown virttype: {o}"))),
-        None if d.driver.kvm_available().await => ::domain::DomainType::Kvm,
-        None => ::domain::DomainType::Qemu,
-    };
-    let emulator = a.emulatorbin.as_deref().map(Path::new);
-    if let Some(e) = emulator.filter(|e| !e.is_absolute()) {
-        return Err(bad(format!(
-            "emulator binary '{}' must be an absolute path",
-            e.display()
-        )));
-    }
+    let (emulator, virttype) = super::cpu::hypervisor(
+        d,
+        a.emulatorbin.as_deref(),
+        a.arch.as_deref(),
+        a.virttype.as_deref(),
+    )
+    .await?;
     let capabilities = d
         .driver
         .domain_capabilities(emulator, a.machine.as_deref(), virttype)

@@ -5,6 +5,7 @@
 
 pub(crate) mod blockjob;
 pub(crate) mod connect;
+pub(crate) mod cpu;
 pub(crate) mod devices;
 pub(crate) mod domain;
 pub(crate) mod dump;

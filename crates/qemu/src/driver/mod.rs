@@ -6,6 +6,7 @@
 //! with the configured deadline. Definitions are in [`definitions`], the
 //! long jobs in [`jobs`].
 
+mod cpu;
 mod definitions;
 mod devices;
 mod jobs;
@@ -13,6 +14,7 @@ mod nics;
 mod plug;
 mod stats;
 
+pub use cpu::CpuTarget;
 pub use definitions::{StatePolicy, UndefineOptions};
 pub use nics::{BandwidthChange, LiveNic, RateChange};
 

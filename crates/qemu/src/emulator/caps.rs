@@ -7,12 +7,14 @@
 //! are cached by (path, mtime, size): replacing the binary invalidates the
 //! entry. Concurrent starts of the same emulator share one probe.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use domain::cpu_models::CpuFeatureMap;
 use domain::{Accel, CpuModel, EmulatorCaps, HostCpuModel, MachineType};
 use qmp::QmpError;
 use qmp::commands::{
@@ -32,11 +34,18 @@ struct Key {
     size: u64,
 }
 
+/// One shared, once-filled answer per key.
+type Cells<K, T> = Mutex<HashMap<K, Arc<OnceCell<Arc<T>>>>>;
+
 /// Cache of probe results.
 pub(crate) struct CapsCache {
     /// One cell per binary version; the cell makes concurrent callers
     /// share one probe. Held only to find or insert a cell.
-    entries: Mutex<HashMap<Key, Arc<OnceCell<Arc<EmulatorCaps>>>>>,
+    entries: Cells<Key, EmulatorCaps>,
+    /// The same for the features of every CPU model under one
+    /// accelerator, probed only when a client first compares or combines
+    /// CPUs (a hundred expansions the daemon's start need not wait for).
+    features: Cells<(Key, Accel), CpuFeatureMap>,
     seq: AtomicU64,
     /// The exec helper the probes are started through.
     helper: PathBuf,
@@ -46,34 +55,65 @@ impl CapsCache {
     pub(crate) fn new(helper: PathBuf) -> Self {
         Self {
             entries: Mutex::default(),
+            features: Mutex::default(),
             seq: AtomicU64::default(),
             helper,
         }
     }
 
     /// Capabilities of `emulator`, probing at most once per binary version.
+    /// The probe takes KVM where the host offers it (CPU answers are then
+    /// KVM's), else TCG; `query-kvm` tells which one QEMU took.
     pub(crate) async fn get(
         &self,
         emulator: &Path,
         dir: &Path,
         timeout: Duration,
     ) -> Result<Arc<EmulatorCaps>> {
-        let meta = std::fs::metadata(emulator)
-            .map_err(|e| Error::io(format!("cannot find emulator {}", emulator.display()), e))?;
-        let key = Key {
-            path: emulator.to_path_buf(),
-            mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            size: meta.len(),
-        };
-        let cell = {
-            let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            // Old versions of this binary are never asked for again.
-            m.retain(|k, _| k.path != key.path || *k == key);
-            m.entry(key).or_default().clone()
-        };
+        let cell = cell_for(&self.entries, Key::of(emulator)?);
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let p = Probe {
+            helper: &self.helper,
+            emulator,
+            dir,
+            seq,
+            timeout,
+            accels: &["kvm", "tcg"],
+        };
         cell.get_or_try_init(|| async {
-            probe(&self.helper, emulator, dir, seq, timeout)
+            p.run(|mon| async move { query(&mon).await })
+                .await
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
+    }
+
+    /// What every CPU model of `emulator` holds, which models `accel`
+    /// runs as they are, and what `max` holds under it; probed once per
+    /// binary version and accelerator, on first use.
+    pub(crate) async fn cpu_features(
+        &self,
+        emulator: &Path,
+        accel: Accel,
+        dir: &Path,
+        timeout: Duration,
+    ) -> Result<Arc<CpuFeatureMap>> {
+        let cell = cell_for(&self.features, (Key::of(emulator)?, accel));
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let p = Probe {
+            helper: &self.helper,
+            emulator,
+            dir,
+            seq,
+            timeout,
+            accels: match accel {
+                Accel::Kvm => &["kvm"],
+                Accel::Tcg => &["tcg"],
+            },
+        };
+        cell.get_or_try_init(|| async {
+            p.run(|mon| async move { cpu_feature_map(&mon).await })
                 .await
                 .map(Arc::new)
         })
@@ -82,52 +122,157 @@ impl CapsCache {
     }
 }
 
-/// Runs the emulator without a guest and asks it what it supports.
-async fn probe(
-    helper: &Path,
-    emulator: &Path,
-    dir: &Path,
+impl Key {
+    fn of(emulator: &Path) -> Result<Key> {
+        let meta = std::fs::metadata(emulator)
+            .map_err(|e| Error::io(format!("cannot find emulator {}", emulator.display()), e))?;
+        Ok(Key {
+            path: emulator.to_path_buf(),
+            mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            size: meta.len(),
+        })
+    }
+}
+
+/// A cache key naming one version of one binary.
+trait CacheKey: Eq + std::hash::Hash {
+    fn binary(&self) -> &Key;
+}
+
+impl CacheKey for Key {
+    fn binary(&self) -> &Key {
+        self
+    }
+}
+
+impl CacheKey for (Key, Accel) {
+    fn binary(&self) -> &Key {
+        &self.0
+    }
+}
+
+/// The cell of `key`, new if need be; cells of older versions of the same
+/// binary are dropped (they are never asked for again).
+fn cell_for<K: CacheKey, T>(map: &Mutex<HashMap<K, Arc<OnceCell<T>>>>, key: K) -> Arc<OnceCell<T>> {
+    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = key.binary();
+    m.retain(|k, _| k.binary().path != bin.path || k.binary() == bin);
+    m.entry(key).or_default().clone()
+}
+
+/// Expands every named model, and `max`, statically: the features each
+/// turns on. A model QEMU cannot expand is left out.
+async fn cpu_feature_map(mon: &qmp::Monitor) -> Result<CpuFeatureMap> {
+    let defs = optional(mon.execute(&QueryCpuDefinitions).await)?.unwrap_or_default();
+    let mut map = CpuFeatureMap::default();
+    for d in defs {
+        let Some(x) = optional(mon.execute(&static_expansion(&d.name)).await)? else {
+            continue;
+        };
+        let on = features_on(x);
+        if d.unavailable_features.as_ref().is_some_and(Vec::is_empty) {
+            map.runnable.insert(d.name.clone());
+        }
+        match d.name.as_str() {
+            "max" => map.max = on,
+            "host" | "base" => {}
+            _ => {
+                map.models.insert(d.name, on);
+            }
+        }
+    }
+    Ok(map)
+}
+
+fn static_expansion(model: &str) -> QueryCpuModelExpansion {
+    QueryCpuModelExpansion {
+        expansion: CpuModelExpansionType::Static,
+        model: CpuModelInfo {
+            name: model.into(),
+            props: None,
+        },
+    }
+}
+
+/// The features an expansion turns on.
+fn features_on(x: CpuModelExpansionInfo) -> BTreeSet<String> {
+    x.model
+        .props
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, v)| *v == serde_json::Value::Bool(true))
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// One run of the emulator without a guest, to ask it what it supports.
+struct Probe<'a> {
+    /// The exec helper it is started through.
+    helper: &'a Path,
+    emulator: &'a Path,
+    /// Where its socket and log go.
+    dir: &'a Path,
+    /// Makes its socket's name unique among concurrent probes.
     seq: u64,
     timeout: Duration,
-) -> Result<EmulatorCaps> {
-    let sock = dir.join(format!("probe-{}-{seq}.qmp", std::process::id()));
-    let log = dir.join("probe.log");
-    let _ = std::fs::remove_file(&sock);
-    let argv: Vec<String> = vec![
-        emulator.to_string_lossy().into_owned(),
-        "-S".into(),
-        "-no-user-config".into(),
-        "-nodefaults".into(),
-        "-nographic".into(),
-        "-machine".into(),
-        "none".into(),
-        // KVM where the host offers it (CPU answers are then KVM's), else
-        // TCG; `query-kvm` tells which one QEMU took.
-        "-accel".into(),
-        "kvm".into(),
-        "-accel".into(),
-        "tcg".into(),
-        "-qmp".into(),
-        format!("unix:{},server=on,wait=off", sock.display()),
-    ];
-    let launch = process::Launch {
-        helper,
-        plan: confine::Plan::default(),
-        inherit: Vec::new(),
-    };
-    let proc = process::spawn(&argv, &[], &log, launch)
-        .map_err(|e| Error::io(format!("cannot run {}", emulator.display()), e))?;
-    let proc = KillOnDrop(Some(Arc::new(proc)));
-    let cfg = monitor::qmp_config(timeout, &qmp::EventLimits::default());
-    let res = async {
-        let p = proc.get()?;
-        let (mon, _events) = monitor::connect(&sock, &cfg, p, timeout, Some(&log)).await?;
-        query(&mon).await
+    /// The accelerators to try, in order.
+    accels: &'a [&'a str],
+}
+
+impl Probe<'_> {
+    fn argv(&self, sock: &Path) -> Vec<String> {
+        let mut argv: Vec<String> = [
+            &*self.emulator.to_string_lossy(),
+            "-S",
+            "-no-user-config",
+            "-nodefaults",
+            "-nographic",
+            "-machine",
+            "none",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+        for a in self.accels {
+            argv.extend(["-accel".to_owned(), (*a).to_owned()]);
+        }
+        argv.extend([
+            "-qmp".to_owned(),
+            format!("unix:{},server=on,wait=off", sock.display()),
+        ]);
+        argv
     }
-    .await;
-    proc.finish().await;
-    let _ = std::fs::remove_file(&sock);
-    res
+
+    /// Starts the emulator, lets `ask` question its monitor, stops it.
+    async fn run<T, F, Fut>(&self, ask: F) -> Result<T>
+    where
+        F: FnOnce(qmp::Monitor) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let sock = self
+            .dir
+            .join(format!("probe-{}-{}.qmp", std::process::id(), self.seq));
+        let log = self.dir.join("probe.log");
+        let _ = std::fs::remove_file(&sock);
+        let launch = process::Launch {
+            helper: self.helper,
+            plan: confine::Plan::default(),
+            inherit: Vec::new(),
+        };
+        let proc = process::spawn(&self.argv(&sock), &[], &log, launch)
+            .map_err(|e| Error::io(format!("cannot run {}", self.emulator.display()), e))?;
+        let proc = KillOnDrop(Some(Arc::new(proc)));
+        let cfg = monitor::qmp_config(self.timeout, &qmp::EventLimits::default());
+        let res = async {
+            let p = proc.get()?;
+            let (mon, _events) = monitor::connect(&sock, &cfg, p, self.timeout, Some(&log)).await?;
+            ask(mon).await
+        }
+        .await;
+        proc.finish().await;
+        let _ = std::fs::remove_file(&sock);
+        res
+    }
 }
 
 /// The probe's QEMU, killed however the probe ends: also when its caller
@@ -215,13 +360,7 @@ fn optional<T>(r: std::result::Result<T, QmpError>) -> Result<Option<T>> {
 }
 
 fn host_expansion() -> QueryCpuModelExpansion {
-    QueryCpuModelExpansion {
-        expansion: CpuModelExpansionType::Static,
-        model: CpuModelInfo {
-            name: "host".into(),
-            props: None,
-        },
-    }
+    static_expansion("host")
 }
 
 fn machine(m: MachineInfo) -> MachineType {

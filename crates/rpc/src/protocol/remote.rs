@@ -19,10 +19,12 @@
 use crate::xdr::{Decoder, Encoder, Result, Xdr};
 use crate::{xdr_enum, xdr_struct};
 
+mod cpu;
 mod network;
 mod stats;
 mod storage;
 mod streams;
+pub use cpu::*;
 pub use network::*;
 pub use stats::*;
 pub use storage::*;
