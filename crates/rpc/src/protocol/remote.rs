@@ -20,10 +20,12 @@ use crate::xdr::{Decoder, Encoder, Result, Xdr};
 use crate::{xdr_enum, xdr_struct};
 
 mod network;
+mod secret;
 mod stats;
 mod storage;
 mod streams;
 pub use network::*;
+pub use secret::*;
 pub use stats::*;
 pub use storage::*;
 pub use streams::*;
