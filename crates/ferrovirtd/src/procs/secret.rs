@@ -190,6 +190,7 @@ pub(crate) async fn event_register_any(
         only,
         Style::Callback,
     )?;
+    tracing::info!(client = %ctx.client, callback_id, event_id = a.event_id, "secret event callback registered");
     Ok(CallbackIdArgs { callback_id })
 }
 
