@@ -95,35 +95,36 @@ fn stderr_of(d: &Daemon, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-#[test]
-fn virsh_secret_commands_and_events() {
-    let d = Daemon::start();
-    let (mut lc_child, mut lifecycle) = secret_event(&d, "lifecycle");
-    let (mut vc_child, mut changed) = secret_event(&d, "value-changed");
+/// `virsh secret-define` of the XML `xml`; returns virsh's output.
+fn define(d: &Daemon, file: &str, xml: &str) -> String {
+    d.virsh_ok(&["secret-define", &d.file(file, xml).to_string_lossy()])
+}
 
-    let f = d.file("ceph.xml", CEPH_XML);
-    let out = d.virsh_ok(&["secret-define", &f.to_string_lossy()]);
+/// `virsh secret-define` of `xml`, refused; returns virsh's errors.
+fn define_refused(d: &Daemon, file: &str, xml: &str) -> String {
+    stderr_of(d, &["secret-define", &d.file(file, xml).to_string_lossy()])
+}
+
+/// A persistent ceph secret, an ephemeral iSCSI one, a private volume one.
+fn define_three(d: &Daemon) {
+    let out = define(d, "ceph.xml", CEPH_XML);
     assert!(out.contains(&format!("Secret {U1} created")), "{out}");
     let eph = format!(
         "<secret ephemeral='yes'><uuid>{EPH}</uuid>\
          <usage type='iscsi'><target>libvirtiscsi</target></usage></secret>"
     );
-    d.virsh_ok(&["secret-define", &d.file("eph.xml", &eph).to_string_lossy()]);
+    define(d, "eph.xml", &eph);
     let private = format!(
         "<secret private='yes'><uuid>{PRIV}</uuid>\
          <usage type='volume'><volume>/var/lib/images/enc.qcow2</volume></usage></secret>"
     );
-    d.virsh_ok(&[
-        "secret-define",
-        &d.file("priv.xml", &private).to_string_lossy(),
-    ]);
-
+    define(d, "priv.xml", &private);
     // secret-dumpxml gives libvirt's own layout back.
-    assert_eq!(
-        d.virsh_ok(&["secret-dumpxml", U1]).trim_end(),
-        CEPH_XML.trim_end()
-    );
+    let xml = d.virsh_ok(&["secret-dumpxml", U1]);
+    assert_eq!(xml.trim_end(), CEPH_XML.trim_end());
+}
 
+fn lists_and_filters(d: &Daemon) {
     let list = d.virsh_ok(&["secret-list"]);
     assert!(
         list.contains(&format!("{U1}   ceph client.admin secret")),
@@ -147,86 +148,79 @@ fn virsh_secret_commands_and_events() {
     assert_eq!(only(&["--private"]), vec![PRIV]);
     assert_eq!(only(&["--no-private"]), vec![U1, EPH]);
     assert_eq!(only(&["--no-ephemeral", "--no-private"]), vec![U1]);
+}
 
-    // Values: --base64, a base64 file, a plain file.
+/// Values by `--base64`, from a base64 file and from a plain file; a
+/// private secret's value never leaves the daemon.
+fn values(d: &Daemon) {
+    let get = |u: &str| d.virsh_ok(&["secret-get-value", u]).trim().to_owned();
     d.virsh_ok(&["secret-set-value", U1, "--base64", "c2VjcmV0"]);
-    assert_eq!(d.virsh_ok(&["secret-get-value", U1]).trim(), "c2VjcmV0");
+    assert_eq!(get(U1), "c2VjcmV0");
     let b64 = d.file("v.b64", "ZnJvbS1maWxl");
     d.virsh_ok(&["secret-set-value", U1, "--file", &b64.to_string_lossy()]);
-    assert_eq!(d.virsh_ok(&["secret-get-value", U1]).trim(), "ZnJvbS1maWxl");
-    let plain = d.file("v.txt", "plain value");
-    d.virsh_ok(&[
-        "secret-set-value",
-        U1,
-        "--file",
-        &plain.to_string_lossy(),
-        "--plain",
-    ]);
-    assert_eq!(
-        d.virsh_ok(&["secret-get-value", U1]).trim(),
-        "cGxhaW4gdmFsdWU="
-    );
+    assert_eq!(get(U1), "ZnJvbS1maWxl");
+    let plain = d
+        .file("v.txt", "plain value")
+        .to_string_lossy()
+        .into_owned();
+    d.virsh_ok(&["secret-set-value", U1, "--file", &plain, "--plain"]);
+    assert_eq!(get(U1), "cGxhaW4gdmFsdWU=");
     let value = d.root.path().join(format!("etc/secrets/{U1}.value"));
     assert_eq!(std::fs::read(&value).unwrap(), b"plain value");
 
-    // A private secret's value never leaves the daemon.
     d.virsh_ok(&["secret-set-value", PRIV, "--base64", "aGlkZGVu"]);
-    let err = stderr_of(&d, &["secret-get-value", PRIV]);
+    let err = stderr_of(d, &["secret-get-value", PRIV]);
     assert!(err.contains("Invalid secret: secret is private"), "{err}");
-    // A second secret for one usage, and a usage change of a uuid.
+}
+
+/// A second secret for one usage, a usage change of a uuid, a usage
+/// without its id.
+fn refusals(d: &Daemon) {
     let dup = CEPH_XML.replace(U1, "5d8e5e47-902f-4f9c-8d88-d03d53b8de65");
-    let err = stderr_of(
-        &d,
-        &["secret-define", &d.file("dup.xml", &dup).to_string_lossy()],
+    let err = define_refused(d, "dup.xml", &dup);
+    let want = format!(
+        "internal error: a secret with UUID {U1} already defined for use with client.admin secret"
     );
-    assert!(
-        err.contains(&format!(
-            "internal error: a secret with UUID {U1} already defined for use with client.admin secret"
-        )),
-        "{err}"
-    );
+    assert!(err.contains(&want), "{err}");
     let moved = CEPH_XML.replace("client.admin secret", "client.other");
-    let err = stderr_of(
-        &d,
-        &["secret-define", &d.file("mv.xml", &moved).to_string_lossy()],
-    );
+    let err = define_refused(d, "mv.xml", &moved);
     assert!(
         err.contains("is already defined for use with client.admin secret"),
         "{err}"
     );
-    let err = stderr_of(
-        &d,
-        &[
-            "secret-define",
-            &d.file("bad.xml", "<secret><usage type='ceph'/></secret>")
-                .to_string_lossy(),
-        ],
-    );
+    let err = define_refused(d, "bad.xml", "<secret><usage type='ceph'/></secret>");
     assert!(
         err.contains("Ceph usage specified, but name is missing"),
         "{err}"
     );
+}
 
+fn undefine_all(d: &Daemon) {
     for u in [U1, EPH, PRIV] {
         let out = d.virsh_ok(&["secret-undefine", u]);
         assert!(out.contains(&format!("Secret {u} deleted")), "{out}");
     }
-    let err = stderr_of(&d, &["secret-dumpxml", U1]);
+    let err = stderr_of(d, &["secret-dumpxml", U1]);
     assert!(err.contains("Secret not found"), "{err}");
+    let value = d.root.path().join(format!("etc/secrets/{U1}.value"));
     assert!(!value.exists(), "the value file goes with the secret");
+}
+
+#[test]
+fn virsh_secret_commands_and_events() {
+    let d = Daemon::start();
+    let (mut lc_child, mut lifecycle) = secret_event(&d, "lifecycle");
+    let (mut vc_child, mut changed) = secret_event(&d, "value-changed");
+    define_three(&d);
+    lists_and_filters(&d);
+    values(&d);
+    refusals(&d);
+    undefine_all(&d);
 
     let lc = |u: &str, what: &str| format!("event 'lifecycle' for secret {u}: {what}");
-    expect_lines(
-        &mut lifecycle,
-        &[
-            lc(U1, "Defined"),
-            lc(EPH, "Defined"),
-            lc(PRIV, "Defined"),
-            lc(U1, "Undefined"),
-            lc(EPH, "Undefined"),
-            lc(PRIV, "Undefined"),
-        ],
-    );
+    let mut want: Vec<String> = [U1, EPH, PRIV].map(|u| lc(u, "Defined")).to_vec();
+    want.extend([U1, EPH, PRIV].map(|u| lc(u, "Undefined")));
+    expect_lines(&mut lifecycle, &want);
     let vc = |u: &str| format!("event 'value-changed' for secret {u}");
     expect_lines(&mut changed, &[vc(U1), vc(U1), vc(U1), vc(PRIV)]);
     for c in [&mut lc_child, &mut vc_child] {
