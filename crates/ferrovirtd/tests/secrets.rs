@@ -59,14 +59,16 @@ fn registrations(d: &Daemon) -> usize {
     d.log().matches("secret event callback registered").count()
 }
 
-/// `virsh secret-event --loop --event EVENT`, once the daemon has its
+/// `virsh secret-event --loop --event EVENT [--secret UUID]`, once the daemon has its
 /// registration (so no event can be missed).
-fn secret_event(d: &Daemon, event: &str) -> (Child, ChildLines) {
+fn secret_event(d: &Daemon, event: &str, only: Option<&str>) -> (Child, ChildLines) {
     Tool::Virsh.require();
     let before = registrations(d);
+    let filter = only.map(|u| ["--secret", u]);
     let mut child = Command::new("virsh")
         .args(["-c", &d.uri, "secret-event", "--loop", "--timeout", "120"])
         .args(["--event", event])
+        .args(filter.iter().flatten())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -209,9 +211,10 @@ fn undefine_all(d: &Daemon) {
 #[test]
 fn virsh_secret_commands_and_events() {
     let d = Daemon::start();
-    let (mut lc_child, mut lifecycle) = secret_event(&d, "lifecycle");
-    let (mut vc_child, mut changed) = secret_event(&d, "value-changed");
+    let (mut lc_child, mut lifecycle) = secret_event(&d, "lifecycle", None);
+    let (mut vc_child, mut changed) = secret_event(&d, "value-changed", None);
     define_three(&d);
+    let (mut one_child, mut one) = secret_event(&d, "value-changed", Some(PRIV));
     lists_and_filters(&d);
     values(&d);
     refusals(&d);
@@ -223,7 +226,11 @@ fn virsh_secret_commands_and_events() {
     expect_lines(&mut lifecycle, &want);
     let vc = |u: &str| format!("event 'value-changed' for secret {u}");
     expect_lines(&mut changed, &[vc(U1), vc(U1), vc(U1), vc(PRIV)]);
-    for c in [&mut lc_child, &mut vc_child] {
+    // The listener for one secret heard of that one only (the other's
+    // events came first, so they would have been printed first).
+    expect_lines(&mut one, &[vc(PRIV)]);
+    assert_eq!(one.seen, vec![vc(PRIV)]);
+    for c in [&mut lc_child, &mut vc_child, &mut one_child] {
         let _ = c.kill();
         wait_child(c, Duration::from_secs(10));
     }
