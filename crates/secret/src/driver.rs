@@ -74,7 +74,19 @@ impl SecretFilter {
 #[derive(Clone)]
 struct Entry {
     def: SecretDef,
-    value: Option<Arc<[u8]>>,
+    value: Option<Arc<Value>>,
+}
+
+/// A value in memory, overwritten with zeros when the last reference to
+/// it goes (a replaced or undefined secret's value does not linger in
+/// freed memory).
+struct Value(Vec<u8>);
+
+impl Drop for Value {
+    fn drop(&mut self) {
+        self.0.fill(0);
+        std::hint::black_box(&self.0);
+    }
 }
 
 struct Inner {
@@ -101,7 +113,7 @@ impl SecretDriver {
         for l in store.load().map_err(|e| io("cannot load secrets", &e))? {
             let entry = Entry {
                 def: l.def,
-                value: l.value.map(Arc::from),
+                value: l.value.map(|v| Arc::new(Value(v))),
             };
             if let Some(other) = usage_holder(&secrets, &entry.def) {
                 tracing::error!(uuid = %entry.def.uuid, %other, "skipping secret: its usage is taken");
@@ -185,7 +197,7 @@ impl SecretDriver {
             ));
         }
         e.value
-            .map(|v| v.to_vec())
+            .map(|v| v.0.clone())
             .ok_or_else(|| no_secret(format_args!("secret '{uuid}' does not have a value")))
     }
 
@@ -247,7 +259,7 @@ impl SecretDriver {
         let moved_value = match old.and_then(|o| o.value.as_ref()) {
             Some(v) if was_ephemeral => {
                 store
-                    .save_value(&def.uuid, v)
+                    .save_value(&def.uuid, &v.0)
                     .map_err(|e| io("cannot save the secret's value", &e))?;
                 true
             }
@@ -281,7 +293,7 @@ impl SecretDriver {
                 .map_err(|e| io("cannot save the secret's value", &e))?;
         }
         if let Some(entry) = self.write().get_mut(uuid) {
-            entry.value = Some(Arc::from(value));
+            entry.value = Some(Arc::new(Value(value.to_vec())));
         }
         self.inner
             .listeners
