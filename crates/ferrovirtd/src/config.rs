@@ -111,6 +111,10 @@ pub(crate) struct Config {
     /// Client certificate DNs let in over TLS (`*`, `?` globs, as
     /// libvirt's); empty lets in every client whose certificate verifies.
     pub tls_allowed_dn_list: Vec<String>,
+    /// Most secrets defined at once (persistent and ephemeral); a define
+    /// beyond it is refused with `VIR_ERR_OPERATION_FAILED`. At most
+    /// 16384, what one list reply can carry.
+    pub max_secrets: usize,
 }
 
 /// A namespace QEMU can be given (libvirt's `namespaces` values).
@@ -165,6 +169,7 @@ impl Default for Config {
             cert_file: "/etc/pki/libvirt/servercert.pem".into(),
             key_file: "/etc/pki/libvirt/private/serverkey.pem".into(),
             tls_allowed_dn_list: Vec::new(),
+            max_secrets: secret::SecretConfig::DEFAULT_MAX_SECRETS,
         }
     }
 }
@@ -225,6 +230,12 @@ impl Config {
             if v == 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
             }
+        }
+        let secrets_max = rpc::protocol::remote::SECRET_LIST_MAX;
+        if !(1..=secrets_max).contains(&self.max_secrets) {
+            return Err(ConfigError::Invalid(format!(
+                "max_secrets must be between 1 and {secrets_max}"
+            )));
         }
         if self.job_wait_secs == 0 || self.monitor_timeout_secs == 0 {
             return Err(ConfigError::Invalid(
@@ -353,6 +364,17 @@ mod tests {
             ..tcp
         };
         assert!(tcp.validate().is_ok());
+    }
+
+    #[test]
+    fn max_secrets_is_bounded_by_what_a_list_carries() {
+        for (n, ok) in [(0, false), (1, true), (16_384, true), (16_385, false)] {
+            let cfg = Config {
+                max_secrets: n,
+                ..Config::default()
+            };
+            assert_eq!(cfg.validate().is_ok(), ok, "{n}");
+        }
     }
 
     #[test]

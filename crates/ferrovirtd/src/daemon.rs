@@ -12,6 +12,7 @@ use std::sync::Arc;
 use network::{NetworkConfig, NetworkDriver};
 use qemu::{Driver, DriverConfig};
 use rpc::Server;
+use secret::{SecretConfig, SecretDriver};
 use storage::{StorageConfig, StorageDriver};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -82,6 +83,12 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
             root: root.clone(),
             message: e.to_string(),
         })?;
+    let mut secrets_cfg = SecretConfig::new(&root);
+    secrets_cfg.max_secrets = cfg.max_secrets;
+    let secrets = SecretDriver::open(secrets_cfg).map_err(|e| StartError::Driver {
+        root: root.clone(),
+        message: e.to_string(),
+    })?;
     let (rw_path, ro_path) = socket_paths(&root);
     let rw = bind(&rw_path, 0o600)?;
     let ro = bind(&ro_path, 0o666)?;
@@ -91,12 +98,13 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
     storage.set_volume_users(Arc::new(DomainVolumeUsers(driver.clone())));
     relay::attach_storage(&storage, relay.clone());
     relay::attach_network(&network, relay.clone());
+    relay::attach_secrets(&secrets, relay.clone());
     // Probe the default emulator now, so the first client that asks for
     // QEMU's version or capabilities does not wait for it.
     let warm = driver.clone();
     tokio::spawn(async move { warm.emulator_caps(None).await });
     let uri = "qemu:///system".to_owned();
-    let daemon = Daemon::new(driver.clone(), storage, network, relay, uri)?;
+    let daemon = Daemon::new(driver.clone(), storage, network, secrets, relay, uri)?;
     let server = Server::new(server_config(&cfg), daemon);
     if let Some(addr) = &cfg.metrics_listen {
         let src = metrics::Sources {

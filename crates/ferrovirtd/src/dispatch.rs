@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use ::network::NetworkDriver;
+use ::secret::SecretDriver;
 use ::storage::StorageDriver;
 use bytes::Bytes;
 use qemu::{Domain, Driver};
@@ -23,7 +24,7 @@ use virterror::VirError;
 use crate::consoles::Consoles;
 use crate::procs::{
     blockjob, connect, cpu, devices, domain, dump, events, interfaces, jobs, network, node, query,
-    save, stats, storage, streams,
+    save, secret, stats, storage, streams,
 };
 use crate::relay::Relay;
 
@@ -33,6 +34,7 @@ pub(crate) struct Daemon {
     pub driver: Driver,
     pub storage: StorageDriver,
     pub network: NetworkDriver,
+    pub secrets: SecretDriver,
     pub relay: Arc<Relay>,
     /// Open console and channel sessions, one per device.
     pub consoles: Arc<Consoles>,
@@ -45,6 +47,7 @@ impl Daemon {
         driver: Driver,
         storage: StorageDriver,
         network: NetworkDriver,
+        secrets: SecretDriver,
         relay: Arc<Relay>,
         uri: String,
     ) -> Result<Self, TableError> {
@@ -52,6 +55,7 @@ impl Daemon {
             driver,
             storage,
             network,
+            secrets,
             relay,
             consoles: Arc::new(Consoles::default()),
             uri,
@@ -285,6 +289,22 @@ fn table() -> Result<Table<Daemon>, TableError> {
         // Network events.
         Row::new(p::CONNECT_NETWORK_EVENT_REGISTER_ANY,          Read,  Priority, network::event_register_any),
         Row::new(p::CONNECT_NETWORK_EVENT_DEREGISTER_ANY,        Read,  Priority, network::event_deregister_any),
+        // Secrets: lists, lookups and definitions from the driver's map.
+        Row::new(p::CONNECT_NUM_OF_SECRETS,                      Read,  Priority, secret::num_of_secrets),
+        Row::new(p::CONNECT_LIST_SECRETS,                        Read,  Priority, secret::list_secrets),
+        Row::new(p::CONNECT_LIST_ALL_SECRETS,                    Read,  Priority, secret::list_all),
+        Row::new(p::SECRET_LOOKUP_BY_UUID,                       Read,  Priority, secret::lookup_by_uuid),
+        Row::new(p::SECRET_LOOKUP_BY_USAGE,                      Read,  Priority, secret::lookup_by_usage),
+        Row::new(p::SECRET_GET_XML_DESC,                         Read,  Priority, secret::get_xml_desc),
+        // Secrets: changes (files written on a blocking thread), and the
+        // value, which the read-only socket may never read.
+        Row::new(p::SECRET_DEFINE_XML,                           Write, Normal,   secret::define_xml),
+        Row::new(p::SECRET_SET_VALUE,                            Write, Normal,   secret::set_value),
+        Row::new(p::SECRET_GET_VALUE,                            Write, Normal,   secret::get_value),
+        Row::new(p::SECRET_UNDEFINE,                             Write, Normal,   secret::undefine),
+        // Secret events.
+        Row::new(p::CONNECT_SECRET_EVENT_REGISTER_ANY,           Read,  Priority, secret::event_register_any),
+        Row::new(p::CONNECT_SECRET_EVENT_DEREGISTER_ANY,         Read,  Priority, secret::event_deregister_any),
         // Streams and descriptors: consoles, volume transfers, screenshots,
         // graphics connections (libvirt refuses all of them read-only).
         Row::new(p::DOMAIN_OPEN_CONSOLE,                         Write, Normal,   streams::open_console),

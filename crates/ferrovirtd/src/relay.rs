@@ -25,17 +25,18 @@ use rpc::protocol::remote::{
     DomainEventCallbackTrayChangeMsg, DomainEventCallbackWatchdogMsg, DomainEventDeviceRemovedMsg,
     DomainEventIoErrorMsg, DomainEventIoErrorReasonMsg, DomainEventLifecycleMsg,
     DomainEventRebootMsg, DomainEventRtcChangeMsg, DomainEventTrayChangeMsg,
-    DomainEventWatchdogMsg, NetworkEventLifecycleMsg, NonnullDomain, NonnullNetwork,
-    NonnullStoragePool, StoragePoolEventLifecycleMsg, StoragePoolEventRefreshMsg, event_id,
-    procedure as p,
+    DomainEventWatchdogMsg, NetworkEventLifecycleMsg, NonnullDomain, NonnullNetwork, NonnullSecret,
+    NonnullStoragePool, SecretEventLifecycleMsg, SecretEventValueChangedMsg,
+    StoragePoolEventLifecycleMsg, StoragePoolEventRefreshMsg, event_id, procedure as p,
 };
 use rpc::xdr::Xdr;
 use rpc::{ClientId, EventSink};
+use secret::{SecretDriver, SecretEvent, SecretEventKind};
 use storage::{PoolEvent, PoolEventKind, StorageDriver};
 use virterror::{ErrorCode, ErrorDomain, VirError};
 
-use crate::flags::{network as network_flags, storage as storage_flags};
-use crate::wire::event_domain;
+use crate::flags::{network as network_flags, secret as secret_flags, storage as storage_flags};
+use crate::wire::{event_domain, wire_secret};
 
 /// How the client asked for events, which decides the message it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,7 @@ pub(crate) enum Object {
     Domain,
     StoragePool,
     Network,
+    Secret,
 }
 
 #[derive(Debug, Clone)]
@@ -311,12 +313,70 @@ impl Relay {
         self.drop_gone(gone);
     }
 
+    /// Pushes one secret event to every matching registration.
+    pub(crate) fn deliver_secret(&self, ev: &SecretEvent) {
+        let want = match ev.kind {
+            SecretEventKind::ValueChanged => secret_flags::EVENT_ID_VALUE_CHANGED,
+            SecretEventKind::Defined | SecretEventKind::Undefined => {
+                secret_flags::EVENT_ID_LIFECYCLE
+            }
+        };
+        let secret = wire_secret(&ev.secret);
+        let mut gone = Vec::new();
+        let clients = self.read();
+        for (client, c) in clients.iter() {
+            let mine = |r: &&Registration| {
+                r.object == Object::Secret
+                    && r.event_id == want
+                    && r.only.is_none_or(|u| u == ev.secret.uuid)
+            };
+            for r in c.regs.iter().filter(mine) {
+                if push_secret(&c.sink, r.id, secret.clone(), ev.kind).is_err() {
+                    gone.push(*client);
+                    break;
+                }
+            }
+        }
+        drop(clients);
+        self.drop_gone(gone);
+    }
+
     fn drop_gone(&self, gone: Vec<ClientId>) {
         for client in gone {
             tracing::warn!(%client, "dropping event registrations: client disconnected or not reading");
             self.drop_client(client);
         }
     }
+}
+
+fn push_secret(
+    sink: &EventSink,
+    callback_id: i32,
+    secret: NonnullSecret,
+    kind: SecretEventKind,
+) -> Result<(), rpc::Dropped> {
+    let event = match kind {
+        SecretEventKind::ValueChanged => {
+            return sink.try_send_event_xdr(
+                p::SECRET_EVENT_VALUE_CHANGED,
+                &SecretEventValueChangedMsg {
+                    callback_id,
+                    secret,
+                },
+            );
+        }
+        SecretEventKind::Defined => secret_flags::EVENT_DEFINED,
+        SecretEventKind::Undefined => secret_flags::EVENT_UNDEFINED,
+    };
+    sink.try_send_event_xdr(
+        p::SECRET_EVENT_LIFECYCLE,
+        &SecretEventLifecycleMsg {
+            callback_id,
+            secret,
+            event,
+            detail: 0,
+        },
+    )
 }
 
 fn not_registered(what: String) -> VirError {
@@ -606,6 +666,10 @@ pub(crate) fn attach_storage(storage: &StorageDriver, relay: std::sync::Arc<Rela
 
 /// Connects the relay to the network driver: network lifecycle events go
 /// straight into the registered clients' queues.
+pub(crate) fn attach_secrets(secrets: &SecretDriver, relay: std::sync::Arc<Relay>) {
+    secrets.add_event_listener(Box::new(move |ev: &SecretEvent| relay.deliver_secret(ev)));
+}
+
 pub(crate) fn attach_network(network: &NetworkDriver, relay: std::sync::Arc<Relay>) {
     network.add_event_listener(Box::new(move |ev: &NetworkEvent| relay.deliver_network(ev)));
 }

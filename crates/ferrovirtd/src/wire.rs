@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use qemu::{Domain, DomainEvent, DomainSummary, Driver};
-use rpc::protocol::remote::NonnullDomain;
+use rpc::protocol::remote::{NonnullDomain, NonnullSecret};
+use secret::SecretHandle;
 use virterror::{ErrorCode, ErrorDomain, ToVirError, VirError};
 
 /// The `remote_nonnull_domain` a client uses to name `dom` from now on.
@@ -36,6 +37,15 @@ fn nonnull_domain(name: &str, uuid: uuid::Uuid, id: Option<u32>) -> NonnullDomai
         name: name.to_owned(),
         uuid: *uuid.as_bytes(),
         id: wire_id(id),
+    }
+}
+
+/// The `remote_nonnull_secret` a client names a secret by.
+pub(crate) fn wire_secret(h: &SecretHandle) -> NonnullSecret {
+    NonnullSecret {
+        uuid: *h.uuid.as_bytes(),
+        usage_type: h.usage_type as i32,
+        usage_id: h.usage_id.clone(),
     }
 }
 

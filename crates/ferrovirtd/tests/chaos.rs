@@ -2,12 +2,14 @@
 //! random mixes of every mutating operation the daemon has (start, create,
 //! destroy, shutdown, suspend, resume, define, undefine, save, restore,
 //! managed save, block copy and abort, storage volume create, delete and
-//! clone, pool define and undefine) over the real RPC protocol, while the
-//! daemon is killed with SIGKILL at random instants and started again.
-//! After every restart (`testkit::chaos::check`): no definition lost or
-//! duplicated, every running domain has exactly one QEMU, no QEMU runs
-//! without a running domain, the state reported is the process's, no
-//! temporary or partial file is left, no job dangles.
+//! clone, pool define and undefine, secret define with its value and
+//! undefine) over the real RPC protocol, while the daemon is killed with
+//! SIGKILL at random instants and started again. After every restart
+//! (`testkit::chaos::check`): no definition lost or duplicated, every
+//! acknowledged secret holds its whole value, every running domain has
+//! exactly one QEMU, no QEMU runs without a running domain, the state
+//! reported is the process's, no temporary or partial file is left, no job
+//! dangles.
 //!
 //! Seeded: a failure prints its seed; `FERROVIRT_CHAOS_SEED=N` replays
 //! its choices (`FERROVIRT_CHAOS_KILLS=N` changes the number of kills).

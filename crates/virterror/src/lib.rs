@@ -40,6 +40,10 @@ pub enum ErrorCode {
     NoStoragePool = 49,
     NoStorageVol = 50,
     OperationInvalid = 55,
+    /// `VIR_ERR_INVALID_SECRET`.
+    InvalidSecret = 65,
+    /// `VIR_ERR_NO_SECRET`.
+    NoSecret = 66,
     ConfigUnsupported = 67,
     OperationTimeout = 68,
     ArgumentUnsupported = 74,
@@ -76,6 +80,8 @@ pub enum ErrorDomain {
     Storage = 18,
     Network = 19,
     Domain = 20,
+    /// `VIR_FROM_SECRET`.
+    Secret = 30,
     /// `VIR_FROM_STREAMS`.
     Streams = 38,
 }
@@ -138,6 +144,9 @@ mod tests {
         assert_eq!(ErrorCode::NetworkExist.as_i32(), 37);
         assert_eq!(ErrorCode::NoNetwork.as_i32(), 43);
         assert_eq!(ErrorCode::OperationInvalid.as_i32(), 55);
+        assert_eq!(ErrorCode::InvalidSecret.as_i32(), 65);
+        assert_eq!(ErrorCode::NoSecret.as_i32(), 66);
+        assert_eq!(ErrorDomain::Secret.as_i32(), 30);
         assert_eq!(ErrorCode::ConfigUnsupported.as_i32(), 67);
         assert_eq!(ErrorCode::OperationTimeout.as_i32(), 68);
         assert_eq!(ErrorDomain::Qemu.as_i32(), 10);

@@ -24,7 +24,7 @@ fn rows() -> Vec<(i32, Access, Lane)> {
 #[test]
 fn table_rows_are_known_procedures_each_once() {
     let rows = rows();
-    assert_eq!(rows.len(), 186, "procedures served");
+    assert_eq!(rows.len(), 198, "procedures served");
     for (n, _, _) in &rows {
         assert!(procedure_name(*n).is_some(), "{n}");
     }
@@ -91,6 +91,8 @@ const VOL: &str = "ro-vol";
 /// A network defined but never started (tests never touch the host's
 /// networking).
 const NET: &str = "ro-net";
+/// A secret with a value, for the commands that name one.
+const SECRET: &str = "5e3ca5e1-0000-4000-8000-00000000aaaa";
 
 fn network_xml(name: &str) -> String {
     format!(
@@ -105,6 +107,7 @@ struct Files {
     image: String,
     pool_xml: String,
     net_xml: String,
+    secret_xml: String,
 }
 
 /// How a real libvirt client is made to send a procedure.
@@ -157,7 +160,10 @@ fn stream_call(proc_: i32) -> Option<Client<'static>> {
 
 fn virsh_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
     let (xml, image) = (f.xml.as_str(), f.image.as_str());
-    if let Some(c) = storage_command(proc_, f).or_else(|| network_command(proc_, f)) {
+    if let Some(c) = storage_command(proc_, f)
+        .or_else(|| network_command(proc_, f))
+        .or_else(|| secret_command(proc_, f))
+    {
         return Some(c);
     }
     Some(match proc_ {
@@ -278,6 +284,16 @@ fn network_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
     })
 }
 
+fn secret_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
+    Some(match proc_ {
+        p::SECRET_DEFINE_XML => vec!["secret-define", f.secret_xml.as_str()],
+        p::SECRET_SET_VALUE => vec!["secret-set-value", SECRET, "--base64", "c2VjcmV0"],
+        p::SECRET_GET_VALUE => vec!["secret-get-value", SECRET],
+        p::SECRET_UNDEFINE => vec!["secret-undefine", SECRET],
+        _ => return None,
+    })
+}
+
 fn run(uri: &str, call: &Client<'_>) -> (bool, String) {
     match call {
         Client::Virsh(args) => virsh(uri, args),
@@ -355,7 +371,14 @@ async fn serve(root: &Path) -> (String, String) {
         .define(&network_xml(NET))
         .await
         .expect("network defined (never started)");
-    let daemon = Daemon::new(driver, storage, network, relay, uri).expect("daemon");
+    let secrets = ::secret::SecretDriver::open(::secret::SecretConfig::new(root)).expect("secrets");
+    let secret =
+        format!("<secret><uuid>{SECRET}</uuid><usage type='tls'><name>ro</name></usage></secret>");
+    secrets.define_xml(&secret).expect("secret");
+    secrets
+        .set_value(&uuid::Uuid::parse_str(SECRET).expect("uuid"), b"v")
+        .expect("value");
+    let daemon = Daemon::new(driver, storage, network, secrets, relay, uri).expect("daemon");
     let server = rpc::Server::new(rpc::Config::default(), daemon);
     let mut uris = Vec::new();
     for (name, readonly) in [("sock", false), ("sock-ro", true)] {
@@ -379,11 +402,18 @@ fn files(root: &Path) -> Files {
     std::fs::write(&pool_xml, pool).expect("pool xml");
     let net_xml = root.join("net.xml");
     std::fs::write(&net_xml, network_xml("ro-net2")).expect("net xml");
+    let secret_xml = root.join("secret.xml");
+    std::fs::write(
+        &secret_xml,
+        "<secret><usage type='tls'><name>ro2</name></usage></secret>",
+    )
+    .expect("secret xml");
     Files {
         xml: xml.display().to_string(),
         image: root.join("dom.save").display().to_string(),
         pool_xml: pool_xml.display().to_string(),
         net_xml: net_xml.display().to_string(),
+        secret_xml: secret_xml.display().to_string(),
     }
 }
 

@@ -8,6 +8,7 @@ pub(crate) mod connect;
 pub(crate) mod domain;
 pub(crate) mod network;
 pub(crate) mod node;
+pub(crate) mod secret;
 pub(crate) mod storage;
 
 use virterror::{ErrorCode, ErrorDomain, VirError};

@@ -16,6 +16,7 @@ pub(crate) mod network;
 pub(crate) mod node;
 pub(crate) mod query;
 pub(crate) mod save;
+pub(crate) mod secret;
 pub(crate) mod stats;
 pub(crate) mod storage;
 pub(crate) mod streams;

@@ -21,11 +21,13 @@ use crate::{xdr_enum, xdr_struct};
 
 mod cpu;
 mod network;
+mod secret;
 mod stats;
 mod storage;
 mod streams;
 pub use cpu::*;
 pub use network::*;
+pub use secret::*;
 pub use stats::*;
 pub use storage::*;
 pub use streams::*;

@@ -58,6 +58,8 @@ pub struct Model {
     pub vols: BTreeMap<String, Known>,
     /// Extra pools' definitions.
     pub pools: BTreeMap<String, Known>,
+    /// Secrets (by usage name); `Present` means defined with its value.
+    pub secrets: BTreeMap<String, Known>,
     /// Complete save images, any client may restore them.
     pub images: Vec<PathBuf>,
     /// Copy destinations a started block copy explains.
@@ -89,6 +91,9 @@ impl Model {
             }
             for p in w.extra_pools(c) {
                 m.pools.insert(p, Known::Absent);
+            }
+            for s in w.secrets(c) {
+                m.secrets.insert(s, Known::Absent);
             }
         }
         m
@@ -124,6 +129,8 @@ impl Model {
             Op::VolDelete(v) => set(&mut self.vols, v, out, Known::Absent),
             Op::PoolDefine(p) => set_all_or_nothing(&mut self.pools, p, out, Known::Present),
             Op::PoolUndefine(p) => set_all_or_nothing(&mut self.pools, p, out, Known::Absent),
+            Op::SecretDefine(s) => set_all_or_nothing(&mut self.secrets, s, out, Known::Present),
+            Op::SecretUndefine(s) => set(&mut self.secrets, s, out, Known::Absent),
             Op::Save(d, path) => self.saved(d, path, out, false),
             Op::ManagedSave(d) => self.saved(d, &w.paths.managed_save(d), out, true),
             Op::BlockCopy(d, dest) => self.copied(d, dest, out),

@@ -9,15 +9,17 @@ use rpc::protocol::remote::{
     DomainRestoreArgs, DomainRet, DomainSaveArgs, NameArgs, NonnullDomain, XmlFlagsArgs,
     procedure as p,
 };
+use rpc::protocol::remote::{NonnullSecret, SecretArgs, SecretRet, SecretSetValueArgs};
 use rpc::protocol::remote::{
     NonnullStoragePool, NonnullStorageVol, StoragePoolArgs, StoragePoolFlagsArgs, StoragePoolRet,
     StorageVolCreateXmlArgs, StorageVolCreateXmlFromArgs, StorageVolFlagsArgs,
     StorageVolLookupByNameArgs, StorageVolRet,
 };
+use rpc::xdr::Opaque;
 use rpc::{Client, ClientError};
 
 use super::rng::Rng;
-use super::world::{DomainSpec, POOL, Role, World};
+use super::world::{DomainSpec, POOL, Role, World, uuid_string};
 
 /// `VIR_DOMAIN_UNDEFINE_MANAGED_SAVE`: an image does not block undefine.
 const UNDEFINE_MANAGED_SAVE: u32 = 1;
@@ -52,6 +54,9 @@ pub enum Op {
     },
     PoolDefine(String),
     PoolUndefine(String),
+    /// Defines secret `name` (a fixed uuid per name) and sets its value.
+    SecretDefine(String),
+    SecretUndefine(String),
 }
 
 /// The kinds of [`Op`], for counting.
@@ -77,6 +82,8 @@ pub enum Kind {
     VolClone,
     PoolDefine,
     PoolUndefine,
+    SecretDefine,
+    SecretUndefine,
 }
 
 impl Op {
@@ -102,6 +109,8 @@ impl Op {
             Op::VolClone { .. } => Kind::VolClone,
             Op::PoolDefine(_) => Kind::PoolDefine,
             Op::PoolUndefine(_) => Kind::PoolUndefine,
+            Op::SecretDefine(_) => Kind::SecretDefine,
+            Op::SecretUndefine(_) => Kind::SecretUndefine,
         }
     }
 }
@@ -167,7 +176,9 @@ pub fn choose(rng: &mut Rng, c: &Choice<'_>) -> Op {
     let pools = w.extra_pools(c.client);
     let vol = |rng: &mut Rng| vols[rng.below(vols.len())].clone();
     let pool = |rng: &mut Rng| pools[rng.below(pools.len())].clone();
-    match rng.below(24) {
+    let secrets = w.secrets(c.client);
+    let secret = |rng: &mut Rng| secrets[rng.below(secrets.len())].clone();
+    match rng.below(26) {
         0..=2 => Op::Start(any(rng, &runnable)),
         3 => Op::Create(any(rng, &transient)),
         4 | 5 => Op::Destroy(any(
@@ -214,6 +225,8 @@ pub fn choose(rng: &mut Rng, c: &Choice<'_>) -> Op {
         20 => Op::PoolDefine(pool(rng)),
         22 => Op::AttachDisk(with_disk(rng)),
         23 => Op::DetachDisk(with_disk(rng)),
+        24 => Op::SecretDefine(secret(rng)),
+        25 => Op::SecretUndefine(secret(rng)),
         _ => Op::PoolUndefine(pool(rng)),
     }
 }
@@ -370,6 +383,13 @@ async fn run_other(client: &Client, w: &World, op: &Op) -> Res {
         Op::VolClone { from, to } => vol_clone(client, from, to).await,
         Op::PoolDefine(name) => pool_define(client, w, name).await,
         Op::PoolUndefine(name) => pool_undefine(client, name).await,
+        Op::SecretDefine(name) => secret_define(client, name).await,
+        Op::SecretUndefine(name) => {
+            let args = SecretArgs {
+                secret: wire_secret(name),
+            };
+            unit(client, p::SECRET_UNDEFINE, &args).await
+        }
         _ => Err(ClientError::Unexpected(format!("{op:?} names no domain"))),
     }
 }
@@ -475,6 +495,50 @@ async fn pool_undefine(client: &Client, name: &str) -> Res {
         Err(e) => return Err(e),
     }
     unit(client, p::STORAGE_POOL_UNDEFINE, &args).await
+}
+
+/// `VIR_SECRET_USAGE_TYPE_TLS`: the chaos secrets' usage.
+const USAGE_TLS: i32 = 4;
+
+/// Secret `name` as the wire names it: its uuid is fixed by its name.
+pub fn wire_secret(name: &str) -> NonnullSecret {
+    let mut uuid = [
+        0x5e, 0xc7, 0xe7, 0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    for (i, b) in name.bytes().rev().take(6).enumerate() {
+        uuid[15 - i] = b;
+    }
+    NonnullSecret {
+        uuid,
+        usage_type: USAGE_TLS,
+        usage_id: name.to_owned(),
+    }
+}
+
+/// The value a chaos secret holds once its define was answered.
+pub fn secret_value(name: &str) -> Vec<u8> {
+    name.repeat(1024).into_bytes()
+}
+
+/// Defines secret `name` (an update when it exists) and sets its value.
+async fn secret_define(client: &Client, name: &str) -> Res {
+    let secret = wire_secret(name);
+    let args = XmlFlagsArgs {
+        xml: format!(
+            "<secret><uuid>{}</uuid><usage type='tls'><name>{name}</name></usage></secret>",
+            uuid_string(&secret.uuid)
+        ),
+        flags: 0,
+    };
+    client
+        .call::<_, SecretRet>(p::SECRET_DEFINE_XML, &args)
+        .await?;
+    let args = SecretSetValueArgs {
+        secret,
+        value: Opaque(secret_value(name)),
+        flags: 0,
+    };
+    unit(client, p::SECRET_SET_VALUE, &args).await
 }
 
 /// A directory pool.

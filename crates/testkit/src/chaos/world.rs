@@ -257,6 +257,11 @@ impl World {
         (0..PER_CLIENT).map(|j| format!("p{c}{j}")).collect()
     }
 
+    /// The secrets client `c` defines and undefines (their usage names).
+    pub fn secrets(&self, c: usize) -> Vec<String> {
+        (0..PER_CLIENT).map(|j| format!("s{c}{j}")).collect()
+    }
+
     /// The directory of extra pool `name`.
     pub fn pool_dir(&self, name: &str) -> PathBuf {
         self.paths.root.join(format!("pool-{name}"))
