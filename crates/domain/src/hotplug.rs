@@ -91,6 +91,15 @@ pub struct NicPlug {
     pub device: Map<String, Value>,
 }
 
+/// The tap of a NIC plugged live, as QEMU holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapFd {
+    /// The name QEMU received the tap's descriptor under (`getfd`).
+    pub fdname: String,
+    /// Whether the host has a usable `/dev/vhost-net`.
+    pub vhost_net: bool,
+}
+
 /// What plugs disk `i` of a definition into a running QEMU.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiskPlug {
@@ -186,8 +195,8 @@ impl DomainDef {
     }
 
     /// Adds NIC `nic` with an address assigned as at define time. `live`:
-    /// to a running guest, so only a user-mode NIC (the others need a
-    /// host tap), on a free port, with the next free alias number.
+    /// to a running guest, so on a free port, with the next free alias
+    /// number.
     pub fn add_interface(
         &mut self,
         mut nic: InterfaceDef,
@@ -195,12 +204,6 @@ impl DomainDef {
     ) -> Result<usize, DeviceError> {
         if self.devices.interfaces.iter().any(|n| n.mac == nic.mac) {
             return Err(DeviceError::MacExists(nic.mac.to_string()));
-        }
-        if live && nic.itype != InterfaceType::User {
-            return Err(DeviceError::NotUpdatable(format!(
-                "live attach of an interface of type '{}' is not supported (only 'user')",
-                nic.itype.as_str()
-            )));
         }
         nic.alias_index = None;
         if live {
@@ -237,14 +240,34 @@ impl DomainDef {
             .next()
     }
 
-    /// The QMP objects that plug NIC `i` in.
-    pub fn nic_plug(&self, i: usize) -> Result<Option<NicPlug>, DeviceError> {
+    /// The QMP objects that plug NIC `i` in; `tap`: where QEMU finds the
+    /// tap of a NIC that needs one.
+    pub fn nic_plug(&self, i: usize, tap: Option<&TapFd>) -> Result<Option<NicPlug>, DeviceError> {
         let Some(nic) = self.devices.interfaces.get(i) else {
             return Ok(None);
         };
         let k = nic.alias_number(i);
         let mut netdev = Map::new();
-        netdev.insert("type".into(), Value::from("user"));
+        match (nic.itype, tap) {
+            (InterfaceType::User, _) => {
+                netdev.insert("type".into(), Value::from("user"));
+            }
+            (_, Some(t)) => {
+                let vhost = crate::argv::net::tap_vhost(nic, t.vhost_net)?;
+                netdev.insert("type".into(), Value::from("tap"));
+                netdev.insert("fd".into(), Value::from(t.fdname.clone()));
+                if vhost {
+                    netdev.insert("vhost".into(), Value::from(true));
+                }
+            }
+            (t, None) => {
+                return Err(DeviceError::Xml(DomainXmlError::unsupported_because(
+                    "interface type",
+                    t.as_str(),
+                    "no tap was made for this interface",
+                )));
+            }
+        }
         netdev.insert("id".into(), Value::from(format!("hostnet{k}")));
         let opts = crate::argv::net::nic_device_opts(self, i)?;
         Ok(Some(NicPlug {
@@ -448,7 +471,7 @@ mod tests {
             };
         d.number_interfaces();
         let i = d.add_interface(nic("52:54:00:00:00:02"), true).unwrap();
-        let p = d.nic_plug(i).unwrap().unwrap();
+        let p = d.nic_plug(i, None).unwrap().unwrap();
         assert_eq!(p.alias, "net1");
         assert_eq!(p.netdev["id"], "hostnet1");
         assert_eq!(p.device["driver"], "virtio-net-pci");
@@ -463,7 +486,7 @@ mod tests {
         let xml = d.to_xml(Some(&crate::LiveInfo::default()));
         assert!(xml.contains("<alias name='net1'/>"), "{xml}");
         let back = DomainDef::parse(&xml).unwrap();
-        assert_eq!(back.nic_plug(0).unwrap().unwrap().alias, "net1");
+        assert_eq!(back.nic_plug(0, None).unwrap().unwrap().alias, "net1");
         let bridge = parse_device(
             "<interface type='bridge'><source bridge='br0'/></interface>",
             MachineFamily::Q35,
@@ -471,8 +494,33 @@ mod tests {
         let DeviceDef::Interface(b) = bridge.unwrap() else {
             panic!("a NIC")
         };
-        let e = d.add_interface(b, true).unwrap_err();
-        assert_eq!(e.to_vir_error().code, ErrorCode::OperationUnsupported);
+        // A NIC on a host bridge plugs its tap by the name QEMU got it
+        // under; without one it cannot be plugged. (Every port is taken:
+        // placed as in the definition.)
+        assert_eq!(
+            d.clone().add_interface(b.clone(), true).unwrap_err(),
+            DeviceError::NoFreeSlot
+        );
+        d.devices.interfaces.clear();
+        let i = d.add_interface(b, false).unwrap();
+        let e = d.nic_plug(i, None).unwrap_err();
+        assert_eq!(e.to_vir_error().code, ErrorCode::ConfigUnsupported);
+        let tap = TapFd {
+            fdname: "tap-hostnet0".into(),
+            vhost_net: true,
+        };
+        let p = d.nic_plug(i, Some(&tap)).unwrap().unwrap();
+        assert_eq!(p.alias, "net0");
+        assert_eq!(p.netdev["type"], "tap");
+        assert_eq!(p.netdev["fd"], "tap-hostnet0");
+        assert_eq!(p.netdev["vhost"], true);
+        assert_eq!(p.device["netdev"], "hostnet0");
+        let no_vhost = TapFd {
+            vhost_net: false,
+            ..tap
+        };
+        let p = d.nic_plug(i, Some(&no_vhost)).unwrap().unwrap();
+        assert!(p.netdev.get("vhost").is_none(), "{:?}", p.netdev);
     }
 
     #[test]

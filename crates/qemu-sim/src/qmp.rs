@@ -504,11 +504,12 @@ pub(crate) fn execute(
             Ok(json!({}))
         }
         // Backends are accepted; only their ids matter.
-        "netdev_add" => args.str("id").map(|_| json!({})),
-        "netdev_del" => args
-            .only(&["id"])
-            .and_then(|()| args.str("id"))
-            .map(|_| json!({})),
+        "netdev_add" => netdev_add(sim, &args),
+        "netdev_del" => {
+            args.only(&["id"])?;
+            sim.vm.borrow_mut().tap_netdevs.remove(args.str("id")?);
+            Ok(json!({}))
+        }
         "qom-list" => {
             args.only(&["path"])?;
             match args.str("path")? {
@@ -530,4 +531,22 @@ pub(crate) fn execute(
         }
         _ => Err(QmpError::not_found(name)),
     }
+}
+
+/// `netdev_add`: a tap backend takes the descriptor named `fd` (received
+/// with getfd) and holds it until `netdev_del`, as QEMU does.
+fn netdev_add(sim: &Sim, args: &Args<'_>) -> Result<Value, QmpError> {
+    let id = args.str("id")?;
+    if args.opt_str("type")? != Some("tap") {
+        return Ok(json!({}));
+    }
+    let fdname = args.str("fd")?;
+    let mut vm = sim.vm.borrow_mut();
+    let Some(fd) = vm.fds.remove(fdname) else {
+        return Err(QmpError::generic(format!(
+            "File descriptor named '{fdname}' has not been found"
+        )));
+    };
+    vm.tap_netdevs.insert(id.to_owned(), fd);
+    Ok(json!({}))
 }

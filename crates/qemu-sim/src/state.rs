@@ -74,6 +74,9 @@ pub(crate) struct Vm {
     pub mig_caps: BTreeMap<String, bool>,
     pub mig_params: serde_json::Map<String, serde_json::Value>,
     pub fds: BTreeMap<String, OwnedFd>,
+    /// Tap backends (`netdev_add` of type tap), by id, holding the
+    /// descriptor they took from `fds` as QEMU does.
+    pub tap_netdevs: BTreeMap<String, OwnedFd>,
     /// Bumped on every guest reset: pending guest actions of the previous
     /// boot are void.
     pub boot: u64,
@@ -106,6 +109,7 @@ impl Vm {
             mig_caps: BTreeMap::new(),
             mig_params: serde_json::Map::new(),
             fds: BTreeMap::new(),
+            tap_netdevs: BTreeMap::new(),
             boot: 0,
         }
     }

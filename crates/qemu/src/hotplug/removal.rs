@@ -41,7 +41,7 @@ pub(crate) fn unplug_failed(s: &Shared, dom: &Domain, ctx: &RunCtx, d: DeviceDel
 }
 
 /// Deletes the block nodes of unplugged disks and the backends of
-/// unplugged NICs (action task).
+/// unplugged NICs, and releases their taps (action task).
 pub(crate) async fn release(s: &Shared, dom: &Domain, ctx: &RunCtx) {
     let netdevs = dom.lock().take_released_netdevs(ctx.generation);
     for id in netdevs {
@@ -49,6 +49,8 @@ pub(crate) async fn release(s: &Shared, dom: &Domain, ctx: &RunCtx) {
             tracing::warn!(domain = dom.name(), error = %e, "cannot delete the backend of an unplugged NIC");
         }
     }
+    let taps = dom.lock().take_released_taps(ctx.generation);
+    crate::nics::release(s, &taps.into_iter().map(Some).collect::<Vec<_>>());
     let nodes = dom.lock().take_released_nodes(ctx.generation);
     for node_name in nodes {
         let cmd = BlockdevDel {

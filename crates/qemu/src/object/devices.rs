@@ -9,6 +9,7 @@ use super::Domain;
 use super::def::Def;
 use super::inner::Inner;
 use crate::events::hub::Hub;
+use crate::nics::TapRecord;
 use crate::state::EventKind;
 
 impl Inner {
@@ -120,8 +121,19 @@ impl Inner {
         run.pending_unplug.retain(|a| a != alias);
         let number = alias.strip_prefix("net").unwrap_or(alias);
         run.released_netdevs.push(format!("hostnet{number}"));
+        // The taps are by interface index: the later ones move down.
+        if i < run.taps.len()
+            && let Some(tap) = run.taps.remove(i)
+        {
+            run.released_taps.push(tap);
+        }
         let removed = live.changed(|d| Ok(d.devices.interfaces.remove(i)));
         if let Ok((def, _)) = removed {
+            let def = def.with_live(|l| {
+                if i < l.taps.len() {
+                    l.taps.remove(i);
+                }
+            });
             self.live = Some(Arc::new(def));
         }
         let alias = alias.to_owned();
@@ -158,30 +170,46 @@ impl Inner {
             .unwrap_or_default()
     }
 
-    /// Run `generation` now has NIC `nic` (plugged into QEMU): it joins
-    /// the live definition, and DEVICE_ADDED goes out.
+    /// Run `generation` now has NIC `nic` (plugged into QEMU, on `tap`
+    /// if it has one): it joins the live definition, and DEVICE_ADDED
+    /// goes out.
     pub(crate) fn nic_plugged(
         &mut self,
         dom: &Domain,
         hub: &Hub,
         generation: u64,
         nic: domain::InterfaceDef,
-        alias: String,
+        plugged: (String, Option<TapRecord>),
     ) -> bool {
+        let (alias, tap) = plugged;
         let Some(live) = self.live.clone() else {
             return false;
         };
-        if self.run_of(generation).is_none() {
+        let i = live.domain().devices.interfaces.len();
+        let Some(run) = self.run_mut(generation) else {
             return false;
-        }
+        };
+        run.taps.resize(i, None);
+        run.taps.push(tap.clone());
         if let Ok((def, ())) = live.changed(|d| {
             d.devices.interfaces.push(nic);
             Ok(())
         }) {
+            let def = def.with_live(|l| {
+                l.taps.resize(i, None);
+                l.taps.push(tap.map(|t| t.name));
+            });
             self.live = Some(Arc::new(def));
         }
         self.emit(dom, hub, EventKind::DeviceAdded { alias });
         true
+    }
+
+    /// The taps unplugged NICs left behind, to release.
+    pub(crate) fn take_released_taps(&mut self, generation: u64) -> Vec<TapRecord> {
+        self.run_mut(generation)
+            .map(|r| std::mem::take(&mut r.released_taps))
+            .unwrap_or_default()
     }
 
     /// The block nodes unplugged disks left behind, to delete.

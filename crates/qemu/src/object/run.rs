@@ -112,6 +112,9 @@ pub(crate) struct Run {
     /// Network backends of unplugged NICs, for the action task to delete
     /// (`netdev_del`); at most one per NIC the definition had.
     pub(super) released_netdevs: Vec<String>,
+    /// Taps of unplugged NICs, for the action task to release once their
+    /// backends are deleted; at most one per NIC the definition had.
+    pub(super) released_taps: Vec<TapRecord>,
 }
 
 impl Run {
@@ -137,6 +140,7 @@ impl Run {
             pending_unplug: Vec::new(),
             released_nodes: Vec::new(),
             released_netdevs: Vec::new(),
+            released_taps: Vec::new(),
         }
     }
 
