@@ -5,6 +5,7 @@
 //! bridge and the live XML and status record name it; an unplug releases
 //! it; a bridge that does not exist is refused with nothing left behind
 //! (no tap, no descriptor or backend in QEMU, nothing in the live XML).
+//! A real guest sees such a NIC arrive and go (PCIe native hot-plug).
 
 #![allow(
     clippy::unwrap_used,
@@ -200,4 +201,56 @@ fn network_and_bridge_nics_plug_live_on_their_taps_and_release_them() {
     d.virsh_ok(&["destroy", "n"]);
     let gone = wait::until(WAIT, || taps(&ns).is_empty());
     assert!(gone, "{:?}\n{}", taps(&ns), tail(&d.log(), 30));
+}
+
+/// Boot under TCG on a loaded 2-core machine takes ~10 s; allow a lot more.
+const BOOT: Duration = Duration::from_secs(180);
+
+fn wait_serial(d: &Daemon, serial: &Path, want: &str) {
+    let read = || std::fs::read_to_string(serial).unwrap_or_default();
+    let seen = wait::until(BOOT, || read().contains(want));
+    assert!(
+        seen,
+        "guest never printed '{want}'\n--- serial ---\n{}\n--- daemon ---\n{}",
+        tail(&read(), 30),
+        tail(&d.log(), 40)
+    );
+}
+
+#[test]
+fn a_real_guest_sees_a_network_nic_plugged_live_and_releases_it() {
+    let ns = NetNs::new("hpgnic").unwrap();
+    let d = Daemon::start_in_netns(&ns, "unplug_timeout_secs = 60");
+    let f = d.file("lab.xml", LAB);
+    d.virsh_ok(&["net-define", &f.to_string_lossy()]);
+    d.virsh_ok(&["net-start", "lab"]);
+    let g = testkit::guest::build().unwrap_or_else(|e| panic!("{e}"));
+    let serial = d.root.path().join("g.serial");
+    let xml = format!(
+        "<domain type='{}'><name>g</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64' machine='q35'>hvm</type><kernel>{}</kernel><initrd>{}</initrd>\
+         <cmdline>console=ttyS0 quiet ferrovirt.hotplug=1</cmdline></os><features><acpi/></features>\
+         <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>\
+         <serial type='file'><source path='{}'/><target port='0'/></serial></devices></domain>",
+        testkit::accel::test_domain_type(),
+        g.kernel.display(),
+        g.initrd.display(),
+        serial.display()
+    );
+    common::define_start(&d, "g", &xml);
+    wait_serial(&d, &serial, testkit::guest::READY_MARKER);
+
+    let mac = "52:54:00:5a:01:01";
+    let nic = nic_file(&d, "network", "lab", mac);
+    d.virsh_ok(&["attach-device", "g", &nic, "--live"]);
+    wait_serial(&d, &serial, "FERROVIRT-HOTPLUG added eth0");
+    let tap = tap_in_xml(&d, "g", mac);
+    assert_eq!(taps(&ns), [(tap.clone(), Some("fvhp0".to_owned()))]);
+
+    d.virsh_ok(&["detach-device", "g", &nic, "--live"]);
+    wait_serial(&d, &serial, "FERROVIRT-HOTPLUG removed eth0");
+    assert!(!d.virsh_ok(&["dumpxml", "g"]).contains(mac));
+    let gone = wait::until(WAIT, || taps(&ns).is_empty());
+    assert!(gone, "{:?}\n{}", taps(&ns), tail(&d.log(), 30));
+    d.virsh_ok(&["destroy", "g"]);
 }
