@@ -12,11 +12,23 @@ use crate::devices::disk::{DiskBus, DiskDef, DiskDevice, parse_disk};
 use crate::devices::net::{InterfaceDef, InterfaceType, parse_interface};
 use crate::error::DomainXmlError;
 
+mod others;
+
+pub use others::{OtherKind, OtherPlug, OtherPos};
+
+/// The index a `<controller>` without one is parsed with: the next free
+/// one of its type once added.
+const NO_INDEX: u32 = u32::MAX;
+
 /// A device of `attach-device` / `detach-device`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceDef {
     Disk(DiskDef),
     Interface(InterfaceDef),
+    Rng(crate::devices::rng::RngDef),
+    Input(crate::devices::input::InputDef),
+    Watchdog(crate::devices::misc::WatchdogDef),
+    Controller(crate::devices::controller::ControllerDef),
 }
 
 /// Why a device cannot be added or removed, each with libvirt's error.
@@ -45,6 +57,20 @@ pub enum DeviceError {
     /// `VIR_ERR_DEVICE_MISSING`: nothing matches.
     #[error("device not found: {0}")]
     Missing(String),
+    /// `VIR_ERR_OPERATION_UNSUPPORTED`: QEMU cannot plug this device
+    /// into a running guest.
+    #[error("Operation not supported: live attach of {0} is not supported")]
+    LiveUnsupported(String),
+    /// `VIR_ERR_OPERATION_UNSUPPORTED`: a controller of the machine's
+    /// topology.
+    #[error("Operation not supported: '{0}' controller cannot be hot plugged.")]
+    ControllerNotHotpluggable(String),
+    /// `VIR_ERR_OPERATION_INVALID`: the device exists already.
+    #[error("Requested operation is not valid: {0}")]
+    Exists(String),
+    /// `VIR_ERR_OPERATION_UNSUPPORTED`: a controller devices still use.
+    #[error("Operation not supported: device cannot be detached: controller '{0}' is busy")]
+    InUse(String),
 }
 
 impl virterror::ToVirError for DeviceError {
@@ -59,6 +85,10 @@ impl virterror::ToVirError for DeviceError {
             DeviceError::NoFreeSlot => ErrorCode::InternalError,
             DeviceError::MacExists(_) => ErrorCode::OperationFailed,
             DeviceError::Missing(_) => ErrorCode::DeviceMissing,
+            DeviceError::LiveUnsupported(_)
+            | DeviceError::ControllerNotHotpluggable(_)
+            | DeviceError::InUse(_) => ErrorCode::OperationUnsupported,
+            DeviceError::Exists(_) => ErrorCode::OperationInvalid,
         };
         VirError::new(code, ErrorDomain::Domain, self.to_string())
     }
@@ -72,10 +102,18 @@ pub fn parse_device(xml: &str, family: MachineFamily) -> Result<DeviceDef, Domai
     match el.local_name() {
         "disk" => Ok(DeviceDef::Disk(parse_disk(&el, family)?)),
         "interface" => Ok(DeviceDef::Interface(parse_interface(&el)?)),
+        "rng" => Ok(DeviceDef::Rng(crate::devices::rng::parse_rng(&el)?)),
+        "input" => Ok(DeviceDef::Input(crate::devices::input::parse_input(&el)?)),
+        "watchdog" => Ok(DeviceDef::Watchdog(crate::devices::misc::parse_watchdog(
+            &el,
+        )?)),
+        "controller" => Ok(DeviceDef::Controller(
+            crate::devices::controller::parse_controller(&el, family, |_, _| NO_INDEX)?,
+        )),
         other => Err(DomainXmlError::unsupported_because(
             "device",
             other,
-            "only <disk> and <interface> can be attached or detached",
+            "only <disk>, <interface>, <rng>, <input>, <watchdog> and <controller> can be attached or detached",
         )),
     }
 }
@@ -321,7 +359,18 @@ impl DomainDef {
 /// `driver,key=value,...` (`,,` escapes a comma) as `device_add`
 /// arguments, with the properties QEMU types as integers as numbers.
 fn device_props(opts: &str) -> Map<String, Value> {
-    const NUMERIC: &[&str] = &["num-queues", "bootindex", "channel", "scsi-id", "lun"];
+    const NUMERIC: &[&str] = &[
+        "num-queues",
+        "num_queues",
+        "bootindex",
+        "channel",
+        "scsi-id",
+        "lun",
+        "max-bytes",
+        "period",
+        "max_ports",
+        "vectors",
+    ];
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut chars = opts.chars().peekable();
@@ -370,7 +419,7 @@ mod tests {
     fn disk(xml: &str) -> DiskDef {
         match parse_device(xml, MachineFamily::Q35).unwrap() {
             DeviceDef::Disk(d) => d,
-            DeviceDef::Interface(_) => panic!("a disk"),
+            _ => panic!("a disk"),
         }
     }
 
@@ -466,7 +515,7 @@ mod tests {
         .unwrap()
         {
             DeviceDef::Interface(n) => n,
-            DeviceDef::Disk(_) => panic!("a NIC"),
+            _ => panic!("a NIC"),
         }
             };
         d.number_interfaces();

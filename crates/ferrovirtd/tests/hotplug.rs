@@ -757,3 +757,146 @@ fn setvcpus_changes_the_definition_and_refuses_a_running_guest() {
         "the running guest is unchanged"
     );
 }
+
+/// What the simulated QEMU has: device ids and backend object ids.
+fn qemu_objects(ctl: &Path) -> Vec<String> {
+    let r = sim_control(ctl, "devices");
+    let json = r.strip_prefix("ok ").expect("devices");
+    let v: serde_json::Value = serde_json::from_str(json).expect("JSON");
+    v["objects"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_str().expect("string").to_owned())
+        .collect()
+}
+
+#[test]
+fn rngs_inputs_watchdogs_and_controllers_plug_live_and_the_rest_is_refused() {
+    let d = daemon();
+    let ctl = d.root.path().join("oth.ctl");
+    let ctl_s = ctl.to_string_lossy().into_owned();
+    // Free ports for six devices (USB, the balloon and the bridge take
+    // three); the watchdog, a PCI device, plugs into the bridge.
+    let ports = "<controller type='pci' model='pcie-root-port'/>\n".repeat(9)
+        + "<controller type='pci' model='pcie-to-pci-bridge'/>\n";
+    let xml = sim_domain_xml("oth", &["-sim-control", &ctl_s]).replacen(
+        "</emulator>\n",
+        &format!("</emulator>\n{ports}"),
+        1,
+    );
+    common::define_start(&d, "oth", &xml);
+    let mut added = device_listener(&d, "oth", "device-added");
+    let mut removed = device_listener(&d, "oth", "device-removed");
+    let file = |name: &str, xml: &str| d.file(name, xml).display().to_string();
+    let rng = file(
+        "rng.xml",
+        "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>",
+    );
+    let tablet = file("tablet.xml", "<input type='tablet' bus='virtio'/>");
+    let dog = file("dog.xml", "<watchdog model='i6300esb' action='poweroff'/>");
+    let scsi = file(
+        "scsi.xml",
+        "<controller type='scsi' index='0' model='virtio-scsi'/>",
+    );
+    let serial = file("vser.xml", "<controller type='virtio-serial' index='0'/>");
+    for (f, alias) in [
+        (&rng, "rng0"),
+        (&rng, "rng1"),
+        (&tablet, "input2"),
+        (&dog, "watchdog0"),
+        (&scsi, "scsi0"),
+        (&serial, "virtio-serial0"),
+    ] {
+        d.virsh_ok(&["attach-device", "oth", f, "--live"]);
+        added.expect_line(
+            &format!("event 'device-added' for domain 'oth': {alias}"),
+            WAIT,
+        );
+        assert!(qemu_has(&ctl).0.contains(&alias.to_owned()), "{alias}");
+    }
+    assert_eq!(qemu_objects(&ctl), ["objrng0", "objrng1"]);
+    let live = live_xml(&d, "oth");
+    for want in [
+        "<alias name='rng1'/>",
+        "<backend model='random'>/dev/urandom</backend>",
+        "<input type='tablet' bus='virtio'>",
+        "<watchdog model='i6300esb' action='poweroff'>",
+        "<controller type='scsi' index='0' model='virtio-scsi'>",
+        "<alias name='virtio-serial0'/>",
+    ] {
+        assert!(live.contains(want), "{want}\n{live}");
+    }
+    assert!(
+        !d.virsh_ok(&["dumpxml", "oth", "--inactive"])
+            .contains("<rng"),
+        "live only"
+    );
+
+    // The first rng goes (its backend with it); the second keeps its name.
+    d.virsh_ok(&["detach-device-alias", "oth", "rng0", "--live"]);
+    removed.expect_line("event 'device-removed' for domain 'oth': rng0", WAIT);
+    wait_until("the rng backend to go", WAIT, || {
+        qemu_objects(&ctl) == ["objrng1"]
+    });
+    assert!(live_xml(&d, "oth").contains("<alias name='rng1'/>"));
+    for (f, alias) in [
+        (&rng, "rng1"),
+        (&tablet, "input2"),
+        (&dog, "watchdog0"),
+        (&scsi, "scsi0"),
+    ] {
+        d.virsh_ok(&["detach-device", "oth", f, "--live"]);
+        removed.expect_line(
+            &format!("event 'device-removed' for domain 'oth': {alias}"),
+            WAIT,
+        );
+        assert!(!qemu_has(&ctl).0.contains(&alias.to_owned()), "{alias}");
+    }
+    wait_until("every rng backend to go", WAIT, || {
+        qemu_objects(&ctl).is_empty()
+    });
+    let live = live_xml(&d, "oth");
+    assert!(
+        !live.contains("<rng") && !live.contains("<watchdog") && !live.contains("virtio-scsi"),
+        "{live}"
+    );
+
+    // Controllers of the machine's topology, PS/2 inputs and a second
+    // watchdog are refused live, nothing reaches QEMU; a SATA controller
+    // is fine in the definition.
+    d.virsh_ok(&["attach-device", "oth", &dog, "--live"]);
+    added.expect_line("event 'device-added' for domain 'oth': watchdog0", WAIT);
+    let before = qemu_has(&ctl);
+    for (xml, want) in [
+        (
+            "<controller type='sata' index='1'/>",
+            "'sata' controller cannot be hot plugged",
+        ),
+        (
+            "<controller type='pci' model='pcie-root-port'/>",
+            "'pci' controller cannot be hot plugged",
+        ),
+        ("<input type='mouse' bus='ps2'/>", "not supported"),
+        ("<watchdog model='i6300esb'/>", "already has a watchdog"),
+    ] {
+        let f = file("bad.xml", xml);
+        let out = d.virsh(&["attach-device", "oth", &f, "--live"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{xml}: {err}");
+    }
+    assert_eq!(qemu_has(&ctl), before);
+    let sata = file("sata.xml", "<controller type='sata' index='1'/>");
+    d.virsh_ok(&["attach-device", "oth", &sata, "--config"]);
+    let inactive = d.virsh_ok(&["dumpxml", "oth", "--inactive"]);
+    assert!(
+        inactive.contains("<controller type='sata' index='1'>"),
+        "{inactive}"
+    );
+    d.virsh_ok(&["detach-device", "oth", &sata, "--config"]);
+    let inactive = d.virsh_ok(&["dumpxml", "oth", "--inactive"]);
+    assert!(
+        !inactive.contains("<controller type='sata' index='1'"),
+        "{inactive}"
+    );
+}

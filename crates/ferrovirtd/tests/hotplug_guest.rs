@@ -236,3 +236,66 @@ fn a_virtio_disk_plugged_live_reaches_the_guest_and_leaves_on_detach() {
     );
     d.virsh_ok(&["destroy", "hpg"]);
 }
+
+#[test]
+fn an_rng_a_tablet_a_scsi_controller_and_a_watchdog_plug_into_real_qemu() {
+    let d = Daemon::start_with("unplug_timeout_secs = 60");
+    let (xml, serial) = guest_xml(&d, "oth");
+    // Free root ports, and a bridge for the watchdog (a PCI device).
+    let ports = "<controller type='pci' model='pcie-root-port'/>\n".repeat(7)
+        + "<controller type='pci' model='pcie-to-pci-bridge'/>\n";
+    let xml = xml.replacen("</emulator>\n", &format!("</emulator>\n{ports}"), 1);
+    define_start(&d, "oth", &xml);
+    wait_serial(&d, &serial, MARKER, BOOT);
+    let mut added = EventListener::start(&d, &["--event", "device-added", "--domain", "oth"], 1);
+    let mut removed =
+        EventListener::start(&d, &["--event", "device-removed", "--domain", "oth"], 1);
+    let file = |name: &str, xml: &str| d.file(name, xml).display().to_string();
+    let rng = file(
+        "rng.xml",
+        "<rng model='virtio'><rate bytes='4096' period='1000'/><backend model='random'>/dev/urandom</backend></rng>",
+    );
+    let tablet = file("tablet.xml", "<input type='tablet' bus='virtio'/>");
+    let scsi = file(
+        "scsi.xml",
+        "<controller type='scsi' index='0' model='virtio-scsi'/>",
+    );
+    let dog = file("dog.xml", "<watchdog model='i6300esb' action='pause'/>");
+    let plugged = [
+        (&rng, "rng0"),
+        (&tablet, "input2"),
+        (&scsi, "scsi0"),
+        (&dog, "watchdog0"),
+    ];
+    for (f, alias) in plugged {
+        let t0 = Instant::now();
+        d.virsh_ok(&["attach-device", "oth", f, "--live"]);
+        added.expect_line(
+            &format!("event 'device-added' for domain 'oth': {alias}"),
+            RELEASE,
+        );
+        println!("attach {alias}: {:?}", t0.elapsed());
+    }
+    // The guest releases what sits on PCIe root ports.
+    for (f, alias) in &plugged[..3] {
+        let t0 = Instant::now();
+        d.virsh_ok(&["detach-device", "oth", f, "--live"]);
+        removed.expect_line(
+            &format!("event 'device-removed' for domain 'oth': {alias}"),
+            RELEASE,
+        );
+        println!("detach {alias}: {:?}", t0.elapsed());
+    }
+    let live = d.virsh_ok(&["dumpxml", "oth"]);
+    assert!(
+        !live.contains("<rng") && !live.contains("virtio-scsi") && live.contains("<watchdog"),
+        "{live}"
+    );
+    assert!(
+        !d.log()
+            .contains("cannot delete the backend of an unplugged device"),
+        "{}",
+        tail(&d.log(), 20)
+    );
+    d.virsh_ok(&["destroy", "oth"]);
+}

@@ -171,6 +171,9 @@ pub(crate) const COMMANDS: &[&str] = &[
     "qom-list",
     "netdev_add",
     "netdev_del",
+    "object-add",
+    "object-del",
+    "watchdog-set-action",
     "balloon",
     "block_resize",
     "block-set-write-threshold",
@@ -505,6 +508,36 @@ pub(crate) fn execute(
         }
         // Backends are accepted; only their ids matter.
         "netdev_add" => netdev_add(sim, &args),
+        "object-add" => {
+            args.str("qom-type")?;
+            let id = args.str("id")?;
+            let mut vm = sim.vm.borrow_mut();
+            if !vm.objects.insert(id.to_owned()) {
+                return Err(QmpError::generic(format!(
+                    "attempt to add duplicate property '{id}' to object (type 'container')"
+                )));
+            }
+            Ok(json!({}))
+        }
+        "object-del" => {
+            args.only(&["id"])?;
+            let id = args.str("id")?;
+            match sim.vm.borrow_mut().objects.remove(id) {
+                true => Ok(json!({})),
+                false => Err(QmpError::generic(format!("object '{id}' not found"))),
+            }
+        }
+        "watchdog-set-action" => {
+            args.only(&["action"])?;
+            match args.str("action")? {
+                "reset" | "shutdown" | "poweroff" | "pause" | "debug" | "none" | "inject-nmi" => {
+                    Ok(json!({}))
+                }
+                a => Err(QmpError::generic(format!(
+                    "Parameter 'action' does not accept value '{a}'"
+                ))),
+            }
+        }
         "netdev_del" => {
             args.only(&["id"])?;
             sim.vm.borrow_mut().tap_netdevs.remove(args.str("id")?);

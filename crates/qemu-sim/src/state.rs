@@ -77,6 +77,8 @@ pub(crate) struct Vm {
     /// Tap backends (`netdev_add` of type tap), by id, holding the
     /// descriptor they took from `fds` as QEMU does.
     pub tap_netdevs: BTreeMap<String, OwnedFd>,
+    /// Ids of the objects `object-add` created.
+    pub objects: std::collections::BTreeSet<String>,
     /// Bumped on every guest reset: pending guest actions of the previous
     /// boot are void.
     pub boot: u64,
@@ -110,6 +112,7 @@ impl Vm {
             mig_params: serde_json::Map::new(),
             fds: BTreeMap::new(),
             tap_netdevs: BTreeMap::new(),
+            objects: std::collections::BTreeSet::new(),
             boot: 0,
         }
     }

@@ -1,12 +1,16 @@
 //! Plugging a device into a running guest: a virtio disk (nodes, then
-//! device) or a NIC (tap, backend, then device), each undone on failure,
+//! device), a NIC (tap, backend, then device), or an rng, input, watchdog
+//! or controller (backend objects, then device), each undone on failure,
 //! so nothing is left half-attached.
 
 use std::collections::HashSet;
 use std::os::fd::AsFd;
 
 use domain::DiskDef;
-use qmp::commands::{BlockdevAdd, BlockdevDel, Closefd, DeviceAdd, NetdevAdd, NetdevDel};
+use qmp::commands::{
+    BlockdevAdd, BlockdevDel, Closefd, DeviceAdd, NetdevAdd, NetdevDel, ObjectAdd, ObjectDel,
+    WatchdogSetAction,
+};
 use qmp::types::stats::QueryNamedBlockNodes;
 
 use super::device_error;
@@ -172,4 +176,54 @@ async fn backend_and_device(
         return Err(e);
     }
     Ok(())
+}
+
+/// Plugs `dev` (an rng, input, watchdog or controller) into the running
+/// guest: its backend objects, then the device; undone on failure.
+pub(super) async fn plug_other(s: &Shared, dom: &Domain, dev: domain::DeviceDef) -> Result<()> {
+    let (ctx, live) = {
+        let g = dom.lock();
+        (g.active_ctx()?, g.live().cloned().ok_or(Error::NotRunning)?)
+    };
+    let (new_live, p) = live.changed(|d| d.add_other(&dev, true))?;
+    let d = new_live.domain();
+    let plug = d.other_plug(p).map_err(device_error)?;
+    let (Some(plug), Some(placed)) = (plug, d.other_at(p)) else {
+        return Err(Error::Internal("attached device missing".into()));
+    };
+    let t = s.cfg.monitor_timeout;
+    if let domain::DeviceDef::Watchdog(w) = &placed {
+        let action = w.action.qemu_action().to_owned();
+        dom.qmp(&WatchdogSetAction { action }, t).await?;
+    }
+    let mut added = Vec::new();
+    let mut res = Ok(());
+    for o in &plug.objects {
+        res = dom.qmp(&ObjectAdd(o.clone()), t).await.map(|_| ());
+        if res.is_err() {
+            break;
+        }
+        added.push(o["id"].as_str().unwrap_or_default().to_owned());
+    }
+    if res.is_ok() {
+        res = dom
+            .qmp(&DeviceAdd(plug.device.clone()), t)
+            .await
+            .map(|_| ());
+    }
+    if let Err(e) = res {
+        for id in added.into_iter().rev() {
+            if let Err(e) = dom.qmp(&ObjectDel { id }, t).await {
+                tracing::warn!(domain = dom.name(), error = %e, "cannot remove the backend of a failed attach");
+            }
+        }
+        return Err(e);
+    }
+    if !dom
+        .lock()
+        .other_plugged(dom, &s.hub, ctx.generation, placed, plug.alias)
+    {
+        return Err(Error::NotRunning);
+    }
+    status::persist(s, dom)
 }

@@ -80,6 +80,9 @@ impl Inner {
         if let Some(i) = live.domain().interface_by_alias(alias) {
             return self.nic_deleted(dom, hub, generation, &live, i, alias);
         }
+        if let Some(p) = live.domain().other_by_alias(alias) {
+            return self.other_deleted(dom, hub, generation, &live, p, alias);
+        }
         let disks = &live.domain().devices.disks;
         let Some(i) = disks.iter().position(|d| d.alias() == alias) else {
             return false;
@@ -139,6 +142,65 @@ impl Inner {
         let alias = alias.to_owned();
         self.emit(dom, hub, EventKind::DeviceRemoved { alias });
         true
+    }
+
+    /// Device `p` of `live` (an rng, input, watchdog or controller),
+    /// `alias`, is gone: its backend objects are queued for deletion.
+    fn other_deleted(
+        &mut self,
+        dom: &Domain,
+        hub: &Hub,
+        generation: u64,
+        live: &Def,
+        p: domain::OtherPos,
+        alias: &str,
+    ) -> bool {
+        let Ok((def, objects)) = live.changed(|d| Ok(d.remove_other(p))) else {
+            return false;
+        };
+        let Some(run) = self.run_mut(generation) else {
+            return false;
+        };
+        run.pending_unplug.retain(|a| a != alias);
+        run.released_objects.extend(objects);
+        self.live = Some(Arc::new(def));
+        let alias = alias.to_owned();
+        self.emit(dom, hub, EventKind::DeviceRemoved { alias });
+        true
+    }
+
+    /// Run `generation` now has `dev` (an rng, input, watchdog or
+    /// controller, placed and plugged into QEMU): it joins the live
+    /// definition, and DEVICE_ADDED goes out.
+    pub(crate) fn other_plugged(
+        &mut self,
+        dom: &Domain,
+        hub: &Hub,
+        generation: u64,
+        dev: domain::DeviceDef,
+        alias: String,
+    ) -> bool {
+        let Some(live) = self.live.clone() else {
+            return false;
+        };
+        if self.run_of(generation).is_none() {
+            return false;
+        }
+        if let Ok((def, ())) = live.changed(|d| {
+            d.push_other(dev);
+            Ok(())
+        }) {
+            self.live = Some(Arc::new(def));
+        }
+        self.emit(dom, hub, EventKind::DeviceAdded { alias });
+        true
+    }
+
+    /// The backend objects unplugged devices left behind, to delete.
+    pub(crate) fn take_released_objects(&mut self, generation: u64) -> Vec<String> {
+        self.run_mut(generation)
+            .map(|r| std::mem::take(&mut r.released_objects))
+            .unwrap_or_default()
     }
 
     /// The guest refused to release `alias`: DEVICE_REMOVAL_FAILED, and
@@ -220,10 +282,12 @@ impl Inner {
     }
 }
 
-/// Whether `live` has a disk or NIC whose alias is `alias`.
+/// Whether `live` has a device whose alias is `alias`.
 pub(crate) fn has_device(live: &Def, alias: &str) -> bool {
     let d = live.domain();
-    d.devices.disks.iter().any(|x| x.alias() == alias) || d.interface_by_alias(alias).is_some()
+    d.devices.disks.iter().any(|x| x.alias() == alias)
+        || d.interface_by_alias(alias).is_some()
+        || d.other_by_alias(alias).is_some()
 }
 
 #[cfg(test)]
