@@ -900,3 +900,174 @@ fn rngs_inputs_watchdogs_and_controllers_plug_live_and_the_rest_is_refused() {
         "{inactive}"
     );
 }
+
+/// The CPUs a process may run on (`Cpus_allowed_list`).
+fn allowed_cpus(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list")
+        .trim()
+        .to_owned()
+}
+
+/// The affinity column of `virsh vcpupin` / `emulatorpin` output: the
+/// row of `first` (a vCPU number, or `*` for the emulator).
+fn pin_row(out: &str, first: &str) -> String {
+    out.lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(first)).then(|| w.collect::<Vec<_>>().join(" "))
+        })
+        .unwrap_or_else(|| panic!("no row {first} in:\n{out}"))
+}
+
+#[test]
+fn vcpus_and_the_emulator_pin_live_and_in_the_definition() {
+    let d = daemon();
+    let ctl = start_domain(&d, "pin", &[]);
+    let ctl_s = ctl.to_string_lossy().into_owned();
+    let pid = *common::pids_mentioning(&ctl_s)
+        .first()
+        .expect("the sim's pid");
+    let whole = allowed_cpus(pid);
+
+    // Live: the vCPU's thread (the simulator reports its own) moves.
+    d.virsh_ok(&["vcpupin", "pin", "0", "1", "--live"]);
+    assert_eq!(allowed_cpus(pid), "1");
+    assert_eq!(pin_row(&d.virsh_ok(&["vcpupin", "pin"]), "0"), "1");
+    let live = live_xml(&d, "pin");
+    assert!(live.contains("<vcpupin vcpu='0' cpuset='1'/>"), "{live}");
+    let inactive = d.virsh_ok(&["dumpxml", "pin", "--inactive"]);
+    assert!(!inactive.contains("<vcpupin"), "live only: {inactive}");
+    d.virsh_ok(&["vcpupin", "pin", "0", &whole, "--live"]);
+    assert_eq!(allowed_cpus(pid), whole);
+
+    // In the definition: applied at the next start.
+    d.virsh_ok(&["vcpupin", "pin", "0", "0", "--config"]);
+    d.virsh_ok(&["emulatorpin", "pin", "1", "--config"]);
+    assert_eq!(
+        pin_row(&d.virsh_ok(&["vcpupin", "pin", "--config"]), "0"),
+        "0"
+    );
+    let em = d.virsh_ok(&["emulatorpin", "pin", "--config"]);
+    assert!(em.lines().any(|l| l.trim() == "*: 1"), "{em}");
+    let inactive = d.virsh_ok(&["dumpxml", "pin", "--inactive"]);
+    assert!(
+        inactive.contains("<vcpupin vcpu='0' cpuset='0'/>")
+            && inactive.contains("<emulatorpin cpuset='1'/>"),
+        "{inactive}"
+    );
+    d.virsh_ok(&["destroy", "pin"]);
+    d.virsh_ok(&["start", "pin"]);
+    let pid = *common::pids_mentioning(&ctl_s)
+        .first()
+        .expect("the sim's pid");
+    assert_eq!(allowed_cpus(pid), "0", "the config pin applied at start");
+
+    // Live emulator pin: the live XML says it, the query reports it.
+    d.virsh_ok(&["emulatorpin", "pin", "0", "--live"]);
+    let em = d.virsh_ok(&["emulatorpin", "pin"]);
+    assert!(em.lines().any(|l| l.trim() == "*: 0"), "{em}");
+    assert!(live_xml(&d, "pin").contains("<emulatorpin cpuset='0'/>"));
+
+    // Bad input: libvirt's codes, nothing changed.
+    let before = live_xml(&d, "pin");
+    for (args, want) in [
+        (vec!["vcpupin", "pin", "3", "0", "--live"], "out of range"),
+        (vec!["vcpupin", "pin", "0", "0", "--live", "--config"], ""),
+    ] {
+        let out = d.virsh(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if want.is_empty() {
+            assert!(out.status.success(), "{args:?}: {err}");
+        } else {
+            assert!(
+                !out.status.success() && err.contains(want),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    assert_eq!(live_xml(&d, "pin"), before);
+    d.virsh_ok(&["destroy", "pin"]);
+    let out = d.virsh(&["vcpupin", "pin", "0", "0", "--live"]);
+    assert!(!out.status.success(), "not running");
+}
+
+/// The libvirt error code of a call (0: success).
+fn code_of<T>(r: Result<T, ClientError>) -> i32 {
+    match r {
+        Ok(_) => 0,
+        Err(ClientError::Remote(r)) => {
+            println!("code {}: {}", r.code, r.message.unwrap_or_default());
+            r.code
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn pins_on_the_wire_refuse_bad_maps_with_libvirts_codes() {
+    use rpc::protocol::remote::{
+        DomainGetVcpuPinInfoArgs, DomainGetVcpuPinInfoRet, DomainPinVcpuFlagsArgs,
+    };
+    use rpc::xdr::Opaque;
+    const VIR_ERR_INVALID_ARG: i32 = 8;
+    const VIR_ERR_CONFIG_UNSUPPORTED: i32 = 67;
+    let d = daemon();
+    start_domain(&d, "wire", &[]);
+    let c = rpc_open(&d.sock()).await;
+    let dom = c
+        .call::<_, DomainRet>(
+            procedure::DOMAIN_LOOKUP_BY_NAME,
+            &DomainLookupByNameArgs {
+                name: "wire".into(),
+            },
+        )
+        .await
+        .expect("lookup")
+        .dom;
+    let pin = |cpumap: Vec<u8>, flags: u32| DomainPinVcpuFlagsArgs {
+        dom: dom.clone(),
+        vcpu: 0,
+        cpumap: Opaque(cpumap),
+        flags,
+    };
+    let call = |a: DomainPinVcpuFlagsArgs| {
+        let c = &c;
+        async move { c.call::<_, ()>(procedure::DOMAIN_PIN_VCPU_FLAGS, &a).await }
+    };
+    // No CPU, a CPU the host lacks, an unknown flag.
+    assert_eq!(code_of(call(pin(vec![0, 0], 1)).await), VIR_ERR_INVALID_ARG);
+    let far = vec![0, 0, 0, 0, 0, 0, 0, 0x80];
+    assert_eq!(code_of(call(pin(far, 1)).await), VIR_ERR_CONFIG_UNSUPPORTED);
+    assert_eq!(
+        code_of(call(pin(vec![1], 1 << 7)).await),
+        VIR_ERR_INVALID_ARG
+    );
+    let info = |ncpumaps: i32, maplen: i32| DomainGetVcpuPinInfoArgs {
+        dom: dom.clone(),
+        ncpumaps,
+        maplen,
+        flags: 0,
+    };
+    for (n, m) in [(-1, 1), (1, 0), (i32::MAX, i32::MAX)] {
+        let r = c
+            .call::<_, DomainGetVcpuPinInfoRet>(procedure::DOMAIN_GET_VCPU_PIN_INFO, &info(n, m))
+            .await;
+        assert_eq!(code_of(r), VIR_ERR_INVALID_ARG, "{n} {m}");
+    }
+    let ok = c
+        .call::<_, DomainGetVcpuPinInfoRet>(procedure::DOMAIN_GET_VCPU_PIN_INFO, &info(4, 1))
+        .await
+        .expect("pin info");
+    assert_eq!(ok.num, 1, "one vCPU");
+    assert_eq!(ok.cpumaps.0.len(), 4, "ncpumaps maps of maplen bytes");
+    assert_ne!(ok.cpumaps.0[0], 0, "unpinned: every host CPU");
+    assert!(live_xml(&d, "wire").contains("<vcpu placement='static'>1</vcpu>"));
+    assert!(
+        !live_xml(&d, "wire").contains("<cputune>"),
+        "nothing pinned"
+    );
+}

@@ -10,6 +10,9 @@
 //!
 //! Update: the medium of a CD-ROM ([`media`]).
 //!
+//! Pinning: a vCPU's or the emulator's host CPUs, live and in the
+//! definition ([`pins`]).
+//!
 //! Detach ([`unplug`]): the unplug is recorded as pending (in the status
 //! record), QEMU is asked (`device_del`), and the call waits, bounded by
 //! `DriverConfig::unplug_timeout`, for the guest to release the device.
@@ -23,10 +26,13 @@
 //! own job: events, queries and destroy go on beside it.
 
 mod media;
+mod pins;
 mod plug;
 mod removal;
 mod unplug;
 
+pub use pins::{PinInfo, PinTarget};
+pub(crate) use pins::{info as pin_info, pin};
 pub(crate) use plug::{node_numbers_in_use, skip_used_numbers};
 pub(crate) use removal::{device_deleted, reconcile, release, unplug_failed};
 
