@@ -732,7 +732,7 @@ fn user_nics_attach_and_detach_live_and_bridges_in_the_config() {
 }
 
 #[test]
-fn setvcpus_changes_the_definition_and_refuses_a_running_guest() {
+fn setvcpus_changes_the_definition_and_keeps_a_running_guest_within_its_maximum() {
     let d = daemon();
     start_domain(&d, "cpu", &[]);
     d.virsh_ok(&["setvcpus", "cpu", "4", "--maximum", "--config"]);
@@ -749,9 +749,13 @@ fn setvcpus_changes_the_definition_and_refuses_a_running_guest() {
     let out = d.virsh(&["setvcpus", "cpu", "8", "--config"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("greater than max"), "{err}");
+    // The running guest was started with one vCPU at most.
     let out = d.virsh(&["setvcpus", "cpu", "2", "--live"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("vCPU hot-plug"), "{err}");
+    assert!(
+        err.contains("greater than max allowable vcpus for the live domain"),
+        "{err}"
+    );
     assert!(
         d.virsh_ok(&["dumpxml", "cpu"]).contains(">1</vcpu>"),
         "the running guest is unchanged"
@@ -1070,4 +1074,80 @@ async fn pins_on_the_wire_refuse_bad_maps_with_libvirts_codes() {
         !live_xml(&d, "wire").contains("<cputune>"),
         "nothing pinned"
     );
+}
+
+#[test]
+fn vcpus_plug_and_unplug_live_up_to_the_maximum() {
+    let d = daemon();
+    let ctl = d.root.path().join("hot.ctl");
+    let ctl_s = ctl.to_string_lossy().into_owned();
+    let xml = sim_domain_xml("hot", &["-sim-control", &ctl_s]).replacen(
+        "<vcpu>1</vcpu>",
+        "<vcpu current='1'>4</vcpu>",
+        1,
+    );
+    common::define_start(&d, "hot", &xml);
+    let count = |flag: &str| {
+        d.virsh_ok(&["vcpucount", "hot", flag, "--active"])
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(count("--live"), "1");
+
+    d.virsh_ok(&["setvcpus", "hot", "3", "--live"]);
+    assert_eq!(count("--live"), "3");
+    let (devices, _) = qemu_has(&ctl);
+    assert!(
+        devices.contains(&"vcpu0".to_owned()) && devices.contains(&"vcpu1".to_owned()),
+        "{devices:?}"
+    );
+    assert!(live_xml(&d, "hot").contains("<vcpu placement='static' current='3'>4</vcpu>"));
+    let inactive = d.virsh_ok(&["dumpxml", "hot", "--inactive"]);
+    assert!(
+        inactive.contains("current='1'>4</vcpu>"),
+        "live only: {inactive}"
+    );
+
+    // Down again: the last plugged goes first, once QEMU says it is gone.
+    d.virsh_ok(&["setvcpus", "hot", "2", "--live"]);
+    assert_eq!(count("--live"), "2");
+    let (devices, _) = qemu_has(&ctl);
+    assert!(
+        devices.contains(&"vcpu0".to_owned()) && !devices.contains(&"vcpu1".to_owned()),
+        "{devices:?}"
+    );
+    d.virsh_ok(&["setvcpus", "hot", "4", "--live"]);
+    assert_eq!(count("--live"), "4");
+    assert!(live_xml(&d, "hot").contains("<vcpu placement='static'>4</vcpu>"));
+
+    // Past the maximum, the maximum itself, the boot vCPU: refused,
+    // nothing changed.
+    for (args, want) in [
+        (
+            vec!["setvcpus", "hot", "5", "--live"],
+            "greater than max allowable",
+        ),
+        (
+            vec!["setvcpus", "hot", "4", "--live", "--config", "--maximum"],
+            "can't be modified",
+        ),
+        (vec!["setvcpus", "hot", "0", "--live"], ""),
+    ] {
+        let out = d.virsh(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+    d.virsh_ok(&["setvcpus", "hot", "1", "--live"]);
+    assert_eq!(count("--live"), "1");
+    let out = d.virsh(&["setvcpus", "hot", "1", "--live"]);
+    assert!(out.status.success(), "no change is fine");
+    let xml2 =
+        sim_domain_xml("hot2", &[]).replacen("<vcpu>1</vcpu>", "<vcpu current='2'>4</vcpu>", 1);
+    common::define_start(&d, "hot2", &xml2);
+    let out = d.virsh(&["setvcpus", "hot2", "1", "--live"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot be unplugged"), "{err}");
 }

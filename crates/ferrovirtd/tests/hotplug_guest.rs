@@ -238,13 +238,15 @@ fn a_virtio_disk_plugged_live_reaches_the_guest_and_leaves_on_detach() {
 }
 
 #[test]
-fn an_rng_a_tablet_a_scsi_controller_and_a_watchdog_plug_into_real_qemu() {
+fn an_rng_a_tablet_a_scsi_controller_a_watchdog_and_a_vcpu_plug_into_real_qemu() {
     let d = Daemon::start_with("unplug_timeout_secs = 60");
     let (xml, serial) = guest_xml(&d, "oth");
     // Free root ports, and a bridge for the watchdog (a PCI device).
     let ports = "<controller type='pci' model='pcie-root-port'/>\n".repeat(7)
         + "<controller type='pci' model='pcie-to-pci-bridge'/>\n";
-    let xml = xml.replacen("</emulator>\n", &format!("</emulator>\n{ports}"), 1);
+    let xml = xml
+        .replacen("</emulator>\n", &format!("</emulator>\n{ports}"), 1)
+        .replacen("<vcpu>1</vcpu>", "<vcpu current='1'>2</vcpu>", 1);
     define_start(&d, "oth", &xml);
     wait_serial(&d, &serial, MARKER, BOOT);
     let mut added = EventListener::start(&d, &["--event", "device-added", "--domain", "oth"], 1);
@@ -286,6 +288,30 @@ fn an_rng_a_tablet_a_scsi_controller_and_a_watchdog_plug_into_real_qemu() {
         );
         println!("detach {alias}: {:?}", t0.elapsed());
     }
+    // A second vCPU: plugged, pinned (its thread's affinity), unplugged.
+    let t0 = Instant::now();
+    d.virsh_ok(&["setvcpus", "oth", "2", "--live"]);
+    println!("vCPU plugged after {:?}", t0.elapsed());
+    let count = d.virsh_ok(&["vcpucount", "oth", "--live", "--active"]);
+    assert_eq!(count.trim(), "2");
+    d.virsh_ok(&["vcpupin", "oth", "1", "0", "--live"]);
+    let mut info = String::new();
+    let pinned = wait::until(Duration::from_secs(30), || {
+        info = d.virsh_ok(&["vcpuinfo", "oth"]);
+        info.split("VCPU:")
+            .nth(2)
+            .is_some_and(|v| v.contains("CPU Affinity:   y-"))
+    });
+    assert!(pinned, "{info}");
+    d.virsh_ok(&["emulatorpin", "oth", "1", "--live"]);
+    let em = d.virsh_ok(&["emulatorpin", "oth"]);
+    assert!(em.lines().any(|l| l.trim() == "*: 1"), "{em}");
+    let t0 = Instant::now();
+    d.virsh_ok(&["setvcpus", "oth", "1", "--live"]);
+    println!("vCPU unplugged after {:?}", t0.elapsed());
+    let count = d.virsh_ok(&["vcpucount", "oth", "--live", "--active"]);
+    assert_eq!(count.trim(), "1");
+
     let live = d.virsh_ok(&["dumpxml", "oth"]);
     assert!(
         !live.contains("<rng") && !live.contains("virtio-scsi") && live.contains("<watchdog"),

@@ -79,6 +79,8 @@ pub(crate) struct Vm {
     pub tap_netdevs: BTreeMap<String, OwnedFd>,
     /// Ids of the objects `object-add` created.
     pub objects: std::collections::BTreeSet<String>,
+    /// CPUs plugged with `device_add`: id and socket.
+    pub cpus: BTreeMap<String, u32>,
     /// Bumped on every guest reset: pending guest actions of the previous
     /// boot are void.
     pub boot: u64,
@@ -113,6 +115,7 @@ impl Vm {
             fds: BTreeMap::new(),
             tap_netdevs: BTreeMap::new(),
             objects: std::collections::BTreeSet::new(),
+            cpus: BTreeMap::new(),
             boot: 0,
         }
     }

@@ -30,6 +30,7 @@ mod pins;
 mod plug;
 mod removal;
 mod unplug;
+pub(crate) mod vcpus;
 
 pub use pins::{PinInfo, PinTarget};
 pub(crate) use pins::{info as pin_info, pin};
