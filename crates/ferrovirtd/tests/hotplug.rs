@@ -3,9 +3,12 @@
 //! and DEVICE_REMOVED reaching `virsh event`, a guest that never answers
 //! the unplug (the call returns at the deadline, the removal completes
 //! when the guest finally releases the device, also across a SIGKILLed
-//! daemon), destroy during the wait, attach and detach during a 10,000
-//! events/s flood with queries at their idle latency, and bad input refused with
-//! libvirt's codes with nothing left half-attached in QEMU.
+//! daemon), destroy during the wait, attach and detach (disks and rngs)
+//! during a 10,000 events/s flood with queries at their idle latency, and
+//! bad input refused with libvirt's codes with nothing left half-attached
+//! in QEMU. Also: user-mode NICs; rngs, inputs, the watchdog and
+//! controllers live and what cannot plug refused; vCPU hot-plug and
+//! unplug; vcpupin and emulatorpin live and in the definition.
 
 #![allow(
     clippy::unwrap_used,
@@ -563,6 +566,7 @@ async fn attach_and_detach_complete_during_an_event_flood() {
     };
     let vdb = image(&d, "vdb.img");
     let mut rounds = Vec::new();
+    let rng = "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>";
     for _ in 0..5 {
         let t0 = Instant::now();
         let xml = disk_xml(&vdb, "vdb", "virtio");
@@ -571,6 +575,15 @@ async fn attach_and_detach_complete_during_an_event_flood() {
         rounds.push(t0.elapsed());
         assert!(
             !live_xml(&d, "fl").contains("dev='vdb'"),
+            "removal completed in the call"
+        );
+        // An rng (backend object, then device) on the port the disk left.
+        let t0 = Instant::now();
+        assert_eq!(attach_code(&c, "fl", rng, LIVE, false).await, 0);
+        assert_eq!(attach_code(&c, "fl", rng, LIVE, true).await, 0);
+        rounds.push(t0.elapsed());
+        assert!(
+            !live_xml(&d, "fl").contains("<rng"),
             "removal completed in the call"
         );
     }
