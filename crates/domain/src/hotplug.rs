@@ -153,14 +153,22 @@ pub struct DiskPlug {
 
 impl DomainDef {
     /// Adds `disk` with an address assigned as at define time. `live`: to
-    /// a running guest, so the bus must hot-plug and no controller may be
+    /// a running guest, so the bus must hot-plug (virtio, or SCSI on a
+    /// virtio-scsi controller the guest has) and no controller may be
     /// added (a full topology is [`DeviceError::NoFreeSlot`]); the disk
     /// gets the next free node number. Returns its position.
     pub fn add_disk(&mut self, mut disk: DiskDef, live: bool) -> Result<usize, DeviceError> {
         if self.devices.disks.iter().any(|d| d.target == disk.target) {
             return Err(DeviceError::TargetExists(disk.target));
         }
-        if live && disk.bus != DiskBus::Virtio {
+        let scsi_ready = disk.bus == DiskBus::Scsi
+            && self.devices.controllers.iter().any(|c| {
+                matches!(
+                    c.kind,
+                    crate::devices::controller::ControllerKind::Scsi { .. }
+                )
+            });
+        if live && disk.bus != DiskBus::Virtio && !scsi_ready {
             return Err(DeviceError::NotHotpluggable(disk.bus.as_str().into()));
         }
         if live {
@@ -498,6 +506,18 @@ mod tests {
         let e = parse_device("<disk", MachineFamily::Q35).unwrap_err();
         assert_eq!(e.to_vir_error().code, ErrorCode::XmlError);
         assert_eq!(d.devices.disks.len(), 1, "nothing added by a refusal");
+        // SCSI live needs a virtio-scsi controller the guest already has.
+        let sdb = "<disk type='file'><source file='/s.img'/><target dev='sdb' bus='scsi'/></disk>";
+        let e = d.add_disk(disk(sdb), true).unwrap_err();
+        assert_eq!(code(e), ErrorCode::OperationUnsupported);
+        let mut with = def(&format!(
+            "{VDA}<controller type='scsi' model='virtio-scsi'/>"
+        ));
+        let i = with.add_disk(disk(sdb), true).unwrap();
+        let p = with.disk_plug(i).unwrap();
+        assert_eq!(p.device["driver"], "scsi-hd");
+        assert_eq!(p.device["bus"], "scsi0.0");
+        assert_eq!(p.device["scsi-id"], 0);
     }
 
     #[test]

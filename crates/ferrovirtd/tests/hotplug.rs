@@ -833,6 +833,19 @@ fn rngs_inputs_watchdogs_and_controllers_plug_live_and_the_rest_is_refused() {
         assert!(qemu_has(&ctl).0.contains(&alias.to_owned()), "{alias}");
     }
     assert_eq!(qemu_objects(&ctl), ["objrng0", "objrng1"]);
+
+    // A SCSI disk on the controller plugged live; the controller cannot
+    // go while the disk is on it.
+    let sda = file("sda.xml", &disk_xml(&image(&d, "sda.img"), "sda", "scsi"));
+    d.virsh_ok(&["attach-device", "oth", &sda, "--live"]);
+    added.expect_line("event 'device-added' for domain 'oth': scsi0-0-0-0", WAIT);
+    assert!(qemu_has(&ctl).0.contains(&"scsi0-0-0-0".to_owned()));
+    let out = d.virsh(&["detach-device", "oth", &scsi, "--live"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("is busy"), "{err}");
+    d.virsh_ok(&["detach-device", "oth", &sda, "--live"]);
+    removed.expect_line("event 'device-removed' for domain 'oth': scsi0-0-0-0", WAIT);
+    assert!(!live_xml(&d, "oth").contains("dev='sda'"));
     let live = live_xml(&d, "oth");
     for want in [
         "<alias name='rng1'/>",
