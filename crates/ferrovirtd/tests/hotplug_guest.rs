@@ -5,7 +5,10 @@
 //! DEVICE_DELETED completes the removal, the live XML loses it, QEMU
 //! loses its block nodes, and DEVICE_REMOVED reaches `virsh event`; the
 //! same for a user-mode NIC. A
-//! CD-ROM's medium is ejected and inserted with TRAY_CHANGE events.
+//! CD-ROM's medium is ejected and inserted with TRAY_CHANGE events. An
+//! rng, a virtio tablet, a virtio-scsi controller (with a SCSI disk the
+//! guest sees), a watchdog and a second vCPU plug into real QEMU; the
+//! vCPU and the emulator pin to host CPUs.
 
 #![allow(
     clippy::unwrap_used,
@@ -278,6 +281,27 @@ fn an_rng_a_tablet_a_scsi_controller_a_watchdog_and_a_vcpu_plug_into_real_qemu()
         );
         println!("attach {alias}: {:?}", t0.elapsed());
     }
+    // A SCSI disk on the controller just plugged: the guest sees it.
+    let sda = d.root.path().join("sda.qcow2");
+    qcow2(&sda);
+    let sda_xml = file(
+        "sda.xml",
+        &format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='sda' bus='scsi'/></disk>",
+            sda.display()
+        ),
+    );
+    d.virsh_ok(&["attach-device", "oth", &sda_xml, "--live"]);
+    added.expect_line(
+        "event 'device-added' for domain 'oth': scsi0-0-0-0",
+        RELEASE,
+    );
+    wait_serial(&d, &serial, "FERROVIRT-HOTPLUG added sd", RELEASE);
+    d.virsh_ok(&["detach-device", "oth", &sda_xml, "--live"]);
+    removed.expect_line(
+        "event 'device-removed' for domain 'oth': scsi0-0-0-0",
+        RELEASE,
+    );
     // The guest releases what sits on PCIe root ports.
     for (f, alias) in &plugged[..3] {
         let t0 = Instant::now();
