@@ -5,7 +5,9 @@
 //! bridge and the live XML and status record name it; an unplug releases
 //! it; a bridge that does not exist is refused with nothing left behind
 //! (no tap, no descriptor or backend in QEMU, nothing in the live XML).
-//! A real guest sees such a NIC arrive and go (PCIe native hot-plug).
+//! A real guest sees such a NIC arrive and go (PCIe native hot-plug). An
+//! unplug the guest completes after a daemon restart still releases the
+//! tap.
 
 #![allow(
     clippy::unwrap_used,
@@ -253,4 +255,49 @@ fn a_real_guest_sees_a_network_nic_plugged_live_and_releases_it() {
     let gone = wait::until(WAIT, || taps(&ns).is_empty());
     assert!(gone, "{:?}\n{}", taps(&ns), tail(&d.log(), 30));
     d.virsh_ok(&["destroy", "g"]);
+}
+
+#[test]
+fn a_tap_nic_whose_unplug_completes_after_a_daemon_restart_loses_its_tap() {
+    let ns = NetNs::new("hpnicr").unwrap();
+    let mut d = Daemon::start_in_netns(&ns, "unplug_timeout_secs = 1");
+    ns.exec(&["ip", "link", "add", "fvbr2", "type", "bridge"])
+        .unwrap();
+    let ctl = d.root.path().join("r.ctl");
+    let ctl_s = ctl.to_string_lossy().into_owned();
+    let ports = "<controller type='pci' model='pcie-root-port'/>\n".repeat(3);
+    let xml = sim_domain_xml("r", &["-sim-control", &ctl_s, "-sim-ignore-unplug"]).replacen(
+        "</emulator>\n",
+        &format!("</emulator>\n{ports}"),
+        1,
+    );
+    common::define_start(&d, "r", &xml);
+    let mac = "52:54:00:5a:02:01";
+    let nic = nic_file(&d, "bridge", "fvbr2", mac);
+    d.virsh_ok(&["attach-device", "r", &nic, "--live"]);
+    let tap = tap_in_xml(&d, "r", mac);
+    assert_eq!(taps(&ns), [(tap.clone(), Some("fvbr2".to_owned()))]);
+
+    // The guest does not answer: the removal stays pending, the tap too.
+    d.virsh_ok(&["detach-device", "r", &nic, "--live"]);
+    assert_eq!(tap_in_xml(&d, "r", mac), tap, "still pending");
+    assert!(
+        status_records(&d).contains("\"net0\""),
+        "pending in the record"
+    );
+    d.kill();
+    d.spawn();
+    assert_eq!(tap_in_xml(&d, "r", mac), tap, "re-adopted with its tap");
+    assert_eq!(taps(&ns).len(), 1);
+
+    // The guest answers now: the NIC goes, its backend and its tap.
+    assert_eq!(sim_control(&ctl, "release net0"), "ok");
+    let gone = wait::until(WAIT, || {
+        taps(&ns).is_empty() && !d.virsh_ok(&["dumpxml", "r"]).contains("<interface")
+    });
+    assert!(gone, "{:?}\n{}", taps(&ns), tail(&d.log(), 30));
+    assert!(
+        !status_records(&d).contains(&tap),
+        "the record forgot the tap"
+    );
 }
