@@ -22,6 +22,8 @@ pub(crate) enum Scenario {
     Transfer,
     /// Guest networking in a namespace (ferrovirtd alone).
     Nics,
+    /// Attach + detach of a virtio disk on a booted real guest.
+    Hotplug,
     /// Only render the Markdown report of --from-json.
     Report,
     /// kill -9 of ferrovirtd at random instants under random operations
@@ -42,6 +44,7 @@ impl Scenario {
             Scenario::Stats => "stats",
             Scenario::Transfer => "transfer",
             Scenario::Nics => "nics",
+            Scenario::Hotplug => "hotplug",
             Scenario::Report => "report",
             Scenario::Chaos => "chaos",
         }
@@ -214,6 +217,7 @@ impl Cli {
             storage_files: pick(smoke, 1000, 10_000),
             transfer_mib: pick(smoke, 64, 1024),
             nics_rounds: pick(smoke, 5, 30),
+            hotplug_rounds: pick(smoke, 5, 20),
         }
     }
 

@@ -56,6 +56,9 @@ pub(crate) struct Params {
     /// Start/stop cycles of the nics scenario.
     #[serde(default)]
     pub nics_rounds: usize,
+    /// Attach + detach round trips of the hotplug scenario.
+    #[serde(default)]
+    pub hotplug_rounds: usize,
 }
 
 impl Params {

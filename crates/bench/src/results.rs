@@ -84,6 +84,8 @@ pub(crate) struct Scenarios {
     pub storage: Option<Vec<Row<StorageResult>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nics: Option<Vec<Row<NicsResult>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hotplug: Option<Vec<Row<HotplugResult>>>,
     pub stats: Option<Vec<Row<StatsResult>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer: Option<Vec<Row<TransferResult>>>,
@@ -417,4 +419,20 @@ pub(crate) struct NicsResult {
     pub guest_destroy_plain: LatencySummary,
     pub guest_start_nic: LatencySummary,
     pub guest_destroy_nic: LatencySummary,
+}
+
+// ---------------------------------------------------------------- hotplug
+
+/// Disk hot-plug on a booted real guest: `attach-device --live` of a
+/// virtio disk, then `detach-device --live` (which waits for the guest to
+/// release it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct HotplugResult {
+    pub rounds: usize,
+    pub attach: LatencySummary,
+    pub detach: LatencySummary,
+    pub round_trip: LatencySummary,
+    /// Detaches that returned with the removal still pending (the guest
+    /// had not released the disk within the daemon's wait).
+    pub pending: usize,
 }

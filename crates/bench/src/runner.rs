@@ -9,7 +9,9 @@ use crate::error::BenchResult;
 use crate::machine;
 use crate::params::Params;
 use crate::results::{Outcome, Report, Row, Scenarios};
-use crate::scenarios::{self, events, flood, hung, nics, rpc, scale, stats, storage, transfer};
+use crate::scenarios::{
+    self, events, flood, hotplug, hung, nics, rpc, scale, stats, storage, transfer,
+};
 use crate::stats::round1;
 
 /// Everything a run needs, decided before it starts.
@@ -108,6 +110,11 @@ async fn run_scenarios(plan: &Plan<'_>) -> (Scenarios, BTreeMap<String, f64>) {
         let measure = |_, _| nics::run(env, params);
         scenarios.nics = Some(rows(&row, measure).await);
         record("nics", &mut lap);
+    }
+    if cli.wants(Scenario::Hotplug) {
+        let measure = |kind, _| hotplug::run(kind, env, params);
+        scenarios.hotplug = Some(rows(&cli.storage_rows(), measure).await);
+        record("hotplug", &mut lap);
     }
     (scenarios, timings)
 }

@@ -60,6 +60,18 @@ fn smoke_mode_covers_every_scenario() {
         }
     }
 
+    // Disk hot-plug on the booted test guest (real QEMU): every round
+    // completed, the guest released the disk within the daemon's wait.
+    let hp = &sc["hotplug"][0];
+    assert!(hp.get("error").is_none(), "hotplug failed: {hp}");
+    assert_eq!(num(hp, &["rounds"]), 5.0, "{hp}");
+    let (attach, trip) = (
+        num(hp, &["attach", "p50_us"]),
+        num(hp, &["round_trip", "p50_us"]),
+    );
+    assert!(attach > 0.0 && trip >= attach, "{hp}");
+    assert_eq!(num(hp, &["pending"]), 0.0, "{hp}");
+
     // 1. rpc: every cell ran, with positive throughput and ordered percentiles
     let cells = sc["rpc"][0]["cells"].as_array().expect("rpc cells");
     assert_eq!(cells.len(), 4, "1 N x 2 calls x 2 client counts");

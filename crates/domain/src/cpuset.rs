@@ -44,6 +44,11 @@ impl CpuSet {
         Ok(CpuSet(set))
     }
 
+    /// The set of `cpus`, those past [`MAX_CPU`] left out.
+    pub fn from_cpus(cpus: impl IntoIterator<Item = u32>) -> Self {
+        CpuSet(cpus.into_iter().filter(|c| *c <= MAX_CPU).collect())
+    }
+
     /// The CPUs, in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.0.iter().copied()

@@ -12,11 +12,23 @@ use crate::devices::disk::{DiskBus, DiskDef, DiskDevice, parse_disk};
 use crate::devices::net::{InterfaceDef, InterfaceType, parse_interface};
 use crate::error::DomainXmlError;
 
+mod others;
+
+pub use others::{OtherKind, OtherPlug, OtherPos};
+
+/// The index a `<controller>` without one is parsed with: the next free
+/// one of its type once added.
+const NO_INDEX: u32 = u32::MAX;
+
 /// A device of `attach-device` / `detach-device`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceDef {
     Disk(DiskDef),
     Interface(InterfaceDef),
+    Rng(crate::devices::rng::RngDef),
+    Input(crate::devices::input::InputDef),
+    Watchdog(crate::devices::misc::WatchdogDef),
+    Controller(crate::devices::controller::ControllerDef),
 }
 
 /// Why a device cannot be added or removed, each with libvirt's error.
@@ -45,6 +57,20 @@ pub enum DeviceError {
     /// `VIR_ERR_DEVICE_MISSING`: nothing matches.
     #[error("device not found: {0}")]
     Missing(String),
+    /// `VIR_ERR_OPERATION_UNSUPPORTED`: QEMU cannot plug this device
+    /// into a running guest.
+    #[error("Operation not supported: live attach of {0} is not supported")]
+    LiveUnsupported(String),
+    /// `VIR_ERR_OPERATION_UNSUPPORTED`: a controller of the machine's
+    /// topology.
+    #[error("Operation not supported: '{0}' controller cannot be hot plugged.")]
+    ControllerNotHotpluggable(String),
+    /// `VIR_ERR_OPERATION_INVALID`: the device exists already.
+    #[error("Requested operation is not valid: {0}")]
+    Exists(String),
+    /// `VIR_ERR_OPERATION_UNSUPPORTED`: a controller devices still use.
+    #[error("Operation not supported: device cannot be detached: controller '{0}' is busy")]
+    InUse(String),
 }
 
 impl virterror::ToVirError for DeviceError {
@@ -59,6 +85,10 @@ impl virterror::ToVirError for DeviceError {
             DeviceError::NoFreeSlot => ErrorCode::InternalError,
             DeviceError::MacExists(_) => ErrorCode::OperationFailed,
             DeviceError::Missing(_) => ErrorCode::DeviceMissing,
+            DeviceError::LiveUnsupported(_)
+            | DeviceError::ControllerNotHotpluggable(_)
+            | DeviceError::InUse(_) => ErrorCode::OperationUnsupported,
+            DeviceError::Exists(_) => ErrorCode::OperationInvalid,
         };
         VirError::new(code, ErrorDomain::Domain, self.to_string())
     }
@@ -72,10 +102,18 @@ pub fn parse_device(xml: &str, family: MachineFamily) -> Result<DeviceDef, Domai
     match el.local_name() {
         "disk" => Ok(DeviceDef::Disk(parse_disk(&el, family)?)),
         "interface" => Ok(DeviceDef::Interface(parse_interface(&el)?)),
+        "rng" => Ok(DeviceDef::Rng(crate::devices::rng::parse_rng(&el)?)),
+        "input" => Ok(DeviceDef::Input(crate::devices::input::parse_input(&el)?)),
+        "watchdog" => Ok(DeviceDef::Watchdog(crate::devices::misc::parse_watchdog(
+            &el,
+        )?)),
+        "controller" => Ok(DeviceDef::Controller(
+            crate::devices::controller::parse_controller(&el, family, |_, _| NO_INDEX)?,
+        )),
         other => Err(DomainXmlError::unsupported_because(
             "device",
             other,
-            "only <disk> and <interface> can be attached or detached",
+            "only <disk>, <interface>, <rng>, <input>, <watchdog> and <controller> can be attached or detached",
         )),
     }
 }
@@ -89,6 +127,15 @@ pub struct NicPlug {
     pub netdev: Map<String, Value>,
     /// `device_add` arguments.
     pub device: Map<String, Value>,
+}
+
+/// The tap of a NIC plugged live, as QEMU holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapFd {
+    /// The name QEMU received the tap's descriptor under (`getfd`).
+    pub fdname: String,
+    /// Whether the host has a usable `/dev/vhost-net`.
+    pub vhost_net: bool,
 }
 
 /// What plugs disk `i` of a definition into a running QEMU.
@@ -106,14 +153,22 @@ pub struct DiskPlug {
 
 impl DomainDef {
     /// Adds `disk` with an address assigned as at define time. `live`: to
-    /// a running guest, so the bus must hot-plug and no controller may be
+    /// a running guest, so the bus must hot-plug (virtio, or SCSI on a
+    /// virtio-scsi controller the guest has) and no controller may be
     /// added (a full topology is [`DeviceError::NoFreeSlot`]); the disk
     /// gets the next free node number. Returns its position.
     pub fn add_disk(&mut self, mut disk: DiskDef, live: bool) -> Result<usize, DeviceError> {
         if self.devices.disks.iter().any(|d| d.target == disk.target) {
             return Err(DeviceError::TargetExists(disk.target));
         }
-        if live && disk.bus != DiskBus::Virtio {
+        let scsi_ready = disk.bus == DiskBus::Scsi
+            && self.devices.controllers.iter().any(|c| {
+                matches!(
+                    c.kind,
+                    crate::devices::controller::ControllerKind::Scsi { .. }
+                )
+            });
+        if live && disk.bus != DiskBus::Virtio && !scsi_ready {
             return Err(DeviceError::NotHotpluggable(disk.bus.as_str().into()));
         }
         if live {
@@ -186,8 +241,8 @@ impl DomainDef {
     }
 
     /// Adds NIC `nic` with an address assigned as at define time. `live`:
-    /// to a running guest, so only a user-mode NIC (the others need a
-    /// host tap), on a free port, with the next free alias number.
+    /// to a running guest, so on a free port, with the next free alias
+    /// number.
     pub fn add_interface(
         &mut self,
         mut nic: InterfaceDef,
@@ -195,12 +250,6 @@ impl DomainDef {
     ) -> Result<usize, DeviceError> {
         if self.devices.interfaces.iter().any(|n| n.mac == nic.mac) {
             return Err(DeviceError::MacExists(nic.mac.to_string()));
-        }
-        if live && nic.itype != InterfaceType::User {
-            return Err(DeviceError::NotUpdatable(format!(
-                "live attach of an interface of type '{}' is not supported (only 'user')",
-                nic.itype.as_str()
-            )));
         }
         nic.alias_index = None;
         if live {
@@ -237,14 +286,34 @@ impl DomainDef {
             .next()
     }
 
-    /// The QMP objects that plug NIC `i` in.
-    pub fn nic_plug(&self, i: usize) -> Result<Option<NicPlug>, DeviceError> {
+    /// The QMP objects that plug NIC `i` in; `tap`: where QEMU finds the
+    /// tap of a NIC that needs one.
+    pub fn nic_plug(&self, i: usize, tap: Option<&TapFd>) -> Result<Option<NicPlug>, DeviceError> {
         let Some(nic) = self.devices.interfaces.get(i) else {
             return Ok(None);
         };
         let k = nic.alias_number(i);
         let mut netdev = Map::new();
-        netdev.insert("type".into(), Value::from("user"));
+        match (nic.itype, tap) {
+            (InterfaceType::User, _) => {
+                netdev.insert("type".into(), Value::from("user"));
+            }
+            (_, Some(t)) => {
+                let vhost = crate::argv::net::tap_vhost(nic, t.vhost_net)?;
+                netdev.insert("type".into(), Value::from("tap"));
+                netdev.insert("fd".into(), Value::from(t.fdname.clone()));
+                if vhost {
+                    netdev.insert("vhost".into(), Value::from(true));
+                }
+            }
+            (t, None) => {
+                return Err(DeviceError::Xml(DomainXmlError::unsupported_because(
+                    "interface type",
+                    t.as_str(),
+                    "no tap was made for this interface",
+                )));
+            }
+        }
         netdev.insert("id".into(), Value::from(format!("hostnet{k}")));
         let opts = crate::argv::net::nic_device_opts(self, i)?;
         Ok(Some(NicPlug {
@@ -298,7 +367,18 @@ impl DomainDef {
 /// `driver,key=value,...` (`,,` escapes a comma) as `device_add`
 /// arguments, with the properties QEMU types as integers as numbers.
 fn device_props(opts: &str) -> Map<String, Value> {
-    const NUMERIC: &[&str] = &["num-queues", "bootindex", "channel", "scsi-id", "lun"];
+    const NUMERIC: &[&str] = &[
+        "num-queues",
+        "num_queues",
+        "bootindex",
+        "channel",
+        "scsi-id",
+        "lun",
+        "max-bytes",
+        "period",
+        "max_ports",
+        "vectors",
+    ];
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut chars = opts.chars().peekable();
@@ -347,7 +427,7 @@ mod tests {
     fn disk(xml: &str) -> DiskDef {
         match parse_device(xml, MachineFamily::Q35).unwrap() {
             DeviceDef::Disk(d) => d,
-            DeviceDef::Interface(_) => panic!("a disk"),
+            _ => panic!("a disk"),
         }
     }
 
@@ -426,6 +506,18 @@ mod tests {
         let e = parse_device("<disk", MachineFamily::Q35).unwrap_err();
         assert_eq!(e.to_vir_error().code, ErrorCode::XmlError);
         assert_eq!(d.devices.disks.len(), 1, "nothing added by a refusal");
+        // SCSI live needs a virtio-scsi controller the guest already has.
+        let sdb = "<disk type='file'><source file='/s.img'/><target dev='sdb' bus='scsi'/></disk>";
+        let e = d.add_disk(disk(sdb), true).unwrap_err();
+        assert_eq!(code(e), ErrorCode::OperationUnsupported);
+        let mut with = def(&format!(
+            "{VDA}<controller type='scsi' model='virtio-scsi'/>"
+        ));
+        let i = with.add_disk(disk(sdb), true).unwrap();
+        let p = with.disk_plug(i).unwrap();
+        assert_eq!(p.device["driver"], "scsi-hd");
+        assert_eq!(p.device["bus"], "scsi0.0");
+        assert_eq!(p.device["scsi-id"], 0);
     }
 
     #[test]
@@ -443,12 +535,12 @@ mod tests {
         .unwrap()
         {
             DeviceDef::Interface(n) => n,
-            DeviceDef::Disk(_) => panic!("a NIC"),
+            _ => panic!("a NIC"),
         }
             };
         d.number_interfaces();
         let i = d.add_interface(nic("52:54:00:00:00:02"), true).unwrap();
-        let p = d.nic_plug(i).unwrap().unwrap();
+        let p = d.nic_plug(i, None).unwrap().unwrap();
         assert_eq!(p.alias, "net1");
         assert_eq!(p.netdev["id"], "hostnet1");
         assert_eq!(p.device["driver"], "virtio-net-pci");
@@ -463,7 +555,7 @@ mod tests {
         let xml = d.to_xml(Some(&crate::LiveInfo::default()));
         assert!(xml.contains("<alias name='net1'/>"), "{xml}");
         let back = DomainDef::parse(&xml).unwrap();
-        assert_eq!(back.nic_plug(0).unwrap().unwrap().alias, "net1");
+        assert_eq!(back.nic_plug(0, None).unwrap().unwrap().alias, "net1");
         let bridge = parse_device(
             "<interface type='bridge'><source bridge='br0'/></interface>",
             MachineFamily::Q35,
@@ -471,8 +563,33 @@ mod tests {
         let DeviceDef::Interface(b) = bridge.unwrap() else {
             panic!("a NIC")
         };
-        let e = d.add_interface(b, true).unwrap_err();
-        assert_eq!(e.to_vir_error().code, ErrorCode::OperationUnsupported);
+        // A NIC on a host bridge plugs its tap by the name QEMU got it
+        // under; without one it cannot be plugged. (Every port is taken:
+        // placed as in the definition.)
+        assert_eq!(
+            d.clone().add_interface(b.clone(), true).unwrap_err(),
+            DeviceError::NoFreeSlot
+        );
+        d.devices.interfaces.clear();
+        let i = d.add_interface(b, false).unwrap();
+        let e = d.nic_plug(i, None).unwrap_err();
+        assert_eq!(e.to_vir_error().code, ErrorCode::ConfigUnsupported);
+        let tap = TapFd {
+            fdname: "tap-hostnet0".into(),
+            vhost_net: true,
+        };
+        let p = d.nic_plug(i, Some(&tap)).unwrap().unwrap();
+        assert_eq!(p.alias, "net0");
+        assert_eq!(p.netdev["type"], "tap");
+        assert_eq!(p.netdev["fd"], "tap-hostnet0");
+        assert_eq!(p.netdev["vhost"], true);
+        assert_eq!(p.device["netdev"], "hostnet0");
+        let no_vhost = TapFd {
+            vhost_net: false,
+            ..tap
+        };
+        let p = d.nic_plug(i, Some(&no_vhost)).unwrap().unwrap();
+        assert!(p.netdev.get("vhost").is_none(), "{:?}", p.netdev);
     }
 
     #[test]

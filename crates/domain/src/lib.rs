@@ -111,7 +111,9 @@ pub use devices::video::{VideoDef, VideoModel};
 pub use error::DomainXmlError;
 pub use firmware::FirmwareDescriptor;
 pub use format::XmlOptions;
-pub use hotplug::{DeviceDef, DeviceError, DiskPlug, NicPlug, parse_device};
+pub use hotplug::{
+    DeviceDef, DeviceError, DiskPlug, NicPlug, OtherKind, OtherPlug, OtherPos, TapFd, parse_device,
+};
 pub use virxml::XmlError;
 pub use xml::{XmlElement, XmlNode};
 

@@ -23,8 +23,8 @@ use virterror::VirError;
 
 use crate::consoles::Consoles;
 use crate::procs::{
-    blockjob, connect, cpu, devices, domain, dump, events, interfaces, jobs, network, node, query,
-    save, secret, stats, storage, streams,
+    blockjob, connect, cpu, devices, domain, dump, events, interfaces, jobs, network, node, pins,
+    query, save, secret, stats, storage, streams,
 };
 use crate::relay::Relay;
 
@@ -163,6 +163,8 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::DOMAIN_BLOCK_RESIZE,                         Write, Normal,   devices::block_resize),
         Row::new(p::DOMAIN_SET_BLOCK_THRESHOLD,                  Write, Normal,   devices::set_block_threshold),
         Row::new(p::DOMAIN_SET_VCPUS_FLAGS,                      Write, Normal,   devices::set_vcpus_flags),
+        Row::new(p::DOMAIN_PIN_VCPU_FLAGS,                       Write, Normal,   pins::pin_vcpu_flags),
+        Row::new(p::DOMAIN_PIN_EMULATOR,                         Write, Normal,   pins::pin_emulator),
         Row::new(p::DOMAIN_RESUME,                               Write, Normal,   domain::resume),
         Row::new(p::DOMAIN_SET_AUTOSTART,                        Write, Normal,   domain::set_autostart),
         // Snapshot queries.
@@ -179,6 +181,8 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::DOMAIN_HAS_MANAGED_SAVE_IMAGE,               Read,  Priority, query::has_managed_save_image),
         Row::new(p::DOMAIN_GET_MAX_VCPUS,                        Read,  Priority, query::get_max_vcpus),
         Row::new(p::DOMAIN_GET_VCPUS_FLAGS,                      Read,  Priority, query::get_vcpus_flags),
+        Row::new(p::DOMAIN_GET_VCPU_PIN_INFO,                    Read,  Priority, pins::get_vcpu_pin_info),
+        Row::new(p::DOMAIN_GET_EMULATOR_PIN_INFO,                Read,  Priority, pins::get_emulator_pin_info),
         // Statistics, from the driver's cache: no job, no monitor.
         Row::new(p::CONNECT_GET_ALL_DOMAIN_STATS,                Read,  Priority, stats::get_all_domain_stats),
         Row::new(p::DOMAIN_BLOCK_STATS,                          Read,  Priority, stats::block_stats),

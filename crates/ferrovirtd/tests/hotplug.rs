@@ -3,9 +3,12 @@
 //! and DEVICE_REMOVED reaching `virsh event`, a guest that never answers
 //! the unplug (the call returns at the deadline, the removal completes
 //! when the guest finally releases the device, also across a SIGKILLed
-//! daemon), destroy during the wait, attach and detach during a 10,000
-//! events/s flood with queries at their idle latency, and bad input refused with
-//! libvirt's codes with nothing left half-attached in QEMU.
+//! daemon), destroy during the wait, attach and detach (disks and rngs)
+//! during a 10,000 events/s flood with queries at their idle latency, and
+//! bad input refused with libvirt's codes with nothing left half-attached
+//! in QEMU. Also: user-mode NICs; rngs, inputs, the watchdog and
+//! controllers live and what cannot plug refused; vCPU hot-plug and
+//! unplug; vcpupin and emulatorpin live and in the definition.
 
 #![allow(
     clippy::unwrap_used,
@@ -563,6 +566,7 @@ async fn attach_and_detach_complete_during_an_event_flood() {
     };
     let vdb = image(&d, "vdb.img");
     let mut rounds = Vec::new();
+    let rng = "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>";
     for _ in 0..5 {
         let t0 = Instant::now();
         let xml = disk_xml(&vdb, "vdb", "virtio");
@@ -571,6 +575,15 @@ async fn attach_and_detach_complete_during_an_event_flood() {
         rounds.push(t0.elapsed());
         assert!(
             !live_xml(&d, "fl").contains("dev='vdb'"),
+            "removal completed in the call"
+        );
+        // An rng (backend object, then device) on the port the disk left.
+        let t0 = Instant::now();
+        assert_eq!(attach_code(&c, "fl", rng, LIVE, false).await, 0);
+        assert_eq!(attach_code(&c, "fl", rng, LIVE, true).await, 0);
+        rounds.push(t0.elapsed());
+        assert!(
+            !live_xml(&d, "fl").contains("<rng"),
             "removal completed in the call"
         );
     }
@@ -662,7 +675,7 @@ fn a_guest_that_refuses_the_unplug_fails_the_detach_and_keeps_the_device() {
 }
 
 #[test]
-fn user_nics_attach_and_detach_and_others_are_refused_clearly() {
+fn user_nics_attach_and_detach_live_and_bridges_in_the_config() {
     let d = daemon();
     let ctl = d.root.path().join("nic.ctl");
     let ctl_s = ctl.to_string_lossy().into_owned();
@@ -716,18 +729,8 @@ fn user_nics_attach_and_detach_and_others_are_refused_clearly() {
     removed.expect_line("event 'device-removed' for domain 'nic': net1", WAIT);
     assert!(!live_xml(&d, "nic").contains("<interface"));
 
-    // NICs on a host network need a tap: refused live, kept in the config.
-    let out = d.virsh(&[
-        "attach-interface",
-        "nic",
-        "--type",
-        "bridge",
-        "--source",
-        "br0",
-        "--live",
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("only 'user'"), "{err}");
+    // A NIC on a host bridge in the config only (live, with its tap:
+    // tests/hotplug_nics.rs, inside a network namespace).
     d.virsh_ok(&[
         "attach-interface",
         "nic",
@@ -742,7 +745,7 @@ fn user_nics_attach_and_detach_and_others_are_refused_clearly() {
 }
 
 #[test]
-fn setvcpus_changes_the_definition_and_refuses_a_running_guest() {
+fn setvcpus_changes_the_definition_and_keeps_a_running_guest_within_its_maximum() {
     let d = daemon();
     start_domain(&d, "cpu", &[]);
     d.virsh_ok(&["setvcpus", "cpu", "4", "--maximum", "--config"]);
@@ -759,11 +762,418 @@ fn setvcpus_changes_the_definition_and_refuses_a_running_guest() {
     let out = d.virsh(&["setvcpus", "cpu", "8", "--config"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("greater than max"), "{err}");
+    // The running guest was started with one vCPU at most.
     let out = d.virsh(&["setvcpus", "cpu", "2", "--live"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("vCPU hot-plug"), "{err}");
+    assert!(
+        err.contains("greater than max allowable vcpus for the live domain"),
+        "{err}"
+    );
     assert!(
         d.virsh_ok(&["dumpxml", "cpu"]).contains(">1</vcpu>"),
         "the running guest is unchanged"
     );
+}
+
+/// What the simulated QEMU has: device ids and backend object ids.
+fn qemu_objects(ctl: &Path) -> Vec<String> {
+    let r = sim_control(ctl, "devices");
+    let json = r.strip_prefix("ok ").expect("devices");
+    let v: serde_json::Value = serde_json::from_str(json).expect("JSON");
+    v["objects"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_str().expect("string").to_owned())
+        .collect()
+}
+
+#[test]
+fn rngs_inputs_watchdogs_and_controllers_plug_live_and_the_rest_is_refused() {
+    let d = daemon();
+    let ctl = d.root.path().join("oth.ctl");
+    let ctl_s = ctl.to_string_lossy().into_owned();
+    // Free ports for six devices (USB, the balloon and the bridge take
+    // three); the watchdog, a PCI device, plugs into the bridge.
+    let ports = "<controller type='pci' model='pcie-root-port'/>\n".repeat(9)
+        + "<controller type='pci' model='pcie-to-pci-bridge'/>\n";
+    let xml = sim_domain_xml("oth", &["-sim-control", &ctl_s]).replacen(
+        "</emulator>\n",
+        &format!("</emulator>\n{ports}"),
+        1,
+    );
+    common::define_start(&d, "oth", &xml);
+    let mut added = device_listener(&d, "oth", "device-added");
+    let mut removed = device_listener(&d, "oth", "device-removed");
+    let file = |name: &str, xml: &str| d.file(name, xml).display().to_string();
+    let rng = file(
+        "rng.xml",
+        "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>",
+    );
+    let tablet = file("tablet.xml", "<input type='tablet' bus='virtio'/>");
+    let dog = file("dog.xml", "<watchdog model='i6300esb' action='poweroff'/>");
+    let scsi = file(
+        "scsi.xml",
+        "<controller type='scsi' index='0' model='virtio-scsi'/>",
+    );
+    let serial = file("vser.xml", "<controller type='virtio-serial' index='0'/>");
+    for (f, alias) in [
+        (&rng, "rng0"),
+        (&rng, "rng1"),
+        (&tablet, "input2"),
+        (&dog, "watchdog0"),
+        (&scsi, "scsi0"),
+        (&serial, "virtio-serial0"),
+    ] {
+        d.virsh_ok(&["attach-device", "oth", f, "--live"]);
+        added.expect_line(
+            &format!("event 'device-added' for domain 'oth': {alias}"),
+            WAIT,
+        );
+        assert!(qemu_has(&ctl).0.contains(&alias.to_owned()), "{alias}");
+    }
+    assert_eq!(qemu_objects(&ctl), ["objrng0", "objrng1"]);
+
+    // A SCSI disk on the controller plugged live; the controller cannot
+    // go while the disk is on it.
+    let sda = file("sda.xml", &disk_xml(&image(&d, "sda.img"), "sda", "scsi"));
+    d.virsh_ok(&["attach-device", "oth", &sda, "--live"]);
+    added.expect_line("event 'device-added' for domain 'oth': scsi0-0-0-0", WAIT);
+    assert!(qemu_has(&ctl).0.contains(&"scsi0-0-0-0".to_owned()));
+    let out = d.virsh(&["detach-device", "oth", &scsi, "--live"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("is busy"), "{err}");
+    d.virsh_ok(&["detach-device", "oth", &sda, "--live"]);
+    removed.expect_line("event 'device-removed' for domain 'oth': scsi0-0-0-0", WAIT);
+    assert!(!live_xml(&d, "oth").contains("dev='sda'"));
+    let live = live_xml(&d, "oth");
+    for want in [
+        "<alias name='rng1'/>",
+        "<backend model='random'>/dev/urandom</backend>",
+        "<input type='tablet' bus='virtio'>",
+        "<watchdog model='i6300esb' action='poweroff'>",
+        "<controller type='scsi' index='0' model='virtio-scsi'>",
+        "<alias name='virtio-serial0'/>",
+    ] {
+        assert!(live.contains(want), "{want}\n{live}");
+    }
+    assert!(
+        !d.virsh_ok(&["dumpxml", "oth", "--inactive"])
+            .contains("<rng"),
+        "live only"
+    );
+
+    // The first rng goes (its backend with it); the second keeps its name.
+    d.virsh_ok(&["detach-device-alias", "oth", "rng0", "--live"]);
+    removed.expect_line("event 'device-removed' for domain 'oth': rng0", WAIT);
+    wait_until("the rng backend to go", WAIT, || {
+        qemu_objects(&ctl) == ["objrng1"]
+    });
+    assert!(live_xml(&d, "oth").contains("<alias name='rng1'/>"));
+    for (f, alias) in [
+        (&rng, "rng1"),
+        (&tablet, "input2"),
+        (&dog, "watchdog0"),
+        (&scsi, "scsi0"),
+    ] {
+        d.virsh_ok(&["detach-device", "oth", f, "--live"]);
+        removed.expect_line(
+            &format!("event 'device-removed' for domain 'oth': {alias}"),
+            WAIT,
+        );
+        assert!(!qemu_has(&ctl).0.contains(&alias.to_owned()), "{alias}");
+    }
+    wait_until("every rng backend to go", WAIT, || {
+        qemu_objects(&ctl).is_empty()
+    });
+    let live = live_xml(&d, "oth");
+    assert!(
+        !live.contains("<rng") && !live.contains("<watchdog") && !live.contains("virtio-scsi"),
+        "{live}"
+    );
+
+    // Controllers of the machine's topology, PS/2 inputs and a second
+    // watchdog are refused live, nothing reaches QEMU; a SATA controller
+    // is fine in the definition.
+    d.virsh_ok(&["attach-device", "oth", &dog, "--live"]);
+    added.expect_line("event 'device-added' for domain 'oth': watchdog0", WAIT);
+    let before = qemu_has(&ctl);
+    for (xml, want) in [
+        (
+            "<controller type='sata' index='1'/>",
+            "'sata' controller cannot be hot plugged",
+        ),
+        (
+            "<controller type='pci' model='pcie-root-port'/>",
+            "'pci' controller cannot be hot plugged",
+        ),
+        ("<input type='mouse' bus='ps2'/>", "not supported"),
+        ("<watchdog model='i6300esb'/>", "already has a watchdog"),
+    ] {
+        let f = file("bad.xml", xml);
+        let out = d.virsh(&["attach-device", "oth", &f, "--live"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{xml}: {err}");
+    }
+    assert_eq!(qemu_has(&ctl), before);
+    let sata = file("sata.xml", "<controller type='sata' index='1'/>");
+    d.virsh_ok(&["attach-device", "oth", &sata, "--config"]);
+    let inactive = d.virsh_ok(&["dumpxml", "oth", "--inactive"]);
+    assert!(
+        inactive.contains("<controller type='sata' index='1'>"),
+        "{inactive}"
+    );
+    d.virsh_ok(&["detach-device", "oth", &sata, "--config"]);
+    let inactive = d.virsh_ok(&["dumpxml", "oth", "--inactive"]);
+    assert!(
+        !inactive.contains("<controller type='sata' index='1'"),
+        "{inactive}"
+    );
+}
+
+/// The CPUs a process may run on (`Cpus_allowed_list`).
+fn allowed_cpus(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list")
+        .trim()
+        .to_owned()
+}
+
+/// The affinity column of `virsh vcpupin` / `emulatorpin` output: the
+/// row of `first` (a vCPU number, or `*` for the emulator).
+fn pin_row(out: &str, first: &str) -> String {
+    out.lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(first)).then(|| w.collect::<Vec<_>>().join(" "))
+        })
+        .unwrap_or_else(|| panic!("no row {first} in:\n{out}"))
+}
+
+#[test]
+fn vcpus_and_the_emulator_pin_live_and_in_the_definition() {
+    let d = daemon();
+    let ctl = start_domain(&d, "pin", &[]);
+    let ctl_s = ctl.to_string_lossy().into_owned();
+    let pid = *common::pids_mentioning(&ctl_s)
+        .first()
+        .expect("the sim's pid");
+    let whole = allowed_cpus(pid);
+
+    // Live: the vCPU's thread (the simulator reports its own) moves.
+    d.virsh_ok(&["vcpupin", "pin", "0", "1", "--live"]);
+    assert_eq!(allowed_cpus(pid), "1");
+    assert_eq!(pin_row(&d.virsh_ok(&["vcpupin", "pin"]), "0"), "1");
+    let live = live_xml(&d, "pin");
+    assert!(live.contains("<vcpupin vcpu='0' cpuset='1'/>"), "{live}");
+    let inactive = d.virsh_ok(&["dumpxml", "pin", "--inactive"]);
+    assert!(!inactive.contains("<vcpupin"), "live only: {inactive}");
+    d.virsh_ok(&["vcpupin", "pin", "0", &whole, "--live"]);
+    assert_eq!(allowed_cpus(pid), whole);
+
+    // In the definition: applied at the next start.
+    d.virsh_ok(&["vcpupin", "pin", "0", "0", "--config"]);
+    d.virsh_ok(&["emulatorpin", "pin", "1", "--config"]);
+    assert_eq!(
+        pin_row(&d.virsh_ok(&["vcpupin", "pin", "--config"]), "0"),
+        "0"
+    );
+    let em = d.virsh_ok(&["emulatorpin", "pin", "--config"]);
+    assert!(em.lines().any(|l| l.trim() == "*: 1"), "{em}");
+    let inactive = d.virsh_ok(&["dumpxml", "pin", "--inactive"]);
+    assert!(
+        inactive.contains("<vcpupin vcpu='0' cpuset='0'/>")
+            && inactive.contains("<emulatorpin cpuset='1'/>"),
+        "{inactive}"
+    );
+    d.virsh_ok(&["destroy", "pin"]);
+    d.virsh_ok(&["start", "pin"]);
+    let pid = *common::pids_mentioning(&ctl_s)
+        .first()
+        .expect("the sim's pid");
+    assert_eq!(allowed_cpus(pid), "0", "the config pin applied at start");
+
+    // Live emulator pin: the live XML says it, the query reports it.
+    d.virsh_ok(&["emulatorpin", "pin", "0", "--live"]);
+    let em = d.virsh_ok(&["emulatorpin", "pin"]);
+    assert!(em.lines().any(|l| l.trim() == "*: 0"), "{em}");
+    assert!(live_xml(&d, "pin").contains("<emulatorpin cpuset='0'/>"));
+
+    // Bad input: libvirt's codes, nothing changed.
+    let before = live_xml(&d, "pin");
+    for (args, want) in [
+        (vec!["vcpupin", "pin", "3", "0", "--live"], "out of range"),
+        (vec!["vcpupin", "pin", "0", "0", "--live", "--config"], ""),
+    ] {
+        let out = d.virsh(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if want.is_empty() {
+            assert!(out.status.success(), "{args:?}: {err}");
+        } else {
+            assert!(
+                !out.status.success() && err.contains(want),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    assert_eq!(live_xml(&d, "pin"), before);
+    d.virsh_ok(&["destroy", "pin"]);
+    let out = d.virsh(&["vcpupin", "pin", "0", "0", "--live"]);
+    assert!(!out.status.success(), "not running");
+}
+
+/// The libvirt error code of a call (0: success).
+fn code_of<T>(r: Result<T, ClientError>) -> i32 {
+    match r {
+        Ok(_) => 0,
+        Err(ClientError::Remote(r)) => {
+            println!("code {}: {}", r.code, r.message.unwrap_or_default());
+            r.code
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn pins_on_the_wire_refuse_bad_maps_with_libvirts_codes() {
+    use rpc::protocol::remote::{
+        DomainGetVcpuPinInfoArgs, DomainGetVcpuPinInfoRet, DomainPinVcpuFlagsArgs,
+    };
+    use rpc::xdr::Opaque;
+    const VIR_ERR_INVALID_ARG: i32 = 8;
+    const VIR_ERR_CONFIG_UNSUPPORTED: i32 = 67;
+    let d = daemon();
+    start_domain(&d, "wire", &[]);
+    let c = rpc_open(&d.sock()).await;
+    let dom = c
+        .call::<_, DomainRet>(
+            procedure::DOMAIN_LOOKUP_BY_NAME,
+            &DomainLookupByNameArgs {
+                name: "wire".into(),
+            },
+        )
+        .await
+        .expect("lookup")
+        .dom;
+    let pin = |cpumap: Vec<u8>, flags: u32| DomainPinVcpuFlagsArgs {
+        dom: dom.clone(),
+        vcpu: 0,
+        cpumap: Opaque(cpumap),
+        flags,
+    };
+    let call = |a: DomainPinVcpuFlagsArgs| {
+        let c = &c;
+        async move { c.call::<_, ()>(procedure::DOMAIN_PIN_VCPU_FLAGS, &a).await }
+    };
+    // No CPU, a CPU the host lacks, an unknown flag.
+    assert_eq!(code_of(call(pin(vec![0, 0], 1)).await), VIR_ERR_INVALID_ARG);
+    let far = vec![0, 0, 0, 0, 0, 0, 0, 0x80];
+    assert_eq!(code_of(call(pin(far, 1)).await), VIR_ERR_CONFIG_UNSUPPORTED);
+    assert_eq!(
+        code_of(call(pin(vec![1], 1 << 7)).await),
+        VIR_ERR_INVALID_ARG
+    );
+    let info = |ncpumaps: i32, maplen: i32| DomainGetVcpuPinInfoArgs {
+        dom: dom.clone(),
+        ncpumaps,
+        maplen,
+        flags: 0,
+    };
+    for (n, m) in [(-1, 1), (1, 0), (i32::MAX, i32::MAX)] {
+        let r = c
+            .call::<_, DomainGetVcpuPinInfoRet>(procedure::DOMAIN_GET_VCPU_PIN_INFO, &info(n, m))
+            .await;
+        assert_eq!(code_of(r), VIR_ERR_INVALID_ARG, "{n} {m}");
+    }
+    let ok = c
+        .call::<_, DomainGetVcpuPinInfoRet>(procedure::DOMAIN_GET_VCPU_PIN_INFO, &info(4, 1))
+        .await
+        .expect("pin info");
+    assert_eq!(ok.num, 1, "one vCPU");
+    assert_eq!(ok.cpumaps.0.len(), 4, "ncpumaps maps of maplen bytes");
+    assert_ne!(ok.cpumaps.0[0], 0, "unpinned: every host CPU");
+    assert!(live_xml(&d, "wire").contains("<vcpu placement='static'>1</vcpu>"));
+    assert!(
+        !live_xml(&d, "wire").contains("<cputune>"),
+        "nothing pinned"
+    );
+}
+
+#[test]
+fn vcpus_plug_and_unplug_live_up_to_the_maximum() {
+    let d = daemon();
+    let ctl = d.root.path().join("hot.ctl");
+    let ctl_s = ctl.to_string_lossy().into_owned();
+    let xml = sim_domain_xml("hot", &["-sim-control", &ctl_s]).replacen(
+        "<vcpu>1</vcpu>",
+        "<vcpu current='1'>4</vcpu>",
+        1,
+    );
+    common::define_start(&d, "hot", &xml);
+    let count = |flag: &str| {
+        d.virsh_ok(&["vcpucount", "hot", flag, "--active"])
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(count("--live"), "1");
+
+    d.virsh_ok(&["setvcpus", "hot", "3", "--live"]);
+    assert_eq!(count("--live"), "3");
+    let (devices, _) = qemu_has(&ctl);
+    assert!(
+        devices.contains(&"vcpu0".to_owned()) && devices.contains(&"vcpu1".to_owned()),
+        "{devices:?}"
+    );
+    assert!(live_xml(&d, "hot").contains("<vcpu placement='static' current='3'>4</vcpu>"));
+    let inactive = d.virsh_ok(&["dumpxml", "hot", "--inactive"]);
+    assert!(
+        inactive.contains("current='1'>4</vcpu>"),
+        "live only: {inactive}"
+    );
+
+    // Down again: the last plugged goes first, once QEMU says it is gone.
+    d.virsh_ok(&["setvcpus", "hot", "2", "--live"]);
+    assert_eq!(count("--live"), "2");
+    let (devices, _) = qemu_has(&ctl);
+    assert!(
+        devices.contains(&"vcpu0".to_owned()) && !devices.contains(&"vcpu1".to_owned()),
+        "{devices:?}"
+    );
+    d.virsh_ok(&["setvcpus", "hot", "4", "--live"]);
+    assert_eq!(count("--live"), "4");
+    assert!(live_xml(&d, "hot").contains("<vcpu placement='static'>4</vcpu>"));
+
+    // Past the maximum, the maximum itself, the boot vCPU: refused,
+    // nothing changed.
+    for (args, want) in [
+        (
+            vec!["setvcpus", "hot", "5", "--live"],
+            "greater than max allowable",
+        ),
+        (
+            vec!["setvcpus", "hot", "4", "--live", "--config", "--maximum"],
+            "can't be modified",
+        ),
+        (vec!["setvcpus", "hot", "0", "--live"], ""),
+    ] {
+        let out = d.virsh(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+    d.virsh_ok(&["setvcpus", "hot", "1", "--live"]);
+    assert_eq!(count("--live"), "1");
+    let out = d.virsh(&["setvcpus", "hot", "1", "--live"]);
+    assert!(out.status.success(), "no change is fine");
+    let xml2 =
+        sim_domain_xml("hot2", &[]).replacen("<vcpu>1</vcpu>", "<vcpu current='2'>4</vcpu>", 1);
+    common::define_start(&d, "hot2", &xml2);
+    let out = d.virsh(&["setvcpus", "hot2", "1", "--live"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot be unplugged"), "{err}");
 }

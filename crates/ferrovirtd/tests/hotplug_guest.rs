@@ -5,7 +5,10 @@
 //! DEVICE_DELETED completes the removal, the live XML loses it, QEMU
 //! loses its block nodes, and DEVICE_REMOVED reaches `virsh event`; the
 //! same for a user-mode NIC. A
-//! CD-ROM's medium is ejected and inserted with TRAY_CHANGE events.
+//! CD-ROM's medium is ejected and inserted with TRAY_CHANGE events. An
+//! rng, a virtio tablet, a virtio-scsi controller (with a SCSI disk the
+//! guest sees), a watchdog and a second vCPU plug into real QEMU; the
+//! vCPU and the emulator pin to host CPUs.
 
 #![allow(
     clippy::unwrap_used,
@@ -235,4 +238,114 @@ fn a_virtio_disk_plugged_live_reaches_the_guest_and_leaves_on_detach() {
         RELEASE,
     );
     d.virsh_ok(&["destroy", "hpg"]);
+}
+
+#[test]
+fn an_rng_a_tablet_a_scsi_controller_a_watchdog_and_a_vcpu_plug_into_real_qemu() {
+    let d = Daemon::start_with("unplug_timeout_secs = 60");
+    let (xml, serial) = guest_xml(&d, "oth");
+    // Free root ports, and a bridge for the watchdog (a PCI device).
+    let ports = "<controller type='pci' model='pcie-root-port'/>\n".repeat(7)
+        + "<controller type='pci' model='pcie-to-pci-bridge'/>\n";
+    let xml = xml
+        .replacen("</emulator>\n", &format!("</emulator>\n{ports}"), 1)
+        .replacen("<vcpu>1</vcpu>", "<vcpu current='1'>2</vcpu>", 1);
+    define_start(&d, "oth", &xml);
+    wait_serial(&d, &serial, MARKER, BOOT);
+    let mut added = EventListener::start(&d, &["--event", "device-added", "--domain", "oth"], 1);
+    let mut removed =
+        EventListener::start(&d, &["--event", "device-removed", "--domain", "oth"], 1);
+    let file = |name: &str, xml: &str| d.file(name, xml).display().to_string();
+    let rng = file(
+        "rng.xml",
+        "<rng model='virtio'><rate bytes='4096' period='1000'/><backend model='random'>/dev/urandom</backend></rng>",
+    );
+    let tablet = file("tablet.xml", "<input type='tablet' bus='virtio'/>");
+    let scsi = file(
+        "scsi.xml",
+        "<controller type='scsi' index='0' model='virtio-scsi'/>",
+    );
+    let dog = file("dog.xml", "<watchdog model='i6300esb' action='pause'/>");
+    let plugged = [
+        (&rng, "rng0"),
+        (&tablet, "input2"),
+        (&scsi, "scsi0"),
+        (&dog, "watchdog0"),
+    ];
+    for (f, alias) in plugged {
+        let t0 = Instant::now();
+        d.virsh_ok(&["attach-device", "oth", f, "--live"]);
+        added.expect_line(
+            &format!("event 'device-added' for domain 'oth': {alias}"),
+            RELEASE,
+        );
+        println!("attach {alias}: {:?}", t0.elapsed());
+    }
+    // A SCSI disk on the controller just plugged: the guest sees it.
+    let sda = d.root.path().join("sda.qcow2");
+    qcow2(&sda);
+    let sda_xml = file(
+        "sda.xml",
+        &format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='sda' bus='scsi'/></disk>",
+            sda.display()
+        ),
+    );
+    d.virsh_ok(&["attach-device", "oth", &sda_xml, "--live"]);
+    added.expect_line(
+        "event 'device-added' for domain 'oth': scsi0-0-0-0",
+        RELEASE,
+    );
+    wait_serial(&d, &serial, "FERROVIRT-HOTPLUG added sd", RELEASE);
+    d.virsh_ok(&["detach-device", "oth", &sda_xml, "--live"]);
+    removed.expect_line(
+        "event 'device-removed' for domain 'oth': scsi0-0-0-0",
+        RELEASE,
+    );
+    // The guest releases what sits on PCIe root ports.
+    for (f, alias) in &plugged[..3] {
+        let t0 = Instant::now();
+        d.virsh_ok(&["detach-device", "oth", f, "--live"]);
+        removed.expect_line(
+            &format!("event 'device-removed' for domain 'oth': {alias}"),
+            RELEASE,
+        );
+        println!("detach {alias}: {:?}", t0.elapsed());
+    }
+    // A second vCPU: plugged, pinned (its thread's affinity), unplugged.
+    let t0 = Instant::now();
+    d.virsh_ok(&["setvcpus", "oth", "2", "--live"]);
+    println!("vCPU plugged after {:?}", t0.elapsed());
+    let count = d.virsh_ok(&["vcpucount", "oth", "--live", "--active"]);
+    assert_eq!(count.trim(), "2");
+    d.virsh_ok(&["vcpupin", "oth", "1", "0", "--live"]);
+    let mut info = String::new();
+    let pinned = wait::until(Duration::from_secs(30), || {
+        info = d.virsh_ok(&["vcpuinfo", "oth"]);
+        info.split("VCPU:")
+            .nth(2)
+            .is_some_and(|v| v.contains("CPU Affinity:   y-"))
+    });
+    assert!(pinned, "{info}");
+    d.virsh_ok(&["emulatorpin", "oth", "1", "--live"]);
+    let em = d.virsh_ok(&["emulatorpin", "oth"]);
+    assert!(em.lines().any(|l| l.trim() == "*: 1"), "{em}");
+    let t0 = Instant::now();
+    d.virsh_ok(&["setvcpus", "oth", "1", "--live"]);
+    println!("vCPU unplugged after {:?}", t0.elapsed());
+    let count = d.virsh_ok(&["vcpucount", "oth", "--live", "--active"]);
+    assert_eq!(count.trim(), "1");
+
+    let live = d.virsh_ok(&["dumpxml", "oth"]);
+    assert!(
+        !live.contains("<rng") && !live.contains("virtio-scsi") && live.contains("<watchdog"),
+        "{live}"
+    );
+    assert!(
+        !d.log()
+            .contains("cannot delete the backend of an unplugged device"),
+        "{}",
+        tail(&d.log(), 20)
+    );
+    d.virsh_ok(&["destroy", "oth"]);
 }

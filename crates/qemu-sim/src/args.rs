@@ -81,6 +81,8 @@ pub(crate) struct Config {
     pub uuid: Option<String>,
     pub mem_mib: u64,
     pub smp: u32,
+    /// `-smp maxcpus=`: CPU slots, the boot CPUs' and the free ones.
+    pub max_cpus: u32,
     pub kvm: bool,
     pub start_paused: bool,
     pub no_shutdown: bool,
@@ -105,6 +107,7 @@ impl Default for Config {
             uuid: None,
             mem_mib: 128,
             smp: 1,
+            max_cpus: 1,
             kvm: false,
             start_paused: false,
             no_shutdown: false,
@@ -450,7 +453,14 @@ where
                 cfg.uuid = Some(v.to_ascii_lowercase());
             }
             "m" => cfg.mem_mib = parse_mem(&v)?,
-            "smp" => cfg.smp = parse_smp(&v)?,
+            "smp" => {
+                cfg.smp = parse_smp(&v)?;
+                let max = parse_opts(&v, Some("cpus"));
+                cfg.max_cpus = get(&max, "maxcpus")
+                    .and_then(|m| m.parse::<u32>().ok())
+                    .unwrap_or(cfg.smp)
+                    .max(cfg.smp);
+            }
             "machine" | "M" => {
                 let opts = parse_opts(&v, Some("type"));
                 if let Some(a) = get(&opts, "accel") {

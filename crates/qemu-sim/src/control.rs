@@ -142,7 +142,7 @@ fn run(sim: &Rc<Sim>, line: &str) -> Result<Reply, String> {
         }
         "devices" => {
             let vm = sim.vm.borrow();
-            let v = serde_json::json!({"devices": vm.devices, "nodes": vm.nodes});
+            let v = serde_json::json!({"devices": vm.devices, "nodes": vm.nodes, "objects": vm.objects});
             Ok(Reply::Text(format!("ok {v}")))
         }
         "garbage" => {

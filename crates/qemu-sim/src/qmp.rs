@@ -122,6 +122,7 @@ pub(crate) const COMMANDS: &[&str] = &[
     "query-kvm",
     "query-commands",
     "query-cpus-fast",
+    "query-hotpluggable-cpus",
     "query-balloon",
     "query-machines",
     "query-cpu-definitions",
@@ -171,6 +172,9 @@ pub(crate) const COMMANDS: &[&str] = &[
     "qom-list",
     "netdev_add",
     "netdev_del",
+    "object-add",
+    "object-del",
+    "watchdog-set-action",
     "balloon",
     "block_resize",
     "block-set-write-threshold",
@@ -297,11 +301,29 @@ pub(crate) fn execute(
             args.only(none)?;
             let pid = std::process::id();
             Ok(Value::Array(
-                (0..sim.cfg.smp)
-                    .map(|i| {
+                cpus_present(sim)
+                    .into_iter()
+                    .map(|(i, path)| {
                         json!({"cpu-index": i, "thread-id": pid, "target": "x86_64",
-                               "qom-path": format!("/machine/unattached/device[{i}]"),
+                               "qom-path": path,
                                "props": {"core-id": 0, "thread-id": 0, "socket-id": i}})
+                    })
+                    .collect(),
+            ))
+        }
+        "query-hotpluggable-cpus" => {
+            args.only(none)?;
+            let present = cpus_present(sim);
+            Ok(Value::Array(
+                (0..sim.cfg.max_cpus)
+                    .rev()
+                    .map(|s| {
+                        let mut slot = json!({"type": CPU_DRIVER, "vcpus-count": 1,
+                            "props": {"core-id": 0, "thread-id": 0, "socket-id": s}});
+                        if let Some((_, p)) = present.iter().find(|(i, _)| *i == s) {
+                            slot["qom-path"] = json!(p);
+                        }
+                        slot
                     })
                     .collect(),
             ))
@@ -442,12 +464,19 @@ pub(crate) fn execute(
             }
         }
         "device_add" => {
-            // Any device properties are accepted; only the id is tracked.
-            args.str("driver")?;
+            // Any device properties are accepted; only the id is tracked
+            // (and a CPU's slot).
+            let driver = args.str("driver")?;
             if let Some(id) = args.opt_str("id")? {
                 let mut vm = sim.vm.borrow_mut();
                 if vm.devices.iter().any(|d| d == id) {
                     return Err(QmpError::generic(format!("Duplicate device ID '{id}'")));
+                }
+                if driver == CPU_DRIVER {
+                    drop(vm);
+                    let socket = cpu_slot(sim, &args)?;
+                    vm = sim.vm.borrow_mut();
+                    vm.cpus.insert(id.to_owned(), socket);
                 }
                 vm.devices.push(id.to_string());
             }
@@ -504,11 +533,42 @@ pub(crate) fn execute(
             Ok(json!({}))
         }
         // Backends are accepted; only their ids matter.
-        "netdev_add" => args.str("id").map(|_| json!({})),
-        "netdev_del" => args
-            .only(&["id"])
-            .and_then(|()| args.str("id"))
-            .map(|_| json!({})),
+        "netdev_add" => netdev_add(sim, &args),
+        "object-add" => {
+            args.str("qom-type")?;
+            let id = args.str("id")?;
+            let mut vm = sim.vm.borrow_mut();
+            if !vm.objects.insert(id.to_owned()) {
+                return Err(QmpError::generic(format!(
+                    "attempt to add duplicate property '{id}' to object (type 'container')"
+                )));
+            }
+            Ok(json!({}))
+        }
+        "object-del" => {
+            args.only(&["id"])?;
+            let id = args.str("id")?;
+            match sim.vm.borrow_mut().objects.remove(id) {
+                true => Ok(json!({})),
+                false => Err(QmpError::generic(format!("object '{id}' not found"))),
+            }
+        }
+        "watchdog-set-action" => {
+            args.only(&["action"])?;
+            match args.str("action")? {
+                "reset" | "shutdown" | "poweroff" | "pause" | "debug" | "none" | "inject-nmi" => {
+                    Ok(json!({}))
+                }
+                a => Err(QmpError::generic(format!(
+                    "Parameter 'action' does not accept value '{a}'"
+                ))),
+            }
+        }
+        "netdev_del" => {
+            args.only(&["id"])?;
+            sim.vm.borrow_mut().tap_netdevs.remove(args.str("id")?);
+            Ok(json!({}))
+        }
         "qom-list" => {
             args.only(&["path"])?;
             match args.str("path")? {
@@ -530,4 +590,62 @@ pub(crate) fn execute(
         }
         _ => Err(QmpError::not_found(name)),
     }
+}
+
+/// `netdev_add`: a tap backend takes the descriptor named `fd` (received
+/// with getfd) and holds it until `netdev_del`, as QEMU does.
+fn netdev_add(sim: &Sim, args: &Args<'_>) -> Result<Value, QmpError> {
+    let id = args.str("id")?;
+    if args.opt_str("type")? != Some("tap") {
+        return Ok(json!({}));
+    }
+    let fdname = args.str("fd")?;
+    let mut vm = sim.vm.borrow_mut();
+    let Some(fd) = vm.fds.remove(fdname) else {
+        return Err(QmpError::generic(format!(
+            "File descriptor named '{fdname}' has not been found"
+        )));
+    };
+    vm.tap_netdevs.insert(id.to_owned(), fd);
+    Ok(json!({}))
+}
+
+/// The CPU type of the simulated machine.
+const CPU_DRIVER: &str = "qemu64-x86_64-cpu";
+
+/// The CPUs present: (socket, QOM path), the boot ones and those plugged
+/// and not yet unplugged.
+fn cpus_present(sim: &Sim) -> Vec<(u32, String)> {
+    let vm = sim.vm.borrow();
+    let boot = (0..sim.cfg.smp).map(|i| (i, format!("/machine/unattached/device[{i}]")));
+    let plugged = vm
+        .cpus
+        .iter()
+        .filter(|(id, _)| vm.devices.contains(id))
+        .map(|(id, s)| (*s, format!("/machine/peripheral/{id}")));
+    let mut v: Vec<_> = boot.chain(plugged).collect();
+    v.sort();
+    v
+}
+
+/// The free slot a CPU's `device_add` names (`socket-id`).
+fn cpu_slot(sim: &Sim, args: &Args<'_>) -> Result<u32, QmpError> {
+    let socket = args
+        .0
+        .and_then(|m| m.get("socket-id"))
+        .and_then(Value::as_u64)
+        .and_then(|s| u32::try_from(s).ok())
+        .ok_or_else(|| QmpError::generic("Parameter 'socket-id' is missing or not a number"))?;
+    if socket >= sim.cfg.max_cpus {
+        return Err(QmpError::generic(format!(
+            "Invalid CPU socket-id: {socket} must be in range 0:{}",
+            sim.cfg.max_cpus.saturating_sub(1)
+        )));
+    }
+    if cpus_present(sim).iter().any(|(s, _)| *s == socket) {
+        return Err(QmpError::generic(format!(
+            "CPU[{socket}] with APIC ID {socket} exists"
+        )));
+    }
+    Ok(socket)
 }

@@ -74,6 +74,13 @@ pub(crate) struct Vm {
     pub mig_caps: BTreeMap<String, bool>,
     pub mig_params: serde_json::Map<String, serde_json::Value>,
     pub fds: BTreeMap<String, OwnedFd>,
+    /// Tap backends (`netdev_add` of type tap), by id, holding the
+    /// descriptor they took from `fds` as QEMU does.
+    pub tap_netdevs: BTreeMap<String, OwnedFd>,
+    /// Ids of the objects `object-add` created.
+    pub objects: std::collections::BTreeSet<String>,
+    /// CPUs plugged with `device_add`: id and socket.
+    pub cpus: BTreeMap<String, u32>,
     /// Bumped on every guest reset: pending guest actions of the previous
     /// boot are void.
     pub boot: u64,
@@ -106,6 +113,9 @@ impl Vm {
             mig_caps: BTreeMap::new(),
             mig_params: serde_json::Map::new(),
             fds: BTreeMap::new(),
+            tap_netdevs: BTreeMap::new(),
+            objects: std::collections::BTreeSet::new(),
+            cpus: BTreeMap::new(),
             boot: 0,
         }
     }

@@ -47,7 +47,7 @@ pub use driver::{
 pub use emulator::chardev::{OpenChardev, TtyLock};
 pub use error::{Error, Result};
 pub use events::hub::{Listener, Subscription, SubscriptionEnd};
-pub use hotplug::Impact;
+pub use hotplug::{Impact, PinInfo, PinTarget};
 pub use jobs::AfterRestore;
 pub use jobs::blockjob::{
     AbortOptions, BlockJobInfo, BlockJobSpec, BlockJobState, CopySpec, Intent,

@@ -79,15 +79,19 @@ pub(crate) async fn set_vcpus(
 ) -> Result<()> {
     let _job = jobs::begin(dom, NormalJob::Modify, "setvcpus", s.cfg.job_wait).await?;
     let (def, impact) = crate::hotplug::prepare(dom, impact)?;
-    if impact.live {
-        return Err(Error::Xml(virterror::VirError::new(
-            virterror::ErrorCode::OperationUnsupported,
-            virterror::ErrorDomain::Qemu,
-            "Operation not supported: changing the vCPUs of a running domain (vCPU hot-plug)",
-        )));
-    }
     if n == 0 {
         return Err(Error::InvalidArg("vCPU count must be at least 1".into()));
+    }
+    if impact.live && maximum {
+        return Err(Error::InvalidArg(
+            "maximum vcpu count of a running domain can't be modified".into(),
+        ));
+    }
+    if impact.live {
+        crate::hotplug::vcpus::set_live(s, dom, n).await?;
+        if !impact.config {
+            return Ok(());
+        }
     }
     if !maximum && n > def.max_vcpus() {
         return Err(Error::InvalidArg(format!(

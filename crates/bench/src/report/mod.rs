@@ -8,6 +8,7 @@ mod events;
 mod flood;
 mod format;
 mod header;
+mod hotplug;
 mod hung;
 mod nics;
 mod rpc;
@@ -82,6 +83,9 @@ pub(crate) fn render(report: &Report, source: &str) -> String {
     }
     if let Some(rows) = &scenarios.nics {
         nics::section(&mut doc, rows);
+    }
+    if let Some(rows) = &scenarios.hotplug {
+        hotplug::section(&mut doc, rows);
     }
     verdict::section(&mut doc, findings, report);
     verdict::caveats(&mut doc, report);

@@ -32,34 +32,50 @@ pub(super) fn controllers(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlErr
                     cx.pci_opts(c.address.as_ref())
                 ));
             }
-            ControllerKind::Scsi { driver, .. } => {
-                cx.require_device("virtio-scsi-pci", "scsi controller model", "virtio-scsi")?;
-                let d = driver_opts(driver, "num_queues");
-                a.device(format!(
-                    "virtio-scsi-pci,id=scsi{}{d}{}",
-                    c.index,
-                    cx.pci_opts(c.address.as_ref())
-                ));
-            }
-            ControllerKind::VirtioSerial {
-                ports,
-                vectors,
-                driver,
-            } => {
-                let mut s = format!("virtio-serial-pci,id=virtio-serial{}", c.index);
-                if let Some(p) = ports {
-                    s.push_str(&format!(",max_ports={p}"));
+            ControllerKind::Scsi { .. } | ControllerKind::VirtioSerial { .. } => {
+                if let Some(dev) = virtio_controller(cx, c)? {
+                    a.device(dev);
                 }
-                if let Some(v) = vectors {
-                    s.push_str(&format!(",vectors={v}"));
-                }
-                s.push_str(&driver_opts(driver, "num_queues"));
-                a.device(format!("{s}{}", cx.pci_opts(c.address.as_ref())));
             }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// The `-device` options of a virtio-scsi or virtio-serial controller
+/// (the kinds that plug into a running guest); none for the others.
+pub(crate) fn virtio_controller(
+    cx: &Ctx<'_>,
+    c: &ControllerDef,
+) -> Result<Option<String>, DomainXmlError> {
+    Ok(Some(match &c.kind {
+        ControllerKind::Scsi { driver, .. } => {
+            cx.require_device("virtio-scsi-pci", "scsi controller model", "virtio-scsi")?;
+            let d = driver_opts(driver, "num_queues");
+            format!(
+                "virtio-scsi-pci,id=scsi{}{d}{}",
+                c.index,
+                cx.pci_opts(c.address.as_ref())
+            )
+        }
+        ControllerKind::VirtioSerial {
+            ports,
+            vectors,
+            driver,
+        } => {
+            let mut s = format!("virtio-serial-pci,id=virtio-serial{}", c.index);
+            if let Some(p) = ports {
+                s.push_str(&format!(",max_ports={p}"));
+            }
+            if let Some(v) = vectors {
+                s.push_str(&format!(",vectors={v}"));
+            }
+            s.push_str(&driver_opts(driver, "num_queues"));
+            format!("{s}{}", cx.pci_opts(c.address.as_ref()))
+        }
+        _ => return Ok(None),
+    }))
 }
 
 fn driver_opts(d: &ControllerDriver, queues_key: &str) -> String {

@@ -19,18 +19,28 @@ fn usb_port(addr: Option<&Address>) -> String {
 }
 
 pub(super) fn inputs(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError> {
-    for (i, x) in cx.def.devices.inputs.iter().enumerate() {
-        let Some(dev) = x.qemu_device() else {
-            continue;
-        };
-        cx.require_device(dev, "input device", dev)?;
-        let place = match x.address {
-            Some(Address::Usb(_)) => usb_port(x.address.as_ref()),
-            _ => cx.pci_opts(x.address.as_ref()),
-        };
-        a.device(format!("{dev},id=input{i}{place}"));
+    for i in 0..cx.def.devices.inputs.len() {
+        if let Some(dev) = input_device(cx, i)? {
+            a.device(dev);
+        }
     }
     Ok(())
+}
+
+/// The `-device` options of input `i` (none for the builtin PS/2 ones).
+pub(crate) fn input_device(cx: &Ctx<'_>, i: usize) -> Result<Option<String>, DomainXmlError> {
+    let Some(x) = cx.def.devices.inputs.get(i) else {
+        return Ok(None);
+    };
+    let Some(dev) = x.qemu_device() else {
+        return Ok(None);
+    };
+    cx.require_device(dev, "input device", dev)?;
+    let place = match x.address {
+        Some(Address::Usb(_)) => usb_port(x.address.as_ref()),
+        _ => cx.pci_opts(x.address.as_ref()),
+    };
+    Ok(Some(format!("{dev},id=input{}{place}", x.alias_number(i))))
 }
 
 pub(super) fn tpm(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError> {
@@ -65,12 +75,18 @@ pub(super) fn redirdevs(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError
 }
 
 pub(super) fn watchdog(cx: &Ctx<'_>, a: &mut Args) {
-    if let Some(w) = &cx.def.devices.watchdog {
-        a.device(format!(
-            "i6300esb,id=watchdog0{}",
-            cx.pci_opts(w.address.as_ref())
-        ));
+    if let Some(dev) = watchdog_device(cx) {
+        a.device(dev);
     }
+}
+
+/// The `-device` options of the watchdog, if there is one.
+pub(crate) fn watchdog_device(cx: &Ctx<'_>) -> Option<String> {
+    let w = cx.def.devices.watchdog.as_ref()?;
+    Some(format!(
+        "i6300esb,id=watchdog0{}",
+        cx.pci_opts(w.address.as_ref())
+    ))
 }
 
 pub(super) fn balloon(cx: &Ctx<'_>, a: &mut Args) {
@@ -100,7 +116,8 @@ pub(super) fn balloon(cx: &Ctx<'_>, a: &mut Args) {
 }
 
 pub(super) fn rngs(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError> {
-    for (i, r) in cx.def.devices.rngs.iter().enumerate() {
+    for (n, r) in cx.def.devices.rngs.iter().enumerate() {
+        let i = r.alias_number(n);
         cx.require_device("virtio-rng-pci", "rng model", "virtio")?;
         match &r.backend {
             RngBackend::Random(p) => a.opt(
@@ -121,15 +138,24 @@ pub(super) fn rngs(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError> {
                 );
             }
         }
-        let mut dev = format!("virtio-rng-pci,rng=objrng{i},id=rng{i}");
-        if let Some((bytes, period)) = r.rate {
-            dev.push_str(&format!(
-                ",max-bytes={bytes},period={}",
-                period.unwrap_or(1000)
-            ));
-        }
-        dev.push_str(&cx.pci_opts(r.address.as_ref()));
-        a.device(dev);
+        a.device(rng_device(cx, n));
     }
     Ok(())
+}
+
+/// The `-device` options of rng `n` (its backend is `objrngN`).
+pub(crate) fn rng_device(cx: &Ctx<'_>, n: usize) -> String {
+    let Some(r) = cx.def.devices.rngs.get(n) else {
+        return String::new();
+    };
+    let i = r.alias_number(n);
+    let mut dev = format!("virtio-rng-pci,rng=objrng{i},id=rng{i}");
+    if let Some((bytes, period)) = r.rate {
+        dev.push_str(&format!(
+            ",max-bytes={bytes},period={}",
+            period.unwrap_or(1000)
+        ));
+    }
+    dev.push_str(&cx.pci_opts(r.address.as_ref()));
+    dev
 }

@@ -18,8 +18,8 @@
 //! and the driver resets+continues or leaves it paused.
 
 mod chardev;
-mod controllers;
-mod devices;
+pub(crate) mod controllers;
+pub(crate) mod devices;
 pub(crate) mod disks;
 mod display;
 mod firmware;
@@ -137,12 +137,27 @@ impl Args {
 }
 
 /// What every section needs besides the definition.
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     def: &'a DomainDef,
     caps: &'a EmulatorCaps,
     launch: &'a LaunchParams,
     machine: String,
     family: MachineFamily,
+}
+
+/// Runs `f` in the context of a device plugged into a running guest:
+/// the definition alone (no probed capabilities, no launch parameters).
+pub(crate) fn for_plug<T>(def: &DomainDef, f: impl FnOnce(&Ctx<'_>) -> T) -> T {
+    let caps = EmulatorCaps::default();
+    let launch = LaunchParams::default();
+    let cx = Ctx {
+        def,
+        caps: &caps,
+        launch: &launch,
+        machine: String::new(),
+        family: def.os.family(),
+    };
+    f(&cx)
 }
 
 impl Ctx<'_> {

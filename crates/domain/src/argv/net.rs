@@ -90,19 +90,24 @@ fn netdev(cx: &Ctx<'_>, i: usize, n: &InterfaceDef) -> Result<String, DomainXmlE
         ));
     };
     let mut s = format!("tap,fd={fd},id=hostnet{}", n.alias_number(i));
-    match n.driver.and_then(|d| d.name) {
-        Some(NetDriverName::Qemu) => {}
-        Some(NetDriverName::Vhost) if !cx.launch.vhost_net => {
-            return Err(DomainXmlError::unsupported_because(
-                "interface driver name",
-                "vhost",
-                "this host has no usable /dev/vhost-net",
-            ));
-        }
-        _ if cx.launch.vhost_net => s.push_str(",vhost=on"),
-        _ => {}
+    if tap_vhost(n, cx.launch.vhost_net)? {
+        s.push_str(",vhost=on");
     }
     Ok(s)
+}
+
+/// Whether the tap backend of `n` asks for vhost-net: its `<driver
+/// name>` decides, else whether the host has a usable `/dev/vhost-net`.
+pub(crate) fn tap_vhost(n: &InterfaceDef, vhost_net: bool) -> Result<bool, DomainXmlError> {
+    match n.driver.and_then(|d| d.name) {
+        Some(NetDriverName::Qemu) => Ok(false),
+        Some(NetDriverName::Vhost) if !vhost_net => Err(DomainXmlError::unsupported_because(
+            "interface driver name",
+            "vhost",
+            "this host has no usable /dev/vhost-net",
+        )),
+        _ => Ok(vhost_net),
+    }
 }
 
 /// The `-device` options of NIC `i` of `def` (for `device_add`), without

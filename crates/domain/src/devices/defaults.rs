@@ -168,6 +168,7 @@ fn add_ps2_inputs(d: &mut Devices) {
                 kind,
                 bus: InputBus::Ps2,
                 address: None,
+                alias_index: None,
             });
         }
     }

@@ -32,9 +32,18 @@ pub struct InputDef {
     pub kind: InputType,
     pub bus: InputBus,
     pub address: Option<Address>,
+    /// The number of its alias (`input2`) when not its position: a device
+    /// plugged into a running guest keeps its name when others go.
+    pub alias_index: Option<u32>,
 }
 
 impl InputDef {
+    /// The number of its alias, at position `i`.
+    pub fn alias_number(&self, i: usize) -> u32 {
+        self.alias_index
+            .unwrap_or_else(|| u32::try_from(i).unwrap_or(u32::MAX))
+    }
+
     /// QEMU's device (`None` for the builtin PS/2 ones).
     pub fn qemu_device(&self) -> Option<&'static str> {
         Some(match (self.bus, self.kind) {
@@ -81,6 +90,7 @@ pub(crate) fn parse_input(el: &XmlElement) -> Result<InputDef, DomainXmlError> {
         kind,
         bus,
         address: parse_device_address(el, P, allowed)?,
+        alias_index: super::alias_number_of(el, "input"),
     })
 }
 

@@ -158,7 +158,13 @@ fn parse_one(
             console_serials.push(serial);
         }
         "channel" => d.channels.push(chardev::parse_channel(c)?),
-        "input" => d.inputs.push(input::parse_input(c)?),
+        "input" => {
+            let mut x = input::parse_input(c)?;
+            if x.alias_index == u32::try_from(d.inputs.len()).ok() {
+                x.alias_index = None;
+            }
+            d.inputs.push(x);
+        }
         "tpm" => d.tpms.push(tpm::parse_tpm(c)?),
         "graphics" => d.graphics.push(graphics::parse_graphics(c)?),
         "sound" => d.sounds.push(sound::parse_sound(c)?),
@@ -172,7 +178,13 @@ fn parse_one(
             }
             d.memballoon = Some(misc::parse_memballoon(c)?);
         }
-        "rng" => d.rngs.push(rng::parse_rng(c)?),
+        "rng" => {
+            let mut x = rng::parse_rng(c)?;
+            if x.alias_index == u32::try_from(d.rngs.len()).ok() {
+                x.alias_index = None;
+            }
+            d.rngs.push(x);
+        }
         other => return Err(DomainXmlError::unknown_element(format!("devices/{other}"))),
     }
     Ok(())
@@ -198,6 +210,14 @@ fn parse_watchdog(d: &mut Devices, c: &XmlElement) -> Result<(), DomainXmlError>
     }
     d.watchdog = Some(misc::parse_watchdog(c)?);
     Ok(())
+}
+
+/// The number of the live XML's `<alias name='PREFIXN'/>` of `el`.
+pub(crate) fn alias_number_of(el: &XmlElement, prefix: &str) -> Option<u32> {
+    el.child("alias")
+        .and_then(|a| a.attr("name"))
+        .and_then(|n| n.strip_prefix(prefix))
+        .and_then(|n| n.parse::<u32>().ok())
 }
 
 /// What formatting needs besides the devices.
@@ -234,7 +254,7 @@ pub(crate) fn format_devices(w: &mut XmlWriter, d: &Devices, cx: &FormatCtx<'_>)
     }
     format_chardevs(w, d, cx);
     for (i, x) in d.inputs.iter().enumerate() {
-        input::format_input(w, x, cx.alias(|| format!("input{i}")));
+        input::format_input(w, x, cx.alias(|| format!("input{}", x.alias_number(i))));
     }
     for x in &d.tpms {
         tpm::format_tpm(w, x, cx.alias(|| "tpm0".into()));
@@ -250,7 +270,7 @@ pub(crate) fn format_devices(w: &mut XmlWriter, d: &Devices, cx: &FormatCtx<'_>)
         misc::format_memballoon(w, x, cx.alias(|| "balloon0".into()));
     }
     for (i, x) in d.rngs.iter().enumerate() {
-        rng::format_rng(w, x, cx.alias(|| format!("rng{i}")));
+        rng::format_rng(w, x, cx.alias(|| format!("rng{}", x.alias_number(i))));
     }
     w.close("devices");
 }

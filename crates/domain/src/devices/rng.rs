@@ -48,6 +48,17 @@ pub struct RngDef {
     /// `<rate bytes period>`: at most `bytes` per `period` ms.
     pub rate: Option<(u32, Option<u32>)>,
     pub address: Option<Address>,
+    /// The number of its alias (`rng1`) when not its position: a device
+    /// plugged into a running guest keeps its name when others go.
+    pub alias_index: Option<u32>,
+}
+
+impl RngDef {
+    /// The number of its alias, at position `i`.
+    pub fn alias_number(&self, i: usize) -> u32 {
+        self.alias_index
+            .unwrap_or_else(|| u32::try_from(i).unwrap_or(u32::MAX))
+    }
 }
 
 const P: &str = "rng";
@@ -66,6 +77,7 @@ pub(crate) fn parse_rng(el: &XmlElement) -> Result<RngDef, DomainXmlError> {
         backend: parse_backend(b)?,
         rate: parse_rate(el)?,
         address: parse_device_address(el, P, &["pci"])?,
+        alias_index: super::alias_number_of(el, "rng"),
     })
 }
 

@@ -24,7 +24,7 @@ fn rows() -> Vec<(i32, Access, Lane)> {
 #[test]
 fn table_rows_are_known_procedures_each_once() {
     let rows = rows();
-    assert_eq!(rows.len(), 198, "procedures served");
+    assert_eq!(rows.len(), 202, "procedures served");
     for (n, _, _) in &rows {
         assert!(procedure_name(*n).is_some(), "{n}");
     }
@@ -191,6 +191,8 @@ fn virsh_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
         p::DOMAIN_BLOCK_RESIZE => vec!["blockresize", DOM, "vda", "1G"],
         p::DOMAIN_SET_BLOCK_THRESHOLD => vec!["domblkthreshold", DOM, "vda", "1M"],
         p::DOMAIN_SET_VCPUS_FLAGS => vec!["setvcpus", DOM, "1", "--config"],
+        p::DOMAIN_PIN_VCPU_FLAGS => vec!["vcpupin", DOM, "0", "0", "--config"],
+        p::DOMAIN_PIN_EMULATOR => vec!["emulatorpin", DOM, "0", "--config"],
         p::DOMAIN_SET_AUTOSTART => vec!["autostart", DOM],
         p::DOMAIN_ABORT_JOB => vec!["domjobabort", DOM],
         p::DOMAIN_SAVE => vec!["save", DOM, image],

@@ -14,6 +14,7 @@ pub(crate) mod interfaces;
 pub(crate) mod jobs;
 pub(crate) mod network;
 pub(crate) mod node;
+pub(crate) mod pins;
 pub(crate) mod query;
 pub(crate) mod save;
 pub(crate) mod secret;

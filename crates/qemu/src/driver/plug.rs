@@ -68,6 +68,24 @@ impl Driver {
         crate::live::set_block_threshold(&self.s, dom, disk, threshold).await
     }
 
+    /// `virsh vcpupin` / `virsh emulatorpin` with a CPU list: pins
+    /// `target` to the host CPUs of `set`.
+    pub async fn pin(
+        &self,
+        dom: &Arc<Domain>,
+        target: hotplug::PinTarget,
+        set: domain::CpuSet,
+        impact: Impact,
+    ) -> Result<()> {
+        hotplug::pin(&self.s, dom, target, set, impact).await
+    }
+
+    /// `virsh vcpupin` / `virsh emulatorpin` without one: the pins of the
+    /// live definition (`config`: the persistent one).
+    pub fn pin_info(&self, dom: &Arc<Domain>, config: bool) -> Result<hotplug::PinInfo> {
+        hotplug::pin_info(dom, config)
+    }
+
     /// `virsh detach-device-alias`: as [`Driver::detach_device`], the
     /// device named by its alias (`virtio-disk1`).
     pub async fn detach_device_alias(

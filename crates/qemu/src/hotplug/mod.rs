@@ -1,13 +1,17 @@
 //! Device hot-plug, driven by QEMU's events.
 //!
 //! Attach ([`plug`]): the device is placed in a copy of the live
-//! definition (a free hot-plug port, the next block node number or NIC
-//! alias), its backend is added (`blockdev-add` nodes, `netdev_add`),
+//! definition (a free hot-plug port, the next block node number or NIC,
+//! rng or input alias), its backend is added (`blockdev-add` nodes, the
+//! tap and `netdev_add`, an rng's `object-add`),
 //! then the device (`device_add`); anything that fails removes what was
 //! added, so nothing is left half-attached, and only a complete plug
 //! enters the live definition (DEVICE_ADDED).
 //!
 //! Update: the medium of a CD-ROM ([`media`]).
+//!
+//! Pinning: a vCPU's or the emulator's host CPUs, live and in the
+//! definition ([`pins`]).
 //!
 //! Detach ([`unplug`]): the unplug is recorded as pending (in the status
 //! record), QEMU is asked (`device_del`), and the call waits, bounded by
@@ -22,14 +26,18 @@
 //! own job: events, queries and destroy go on beside it.
 
 mod media;
+mod pins;
 mod plug;
 mod removal;
 mod unplug;
+pub(crate) mod vcpus;
 
+pub use pins::{PinInfo, PinTarget};
+pub(crate) use pins::{info as pin_info, pin};
 pub(crate) use plug::{node_numbers_in_use, skip_used_numbers};
 pub(crate) use removal::{device_deleted, reconcile, release, unplug_failed};
 
-use plug::{plug_disk, plug_nic};
+use plug::{plug_disk, plug_nic, plug_other};
 use unplug::unplug;
 
 use std::sync::Arc;
@@ -109,11 +117,13 @@ pub(crate) async fn attach(s: &Shared, dom: &Domain, xml: &str, impact: Impact) 
         (DeviceDef::Interface(nic), true) => {
             Some(def.changed(|d| d.add_interface(nic.clone(), false))?.0)
         }
+        (other, true) => Some(def.changed(|d| d.add_other(other, false))?.0),
     };
     match (device, impact.live) {
         (_, false) => {}
         (DeviceDef::Disk(disk), true) => plug_disk(s, dom, disk).await?,
         (DeviceDef::Interface(nic), true) => plug_nic(s, dom, nic).await?,
+        (other, true) => plug_other(s, dom, other).await?,
     }
     match config {
         Some(c) => write_config(s, dom, c).await,
@@ -126,6 +136,7 @@ pub(crate) async fn attach(s: &Shared, dom: &Domain, xml: &str, impact: Impact) 
 enum Target {
     Disk(usize),
     Nic(usize),
+    Other(domain::OtherPos),
 }
 
 /// The device `which` names in `d`.
@@ -134,12 +145,15 @@ fn locate(d: &domain::DomainDef, which: &Which<'_>) -> Result<Target, domain::De
         Which::Xml(xml) => match domain::parse_device(xml, d.os.family())? {
             DeviceDef::Disk(disk) => d.find_disk(&disk.target).map(Target::Disk),
             DeviceDef::Interface(nic) => d.find_interface(&nic).map(Target::Nic),
+            other => d.find_other(&other).map(Target::Other),
         },
         Which::Alias(a) => {
             let disk = d.devices.disks.iter().position(|x| x.alias() == *a);
             let nic = || d.interface_by_alias(a).map(Target::Nic);
+            let other = || d.other_by_alias(a).map(Target::Other);
             disk.map(Target::Disk)
                 .or_else(nic)
+                .or_else(other)
                 .ok_or_else(|| domain::DeviceError::Missing(format!("no device with alias {a}")))
         }
     }
@@ -150,6 +164,7 @@ fn remove(d: &mut domain::DomainDef, t: Target) {
         Target::Disk(i) => drop(d.remove_disk(i)),
         Target::Nic(i) if i < d.devices.interfaces.len() => drop(d.devices.interfaces.remove(i)),
         Target::Nic(_) => {}
+        Target::Other(p) => drop(d.remove_other(p)),
     }
 }
 
@@ -161,6 +176,7 @@ fn alias_of(d: &domain::DomainDef, t: Target) -> Option<String> {
             .interfaces
             .get(i)
             .map(|n| format!("net{}", n.alias_number(i))),
+        Target::Other(p) => d.other_alias(p),
     }
 }
 
@@ -180,6 +196,9 @@ pub(crate) async fn detach(
     if impact.live {
         let live = dom.lock().live().cloned().ok_or(Error::NotRunning)?;
         let t = locate(live.domain(), &which).map_err(device_error)?;
+        if let Target::Other(p) = t {
+            live.domain().check_unplug_other(p).map_err(device_error)?;
+        }
         let alias = alias_of(live.domain(), t).ok_or(Error::NotRunning)?;
         unplug(s, dom, &alias).await?;
     }

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use qmp::commands::{BlockdevDel, NetdevDel, QomList};
+use qmp::commands::{BlockdevDel, NetdevDel, ObjectDel, QomList};
 use qmp::events::DeviceDeletedData;
 
 use crate::actions;
@@ -41,7 +41,8 @@ pub(crate) fn unplug_failed(s: &Shared, dom: &Domain, ctx: &RunCtx, d: DeviceDel
 }
 
 /// Deletes the block nodes of unplugged disks and the backends of
-/// unplugged NICs (action task).
+/// unplugged NICs and other devices, and releases the NICs' taps (action
+/// task).
 pub(crate) async fn release(s: &Shared, dom: &Domain, ctx: &RunCtx) {
     let netdevs = dom.lock().take_released_netdevs(ctx.generation);
     for id in netdevs {
@@ -49,6 +50,14 @@ pub(crate) async fn release(s: &Shared, dom: &Domain, ctx: &RunCtx) {
             tracing::warn!(domain = dom.name(), error = %e, "cannot delete the backend of an unplugged NIC");
         }
     }
+    let objects = dom.lock().take_released_objects(ctx.generation);
+    for id in objects {
+        if let Err(e) = dom.qmp(&ObjectDel { id }, s.cfg.monitor_timeout).await {
+            tracing::warn!(domain = dom.name(), error = %e, "cannot delete the backend of an unplugged device");
+        }
+    }
+    let taps = dom.lock().take_released_taps(ctx.generation);
+    crate::nics::release(s, &taps.into_iter().map(Some).collect::<Vec<_>>());
     let nodes = dom.lock().take_released_nodes(ctx.generation);
     for node_name in nodes {
         let cmd = BlockdevDel {

@@ -308,7 +308,7 @@ async fn command_line(
 
 /// Whether QEMU can open `/dev/vhost-net` (it runs as the daemon's user):
 /// without it tap NICs run without vhost, as libvirt falls back.
-fn vhost_net_usable() -> bool {
+pub(crate) fn vhost_net_usable() -> bool {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -9,6 +9,7 @@ use super::Domain;
 use super::def::Def;
 use super::inner::Inner;
 use crate::events::hub::Hub;
+use crate::nics::TapRecord;
 use crate::state::EventKind;
 
 impl Inner {
@@ -79,6 +80,9 @@ impl Inner {
         if let Some(i) = live.domain().interface_by_alias(alias) {
             return self.nic_deleted(dom, hub, generation, &live, i, alias);
         }
+        if let Some(p) = live.domain().other_by_alias(alias) {
+            return self.other_deleted(dom, hub, generation, &live, p, alias);
+        }
         let disks = &live.domain().devices.disks;
         let Some(i) = disks.iter().position(|d| d.alias() == alias) else {
             return false;
@@ -120,13 +124,83 @@ impl Inner {
         run.pending_unplug.retain(|a| a != alias);
         let number = alias.strip_prefix("net").unwrap_or(alias);
         run.released_netdevs.push(format!("hostnet{number}"));
+        // The taps are by interface index: the later ones move down.
+        if i < run.taps.len()
+            && let Some(tap) = run.taps.remove(i)
+        {
+            run.released_taps.push(tap);
+        }
         let removed = live.changed(|d| Ok(d.devices.interfaces.remove(i)));
         if let Ok((def, _)) = removed {
+            let def = def.with_live(|l| {
+                if i < l.taps.len() {
+                    l.taps.remove(i);
+                }
+            });
             self.live = Some(Arc::new(def));
         }
         let alias = alias.to_owned();
         self.emit(dom, hub, EventKind::DeviceRemoved { alias });
         true
+    }
+
+    /// Device `p` of `live` (an rng, input, watchdog or controller),
+    /// `alias`, is gone: its backend objects are queued for deletion.
+    fn other_deleted(
+        &mut self,
+        dom: &Domain,
+        hub: &Hub,
+        generation: u64,
+        live: &Def,
+        p: domain::OtherPos,
+        alias: &str,
+    ) -> bool {
+        let Ok((def, objects)) = live.changed(|d| Ok(d.remove_other(p))) else {
+            return false;
+        };
+        let Some(run) = self.run_mut(generation) else {
+            return false;
+        };
+        run.pending_unplug.retain(|a| a != alias);
+        run.released_objects.extend(objects);
+        self.live = Some(Arc::new(def));
+        let alias = alias.to_owned();
+        self.emit(dom, hub, EventKind::DeviceRemoved { alias });
+        true
+    }
+
+    /// Run `generation` now has `dev` (an rng, input, watchdog or
+    /// controller, placed and plugged into QEMU): it joins the live
+    /// definition, and DEVICE_ADDED goes out.
+    pub(crate) fn other_plugged(
+        &mut self,
+        dom: &Domain,
+        hub: &Hub,
+        generation: u64,
+        dev: domain::DeviceDef,
+        alias: String,
+    ) -> bool {
+        let Some(live) = self.live.clone() else {
+            return false;
+        };
+        if self.run_of(generation).is_none() {
+            return false;
+        }
+        if let Ok((def, ())) = live.changed(|d| {
+            d.push_other(dev);
+            Ok(())
+        }) {
+            self.live = Some(Arc::new(def));
+        }
+        self.emit(dom, hub, EventKind::DeviceAdded { alias });
+        true
+    }
+
+    /// The backend objects unplugged devices left behind, to delete.
+    pub(crate) fn take_released_objects(&mut self, generation: u64) -> Vec<String> {
+        self.run_mut(generation)
+            .map(|r| std::mem::take(&mut r.released_objects))
+            .unwrap_or_default()
     }
 
     /// The guest refused to release `alias`: DEVICE_REMOVAL_FAILED, and
@@ -158,30 +232,46 @@ impl Inner {
             .unwrap_or_default()
     }
 
-    /// Run `generation` now has NIC `nic` (plugged into QEMU): it joins
-    /// the live definition, and DEVICE_ADDED goes out.
+    /// Run `generation` now has NIC `nic` (plugged into QEMU, on `tap`
+    /// if it has one): it joins the live definition, and DEVICE_ADDED
+    /// goes out.
     pub(crate) fn nic_plugged(
         &mut self,
         dom: &Domain,
         hub: &Hub,
         generation: u64,
         nic: domain::InterfaceDef,
-        alias: String,
+        plugged: (String, Option<TapRecord>),
     ) -> bool {
+        let (alias, tap) = plugged;
         let Some(live) = self.live.clone() else {
             return false;
         };
-        if self.run_of(generation).is_none() {
+        let i = live.domain().devices.interfaces.len();
+        let Some(run) = self.run_mut(generation) else {
             return false;
-        }
+        };
+        run.taps.resize(i, None);
+        run.taps.push(tap.clone());
         if let Ok((def, ())) = live.changed(|d| {
             d.devices.interfaces.push(nic);
             Ok(())
         }) {
+            let def = def.with_live(|l| {
+                l.taps.resize(i, None);
+                l.taps.push(tap.map(|t| t.name));
+            });
             self.live = Some(Arc::new(def));
         }
         self.emit(dom, hub, EventKind::DeviceAdded { alias });
         true
+    }
+
+    /// The taps unplugged NICs left behind, to release.
+    pub(crate) fn take_released_taps(&mut self, generation: u64) -> Vec<TapRecord> {
+        self.run_mut(generation)
+            .map(|r| std::mem::take(&mut r.released_taps))
+            .unwrap_or_default()
     }
 
     /// The block nodes unplugged disks left behind, to delete.
@@ -192,10 +282,12 @@ impl Inner {
     }
 }
 
-/// Whether `live` has a disk or NIC whose alias is `alias`.
+/// Whether `live` has a device whose alias is `alias`.
 pub(crate) fn has_device(live: &Def, alias: &str) -> bool {
     let d = live.domain();
-    d.devices.disks.iter().any(|x| x.alias() == alias) || d.interface_by_alias(alias).is_some()
+    d.devices.disks.iter().any(|x| x.alias() == alias)
+        || d.interface_by_alias(alias).is_some()
+        || d.other_by_alias(alias).is_some()
 }
 
 #[cfg(test)]

@@ -113,6 +113,13 @@ pub(crate) struct Run {
     /// Network backends of unplugged NICs, for the action task to delete
     /// (`netdev_del`); at most one per NIC the definition had.
     pub(super) released_netdevs: Vec<String>,
+    /// Taps of unplugged NICs, for the action task to release once their
+    /// backends are deleted; at most one per NIC the definition had.
+    pub(super) released_taps: Vec<TapRecord>,
+    /// Backend objects of other unplugged devices (an rng's), for the
+    /// action task to delete (`object-del`); at most one per device the
+    /// definition had.
+    pub(super) released_objects: Vec<String>,
 }
 
 impl Run {
@@ -138,6 +145,8 @@ impl Run {
             pending_unplug: Vec::new(),
             released_nodes: Vec::new(),
             released_netdevs: Vec::new(),
+            released_taps: Vec::new(),
+            released_objects: Vec::new(),
         }
     }
 

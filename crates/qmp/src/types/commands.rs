@@ -922,6 +922,27 @@ command!(BlockSetWriteThreshold = "block-set-write-threshold" => Empty);
 pub struct NetdevAdd(pub Map<String, Value>);
 command!(NetdevAdd = "netdev_add" => Empty);
 
+/// `object-add`: a backend object (`qom-type`, `id`, its properties).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct ObjectAdd(pub Map<String, Value>);
+command!(ObjectAdd = "object-add" => Empty);
+
+/// `object-del`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectDel {
+    pub id: String,
+}
+command!(ObjectDel = "object-del" => Empty);
+
+/// `watchdog-set-action`: what an expired watchdog does (`reset`,
+/// `shutdown`, `poweroff`, `pause`, `debug`, `none`, `inject-nmi`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WatchdogSetAction {
+    pub action: String,
+}
+command!(WatchdogSetAction = "watchdog-set-action" => Empty);
+
 /// `netdev_del`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NetdevDel {

@@ -161,6 +161,32 @@ pub struct CpuInfoFast {
     pub qom_path: Option<String>,
 }
 
+/// `query-hotpluggable-cpus`: the CPU slots of the machine's topology.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QueryHotpluggableCpus;
+
+impl Command for QueryHotpluggableCpus {
+    const NAME: &'static str = "query-hotpluggable-cpus";
+    type Response = Vec<HotpluggableCpu>;
+}
+
+/// One CPU slot of `query-hotpluggable-cpus`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HotpluggableCpu {
+    /// The device type that plugs into it (`device_add` driver).
+    #[serde(rename = "type")]
+    pub driver: String,
+    #[serde(rename = "vcpus-count", default)]
+    pub vcpus_count: u64,
+    /// Where it sits (`socket-id`, `die-id`, `core-id`, `thread-id`):
+    /// also `device_add`'s properties.
+    #[serde(default)]
+    pub props: serde_json::Map<String, Value>,
+    /// The CPU in it, if the slot is taken.
+    #[serde(rename = "qom-path", default)]
+    pub qom_path: Option<String>,
+}
+
 /// `query-iothreads`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct QueryIothreads;

@@ -5,9 +5,9 @@
 //! steps, thread pinning and cgroup limits. The guest runs only after all
 //! of it succeeded; [`release`] undoes it when the run ends.
 
-mod cgroup;
+pub(crate) mod cgroup;
 mod nvram;
-mod pinning;
+pub(crate) mod pinning;
 pub(crate) mod swtpm;
 
 use std::path::{Path, PathBuf};
@@ -211,7 +211,7 @@ async fn run_action(dom: &Domain, a: StartupAction, t: Duration) -> Result<()> {
 }
 
 /// QEMU's threads: vCPUs from `query-cpus-fast`, the rest from /proc.
-async fn threads(dom: &Domain, pid: i32, t: Duration) -> Result<cgroup::Threads> {
+pub(crate) async fn threads(dom: &Domain, pid: i32, t: Duration) -> Result<cgroup::Threads> {
     let cpus = dom.qmp(&QueryCpusFast, t).await?;
     let vcpus: Vec<(u32, i32)> = cpus
         .iter()

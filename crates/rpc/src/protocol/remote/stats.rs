@@ -293,4 +293,49 @@ xdr_struct! {
         pub params: Vec<TypedParam> [max = DOMAIN_INTERFACE_PARAMETERS_MAX],
         pub nparams: i32,
     }
+
+    /// `remote_domain_pin_vcpu_flags_args`: `cpumap` has a bit per host
+    /// CPU, lowest CPU in the lowest bit of the first byte.
+    pub struct DomainPinVcpuFlagsArgs {
+        pub dom: NonnullDomain,
+        pub vcpu: u32,
+        pub cpumap: Opaque [max = CPUMAP_MAX],
+        pub flags: u32,
+    }
+
+    /// `remote_domain_get_vcpu_pin_info_args`.
+    pub struct DomainGetVcpuPinInfoArgs {
+        pub dom: NonnullDomain,
+        pub ncpumaps: i32,
+        pub maplen: i32,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_get_vcpu_pin_info_ret`: `ncpumaps` maps of `maplen`
+    /// bytes; `num` of them describe vCPUs.
+    pub struct DomainGetVcpuPinInfoRet {
+        pub cpumaps: Opaque [max = CPUMAPS_MAX],
+        pub num: i32,
+    }
+
+    /// `remote_domain_pin_emulator_args`.
+    pub struct DomainPinEmulatorArgs {
+        pub dom: NonnullDomain,
+        pub cpumap: Opaque [max = CPUMAP_MAX],
+        pub flags: u32,
+    }
+
+    /// `remote_domain_get_emulator_pin_info_args`.
+    pub struct DomainGetEmulatorPinInfoArgs {
+        pub dom: NonnullDomain,
+        pub maplen: i32,
+        pub flags: u32,
+    }
+
+    /// `remote_domain_get_emulator_pin_info_ret`: one map of `maplen`
+    /// bytes; `ret` is 1.
+    pub struct DomainGetEmulatorPinInfoRet {
+        pub cpumaps: Opaque [max = CPUMAPS_MAX],
+        pub ret: i32,
+    }
 }
