@@ -111,6 +111,14 @@ pub(crate) struct Config {
     /// Client certificate DNs let in over TLS (`*`, `?` globs, as
     /// libvirt's); empty lets in every client whose certificate verifies.
     pub tls_allowed_dn_list: Vec<String>,
+    /// The address incoming migrations listen on and the source is told
+    /// to send to (libvirt's `migration_address`); by default every
+    /// address, and the source is told this host's name.
+    pub migration_address: Option<String>,
+    /// The ports incoming migrations listen on (libvirt's
+    /// `migration_port_min` / `migration_port_max`).
+    pub migration_port_min: u16,
+    pub migration_port_max: u16,
 }
 
 /// A namespace QEMU can be given (libvirt's `namespaces` values).
@@ -165,6 +173,9 @@ impl Default for Config {
             cert_file: "/etc/pki/libvirt/servercert.pem".into(),
             key_file: "/etc/pki/libvirt/private/serverkey.pem".into(),
             tls_allowed_dn_list: Vec::new(),
+            migration_address: None,
+            migration_port_min: 49152,
+            migration_port_max: 49215,
         }
     }
 }
@@ -241,6 +252,16 @@ impl Config {
                     ConfigError::Invalid(format!("{key} '{addr}' is not ADDR:PORT: {e}"))
                 })?;
             }
+        }
+        if self.migration_port_min == 0 || self.migration_port_min > self.migration_port_max {
+            return Err(ConfigError::Invalid(
+                "migration_port_min must be at least 1 and at most migration_port_max".into(),
+            ));
+        }
+        if let Some(addr) = &self.migration_address {
+            addr.parse::<std::net::IpAddr>().map_err(|e| {
+                ConfigError::Invalid(format!("migration_address '{addr}' is not an address: {e}"))
+            })?;
         }
         if self.listen_tcp.is_some() && self.auth_tcp != Some(AuthTcp::None) {
             return Err(ConfigError::Invalid(

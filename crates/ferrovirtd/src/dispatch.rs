@@ -22,8 +22,8 @@ use virterror::VirError;
 
 use crate::consoles::Consoles;
 use crate::procs::{
-    blockjob, connect, devices, domain, events, interfaces, jobs, network, node, query, save,
-    stats, storage, streams,
+    blockjob, connect, devices, domain, events, interfaces, jobs, migration, network, node, query,
+    save, stats, storage, streams,
 };
 use crate::relay::Relay;
 
@@ -188,6 +188,15 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::DOMAIN_GET_JOB_INFO,                         Read,  Normal,   jobs::get_job_info),
         Row::new(p::DOMAIN_GET_JOB_STATS,                        Read,  Normal,   jobs::get_job_stats),
         Row::new(p::DOMAIN_ABORT_JOB,                            Write, Normal,   jobs::abort_job),
+        Row::new(p::DOMAIN_MIGRATE_BEGIN3_PARAMS,                Write, Normal,   migration::begin3_params),
+        Row::new(p::DOMAIN_MIGRATE_PREPARE3_PARAMS,              Write, Normal,   migration::prepare3_params),
+        Row::new(p::DOMAIN_MIGRATE_PERFORM3_PARAMS,              Write, Normal,   migration::perform3_params),
+        Row::new(p::DOMAIN_MIGRATE_FINISH3_PARAMS,               Write, Normal,   migration::finish3_params),
+        Row::new(p::DOMAIN_MIGRATE_CONFIRM3_PARAMS,              Write, Normal,   migration::confirm3_params),
+        Row::new(p::DOMAIN_MIGRATE_SET_MAX_SPEED,                Write, Normal,   migration::set_max_speed),
+        Row::new(p::DOMAIN_MIGRATE_GET_MAX_SPEED,                Read,  Normal,   migration::get_max_speed),
+        Row::new(p::DOMAIN_MIGRATE_SET_MAX_DOWNTIME,             Write, Normal,   migration::set_max_downtime),
+        Row::new(p::DOMAIN_MIGRATE_GET_MAX_DOWNTIME,             Read,  Normal,   migration::get_max_downtime),
         // Save, restore, managed save, save images.
         Row::new(p::DOMAIN_SAVE,                                 Write, Normal,   save::save),
         Row::new(p::DOMAIN_SAVE_FLAGS,                           Write, Normal,   save::save_flags),

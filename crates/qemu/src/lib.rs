@@ -52,6 +52,7 @@ pub use jobs::AfterRestore;
 pub use jobs::blockjob::{
     AbortOptions, BlockJobInfo, BlockJobSpec, BlockJobState, CopySpec, Intent,
 };
+pub use jobs::migration::{MigrateFlags, MigrationConfig, MigrationParams};
 pub use jobs::save::SaveOptions;
 pub use jobs::stats::{CompletedJob, JobEnd, JobStats, RamStats};
 pub use lifecycle::StartOptions;

@@ -39,6 +39,7 @@ pub mod running {
     pub const MIGRATED: i32 = 2;
     pub const RESTORED: i32 = 3;
     pub const UNPAUSED: i32 = 5;
+    pub const MIGRATION_CANCELED: i32 = 6;
     pub const SAVE_CANCELED: i32 = 7;
     pub const CRASHED: i32 = 9;
 }
@@ -68,6 +69,7 @@ pub mod shutoff {
     pub const SHUTDOWN: i32 = 1;
     pub const DESTROYED: i32 = 2;
     pub const CRASHED: i32 = 3;
+    pub const MIGRATED: i32 = 4;
     pub const SAVED: i32 = 5;
     pub const FAILED: i32 = 6;
     pub const DAEMON: i32 = 8;
@@ -123,15 +125,19 @@ pub mod detail {
     pub const DEFINED_UPDATED: i32 = 1;
     pub const UNDEFINED_REMOVED: i32 = 0;
     pub const STARTED_BOOTED: i32 = 0;
+    pub const STARTED_MIGRATED: i32 = 1;
     pub const STARTED_RESTORED: i32 = 2;
     pub const SUSPENDED_PAUSED: i32 = 0;
+    pub const SUSPENDED_MIGRATED: i32 = 1;
     pub const SUSPENDED_IOERROR: i32 = 2;
     pub const SUSPENDED_WATCHDOG: i32 = 3;
     pub const SUSPENDED_API_ERROR: i32 = 6;
     pub const RESUMED_UNPAUSED: i32 = 0;
+    pub const RESUMED_MIGRATED: i32 = 1;
     pub const STOPPED_SHUTDOWN: i32 = 0;
     pub const STOPPED_DESTROYED: i32 = 1;
     pub const STOPPED_CRASHED: i32 = 2;
+    pub const STOPPED_MIGRATED: i32 = 3;
     pub const STOPPED_SAVED: i32 = 4;
     pub const STOPPED_FAILED: i32 = 5;
     pub const SHUTDOWN_FINISHED: i32 = 0;
@@ -266,6 +272,8 @@ pub enum StopCause {
     Failed,
     /// `save` finished.
     Saved,
+    /// The guest runs on another host now (outgoing migration confirmed).
+    Migrated,
     /// Start did not complete: no STARTED was emitted, so no STOPPED either.
     StartFailed,
     /// A restarted daemon killed it: its start had not completed when the
@@ -280,6 +288,7 @@ impl StopCause {
             StopCause::Destroyed => shutoff::DESTROYED,
             StopCause::Panicked | StopCause::Failed => shutoff::CRASHED,
             StopCause::Saved => shutoff::SAVED,
+            StopCause::Migrated => shutoff::MIGRATED,
             StopCause::StartFailed => shutoff::FAILED,
             StopCause::Daemon => shutoff::DAEMON,
         }
@@ -292,6 +301,7 @@ impl StopCause {
             StopCause::Panicked => Some(detail::STOPPED_CRASHED),
             StopCause::Failed => Some(detail::STOPPED_FAILED),
             StopCause::Saved => Some(detail::STOPPED_SAVED),
+            StopCause::Migrated => Some(detail::STOPPED_MIGRATED),
             StopCause::StartFailed | StopCause::Daemon => None,
         }
     }

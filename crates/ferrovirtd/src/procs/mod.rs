@@ -10,6 +10,7 @@ pub(crate) mod domain;
 pub(crate) mod events;
 pub(crate) mod interfaces;
 pub(crate) mod jobs;
+pub(crate) mod migration;
 pub(crate) mod network;
 pub(crate) mod node;
 pub(crate) mod query;

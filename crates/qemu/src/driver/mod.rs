@@ -9,6 +9,7 @@
 mod definitions;
 mod devices;
 mod jobs;
+mod migration;
 mod nics;
 mod plug;
 mod stats;

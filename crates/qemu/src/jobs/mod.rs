@@ -11,6 +11,7 @@
 
 pub(crate) mod blockjob;
 pub(crate) mod image;
+pub(crate) mod migration;
 pub(crate) mod qemu_img;
 pub(crate) mod restore;
 pub(crate) mod save;

@@ -18,13 +18,14 @@ use super::files;
 use super::status::{self, StatusRecord};
 use crate::emulator::process::{self, Process};
 use crate::events;
+use crate::jobs::migration::{incoming, outgoing};
 use crate::jobs::{blockjob, save};
 use crate::lifecycle;
 use crate::object::def::Def;
 use crate::object::run::{RunCtx, RunStart};
 use crate::object::{Adopted, Domain};
 use crate::shared::Shared;
-use crate::state::StopCause;
+use crate::state::{JobOperation, StopCause};
 
 /// Registers every persistent definition under the config directory.
 pub(crate) fn load_definitions(s: &Shared) {
@@ -159,7 +160,11 @@ async fn resync(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &Arc<RunCtx>, rec: &Sta
         blockjob::readopt(s, dom, ctx, b);
     }
     if let Some(job) = &rec.job {
-        save::readopt(s, dom, ctx, job).await;
+        match job.operation {
+            JobOperation::MigrationOut => outgoing::readopt(s, dom, ctx, job).await,
+            JobOperation::MigrationIn => incoming::readopt(s, dom, ctx).await,
+            _ => save::readopt(s, dom, ctx, job).await,
+        }
     }
     crate::hotplug::reconcile(s, dom, ctx).await;
 }

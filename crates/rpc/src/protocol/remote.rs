@@ -19,10 +19,12 @@
 use crate::xdr::{Decoder, Encoder, Result, Xdr};
 use crate::{xdr_enum, xdr_struct};
 
+mod migration;
 mod network;
 mod stats;
 mod storage;
 mod streams;
+pub use migration::*;
 pub use network::*;
 pub use stats::*;
 pub use storage::*;

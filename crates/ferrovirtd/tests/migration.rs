@@ -1,0 +1,273 @@
+//! Live migration between two daemons, driven by the real virsh the way
+//! libvirt's clients drive it (begin, prepare, perform, finish, confirm).
+//! Both daemons run in a network namespace the test makes, each with its
+//! own root and a plain-TCP listener on the namespace's loopback; the
+//! guest is the tiny test guest counting on its serial port, so "it keeps
+//! running on the destination" is the counter going on, not restarting.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a test: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Daemon, EventListener, tail};
+use testkit::netns::NetNs;
+use testkit::wait;
+
+/// Boot under TCG on a loaded 2-core machine takes ~10 s; allow more.
+const BOOT: Duration = Duration::from_secs(180);
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Two daemons in one namespace: `src` and `dst`, each reachable over
+/// plain TCP at its URI.
+struct Pair {
+    // Dropped before the namespace.
+    src: Daemon,
+    dst: Daemon,
+    ns: NetNs,
+    /// Files shared by both sides (the guest's serial log).
+    shared: tempfile::TempDir,
+}
+
+const SRC_URI: &str = "qemu+tcp://127.0.0.1:16601/system";
+const DST_URI: &str = "qemu+tcp://127.0.0.1:16602/system";
+
+fn daemon_config(port: u16, migration_ports: (u16, u16)) -> String {
+    format!(
+        "default_network = false\nlisten_tcp = \"127.0.0.1:{port}\"\nauth_tcp = \"none\"\n\
+         migration_address = \"127.0.0.1\"\nmigration_port_min = {}\nmigration_port_max = {}\n",
+        migration_ports.0, migration_ports.1
+    )
+}
+
+impl Pair {
+    fn new(tag: &str) -> Pair {
+        let ns = NetNs::new(tag).unwrap();
+        Pair {
+            src: Daemon::start_in_netns(&ns, &daemon_config(16601, (49152, 49159))),
+            dst: Daemon::start_in_netns(&ns, &daemon_config(16602, (49160, 49167))),
+            ns,
+            shared: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// virsh inside the namespace: stdout, or stderr on failure.
+    fn virsh(&self, uri: &str, args: &[&str]) -> Result<String, String> {
+        let out = self.virsh_cmd(uri, args).output().expect("run virsh");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn virsh_cmd(&self, uri: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", self.ns.name(), "virsh", "-c", uri])
+            .args(args);
+        c
+    }
+
+    /// What went wrong, for a failed assertion.
+    fn logs(&self) -> String {
+        format!(
+            "--- source daemon ---\n{}\n--- destination daemon ---\n{}",
+            tail(&self.src.log(), 40),
+            tail(&self.dst.log(), 40)
+        )
+    }
+
+    /// The counting guest's XML and its serial log (appended to by the
+    /// QEMU of either side).
+    fn guest_xml(&self, name: &str) -> (String, PathBuf) {
+        let guest = testkit::guest::build().unwrap_or_else(|e| panic!("{e}"));
+        let serial = self.shared.path().join(format!("{name}.serial"));
+        let xml = format!(
+            "<domain type='{}'>\n  <name>{name}</name>\n  <memory unit='MiB'>192</memory>\n  <vcpu>1</vcpu>\n  \
+             <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <kernel>{}</kernel>\n    <initrd>{}</initrd>\n    \
+             <cmdline>console=ttyS0 quiet ferrovirt.counter=1</cmdline>\n  </os>\n  <features><acpi/></features>\n  \
+             <devices>\n    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n    \
+             <serial type='file'><source path='{}' append='on'/><target port='0'/></serial>\n  </devices>\n</domain>\n",
+            testkit::accel::test_domain_type(),
+            guest.kernel.display(),
+            guest.initrd.display(),
+            serial.display()
+        );
+        (xml, serial)
+    }
+
+    /// Defines and starts the counting guest on the source; returns once
+    /// it counts.
+    fn start_guest(&self, name: &str) -> PathBuf {
+        let (xml, serial) = self.guest_xml(name);
+        let f = self.src.file(&format!("{name}.xml"), &xml);
+        self.src.virsh_ok(&["define", &f.to_string_lossy()]);
+        self.src.virsh_ok(&["start", name]);
+        let counting = wait::until(BOOT, || last_count(&serial) >= 3);
+        assert!(
+            counting,
+            "the guest never counted\n{}\n{}",
+            tail(&read(&serial), 20),
+            self.logs()
+        );
+        serial
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// The highest `FERROVIRT-COUNT N` in the serial log (0 = none yet).
+fn last_count(serial: &Path) -> u64 {
+    read(serial)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("FERROVIRT-COUNT "))
+        .filter_map(|n| n.trim().parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The guest goes on counting past `from` (it runs, and it did not boot
+/// again: a rebooted guest would start over from 1 after a new marker).
+fn assert_keeps_counting(p: &Pair, serial: &Path, from: u64) {
+    let went_on = wait::until(WAIT, || last_count(serial) >= from + 5);
+    assert!(
+        went_on,
+        "the guest stopped counting at {}\n{}\n{}",
+        last_count(serial),
+        tail(&read(serial), 10),
+        p.logs()
+    );
+    let boots = read(serial).matches("FERROVIRT-GUEST-READY").count();
+    assert_eq!(boots, 1, "the guest booted again");
+}
+
+fn state(d: &Daemon, name: &str) -> String {
+    d.virsh_ok(&["domstate", "--reason", name])
+        .trim()
+        .to_owned()
+}
+
+fn names(d: &Daemon) -> String {
+    d.virsh_ok(&["list", "--all", "--name"])
+}
+
+/// QEMU processes (their command lines name the domain's uuid).
+fn qemus_of(uuid: &str) -> Vec<u32> {
+    common::pids_mentioning(uuid)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .contains("qemu-system")
+        })
+        .collect()
+}
+
+#[test]
+fn virsh_migrate_live_moves_a_counting_guest_to_the_other_daemon() {
+    let p = Pair::new("mig");
+    let serial = p.start_guest("m1");
+    let uuid = p.src.virsh_ok(&["domuuid", "m1"]).trim().to_owned();
+    let mut src_events = EventListener::start(&p.src, &["--event", "lifecycle"], 1);
+    let mut dst_events = EventListener::start(&p.dst, &["--event", "lifecycle"], 1);
+
+    let out = p.virsh(SRC_URI, &["migrate", "--live", "m1", DST_URI]);
+    assert!(out.is_ok(), "migrate: {out:?}\n{}", p.logs());
+    let at = last_count(&serial);
+
+    // The destination runs it, as migrated; the source stopped it.
+    assert_eq!(state(&p.dst, "m1"), "running (migrated)", "{}", p.logs());
+    assert_eq!(state(&p.src, "m1"), "shut off (migrated)");
+    let info = p.dst.virsh_ok(&["dominfo", "m1"]);
+    assert!(info.contains("Persistent:     no"), "{info}");
+    assert_keeps_counting(&p, &serial, at);
+    assert_eq!(qemus_of(&uuid).len(), 1, "one QEMU of the guest");
+
+    src_events.expect_line(
+        "event 'lifecycle' for domain 'm1': Suspended Migrated",
+        WAIT,
+    );
+    src_events.expect_line("event 'lifecycle' for domain 'm1': Stopped Migrated", WAIT);
+    dst_events.expect_line("event 'lifecycle' for domain 'm1': Started Migrated", WAIT);
+    dst_events.expect_line("event 'lifecycle' for domain 'm1': Resumed Migrated", WAIT);
+
+    // The source's job statistics name what it was.
+    let done = p.src.virsh_ok(&["domjobinfo", "--completed", "m1"]);
+    assert!(done.contains("Completed"), "{done}");
+    assert!(done.contains("Outgoing migration"), "{done}");
+
+    // And back again: the same guest, still counting.
+    let at = last_count(&serial);
+    let back = p.virsh(DST_URI, &["migrate", "--live", "m1", SRC_URI]);
+    assert!(back.is_ok(), "migrate back: {back:?}\n{}", p.logs());
+    assert_eq!(state(&p.src, "m1"), "running (migrated)");
+    assert!(
+        !names(&p.dst).contains("m1"),
+        "a transient guest left the destination"
+    );
+    assert_keeps_counting(&p, &serial, at);
+}
+
+#[test]
+fn persistent_undefinesource_and_offline_migrations_move_the_definition() {
+    let p = Pair::new("migp");
+    let serial = p.start_guest("m2");
+    let out = p.virsh(
+        SRC_URI,
+        &[
+            "migrate",
+            "--live",
+            "--persistent",
+            "--undefinesource",
+            "m2",
+            DST_URI,
+        ],
+    );
+    assert!(out.is_ok(), "migrate: {out:?}\n{}", p.logs());
+    let at = last_count(&serial);
+    assert!(!names(&p.src).contains("m2"), "source kept the definition");
+    let info = p.dst.virsh_ok(&["dominfo", "m2"]);
+    assert!(info.contains("Persistent:     yes"), "{info}");
+    assert!(info.contains("State:          running"), "{info}");
+    assert_keeps_counting(&p, &serial, at);
+
+    // Offline: only the definition moves; the source keeps its own.
+    let (xml, _) = p.guest_xml("o1");
+    let f = p.src.file("o1.xml", &xml);
+    p.src.virsh_ok(&["define", &f.to_string_lossy()]);
+    let out = p.virsh(
+        SRC_URI,
+        &["migrate", "--offline", "--persistent", "o1", DST_URI],
+    );
+    assert!(out.is_ok(), "offline: {out:?}\n{}", p.logs());
+    assert_eq!(state(&p.dst, "o1"), "shut off (unknown)");
+    assert!(names(&p.src).contains("o1"));
+    // Offline needs --persistent (virsh refuses it before any call).
+    assert!(
+        p.virsh(SRC_URI, &["migrate", "--offline", "o1", DST_URI])
+            .is_err()
+    );
+}
+
+#[test]
+fn the_migration_tunables_are_read_back() {
+    let p = Pair::new("migt");
+    p.start_guest("m3");
+    p.src.virsh_ok(&["migrate-setspeed", "m3", "64"]);
+    let speed = p.src.virsh_ok(&["migrate-getspeed", "m3"]);
+    assert_eq!(speed.trim(), "64");
+    p.src.virsh_ok(&["migrate-setmaxdowntime", "m3", "250"]);
+    let down = p.src.virsh_ok(&["migrate-getmaxdowntime", "m3"]);
+    assert_eq!(down.trim(), "250");
+}
