@@ -16,7 +16,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{Daemon, EventListener, tail};
@@ -270,4 +270,109 @@ fn the_migration_tunables_are_read_back() {
     p.src.virsh_ok(&["migrate-setmaxdowntime", "m3", "250"]);
     let down = p.src.virsh_ok(&["migrate-getmaxdowntime", "m3"]);
     assert_eq!(down.trim(), "250");
+}
+
+/// Starts a slow migration of `name` (1 MiB/s) in the background and
+/// returns once both daemons report it under way.
+fn start_slow_migration(p: &Pair, name: &str) -> Child {
+    p.src.virsh_ok(&["migrate-setspeed", name, "1"]);
+    let child = p
+        .virsh_cmd(SRC_URI, &["migrate", "--live", name, DST_URI])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn virsh migrate");
+    let under_way = wait::until(WAIT, || {
+        let job = p.src.virsh_ok(&["domjobinfo", name]);
+        job.contains("Outgoing migration") && job.contains("Memory processed")
+    });
+    assert!(under_way, "the migration never got going\n{}", p.logs());
+    let arrived = wait::until(WAIT, || names(&p.dst).contains(name));
+    assert!(arrived, "no incoming domain\n{}", p.logs());
+    child
+}
+
+/// virsh migrate failed; returns what it printed.
+fn migrate_failed(child: Child) -> String {
+    let out = child.wait_with_output().expect("virsh migrate ends");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the migration succeeded");
+    err
+}
+
+/// The guest runs on the source alone: the destination has neither a
+/// domain nor a QEMU left, and the guest keeps counting.
+fn assert_on_source_only(p: &Pair, name: &str, uuid: &str, serial: &Path) {
+    assert!(
+        state(&p.src, name).starts_with("running"),
+        "{}\n{}",
+        state(&p.src, name),
+        p.logs()
+    );
+    let cleared = wait::until(WAIT, || !names(&p.dst).contains(name));
+    assert!(cleared, "the destination kept the domain\n{}", p.logs());
+    let one = wait::until(WAIT, || qemus_of(uuid).len() == 1);
+    assert!(
+        one,
+        "QEMUs of the guest: {:?}\n{}",
+        qemus_of(uuid),
+        p.logs()
+    );
+    assert_keeps_counting(p, serial, last_count(serial));
+}
+
+#[test]
+fn domjobabort_keeps_the_guest_on_the_source_and_clears_the_destination() {
+    let p = Pair::new("miga");
+    let serial = p.start_guest("m4");
+    let uuid = p.src.virsh_ok(&["domuuid", "m4"]).trim().to_owned();
+    let child = start_slow_migration(&p, "m4");
+    let job = p.src.virsh_ok(&["domjobinfo", "m4"]);
+    assert!(job.contains("Memory remaining"), "{job}");
+    assert!(job.contains("Memory total"), "{job}");
+    let incoming = p.dst.virsh_ok(&["domjobinfo", "m4"]);
+    assert!(incoming.contains("Incoming migration"), "{incoming}");
+    assert_eq!(state(&p.dst, "m4"), "paused (migrating)");
+
+    p.src.virsh_ok(&["domjobabort", "m4"]);
+    let err = migrate_failed(child);
+    assert!(err.contains("cancel"), "{err}");
+    assert_on_source_only(&p, "m4", &uuid, &serial);
+    let done = p.src.virsh_ok(&["domjobinfo", "--completed", "m4"]);
+    assert!(done.contains("Cancelled"), "{done}");
+}
+
+#[test]
+fn a_destination_qemu_killed_mid_migration_leaves_the_guest_on_the_source() {
+    let p = Pair::new("migk");
+    let serial = p.start_guest("m5");
+    let uuid = p.src.virsh_ok(&["domuuid", "m5"]).trim().to_owned();
+    let child = start_slow_migration(&p, "m5");
+    let dst_root = p.dst.root.path().display().to_string();
+    let dst_qemu: Vec<u32> = qemus_of(&uuid)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .contains(&dst_root)
+        })
+        .collect();
+    assert_eq!(dst_qemu.len(), 1, "the destination's QEMU");
+    testkit::processes::signal(dst_qemu[0], nix::sys::signal::Signal::SIGKILL).unwrap();
+    migrate_failed(child);
+    assert_on_source_only(&p, "m5", &uuid, &serial);
+}
+
+#[test]
+fn a_source_daemon_killed_mid_migration_comes_back_with_the_guest_on_the_source() {
+    let mut p = Pair::new("migr");
+    let serial = p.start_guest("m6");
+    let uuid = p.src.virsh_ok(&["domuuid", "m6"]).trim().to_owned();
+    let child = start_slow_migration(&p, "m6");
+    p.src.kill();
+    migrate_failed(child);
+    p.src.spawn();
+    assert_on_source_only(&p, "m6", &uuid, &serial);
+    let last = p.src.virsh_ok(&["domjobinfo", "m6"]);
+    assert!(last.contains("None"), "no job left: {last}");
 }

@@ -66,7 +66,14 @@ impl Driver {
             let xml = params.persistent_xml.as_deref().unwrap_or(def_xml(params));
             return self.define_xml(xml).await;
         }
-        let dom = self.lookup_by_uuid(&def.uuid())?;
+        let dom = match self.lookup_by_uuid(&def.uuid()) {
+            Ok(dom) => dom,
+            Err(e) => {
+                // Its QEMU died and the transient domain went with it.
+                self.s.migrations.forget(&def.uuid());
+                return Err(e);
+            }
+        };
         incoming::finish(&self.s, &dom, flags, cancelled).await?;
         if flags.persist_dest {
             let xml = params.persistent_xml.as_deref().unwrap_or(def_xml(params));

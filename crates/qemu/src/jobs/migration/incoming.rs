@@ -32,8 +32,9 @@ pub(crate) struct Incoming {
     /// The domain was made for this migration (forgotten if it fails).
     created: bool,
     started: SystemTime,
-    /// Held until finish: no other migration is handed this port.
-    _port: PortLease,
+    /// Held until finish: no other migration is handed this port (none
+    /// when the client chose the port).
+    _port: Option<PortLease>,
 }
 
 /// Parses the definition the source sent.
@@ -118,15 +119,20 @@ async fn start_incoming(
         s.cfg.job_wait,
     )
     .await?;
+    let (host, port) = endpoint(s, params)?;
     let listen_addr = params
         .listen_address
         .clone()
         .or_else(|| s.cfg.migration.address.clone())
         .unwrap_or_else(|| "0.0.0.0".into());
-    let port = s.migration_ports.reserve(&listen_addr)?;
+    let lease = match port {
+        Some(_) => None,
+        None => Some(s.migration_ports.reserve(&listen_addr)?),
+    };
+    let port = port.or(lease.as_ref().map(|l| l.port)).unwrap_or_default();
     let started = SystemTime::now();
     let from = IncomingFrom::Migration {
-        listen: format!("tcp:{}:{}", bracketed(&listen_addr), port.port),
+        listen: format!("tcp:{}:{port}", bracketed(&listen_addr)),
     };
     start::start_from(s, dom, true, Some(StartFrom { def, from })).await?;
     let ctx = {
@@ -141,21 +147,59 @@ async fn start_incoming(
         ctx
     };
     status::persist_in_background(s, dom);
-    let host = s
-        .cfg
-        .migration
-        .address
-        .clone()
-        .unwrap_or_else(super::cookie::hostname);
-    let uri = format!("tcp:{}:{}", bracketed(&host), port.port);
+    let uri = format!("tcp:{}:{port}", bracketed(&host));
     let inc = Incoming {
         job,
         ctx,
         created: false,
         started,
-        _port: port,
+        _port: lease,
     };
     Ok((inc, uri))
+}
+
+/// The host the source is told to send to, and the port if the client
+/// chose one (`migrate_uri` `tcp:HOST[:PORT]`, as `virsh migrate
+/// --migrateuri` passes it); else `migration_address` or this host's name.
+fn endpoint(s: &Shared, params: &MigrationParams) -> Result<(String, Option<u16>)> {
+    let default_host = || {
+        s.cfg
+            .migration
+            .address
+            .clone()
+            .unwrap_or_else(super::cookie::hostname)
+    };
+    let Some(uri) = &params.uri else {
+        return Ok((default_host(), None));
+    };
+    let rest = uri
+        .strip_prefix("tcp://")
+        .or_else(|| uri.strip_prefix("tcp:"))
+        .ok_or_else(|| {
+            Error::InvalidArg(format!("migration URI '{uri}' is not tcp:HOST[:PORT]"))
+        })?;
+    parse_host_port(rest)
+        .map(|(h, p)| (h.unwrap_or_else(default_host), p))
+        .ok_or_else(|| Error::InvalidArg(format!("migration URI '{uri}' is not tcp:HOST[:PORT]")))
+}
+
+/// `HOST`, `HOST:PORT`, `[V6]`, `[V6]:PORT` (an empty host: `None`).
+fn parse_host_port(s: &str) -> Option<(Option<String>, Option<u16>)> {
+    let (host, port) = if let Some(v6) = s.strip_prefix('[') {
+        let (h, rest) = v6.split_once(']')?;
+        (h, rest.strip_prefix(':'))
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0)?),
+        None => None,
+    };
+    let host = (!host.is_empty()).then(|| host.to_owned());
+    Some((host, port))
 }
 
 /// An IPv6 address in URI form.
@@ -271,4 +315,24 @@ pub(crate) async fn readopt(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &RunCtx) {
         stop::cleanup(s, dom, ctx.generation, Some(StopCause::Failed));
     }
     dom.lock().end_job(None);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_uris_name_a_host_and_maybe_a_port() {
+        let hp = |s: &str| parse_host_port(s);
+        assert_eq!(hp("h"), Some((Some("h".into()), None)));
+        assert_eq!(hp("h:49200"), Some((Some("h".into()), Some(49200))));
+        assert_eq!(hp("[::1]:5"), Some((Some("::1".into()), Some(5))));
+        assert_eq!(hp("[::1]"), Some((Some("::1".into()), None)));
+        assert_eq!(hp(":7"), Some((None, Some(7))));
+        assert_eq!(hp("h:x"), None);
+        assert_eq!(hp("h:0"), None);
+        assert_eq!(hp("[::1"), None);
+        assert_eq!(bracketed("::1"), "[::1]");
+        assert_eq!(bracketed("10.0.0.1"), "10.0.0.1");
+    }
 }

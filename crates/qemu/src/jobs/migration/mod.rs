@@ -119,6 +119,12 @@ impl Table {
         self.lock().insert(dom.uuid(), p);
     }
 
+    /// Drops what waits for a domain that is gone (its QEMU died and a
+    /// transient domain went with it): its job and its port.
+    pub(crate) fn forget(&self, uuid: &uuid::Uuid) {
+        self.lock().remove(uuid);
+    }
+
     /// Takes `dom`'s outgoing migration for its next phase.
     pub(crate) fn take_out(&self, dom: &Domain) -> Result<outgoing::Outgoing> {
         let mut g = self.lock();
