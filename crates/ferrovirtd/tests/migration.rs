@@ -376,3 +376,42 @@ fn a_source_daemon_killed_mid_migration_comes_back_with_the_guest_on_the_source(
     let last = p.src.virsh_ok(&["domjobinfo", "m6"]);
     assert!(last.contains("None"), "no job left: {last}");
 }
+
+#[test]
+fn virsh_migrate_p2p_lets_the_source_daemon_drive_the_destination() {
+    let p = Pair::new("migq");
+    let serial = p.start_guest("m7");
+    let uuid = p.src.virsh_ok(&["domuuid", "m7"]).trim().to_owned();
+    let mut dst_events = EventListener::start(&p.dst, &["--event", "lifecycle"], 1);
+    let out = p.virsh(
+        SRC_URI,
+        &["migrate", "--live", "--p2p", "--persistent", "m7", DST_URI],
+    );
+    assert!(out.is_ok(), "migrate --p2p: {out:?}\n{}", p.logs());
+    let at = last_count(&serial);
+    assert_eq!(state(&p.dst, "m7"), "running (migrated)", "{}", p.logs());
+    assert_eq!(state(&p.src, "m7"), "shut off (migrated)");
+    let info = p.dst.virsh_ok(&["dominfo", "m7"]);
+    assert!(info.contains("Persistent:     yes"), "{info}");
+    assert_keeps_counting(&p, &serial, at);
+    assert_eq!(qemus_of(&uuid).len(), 1, "one QEMU of the guest");
+    dst_events.expect_line("event 'lifecycle' for domain 'm7': Started Migrated", WAIT);
+    dst_events.expect_line("event 'lifecycle' for domain 'm7': Resumed Migrated", WAIT);
+
+    // A peer that is not there: the guest stays where it is.
+    let err = p
+        .virsh(
+            DST_URI,
+            &[
+                "migrate",
+                "--live",
+                "--p2p",
+                "m7",
+                "qemu+tcp://127.0.0.1:16699/system",
+            ],
+        )
+        .unwrap_err();
+    assert!(err.contains("cannot connect"), "{err}");
+    assert_eq!(state(&p.dst, "m7"), "running (migrated)");
+    assert!(p.dst.virsh_ok(&["domjobinfo", "m7"]).contains("None"));
+}

@@ -144,6 +144,8 @@ pub(crate) const TYPED_PARAM_STRING_OKAY: u32 = 1 << 2;
 
 /// `VIR_MIGRATE_LIVE`.
 pub(crate) const MIGRATE_LIVE: u32 = 1;
+/// `VIR_MIGRATE_PEER2PEER`.
+pub(crate) const MIGRATE_PEER2PEER: u32 = 2;
 /// `VIR_MIGRATE_PERSIST_DEST`.
 pub(crate) const MIGRATE_PERSIST_DEST: u32 = 8;
 /// `VIR_MIGRATE_UNDEFINE_SOURCE`.

@@ -54,13 +54,14 @@ pub(crate) async fn supports_feature(
     }
     // Descriptors pass on UNIX sockets only (`virDomainOpenGraphicsFD`
     // asks this first). Migration is protocol v3 with parameters, driven
-    // by the client (peer-to-peer is not offered).
+    // by the client or, peer to peer, by the source daemon.
     let supported = match a.feature {
         feature::PROGRAM_KEEPALIVE
         | feature::REMOTE_EVENT_CALLBACK
         | feature::REMOTE_CLOSE_CALLBACK
         | feature::TYPED_PARAM_STRING
         | feature::MIGRATION_V3
+        | feature::MIGRATION_P2P
         | feature::MIGRATION_PARAMS
         | feature::MIGRATION_OFFLINE
         | feature::MIGRATE_CHANGE_PROTECTION => true,

@@ -24,6 +24,7 @@ use crate::wire::{invalid_arg, vir, wire_domain};
 /// The `virDomainMigrateFlags` implemented. `--unsafe` only skips safety
 /// checks this driver does not make.
 const MIGRATE_FLAGS: u32 = f::MIGRATE_LIVE
+    | f::MIGRATE_PEER2PEER
     | f::MIGRATE_PERSIST_DEST
     | f::MIGRATE_UNDEFINE_SOURCE
     | f::MIGRATE_PAUSED
@@ -32,7 +33,7 @@ const MIGRATE_FLAGS: u32 = f::MIGRATE_LIVE
     | f::MIGRATE_OFFLINE;
 
 /// The driver's flags from libvirt's, refusing the rest.
-fn migrate_flags(api: &str, bits: u32) -> Result<MigrateFlags, VirError> {
+pub(super) fn migrate_flags(api: &str, bits: u32) -> Result<MigrateFlags, VirError> {
     flags::check(api, bits, MIGRATE_FLAGS)?;
     if bits & f::MIGRATE_OFFLINE != 0 && bits & f::MIGRATE_PERSIST_DEST == 0 {
         return Err(invalid_arg("offline migration requires --persistent"));
@@ -48,7 +49,7 @@ fn migrate_flags(api: &str, bits: u32) -> Result<MigrateFlags, VirError> {
 
 /// The driver's parameters from `VIR_MIGRATE_PARAM_*`; one it does not
 /// implement (or of the wrong type) is refused.
-fn migrate_params(params: &[TypedParam]) -> Result<MigrationParams, VirError> {
+pub(super) fn migrate_params(params: &[TypedParam]) -> Result<MigrationParams, VirError> {
     let mut m = MigrationParams::default();
     for p in params {
         match (p.field.as_str(), &p.value) {
@@ -112,9 +113,19 @@ pub(crate) async fn perform3_params(
     _: &CallContext,
     a: DomainMigratePerform3ParamsArgs,
 ) -> Reply<DomainMigratePerform3ParamsRet> {
+    let dom = d.domain(&a.dom)?;
+    if a.flags & f::MIGRATE_PEER2PEER != 0 {
+        let uri = a
+            .dconnuri
+            .as_deref()
+            .ok_or_else(|| invalid_arg("peer-to-peer migration needs the destination's URI"))?;
+        super::peer::migrate(d, &dom, uri, &a.params, a.flags).await?;
+        return Ok(DomainMigratePerform3ParamsRet {
+            cookie_out: Opaque(Vec::new()),
+        });
+    }
     let flags = migrate_flags("virDomainMigratePerform3Params", a.flags)?;
     let params = migrate_params(&a.params)?;
-    let dom = d.domain(&a.dom)?;
     let cookie = d
         .driver
         .migrate_perform(&dom, &params, flags)
@@ -249,7 +260,6 @@ mod tests {
             migrate_flags("x", f::MIGRATE_OFFLINE).is_err(),
             "offline needs persist"
         );
-        assert!(migrate_flags("x", 2).is_err(), "peer to peer");
         assert!(migrate_flags("x", 64).is_err(), "copy storage");
     }
 }

@@ -13,6 +13,7 @@ pub(crate) mod jobs;
 pub(crate) mod migration;
 pub(crate) mod network;
 pub(crate) mod node;
+pub(crate) mod peer;
 pub(crate) mod query;
 pub(crate) mod save;
 pub(crate) mod stats;
