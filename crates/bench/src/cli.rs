@@ -22,6 +22,9 @@ pub(crate) enum Scenario {
     Transfer,
     /// Guest networking in a namespace (ferrovirtd alone).
     Nics,
+    /// Live migration between two daemons in a namespace (ferrovirtd
+    /// alone).
+    Migration,
     /// Only render the Markdown report of --from-json.
     Report,
     /// kill -9 of ferrovirtd at random instants under random operations
@@ -42,6 +45,7 @@ impl Scenario {
             Scenario::Stats => "stats",
             Scenario::Transfer => "transfer",
             Scenario::Nics => "nics",
+            Scenario::Migration => "migration",
             Scenario::Report => "report",
             Scenario::Chaos => "chaos",
         }
@@ -214,6 +218,7 @@ impl Cli {
             storage_files: pick(smoke, 1000, 10_000),
             transfer_mib: pick(smoke, 64, 1024),
             nics_rounds: pick(smoke, 5, 30),
+            migration_rounds: pick(smoke, 2, 10),
         }
     }
 

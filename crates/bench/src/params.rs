@@ -56,6 +56,8 @@ pub(crate) struct Params {
     /// Start/stop cycles of the nics scenario.
     #[serde(default)]
     pub nics_rounds: usize,
+    /// Live migrations of the migration scenario.
+    pub migration_rounds: usize,
 }
 
 impl Params {

@@ -87,6 +87,8 @@ pub(crate) struct Scenarios {
     pub stats: Option<Vec<Row<StatsResult>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer: Option<Vec<Row<TransferResult>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Vec<Row<MigrationResult>>>,
 }
 
 /// One daemon with one kind of QEMU, and what it gave.
@@ -417,4 +419,17 @@ pub(crate) struct NicsResult {
     pub guest_destroy_plain: LatencySummary,
     pub guest_start_nic: LatencySummary,
     pub guest_destroy_nic: LatencySummary,
+}
+
+// ---------------------------------------------------------------- migration
+
+/// Live migration between two daemons (ferrovirtd alone, in a namespace).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MigrationResult {
+    /// Migrations, alternating direction.
+    pub rounds: usize,
+    /// `virsh migrate --live`, end to end.
+    pub total: LatencySummary,
+    /// The guest's downtime QEMU measured.
+    pub downtime: LatencySummary,
 }

@@ -9,7 +9,9 @@ use crate::error::BenchResult;
 use crate::machine;
 use crate::params::Params;
 use crate::results::{Outcome, Report, Row, Scenarios};
-use crate::scenarios::{self, events, flood, hung, nics, rpc, scale, stats, storage, transfer};
+use crate::scenarios::{
+    self, events, flood, hung, migration, nics, rpc, scale, stats, storage, transfer,
+};
 use crate::stats::round1;
 
 /// Everything a run needs, decided before it starts.
@@ -108,6 +110,12 @@ async fn run_scenarios(plan: &Plan<'_>) -> (Scenarios, BTreeMap<String, f64>) {
         let measure = |_, _| nics::run(env, params);
         scenarios.nics = Some(rows(&row, measure).await);
         record("nics", &mut lap);
+    }
+    if cli.wants(Scenario::Migration) && cli.which() != Which::Libvirtd {
+        let row = [(DaemonKind::Ferrovirtd, Emu::Real)];
+        let measure = |_, _| migration::run(env, params);
+        scenarios.migration = Some(rows(&row, measure).await);
+        record("migration", &mut lap);
     }
     (scenarios, timings)
 }

@@ -206,6 +206,10 @@ fn virsh_migrate_live_moves_a_counting_guest_to_the_other_daemon() {
     let done = p.src.virsh_ok(&["domjobinfo", "--completed", "m1"]);
     assert!(done.contains("Completed"), "{done}");
     assert!(done.contains("Outgoing migration"), "{done}");
+    assert!(done.contains("Total downtime"), "{done}");
+    let arrived = p.dst.virsh_ok(&["domjobinfo", "--completed", "m1"]);
+    assert!(arrived.contains("Incoming migration"), "{arrived}");
+    assert!(arrived.contains("Total downtime"), "{arrived}");
 
     // And back again: the same guest, still counting.
     let at = last_count(&serial);

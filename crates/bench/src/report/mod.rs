@@ -9,6 +9,7 @@ mod flood;
 mod format;
 mod header;
 mod hung;
+mod migration;
 mod nics;
 mod rpc;
 mod scale;
@@ -82,6 +83,9 @@ pub(crate) fn render(report: &Report, source: &str) -> String {
     }
     if let Some(rows) = &scenarios.nics {
         nics::section(&mut doc, rows);
+    }
+    if let Some(rows) = &scenarios.migration {
+        migration::section(&mut doc, rows);
     }
     verdict::section(&mut doc, findings, report);
     verdict::caveats(&mut doc, report);

@@ -145,7 +145,7 @@ pub(crate) async fn finish3_params(
     let params = migrate_params(&a.params)?;
     let dom = d
         .driver
-        .migrate_finish(&params, flags, a.cancelled != 0)
+        .migrate_finish(&params, &a.cookie_in.0, flags, a.cancelled != 0)
         .await
         .map_err(vir)?;
     Ok(DomainMigrateFinish3ParamsRet {

@@ -55,6 +55,7 @@ impl Driver {
     pub async fn migrate_finish(
         &self,
         params: &MigrationParams,
+        cookie: &[u8],
         flags: MigrateFlags,
         cancelled: bool,
     ) -> Result<Arc<Domain>> {
@@ -74,7 +75,7 @@ impl Driver {
                 return Err(e);
             }
         };
-        incoming::finish(&self.s, &dom, flags, cancelled).await?;
+        incoming::finish(&self.s, &dom, cookie, flags, cancelled).await?;
         if flags.persist_dest {
             let xml = params.persistent_xml.as_deref().unwrap_or(def_xml(params));
             self.define_xml(xml).await?;

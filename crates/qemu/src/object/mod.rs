@@ -300,6 +300,7 @@ mod tests {
             elapsed_ms: 5,
             ram: RamStats::default(),
             error: None,
+            downtime_ms: None,
         }
     }
 

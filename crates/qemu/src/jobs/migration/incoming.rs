@@ -32,6 +32,8 @@ pub(crate) struct Incoming {
     /// The domain was made for this migration (forgotten if it fails).
     created: bool,
     started: SystemTime,
+    /// The guest's downtime the source measured (perform's cookie).
+    downtime_ms: Option<u64>,
     /// Held until finish: no other migration is handed this port (none
     /// when the client chose the port).
     _port: Option<PortLease>,
@@ -153,6 +155,7 @@ async fn start_incoming(
         ctx,
         created: false,
         started,
+        downtime_ms: None,
         _port: lease,
     };
     Ok((inc, uri))
@@ -218,10 +221,17 @@ fn bracketed(addr: &str) -> String {
 pub(crate) async fn finish(
     s: &Arc<Shared>,
     dom: &Arc<Domain>,
+    cookie: &[u8],
     flags: MigrateFlags,
     cancelled: bool,
 ) -> Result<()> {
-    let inc = s.migrations.take_in(dom)?;
+    let mut inc = s.migrations.take_in(dom)?;
+    // What the source measured (a foreign cookie is not fatal here: the
+    // guest's state has already arrived).
+    inc.downtime_ms = Cookie::parse(cookie)
+        .ok()
+        .flatten()
+        .and_then(|c| c.downtime_ms);
     if cancelled {
         let e = Error::OperationFailed("migration was cancelled by the source".into());
         inc.abandon(s, dom, &e).await;
@@ -289,6 +299,7 @@ impl Incoming {
             elapsed_ms: elapsed_ms(self.started),
             ram: RamStats::default(),
             error: error.clone(),
+            downtime_ms: self.downtime_ms.filter(|_| failure.is_none()),
         };
         let outcome = JobOutcome {
             operation: KIND.into(),

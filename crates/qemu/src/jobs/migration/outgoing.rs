@@ -295,6 +295,7 @@ impl Outgoing {
                 RamStats::default()
             },
             error: error.clone(),
+            downtime_ms: self.downtime_ms.filter(|_| failure.is_none()),
         };
         let outcome = JobOutcome {
             operation: KIND.into(),
