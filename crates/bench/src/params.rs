@@ -57,6 +57,7 @@ pub(crate) struct Params {
     #[serde(default)]
     pub nics_rounds: usize,
     /// Live migrations of the migration scenario.
+    #[serde(default)]
     pub migration_rounds: usize,
 }
 
