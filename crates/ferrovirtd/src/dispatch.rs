@@ -80,6 +80,10 @@ impl Handler for Daemon {
 
     fn on_disconnect(&self, client: ClientId) {
         self.relay.drop_client(client);
+        // A migration this client was driving is undone, not left holding
+        // its domain's job.
+        let driver = self.driver.clone();
+        tokio::spawn(async move { driver.abandon_migrations(client.0).await });
     }
 }
 

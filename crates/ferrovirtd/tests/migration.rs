@@ -419,3 +419,79 @@ fn virsh_migrate_p2p_lets_the_source_daemon_drive_the_destination() {
     assert_eq!(state(&p.dst, "m7"), "running (migrated)");
     assert!(p.dst.virsh_ok(&["domjobinfo", "m7"]).contains("None"));
 }
+
+/// A bare protocol client on a daemon's UNIX socket, for a phase a real
+/// client would only send as part of a whole migration.
+async fn bare_client(d: &Daemon) -> rpc::Client {
+    let c = rpc::Client::connect(d.sock()).await.unwrap();
+    c.open(Some("qemu:///system"), 0).await.unwrap();
+    c
+}
+
+fn string_param(field: &str, v: &str) -> rpc::protocol::remote::TypedParam {
+    rpc::protocol::remote::TypedParam {
+        field: field.into(),
+        value: rpc::protocol::remote::TypedParamValue::String(v.into()),
+    }
+}
+
+#[test]
+fn a_migration_whose_client_goes_away_is_undone_on_both_sides() {
+    use rpc::protocol::remote::{
+        DomainMigrateBegin3ParamsArgs, DomainMigrateBegin3ParamsRet,
+        DomainMigratePrepare3ParamsArgs, DomainMigratePrepare3ParamsRet, procedure as p,
+    };
+
+    let p_ = Pair::new("migc");
+    let serial = p_.start_guest("m8");
+    let uuid = p_.src.virsh_ok(&["domuuid", "m8"]).trim().to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Begin on the source, prepare on the destination, then the client
+    // is gone before perform.
+    rt.block_on(async {
+        let src = bare_client(&p_.src).await;
+        let dom = src.lookup_by_name("m8").await.unwrap();
+        let begun: DomainMigrateBegin3ParamsRet = src
+            .call(
+                p::DOMAIN_MIGRATE_BEGIN3_PARAMS,
+                &DomainMigrateBegin3ParamsArgs {
+                    dom,
+                    params: Vec::new(),
+                    flags: 1 | 256,
+                },
+            )
+            .await
+            .unwrap();
+        let dst = bare_client(&p_.dst).await;
+        let prepared: DomainMigratePrepare3ParamsRet = dst
+            .call(
+                p::DOMAIN_MIGRATE_PREPARE3_PARAMS,
+                &DomainMigratePrepare3ParamsArgs {
+                    params: vec![string_param("destination_xml", &begun.xml)],
+                    cookie_in: begun.cookie_out,
+                    flags: 1 | 256,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(prepared.uri_out.is_some());
+        src.close().await;
+        dst.close().await;
+    });
+    assert_on_source_only(&p_, "m8", &uuid, &serial);
+    // The source's job was given back: the guest migrates again.
+    let job_gone = wait::until(WAIT, || {
+        p_.src.virsh_ok(&["domjobinfo", "m8"]).contains("None")
+    });
+    assert!(job_gone, "{}", p_.logs());
+    let out = p_.virsh(SRC_URI, &["migrate", "--live", "m8", DST_URI]);
+    assert!(
+        out.is_ok(),
+        "migrate after an abandoned one: {out:?}\n{}",
+        p_.logs()
+    );
+    assert_eq!(state(&p_.dst, "m8"), "running (migrated)");
+}

@@ -73,7 +73,7 @@ pub(super) fn migrate_params(params: &[TypedParam]) -> Result<MigrationParams, V
 
 pub(crate) async fn begin3_params(
     d: &Daemon,
-    _: &CallContext,
+    ctx: &CallContext,
     a: DomainMigrateBegin3ParamsArgs,
 ) -> Reply<DomainMigrateBegin3ParamsRet> {
     let flags = migrate_flags("virDomainMigrateBegin3Params", a.flags)?;
@@ -81,7 +81,7 @@ pub(crate) async fn begin3_params(
     let dom = d.domain(&a.dom)?;
     let (xml, cookie) = d
         .driver
-        .migrate_begin(&dom, &params, flags)
+        .migrate_begin(&dom, &params, flags, ctx.client.0)
         .await
         .map_err(vir)?;
     Ok(DomainMigrateBegin3ParamsRet {
@@ -92,14 +92,14 @@ pub(crate) async fn begin3_params(
 
 pub(crate) async fn prepare3_params(
     d: &Daemon,
-    _: &CallContext,
+    ctx: &CallContext,
     a: DomainMigratePrepare3ParamsArgs,
 ) -> Reply<DomainMigratePrepare3ParamsRet> {
     let flags = migrate_flags("virDomainMigratePrepare3Params", a.flags)?;
     let params = migrate_params(&a.params)?;
     let (cookie, uri) = d
         .driver
-        .migrate_prepare(&params, &a.cookie_in.0, flags)
+        .migrate_prepare(&params, &a.cookie_in.0, flags, ctx.client.0)
         .await
         .map_err(vir)?;
     Ok(DomainMigratePrepare3ParamsRet {
@@ -110,7 +110,7 @@ pub(crate) async fn prepare3_params(
 
 pub(crate) async fn perform3_params(
     d: &Daemon,
-    _: &CallContext,
+    ctx: &CallContext,
     a: DomainMigratePerform3ParamsArgs,
 ) -> Reply<DomainMigratePerform3ParamsRet> {
     let dom = d.domain(&a.dom)?;
@@ -119,7 +119,7 @@ pub(crate) async fn perform3_params(
             .dconnuri
             .as_deref()
             .ok_or_else(|| invalid_arg("peer-to-peer migration needs the destination's URI"))?;
-        super::peer::migrate(d, &dom, uri, &a.params, a.flags).await?;
+        super::peer::migrate(d, &dom, uri, &a.params, a.flags, ctx.client.0).await?;
         return Ok(DomainMigratePerform3ParamsRet {
             cookie_out: Opaque(Vec::new()),
         });

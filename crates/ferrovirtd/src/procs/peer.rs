@@ -40,6 +40,7 @@ pub(crate) async fn migrate(
     dconnuri: &str,
     raw: &[TypedParam],
     bits: u32,
+    owner: u64,
 ) -> Result<(), VirError> {
     let flags = migrate_flags("virDomainMigratePerform3Params", bits)?;
     let mut params = migrate_params(raw)?;
@@ -51,7 +52,7 @@ pub(crate) async fn migrate(
     let peer = connect(dconnuri).await?;
     let (xml, cookie) = d
         .driver
-        .migrate_begin(dom, &params, flags)
+        .migrate_begin(dom, &params, flags, owner)
         .await
         .map_err(vir)?;
     // What the destination is told, as libvirt's client tells it.

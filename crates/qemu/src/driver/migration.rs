@@ -14,13 +14,16 @@ use crate::{Error, Result, jobs};
 
 impl Driver {
     /// Begin (source): the XML the destination runs and the cookie.
+    /// `owner` names the connection driving it (see
+    /// [`Driver::abandon_migrations`]).
     pub async fn migrate_begin(
         &self,
         dom: &Arc<Domain>,
         params: &MigrationParams,
         flags: MigrateFlags,
+        owner: u64,
     ) -> Result<(String, Vec<u8>)> {
-        outgoing::begin(&self.s, dom, params, flags).await
+        outgoing::begin(&self.s, dom, params, flags, owner).await
     }
 
     /// Prepare (destination): a paused QEMU waiting for the stream; the
@@ -30,13 +33,14 @@ impl Driver {
         params: &MigrationParams,
         cookie: &[u8],
         flags: MigrateFlags,
+        owner: u64,
     ) -> Result<(Vec<u8>, String)> {
         if flags.offline {
             incoming::incoming_def(params)?;
             let host = self.s.cfg.migration.address.clone();
             return Ok((Vec::new(), format!("tcp:{}", host.unwrap_or_default())));
         }
-        incoming::prepare(&self.s, params, cookie).await
+        incoming::prepare(&self.s, params, cookie, owner).await
     }
 
     /// Perform (source): migrates and waits for completion; the guest is
@@ -97,6 +101,18 @@ impl Driver {
             self.undefine(dom).await?;
         }
         Ok(())
+    }
+
+    /// The connection `owner` closed: the migrations it drives are undone
+    /// (the guest stays on, or goes back to, the source; an incoming QEMU
+    /// is killed), now if they wait for their next phase, else when the
+    /// phase under way ends.
+    pub async fn abandon_migrations(&self, owner: u64) {
+        for (uuid, p) in self.s.migrations.abandon(owner) {
+            if let Ok(dom) = self.lookup_by_uuid(&uuid) {
+                jobs::migration::undo(&self.s, &dom, p).await;
+            }
+        }
     }
 
     /// `migrate-setspeed` (MiB/s; 0 = unlimited).

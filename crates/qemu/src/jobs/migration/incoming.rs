@@ -62,15 +62,24 @@ pub(crate) async fn prepare(
     s: &Arc<Shared>,
     params: &MigrationParams,
     cookie: &[u8],
+    owner: u64,
 ) -> Result<(Vec<u8>, String)> {
     Cookie::parse(cookie)?;
     let def = Arc::new(incoming_def(params)?);
     let (dom, created) = claim(s, &def).await?;
-    let res = start_incoming(s, &dom, def, params).await;
+    let res = match s.migrations.first_phase(&dom, owner) {
+        Ok(phase) => start_incoming(s, &dom, def, params)
+            .await
+            .map(|(inc, uri)| (phase, inc, uri)),
+        Err(e) => Err(e),
+    };
     match res {
-        Ok((mut inc, uri)) => {
+        Ok((phase, mut inc, uri)) => {
             inc.created = created;
-            s.migrations.park(&dom, Pending::In(inc));
+            if let Some(p) = phase.park(Pending::In(inc)) {
+                super::undo(s, &dom, p).await;
+                return Err(super::gone());
+            }
             Ok((Cookie::new(&dom).to_bytes(), uri))
         }
         Err(e) => {
@@ -225,7 +234,7 @@ pub(crate) async fn finish(
     flags: MigrateFlags,
     cancelled: bool,
 ) -> Result<()> {
-    let mut inc = s.migrations.take_in(dom)?;
+    let (_phase, mut inc) = s.migrations.take_in(dom)?;
     // What the source measured (a foreign cookie is not fatal here: the
     // guest's state has already arrived).
     inc.downtime_ms = Cookie::parse(cookie)
@@ -272,7 +281,7 @@ impl Incoming {
 
     /// Kills the QEMU that never got (or never ran) the guest, and forgets
     /// a domain made for it.
-    async fn abandon(self, s: &Arc<Shared>, dom: &Arc<Domain>, why: &Error) {
+    pub(super) async fn abandon(self, s: &Arc<Shared>, dom: &Arc<Domain>, why: &Error) {
         let generation = self.ctx.generation;
         let process = dom.lock().begin_kill(generation, StopCause::Failed);
         if let Some(process) = process {

@@ -16,6 +16,7 @@ pub(crate) mod outgoing;
 pub(crate) mod ports;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use qmp::MigrationStatus;
@@ -99,24 +100,129 @@ pub(crate) enum Pending {
     In(incoming::Incoming),
 }
 
-/// The migrations waiting for their next phase, by domain uuid. At most
-/// one per domain (each holds the domain's async job), so bounded by the
-/// number of domains. A short lock, never held across an await.
+/// A migration's place in the table: waiting for its next phase, or in
+/// one (`abandoned` once the connection that drives it closed).
+enum Slot {
+    Parked(Box<Pending>),
+    Busy { abandoned: bool },
+}
+
+struct Entry {
+    /// The connection that drives this side (an opaque number from the
+    /// caller): when it closes, the migration is undone.
+    owner: u64,
+    slot: Slot,
+}
+
+/// The migrations in progress, by domain uuid. At most one per domain
+/// (each holds the domain's async job), so bounded by the number of
+/// domains. A short lock, never held across an await.
 #[derive(Default)]
 pub(crate) struct Table {
-    pending: std::sync::Mutex<HashMap<uuid::Uuid, Pending>>,
+    entries: std::sync::Mutex<HashMap<uuid::Uuid, Entry>>,
+}
+
+/// One phase running: its entry is busy until [`Phase::park`] hands the
+/// migration to the next phase; dropped without it, the entry goes.
+pub(crate) struct Phase<'a> {
+    table: &'a Table,
+    uuid: uuid::Uuid,
 }
 
 impl Table {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<uuid::Uuid, Pending>> {
-        self.pending
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<uuid::Uuid, Entry>> {
+        self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Keeps `p` for the next phase of `dom`'s migration.
-    pub(crate) fn park(&self, dom: &Domain, p: Pending) {
-        self.lock().insert(dom.uuid(), p);
+    /// The first phase of a migration of `dom` driven by `owner`.
+    pub(crate) fn first_phase(&self, dom: &Domain, owner: u64) -> Result<Phase<'_>> {
+        let mut g = self.lock();
+        if g.contains_key(&dom.uuid()) {
+            return Err(Error::OperationInvalid(format!(
+                "domain '{}' is already being migrated",
+                dom.name()
+            )));
+        }
+        let slot = Slot::Busy { abandoned: false };
+        g.insert(dom.uuid(), Entry { owner, slot });
+        Ok(Phase {
+            table: self,
+            uuid: dom.uuid(),
+        })
+    }
+
+    /// Takes `dom`'s parked migration for its next phase.
+    fn take(&self, dom: &Domain, which: &str) -> Result<(Phase<'_>, Pending)> {
+        let mut g = self.lock();
+        let entry = g
+            .get_mut(&dom.uuid())
+            .ok_or_else(|| no_migration(dom, which))?;
+        let Slot::Parked(_) = entry.slot else {
+            return Err(no_migration(dom, which));
+        };
+        let Slot::Parked(p) = std::mem::replace(&mut entry.slot, Slot::Busy { abandoned: false })
+        else {
+            return Err(no_migration(dom, which));
+        };
+        let p = *p;
+        let phase = Phase {
+            table: self,
+            uuid: dom.uuid(),
+        };
+        Ok((phase, p))
+    }
+
+    /// Takes `dom`'s outgoing migration for its next phase.
+    pub(crate) fn take_out(&self, dom: &Domain) -> Result<(Phase<'_>, outgoing::Outgoing)> {
+        match self.take(dom, "outgoing")? {
+            (phase, Pending::Out(o)) => Ok((phase, o)),
+            (phase, other) => {
+                drop(phase.park(other));
+                Err(no_migration(dom, "outgoing"))
+            }
+        }
+    }
+
+    /// Takes `dom`'s incoming migration for its next phase.
+    pub(crate) fn take_in(&self, dom: &Domain) -> Result<(Phase<'_>, incoming::Incoming)> {
+        match self.take(dom, "incoming")? {
+            (phase, Pending::In(i)) => Ok((phase, i)),
+            (phase, other) => {
+                drop(phase.park(other));
+                Err(no_migration(dom, "incoming"))
+            }
+        }
+    }
+
+    /// The connection `owner` closed: its parked migrations are handed
+    /// back to be undone, and those in a phase are marked so that the
+    /// phase undoes them when it ends.
+    pub(crate) fn abandon(&self, owner: u64) -> Vec<(uuid::Uuid, Pending)> {
+        let mut g = self.lock();
+        let mine: Vec<uuid::Uuid> = g
+            .iter()
+            .filter(|(_, e)| e.owner == owner)
+            .map(|(u, _)| *u)
+            .collect();
+        let mut undo = Vec::new();
+        for uuid in mine {
+            let Some(e) = g.get_mut(&uuid) else { continue };
+            match &mut e.slot {
+                Slot::Busy { abandoned } => *abandoned = true,
+                Slot::Parked(_) => {
+                    if let Some(Entry {
+                        slot: Slot::Parked(p),
+                        ..
+                    }) = g.remove(&uuid)
+                    {
+                        undo.push((uuid, *p));
+                    }
+                }
+            }
+        }
+        undo
     }
 
     /// Drops what waits for a domain that is gone (its QEMU died and a
@@ -124,32 +230,58 @@ impl Table {
     pub(crate) fn forget(&self, uuid: &uuid::Uuid) {
         self.lock().remove(uuid);
     }
+}
 
-    /// Takes `dom`'s outgoing migration for its next phase.
-    pub(crate) fn take_out(&self, dom: &Domain) -> Result<outgoing::Outgoing> {
-        let mut g = self.lock();
-        match g.remove(&dom.uuid()) {
-            Some(Pending::Out(o)) => Ok(o),
-            Some(other) => {
-                g.insert(dom.uuid(), other);
-                Err(no_migration(dom, "outgoing"))
+impl Phase<'_> {
+    /// Keeps `p` for the next phase; `Some(p)` back when the connection
+    /// driving it is gone, for the caller to undo.
+    #[must_use]
+    pub(crate) fn park(self, p: Pending) -> Option<Pending> {
+        let mut g = self.table.lock();
+        let back = match g.get_mut(&self.uuid) {
+            Some(e) if matches!(e.slot, Slot::Busy { abandoned: false }) => {
+                e.slot = Slot::Parked(Box::new(p));
+                None
             }
-            None => Err(no_migration(dom, "outgoing")),
+            _ => Some(p),
+        };
+        drop(g);
+        back
+    }
+}
+
+impl Drop for Phase<'_> {
+    fn drop(&mut self) {
+        let mut g = self.table.lock();
+        if matches!(
+            g.get(&self.uuid),
+            Some(Entry {
+                slot: Slot::Busy { .. },
+                ..
+            })
+        ) {
+            g.remove(&self.uuid);
         }
     }
+}
 
-    /// Takes `dom`'s incoming migration for its next phase.
-    pub(crate) fn take_in(&self, dom: &Domain) -> Result<incoming::Incoming> {
-        let mut g = self.lock();
-        match g.remove(&dom.uuid()) {
-            Some(Pending::In(i)) => Ok(i),
-            Some(other) => {
-                g.insert(dom.uuid(), other);
-                Err(no_migration(dom, "incoming"))
-            }
-            None => Err(no_migration(dom, "incoming")),
-        }
+/// Undoes a migration whose driving connection closed: the source's
+/// guest stays (or resumes) here, the destination's QEMU is killed.
+pub(crate) async fn undo(s: &Arc<Shared>, dom: &Arc<Domain>, p: Pending) {
+    tracing::info!(
+        domain = dom.name(),
+        "the connection driving its migration closed; undoing it"
+    );
+    let e = gone();
+    match p {
+        Pending::Out(o) => o.undo(s, dom, &e).await,
+        Pending::In(i) => i.abandon(s, dom, &e).await,
     }
+}
+
+/// Why a migration was undone by [`undo`].
+pub(crate) fn gone() -> Error {
+    Error::Aborted("the connection driving the migration closed".into())
 }
 
 fn no_migration(dom: &Domain, which: &str) -> Error {

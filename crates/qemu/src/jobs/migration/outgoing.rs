@@ -54,8 +54,10 @@ pub(crate) async fn begin(
     dom: &Arc<Domain>,
     params: &MigrationParams,
     flags: MigrateFlags,
+    owner: u64,
 ) -> Result<(String, Vec<u8>)> {
     let new_def = params.dest_xml.as_deref().map(Def::parse).transpose()?;
+    let phase = s.migrations.first_phase(dom, owner)?;
     let job = jobs::begin_async(dom, KIND, allowed(), "migrate", s.cfg.job_wait).await?;
     let started = SystemTime::now();
     let (xml, ctx, was_running) = if flags.offline {
@@ -78,7 +80,10 @@ pub(crate) async fn begin(
         ram: RamStats::default(),
         downtime_ms: None,
     };
-    s.migrations.park(dom, Pending::Out(out));
+    if let Some(p) = phase.park(Pending::Out(out)) {
+        super::undo(s, dom, p).await;
+        return Err(super::gone());
+    }
     Ok((xml, Cookie::new(dom).to_bytes()))
 }
 
@@ -146,16 +151,19 @@ pub(crate) async fn perform(
     params: &MigrationParams,
     flags: MigrateFlags,
 ) -> Result<Vec<u8>> {
-    let mut out = s.migrations.take_out(dom)?;
-    let Some(ctx) = out.ctx.clone() else {
-        s.migrations.park(dom, Pending::Out(out));
-        return Ok(Cookie::new(dom).to_bytes());
+    let (phase, mut out) = s.migrations.take_out(dom)?;
+    let mut cookie = Cookie::new(dom);
+    let res = match out.ctx.clone() {
+        Some(ctx) => out.migrate(s, dom, &ctx, params, flags.live).await,
+        None => Ok(()),
     };
-    match out.migrate(s, dom, &ctx, params, flags.live).await {
+    match res {
         Ok(()) => {
-            let mut cookie = Cookie::new(dom);
             cookie.downtime_ms = out.downtime_ms;
-            s.migrations.park(dom, Pending::Out(out));
+            if let Some(p) = phase.park(Pending::Out(out)) {
+                super::undo(s, dom, p).await;
+                return Err(super::gone());
+            }
             Ok(cookie.to_bytes())
         }
         Err(e) => {
@@ -168,7 +176,7 @@ pub(crate) async fn perform(
 /// Confirm: with the guest running on the destination, stops the source's
 /// QEMU as migrated; `cancelled`, resumes the guest here.
 pub(crate) async fn confirm(s: &Arc<Shared>, dom: &Arc<Domain>, cancelled: bool) -> Result<()> {
-    let out = s.migrations.take_out(dom)?;
+    let (_phase, out) = s.migrations.take_out(dom)?;
     if cancelled {
         let e = Error::Aborted("migration cancelled on the destination".into());
         out.undo(s, dom, &e).await;
@@ -233,7 +241,7 @@ impl Outgoing {
 
     /// The migration did not happen: QEMU's is cancelled, the guest
     /// resumes if it ran, the job ends as failed (or cancelled).
-    async fn undo(self, s: &Shared, dom: &Domain, why: &Error) {
+    pub(super) async fn undo(self, s: &Shared, dom: &Domain, why: &Error) {
         let ours = |ctx: &RunCtx| dom.lock().run_of(ctx.generation).is_some();
         if let Some(ctx) = &self.ctx
             && ours(ctx)
