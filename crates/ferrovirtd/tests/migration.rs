@@ -495,3 +495,17 @@ fn a_migration_whose_client_goes_away_is_undone_on_both_sides() {
     );
     assert_eq!(state(&p_.dst, "m8"), "running (migrated)");
 }
+
+#[test]
+fn a_migration_raises_iteration_and_job_completed_events() {
+    let p = Pair::new("mige");
+    p.start_guest("m9");
+    let mut src_events = EventListener::start(&p.src, &["--event", "migration-iteration"], 1);
+    let mut dst_events = EventListener::start(&p.dst, &["--event", "job-completed"], 1);
+    let out = p.virsh(SRC_URI, &["migrate", "--live", "m9", DST_URI]);
+    assert!(out.is_ok(), "migrate: {out:?}\n{}", p.logs());
+    src_events.expect_prefix("event 'migration-iteration' for domain 'm9'", WAIT);
+    dst_events.expect_prefix("event 'job-completed' for domain 'm9'", WAIT);
+    let printed = dst_events.stop();
+    assert!(printed.contains("downtime"), "{printed}");
+}

@@ -196,6 +196,12 @@ pub enum EventKind {
     /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED`: the guest refused to
     /// release a device (QEMU's DEVICE_UNPLUG_GUEST_ERROR).
     DeviceRemovalFailed { alias: String },
+    /// `VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION`: an outgoing migration
+    /// began pass `iteration` over guest memory (QEMU's MIGRATION_PASS).
+    MigrationIteration { iteration: i32 },
+    /// `VIR_DOMAIN_EVENT_ID_JOB_COMPLETED`: a migration completed, with
+    /// its statistics (as `domjobinfo --completed` reports them).
+    JobCompleted { stats: crate::JobStats },
     BlockJob {
         /// `<target dev>`, e.g. "vda".
         disk: String,

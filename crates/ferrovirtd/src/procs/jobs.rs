@@ -74,7 +74,7 @@ fn completed_mode(flags: u32) -> Result<Option<bool>, VirError> {
 
 /// The typed parameters of a job's statistics (none without a job). A
 /// save moves only guest memory, so its data and memory totals agree.
-fn job_params(j: &JobStats) -> Vec<TypedParam> {
+pub(crate) fn job_params(j: &JobStats) -> Vec<TypedParam> {
     if j.job_type == JobType::None {
         return Vec::new();
     }

@@ -74,6 +74,13 @@ fn event(s: &Shared, dom: &Domain, ctx: &RunCtx, ev: Event) {
             guest_value(s, dom, ctx, Key::Balloon, ev);
         }
         Q::Migration(d) => ctx.update_progress(|p| p.migration = Some(d.status)),
+        Q::MigrationPass(d) => {
+            let iteration = d.pass.map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX));
+            with_run(s, dom, ctx, |g, dom, hub| {
+                g.emit(dom, hub, EventKind::MigrationIteration { iteration });
+                0
+            });
+        }
         Q::JobStatusChange(d) => ctx.update_progress(|p| p.set_job(d.id, d.status)),
         Q::DeviceDeleted(d) => crate::hotplug::device_deleted(s, dom, ctx, d),
         Q::DeviceTrayMoved(d) => tray_moved(s, dom, ctx, &d),

@@ -8,7 +8,7 @@
 //! No `JOB_COMPLETED` event is raised for a save: libvirt's QEMU driver
 //! records the completed statistics of a save (and managed save) but
 //! raises `VIR_DOMAIN_EVENT_ID_JOB_COMPLETED` only when a migration or a
-//! backup job ends, and this driver runs neither.
+//! backup job ends; migrations raise it (`jobs::migration`).
 
 use qmp::MigrationStatus;
 use qmp::commands::MigrationInfo;

@@ -12,6 +12,7 @@ use qmp::commands::{Cont, Quit};
 
 use super::ports::PortLease;
 use super::{Cookie, MigrateFlags, MigrationParams, Pending};
+use crate::events::hub::Hub;
 use crate::jobs::stats::{CompletedJob, JobEnd, RamStats, elapsed_ms};
 use crate::lifecycle::start::{self, Incoming as StartFrom, IncomingFrom};
 use crate::lifecycle::{power, stop};
@@ -19,7 +20,7 @@ use crate::object::def::Def;
 use crate::object::run::RunCtx;
 use crate::object::{AsyncJobInfo, Domain, JobOutcome};
 use crate::shared::Shared;
-use crate::state::{StopCause, running};
+use crate::state::{EventKind, StopCause, running};
 use crate::store::status;
 use crate::{Error, Result, jobs};
 
@@ -248,7 +249,7 @@ pub(crate) async fn finish(
     }
     match inc.complete(s, dom, flags.paused).await {
         Ok(()) => {
-            inc.end(dom, None);
+            inc.end(dom, &s.hub, None);
             status::persist_in_background(s, dom);
             Ok(())
         }
@@ -290,13 +291,13 @@ impl Incoming {
             stop::cleanup(s, dom, generation, Some(StopCause::Failed));
         }
         let created = self.created;
-        self.end(dom, Some(why));
+        self.end(dom, &s.hub, Some(why));
         if created && !dom.is_active() && !dom.is_persistent() {
             forget(s, dom);
         }
     }
 
-    fn end(&self, dom: &Domain, failure: Option<&Error>) {
+    fn end(&self, dom: &Domain, hub: &Hub, failure: Option<&Error>) {
         let error = failure.map(ToString::to_string);
         let done = CompletedJob {
             end: if failure.is_none() {
@@ -316,6 +317,15 @@ impl Incoming {
             message: error.unwrap_or_default(),
         };
         let mut g = dom.lock();
+        if failure.is_none() {
+            g.emit(
+                dom,
+                hub,
+                EventKind::JobCompleted {
+                    stats: done.stats(),
+                },
+            );
+        }
         g.set_completed_job(done);
         g.end_job(Some(outcome));
     }

@@ -14,13 +14,14 @@ use joblock::{AllowList, AsyncKind, NormalJob};
 use qmp::commands::{Cont, Migrate, MigrateCancel, MigrateSetParameters, QueryMigrate, Quit, Stop};
 
 use super::{Cookie, MigrateFlags, MigrationParams, Pending};
+use crate::events::hub::Hub;
 use crate::jobs::stats::{CompletedJob, JobEnd, RamStats, elapsed_ms};
 use crate::lifecycle::{power, stop};
 use crate::object::def::Def;
 use crate::object::run::RunCtx;
 use crate::object::{AsyncJobInfo, Domain, JobOutcome};
 use crate::shared::Shared;
-use crate::state::{DomainState, StopCause, paused, running};
+use crate::state::{DomainState, EventKind, StopCause, paused, running};
 use crate::store::status;
 use crate::{Error, Result, jobs};
 
@@ -185,7 +186,7 @@ pub(crate) async fn confirm(s: &Arc<Shared>, dom: &Arc<Domain>, cancelled: bool)
     if let Some(ctx) = &out.ctx {
         stop_migrated(s, dom, ctx).await;
     }
-    out.end(dom, None);
+    out.end(dom, &s.hub, None);
     Ok(())
 }
 
@@ -255,7 +256,7 @@ impl Outgoing {
             }
             status::persist_in_background(s, dom);
         }
-        self.end(dom, Some(why));
+        self.end(dom, &s.hub, Some(why));
     }
 
     /// A migration that is not live pauses the guest first.
@@ -286,7 +287,7 @@ impl Outgoing {
 
     /// Ends the job, failed with `failure` if any, recording its
     /// statistics.
-    fn end(self, dom: &Domain, failure: Option<&Error>) {
+    fn end(self, dom: &Domain, hub: &Hub, failure: Option<&Error>) {
         let end = match failure {
             None => JobEnd::Completed,
             Some(Error::Aborted(_)) => JobEnd::Cancelled,
@@ -311,6 +312,15 @@ impl Outgoing {
             message: error.unwrap_or_default(),
         };
         let mut g = dom.lock();
+        if failure.is_none() {
+            g.emit(
+                dom,
+                hub,
+                EventKind::JobCompleted {
+                    stats: done.stats(),
+                },
+            );
+        }
         g.set_completed_job(done);
         g.end_job(Some(outcome));
     }

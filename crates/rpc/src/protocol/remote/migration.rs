@@ -93,6 +93,13 @@ xdr_struct! {
         pub flags: u32,
     }
 
+    /// `remote_domain_event_callback_migration_iteration_msg`.
+    pub struct DomainEventCallbackMigrationIterationMsg {
+        pub callback_id: i32,
+        pub dom: NonnullDomain,
+        pub iteration: i32,
+    }
+
     /// `remote_domain_migrate_get_max_downtime_ret` (ms).
     pub struct DomainMigrateGetMaxDowntimeRet {
         pub downtime: u64,
