@@ -213,7 +213,17 @@ fn virsh_migrate_live_moves_a_counting_guest_to_the_other_daemon() {
 
     // And back again: the same guest, still counting.
     let at = last_count(&serial);
-    let back = p.virsh(DST_URI, &["migrate", "--live", "m1", SRC_URI]);
+    let back = p.virsh(
+        DST_URI,
+        &[
+            "migrate",
+            "--live",
+            "--auto-converge",
+            "--compressed",
+            "m1",
+            SRC_URI,
+        ],
+    );
     assert!(back.is_ok(), "migrate back: {back:?}\n{}", p.logs());
     assert_eq!(state(&p.src, "m1"), "running (migrated)");
     assert!(
@@ -245,6 +255,12 @@ fn persistent_undefinesource_and_offline_migrations_move_the_definition() {
     assert!(info.contains("Persistent:     yes"), "{info}");
     assert!(info.contains("State:          running"), "{info}");
     assert_keeps_counting(&p, &serial, at);
+
+    // Back with --suspend: it arrives paused.
+    let out = p.virsh(DST_URI, &["migrate", "--live", "--suspend", "m2", SRC_URI]);
+    assert!(out.is_ok(), "migrate --suspend: {out:?}\n{}", p.logs());
+    assert_eq!(state(&p.src, "m2"), "paused (user)");
+    assert_eq!(state(&p.dst, "m2"), "shut off (migrated)");
 
     // Offline: only the definition moves; the source keeps its own.
     let (xml, _) = p.guest_xml("o1");

@@ -156,6 +156,10 @@ pub(crate) const MIGRATE_PAUSED: u32 = 32;
 pub(crate) const MIGRATE_CHANGE_PROTECTION: u32 = 256;
 /// `VIR_MIGRATE_UNSAFE`.
 pub(crate) const MIGRATE_UNSAFE: u32 = 512;
+/// `VIR_MIGRATE_COMPRESSED`.
+pub(crate) const MIGRATE_COMPRESSED: u32 = 2048;
+/// `VIR_MIGRATE_AUTO_CONVERGE`.
+pub(crate) const MIGRATE_AUTO_CONVERGE: u32 = 8192;
 /// `VIR_MIGRATE_OFFLINE`.
 pub(crate) const MIGRATE_OFFLINE: u32 = 1024;
 

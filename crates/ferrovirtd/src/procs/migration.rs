@@ -30,7 +30,9 @@ const MIGRATE_FLAGS: u32 = f::MIGRATE_LIVE
     | f::MIGRATE_PAUSED
     | f::MIGRATE_CHANGE_PROTECTION
     | f::MIGRATE_UNSAFE
-    | f::MIGRATE_OFFLINE;
+    | f::MIGRATE_OFFLINE
+    | f::MIGRATE_COMPRESSED
+    | f::MIGRATE_AUTO_CONVERGE;
 
 /// The driver's flags from libvirt's, refusing the rest.
 pub(super) fn migrate_flags(api: &str, bits: u32) -> Result<MigrateFlags, VirError> {
@@ -44,6 +46,8 @@ pub(super) fn migrate_flags(api: &str, bits: u32) -> Result<MigrateFlags, VirErr
         undefine_source: bits & f::MIGRATE_UNDEFINE_SOURCE != 0,
         paused: bits & f::MIGRATE_PAUSED != 0,
         offline: bits & f::MIGRATE_OFFLINE != 0,
+        auto_converge: bits & f::MIGRATE_AUTO_CONVERGE != 0,
+        compressed: bits & f::MIGRATE_COMPRESSED != 0,
     })
 }
 

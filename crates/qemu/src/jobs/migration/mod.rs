@@ -49,6 +49,12 @@ pub struct MigrateFlags {
     pub paused: bool,
     /// `--offline`: move the definition only.
     pub offline: bool,
+    /// `--auto-converge`: QEMU throttles the guest's vCPUs when memory is
+    /// dirtied faster than it is sent (source only).
+    pub auto_converge: bool,
+    /// `--compressed`: QEMU's XBZRLE page deltas (libvirt's default
+    /// compression method; source only).
+    pub compressed: bool,
 }
 
 /// The typed parameters (`VIR_MIGRATE_PARAM_*`) the driver understands.

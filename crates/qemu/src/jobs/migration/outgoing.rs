@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use joblock::{AllowList, AsyncKind, NormalJob};
-use qmp::commands::{Cont, Migrate, MigrateCancel, MigrateSetParameters, QueryMigrate, Quit, Stop};
+use qmp::commands::{
+    Cont, Migrate, MigrateCancel, MigrateSetCapabilities, MigrateSetParameters,
+    MigrationCapabilityStatus, QueryMigrate, Quit, Stop,
+};
 
 use super::{Cookie, MigrateFlags, MigrationParams, Pending};
 use crate::events::hub::Hub;
@@ -155,7 +158,7 @@ pub(crate) async fn perform(
     let (phase, mut out) = s.migrations.take_out(dom)?;
     let mut cookie = Cookie::new(dom);
     let res = match out.ctx.clone() {
-        Some(ctx) => out.migrate(s, dom, &ctx, params, flags.live).await,
+        Some(ctx) => out.migrate(s, dom, &ctx, params, flags).await,
         None => Ok(()),
     };
     match res {
@@ -197,9 +200,9 @@ impl Outgoing {
         dom: &Domain,
         ctx: &RunCtx,
         params: &MigrationParams,
-        live: bool,
+        flags: MigrateFlags,
     ) -> Result<()> {
-        if !live && dom.state().state == DomainState::Running {
+        if !flags.live && dom.state().state == DomainState::Running {
             self.pause(s, dom, ctx).await?;
         }
         let uri = params
@@ -217,6 +220,9 @@ impl Outgoing {
                 .await
                 .map_err(|e| jobs::map_err(dom, e))?;
             super::enable_events(s, dom).await;
+            if let Some(caps) = capabilities(flags) {
+                dom.qmp(&caps, t).await?;
+            }
             if let Some(mib) = params.bandwidth_mib.filter(|m| *m > 0) {
                 dom.qmp(&max_bandwidth(mib), t).await?;
             }
@@ -337,6 +343,22 @@ async fn stop_migrated(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &RunCtx) {
     stop::cleanup(s, dom, ctx.generation, Some(StopCause::Migrated));
 }
 
+/// The migration capabilities `flags` ask for, if any.
+fn capabilities(flags: MigrateFlags) -> Option<MigrateSetCapabilities> {
+    let on = |name: &str| MigrationCapabilityStatus {
+        capability: name.into(),
+        state: true,
+    };
+    let mut capabilities = Vec::new();
+    if flags.auto_converge {
+        capabilities.push(on("auto-converge"));
+    }
+    if flags.compressed {
+        capabilities.push(on("xbzrle"));
+    }
+    (!capabilities.is_empty()).then_some(MigrateSetCapabilities { capabilities })
+}
+
 /// `migrate-setspeed`: QEMU's `max-bandwidth` in bytes/s.
 pub(crate) fn max_bandwidth(mib: u64) -> MigrateSetParameters {
     let mut m = serde_json::Map::new();
@@ -380,4 +402,28 @@ pub(crate) async fn readopt(
         success: false,
         message,
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_become_qemu_capabilities() {
+        assert_eq!(capabilities(MigrateFlags::default()), None);
+        let both = MigrateFlags {
+            auto_converge: true,
+            compressed: true,
+            ..MigrateFlags::default()
+        };
+        let names: Vec<String> = capabilities(both)
+            .unwrap()
+            .capabilities
+            .into_iter()
+            .filter(|c| c.state)
+            .map(|c| c.capability)
+            .collect();
+        assert_eq!(names, ["auto-converge", "xbzrle"]);
+        assert_eq!(max_bandwidth(2).0["max-bandwidth"], 2 * 1024 * 1024);
+    }
 }
