@@ -24,6 +24,9 @@ pub(crate) enum Scenario {
     Nics,
     /// Attach + detach of a virtio disk on a booted real guest.
     Hotplug,
+    /// Live migration between two daemons in a namespace (ferrovirtd
+    /// alone).
+    Migration,
     /// Only render the Markdown report of --from-json.
     Report,
     /// kill -9 of ferrovirtd at random instants under random operations
@@ -45,6 +48,7 @@ impl Scenario {
             Scenario::Transfer => "transfer",
             Scenario::Nics => "nics",
             Scenario::Hotplug => "hotplug",
+            Scenario::Migration => "migration",
             Scenario::Report => "report",
             Scenario::Chaos => "chaos",
         }
@@ -218,6 +222,7 @@ impl Cli {
             transfer_mib: pick(smoke, 64, 1024),
             nics_rounds: pick(smoke, 5, 30),
             hotplug_rounds: pick(smoke, 5, 20),
+            migration_rounds: pick(smoke, 2, 10),
         }
     }
 

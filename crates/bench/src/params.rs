@@ -59,6 +59,9 @@ pub(crate) struct Params {
     /// Attach + detach round trips of the hotplug scenario.
     #[serde(default)]
     pub hotplug_rounds: usize,
+    /// Live migrations of the migration scenario.
+    #[serde(default)]
+    pub migration_rounds: usize,
 }
 
 impl Params {

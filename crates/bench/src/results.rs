@@ -89,6 +89,8 @@ pub(crate) struct Scenarios {
     pub stats: Option<Vec<Row<StatsResult>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer: Option<Vec<Row<TransferResult>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Vec<Row<MigrationResult>>>,
 }
 
 /// One daemon with one kind of QEMU, and what it gave.
@@ -435,4 +437,17 @@ pub(crate) struct HotplugResult {
     /// Detaches that returned with the removal still pending (the guest
     /// had not released the disk within the daemon's wait).
     pub pending: usize,
+}
+
+// ---------------------------------------------------------------- migration
+
+/// Live migration between two daemons (ferrovirtd alone, in a namespace).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MigrationResult {
+    /// Migrations, alternating direction.
+    pub rounds: usize,
+    /// `virsh migrate --live`, end to end.
+    pub total: LatencySummary,
+    /// The guest's downtime QEMU measured.
+    pub downtime: LatencySummary,
 }

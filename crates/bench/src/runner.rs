@@ -10,7 +10,7 @@ use crate::machine;
 use crate::params::Params;
 use crate::results::{Outcome, Report, Row, Scenarios};
 use crate::scenarios::{
-    self, events, flood, hotplug, hung, nics, rpc, scale, stats, storage, transfer,
+    self, events, flood, hotplug, hung, migration, nics, rpc, scale, stats, storage, transfer,
 };
 use crate::stats::round1;
 
@@ -115,6 +115,12 @@ async fn run_scenarios(plan: &Plan<'_>) -> (Scenarios, BTreeMap<String, f64>) {
         let measure = |kind, _| hotplug::run(kind, env, params);
         scenarios.hotplug = Some(rows(&cli.storage_rows(), measure).await);
         record("hotplug", &mut lap);
+    }
+    if cli.wants(Scenario::Migration) && cli.which() != Which::Libvirtd {
+        let row = [(DaemonKind::Ferrovirtd, Emu::Real)];
+        let measure = |_, _| migration::run(env, params);
+        scenarios.migration = Some(rows(&row, measure).await);
+        record("migration", &mut lap);
     }
     (scenarios, timings)
 }

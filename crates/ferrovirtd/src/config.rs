@@ -115,6 +115,14 @@ pub(crate) struct Config {
     /// beyond it is refused with `VIR_ERR_OPERATION_FAILED`. At most
     /// 16384, what one list reply can carry.
     pub max_secrets: usize,
+    /// The address incoming migrations listen on and the source is told
+    /// to send to (libvirt's `migration_address`); by default every
+    /// address, and the source is told this host's name.
+    pub migration_address: Option<String>,
+    /// The ports incoming migrations listen on (libvirt's
+    /// `migration_port_min` / `migration_port_max`).
+    pub migration_port_min: u16,
+    pub migration_port_max: u16,
 }
 
 /// A namespace QEMU can be given (libvirt's `namespaces` values).
@@ -170,6 +178,9 @@ impl Default for Config {
             key_file: "/etc/pki/libvirt/private/serverkey.pem".into(),
             tls_allowed_dn_list: Vec::new(),
             max_secrets: secret::SecretConfig::DEFAULT_MAX_SECRETS,
+            migration_address: None,
+            migration_port_min: 49152,
+            migration_port_max: 49215,
         }
     }
 }
@@ -252,6 +263,16 @@ impl Config {
                     ConfigError::Invalid(format!("{key} '{addr}' is not ADDR:PORT: {e}"))
                 })?;
             }
+        }
+        if self.migration_port_min == 0 || self.migration_port_min > self.migration_port_max {
+            return Err(ConfigError::Invalid(
+                "migration_port_min must be at least 1 and at most migration_port_max".into(),
+            ));
+        }
+        if let Some(addr) = &self.migration_address {
+            addr.parse::<std::net::IpAddr>().map_err(|e| {
+                ConfigError::Invalid(format!("migration_address '{addr}' is not an address: {e}"))
+            })?;
         }
         if self.listen_tcp.is_some() && self.auth_tcp != Some(AuthTcp::None) {
             return Err(ConfigError::Invalid(

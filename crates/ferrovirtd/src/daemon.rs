@@ -197,6 +197,11 @@ fn driver_config(cfg: &Config, root: &Path) -> DriverConfig {
         );
     }
     d.confinement = confinement(cfg);
+    d.migration = qemu::MigrationConfig {
+        address: cfg.migration_address.clone(),
+        port_min: cfg.migration_port_min,
+        port_max: cfg.migration_port_max,
+    };
     d
 }
 

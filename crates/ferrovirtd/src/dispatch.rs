@@ -23,8 +23,8 @@ use virterror::VirError;
 
 use crate::consoles::Consoles;
 use crate::procs::{
-    blockjob, connect, cpu, devices, domain, dump, events, interfaces, jobs, network, node, pins,
-    query, save, secret, stats, storage, streams,
+    blockjob, connect, cpu, devices, domain, dump, events, interfaces, jobs, migration, network,
+    node, pins, query, save, secret, stats, storage, streams,
 };
 use crate::relay::Relay;
 
@@ -84,6 +84,10 @@ impl Handler for Daemon {
 
     fn on_disconnect(&self, client: ClientId) {
         self.relay.drop_client(client);
+        // A migration this client was driving is undone, not left holding
+        // its domain's job.
+        let driver = self.driver.clone();
+        tokio::spawn(async move { driver.abandon_migrations(client.0).await });
     }
 }
 
@@ -200,6 +204,15 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::DOMAIN_GET_JOB_INFO,                         Read,  Normal,   jobs::get_job_info),
         Row::new(p::DOMAIN_GET_JOB_STATS,                        Read,  Normal,   jobs::get_job_stats),
         Row::new(p::DOMAIN_ABORT_JOB,                            Write, Normal,   jobs::abort_job),
+        Row::new(p::DOMAIN_MIGRATE_BEGIN3_PARAMS,                Write, Normal,   migration::begin3_params),
+        Row::new(p::DOMAIN_MIGRATE_PREPARE3_PARAMS,              Write, Normal,   migration::prepare3_params),
+        Row::new(p::DOMAIN_MIGRATE_PERFORM3_PARAMS,              Write, Normal,   migration::perform3_params),
+        Row::new(p::DOMAIN_MIGRATE_FINISH3_PARAMS,               Write, Normal,   migration::finish3_params),
+        Row::new(p::DOMAIN_MIGRATE_CONFIRM3_PARAMS,              Write, Normal,   migration::confirm3_params),
+        Row::new(p::DOMAIN_MIGRATE_SET_MAX_SPEED,                Write, Normal,   migration::set_max_speed),
+        Row::new(p::DOMAIN_MIGRATE_GET_MAX_SPEED,                Read,  Normal,   migration::get_max_speed),
+        Row::new(p::DOMAIN_MIGRATE_SET_MAX_DOWNTIME,             Write, Normal,   migration::set_max_downtime),
+        Row::new(p::DOMAIN_MIGRATE_GET_MAX_DOWNTIME,             Read,  Normal,   migration::get_max_downtime),
         // Save, restore, managed save, save images.
         Row::new(p::DOMAIN_SAVE,                                 Write, Normal,   save::save),
         Row::new(p::DOMAIN_SAVE_FLAGS,                           Write, Normal,   save::save_flags),

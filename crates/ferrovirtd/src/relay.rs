@@ -21,13 +21,15 @@ use rpc::protocol::remote::{
     DomainEventCallbackBlockJobMsg, DomainEventCallbackDeviceAddedMsg,
     DomainEventCallbackDeviceRemovalFailedMsg, DomainEventCallbackDeviceRemovedMsg,
     DomainEventCallbackIoErrorMsg, DomainEventCallbackIoErrorReasonMsg,
-    DomainEventCallbackLifecycleMsg, DomainEventCallbackRebootMsg, DomainEventCallbackRtcChangeMsg,
-    DomainEventCallbackTrayChangeMsg, DomainEventCallbackWatchdogMsg, DomainEventDeviceRemovedMsg,
-    DomainEventIoErrorMsg, DomainEventIoErrorReasonMsg, DomainEventLifecycleMsg,
-    DomainEventRebootMsg, DomainEventRtcChangeMsg, DomainEventTrayChangeMsg,
-    DomainEventWatchdogMsg, NetworkEventLifecycleMsg, NonnullDomain, NonnullNetwork, NonnullSecret,
-    NonnullStoragePool, SecretEventLifecycleMsg, SecretEventValueChangedMsg,
-    StoragePoolEventLifecycleMsg, StoragePoolEventRefreshMsg, event_id, procedure as p,
+    DomainEventCallbackJobCompletedMsg, DomainEventCallbackLifecycleMsg,
+    DomainEventCallbackMigrationIterationMsg, DomainEventCallbackRebootMsg,
+    DomainEventCallbackRtcChangeMsg, DomainEventCallbackTrayChangeMsg,
+    DomainEventCallbackWatchdogMsg, DomainEventDeviceRemovedMsg, DomainEventIoErrorMsg,
+    DomainEventIoErrorReasonMsg, DomainEventLifecycleMsg, DomainEventRebootMsg,
+    DomainEventRtcChangeMsg, DomainEventTrayChangeMsg, DomainEventWatchdogMsg,
+    NetworkEventLifecycleMsg, NonnullDomain, NonnullNetwork, NonnullSecret, NonnullStoragePool,
+    SecretEventLifecycleMsg, SecretEventValueChangedMsg, StoragePoolEventLifecycleMsg,
+    StoragePoolEventRefreshMsg, event_id, procedure as p,
 };
 use rpc::xdr::Xdr;
 use rpc::{ClientId, EventSink};
@@ -211,6 +213,8 @@ impl Relay {
             EventKind::DeviceAdded { .. } => &[event_id::DEVICE_ADDED],
             EventKind::DeviceRemoved { .. } => &[event_id::DEVICE_REMOVED],
             EventKind::DeviceRemovalFailed { .. } => &[event_id::DEVICE_REMOVAL_FAILED],
+            EventKind::MigrationIteration { .. } => &[event_id::MIGRATION_ITERATION],
+            EventKind::JobCompleted { .. } => &[event_id::JOB_COMPLETED],
         };
         let dom = event_domain(ev);
         let mut gone = Vec::new();
@@ -431,6 +435,26 @@ fn push(
             |callback_id, msg| DomainEventCallbackRtcChangeMsg { callback_id, msg },
         ),
         ev @ EventKind::IoError { .. } => push_io_error(sink, r, ev, dom),
+        EventKind::MigrationIteration { iteration } => push_callback_only(
+            sink,
+            r,
+            p::DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION,
+            &DomainEventCallbackMigrationIterationMsg {
+                callback_id: r.id,
+                dom,
+                iteration: *iteration,
+            },
+        ),
+        EventKind::JobCompleted { stats } => push_callback_only(
+            sink,
+            r,
+            p::DOMAIN_EVENT_CALLBACK_JOB_COMPLETED,
+            &DomainEventCallbackJobCompletedMsg {
+                callback_id: r.id,
+                dom,
+                params: crate::procs::jobs::job_params(stats),
+            },
+        ),
         EventKind::BlockThreshold {
             dev,
             path,

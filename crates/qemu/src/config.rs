@@ -48,6 +48,8 @@ pub struct DriverConfig {
     pub unplug_timeout: Duration,
     /// How each QEMU is confined.
     pub confinement: Confinement,
+    /// Where incoming migrations listen.
+    pub migration: crate::jobs::migration::MigrationConfig,
 }
 
 /// QEMU's own system-call filter as libvirt sets it: on, and denying
@@ -99,6 +101,7 @@ impl DriverConfig {
             pause_after_spawn: None,
             unplug_timeout: Duration::from_secs(5),
             confinement: Confinement::default(),
+            migration: crate::jobs::migration::MigrationConfig::default(),
         }
     }
 

@@ -53,6 +53,7 @@ pub use jobs::blockjob::{
     AbortOptions, BlockJobInfo, BlockJobSpec, BlockJobState, CopySpec, Intent,
 };
 pub use jobs::dump::{AfterDump, DumpContent, DumpOptions, MemoryDumpFormat};
+pub use jobs::migration::{MigrateFlags, MigrationConfig, MigrationParams};
 pub use jobs::save::SaveOptions;
 pub use jobs::stats::{CompletedJob, JobEnd, JobStats, RamStats};
 pub use lifecycle::StartOptions;

@@ -41,6 +41,10 @@ pub(crate) struct Shared {
     /// Makes the taps of guest NICs; `None` in a daemon without networks
     /// (such guests are then refused).
     pub(crate) network: Option<network::NetworkDriver>,
+    /// Migrations waiting for their next phase.
+    pub(crate) migrations: crate::jobs::migration::Table,
+    /// The ports incoming migrations listen on.
+    pub(crate) migration_ports: Arc<crate::jobs::migration::ports::Ports>,
     /// The root's lock, held as long as the driver or any of its tasks
     /// lives.
     _root: DriverLock,
@@ -66,6 +70,11 @@ impl Shared {
             kvm: OnceCell::new(),
             display_ports: std::sync::Mutex::default(),
             network,
+            migrations: crate::jobs::migration::Table::default(),
+            migration_ports: crate::jobs::migration::ports::Ports::new(
+                cfg.migration.port_min,
+                cfg.migration.port_max,
+            ),
             _root: root,
             layout,
             cfg,

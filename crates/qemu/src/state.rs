@@ -39,6 +39,7 @@ pub mod running {
     pub const MIGRATED: i32 = 2;
     pub const RESTORED: i32 = 3;
     pub const UNPAUSED: i32 = 5;
+    pub const MIGRATION_CANCELED: i32 = 6;
     pub const SAVE_CANCELED: i32 = 7;
     pub const CRASHED: i32 = 9;
 }
@@ -69,6 +70,7 @@ pub mod shutoff {
     pub const SHUTDOWN: i32 = 1;
     pub const DESTROYED: i32 = 2;
     pub const CRASHED: i32 = 3;
+    pub const MIGRATED: i32 = 4;
     pub const SAVED: i32 = 5;
     pub const FAILED: i32 = 6;
     pub const DAEMON: i32 = 8;
@@ -124,15 +126,19 @@ pub mod detail {
     pub const DEFINED_UPDATED: i32 = 1;
     pub const UNDEFINED_REMOVED: i32 = 0;
     pub const STARTED_BOOTED: i32 = 0;
+    pub const STARTED_MIGRATED: i32 = 1;
     pub const STARTED_RESTORED: i32 = 2;
     pub const SUSPENDED_PAUSED: i32 = 0;
+    pub const SUSPENDED_MIGRATED: i32 = 1;
     pub const SUSPENDED_IOERROR: i32 = 2;
     pub const SUSPENDED_WATCHDOG: i32 = 3;
     pub const SUSPENDED_API_ERROR: i32 = 6;
     pub const RESUMED_UNPAUSED: i32 = 0;
+    pub const RESUMED_MIGRATED: i32 = 1;
     pub const STOPPED_SHUTDOWN: i32 = 0;
     pub const STOPPED_DESTROYED: i32 = 1;
     pub const STOPPED_CRASHED: i32 = 2;
+    pub const STOPPED_MIGRATED: i32 = 3;
     pub const STOPPED_SAVED: i32 = 4;
     pub const STOPPED_FAILED: i32 = 5;
     pub const SHUTDOWN_FINISHED: i32 = 0;
@@ -191,6 +197,12 @@ pub enum EventKind {
     /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED`: the guest refused to
     /// release a device (QEMU's DEVICE_UNPLUG_GUEST_ERROR).
     DeviceRemovalFailed { alias: String },
+    /// `VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION`: an outgoing migration
+    /// began pass `iteration` over guest memory (QEMU's MIGRATION_PASS).
+    MigrationIteration { iteration: i32 },
+    /// `VIR_DOMAIN_EVENT_ID_JOB_COMPLETED`: a migration completed, with
+    /// its statistics (as `domjobinfo --completed` reports them).
+    JobCompleted { stats: crate::JobStats },
     BlockJob {
         /// `<target dev>`, e.g. "vda".
         disk: String,
@@ -270,6 +282,8 @@ pub enum StopCause {
     /// `dump --crash`: the guest's memory was written, then it stopped as
     /// crashed.
     Dumped,
+    /// The guest runs on another host now (outgoing migration confirmed).
+    Migrated,
     /// Start did not complete: no STARTED was emitted, so no STOPPED either.
     StartFailed,
     /// A restarted daemon killed it: its start had not completed when the
@@ -284,6 +298,7 @@ impl StopCause {
             StopCause::Destroyed => shutoff::DESTROYED,
             StopCause::Panicked | StopCause::Failed | StopCause::Dumped => shutoff::CRASHED,
             StopCause::Saved => shutoff::SAVED,
+            StopCause::Migrated => shutoff::MIGRATED,
             StopCause::StartFailed => shutoff::FAILED,
             StopCause::Daemon => shutoff::DAEMON,
         }
@@ -296,6 +311,7 @@ impl StopCause {
             StopCause::Panicked | StopCause::Dumped => Some(detail::STOPPED_CRASHED),
             StopCause::Failed => Some(detail::STOPPED_FAILED),
             StopCause::Saved => Some(detail::STOPPED_SAVED),
+            StopCause::Migrated => Some(detail::STOPPED_MIGRATED),
             StopCause::StartFailed | StopCause::Daemon => None,
         }
     }

@@ -1,6 +1,7 @@
-//! An async client of the libvirt remote protocol, for tests and
-//! benchmarks: concurrent calls matched by serial, events on a bounded
-//! channel, keepalive PINGs answered.
+//! An async client of the libvirt remote protocol, over a UNIX socket or
+//! plain TCP: for tests and benchmarks, and for the daemon's own calls to
+//! a peer (peer-to-peer migration). Concurrent calls matched by serial,
+//! events on a bounded channel, keepalive PINGs answered.
 //!
 //! The reader task never blocks on the event channel: when the consumer
 //! falls behind, events are dropped and counted ([`Client::dropped_events`])
@@ -14,9 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::UnixStream;
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::codec::FramedRead;
@@ -79,8 +79,11 @@ impl Events {
 
 type Pending = HashMap<u32, oneshot::Sender<Result<Message, ClientError>>>;
 
+/// The writing half of the connection, whatever carries it.
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
 struct Inner {
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<Writer>,
     /// `None` once the connection is closed: no new call may wait.
     pending: Mutex<Option<Pending>>,
     serial: AtomicU32,
@@ -132,12 +135,29 @@ impl Client {
         Ok(Self::from_stream(s, cfg))
     }
 
+    /// Connects over plain TCP (`qemu+tcp://HOST:PORT/`) to `addr`
+    /// (`HOST:PORT`).
+    pub async fn connect_tcp(addr: &str, cfg: ClientConfig) -> Result<Client, ClientError> {
+        let s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        Ok(Self::from_io(s, cfg))
+    }
+
     /// Wraps a connected stream; must be called inside a tokio runtime.
     pub fn from_stream(stream: UnixStream, cfg: ClientConfig) -> Client {
-        let (rd, wr) = stream.into_split();
+        Self::from_io(stream, cfg)
+    }
+
+    /// Wraps any connected byte stream; must be called inside a tokio
+    /// runtime.
+    pub fn from_io<S>(stream: S, cfg: ClientConfig) -> Client
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (rd, wr) = tokio::io::split(stream);
         let (tx, rx) = mpsc::channel(cfg.event_capacity.max(1));
         let inner = Arc::new(Inner {
-            writer: tokio::sync::Mutex::new(wr),
+            writer: tokio::sync::Mutex::new(Box::new(wr)),
             pending: Mutex::new(Some(HashMap::new())),
             serial: AtomicU32::new(1),
             dropped_events: AtomicU64::new(0),
@@ -403,8 +423,8 @@ fn fail_all(inner: &Inner) {
     }
 }
 
-async fn read_loop(
-    mut framed: FramedRead<tokio::net::unix::OwnedReadHalf, MessageCodec>,
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut framed: FramedRead<R, MessageCodec>,
     inner: std::sync::Weak<Inner>,
     events: mpsc::Sender<Event>,
 ) {

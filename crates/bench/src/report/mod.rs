@@ -10,6 +10,7 @@ mod format;
 mod header;
 mod hotplug;
 mod hung;
+mod migration;
 mod nics;
 mod rpc;
 mod scale;
@@ -86,6 +87,9 @@ pub(crate) fn render(report: &Report, source: &str) -> String {
     }
     if let Some(rows) = &scenarios.hotplug {
         hotplug::section(&mut doc, rows);
+    }
+    if let Some(rows) = &scenarios.migration {
+        migration::section(&mut doc, rows);
     }
     verdict::section(&mut doc, findings, report);
     verdict::caveats(&mut doc, report);

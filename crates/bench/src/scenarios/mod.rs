@@ -5,6 +5,7 @@ pub(crate) mod events;
 pub(crate) mod flood;
 pub(crate) mod hotplug;
 pub(crate) mod hung;
+pub(crate) mod migration;
 pub(crate) mod nics;
 pub(crate) mod rpc;
 pub(crate) mod scale;

@@ -156,6 +156,27 @@ pub(crate) const VCPU_RUNNING: i32 = 1;
 /// `VIR_TYPED_PARAM_STRING_OKAY`: the caller accepts string parameters.
 pub(crate) const TYPED_PARAM_STRING_OKAY: u32 = 1 << 2;
 
+/// `VIR_MIGRATE_LIVE`.
+pub(crate) const MIGRATE_LIVE: u32 = 1;
+/// `VIR_MIGRATE_PEER2PEER`.
+pub(crate) const MIGRATE_PEER2PEER: u32 = 2;
+/// `VIR_MIGRATE_PERSIST_DEST`.
+pub(crate) const MIGRATE_PERSIST_DEST: u32 = 8;
+/// `VIR_MIGRATE_UNDEFINE_SOURCE`.
+pub(crate) const MIGRATE_UNDEFINE_SOURCE: u32 = 16;
+/// `VIR_MIGRATE_PAUSED`.
+pub(crate) const MIGRATE_PAUSED: u32 = 32;
+/// `VIR_MIGRATE_CHANGE_PROTECTION`.
+pub(crate) const MIGRATE_CHANGE_PROTECTION: u32 = 256;
+/// `VIR_MIGRATE_UNSAFE`.
+pub(crate) const MIGRATE_UNSAFE: u32 = 512;
+/// `VIR_MIGRATE_COMPRESSED`.
+pub(crate) const MIGRATE_COMPRESSED: u32 = 2048;
+/// `VIR_MIGRATE_AUTO_CONVERGE`.
+pub(crate) const MIGRATE_AUTO_CONVERGE: u32 = 8192;
+/// `VIR_MIGRATE_OFFLINE`.
+pub(crate) const MIGRATE_OFFLINE: u32 = 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;

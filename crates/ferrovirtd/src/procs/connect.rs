@@ -52,12 +52,18 @@ pub(crate) async fn supports_feature(
         ctx.events.enable_keepalive();
     }
     // Descriptors pass on UNIX sockets only (`virDomainOpenGraphicsFD`
-    // asks this first).
+    // asks this first). Migration is protocol v3 with parameters, driven
+    // by the client or, peer to peer, by the source daemon.
     let supported = match a.feature {
         feature::PROGRAM_KEEPALIVE
         | feature::REMOTE_EVENT_CALLBACK
         | feature::REMOTE_CLOSE_CALLBACK
-        | feature::TYPED_PARAM_STRING => true,
+        | feature::TYPED_PARAM_STRING
+        | feature::MIGRATION_V3
+        | feature::MIGRATION_P2P
+        | feature::MIGRATION_PARAMS
+        | feature::MIGRATION_OFFLINE
+        | feature::MIGRATE_CHANGE_PROTECTION => true,
         feature::FD_PASSING => ctx.transport.passes_fds(),
         _ => false,
     };

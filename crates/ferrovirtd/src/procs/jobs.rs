@@ -74,7 +74,7 @@ fn completed_mode(flags: u32) -> Result<Option<bool>, VirError> {
 
 /// The typed parameters of a job's statistics (none without a job). A
 /// save moves only guest memory, so its data and memory totals agree.
-fn job_params(j: &JobStats) -> Vec<TypedParam> {
+pub(crate) fn job_params(j: &JobStats) -> Vec<TypedParam> {
     if j.job_type == JobType::None {
         return Vec::new();
     }
@@ -105,6 +105,9 @@ fn job_params(j: &JobStats) -> Vec<TypedParam> {
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| param_u64(k, v))),
     );
+    if let Some(ms) = j.downtime_ms {
+        params.push(param_u64("downtime", ms));
+    }
     if let Some(ok) = j.success {
         params.push(TypedParam {
             field: "success".into(),
@@ -169,6 +172,7 @@ mod tests {
                 ..RamStats::default()
             },
             error: None,
+            downtime_ms: None,
         };
         let p = job_params(&done.stats());
         assert_eq!(p[0].field, "operation", "operation comes first");
@@ -209,6 +213,7 @@ mod tests {
             elapsed_ms: 1,
             ram: RamStats::default(),
             error: Some("save job cancelled".into()),
+            downtime_ms: None,
         };
         let st = done.stats();
         assert_eq!(st.job_type as i32, 5);

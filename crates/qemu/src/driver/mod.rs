@@ -10,6 +10,7 @@ mod cpu;
 mod definitions;
 mod devices;
 mod jobs;
+mod migration;
 mod nics;
 mod plug;
 mod stats;

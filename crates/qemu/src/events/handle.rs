@@ -75,6 +75,13 @@ fn event(s: &Shared, dom: &Domain, ctx: &RunCtx, ev: Event) {
         }
         Q::Migration(d) => ctx.update_progress(|p| p.migration = Some(d.status)),
         Q::DumpCompleted(d) => ctx.update_progress(|p| p.set_dump(d.result.status, d.error)),
+        Q::MigrationPass(d) => {
+            let iteration = d.pass.map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX));
+            with_run(s, dom, ctx, |g, dom, hub| {
+                g.emit(dom, hub, EventKind::MigrationIteration { iteration });
+                0
+            });
+        }
         Q::JobStatusChange(d) => ctx.update_progress(|p| p.set_job(d.id, d.status)),
         Q::DeviceDeleted(d) => crate::hotplug::device_deleted(s, dom, ctx, d),
         Q::DeviceTrayMoved(d) => tray_moved(s, dom, ctx, &d),

@@ -445,6 +445,7 @@ fn completed_record(started: SystemTime, res: &Result<RamStats>) -> CompletedJob
         operation: KIND.into(),
         elapsed_ms: elapsed_ms(started),
         ram,
+        downtime_ms: None,
         error: error.map(ToString::to_string),
     }
 }
@@ -506,6 +507,7 @@ fn settled(job: &JobRecord, success: bool, message: String) -> (JobOutcome, Comp
         operation: job.operation,
         elapsed_ms: elapsed_ms(SystemTime::UNIX_EPOCH).saturating_sub(job.started_ms),
         ram: RamStats::default(),
+        downtime_ms: None,
         error: (!success).then(|| message.clone()),
     };
     let outcome = JobOutcome {

@@ -12,6 +12,7 @@
 pub(crate) mod blockjob;
 pub(crate) mod dump;
 pub(crate) mod image;
+pub(crate) mod migration;
 pub(crate) mod qemu_img;
 pub(crate) mod restore;
 pub(crate) mod save;

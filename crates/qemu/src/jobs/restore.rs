@@ -22,7 +22,7 @@ use qmp::commands::{MigrateIncoming, MigrateSetCapabilities};
 
 use super::AfterRestore;
 use super::image::{header, xml};
-use crate::lifecycle::start::{self, Incoming};
+use crate::lifecycle::start::{self, Incoming, IncomingFrom};
 use crate::object::Domain;
 use crate::object::run::RunCtx;
 use crate::shared::Shared;
@@ -144,8 +144,10 @@ async fn start_restored(
     let paused = !after.is_running();
     let incoming = Incoming {
         def,
-        image,
-        consume: None,
+        from: IncomingFrom::Image {
+            image,
+            consume: None,
+        },
     };
     start::start_from(s, dom, paused, Some(incoming)).await
 }
@@ -172,8 +174,10 @@ pub(crate) async fn start_managed(s: &Arc<Shared>, dom: &Arc<Domain>, paused: bo
     let paused = paused || !h.was_running;
     let incoming = Incoming {
         def,
-        image,
-        consume: Some(path),
+        from: IncomingFrom::Image {
+            image,
+            consume: Some(path),
+        },
     };
     start::start_from(s, dom, paused, Some(incoming)).await
 }

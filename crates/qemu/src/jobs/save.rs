@@ -337,6 +337,7 @@ fn completed_record(started: SystemTime, res: &Result<RamStats>) -> CompletedJob
         elapsed_ms: elapsed_ms(started),
         ram,
         error: error.map(ToString::to_string),
+        downtime_ms: None,
     }
 }
 
@@ -415,6 +416,7 @@ fn settled(
         elapsed_ms: elapsed_ms(SystemTime::UNIX_EPOCH).saturating_sub(job.started_ms),
         ram: ram.filter(|_| success).unwrap_or_default(),
         error: (!success).then(|| message.clone()),
+        downtime_ms: None,
     };
     let outcome = JobOutcome {
         operation: job.operation,

@@ -8,7 +8,7 @@
 //! No `JOB_COMPLETED` event is raised for a save: libvirt's QEMU driver
 //! records the completed statistics of a save (and managed save) but
 //! raises `VIR_DOMAIN_EVENT_ID_JOB_COMPLETED` only when a migration or a
-//! backup job ends, and this driver runs neither.
+//! backup job ends; migrations raise it (`jobs::migration`).
 
 use qmp::MigrationStatus;
 use qmp::commands::MigrationInfo;
@@ -30,6 +30,8 @@ pub struct JobStats {
     /// Set for a job that ended: whether it completed, and why not.
     pub success: Option<bool>,
     pub error: Option<String>,
+    /// The guest's downtime a completed migration measured, ms.
+    pub downtime_ms: Option<u64>,
 }
 
 impl JobStats {
@@ -43,6 +45,7 @@ impl JobStats {
             status: None,
             success: None,
             error: None,
+            downtime_ms: None,
         }
     }
 }
@@ -122,6 +125,9 @@ pub struct CompletedJob {
     /// Why it did not complete.
     #[serde(default)]
     pub error: Option<String>,
+    /// The guest's downtime a migration measured (QEMU's `downtime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<u64>,
 }
 
 impl CompletedJob {
@@ -135,6 +141,7 @@ impl CompletedJob {
             status: None,
             success: Some(self.end == JobEnd::Completed),
             error: self.error.clone(),
+            downtime_ms: self.downtime_ms,
         }
     }
 }
@@ -190,6 +197,7 @@ mod tests {
             elapsed_ms: 12,
             ram: RamStats::default(),
             error: None,
+            downtime_ms: None,
         };
         let s = c.stats();
         assert_eq!(s.job_type, JobType::Completed);

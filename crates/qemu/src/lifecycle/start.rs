@@ -25,6 +25,7 @@ use crate::events;
 use crate::jobs;
 use crate::nics;
 use crate::object::Domain;
+use crate::object::Started;
 use crate::object::def::Def;
 use crate::object::run::{RunCtx, RunStart};
 use crate::shared::Shared;
@@ -36,16 +37,27 @@ use crate::{Error, Result};
 /// connection before it counts as alive.
 const SOCKET_PROBE: Duration = Duration::from_secs(1);
 
-/// Where a restore loads the guest's state from (`-incoming defer`, then
-/// `migrate-incoming`), and the definition saved with it.
+/// Where a started QEMU gets its guest's state from (`-incoming defer`,
+/// then `migrate-incoming`), and the definition that goes with it.
 pub(crate) struct Incoming {
     pub(crate) def: Arc<Def>,
-    /// The image, positioned at its migration stream (handed to QEMU).
-    pub(crate) image: std::fs::File,
-    /// A managed-save image: removed once QEMU holds the state and before
-    /// the guest runs, so a guest never runs twice from one image (a start
-    /// killed after that ends like a power cut, not in a stale resume).
-    pub(crate) consume: Option<PathBuf>,
+    pub(crate) from: IncomingFrom,
+}
+
+/// The stream an incoming QEMU reads.
+pub(crate) enum IncomingFrom {
+    /// A save image, positioned at its migration stream (handed to QEMU).
+    /// `consume` names a managed-save image: removed once QEMU holds the
+    /// state and before the guest runs, so a guest never runs twice from
+    /// one image (a start killed after that ends like a power cut, not in
+    /// a stale resume).
+    Image {
+        image: std::fs::File,
+        consume: Option<PathBuf>,
+    },
+    /// Another host's migration: QEMU listens on this `migrate-incoming`
+    /// URI; the start returns with the guest paused, waiting for it.
+    Migration { listen: String },
 }
 
 /// Boots a defined, inactive domain.
@@ -415,20 +427,28 @@ async fn finish_start(
     events::spawn_run_tasks(s, dom, ctx, Some(events), process.clone());
     fill_ptys(s, dom, ctx).await;
     host::configure(s, dom, ctx, &dom.def_for_xml(false), process.pid()).await?;
-    if let Some(inc) = incoming {
-        jobs::restore::load(s, dom, ctx, &inc.image).await?;
-        if let Some(path) = &inc.consume {
-            files::remove(path)
-                .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
+    let how = match incoming.map(|i| &i.from) {
+        None => Started::Booted,
+        Some(IncomingFrom::Image { image, consume }) => {
+            jobs::restore::load(s, dom, ctx, image).await?;
+            if let Some(path) = consume {
+                files::remove(path)
+                    .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
+            }
+            Started::Restored
         }
-    }
+        Some(IncomingFrom::Migration { listen }) => {
+            jobs::migration::listen(s, dom, listen).await?;
+            Started::Migrated
+        }
+    };
+    let paused = paused || how == Started::Migrated;
     if !paused {
         dom.qmp(&Cont, t).await?;
     }
-    let restored = incoming.is_some();
     if !dom
         .lock()
-        .boot_complete(dom, &s.hub, ctx.generation, paused, restored)
+        .boot_complete(dom, &s.hub, ctx.generation, paused, how)
     {
         return Err(gone_during_startup());
     }

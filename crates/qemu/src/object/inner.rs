@@ -57,6 +57,15 @@ pub(crate) struct Inner {
     pub(super) status_write_failed: bool,
 }
 
+/// How a run came to be: its STARTED event's detail and first state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Started {
+    Booted,
+    Restored,
+    /// An incoming migration: QEMU waits for the guest's state.
+    Migrated,
+}
+
 /// What ends with a run: for the cleanup outside the lock.
 pub(crate) struct StoppedRun {
     pub(crate) run: Run,
@@ -304,16 +313,18 @@ impl Inner {
         }
     }
 
-    /// Start completed: STARTED (booted or restored), then SUSPENDED if it
-    /// stays paused. False if the run is already gone. Without `paused`,
-    /// the `cont` that ended the start owes its RESUME unless it came.
+    /// Start completed: STARTED (booted, restored or migrated), then
+    /// SUSPENDED if it stays paused (an incoming migration's guest waits
+    /// paused for its state without one). False if the run is already
+    /// gone. Without `paused`, the `cont` that ended the start owes its
+    /// RESUME unless it came.
     pub(crate) fn boot_complete(
         &mut self,
         dom: &Domain,
         hub: &Hub,
         generation: u64,
         paused: bool,
-        restored: bool,
+        how: Started,
     ) -> bool {
         let Some(run) = self.run_mut(generation) else {
             return false;
@@ -321,13 +332,16 @@ impl Inner {
         if !paused && !run.resumed_while_starting {
             run.owed_resume += 1;
         }
-        let (det, reason) = if restored {
-            (detail::STARTED_RESTORED, running::RESTORED)
-        } else {
-            (detail::STARTED_BOOTED, running::BOOTED)
+        let (det, reason) = match how {
+            Started::Booted => (detail::STARTED_BOOTED, running::BOOTED),
+            Started::Restored => (detail::STARTED_RESTORED, running::RESTORED),
+            Started::Migrated => (detail::STARTED_MIGRATED, running::MIGRATED),
         };
         let started = lifecycle(L::Started, det);
-        if paused {
+        if paused && how == Started::Migrated {
+            let st = StateReason::new(DomainState::Paused, paused::MIGRATION);
+            self.set_state(dom, hub, st, Some(started));
+        } else if paused {
             let st = StateReason::new(DomainState::Paused, paused::USER);
             self.set_state(dom, hub, st, Some(started));
             self.emit(dom, hub, lifecycle(L::Suspended, detail::SUSPENDED_PAUSED));
@@ -539,7 +553,7 @@ mod tests {
         let mut sub = hub.subscribe();
         let generation = started(&dom);
         let mut g = dom.lock();
-        assert!(g.boot_complete(&dom, &hub, generation, false, false));
+        assert!(g.boot_complete(&dom, &hub, generation, false, Started::Booted));
         assert_eq!(g.state(), running(running::BOOTED));
         // `virsh suspend` before the event task got to the start's RESUME.
         g.expect_pause(generation, Some(paused::USER));
@@ -570,7 +584,7 @@ mod tests {
         let generation = started(&dom);
         let mut g = dom.lock();
         assert_eq!(g.qemu_resumed(&dom, &hub), 0, "starting up: not news");
-        assert!(g.boot_complete(&dom, &hub, generation, false, false));
+        assert!(g.boot_complete(&dom, &hub, generation, false, Started::Booted));
         g.expect_pause(generation, Some(paused::USER));
         assert_eq!(g.qemu_stopped(&dom, &hub), actions::PERSIST);
         assert_eq!(g.state(), paused_for(paused::USER));
@@ -584,7 +598,7 @@ mod tests {
         let mut sub = hub.subscribe();
         let generation = started(&dom);
         let mut g = dom.lock();
-        assert!(g.boot_complete(&dom, &hub, generation, true, false));
+        assert!(g.boot_complete(&dom, &hub, generation, true, Started::Booted));
         assert!(g.begin_kill(generation, StopCause::Destroyed).is_some());
         let stopped = g.stop_run(&dom, &hub, generation, None).expect("stopped");
         assert!(!stopped.transient);

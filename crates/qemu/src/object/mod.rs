@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
 use def::Def;
-pub(crate) use inner::{Adopted, Inner};
+pub(crate) use inner::{Adopted, Inner, Started};
 
 use crate::jobs::stats::CompletedJob;
 use crate::state::{
@@ -300,6 +300,7 @@ mod tests {
             elapsed_ms: 5,
             ram: RamStats::default(),
             error: None,
+            downtime_ms: None,
         }
     }
 

@@ -78,9 +78,20 @@ impl Inner {
         run.pending_resume = None;
         run.owed_resume += 1;
         let st = StateReason::new(DomainState::Running, reason);
-        let ev = lifecycle(L::Resumed, detail::RESUMED_UNPAUSED);
+        let ev = lifecycle(L::Resumed, resumed_detail(reason));
         self.set_state(dom, hub, st, Some(ev));
         true
+    }
+
+    /// An incoming migration completed and the guest stays paused
+    /// (`--suspend`): paused by the user from now on, as libvirt reports it.
+    pub(crate) fn kept_paused(&mut self, dom: &Domain, hub: &Hub, generation: u64) {
+        if self.run_of(generation).is_none() || self.state.state != DomainState::Paused {
+            return;
+        }
+        let st = StateReason::new(DomainState::Paused, paused::USER);
+        let ev = lifecycle(L::Suspended, detail::SUSPENDED_PAUSED);
+        self.set_state(dom, hub, st, Some(ev));
     }
 
     /// `virsh reboot` (on) or `virsh shutdown` (off): what the guest's
@@ -174,7 +185,7 @@ impl Inner {
             }
             None => running::UNPAUSED,
         };
-        let ev = lifecycle(L::Resumed, detail::RESUMED_UNPAUSED);
+        let ev = lifecycle(L::Resumed, resumed_detail(reason));
         let st = StateReason::new(DomainState::Running, reason);
         self.set_state(dom, hub, st, Some(ev));
         actions::PERSIST
@@ -278,6 +289,16 @@ fn suspended_detail(reason: i32) -> i32 {
     match reason {
         paused::IOERROR => detail::SUSPENDED_IOERROR,
         paused::WATCHDOG => detail::SUSPENDED_WATCHDOG,
+        paused::MIGRATION => detail::SUSPENDED_MIGRATED,
         _ => detail::SUSPENDED_PAUSED,
+    }
+}
+
+/// The RESUMED detail of a resume for `reason`: a migration's end (on
+/// either host) is "migrated", everything else "unpaused".
+fn resumed_detail(reason: i32) -> i32 {
+    match reason {
+        running::MIGRATED | running::MIGRATION_CANCELED => detail::RESUMED_MIGRATED,
+        _ => detail::RESUMED_UNPAUSED,
     }
 }

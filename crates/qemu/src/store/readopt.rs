@@ -18,6 +18,7 @@ use super::files;
 use super::status::{self, StatusRecord};
 use crate::emulator::process::{self, Process};
 use crate::events;
+use crate::jobs::migration::{incoming, outgoing};
 use crate::jobs::{blockjob, dump, save};
 use crate::lifecycle;
 use crate::object::def::Def;
@@ -158,10 +159,13 @@ async fn resync(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &Arc<RunCtx>, rec: &Sta
     if let Some(b) = rec.block_job.clone() {
         blockjob::readopt(s, dom, ctx, b);
     }
-    match &rec.job {
-        Some(job) if job.operation == JobOperation::Dump => dump::readopt(s, dom, ctx, job).await,
-        Some(job) => save::readopt(s, dom, ctx, job).await,
-        None => {}
+    if let Some(job) = &rec.job {
+        match job.operation {
+            JobOperation::MigrationOut => outgoing::readopt(s, dom, ctx, job).await,
+            JobOperation::MigrationIn => incoming::readopt(s, dom, ctx).await,
+            JobOperation::Dump => dump::readopt(s, dom, ctx, job).await,
+            _ => save::readopt(s, dom, ctx, job).await,
+        }
     }
     crate::hotplug::reconcile(s, dom, ctx).await;
 }

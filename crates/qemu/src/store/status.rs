@@ -299,6 +299,7 @@ mod tests {
                     ..RamStats::default()
                 },
                 error: Some("save job cancelled".into()),
+                downtime_ms: None,
             }),
             taps: vec![
                 None,

@@ -635,6 +635,26 @@ command!(MigrateSetCapabilities = "migrate-set-capabilities" => Empty);
 pub struct MigrateSetParameters(pub Map<String, Value>);
 command!(MigrateSetParameters = "migrate-set-parameters" => Empty);
 
+no_args!(
+    /// `query-migrate-parameters`.
+    QueryMigrateParameters = "query-migrate-parameters" => MigrationParameters
+);
+
+/// Reply of `query-migrate-parameters` (subset; the rest in `extra`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct MigrationParameters {
+    /// Bytes per second.
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub max_bandwidth: Option<u64>,
+    /// Milliseconds.
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub downtime_limit: Option<u64>,
+    /// Everything else QEMU reported.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
 /// `migrate-incoming` (QEMU started with `-incoming defer`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MigrateIncoming {

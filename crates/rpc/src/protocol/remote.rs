@@ -20,12 +20,14 @@ use crate::xdr::{Decoder, Encoder, Result, Xdr};
 use crate::{xdr_enum, xdr_struct};
 
 mod cpu;
+mod migration;
 mod network;
 mod secret;
 mod stats;
 mod storage;
 mod streams;
 pub use cpu::*;
+pub use migration::*;
 pub use network::*;
 pub use secret::*;
 pub use stats::*;
