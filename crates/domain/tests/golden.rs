@@ -121,3 +121,23 @@ fn golden_files() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// A monitor handed over as a descriptor replaces the socket path, and a
+/// pidfile the caller writes leaves QEMU none of its own.
+#[test]
+fn an_inherited_monitor_and_no_pidfile() {
+    let input = inputs().into_iter().next().unwrap();
+    let def = DomainDef::parse(&std::fs::read_to_string(&input).unwrap()).unwrap();
+    let mut launch = common::golden_launch(&def, Accel::for_domain(&def));
+    launch.monitor_fd = Some(4);
+    launch.pidfile = None;
+    let argv = build_argv(&def, &common::golden_caps(), &launch).unwrap();
+    assert!(
+        argv.iter()
+            .any(|a| a == "socket,id=charmonitor,fd=4,server=on,wait=off"),
+        "{argv:?}"
+    );
+    let socket = launch.qmp_socket.to_string_lossy().into_owned();
+    assert!(!argv.iter().any(|a| a.contains(&socket)), "{argv:?}");
+    assert!(!argv.iter().any(|a| a == "-pidfile"), "{argv:?}");
+}

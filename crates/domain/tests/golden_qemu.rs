@@ -141,7 +141,8 @@ fn free_port() -> u16 {
 fn run(stem: &str, def: &DomainDef, dir: &TempDir) {
     let launch = LaunchParams {
         qmp_socket: dir.0.join("qmp.sock"),
-        pidfile: dir.0.join("qemu.pid"),
+        pidfile: Some(dir.0.join("qemu.pid")),
+        monitor_fd: None,
         domain_run_dir: dir.0.clone(),
         accel: Accel::Tcg,
         daemonize: false,

@@ -68,6 +68,11 @@ pub struct Confinement {
     /// A private mount namespace per QEMU, whose `/dev` holds only the
     /// nodes its guest needs. Needs root (CAP_SYS_ADMIN).
     pub mount_namespace: bool,
+    /// The user and groups each guest's QEMU runs as; `None` keeps the
+    /// daemon's own. QEMU then reaches the daemon's directories through
+    /// nothing but the descriptors it is handed (monitor, run lock, taps,
+    /// its log).
+    pub creds: Option<confine::Creds>,
 }
 
 impl Default for Confinement {
@@ -76,6 +81,7 @@ impl Default for Confinement {
             exec_helper: confine::default_helper(),
             sandbox: Some(DEFAULT_SANDBOX.to_owned()),
             mount_namespace: nix::unistd::geteuid().is_root(),
+            creds: None,
         }
     }
 }

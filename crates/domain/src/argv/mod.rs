@@ -70,7 +70,13 @@ impl Accel {
 pub struct LaunchParams {
     /// QMP monitor socket (QEMU listens).
     pub qmp_socket: PathBuf,
-    pub pidfile: PathBuf,
+    /// The listening monitor socket QEMU inherits at this descriptor
+    /// number, bound at `qmp_socket` by the caller (`fd=N`): QEMU then
+    /// needs no access to the socket's directory.
+    pub monitor_fd: Option<i32>,
+    /// QEMU's `-pidfile`; `None` when the caller writes it (QEMU, running
+    /// as another user, could not).
+    pub pidfile: Option<PathBuf>,
     /// The domain's private runtime directory (the driver creates it):
     /// sockets of unix channels without a path, the swtpm socket,
     /// file-backed RAM.
@@ -253,7 +259,9 @@ pub fn build_argv(
     devices::watchdog(&cx, &mut a);
     devices::balloon(&cx, &mut a);
     devices::rngs(&cx, &mut a)?;
-    a.opt("-pidfile", launch.pidfile.to_string_lossy());
+    if let Some(pidfile) = &launch.pidfile {
+        a.opt("-pidfile", pidfile.to_string_lossy());
+    }
     if launch.daemonize {
         a.flag("-daemonize");
     }
@@ -263,12 +271,13 @@ pub fn build_argv(
 }
 
 fn monitor(cx: &Ctx<'_>, a: &mut Args) {
+    let at = match cx.launch.monitor_fd {
+        Some(fd) => format!("fd={fd}"),
+        None => format!("path={}", esc_path(&cx.launch.qmp_socket)),
+    };
     a.opt(
         "-chardev",
-        format!(
-            "socket,id=charmonitor,path={},server=on,wait=off",
-            esc_path(&cx.launch.qmp_socket)
-        ),
+        format!("socket,id=charmonitor,{at},server=on,wait=off"),
     );
     a.opt("-mon", "chardev=charmonitor,id=monitor,mode=control");
 }

@@ -36,6 +36,17 @@ use crate::{Error, Result};
 /// connection before it counts as alive.
 const SOCKET_PROBE: Duration = Duration::from_secs(1);
 
+/// Where QEMU finds what it inherits: the run lock at the first number
+/// (`confine::FIRST_TARGET`), the listening monitor socket next, then the
+/// taps in interface order.
+const MONITOR_FD: i32 = confine::FIRST_TARGET + 1;
+const FIRST_TAP_FD: i32 = confine::FIRST_TARGET + 2;
+
+/// Names, in the environment of a QEMU that runs as its own user, the
+/// pidfile the exec helper wrote for it: how a restarted daemon tells its
+/// QEMUs from others when their arguments name no file of the root.
+pub(crate) const PIDFILE_ENV: &str = "FERROVIRT_PIDFILE";
+
 /// Where a restore loads the guest's state from (`-incoming defer`, then
 /// `migrate-incoming`), and the definition saved with it.
 pub(crate) struct Incoming {
@@ -179,10 +190,11 @@ async fn launch(
     run: &host::Prepared,
 ) -> Result<(Arc<RunCtx>, Arc<Process>)> {
     let lock = claim(s, dom).await?;
+    let socket = s.layout.monitor_socket(&dom.uuid());
+    let monitor = bind_monitor(&socket)?;
     let (taps, argv) = taps_and_argv(s, def, cmd, run).await?;
     let records = taps.records();
     let id = s.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let socket = s.layout.monitor_socket(&dom.uuid());
     let intent =
         status::StatusRecord::intent(dom, persistent, id, &def.live(id), socket, records.clone());
     if let Err(e) = status::record_intent(s, dom, &intent) {
@@ -194,12 +206,16 @@ async fn launch(
         Err(e) => Err(e),
     };
     let spawned = match prepared {
-        Ok(()) => spawn(s, dom, def, &argv, id, &lock, &taps),
+        Ok(()) => spawn(s, dom, def, &argv, id, (&lock, &monitor), &taps),
         Err(e) => Err(e),
     };
-    // QEMU holds the run lock and the taps from here on (or nothing was
-    // spawned, and the taps go with the daemon's descriptors).
+    // QEMU holds the run lock, the monitor socket and the taps from here
+    // on (or nothing was spawned, and they go with the daemon's
+    // descriptors). The daemon's copy of the listener must be gone before
+    // it connects: a QEMU that dies then closes the last one, and the
+    // connection ends instead of waiting in the backlog.
     drop(lock);
+    drop(monitor);
     drop(taps);
     if spawned.is_err() {
         nics::release(s, &records);
@@ -207,6 +223,18 @@ async fn launch(
         status::remove(s, dom);
     }
     spawned
+}
+
+/// Binds the monitor socket QEMU listens on (it inherits the listener, so
+/// it needs no access to the run directory). A file left at `path` was
+/// removed by [`claim`].
+fn bind_monitor(path: &Path) -> Result<std::os::unix::net::UnixListener> {
+    std::os::unix::net::UnixListener::bind(path).map_err(|e| {
+        Error::io(
+            format!("cannot bind the monitor socket {}", path.display()),
+            e,
+        )
+    })
 }
 
 /// The taps of `def`'s NICs, and QEMU's argv that hands them over. The
@@ -220,9 +248,7 @@ async fn taps_and_argv(
     run: &host::Prepared,
 ) -> Result<(nics::Taps, Vec<String>)> {
     let taps = nics::create(s, def.domain()).await?;
-    // The exec helper puts the run lock at the first handed-over number
-    // and the taps after it, in order.
-    match cmd.argv(def, run, taps.fds_from(confine::FIRST_TARGET + 1)) {
+    match cmd.argv(def, run, taps.fds_from(FIRST_TAP_FD)) {
         Ok(argv) => Ok((taps, argv)),
         Err(e) => {
             nics::release(s, &taps.records());
@@ -241,6 +267,9 @@ struct CommandLine {
     vhost_net: bool,
     /// QEMU's `-sandbox` argument, if any.
     sandbox: Option<String>,
+    /// QEMU's `-pidfile`; `None` when the exec helper writes it (QEMU runs
+    /// as a user that cannot write the run directory).
+    pidfile: Option<PathBuf>,
 }
 
 impl CommandLine {
@@ -253,6 +282,8 @@ impl CommandLine {
             taps,
             vhost_net: self.vhost_net,
             spice_port: run.spice_port,
+            monitor_fd: Some(MONITOR_FD),
+            pidfile: self.pidfile.clone(),
             ..Default::default()
         };
         let mut argv = def.argv(&self.socket, &self.caps, launch)?;
@@ -292,8 +323,15 @@ async fn command_line(
         caps,
         socket: s.layout.monitor_socket(&dom.uuid()),
         incoming,
-        vhost_net: vhost_net_usable(),
+        // QEMU opens /dev/vhost-net itself: only as the daemon's user.
+        vhost_net: s.cfg.confinement.creds.is_none() && vhost_net_usable(),
         sandbox: s.cfg.confinement.sandbox.clone(),
+        pidfile: s
+            .cfg
+            .confinement
+            .creds
+            .is_none()
+            .then(|| s.layout.pidfile(&dom.uuid())),
     };
     let stand_ins = def
         .domain()
@@ -335,20 +373,27 @@ fn spawn(
     def: &Def,
     argv: &[String],
     id: u32,
-    lock: &RunLock,
+    (lock, monitor): (&RunLock, &std::os::unix::net::UnixListener),
     taps: &nics::Taps,
 ) -> Result<(Arc<RunCtx>, Arc<Process>)> {
+    use std::os::fd::AsFd;
     let log = s.layout.log(dom.name());
     log_header(&log, dom.name(), id, argv);
-    let mut inherit = vec![lock.fd()];
+    // The run lock, the monitor, the taps: see MONITOR_FD.
+    let mut inherit = vec![lock.fd(), monitor.as_fd()];
     inherit.extend(taps.inherited());
+    let plan = confinement(s, def, &dom.uuid());
+    let mut env = def.env().to_vec();
+    if let Some(pidfile) = &plan.pidfile {
+        env.push((PIDFILE_ENV.to_owned(), pidfile.display().to_string()));
+    }
     let launch = process::Launch {
         helper: &s.cfg.confinement.exec_helper,
-        plan: confinement(s, def),
+        plan,
         inherit,
     };
     let process = Arc::new(
-        process::spawn(argv, def.env(), &log, launch)
+        process::spawn(argv, &env, &log, launch)
             .map_err(|e| Error::io(format!("cannot execute {}", def.emulator().display()), e))?,
     );
     let start = RunStart {
@@ -363,20 +408,28 @@ fn spawn(
 }
 
 /// What the exec helper does for this guest's QEMU: a private `/dev` with
-/// the nodes the guest uses (when mount namespaces are configured), and no
-/// new privileges either way.
-fn confinement(s: &Shared, def: &Def) -> confine::Plan {
-    if !s.cfg.confinement.mount_namespace {
-        return confine::Plan {
+/// the nodes the guest uses (when mount namespaces are configured), the
+/// configured user (the helper then writes QEMU's pidfile), and no new
+/// privileges either way.
+fn confinement(s: &Shared, def: &Def, uuid: &uuid::Uuid) -> confine::Plan {
+    let c = &s.cfg.confinement;
+    let mut plan = if c.mount_namespace {
+        let disks = def.disk_paths();
+        confine::Plan::guest(
+            def.accel() == Accel::Kvm,
+            disks.iter().map(PathBuf::as_path),
+        )
+    } else {
+        confine::Plan {
             no_new_privs: true,
             ..confine::Plan::default()
-        };
+        }
+    };
+    plan.creds = c.creds.clone();
+    if plan.creds.is_some() {
+        plan.pidfile = Some(s.layout.pidfile(uuid));
     }
-    let disks = def.disk_paths();
-    confine::Plan::guest(
-        def.accel() == Accel::Kvm,
-        disks.iter().map(PathBuf::as_path),
-    )
+    plan
 }
 
 fn log_header(log: &Path, name: &str, id: u32, argv: &[String]) {
