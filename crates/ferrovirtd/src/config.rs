@@ -102,6 +102,11 @@ pub(crate) struct Config {
     /// user's primary group. QEMU also gets the user's supplementary
     /// groups (`kvm`, for `/dev/kvm`).
     pub group: Option<String>,
+    /// With `user` set: give QEMU's user the files its guest opens (disk
+    /// images, kernel, initrd, NVRAM, serial log files) while the guest
+    /// runs, and put the original owners back after (libvirt's
+    /// `dynamic_ownership`).
+    pub dynamic_ownership: bool,
     /// `ADDR:PORT` for plain TCP clients (`qemu+tcp://`); off when absent.
     /// Needs `auth_tcp = "none"` set explicitly: anyone who reaches the
     /// port controls the daemon, so this is for tests and trusted networks.
@@ -168,6 +173,7 @@ impl Default for Config {
             exec_helper: None,
             user: None,
             group: None,
+            dynamic_ownership: true,
             listen_tcp: None,
             auth_tcp: None,
             listen_tls: None,

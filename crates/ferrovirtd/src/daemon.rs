@@ -215,6 +215,7 @@ fn confinement(cfg: &Config) -> Result<qemu::Confinement, crate::config::ConfigE
     // Checked when the configuration was loaded too; an account removed
     // since then stops the daemon rather than run QEMU as root.
     c.creds = cfg.qemu_creds()?;
+    c.dynamic_ownership = cfg.dynamic_ownership;
     if c.creds.is_none() {
         tracing::warn!(
             "QEMU runs as root: set `user` (and `group`) to run it as an unprivileged account"

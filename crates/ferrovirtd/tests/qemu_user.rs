@@ -105,3 +105,150 @@ fn a_restarted_daemon_re_adopts_a_qemu_that_runs_as_the_user() {
         !std::path::Path::new(&format!("/proc/{pid}")).exists()
     }));
 }
+
+/// Where a test's guest files live: a directory QEMU's user may search
+/// (the daemon's root is private to it), removed with the value.
+fn files_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("fvq")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dir
+}
+
+/// Owner, group and permission bits of `path`.
+fn owner(path: &std::path::Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+/// The original of the test disks: an owner QEMU's user is not, a mode
+/// that lets it neither read nor write.
+const ORIGINAL: (u32, u32, u32) = (4321, 4322, 0o640);
+
+/// A real-QEMU domain with a raw disk image owned as [`ORIGINAL`] and a
+/// serial log file, both in `dir`.
+fn disk_domain(name: &str, dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let disk = dir.join(format!("{name}.img"));
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    std::os::unix::fs::chown(&disk, Some(ORIGINAL.0), Some(ORIGINAL.1)).unwrap();
+    std::fs::set_permissions(&disk, std::fs::Permissions::from_mode(ORIGINAL.2)).unwrap();
+    let xml = real_domain_xml(name).replace(
+        "  </devices>",
+        &format!(
+            "    <disk type='file' device='disk'><driver name='qemu' type='raw'/>\
+             <source file='{}'/><target dev='vda' bus='virtio'/></disk>\n    \
+             <serial type='file'><source path='{}'/><target port='0'/></serial>\n  </devices>",
+            disk.display(),
+            dir.join(format!("{name}.serial")).display()
+        ),
+    );
+    (xml, disk)
+}
+
+fn wait_owner(path: &std::path::Path, want: (u32, u32, u32), d: &Daemon) {
+    assert!(
+        wait::until(Duration::from_secs(20), || owner(path) == want),
+        "{} is {:?}, not {want:?}\n{}",
+        path.display(),
+        owner(path),
+        tail(&d.log(), 30)
+    );
+}
+
+#[test]
+fn a_disk_is_the_users_while_the_guest_runs_and_its_owner_returns_after_destroy() {
+    let (d, uid, gid) = daemon();
+    let dir = files_dir();
+    let (xml, disk) = disk_domain("o1", dir.path());
+    define_start(&d, "o1", &xml);
+    // QEMU opened the image read-write as its user: the start succeeded.
+    assert_eq!(
+        owner(&disk),
+        (uid, gid, ORIGINAL.2),
+        "owner changes, mode stays"
+    );
+    let serial = dir.path().join("o1.serial");
+    assert_eq!(owner(&serial), (uid, gid, 0o600), "the log QEMU writes");
+    // The originals are in the status record before anything changed.
+    let uuid = d.virsh_ok(&["domuuid", "o1"]).trim().to_owned();
+    let rec = std::fs::read_to_string(d.root.path().join(format!("run/qemu/{uuid}.json"))).unwrap();
+    assert!(rec.contains(&format!("\"uid\": {}", ORIGINAL.0)), "{rec}");
+    d.virsh_ok(&["destroy", "o1"]);
+    assert_eq!(owner(&disk), ORIGINAL);
+    assert_eq!(
+        owner(&serial).0,
+        0,
+        "a file the run created goes to the daemon's user"
+    );
+}
+
+#[test]
+fn the_owner_returns_after_qemu_crashes() {
+    let (d, _, _) = daemon();
+    let dir = files_dir();
+    let (xml, disk) = disk_domain("o2", dir.path());
+    define_start(&d, "o2", &xml);
+    assert_ne!(owner(&disk), ORIGINAL);
+    let pid = qemu_of(&d, "o2");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    d.wait_state("o2", "shut off (crashed)", Duration::from_secs(20));
+    assert_eq!(owner(&disk), ORIGINAL);
+}
+
+#[test]
+fn the_owner_returns_after_a_daemon_sigkill_then_destroy_or_a_qemu_gone_meanwhile() {
+    let (mut d, uid, gid) = daemon();
+    let dir = files_dir();
+    let (xml, kept) = disk_domain("o3", dir.path());
+    define_start(&d, "o3", &xml);
+    let (xml, lost) = disk_domain("o4", dir.path());
+    define_start(&d, "o4", &xml);
+    let lost_pid = qemu_of(&d, "o4");
+    d.kill();
+    // o4's QEMU dies while no daemon runs: the restarted one restores.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(lost_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait::until(Duration::from_secs(20), || {
+        !std::path::Path::new(&format!("/proc/{lost_pid}")).exists()
+    }));
+    assert_eq!(owner(&lost), (uid, gid, ORIGINAL.2));
+    d.spawn();
+    d.wait_state("o3", "running (booted)", Duration::from_secs(20));
+    wait_owner(&lost, ORIGINAL, &d);
+    // o3 was re-adopted: still its user's until it is destroyed.
+    assert_eq!(owner(&kept), (uid, gid, ORIGINAL.2));
+    d.virsh_ok(&["destroy", "o3"]);
+    assert_eq!(owner(&kept), ORIGINAL);
+}
+
+#[test]
+fn an_image_its_user_cannot_reach_fails_the_start_and_changes_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, _, _) = daemon();
+    let dir = files_dir();
+    let (xml, disk) = disk_domain("o5", dir.path());
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let f = d.file("o5.xml", &xml);
+    d.virsh_ok(&["define", &f.to_string_lossy()]);
+    let out = d.virsh(&["start", "o5"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("Cannot access storage file '{}'", disk.display())),
+        "{err}"
+    );
+    assert_eq!(owner(&disk), ORIGINAL);
+    assert_eq!(owner(dir.path()).2, 0o700, "directories are never changed");
+}

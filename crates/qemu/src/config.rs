@@ -73,6 +73,9 @@ pub struct Confinement {
     /// nothing but the descriptors it is handed (monitor, run lock, taps,
     /// its log).
     pub creds: Option<confine::Creds>,
+    /// With `creds`: give QEMU's user the files its guest opens by path
+    /// for the guest's life (libvirt's `dynamic_ownership`).
+    pub dynamic_ownership: bool,
 }
 
 impl Default for Confinement {
@@ -82,6 +85,7 @@ impl Default for Confinement {
             sandbox: Some(DEFAULT_SANDBOX.to_owned()),
             mount_namespace: nix::unistd::geteuid().is_root(),
             creds: None,
+            dynamic_ownership: true,
         }
     }
 }

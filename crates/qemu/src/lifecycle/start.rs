@@ -195,18 +195,35 @@ async fn launch(
     let (taps, argv) = taps_and_argv(s, def, cmd, run).await?;
     let records = taps.records();
     let id = s.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let intent =
-        status::StatusRecord::intent(dom, persistent, id, &def.live(id), socket, records.clone());
+    let owned = s.owned.hold(dom.uuid(), run.owned.clone());
+    let intent = status::StatusRecord::intent(
+        dom,
+        persistent,
+        id,
+        &def.live(id),
+        socket,
+        records.clone(),
+        owned.clone(),
+    );
     if let Err(e) = status::record_intent(s, dom, &intent) {
         nics::release(s, &records);
+        s.owned.release(dom.uuid(), &owned);
         return Err(e);
     }
     let prepared = match nics::apply_bandwidth(s, def.domain(), &records).await {
-        Ok(()) => host::prepare(s, def, run).await,
+        Ok(()) => host::prepare(s, def, run, &owned).await,
         Err(e) => Err(e),
     };
     let spawned = match prepared {
-        Ok(()) => spawn(s, dom, def, &argv, id, (&lock, &monitor), &taps),
+        Ok(()) => {
+            let h = Handover {
+                lock: &lock,
+                monitor: &monitor,
+                taps: &taps,
+                owned: owned.clone(),
+            };
+            spawn(s, dom, def, &argv, id, h)
+        }
         Err(e) => Err(e),
     };
     // QEMU holds the run lock, the monitor socket and the taps from here
@@ -219,6 +236,7 @@ async fn launch(
     drop(taps);
     if spawned.is_err() {
         nics::release(s, &records);
+        s.owned.release(dom.uuid(), &owned);
         host::release(s, def, &dom.uuid());
         status::remove(s, dom);
     }
@@ -365,23 +383,31 @@ async fn choose_accel(s: &Shared, def: &Def) -> Result<Accel> {
     }
 }
 
-/// Spawns QEMU as domain `id`, handing it the run lock and the taps, and begins the
-/// run (paused, starting up).
+/// What a spawned QEMU takes over from its start: the descriptors it
+/// inherits, and the files given to its user.
+struct Handover<'a> {
+    lock: &'a RunLock,
+    monitor: &'a std::os::unix::net::UnixListener,
+    taps: &'a nics::Taps,
+    owned: Vec<host::owner::Owned>,
+}
+
+/// Spawns QEMU as domain `id`, handing it the run lock, the monitor and
+/// the taps, and begins the run (paused, starting up).
 fn spawn(
     s: &Shared,
     dom: &Arc<Domain>,
     def: &Def,
     argv: &[String],
     id: u32,
-    (lock, monitor): (&RunLock, &std::os::unix::net::UnixListener),
-    taps: &nics::Taps,
+    h: Handover<'_>,
 ) -> Result<(Arc<RunCtx>, Arc<Process>)> {
     use std::os::fd::AsFd;
     let log = s.layout.log(dom.name());
     log_header(&log, dom.name(), id, argv);
     // The run lock, the monitor, the taps: see MONITOR_FD.
-    let mut inherit = vec![lock.fd(), monitor.as_fd()];
-    inherit.extend(taps.inherited());
+    let mut inherit = vec![h.lock.fd(), h.monitor.as_fd()];
+    inherit.extend(h.taps.inherited());
     let plan = confinement(s, def, &dom.uuid());
     let mut env = def.env().to_vec();
     if let Some(pidfile) = &plan.pidfile {
@@ -400,7 +426,8 @@ fn spawn(
         process: process.clone(),
         start_time: process::start_time(process.pid()).unwrap_or(0),
         socket: s.layout.monitor_socket(&dom.uuid()),
-        taps: taps.records(),
+        taps: h.taps.records(),
+        owned: h.owned,
     };
     let ctx = dom.lock().start_run(id, def, start);
     s.registry.set_id(id, dom);
