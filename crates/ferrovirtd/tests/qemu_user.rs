@@ -252,3 +252,76 @@ fn an_image_its_user_cannot_reach_fails_the_start_and_changes_nothing() {
     assert_eq!(owner(&disk), ORIGINAL);
     assert_eq!(owner(dir.path()).2, 0o700, "directories are never changed");
 }
+
+/// qemu-sim's `-sim-hostile` lines in the log of domain `name`, once all
+/// `n` are there.
+fn hostile_report(d: &Daemon, name: &str, n: usize) -> Vec<String> {
+    let log = d.root.path().join(format!("log/qemu/{name}.log"));
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("qemu-sim hostile: "))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert!(
+        wait::until(Duration::from_secs(20), || lines().len() >= n),
+        "the hostile QEMU reported {:?}\n{}",
+        lines(),
+        tail(&d.log(), 20)
+    );
+    lines()
+}
+
+#[test]
+fn a_hostile_qemu_as_its_user_can_read_write_open_and_spawn_nothing_it_should_not() {
+    let (d, uid, _) = daemon();
+    let dir = files_dir();
+    // Another guest's disk (defined, not running: it keeps its owner).
+    let (xml, victim) = disk_domain("victim", dir.path());
+    let f = d.file("victim.xml", &xml);
+    d.virsh_ok(&["define", &f.to_string_lossy()]);
+    let root = d.root.path();
+    let spec = format!(
+        "write={},write={},open={}",
+        root.join("planted").display(),
+        root.join("run/qemu/planted").display(),
+        victim.display()
+    );
+    let xml = common::sim_domain_xml("h1", &["-sim-hostile", &spec]);
+    define_start(&d, "h1", &xml);
+    let report = hostile_report(&d, "h1", 6);
+    assert_eq!(report[0], "qemu-sim hostile: sandbox spawn=deny in force");
+    let attempts = &report[1..];
+    let wanted = [
+        "read /etc/shadow".to_owned(),
+        format!("write {}", root.join("planted").display()),
+        format!("write {}", root.join("run/qemu/planted").display()),
+        format!("open {}", victim.display()),
+        "spawn /bin/true".to_owned(),
+    ];
+    for (line, what) in attempts.iter().zip(&wanted) {
+        assert!(
+            line.starts_with(&format!("qemu-sim hostile: {what}: denied: ")),
+            "{line}"
+        );
+    }
+    for (what, errno) in [
+        (&wanted[0], 13),
+        (&wanted[1], 13),
+        (&wanted[3], 13),
+        (&wanted[4], 1),
+    ] {
+        let line = attempts.iter().find(|l| l.contains(what.as_str())).unwrap();
+        assert!(line.ends_with(&format!("(os error {errno})")), "{line}");
+    }
+    assert!(!root.join("planted").exists() && !root.join("run/qemu/planted").exists());
+    let pid = qemu_of(&d, "h1");
+    assert_eq!(
+        status_field(pid, "Uid").split(' ').next(),
+        Some(uid.to_string().as_str())
+    );
+    assert_eq!(status_field(pid, "Seccomp"), "2");
+    d.virsh_ok(&["destroy", "h1"]);
+}
