@@ -149,6 +149,7 @@ fn run(stem: &str, def: &DomainDef, dir: &TempDir) {
         taps: Vec::new(),
         vhost_net: false,
         spice_port: Some(free_port()),
+        bound_sockets: Vec::new(),
     };
     let (_, caps) = common::real_launch(dir, Accel::Tcg);
     let argv = build_argv(def, &caps, &launch).unwrap_or_else(|e| panic!("{stem}: {e}"));

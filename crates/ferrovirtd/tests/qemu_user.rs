@@ -325,3 +325,32 @@ fn a_hostile_qemu_as_its_user_can_read_write_open_and_spawn_nothing_it_should_no
     assert_eq!(status_field(pid, "Seccomp"), "2");
     d.virsh_ok(&["destroy", "h1"]);
 }
+
+#[test]
+fn serial_and_channel_sockets_are_bound_by_the_daemon_and_served_by_qemu() {
+    let (d, _, _) = daemon();
+    let dir = files_dir();
+    let serial = dir.path().join("s.sock");
+    let xml = real_domain_xml("k1").replace(
+        "  </devices>",
+        &format!(
+            "    <serial type='unix'><source mode='bind' path='{}'/><target port='0'/></serial>\n    \
+             <channel type='unix'><source mode='bind'/><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\n  </devices>",
+            serial.display()
+        ),
+    );
+    define_start(&d, "k1", &xml);
+    let uuid = d.virsh_ok(&["domuuid", "k1"]).trim().to_owned();
+    let agent = d
+        .root
+        .path()
+        .join(format!("run/qemu/{uuid}/org.qemu.guest_agent.0"));
+    for sock in [&serial, &agent] {
+        std::os::unix::net::UnixStream::connect(sock)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", sock.display(), tail(&d.log(), 20)));
+    }
+    // QEMU held the listeners: once it is gone, nothing accepts.
+    d.virsh_ok(&["destroy", "k1"]);
+    let e = std::os::unix::net::UnixStream::connect(&serial).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+}

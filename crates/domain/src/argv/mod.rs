@@ -91,6 +91,11 @@ pub struct LaunchParams {
     pub vhost_net: bool,
     /// The port chosen for a SPICE display with autoport.
     pub spice_port: Option<u16>,
+    /// Unix sockets of serials and channels the caller bound (see
+    /// `DomainDef::listening_sockets`), by path, with the descriptor
+    /// number QEMU inherits each at: QEMU listens on those (`fd=N`)
+    /// instead of creating them.
+    pub bound_sockets: Vec<(PathBuf, i32)>,
 }
 
 /// Where the swtpm socket of a domain with a TPM is (the driver starts

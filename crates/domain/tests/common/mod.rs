@@ -45,6 +45,7 @@ pub fn golden_launch(def: &DomainDef, accel: Accel) -> LaunchParams {
         vhost_net: true,
         spice_port: Some(5910),
         monitor_fd: None,
+        bound_sockets: Vec::new(),
     }
 }
 

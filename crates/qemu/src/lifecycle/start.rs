@@ -10,6 +10,7 @@
 //! the start did not complete) rather than orphan it or start a second.
 
 use std::io::Write;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +39,7 @@ const SOCKET_PROBE: Duration = Duration::from_secs(1);
 
 /// Where QEMU finds what it inherits: the run lock at the first number
 /// (`confine::FIRST_TARGET`), the listening monitor socket next, then the
-/// taps in interface order.
+/// taps in interface order, then the sockets of serials and channels.
 const MONITOR_FD: i32 = confine::FIRST_TARGET + 1;
 const FIRST_TAP_FD: i32 = confine::FIRST_TARGET + 2;
 
@@ -214,12 +215,13 @@ async fn launch(
         Ok(()) => host::prepare(s, def, run, &owned).await,
         Err(e) => Err(e),
     };
-    let spawned = match prepared {
-        Ok(()) => {
+    let spawned = match prepared.and_then(|()| cmd.bind_sockets(def, run)) {
+        Ok(sockets) => {
             let h = Handover {
                 lock: &lock,
                 monitor: &monitor,
                 taps: &taps,
+                sockets: &sockets,
                 owned: owned.clone(),
             };
             spawn(s, dom, def, &argv, id, h)
@@ -246,8 +248,8 @@ async fn launch(
 /// Binds the monitor socket QEMU listens on (it inherits the listener, so
 /// it needs no access to the run directory). A file left at `path` was
 /// removed by [`claim`].
-fn bind_monitor(path: &Path) -> Result<std::os::unix::net::UnixListener> {
-    std::os::unix::net::UnixListener::bind(path).map_err(|e| {
+fn bind_monitor(path: &Path) -> Result<UnixListener> {
+    UnixListener::bind(path).map_err(|e| {
         Error::io(
             format!("cannot bind the monitor socket {}", path.display()),
             e,
@@ -288,13 +290,45 @@ struct CommandLine {
     /// QEMU's `-pidfile`; `None` when the exec helper writes it (QEMU runs
     /// as a user that cannot write the run directory).
     pidfile: Option<PathBuf>,
+    /// The daemon binds the sockets of serials and channels in bind mode
+    /// and QEMU inherits them (it runs as a user that could not create
+    /// them in the domain's run directory).
+    bind_sockets: bool,
 }
 
 impl CommandLine {
+    /// Binds the sockets QEMU inherits for its serials and channels (see
+    /// `bind_sockets`), in the order of the argv's descriptor numbers. A
+    /// file left at a path is replaced, as QEMU replaces it.
+    fn bind_sockets(&self, def: &Def, run: &host::Prepared) -> Result<Vec<UnixListener>> {
+        if !self.bind_sockets {
+            return Ok(Vec::new());
+        }
+        let paths = def.domain().listening_sockets(&run.run_dir);
+        paths
+            .iter()
+            .map(|p| {
+                let _ = std::fs::remove_file(p);
+                UnixListener::bind(p)
+                    .map_err(|e| Error::io(format!("cannot bind {}", p.display()), e))
+            })
+            .collect()
+    }
+
     /// QEMU's argv, with `taps` (the descriptor of each interface's tap,
     /// by index) for QEMU to inherit.
     fn argv(&self, def: &Def, run: &host::Prepared, taps: Vec<Option<i32>>) -> Result<Vec<String>> {
+        // After the taps, in the order of `listening_sockets`.
+        let after_taps = FIRST_TAP_FD
+            .saturating_add(i32::try_from(taps.iter().flatten().count()).unwrap_or(i32::MAX));
+        let bound_sockets = if self.bind_sockets {
+            let paths = def.domain().listening_sockets(&run.run_dir);
+            paths.into_iter().zip(after_taps..).collect()
+        } else {
+            Vec::new()
+        };
         let launch = domain::LaunchParams {
+            bound_sockets,
             domain_run_dir: run.run_dir.clone(),
             accel: self.accel,
             taps,
@@ -350,6 +384,7 @@ async fn command_line(
             .creds
             .is_none()
             .then(|| s.layout.pidfile(&dom.uuid())),
+        bind_sockets: s.cfg.confinement.creds.is_some(),
     };
     let stand_ins = def
         .domain()
@@ -387,8 +422,10 @@ async fn choose_accel(s: &Shared, def: &Def) -> Result<Accel> {
 /// inherits, and the files given to its user.
 struct Handover<'a> {
     lock: &'a RunLock,
-    monitor: &'a std::os::unix::net::UnixListener,
+    monitor: &'a UnixListener,
     taps: &'a nics::Taps,
+    /// Serials' and channels' listening sockets (see `bind_sockets`).
+    sockets: &'a [UnixListener],
     owned: Vec<host::owner::Owned>,
 }
 
@@ -405,9 +442,11 @@ fn spawn(
     use std::os::fd::AsFd;
     let log = s.layout.log(dom.name());
     log_header(&log, dom.name(), id, argv);
-    // The run lock, the monitor, the taps: see MONITOR_FD.
+    // The run lock, the monitor, the taps, the chardev sockets: see
+    // MONITOR_FD and `CommandLine::argv`.
     let mut inherit = vec![h.lock.fd(), h.monitor.as_fd()];
     inherit.extend(h.taps.inherited());
+    inherit.extend(h.sockets.iter().map(AsFd::as_fd));
     let plan = confinement(s, def, &dom.uuid());
     let mut env = def.env().to_vec();
     if let Some(pidfile) = &plan.pidfile {
