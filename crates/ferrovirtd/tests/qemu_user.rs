@@ -354,3 +354,19 @@ fn serial_and_channel_sockets_are_bound_by_the_daemon_and_served_by_qemu() {
     let e = std::os::unix::net::UnixStream::connect(&serial).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
 }
+
+/// A QEMU of another user names the root only through the pidfile its
+/// environment names: the harness still finds it, and a dropped daemon
+/// leaves nothing running.
+#[test]
+fn the_harness_finds_and_cleans_up_qemus_that_run_as_the_user() {
+    let (d, _, _) = daemon();
+    define_start(&d, "z1", &real_domain_xml("z1"));
+    let pid = qemu_of(&d, "z1");
+    let under_root = pids_mentioning(&d.root.path().to_string_lossy());
+    assert!(under_root.contains(&pid), "{under_root:?} lacks QEMU {pid}");
+    drop(d);
+    assert!(wait::until(Duration::from_secs(20), || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }));
+}

@@ -277,16 +277,31 @@ pub(crate) fn cmdline_contains(pid: i32, needle: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// PIDs whose command line mentions `needle` (tests and tools count the
-/// QEMUs of a uuid with it; the driver itself never needs it).
+/// PIDs whose command line mentions `needle`, or, for a QEMU that runs as
+/// its own user, whose pidfile (named in its environment) does (tests and
+/// tools count the QEMUs of a root or uuid with it; the driver itself
+/// never needs it).
 pub fn pids_with_arg(needle: &str) -> Vec<i32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| !is_zombie(*pid) && cmdline_contains(*pid, needle))
+        .filter(|pid| {
+            !is_zombie(*pid)
+                && (cmdline_contains(*pid, needle) || pidfile_env_contains(*pid, needle))
+        })
         .collect()
+}
+
+/// Whether the pidfile `/proc/PID/environ` names contains `needle`.
+fn pidfile_env_contains(pid: i32, needle: &str) -> bool {
+    let key = format!("{}=", crate::lifecycle::start::PIDFILE_ENV);
+    nul_separated(&format!("/proc/{pid}/environ")).is_some_and(|env| {
+        env.iter()
+            .filter_map(|e| e.strip_prefix(&key))
+            .any(|v| v.contains(needle))
+    })
 }
 
 /// Who a process of this driver's root belongs to (see [`Ownership`]).
