@@ -370,3 +370,27 @@ fn the_harness_finds_and_cleans_up_qemus_that_run_as_the_user() {
         !std::path::Path::new(&format!("/proc/{pid}")).exists()
     }));
 }
+
+/// QEMU writes a screenshot into the daemon's temporary file, which it
+/// gets as a descriptor set (`/dev/fdset/N`): it could not open it by name.
+#[test]
+fn a_screenshot_of_a_guest_that_runs_as_the_user() {
+    let (d, _, _) = daemon();
+    let xml = real_domain_xml("v1").replace(
+        "</devices>",
+        "<graphics type='vnc'/><video><model type='vga'/></video></devices>",
+    );
+    define_start(&d, "v1", &xml);
+    let shot = d.root.path().join("shot.png");
+    let out = d.virsh_ok(&["screenshot", "v1", &shot.to_string_lossy()]);
+    assert!(out.contains("image/png"), "{out}");
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    let left: Vec<_> = std::fs::read_dir(d.root.path().join("run/qemu"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("screendump"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    d.virsh_ok(&["destroy", "v1"]);
+}

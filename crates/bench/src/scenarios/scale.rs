@@ -75,7 +75,9 @@ fn report_step(count: usize, outcome: &Outcome<ScaleFigures>) {
 }
 
 async fn step(env: &Env, count: usize, user: Option<&str>) -> BenchResult<ScaleFigures> {
-    let extra = user.map(|u| format!("user = \"{u}\"\n")).unwrap_or_default();
+    let extra = user
+        .map(|u| format!("user = \"{u}\"\n"))
+        .unwrap_or_default();
     let mut daemon = Daemon::start_ferrovirtd_in(env, &format!("scale{count}"), None, &extra)?;
     let figures = measure(&mut daemon, count).await;
     // Thousands of destroys through the RPC would take a while: SIGTERM
