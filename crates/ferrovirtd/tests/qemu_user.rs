@@ -276,6 +276,7 @@ fn hostile_report(d: &Daemon, name: &str, n: usize) -> Vec<String> {
 
 #[test]
 fn a_hostile_qemu_as_its_user_can_read_write_open_and_spawn_nothing_it_should_not() {
+    use std::os::unix::fs::PermissionsExt;
     let (d, uid, _) = daemon();
     let dir = files_dir();
     // Another guest's disk (defined, not running: it keeps its owner).
@@ -283,24 +284,30 @@ fn a_hostile_qemu_as_its_user_can_read_write_open_and_spawn_nothing_it_should_no
     let f = d.file("victim.xml", &xml);
     d.virsh_ok(&["define", &f.to_string_lossy()]);
     let root = d.root.path();
+    // The daemon's directories are its own even where its root is not.
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let definition = root.join("etc/qemu/victim.xml");
     let spec = format!(
-        "write={},write={},open={}",
+        "read={},write={},write={},open={}",
+        definition.display(),
         root.join("planted").display(),
         root.join("run/qemu/planted").display(),
         victim.display()
     );
     let xml = common::sim_domain_xml("h1", &["-sim-hostile", &spec]);
     define_start(&d, "h1", &xml);
-    let report = hostile_report(&d, "h1", 6);
+    let report = hostile_report(&d, "h1", 7);
     assert_eq!(report[0], "qemu-sim hostile: sandbox spawn=deny in force");
     let attempts = &report[1..];
     let wanted = [
         "read /etc/shadow".to_owned(),
+        format!("read {}", definition.display()),
         format!("write {}", root.join("planted").display()),
         format!("write {}", root.join("run/qemu/planted").display()),
         format!("open {}", victim.display()),
         "spawn /bin/true".to_owned(),
     ];
+    assert_eq!(attempts.len(), wanted.len(), "{attempts:?}");
     for (line, what) in attempts.iter().zip(&wanted) {
         assert!(
             line.starts_with(&format!("qemu-sim hostile: {what}: denied: ")),
@@ -311,7 +318,8 @@ fn a_hostile_qemu_as_its_user_can_read_write_open_and_spawn_nothing_it_should_no
         (&wanted[0], 13),
         (&wanted[1], 13),
         (&wanted[3], 13),
-        (&wanted[4], 1),
+        (&wanted[4], 13),
+        (&wanted[5], 1),
     ] {
         let line = attempts.iter().find(|l| l.contains(what.as_str())).unwrap();
         assert!(line.ends_with(&format!("(os error {errno})")), "{line}");

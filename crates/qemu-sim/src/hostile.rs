@@ -1,6 +1,7 @@
 //! `-sim-hostile`: a QEMU taken over by its guest. Once started it tries
-//! what such a process would (read the host's password hashes, write into
-//! the manager's directories, open another guest's disk, start a program)
+//! what such a process would (read the host's password hashes and the
+//! manager's files, write into the manager's directories, open another
+//! guest's disk, start a program)
 //! and reports each attempt on stderr (the manager's log of this QEMU):
 //!
 //! ```text
@@ -17,6 +18,8 @@ use std::path::{Path, PathBuf};
 /// What to try besides reading `/etc/shadow` and spawning a program.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct HostileSpec {
+    /// Files to read (the manager's definitions, records).
+    pub read: Vec<PathBuf>,
     /// Files to create (in directories of the manager).
     pub write: Vec<PathBuf>,
     /// Files to open read-write (another guest's disk).
@@ -24,14 +27,16 @@ pub(crate) struct HostileSpec {
 }
 
 impl HostileSpec {
-    /// `write=PATH,open=PATH,...` (each key may repeat; none is needed).
+    /// `read=PATH,write=PATH,open=PATH,...` (each key may repeat; none is
+    /// needed).
     pub(crate) fn parse(v: &str) -> Result<Self, String> {
         let mut spec = Self::default();
         for part in v.split(',').filter(|p| !p.is_empty()) {
             match part.split_once('=') {
+                Some(("read", p)) if !p.is_empty() => spec.read.push(p.into()),
                 Some(("write", p)) if !p.is_empty() => spec.write.push(p.into()),
                 Some(("open", p)) if !p.is_empty() => spec.open.push(p.into()),
-                _ => return Err(format!("'{part}' is not write=PATH or open=PATH")),
+                _ => return Err(format!("'{part}' is not read=, write= or open=PATH")),
             }
         }
         Ok(spec)
@@ -47,6 +52,9 @@ pub(crate) fn attack(spec: &HostileSpec, sandbox_spawn_deny: bool) {
         }
     }
     report("read /etc/shadow", read(Path::new("/etc/shadow")));
+    for p in &spec.read {
+        report(&format!("read {}", p.display()), read(p));
+    }
     for p in &spec.write {
         report(&format!("write {}", p.display()), write(p));
     }

@@ -36,7 +36,7 @@ Accepts the options a manager passes to qemu-system-x86_64 and serves QMP on
 -qmp unix:PATH,server=on,wait=off or -chardev socket,...,server=on + -mon mode=control.
 Simulator options: -sim-control PATH, -sim-flood NAME:RATE[:SECONDS], -sim-hang,
 -sim-slow MS, -sim-garbage, -sim-wrong-ids, -sim-huge-mib N, -sim-exit-after MS,
--sim-job-ms MS, -sim-powerdown-ms MS, -sim-ignore-unplug, -sim-hostile write=PATH,open=PATH.
+-sim-job-ms MS, -sim-powerdown-ms MS, -sim-ignore-unplug, -sim-hostile read=PATH,write=PATH,open=PATH.
 See crates/qemu-sim/README.md.
 ";
 

@@ -176,7 +176,13 @@ impl Layout {
         }
     }
 
+    /// Creates every directory. All but the variable stores' are the
+    /// daemon's alone (mode 0700, set again on every open): a QEMU running
+    /// as its own user reads no definition, status record or log of
+    /// another guest. QEMU opens its variable store by name, so that
+    /// directory stays searchable.
     pub fn create_all(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
         for d in [
             &self.config_dir,
             &self.autostart_dir,
@@ -189,7 +195,22 @@ impl Layout {
         ] {
             std::fs::create_dir_all(d)?;
         }
+        for d in self.private_dirs() {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
+        }
         Ok(())
+    }
+
+    fn private_dirs(&self) -> [&Path; 7] {
+        [
+            &self.config_dir,
+            &self.autostart_dir,
+            &self.run_dir,
+            &self.log_dir,
+            &self.caps_dir,
+            &self.managed_save_dir,
+            &self.swtpm_dir,
+        ]
     }
 
     pub fn definition(&self, name: &str) -> PathBuf {
@@ -299,6 +320,28 @@ mod tests {
         );
         assert!(l.written_dirs().iter().all(|d| d.starts_with("/r")));
         assert!(l.written_dirs().contains(&l.managed_save_dir.as_path()));
+    }
+
+    #[test]
+    fn the_daemons_directories_are_its_own_but_the_variable_stores() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let l = Layout::new(dir.path());
+        l.create_all().unwrap();
+        // Widened by hand: the next open narrows it again.
+        std::fs::set_permissions(&l.run_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        l.create_all().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for d in [
+            &l.config_dir,
+            &l.run_dir,
+            &l.log_dir,
+            &l.managed_save_dir,
+            &l.swtpm_dir,
+        ] {
+            assert_eq!(mode(d), 0o700, "{}", d.display());
+        }
+        assert_ne!(mode(&l.nvram_dir) & 0o001, 0, "QEMU's user opens its store");
     }
 
     #[test]
