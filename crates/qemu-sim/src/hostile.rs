@@ -186,11 +186,12 @@ mod tests {
 
     #[test]
     fn the_spec_parses_and_refuses_unknown_keys() {
-        let s = HostileSpec::parse("write=/r/x,open=/d.img,write=/r/y").unwrap();
+        let s = HostileSpec::parse("write=/r/x,open=/d.img,write=/r/y,read=/r/z").unwrap();
         assert_eq!(s.write, vec![PathBuf::from("/r/x"), PathBuf::from("/r/y")]);
         assert_eq!(s.open, vec![PathBuf::from("/d.img")]);
+        assert_eq!(s.read, vec![PathBuf::from("/r/z")]);
         assert_eq!(HostileSpec::parse("").unwrap(), HostileSpec::default());
-        assert!(HostileSpec::parse("read=/x").is_err());
+        assert!(HostileSpec::parse("exec=/x").is_err());
         assert!(HostileSpec::parse("write=").is_err());
     }
 }
