@@ -76,3 +76,18 @@ ferrovirt_check_tools() {
     return 1
   fi
 }
+
+# The account QEMU runs as when ferrovirtd's `user` names it (README,
+# "QEMU's user"), which the tests that run QEMU unprivileged use too: a
+# system account with no home and no login shell, in the kvm group so that
+# it can open /dev/kvm. Created when missing.
+FERROVIRT_QEMU_USER=ferrovirt-qemu
+ferrovirt_create_account() {
+  getent passwd "$FERROVIRT_QEMU_USER" >/dev/null && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  getent group kvm >/dev/null || $sudo groupadd --system kvm
+  echo "creating the system account $FERROVIRT_QEMU_USER"
+  $sudo useradd --system --user-group --groups kvm --no-create-home \
+    --home-dir /nonexistent --shell /usr/sbin/nologin "$FERROVIRT_QEMU_USER"
+}

@@ -26,6 +26,7 @@ fi
 . scripts/deps.sh
 ferrovirt_install_packages
 ferrovirt_check_tools
+ferrovirt_create_account
 
 cargo build --release --bins
 mkdir -p "$root_dir"

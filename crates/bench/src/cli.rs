@@ -147,6 +147,9 @@ pub(crate) struct Cli {
     /// VM counts of the scale scenario (default 1000,10000; smoke 50).
     #[arg(long, value_delimiter = ',')]
     pub scale_n: Option<Vec<usize>>,
+    /// scale: run the simulators as this account (ferrovirtd's `user`).
+    #[arg(long)]
+    pub scale_qemu_user: Option<String>,
     /// Free text recorded as the ferrovirtd build that was measured (e.g.
     /// "a93560b, clean export"); default: the workspace's git HEAD.
     #[arg(long)]
@@ -213,6 +216,7 @@ impl Cli {
                 .scale_n
                 .clone()
                 .unwrap_or(pick(smoke, vec![50], vec![1000, 10_000])),
+            scale_qemu_user: self.scale_qemu_user.clone(),
             stats_n: pick(smoke, 5, 100),
             stats_calls: pick(smoke, 3, 10),
             ferrovirtd_monitor_timeout_s: self.monitor_timeout,

@@ -33,6 +33,10 @@ pub(crate) struct Params {
     pub event_samples: usize,
     /// VM counts of the scale scenario.
     pub scale_n: Vec<usize>,
+    /// The scale scenario's QEMUs run as this account (ferrovirtd's
+    /// `user`); as the daemon's user when absent.
+    #[serde(default)]
+    pub scale_qemu_user: Option<String>,
     /// VMs of the stats scenario.
     #[serde(default)]
     pub stats_n: usize,

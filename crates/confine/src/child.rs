@@ -15,7 +15,7 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::sys::stat::{Mode, SFlag, mknod, stat, umask};
 use nix::unistd::{dup2, execv, mkdir, setsid, symlinkat};
 
-use crate::Plan;
+use crate::{Creds, Plan};
 use crate::{MAX_FDS, TARGET_LIMIT};
 
 /// The helper's `main`: follows the plan given on its command line, then
@@ -54,8 +54,14 @@ fn run(args: &[OsString], ctl: &UnixStream) -> Result<Never, String> {
     let fds = receive(ctl, plan.fd_targets.len())?;
     install(fds, &plan.fd_targets)?;
     setsid().map_err(|e| format!("setsid: {e}"))?;
+    if let Some(path) = &plan.pidfile {
+        write_pidfile(path)?;
+    }
     if plan.mount_ns {
         private_dev(&plan.dev_nodes)?;
+    }
+    if let Some(creds) = &plan.creds {
+        switch_user(creds)?;
     }
     if plan.no_new_privs {
         no_new_privs()?;
@@ -180,6 +186,8 @@ struct Node {
     kind: SFlag,
     perm: Mode,
     rdev: libc::dev_t,
+    uid: u32,
+    gid: u32,
 }
 
 impl Node {
@@ -188,7 +196,15 @@ impl Node {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
         mknod(&self.path, self.kind, self.perm, self.rdev)
-            .map_err(|e| format!("mknod {}: {e}", self.path.display()))
+            .map_err(|e| format!("mknod {}: {e}", self.path.display()))?;
+        // The host node's owner, so a program that runs as another user
+        // opens what it could open on the host (`/dev/kvm` by its group).
+        nix::unistd::chown(
+            &self.path,
+            Some(nix::unistd::Uid::from_raw(self.uid)),
+            Some(nix::unistd::Gid::from_raw(self.gid)),
+        )
+        .map_err(|e| format!("chown {}: {e}", self.path.display()))
     }
 }
 
@@ -211,9 +227,67 @@ fn host_nodes(nodes: &[PathBuf]) -> Result<Vec<Node>, String> {
             kind,
             perm: Mode::from_bits_truncate(st.st_mode & 0o777),
             rdev: st.st_rdev,
+            uid: st.st_uid,
+            gid: st.st_gid,
         });
     }
     Ok(found)
+}
+
+/// Writes this process's pid to `path` under a POSIX write lock, on a
+/// descriptor that stays open across exec: the program holds the lock
+/// (and its pid names the holder) until it exits, as a pidfile QEMU
+/// writes itself.
+fn write_pidfile(path: &Path) -> Result<(), String> {
+    let err = |what: &str, e: nix::errno::Errno| format!("pidfile {}: {what}: {e}", path.display());
+    let fd = open(
+        path,
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )
+    .map_err(|e| err("open", e))?;
+    // Moved above the handed-over numbers and kept open, without
+    // close-on-exec, for the program's whole life. It is moved before the
+    // lock is taken: closing any descriptor of the file releases it.
+    let moved = fcntl(fd, FcntlArg::F_DUPFD(TARGET_LIMIT));
+    let _ = nix::unistd::close(fd);
+    let kept = moved.map_err(|e| err("moving the descriptor", e))?;
+    let lock = libc::flock {
+        l_type: libc::F_WRLCK as i16,
+        l_whence: libc::SEEK_SET as i16,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    fcntl(kept, FcntlArg::F_SETLK(&lock)).map_err(|e| err("lock", e))?;
+    // SAFETY: `kept` is open for the rest of this process; the borrow ends
+    // with this function and the descriptor is never closed here.
+    let file = unsafe { std::os::fd::BorrowedFd::borrow_raw(kept) };
+    nix::unistd::ftruncate(file, 0).map_err(|e| err("truncate", e))?;
+    let line = format!("{}\n", std::process::id());
+    nix::unistd::write(file, line.as_bytes()).map_err(|e| err("write", e))?;
+    Ok(())
+}
+
+/// Drops root for `c`: the supplementary groups, the group, then the user
+/// (in that order: each step but the last needs root). Checked after.
+fn switch_user(c: &Creds) -> Result<(), String> {
+    use nix::unistd::{Gid, Uid, getegid, geteuid, getgid, getuid, setgid, setgroups, setuid};
+    let groups: Vec<Gid> = c.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    setgroups(&groups).map_err(|e| format!("setgroups: {e}"))?;
+    setgid(Gid::from_raw(c.gid)).map_err(|e| format!("setgid {}: {e}", c.gid))?;
+    setuid(Uid::from_raw(c.uid)).map_err(|e| format!("setuid {}: {e}", c.uid))?;
+    let ids = [getuid().as_raw(), geteuid().as_raw()];
+    let gids = [getgid().as_raw(), getegid().as_raw()];
+    if ids != [c.uid; 2] || gids != [c.gid; 2] {
+        return Err(format!(
+            "credentials not switched: uid {ids:?}, gid {gids:?}"
+        ));
+    }
+    if c.uid != 0 && setuid(Uid::from_raw(0)).is_ok() {
+        return Err("root could be regained after the switch".into());
+    }
+    Ok(())
 }
 
 fn dir(path: &str, mode: libc::mode_t) -> Result<(), String> {

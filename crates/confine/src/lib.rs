@@ -6,8 +6,9 @@
 //! at 10 VMs as at 10,000: no page tables are copied. The helper is a fresh,
 //! single-threaded process, so it may do what a `pre_exec` hook could not
 //! do safely: it takes the descriptors QEMU must inherit from a control
-//! socket, starts a session, builds a private mount namespace with a
-//! minimal `/dev`, forbids new privileges, and execs QEMU. It reports a
+//! socket, starts a session, writes and locks QEMU's pidfile, builds a
+//! private mount namespace with a minimal `/dev`, switches to QEMU's own
+//! user and groups, forbids new privileges, and execs QEMU. It reports a
 //! failure on the control socket; the socket closing on exec means success.
 //!
 //! [`Plan`] is the policy as a plain value (what the helper is asked to
@@ -17,7 +18,7 @@ pub mod child;
 pub mod parent;
 mod plan;
 
-pub use plan::{FIRST_TARGET, MAX_FDS, Plan, PlanError, TARGET_LIMIT};
+pub use plan::{Creds, FIRST_TARGET, MAX_FDS, MAX_GROUPS, Plan, PlanError, TARGET_LIMIT};
 
 /// The helper's file name; it is installed beside the daemon.
 pub const HELPER_NAME: &str = "ferrovirt-exec";

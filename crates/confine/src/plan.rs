@@ -46,7 +46,29 @@ pub struct Plan {
     /// The descriptor numbers the program finds the handed-over
     /// descriptors at, in the order they are sent.
     pub fd_targets: Vec<RawFd>,
+    /// Run the program with these credentials instead of the daemon's;
+    /// switched to after everything that needs root.
+    pub creds: Option<Creds>,
+    /// Write the program's pid to this file (as the daemon's user, before
+    /// the switch) and keep it write-locked until the program exits, as
+    /// QEMU's own `-pidfile` does: for a program that could not create
+    /// the file itself.
+    pub pidfile: Option<PathBuf>,
 }
+
+/// The user a program runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Creds {
+    pub uid: u32,
+    /// The primary group.
+    pub gid: u32,
+    /// The supplementary groups (`setgroups`), e.g. the one that may open
+    /// `/dev/kvm`.
+    pub groups: Vec<u32>,
+}
+
+/// The most supplementary groups a plan may carry.
+pub const MAX_GROUPS: usize = 64;
 
 /// A command line the helper cannot follow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +101,7 @@ impl Plan {
             mount_ns: true,
             dev_nodes,
             no_new_privs: true,
-            fd_targets: Vec::new(),
+            ..Self::default()
         }
     }
 
@@ -101,6 +123,15 @@ impl Plan {
             a.push("--fd".into());
             a.push(fd.to_string().into());
         }
+        if let Some(c) = &self.creds {
+            a.extend(["--uid".into(), c.uid.to_string().into()]);
+            a.extend(["--gid".into(), c.gid.to_string().into()]);
+            let groups: Vec<String> = c.groups.iter().map(u32::to_string).collect();
+            a.extend(["--groups".into(), groups.join(",").into()]);
+        }
+        if let Some(p) = &self.pidfile {
+            a.extend(["--pidfile".into(), p.into()]);
+        }
         a.push("--".into());
         a
     }
@@ -109,6 +140,7 @@ impl Plan {
     /// (at least the program).
     pub fn parse(args: &[OsString]) -> Result<(Self, &[OsString]), PlanError> {
         let mut plan = Self::default();
+        let mut ids = Ids::default();
         let mut it = args.iter().enumerate();
         while let Some((i, a)) = it.next() {
             let mut value = |name: &str| {
@@ -121,7 +153,14 @@ impl Plan {
                 Some("--no-new-privs") => plan.no_new_privs = true,
                 Some("--dev") => plan.dev_nodes.push(dev_path(value("--dev")?)?),
                 Some("--fd") => plan.fd_targets.push(fd_target(value("--fd")?)?),
-                Some("--") => return plan.finish(&args[i + 1..]),
+                Some("--uid") => ids.uid = Some(id(value("--uid")?)?),
+                Some("--gid") => ids.gid = Some(id(value("--gid")?)?),
+                Some("--groups") => ids.groups = Some(groups(value("--groups")?)?),
+                Some("--pidfile") => plan.pidfile = Some(absolute(value("--pidfile")?)?),
+                Some("--") => {
+                    plan.creds = ids.creds()?;
+                    return plan.finish(&args[i + 1..]);
+                }
                 _ => return Err(PlanError(format!("unknown argument {a:?}"))),
             }
         }
@@ -142,6 +181,58 @@ impl Plan {
             return Err(PlanError("a descriptor number is given twice".into()));
         }
         Ok((self, argv))
+    }
+}
+
+/// The credential arguments as given: all three or none.
+#[derive(Default)]
+struct Ids {
+    uid: Option<u32>,
+    gid: Option<u32>,
+    groups: Option<Vec<u32>>,
+}
+
+impl Ids {
+    fn creds(self) -> Result<Option<Creds>, PlanError> {
+        match (self.uid, self.gid, self.groups) {
+            (None, None, None) => Ok(None),
+            (Some(uid), Some(gid), Some(groups)) => Ok(Some(Creds { uid, gid, groups })),
+            _ => Err(PlanError("--uid, --gid and --groups go together".into())),
+        }
+    }
+}
+
+fn id(v: &OsStr) -> Result<u32, PlanError> {
+    v.to_str()
+        .and_then(|s| s.parse::<u32>().ok())
+        .filter(|&n| n != u32::MAX)
+        .ok_or_else(|| PlanError(format!("bad user or group id {v:?}")))
+}
+
+fn groups(v: &OsStr) -> Result<Vec<u32>, PlanError> {
+    let s = v
+        .to_str()
+        .ok_or_else(|| PlanError(format!("bad group list {v:?}")))?;
+    let list: Vec<u32> = s
+        .split(',')
+        .filter(|g| !g.is_empty())
+        .map(|g| id(OsStr::new(g)))
+        .collect::<Result<_, _>>()?;
+    if list.len() > MAX_GROUPS {
+        return Err(PlanError(format!("more than {MAX_GROUPS} groups")));
+    }
+    Ok(list)
+}
+
+fn absolute(v: &OsStr) -> Result<PathBuf, PlanError> {
+    let p = PathBuf::from(v);
+    if p.is_absolute() && p.file_name().is_some() {
+        Ok(p)
+    } else {
+        Err(PlanError(format!(
+            "{} is not an absolute file path",
+            p.display()
+        )))
     }
 }
 
@@ -182,6 +273,12 @@ mod tests {
     fn a_plan_round_trips_through_its_arguments() {
         let mut plan = Plan::guest(true, [Path::new("/dev/sdb"), Path::new("/srv/x.img")]);
         plan.fd_targets = vec![3, 7];
+        plan.creds = Some(Creds {
+            uid: 64055,
+            gid: 64055,
+            groups: vec![107, 5],
+        });
+        plan.pidfile = Some("/run/ferrovirt/u.pid".into());
         let mut a = plan.to_args();
         a.extend(args(&["/usr/bin/qemu", "-S"]));
         let (back, argv) = Plan::parse(&a).unwrap();
@@ -190,6 +287,21 @@ mod tests {
         assert!(back.dev_nodes.iter().any(|d| d == Path::new("/dev/kvm")));
         assert!(back.dev_nodes.iter().any(|d| d == Path::new("/dev/sdb")));
         assert!(!back.dev_nodes.iter().any(|d| d == Path::new("/srv/x.img")));
+    }
+
+    #[test]
+    fn credentials_without_supplementary_groups_round_trip() {
+        let plan = Plan {
+            creds: Some(Creds {
+                uid: 1,
+                gid: 2,
+                groups: Vec::new(),
+            }),
+            ..Plan::default()
+        };
+        let mut a = plan.to_args();
+        a.push("q".into());
+        assert_eq!(Plan::parse(&a).unwrap().0, plan);
     }
 
     #[test]
@@ -213,6 +325,22 @@ mod tests {
             &["--mount-ns"],
             &["--mount-ns", "--"],
             &["--bogus", "--", "q"],
+            &["--uid", "5", "--", "q"],
+            &["--uid", "5", "--gid", "5", "--", "q"],
+            &["--uid", "-1", "--gid", "5", "--groups", "", "--", "q"],
+            &[
+                "--uid",
+                "4294967295",
+                "--gid",
+                "5",
+                "--groups",
+                "",
+                "--",
+                "q",
+            ],
+            &["--uid", "5", "--gid", "5", "--groups", "1,x", "--", "q"],
+            &["--pidfile", "run/u.pid", "--", "q"],
+            &["--pidfile", "/", "--", "q"],
         ] {
             assert!(Plan::parse(&args(bad)).is_err(), "{bad:?} accepted");
         }

@@ -216,6 +216,31 @@ impl DomainDef {
         Ok(())
     }
 
+    /// The unix sockets QEMU listens on for serials and channels in bind
+    /// mode (a channel without a path listens in `run_dir`), in argv
+    /// order: a caller that binds them hands them over with
+    /// `LaunchParams::bound_sockets`.
+    pub fn listening_sockets(&self, run_dir: &Path) -> Vec<PathBuf> {
+        let bind = |src: &ChrSource| match src {
+            ChrSource::Unix {
+                path,
+                mode: UnixMode::Bind,
+            } => Some(path.clone()),
+            _ => None,
+        };
+        let serials = self.devices.serials.iter().filter_map(|s| bind(&s.source)?);
+        let channels = self
+            .devices
+            .channels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let path = bind(&c.source)?;
+                Some(path.unwrap_or_else(|| devices::chardev::channel_socket(run_dir, i, c)))
+            });
+        serials.chain(channels).collect()
+    }
+
     /// Unix channel sockets without a path listen in `run_dir`.
     pub fn channel_paths(&self, run_dir: &Path) -> Vec<PathBuf> {
         self.devices

@@ -523,7 +523,7 @@ fn argv_errors() {
     use domain::{Accel, EmulatorCaps, LaunchParams, build_argv};
     let launch = |accel| LaunchParams {
         qmp_socket: "/q".into(),
-        pidfile: "/p".into(),
+        pidfile: Some("/p".into()),
         domain_run_dir: "/r".into(),
         accel,
         daemonize: false,

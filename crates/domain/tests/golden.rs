@@ -121,3 +121,54 @@ fn golden_files() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// A monitor handed over as a descriptor replaces the socket path, and a
+/// pidfile the caller writes leaves QEMU none of its own.
+#[test]
+fn an_inherited_monitor_and_no_pidfile() {
+    let input = inputs().into_iter().next().unwrap();
+    let def = DomainDef::parse(&std::fs::read_to_string(&input).unwrap()).unwrap();
+    let mut launch = common::golden_launch(&def, Accel::for_domain(&def));
+    launch.monitor_fd = Some(4);
+    launch.pidfile = None;
+    let argv = build_argv(&def, &common::golden_caps(), &launch).unwrap();
+    assert!(
+        argv.iter()
+            .any(|a| a == "socket,id=charmonitor,fd=4,server=on,wait=off"),
+        "{argv:?}"
+    );
+    let socket = launch.qmp_socket.to_string_lossy().into_owned();
+    assert!(!argv.iter().any(|a| a.contains(&socket)), "{argv:?}");
+    assert!(!argv.iter().any(|a| a == "-pidfile"), "{argv:?}");
+}
+
+/// A serial or channel socket the caller bound is handed over as `fd=N`;
+/// one it did not bind keeps its path.
+#[test]
+fn bound_chardev_sockets_are_inherited() {
+    let xml = "<domain type='qemu'><name>s</name><memory unit='MiB'>64</memory>\
+               <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
+               <serial type='unix'><source mode='bind' path='/tmp/s0.sock'/><target port='0'/></serial>\
+               <channel type='unix'><source mode='bind'/><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\
+               <channel type='unix'><source mode='connect' path='/tmp/c.sock'/><target type='virtio' name='x.y'/></channel>\
+               </devices></domain>";
+    let def = DomainDef::parse(xml).unwrap();
+    let mut launch = common::golden_launch(&def, Accel::Tcg);
+    let listening = def.listening_sockets(&launch.domain_run_dir);
+    assert_eq!(
+        listening,
+        vec![
+            PathBuf::from("/tmp/s0.sock"),
+            launch.domain_run_dir.join("org.qemu.guest_agent.0")
+        ]
+    );
+    launch.bound_sockets = listening.into_iter().zip([7, 8]).collect();
+    let argv = build_argv(&def, &common::golden_caps(), &launch).unwrap();
+    for want in [
+        "socket,id=charserial0,fd=7,server=on,wait=off",
+        "socket,id=charchannel0,fd=8,server=on,wait=off",
+        "socket,id=charchannel1,path=/tmp/c.sock",
+    ] {
+        assert!(argv.iter().any(|a| a == want), "no {want} in {argv:?}");
+    }
+}

@@ -141,13 +141,15 @@ fn free_port() -> u16 {
 fn run(stem: &str, def: &DomainDef, dir: &TempDir) {
     let launch = LaunchParams {
         qmp_socket: dir.0.join("qmp.sock"),
-        pidfile: dir.0.join("qemu.pid"),
+        pidfile: Some(dir.0.join("qemu.pid")),
+        monitor_fd: None,
         domain_run_dir: dir.0.clone(),
         accel: Accel::Tcg,
         daemonize: false,
         taps: Vec::new(),
         vhost_net: false,
         spice_port: Some(free_port()),
+        bound_sockets: Vec::new(),
     };
     let (_, caps) = common::real_launch(dir, Accel::Tcg);
     let argv = build_argv(def, &caps, &launch).unwrap_or_else(|e| panic!("{stem}: {e}"));

@@ -41,7 +41,7 @@ fn minimal_domain_reaches_prelaunch() {
     let status = qmp.execute("query-status", None);
     assert_eq!(status["status"], "prelaunch", "{status}");
     assert_eq!(status["running"], false);
-    let pid: u32 = std::fs::read_to_string(&launch.pidfile)
+    let pid: u32 = std::fs::read_to_string(launch.pidfile.as_ref().expect("a pidfile"))
         .expect("-pidfile written")
         .trim()
         .parse()

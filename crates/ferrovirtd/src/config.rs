@@ -94,6 +94,19 @@ pub(crate) struct Config {
     /// The exec helper QEMU is started through; by default the
     /// `ferrovirt-exec` installed beside `ferrovirtd`.
     pub exec_helper: Option<PathBuf>,
+    /// The user each guest's QEMU runs as (libvirt's `user`): an account
+    /// name, or `+N` for a numeric id. Absent or root: QEMU keeps the
+    /// daemon's own credentials, and a warning says so.
+    pub user: Option<String>,
+    /// QEMU's group (libvirt's `group`): a name or `+N`; by default the
+    /// user's primary group. QEMU also gets the user's supplementary
+    /// groups (`kvm`, for `/dev/kvm`).
+    pub group: Option<String>,
+    /// With `user` set: give QEMU's user the files its guest opens (disk
+    /// images, kernel, initrd, NVRAM, serial log files) while the guest
+    /// runs, and put the original owners back after (libvirt's
+    /// `dynamic_ownership`).
+    pub dynamic_ownership: bool,
     /// `ADDR:PORT` for plain TCP clients (`qemu+tcp://`); off when absent.
     /// Needs `auth_tcp = "none"` set explicitly: anyone who reaches the
     /// port controls the daemon, so this is for tests and trusted networks.
@@ -170,6 +183,9 @@ impl Default for Config {
             seccomp_sandbox_options: qemu::DEFAULT_SANDBOX.into(),
             namespaces: vec![Namespace::Mount],
             exec_helper: None,
+            user: None,
+            group: None,
+            dynamic_ownership: true,
             listen_tcp: None,
             auth_tcp: None,
             listen_tls: None,
@@ -274,6 +290,7 @@ impl Config {
                 ConfigError::Invalid(format!("migration_address '{addr}' is not an address: {e}"))
             })?;
         }
+        self.qemu_creds()?;
         if self.listen_tcp.is_some() && self.auth_tcp != Some(AuthTcp::None) {
             return Err(ConfigError::Invalid(
                 "listen_tcp needs auth_tcp = \"none\" set explicitly: TCP clients are not \
@@ -293,6 +310,56 @@ impl Config {
             key_file: self.key_file.clone(),
             allowed_dn: self.tls_allowed_dn_list.clone(),
         }
+    }
+
+    /// The credentials each guest's QEMU runs with (`user`, `group`);
+    /// `None` where that is root, so QEMU keeps the daemon's.
+    pub(crate) fn qemu_creds(&self) -> Result<Option<qemu::Creds>, ConfigError> {
+        use nix::unistd::{Gid, Group, User};
+        let Some(user) = self.user.as_deref() else {
+            return Ok(None);
+        };
+        let unknown =
+            |what: &str, v: &str| ConfigError::Invalid(format!("{what} '{v}': no such account"));
+        let (uid, account) = match numeric(user) {
+            Some(uid) => (uid, User::from_uid(uid.into()).ok().flatten()),
+            None => {
+                let u = User::from_name(user)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| unknown("user", user))?;
+                (u.uid.as_raw(), Some(u))
+            }
+        };
+        let gid = match self.group.as_deref() {
+            Some(g) => match numeric(g) {
+                Some(gid) => gid,
+                None => Group::from_name(g)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| unknown("group", g))?
+                    .gid
+                    .as_raw(),
+            },
+            None => account.as_ref().map(|a| a.gid.as_raw()).ok_or_else(|| {
+                ConfigError::Invalid(format!("user '{user}' has no account: set group"))
+            })?,
+        };
+        if uid == 0 {
+            return Ok(None);
+        }
+        let mut groups = vec![gid];
+        if let Some(a) = &account {
+            let name =
+                std::ffi::CString::new(a.name.as_bytes()).map_err(|_| unknown("user", user))?;
+            if let Ok(list) = nix::unistd::getgrouplist(&name, Gid::from_raw(gid)) {
+                groups = list.into_iter().map(Gid::as_raw).collect();
+            }
+        }
+        groups.sort_unstable();
+        groups.dedup();
+        groups.truncate(qemu::MAX_GROUPS);
+        Ok(Some(qemu::Creds { uid, gid, groups }))
     }
 
     /// The statistics poller's settings.
@@ -320,6 +387,11 @@ impl Config {
     }
 }
 
+/// `+N`: a numeric user or group id, as libvirt writes one.
+fn numeric(v: &str) -> Option<u32> {
+    v.strip_prefix('+')?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +415,42 @@ mod tests {
             cfg.max_client_requests,
             Config::default().max_client_requests
         );
+    }
+
+    #[test]
+    fn qemu_user_and_group_resolve_by_name_or_number() {
+        let with = |user: &str, group: Option<&str>| Config {
+            user: Some(user.into()),
+            group: group.map(Into::into),
+            ..Config::default()
+        };
+        assert_eq!(Config::default().qemu_creds().expect("default"), None);
+        assert_eq!(with("root", None).qemu_creds().expect("root"), None);
+        assert_eq!(with("+0", Some("+0")).qemu_creds().expect("+0"), None);
+        // `nobody` exists on every Debian system.
+        let c = with("nobody", None)
+            .qemu_creds()
+            .expect("nobody")
+            .expect("not root");
+        assert_eq!(c.uid, 65534);
+        assert!(c.groups.contains(&c.gid), "{c:?}");
+        let c = with("+4242", Some("+4343"))
+            .qemu_creds()
+            .expect("numeric")
+            .expect("creds");
+        assert_eq!((c.uid, c.gid, c.groups), (4242, 4343, vec![4343]));
+        let e = with("no-such-user-here", None)
+            .validate()
+            .expect_err("unknown user");
+        assert!(e.to_string().contains("no-such-user-here"), "{e}");
+        let e = with("+4242", None)
+            .qemu_creds()
+            .expect_err("no account, no group");
+        assert!(e.to_string().contains("set group"), "{e}");
+        let e = with("nobody", Some("no-such-group"))
+            .qemu_creds()
+            .expect_err("group");
+        assert!(e.to_string().contains("no-such-group"), "{e}");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub(crate) enum StartError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Table(#[from] rpc::dispatch::TableError),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Paths of the two sockets under a root.
@@ -63,6 +65,7 @@ pub(crate) fn uri_for(sock: &Path) -> String {
 }
 
 pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
+    let driver_cfg = driver_config(&cfg, &root)?;
     // Networks first: the QEMU driver's start-up removes what is left of
     // guests' taps, and its autostart needs their networks running.
     let network = NetworkDriver::open(network_config(&cfg, &root))
@@ -71,7 +74,7 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
             root: root.clone(),
             message: e.to_string(),
         })?;
-    let driver = Driver::open_with_network(driver_config(&cfg, &root), Some(network.clone()))
+    let driver = Driver::open_with_network(driver_cfg, Some(network.clone()))
         .await
         .map_err(|e| StartError::Driver {
             root: root.clone(),
@@ -179,7 +182,7 @@ async fn start_metrics(addr: &str, src: metrics::Sources) -> Result<(), StartErr
 /// at exactly that instant.
 const PAUSE_AFTER_SPAWN_ENV: &str = "FERROVIRT_PAUSE_AFTER_SPAWN";
 
-fn driver_config(cfg: &Config, root: &Path) -> DriverConfig {
+fn driver_config(cfg: &Config, root: &Path) -> Result<DriverConfig, crate::config::ConfigError> {
     let mut d = DriverConfig::new(root);
     d.job_wait = cfg.job_wait();
     d.monitor_timeout = cfg.monitor_timeout();
@@ -196,16 +199,16 @@ fn driver_config(cfg: &Config, root: &Path) -> DriverConfig {
             "{PAUSE_AFTER_SPAWN_ENV} is set: every start pauses after spawning QEMU"
         );
     }
-    d.confinement = confinement(cfg);
+    d.confinement = confinement(cfg)?;
     d.migration = qemu::MigrationConfig {
         address: cfg.migration_address.clone(),
         port_min: cfg.migration_port_min,
         port_max: cfg.migration_port_max,
     };
-    d
+    Ok(d)
 }
 
-fn confinement(cfg: &Config) -> qemu::Confinement {
+fn confinement(cfg: &Config) -> Result<qemu::Confinement, crate::config::ConfigError> {
     let mut c = qemu::Confinement::default();
     if let Some(helper) = &cfg.exec_helper {
         c.exec_helper = helper.clone();
@@ -222,7 +225,16 @@ fn confinement(cfg: &Config) -> qemu::Confinement {
         tracing::warn!("namespaces = [\"mount\"] needs root: QEMU shares the host's /dev");
     }
     c.mount_namespace = wanted && root;
-    c
+    // Checked when the configuration was loaded too; an account removed
+    // since then stops the daemon rather than run QEMU as root.
+    c.creds = cfg.qemu_creds()?;
+    c.dynamic_ownership = cfg.dynamic_ownership;
+    if c.creds.is_none() {
+        tracing::warn!(
+            "QEMU runs as root: set `user` (and `group`) to run it as an unprivileged account"
+        );
+    }
+    Ok(c)
 }
 
 fn storage_config(cfg: &Config, root: &Path) -> StorageConfig {

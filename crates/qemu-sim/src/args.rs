@@ -54,6 +54,8 @@ pub(crate) struct SimOptions {
     pub exit_after_ms: Option<u64>,
     pub job_ms: u64,
     pub powerdown_ms: u64,
+    /// `-sim-hostile`: attempts a taken-over QEMU would make.
+    pub hostile: Option<crate::hostile::HostileSpec>,
 }
 
 impl Default for SimOptions {
@@ -70,6 +72,7 @@ impl Default for SimOptions {
             exit_after_ms: None,
             job_ms: 2000,
             powerdown_ms: 100,
+            hostile: None,
         }
     }
 }
@@ -97,6 +100,8 @@ pub(crate) struct Config {
     pub drives: Vec<String>,
     /// Device ids from `-device ...,id=`, so `device_del` can find them.
     pub devices: Vec<String>,
+    /// `-sandbox on,...,spawn=deny` (QEMU's filter of new processes).
+    pub sandbox_spawn_deny: bool,
     pub sim: SimOptions,
 }
 
@@ -119,6 +124,7 @@ impl Default for Config {
             nodes: Vec::new(),
             drives: Vec::new(),
             devices: Vec::new(),
+            sandbox_spawn_deny: false,
             sim: SimOptions::default(),
         }
     }
@@ -505,6 +511,17 @@ where
                 if let Some(id) = device_id(&v) {
                     cfg.devices.push(id);
                 }
+            }
+            "sandbox" => {
+                let opts = parse_opts(&v, Some("enable"));
+                cfg.sandbox_spawn_deny =
+                    get(&opts, "enable") == Some("on") && get(&opts, "spawn") == Some("deny");
+            }
+            "sim-hostile" => {
+                cfg.sim.hostile = Some(
+                    crate::hostile::HostileSpec::parse(&v)
+                        .map_err(|e| ArgError(format!("-sim-hostile {v}: {e}")))?,
+                )
             }
             "sim-control" => cfg.sim.control = Some(PathBuf::from(v)),
             "sim-flood" => {

@@ -10,6 +10,7 @@ mod args;
 mod control;
 mod daemonize;
 mod faults;
+mod hostile;
 mod jobs;
 mod listen;
 mod migration;
@@ -35,7 +36,8 @@ Accepts the options a manager passes to qemu-system-x86_64 and serves QMP on
 -qmp unix:PATH,server=on,wait=off or -chardev socket,...,server=on + -mon mode=control.
 Simulator options: -sim-control PATH, -sim-flood NAME:RATE[:SECONDS], -sim-hang,
 -sim-slow MS, -sim-garbage, -sim-wrong-ids, -sim-huge-mib N, -sim-exit-after MS,
--sim-job-ms MS, -sim-powerdown-ms MS, -sim-ignore-unplug. See crates/qemu-sim/README.md.
+-sim-job-ms MS, -sim-powerdown-ms MS, -sim-ignore-unplug, -sim-hostile read=PATH,write=PATH,open=PATH.
+See crates/qemu-sim/README.md.
 ";
 
 fn main() {
@@ -73,6 +75,9 @@ fn run() -> Result<i32, String> {
         Some(p) => Some(daemonize::lock_pidfile(p)?),
         None => None,
     };
+    if let Some(spec) = &cfg.sim.hostile {
+        hostile::attack(spec, cfg.sandbox_spawn_deny);
+    }
     let bound = listen::bind_all(&cfg)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

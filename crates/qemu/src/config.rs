@@ -70,6 +70,14 @@ pub struct Confinement {
     /// A private mount namespace per QEMU, whose `/dev` holds only the
     /// nodes its guest needs. Needs root (CAP_SYS_ADMIN).
     pub mount_namespace: bool,
+    /// The user and groups each guest's QEMU runs as; `None` keeps the
+    /// daemon's own. QEMU then reaches the daemon's directories through
+    /// nothing but the descriptors it is handed (monitor, run lock, taps,
+    /// its log).
+    pub creds: Option<confine::Creds>,
+    /// With `creds`: give QEMU's user the files its guest opens by path
+    /// for the guest's life (libvirt's `dynamic_ownership`).
+    pub dynamic_ownership: bool,
 }
 
 impl Default for Confinement {
@@ -78,6 +86,8 @@ impl Default for Confinement {
             exec_helper: confine::default_helper(),
             sandbox: Some(DEFAULT_SANDBOX.to_owned()),
             mount_namespace: nix::unistd::geteuid().is_root(),
+            creds: None,
+            dynamic_ownership: true,
         }
     }
 }
@@ -169,7 +179,13 @@ impl Layout {
         }
     }
 
+    /// Creates every directory. All but the variable stores' are the
+    /// daemon's alone (mode 0700, set again on every open): a QEMU running
+    /// as its own user reads no definition, status record or log of
+    /// another guest. QEMU opens its variable store by name, so that
+    /// directory stays searchable.
     pub fn create_all(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
         for d in [
             &self.config_dir,
             &self.autostart_dir,
@@ -182,7 +198,22 @@ impl Layout {
         ] {
             std::fs::create_dir_all(d)?;
         }
+        for d in self.private_dirs() {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
+        }
         Ok(())
+    }
+
+    fn private_dirs(&self) -> [&Path; 7] {
+        [
+            &self.config_dir,
+            &self.autostart_dir,
+            &self.run_dir,
+            &self.log_dir,
+            &self.caps_dir,
+            &self.managed_save_dir,
+            &self.swtpm_dir,
+        ]
     }
 
     pub fn definition(&self, name: &str) -> PathBuf {
@@ -292,6 +323,28 @@ mod tests {
         );
         assert!(l.written_dirs().iter().all(|d| d.starts_with("/r")));
         assert!(l.written_dirs().contains(&l.managed_save_dir.as_path()));
+    }
+
+    #[test]
+    fn the_daemons_directories_are_its_own_but_the_variable_stores() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let l = Layout::new(dir.path());
+        l.create_all().unwrap();
+        // Widened by hand: the next open narrows it again.
+        std::fs::set_permissions(&l.run_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        l.create_all().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for d in [
+            &l.config_dir,
+            &l.run_dir,
+            &l.log_dir,
+            &l.managed_save_dir,
+            &l.swtpm_dir,
+        ] {
+            assert_eq!(mode(d), 0o700, "{}", d.display());
+        }
+        assert_ne!(mode(&l.nvram_dir) & 0o001, 0, "QEMU's user opens its store");
     }
 
     #[test]

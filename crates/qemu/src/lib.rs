@@ -39,6 +39,7 @@ mod stats;
 mod store;
 
 pub use config::{Confinement, DEFAULT_SANDBOX, DriverConfig, Layout, default_root};
+pub use confine::{Creds, MAX_GROUPS};
 pub use domain::{EmulatorCaps, parse_copy_dest};
 pub use driver::{
     BandwidthChange, CpuTarget, Driver, ListFilter, LiveNic, RateChange, Screenshot, StatePolicy,

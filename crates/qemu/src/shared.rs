@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     /// starts never pick the same one (see `lifecycle::host`). A short
     /// lock, never held across an await.
     pub(crate) display_ports: std::sync::Mutex<std::collections::BTreeMap<uuid::Uuid, u16>>,
+    /// The files given to QEMU's user, by the running guests holding them.
+    pub(crate) owned: crate::lifecycle::host::owner::Holdings,
     /// Makes the taps of guest NICs; `None` in a daemon without networks
     /// (such guests are then refused).
     pub(crate) network: Option<network::NetworkDriver>,
@@ -69,6 +71,7 @@ impl Shared {
             caps: CapsCache::new(cfg.confinement.exec_helper.clone()),
             kvm: OnceCell::new(),
             display_ports: std::sync::Mutex::default(),
+            owned: Default::default(),
             network,
             migrations: crate::jobs::migration::Table::default(),
             migration_ports: crate::jobs::migration::ports::Ports::new(

@@ -13,6 +13,7 @@
 //! | [`client`] | an `rpc::Client` opened the way libvirt's client library opens one |
 //! | [`latency`] | percentiles of latency samples |
 //! | [`accel`] | which accelerator tests ask real QEMU for |
+//! | [`account`] | the unprivileged account QEMU runs as when a test sets the daemon's `user` |
 //! | [`chaos`] | kill -9 of the daemon at random instants under random operations, and what must hold after each restart |
 //!
 //! Fallible functions return [`Error`], so the bench can report a failed
@@ -20,6 +21,7 @@
 //! tests (a missing tool, a missed deadline) and name what is missing.
 
 pub mod accel;
+pub mod account;
 pub mod binaries;
 pub mod chaos;
 pub mod client;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use testkit::{processes, procfs};
 
 use crate::client::{self, StartAs};
-use crate::daemon::{Daemon, DaemonKind, Emu, Env};
+use crate::daemon::{Daemon, Emu, Env};
 use crate::error::{BenchError, BenchResult};
 use crate::params::Params;
 use crate::results::{
@@ -43,7 +43,7 @@ pub(crate) async fn run(env: &Env, params: &Params, nofile: u64) -> BenchResult<
         if let Some(why) = &capped_by {
             eprintln!("  [ferrovirtd] scale: N={requested} capped to {count}: {why}");
         }
-        let outcome = match step(env, count).await {
+        let outcome = match step(env, count, params.scale_qemu_user.as_deref()).await {
             Ok(figures) => Outcome::Done(figures),
             Err(error) => Outcome::Failed {
                 error: error.to_string(),
@@ -74,8 +74,11 @@ fn report_step(count: usize, outcome: &Outcome<ScaleFigures>) {
     }
 }
 
-async fn step(env: &Env, count: usize) -> BenchResult<ScaleFigures> {
-    let mut daemon = Daemon::start(DaemonKind::Ferrovirtd, env, &format!("scale{count}"))?;
+async fn step(env: &Env, count: usize, user: Option<&str>) -> BenchResult<ScaleFigures> {
+    let extra = user
+        .map(|u| format!("user = \"{u}\"\n"))
+        .unwrap_or_default();
+    let mut daemon = Daemon::start_ferrovirtd_in(env, &format!("scale{count}"), None, &extra)?;
     let figures = measure(&mut daemon, count).await;
     // Thousands of destroys through the RPC would take a while: SIGTERM
     // the daemon and kill the sims by pid (their command lines name the

@@ -8,6 +8,7 @@ use crate::error::DomainXmlError;
 /// `-chardev` for `src` with id `id`. `auto_path`: where a unix source
 /// without a path listens.
 fn chardev(
+    cx: &Ctx<'_>,
     id: &str,
     src: &ChrSource,
     log: Option<&ChrLog>,
@@ -29,7 +30,11 @@ fn chardev(
                 DomainXmlError::structure(format!("chardev {id} has no socket path"))
             })?;
             check_socket_path("channel socket", p)?;
-            let mut s = format!("socket,id={id},path={}", esc_path(p));
+            let bound = cx.launch.bound_sockets.iter().find(|(b, _)| b == p);
+            let mut s = match bound {
+                Some((_, fd)) if *mode == UnixMode::Bind => format!("socket,id={id},fd={fd}"),
+                _ => format!("socket,id={id},path={}", esc_path(p)),
+            };
             if *mode == UnixMode::Bind {
                 s.push_str(",server=on,wait=off");
             }
@@ -52,7 +57,10 @@ fn chardev(
 pub(super) fn serials(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError> {
     for (i, s) in cx.def.devices.serials.iter().enumerate() {
         let id = format!("charserial{i}");
-        a.opt("-chardev", chardev(&id, &s.source, s.log.as_ref(), None)?);
+        a.opt(
+            "-chardev",
+            chardev(cx, &id, &s.source, s.log.as_ref(), None)?,
+        );
         a.device(format!(
             "isa-serial,chardev={id},id=serial{i},index={}",
             s.port
@@ -67,7 +75,7 @@ pub(super) fn channels(cx: &Ctx<'_>, a: &mut Args) -> Result<(), DomainXmlError>
         let auto = channel_socket(&cx.launch.domain_run_dir, i, ch);
         a.opt(
             "-chardev",
-            chardev(&id, &ch.source, ch.log.as_ref(), Some(&auto))?,
+            chardev(cx, &id, &ch.source, ch.log.as_ref(), Some(&auto))?,
         );
         let Some(Address::VirtioSerial(addr)) = ch.address else {
             return Err(DomainXmlError::structure(format!(

@@ -70,7 +70,13 @@ impl Accel {
 pub struct LaunchParams {
     /// QMP monitor socket (QEMU listens).
     pub qmp_socket: PathBuf,
-    pub pidfile: PathBuf,
+    /// The listening monitor socket QEMU inherits at this descriptor
+    /// number, bound at `qmp_socket` by the caller (`fd=N`): QEMU then
+    /// needs no access to the socket's directory.
+    pub monitor_fd: Option<i32>,
+    /// QEMU's `-pidfile`; `None` when the caller writes it (QEMU, running
+    /// as another user, could not).
+    pub pidfile: Option<PathBuf>,
     /// The domain's private runtime directory (the driver creates it):
     /// sockets of unix channels without a path, the swtpm socket,
     /// file-backed RAM.
@@ -85,6 +91,11 @@ pub struct LaunchParams {
     pub vhost_net: bool,
     /// The port chosen for a SPICE display with autoport.
     pub spice_port: Option<u16>,
+    /// Unix sockets of serials and channels the caller bound (see
+    /// `DomainDef::listening_sockets`), by path, with the descriptor
+    /// number QEMU inherits each at: QEMU listens on those (`fd=N`)
+    /// instead of creating them.
+    pub bound_sockets: Vec<(PathBuf, i32)>,
 }
 
 /// Where the swtpm socket of a domain with a TPM is (the driver starts
@@ -268,7 +279,9 @@ pub fn build_argv(
     devices::watchdog(&cx, &mut a);
     devices::balloon(&cx, &mut a);
     devices::rngs(&cx, &mut a)?;
-    a.opt("-pidfile", launch.pidfile.to_string_lossy());
+    if let Some(pidfile) = &launch.pidfile {
+        a.opt("-pidfile", pidfile.to_string_lossy());
+    }
     if launch.daemonize {
         a.flag("-daemonize");
     }
@@ -278,12 +291,13 @@ pub fn build_argv(
 }
 
 fn monitor(cx: &Ctx<'_>, a: &mut Args) {
+    let at = match cx.launch.monitor_fd {
+        Some(fd) => format!("fd={fd}"),
+        None => format!("path={}", esc_path(&cx.launch.qmp_socket)),
+    };
     a.opt(
         "-chardev",
-        format!(
-            "socket,id=charmonitor,path={},server=on,wait=off",
-            esc_path(&cx.launch.qmp_socket)
-        ),
+        format!("socket,id=charmonitor,{at},server=on,wait=off"),
     );
     a.opt("-mon", "chardev=charmonitor,id=monitor,mode=control");
 }

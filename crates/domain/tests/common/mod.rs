@@ -36,7 +36,7 @@ pub fn golden_launch(def: &DomainDef, accel: Accel) -> LaunchParams {
     let (name, uuid) = (&def.name, def.uuid);
     LaunchParams {
         qmp_socket: PathBuf::from(format!("/run/ferrovirt/{name}/qmp.sock")),
-        pidfile: PathBuf::from(format!("/run/ferrovirt/{name}/qemu.pid")),
+        pidfile: Some(PathBuf::from(format!("/run/ferrovirt/{name}/qemu.pid"))),
         domain_run_dir: PathBuf::from(format!("/run/ferrovirt/{uuid}")),
         accel,
         daemonize: true,
@@ -44,6 +44,8 @@ pub fn golden_launch(def: &DomainDef, accel: Accel) -> LaunchParams {
         taps: (0..8).map(|i| Some(40 + i)).collect(),
         vhost_net: true,
         spice_port: Some(5910),
+        monitor_fd: None,
+        bound_sockets: Vec::new(),
     }
 }
 
@@ -223,7 +225,7 @@ impl RawQmp {
 pub fn real_launch(dir: &TempDir, accel: Accel) -> (LaunchParams, EmulatorCaps) {
     let launch = LaunchParams {
         qmp_socket: dir.0.join("qmp.sock"),
-        pidfile: dir.0.join("qemu.pid"),
+        pidfile: Some(dir.0.join("qemu.pid")),
         domain_run_dir: dir.0.clone(),
         accel,
         daemonize: false,

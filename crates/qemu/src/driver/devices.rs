@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use joblock::NormalJob;
-use qmp::commands::{AddClient, Closefd, Screendump};
+use qmp::commands::{AddClient, Closefd, RemoveFd, Screendump};
 
 use super::Driver;
 use crate::emulator::chardev::{self, OpenChardev};
@@ -61,8 +61,49 @@ impl Driver {
         dom.lock().active_ctx()?;
         let target = dom.def_for_xml(false).screen(screen)?;
         let tmp = TempFile::create(&self.s.layout.run_dir, &dom.uuid())?;
+        let fdset = self.screendump_fdset(dom, &tmp).await?;
+        let filename = match fdset {
+            Some(id) => format!("/dev/fdset/{id}"),
+            None => tmp.0.to_string_lossy().into_owned(),
+        };
+        let dumped = self.screendump(dom, filename, target, t).await;
+        if let Some(id) = fdset {
+            let gone = RemoveFd {
+                fdset_id: id,
+                fd: None,
+            };
+            let _ = dom.qmp(&gone, t).await;
+        }
+        let mime = dumped?;
+        let file =
+            std::fs::File::open(&tmp.0).map_err(|e| Error::io("cannot open the screendump", e))?;
+        Ok(Screenshot { file, mime })
+    }
+
+    /// A QEMU that runs as its own user cannot open the daemon's temporary
+    /// file by name: it gets the file as a descriptor set instead.
+    async fn screendump_fdset(&self, dom: &Domain, tmp: &TempFile) -> Result<Option<u64>> {
+        if self.s.cfg.confinement.creds.is_none() {
+            return Ok(None);
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&tmp.0)
+            .map_err(|e| Error::io(format!("cannot open {}", tmp.0.display()), e))?;
+        dom.add_fd("screendump", file.as_fd()).await.map(Some)
+    }
+
+    /// `screendump` to `filename` as PNG, or as PPM where QEMU cannot
+    /// write PNG; returns the image's MIME type.
+    async fn screendump(
+        &self,
+        dom: &Domain,
+        filename: String,
+        target: Option<(String, u32)>,
+        t: std::time::Duration,
+    ) -> Result<&'static str> {
         let mut cmd = Screendump {
-            filename: tmp.0.to_string_lossy().into_owned(),
+            filename,
             device: target.as_ref().map(|(d, _)| d.clone()),
             head: target.map(|(_, h)| h),
             format: Some("png".into()),
@@ -77,9 +118,7 @@ impl Driver {
             }
             Err(e) => return Err(e),
         };
-        let file =
-            std::fs::File::open(&tmp.0).map_err(|e| Error::io("cannot open the screendump", e))?;
-        Ok(Screenshot { file, mime })
+        Ok(mime)
     }
 
     /// `virDomainOpenGraphicsFD`: a new connection to graphics `idx`

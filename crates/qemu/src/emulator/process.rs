@@ -277,16 +277,31 @@ pub(crate) fn cmdline_contains(pid: i32, needle: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// PIDs whose command line mentions `needle` (tests and tools count the
-/// QEMUs of a uuid with it; the driver itself never needs it).
+/// PIDs whose command line mentions `needle`, or, for a QEMU that runs as
+/// its own user, whose pidfile (named in its environment) does (tests and
+/// tools count the QEMUs of a root or uuid with it; the driver itself
+/// never needs it).
 pub fn pids_with_arg(needle: &str) -> Vec<i32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| !is_zombie(*pid) && cmdline_contains(*pid, needle))
+        .filter(|pid| {
+            !is_zombie(*pid)
+                && (cmdline_contains(*pid, needle) || pidfile_env_contains(*pid, needle))
+        })
         .collect()
+}
+
+/// Whether the pidfile `/proc/PID/environ` names contains `needle`.
+fn pidfile_env_contains(pid: i32, needle: &str) -> bool {
+    let key = format!("{}=", crate::lifecycle::start::PIDFILE_ENV);
+    nul_separated(&format!("/proc/{pid}/environ")).is_some_and(|env| {
+        env.iter()
+            .filter_map(|e| e.strip_prefix(&key))
+            .any(|v| v.contains(needle))
+    })
 }
 
 /// Who a process of this driver's root belongs to (see [`Ownership`]).
@@ -344,17 +359,22 @@ impl Ownership {
     }
 
     /// The owner of live process `pid` (None for a zombie, a process
-    /// that is gone, or one that is not ours).
+    /// that is gone, or one that is not ours): by its arguments, or for a
+    /// QEMU that runs as its own user (whose arguments name no file of
+    /// the root) by the pidfile its environment names.
     pub(crate) fn of_pid(&self, pid: i32) -> Option<Owner> {
         if is_zombie(pid) {
             return None;
         }
-        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let args: Vec<String> = raw
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        self.of_args(&args)
+        let by_args = self.of_args(&nul_separated(&format!("/proc/{pid}/cmdline"))?);
+        by_args.or_else(|| self.of_environ(&nul_separated(&format!("/proc/{pid}/environ"))?))
+    }
+
+    /// The owner named by a `PIDFILE_ENV=RUN_DIR/UUID.pid` entry.
+    fn of_environ(&self, env: &[String]) -> Option<Owner> {
+        let key = format!("{}=", crate::lifecycle::start::PIDFILE_ENV);
+        let value = env.iter().find_map(|e| e.strip_prefix(&key))?;
+        self.domain_in(value).map(Owner::Domain)
     }
 
     /// Every live process of this root but the calling one: one pass over
@@ -370,6 +390,16 @@ impl Ownership {
             .filter_map(|pid| Some((pid, self.of_pid(pid)?)))
             .collect()
     }
+}
+
+/// The NUL-separated strings of a /proc file (cmdline, environ).
+fn nul_separated(path: &str) -> Option<Vec<String>> {
+    let raw = std::fs::read(path).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
 }
 
 fn is_zombie(pid: i32) -> bool {
@@ -441,6 +471,13 @@ mod tests {
         );
         assert_eq!(o.of_args(&["tail", "/r/run/qemu/notes.pid"]), None);
         assert_eq!(o.of_args(&["ferrovirtd", "--root", "/r"]), None);
+        // A QEMU running as its own user: its environment names its pidfile.
+        let env = format!("{}={pidfile}", crate::lifecycle::start::PIDFILE_ENV);
+        assert_eq!(
+            o.of_environ(&["PATH=/bin".into(), env]),
+            Some(Owner::Domain(u))
+        );
+        assert_eq!(o.of_environ(&[format!("OTHER={pidfile}")]), None);
     }
 
     #[tokio::test]

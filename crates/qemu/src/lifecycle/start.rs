@@ -10,6 +10,7 @@
 //! the start did not complete) rather than orphan it or start a second.
 
 use std::io::Write;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,17 @@ use crate::{Error, Result};
 /// How long a start waits for a stale monitor socket to refuse a
 /// connection before it counts as alive.
 const SOCKET_PROBE: Duration = Duration::from_secs(1);
+
+/// Where QEMU finds what it inherits: the run lock at the first number
+/// (`confine::FIRST_TARGET`), the listening monitor socket next, then the
+/// taps in interface order, then the sockets of serials and channels.
+const MONITOR_FD: i32 = confine::FIRST_TARGET + 1;
+const FIRST_TAP_FD: i32 = confine::FIRST_TARGET + 2;
+
+/// Names, in the environment of a QEMU that runs as its own user, the
+/// pidfile the exec helper wrote for it: how a restarted daemon tells its
+/// QEMUs from others when their arguments name no file of the root.
+pub(crate) const PIDFILE_ENV: &str = "FERROVIRT_PIDFILE";
 
 /// Where a started QEMU gets its guest's state from (`-incoming defer`,
 /// then `migrate-incoming`), and the definition that goes with it.
@@ -191,34 +203,70 @@ async fn launch(
     run: &host::Prepared,
 ) -> Result<(Arc<RunCtx>, Arc<Process>)> {
     let lock = claim(s, dom).await?;
+    let socket = s.layout.monitor_socket(&dom.uuid());
+    let monitor = bind_monitor(&socket)?;
     let (taps, argv) = taps_and_argv(s, def, cmd, run).await?;
     let records = taps.records();
     let id = s.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let socket = s.layout.monitor_socket(&dom.uuid());
-    let intent =
-        status::StatusRecord::intent(dom, persistent, id, &def.live(id), socket, records.clone());
+    let owned = s.owned.hold(dom.uuid(), run.owned.clone());
+    let intent = status::StatusRecord::intent(
+        dom,
+        persistent,
+        id,
+        &def.live(id),
+        socket,
+        records.clone(),
+        owned.clone(),
+    );
     if let Err(e) = status::record_intent(s, dom, &intent) {
         nics::release(s, &records);
+        s.owned.release(dom.uuid(), &owned);
         return Err(e);
     }
     let prepared = match nics::apply_bandwidth(s, def.domain(), &records).await {
-        Ok(()) => host::prepare(s, def, run).await,
+        Ok(()) => host::prepare(s, def, run, &owned).await,
         Err(e) => Err(e),
     };
-    let spawned = match prepared {
-        Ok(()) => spawn(s, dom, def, &argv, id, &lock, &taps),
+    let spawned = match prepared.and_then(|()| cmd.bind_sockets(def, run)) {
+        Ok(sockets) => {
+            let h = Handover {
+                lock: &lock,
+                monitor: &monitor,
+                taps: &taps,
+                sockets: &sockets,
+                owned: owned.clone(),
+            };
+            spawn(s, dom, def, &argv, id, h)
+        }
         Err(e) => Err(e),
     };
-    // QEMU holds the run lock and the taps from here on (or nothing was
-    // spawned, and the taps go with the daemon's descriptors).
+    // QEMU holds the run lock, the monitor socket and the taps from here
+    // on (or nothing was spawned, and they go with the daemon's
+    // descriptors). The daemon's copy of the listener must be gone before
+    // it connects: a QEMU that dies then closes the last one, and the
+    // connection ends instead of waiting in the backlog.
     drop(lock);
+    drop(monitor);
     drop(taps);
     if spawned.is_err() {
         nics::release(s, &records);
+        s.owned.release(dom.uuid(), &owned);
         host::release(s, def, &dom.uuid());
         status::remove(s, dom);
     }
     spawned
+}
+
+/// Binds the monitor socket QEMU listens on (it inherits the listener, so
+/// it needs no access to the run directory). A file left at `path` was
+/// removed by [`claim`].
+fn bind_monitor(path: &Path) -> Result<UnixListener> {
+    UnixListener::bind(path).map_err(|e| {
+        Error::io(
+            format!("cannot bind the monitor socket {}", path.display()),
+            e,
+        )
+    })
 }
 
 /// The taps of `def`'s NICs, and QEMU's argv that hands them over. The
@@ -232,9 +280,7 @@ async fn taps_and_argv(
     run: &host::Prepared,
 ) -> Result<(nics::Taps, Vec<String>)> {
     let taps = nics::create(s, def.domain()).await?;
-    // The exec helper puts the run lock at the first handed-over number
-    // and the taps after it, in order.
-    match cmd.argv(def, run, taps.fds_from(confine::FIRST_TARGET + 1)) {
+    match cmd.argv(def, run, taps.fds_from(FIRST_TAP_FD)) {
         Ok(argv) => Ok((taps, argv)),
         Err(e) => {
             nics::release(s, &taps.records());
@@ -253,18 +299,55 @@ struct CommandLine {
     vhost_net: bool,
     /// QEMU's `-sandbox` argument, if any.
     sandbox: Option<String>,
+    /// QEMU's `-pidfile`; `None` when the exec helper writes it (QEMU runs
+    /// as a user that cannot write the run directory).
+    pidfile: Option<PathBuf>,
+    /// The daemon binds the sockets of serials and channels in bind mode
+    /// and QEMU inherits them (it runs as a user that could not create
+    /// them in the domain's run directory).
+    bind_sockets: bool,
 }
 
 impl CommandLine {
+    /// Binds the sockets QEMU inherits for its serials and channels (see
+    /// `bind_sockets`), in the order of the argv's descriptor numbers. A
+    /// file left at a path is replaced, as QEMU replaces it.
+    fn bind_sockets(&self, def: &Def, run: &host::Prepared) -> Result<Vec<UnixListener>> {
+        if !self.bind_sockets {
+            return Ok(Vec::new());
+        }
+        let paths = def.domain().listening_sockets(&run.run_dir);
+        paths
+            .iter()
+            .map(|p| {
+                let _ = std::fs::remove_file(p);
+                UnixListener::bind(p)
+                    .map_err(|e| Error::io(format!("cannot bind {}", p.display()), e))
+            })
+            .collect()
+    }
+
     /// QEMU's argv, with `taps` (the descriptor of each interface's tap,
     /// by index) for QEMU to inherit.
     fn argv(&self, def: &Def, run: &host::Prepared, taps: Vec<Option<i32>>) -> Result<Vec<String>> {
+        // After the taps, in the order of `listening_sockets`.
+        let after_taps = FIRST_TAP_FD
+            .saturating_add(i32::try_from(taps.iter().flatten().count()).unwrap_or(i32::MAX));
+        let bound_sockets = if self.bind_sockets {
+            let paths = def.domain().listening_sockets(&run.run_dir);
+            paths.into_iter().zip(after_taps..).collect()
+        } else {
+            Vec::new()
+        };
         let launch = domain::LaunchParams {
+            bound_sockets,
             domain_run_dir: run.run_dir.clone(),
             accel: self.accel,
             taps,
             vhost_net: self.vhost_net,
             spice_port: run.spice_port,
+            monitor_fd: Some(MONITOR_FD),
+            pidfile: self.pidfile.clone(),
             ..Default::default()
         };
         let mut argv = def.argv(&self.socket, &self.caps, launch)?;
@@ -304,8 +387,16 @@ async fn command_line(
         caps,
         socket: s.layout.monitor_socket(&dom.uuid()),
         incoming,
-        vhost_net: vhost_net_usable(),
+        // QEMU opens /dev/vhost-net itself: only as the daemon's user.
+        vhost_net: s.cfg.confinement.creds.is_none() && vhost_net_usable(),
         sandbox: s.cfg.confinement.sandbox.clone(),
+        pidfile: s
+            .cfg
+            .confinement
+            .creds
+            .is_none()
+            .then(|| s.layout.pidfile(&dom.uuid())),
+        bind_sockets: s.cfg.confinement.creds.is_some(),
     };
     let stand_ins = def
         .domain()
@@ -339,35 +430,55 @@ async fn choose_accel(s: &Shared, def: &Def) -> Result<Accel> {
     }
 }
 
-/// Spawns QEMU as domain `id`, handing it the run lock and the taps, and begins the
-/// run (paused, starting up).
+/// What a spawned QEMU takes over from its start: the descriptors it
+/// inherits, and the files given to its user.
+struct Handover<'a> {
+    lock: &'a RunLock,
+    monitor: &'a UnixListener,
+    taps: &'a nics::Taps,
+    /// Serials' and channels' listening sockets (see `bind_sockets`).
+    sockets: &'a [UnixListener],
+    owned: Vec<host::owner::Owned>,
+}
+
+/// Spawns QEMU as domain `id`, handing it the run lock, the monitor and
+/// the taps, and begins the run (paused, starting up).
 fn spawn(
     s: &Shared,
     dom: &Arc<Domain>,
     def: &Def,
     argv: &[String],
     id: u32,
-    lock: &RunLock,
-    taps: &nics::Taps,
+    h: Handover<'_>,
 ) -> Result<(Arc<RunCtx>, Arc<Process>)> {
+    use std::os::fd::AsFd;
     let log = s.layout.log(dom.name());
     log_header(&log, dom.name(), id, argv);
-    let mut inherit = vec![lock.fd()];
-    inherit.extend(taps.inherited());
+    // The run lock, the monitor, the taps, the chardev sockets: see
+    // MONITOR_FD and `CommandLine::argv`.
+    let mut inherit = vec![h.lock.fd(), h.monitor.as_fd()];
+    inherit.extend(h.taps.inherited());
+    inherit.extend(h.sockets.iter().map(AsFd::as_fd));
+    let plan = confinement(s, def, &dom.uuid());
+    let mut env = def.env().to_vec();
+    if let Some(pidfile) = &plan.pidfile {
+        env.push((PIDFILE_ENV.to_owned(), pidfile.display().to_string()));
+    }
     let launch = process::Launch {
         helper: &s.cfg.confinement.exec_helper,
-        plan: confinement(s, def),
+        plan,
         inherit,
     };
     let process = Arc::new(
-        process::spawn(argv, def.env(), &log, launch)
+        process::spawn(argv, &env, &log, launch)
             .map_err(|e| Error::io(format!("cannot execute {}", def.emulator().display()), e))?,
     );
     let start = RunStart {
         process: process.clone(),
         start_time: process::start_time(process.pid()).unwrap_or(0),
         socket: s.layout.monitor_socket(&dom.uuid()),
-        taps: taps.records(),
+        taps: h.taps.records(),
+        owned: h.owned,
     };
     let ctx = dom.lock().start_run(id, def, start);
     s.registry.set_id(id, dom);
@@ -375,20 +486,28 @@ fn spawn(
 }
 
 /// What the exec helper does for this guest's QEMU: a private `/dev` with
-/// the nodes the guest uses (when mount namespaces are configured), and no
-/// new privileges either way.
-fn confinement(s: &Shared, def: &Def) -> confine::Plan {
-    if !s.cfg.confinement.mount_namespace {
-        return confine::Plan {
+/// the nodes the guest uses (when mount namespaces are configured), the
+/// configured user (the helper then writes QEMU's pidfile), and no new
+/// privileges either way.
+fn confinement(s: &Shared, def: &Def, uuid: &uuid::Uuid) -> confine::Plan {
+    let c = &s.cfg.confinement;
+    let mut plan = if c.mount_namespace {
+        let disks = def.disk_paths();
+        confine::Plan::guest(
+            def.accel() == Accel::Kvm,
+            disks.iter().map(PathBuf::as_path),
+        )
+    } else {
+        confine::Plan {
             no_new_privs: true,
             ..confine::Plan::default()
-        };
+        }
+    };
+    plan.creds = c.creds.clone();
+    if plan.creds.is_some() {
+        plan.pidfile = Some(s.layout.pidfile(uuid));
     }
-    let disks = def.disk_paths();
-    confine::Plan::guest(
-        def.accel() == Accel::Kvm,
-        disks.iter().map(PathBuf::as_path),
-    )
+    plan
 }
 
 fn log_header(log: &Path, name: &str, id: u32, argv: &[String]) {

@@ -40,6 +40,8 @@ pub(crate) fn cleanup(
     }
     run.ctx().update_progress(|p| p.closed = true);
     run.process().reap();
+    // Before the record that names the originals goes.
+    s.owned.release(dom.uuid(), run.owned());
     status::remove(s, dom);
     let _ = std::fs::remove_file(run.socket());
     nics::release(s, run.taps());

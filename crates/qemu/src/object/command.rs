@@ -48,6 +48,20 @@ impl Domain {
         res.map_err(Error::from_qmp)
     }
 
+    /// Adds `fd` to a new descriptor set of QEMU (`add-fd`): QEMU opens
+    /// `/dev/fdset/ID` as it. Returns the set's id.
+    pub(crate) async fn add_fd(&self, opaque: &str, fd: BorrowedFd<'_>) -> Result<u64> {
+        let mon = self.lock().monitor().ok_or(Error::NotRunning)?;
+        let cmd = qmp::commands::AddFd {
+            fdset_id: None,
+            opaque: Some(opaque.to_owned()),
+        };
+        mon.execute_with_fd(&cmd, fd)
+            .await
+            .map(|info| info.fdset_id)
+            .map_err(Error::from_qmp)
+    }
+
     /// Hands `fd` to QEMU under `fdname` (`getfd`), for a later `fd:` URI.
     pub(crate) async fn pass_fd(&self, fdname: &str, fd: BorrowedFd<'_>) -> Result<()> {
         let mon = self.lock().monitor().ok_or(Error::NotRunning)?;

@@ -252,7 +252,6 @@ impl Def {
     ) -> Result<Vec<String>> {
         let launch = LaunchParams {
             qmp_socket: monitor.to_path_buf(),
-            pidfile: monitor.with_extension("pid"),
             daemonize: false,
             ..launch
         };

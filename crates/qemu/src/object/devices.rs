@@ -308,6 +308,7 @@ mod tests {
             start_time: 0,
             socket: "/nonexistent.qmp".into(),
             taps: Vec::new(),
+            owned: Vec::new(),
         };
         let def = dom.lock().def().clone();
         let generation = dom.lock().start_run(1, &def, start).generation;

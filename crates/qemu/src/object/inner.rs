@@ -534,6 +534,7 @@ mod tests {
             start_time: 0,
             socket: "/nonexistent.qmp".into(),
             taps: Vec::new(),
+            owned: Vec::new(),
         };
         let def = dom.lock().def().clone();
         dom.lock().start_run(1, &def, start).generation

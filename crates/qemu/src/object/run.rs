@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::actions::Actions;
 use crate::emulator::process::Process;
 use crate::events::throttle::Throttle;
+use crate::lifecycle::host::owner::Owned;
 use crate::nics::TapRecord;
 use crate::state::StopCause;
 
@@ -64,6 +65,8 @@ pub(crate) struct RunStart {
     pub(crate) socket: PathBuf,
     /// The taps QEMU holds, by interface index.
     pub(crate) taps: Vec<Option<TapRecord>>,
+    /// The files given to QEMU's user for the run, with their originals.
+    pub(crate) owned: Vec<Owned>,
 }
 
 /// A running QEMU as the driver tracks it.
@@ -73,6 +76,7 @@ pub(crate) struct Run {
     pub(super) start_time: u64,
     pub(super) socket: PathBuf,
     pub(super) taps: Vec<Option<TapRecord>>,
+    pub(super) owned: Vec<Owned>,
     /// None while starting (before the QMP handshake), or for an adopted
     /// QEMU whose monitor did not answer.
     pub(super) monitor: Option<qmp::Monitor>,
@@ -131,6 +135,7 @@ impl Run {
             start_time: start.start_time,
             socket: start.socket,
             taps: start.taps,
+            owned: start.owned,
             monitor: None,
             unresponsive: false,
             shutdown_seen: None,
@@ -169,6 +174,11 @@ impl Run {
     /// The taps QEMU holds, by interface index.
     pub(crate) fn taps(&self) -> &[Option<TapRecord>] {
         &self.taps
+    }
+
+    /// The files given to QEMU's user for the run, with their originals.
+    pub(crate) fn owned(&self) -> &[Owned] {
+        &self.owned
     }
 
     pub(crate) fn monitor(&self) -> Option<&qmp::Monitor> {

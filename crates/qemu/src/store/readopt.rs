@@ -122,6 +122,7 @@ pub(super) async fn adopt(
         start_time: rec.pid_start_time,
         socket: rec.monitor.clone(),
         taps: rec.taps.clone(),
+        owned: rec.owned.clone(),
     };
     let adopted = Adopted {
         state: rec.state,
@@ -228,6 +229,8 @@ pub(super) fn mark_dead(
 /// Removes the status file and monitor socket of a run that is over, and
 /// what the run held on the host (taps, cgroups, swtpm, run directory).
 pub(super) fn forget_files(s: &Shared, rec: &StatusRecord) {
+    // Before the record that names the originals goes.
+    s.owned.release(rec.uuid, &rec.owned);
     let path = s.layout.status(&rec.uuid);
     if let Err(e) = files::remove(&path) {
         tracing::warn!(file = %path.display(), error = %e, "cannot remove status file");

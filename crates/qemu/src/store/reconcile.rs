@@ -100,6 +100,11 @@ pub(crate) async fn reconcile(s: &Arc<Shared>) {
             async move { kill(&o, pid, Owner::Probe, "a probe the previous daemon left").await },
         );
     }
+    // Every record's files first: a run found over releases a shared
+    // file only when no run still alive holds it.
+    for rec in &records {
+        s.owned.hold(rec.uuid, rec.owned.clone());
+    }
     for rec in records {
         s.next_id
             .fetch_max(rec.id.saturating_add(1), Ordering::Relaxed);

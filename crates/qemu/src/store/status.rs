@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::files;
 use crate::jobs::blockjob::BlockJobState;
 use crate::jobs::stats::CompletedJob;
+use crate::lifecycle::host::owner::Owned;
 use crate::nics::TapRecord;
 use crate::object::def::Def;
 use crate::object::{Domain, Inner};
@@ -92,6 +93,11 @@ pub(crate) struct StatusRecord {
     /// restarted daemon completes those QEMU no longer has.
     #[serde(default)]
     pub(crate) pending_unplug: Vec<String>,
+    /// The files given to QEMU's user, with their original owners:
+    /// written before the first is changed, so whoever ends the run puts
+    /// them back.
+    #[serde(default)]
+    pub(crate) owned: Vec<Owned>,
 }
 
 pub(crate) const STATUS_VERSION: u32 = 1;
@@ -125,6 +131,7 @@ impl StatusRecord {
         live: &Def,
         monitor: PathBuf,
         taps: Vec<Option<TapRecord>>,
+        owned: Vec<Owned>,
     ) -> Self {
         Self {
             version: STATUS_VERSION,
@@ -145,6 +152,7 @@ impl StatusRecord {
             completed_job: None,
             taps,
             pending_unplug: Vec::new(),
+            owned,
         }
     }
 
@@ -184,6 +192,7 @@ impl StatusRecord {
             completed_job: g.completed_job().cloned(),
             taps: run.taps().to_vec(),
             pending_unplug: run.pending_unplug().to_vec(),
+            owned: run.owned().to_vec(),
         })
     }
 }
@@ -289,6 +298,12 @@ mod tests {
             job: None,
             block_job: None,
             pending_unplug: vec!["virtio-disk1".into()],
+            owned: vec![Owned {
+                path: "/srv/vm.img".into(),
+                uid: 7,
+                gid: 8,
+                mode: Some(0o640),
+            }],
             completed_job: Some(CompletedJob {
                 end: JobEnd::Cancelled,
                 operation: JobOperation::Save,

@@ -680,6 +680,42 @@ pub struct Closefd {
 }
 command!(Closefd = "closefd" => Empty);
 
+/// `add-fd`: add the attached descriptor to a descriptor set; QEMU then
+/// opens `/dev/fdset/ID` (wherever it takes a file name) as a duplicate
+/// of it. Must be sent with [`crate::Monitor::execute_with_fd`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AddFd {
+    /// The set to add to; a new one when absent.
+    #[serde(rename = "fdset-id", skip_serializing_if = "Option::is_none")]
+    pub fdset_id: Option<u64>,
+    /// Free text shown by `query-fdsets`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opaque: Option<String>,
+}
+
+/// What `add-fd` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddFdInfo {
+    /// The set the descriptor is in.
+    #[serde(rename = "fdset-id")]
+    pub fdset_id: u64,
+    /// Its number inside QEMU.
+    pub fd: i64,
+}
+command!(AddFd = "add-fd" => AddFdInfo);
+
+/// `remove-fd`: remove a descriptor set (or one descriptor of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoveFd {
+    /// The set.
+    #[serde(rename = "fdset-id")]
+    pub fdset_id: u64,
+    /// One descriptor of the set; the whole set when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i64>,
+}
+command!(RemoveFd = "remove-fd" => Empty);
+
 impl MigrateSetCapabilities {
     /// Turns on the `events` capability only: QEMU sends no MIGRATION
     /// events without it.

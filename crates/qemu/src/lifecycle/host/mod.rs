@@ -7,6 +7,7 @@
 
 pub(crate) mod cgroup;
 mod nvram;
+pub(crate) mod owner;
 pub(crate) mod pinning;
 pub(crate) mod swtpm;
 
@@ -28,6 +29,10 @@ use crate::{Error, Result};
 pub(crate) struct Prepared {
     pub(crate) run_dir: PathBuf,
     pub(crate) spice_port: Option<u16>,
+    /// The files to give QEMU's user, with their owners now (see
+    /// [`owner`]); empty where QEMU runs as the daemon's user or dynamic
+    /// ownership is off.
+    pub(crate) owned: Vec<owner::Owned>,
 }
 
 fn swtpm_paths(s: &Shared, def: &DomainDef, run_dir: &Path) -> swtpm::SwtpmPaths {
@@ -45,9 +50,15 @@ fn swtpm_paths(s: &Shared, def: &DomainDef, run_dir: &Path) -> swtpm::SwtpmPaths
 /// What the command line needs to know before QEMU starts: the run
 /// directory and a SPICE port.
 pub(crate) fn plan(s: &Shared, dom: &Domain, def: &Def) -> Result<Prepared> {
+    let c = &s.cfg.confinement;
+    let owned = match &c.creds {
+        Some(creds) if c.dynamic_ownership => owner::plan(def.domain(), creds)?,
+        _ => Vec::new(),
+    };
     Ok(Prepared {
         run_dir: s.layout.domain_run_dir(&dom.uuid()),
         spice_port: spice_port(s, &dom.uuid(), def.domain())?,
+        owned,
     })
 }
 
@@ -57,12 +68,21 @@ pub(crate) fn lost_display_port(e: &Error) -> bool {
     e.to_string().contains("Failed to open SPICE sockets")
 }
 
-/// Before QEMU starts: the run directory, NVRAM, huge pages, swtpm.
-pub(crate) async fn prepare(s: &Shared, def: &Def, run: &Prepared) -> Result<()> {
+/// Before QEMU starts: the run directory, NVRAM, huge pages, the files
+/// given to QEMU's user (`owned`, already in the status record), swtpm.
+pub(crate) async fn prepare(
+    s: &Shared,
+    def: &Def,
+    run: &Prepared,
+    owned: &[owner::Owned],
+) -> Result<()> {
     let d = def.domain();
     create_private_dir(&run.run_dir)?;
     nvram::ensure(d)?;
     check_hugepages(d)?;
+    if let Some(creds) = &s.cfg.confinement.creds {
+        owner::apply(owned, creds)?;
+    }
     if let Some(tpm) = d.tpm() {
         swtpm::start(tpm, &swtpm_paths(s, d, &run.run_dir)).await?;
     }
