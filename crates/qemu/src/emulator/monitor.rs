@@ -36,11 +36,7 @@ pub(crate) async fn connect(
     let mut delay = Duration::from_millis(2);
     loop {
         if process.has_exited() {
-            process.reap();
-            return Err(Error::Qemu(format!(
-                "QEMU exited during startup{}",
-                log.map(log_tail).unwrap_or_default()
-            )));
+            return Err(exited_at_startup(process, log));
         }
         if path.exists() {
             match qmp::Monitor::connect(path, cfg.clone()).await {
@@ -48,7 +44,7 @@ pub(crate) async fn connect(
                 // Socket file exists but QEMU does not listen yet (or a stale
                 // file from a crashed run): retry until the deadline.
                 Err(qmp::QmpError::Connect { .. }) => {}
-                Err(e) => return Err(Error::Qemu(format!("monitor handshake failed: {e}"))),
+                Err(e) => return Err(handshake_failed(process, log, &e).await),
             }
         }
         if Instant::now() >= deadline {
@@ -60,6 +56,34 @@ pub(crate) async fn connect(
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(50));
     }
+}
+
+/// How long a failed handshake waits for QEMU to exit before it reports
+/// the handshake's own error.
+const EXIT_WAIT: Duration = Duration::from_secs(2);
+
+/// QEMU is gone before it greeted: its own reason, from its log.
+fn exited_at_startup(process: &Process, log: Option<&Path>) -> Error {
+    process.reap();
+    Error::Qemu(format!(
+        "QEMU exited during startup{}",
+        log.map(log_tail).unwrap_or_default()
+    ))
+}
+
+/// The monitor closed (or garbled) its greeting. When QEMU inherited a
+/// socket that was already listening, the kernel accepted our connection
+/// before QEMU ran at all, so a QEMU that refuses its command line shows
+/// up here as a closed monitor: wait (bounded) for it to exit and report
+/// its own reason rather than the closed socket.
+async fn handshake_failed(process: &Process, log: Option<&Path>, e: &qmp::QmpError) -> Error {
+    if tokio::time::timeout(EXIT_WAIT, process.exited())
+        .await
+        .is_ok()
+    {
+        return exited_at_startup(process, log);
+    }
+    Error::Qemu(format!("monitor handshake failed: {e}"))
 }
 
 /// The last lines QEMU itself printed during its last start (after the
