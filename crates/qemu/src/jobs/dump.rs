@@ -22,8 +22,8 @@ use qmp::commands::{
 };
 use tokio::sync::watch;
 
-use super::save::wait_completed;
-use super::stats::{CompletedJob, JobEnd, RamStats, elapsed_ms};
+use super::save::{final_ram, settled, wait_completed};
+use super::stats::{CompletedJob, RamStats};
 use crate::lifecycle::{power, stop};
 use crate::object::run::{Progress, RunCtx};
 use crate::object::{AsyncJobInfo, Domain, JobOutcome};
@@ -141,7 +141,7 @@ pub(crate) async fn dump(
     };
     let res = d.run().await;
     dom.lock()
-        .set_completed_job(completed_record(started, &res));
+        .set_completed_job(CompletedJob::ended(KIND.into(), started, &res));
     d.finish(&res).await;
     res.map(|_| ())
 }
@@ -334,16 +334,6 @@ fn create_file(path: &Path) -> Result<std::fs::File> {
         .map_err(|e| Error::io(format!("cannot create dump file '{}'", path.display()), e))
 }
 
-/// What the completed migration moved (nothing is known if QEMU does not
-/// answer).
-async fn final_ram(s: &Shared, dom: &Domain) -> RamStats {
-    dom.qmp(&QueryMigrate, s.cfg.monitor_timeout)
-        .await
-        .ok()
-        .and_then(|m| RamStats::from_query_migrate(&m))
-        .unwrap_or_default()
-}
-
 /// Waits for the detached dump's end, woken by DUMP_COMPLETED on the
 /// progress watch; re-reads query-dump periodically and after overflows.
 /// Returns the bytes written, as memory statistics.
@@ -433,23 +423,6 @@ pub(crate) fn check_abortable(dom: &Domain) -> Result<()> {
     Ok(())
 }
 
-/// The `domjobinfo --completed` record of a dump that ended with `res`.
-fn completed_record(started: SystemTime, res: &Result<RamStats>) -> CompletedJob {
-    let (end, ram, error) = match res {
-        Ok(ram) => (JobEnd::Completed, *ram, None),
-        Err(e @ Error::Aborted(_)) => (JobEnd::Cancelled, RamStats::default(), Some(e)),
-        Err(e) => (JobEnd::Failed, RamStats::default(), Some(e)),
-    };
-    CompletedJob {
-        end,
-        operation: KIND.into(),
-        elapsed_ms: elapsed_ms(started),
-        ram,
-        downtime_ms: None,
-        error: error.map(ToString::to_string),
-    }
-}
-
 /// Settles a dump that ran across a daemon restart. Its file is kept only
 /// if QEMU says the dump completed; otherwise a state dump is cancelled
 /// and the file removed. A guest that ran before runs again. (Whether
@@ -476,7 +449,7 @@ pub(crate) async fn readopt(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &RunCtx, jo
     } else {
         "interrupted by daemon restart".to_owned()
     };
-    let (outcome, done) = settled(job, completed, message);
+    let (outcome, done) = settled(job, completed, message, None);
     let mut g = dom.lock();
     g.set_completed_job(done);
     g.end_job(Some(outcome));
@@ -486,7 +459,12 @@ pub(crate) async fn readopt(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &RunCtx, jo
 /// its file removed (nothing says it was whole).
 pub(crate) fn found_dead(job: &JobRecord) -> (JobOutcome, CompletedJob) {
     remove_partial(&job.path);
-    settled(job, false, "QEMU exited while the daemon was down".into())
+    settled(
+        job,
+        false,
+        "QEMU exited while the daemon was down".into(),
+        None,
+    )
 }
 
 fn remove_partial(path: &Path) {
@@ -497,30 +475,10 @@ fn remove_partial(path: &Path) {
     }
 }
 
-fn settled(job: &JobRecord, success: bool, message: String) -> (JobOutcome, CompletedJob) {
-    let done = CompletedJob {
-        end: if success {
-            JobEnd::Completed
-        } else {
-            JobEnd::Failed
-        },
-        operation: job.operation,
-        elapsed_ms: elapsed_ms(SystemTime::UNIX_EPOCH).saturating_sub(job.started_ms),
-        ram: RamStats::default(),
-        downtime_ms: None,
-        error: (!success).then(|| message.clone()),
-    };
-    let outcome = JobOutcome {
-        operation: job.operation,
-        success,
-        message,
-    };
-    (outcome, done)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::stats::JobEnd;
 
     #[test]
     fn memory_stats_never_underflow() {
@@ -534,12 +492,17 @@ mod tests {
 
     #[test]
     fn completed_record_follows_the_result() {
-        let ok = completed_record(SystemTime::now(), &Ok(memory_stats(Some(5), Some(5))));
+        let ok = CompletedJob::ended(
+            KIND.into(),
+            SystemTime::now(),
+            &Ok(memory_stats(Some(5), Some(5))),
+        );
         assert_eq!(
             (ok.end, ok.ram.total, ok.error),
             (JobEnd::Completed, 5, None)
         );
-        let failed = completed_record(
+        let failed = CompletedJob::ended(
+            KIND.into(),
             SystemTime::now(),
             &Err(Error::Qemu("memory dump failed: x".into())),
         );

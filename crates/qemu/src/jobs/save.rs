@@ -109,7 +109,7 @@ pub(crate) async fn save(
     // Recorded now: the job's time ends here, not after a failed save's
     // resume (and a stopped QEMU's cleanup already dropped the job).
     dom.lock()
-        .set_completed_job(completed_record(started, &res));
+        .set_completed_job(CompletedJob::ended(KIND.into(), started, &res));
     save.finish(&res).await;
     res.map(|_| ())
 }
@@ -267,7 +267,7 @@ async fn pass_image_fd(dom: &Domain, path: &Path) -> Result<()> {
 
 /// What the completed migration moved, read once while QEMU still runs
 /// (nothing is known if it does not answer).
-async fn final_ram(s: &Shared, dom: &Domain) -> RamStats {
+pub(crate) async fn final_ram(s: &Shared, dom: &Domain) -> RamStats {
     dom.qmp(&QueryMigrate, s.cfg.monitor_timeout)
         .await
         .ok()
@@ -321,23 +321,6 @@ pub(crate) async fn poll_migration(s: &Shared, dom: &Domain, ctx: &RunCtx) {
         && let Some(st) = m.status
     {
         ctx.update_progress(|p| p.migration = Some(st));
-    }
-}
-
-/// The `domjobinfo --completed` record of a save that ended with `res`.
-fn completed_record(started: SystemTime, res: &Result<RamStats>) -> CompletedJob {
-    let (end, ram, error) = match res {
-        Ok(ram) => (JobEnd::Completed, *ram, None),
-        Err(e @ Error::Aborted(_)) => (JobEnd::Cancelled, RamStats::default(), Some(e)),
-        Err(e) => (JobEnd::Failed, RamStats::default(), Some(e)),
-    };
-    CompletedJob {
-        end,
-        operation: KIND.into(),
-        elapsed_ms: elapsed_ms(started),
-        ram,
-        error: error.map(ToString::to_string),
-        downtime_ms: None,
     }
 }
 
@@ -399,8 +382,9 @@ pub(crate) fn found_dead(job: &JobRecord) -> (JobOutcome, CompletedJob) {
     settled(job, false, message, None)
 }
 
-/// The outcome and statistics of a save that ran across a restart.
-fn settled(
+/// The outcome and statistics of a save or dump that ran across a
+/// restart: `ram` counts only if it succeeded.
+pub(crate) fn settled(
     job: &JobRecord,
     success: bool,
     message: String,
@@ -461,13 +445,18 @@ mod tests {
             ..RamStats::default()
         };
         let started = SystemTime::now() - Duration::from_millis(1500);
-        let ok = completed_record(started, &Ok(ram));
+        let ok = CompletedJob::ended(KIND.into(), started, &Ok(ram));
         assert!((1500..60_000).contains(&ok.elapsed_ms), "{}", ok.elapsed_ms);
         assert_eq!((ok.end, ok.ram, ok.error), (JobEnd::Completed, ram, None));
-        let aborted = completed_record(started, &Err(Error::Aborted("save job cancelled".into())));
+        let aborted = CompletedJob::ended(
+            KIND.into(),
+            started,
+            &Err(Error::Aborted("save job cancelled".into())),
+        );
         assert_eq!(aborted.end, JobEnd::Cancelled);
         assert!(aborted.error.is_some_and(|m| m.contains("cancelled")));
-        let failed = completed_record(
+        let failed = CompletedJob::ended(
+            KIND.into(),
             started,
             &Err(Error::Qemu("migration to file failed".into())),
         );

@@ -131,6 +131,28 @@ pub struct CompletedJob {
 }
 
 impl CompletedJob {
+    /// The record of a job doing `operation`, started at `started`, that
+    /// ended with `res` (an abort is Cancelled, any other error Failed).
+    pub(crate) fn ended(
+        operation: JobOperation,
+        started: std::time::SystemTime,
+        res: &crate::Result<RamStats>,
+    ) -> Self {
+        let (end, ram, error) = match res {
+            Ok(ram) => (JobEnd::Completed, *ram, None),
+            Err(e @ crate::Error::Aborted(_)) => (JobEnd::Cancelled, RamStats::default(), Some(e)),
+            Err(e) => (JobEnd::Failed, RamStats::default(), Some(e)),
+        };
+        CompletedJob {
+            end,
+            operation,
+            elapsed_ms: elapsed_ms(started),
+            ram,
+            error: error.map(ToString::to_string),
+            downtime_ms: None,
+        }
+    }
+
     /// The record as `virDomainGetJobStats` reports it.
     pub fn stats(&self) -> JobStats {
         JobStats {
