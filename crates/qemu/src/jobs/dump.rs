@@ -22,8 +22,9 @@ use qmp::commands::{
 };
 use tokio::sync::watch;
 
-use super::save::{final_ram, settled, wait_completed};
+use super::save::{final_ram, settled};
 use super::stats::{CompletedJob, RamStats};
+use super::stream::wait_completed;
 use crate::lifecycle::{power, stop};
 use crate::object::run::{Progress, RunCtx};
 use crate::object::{AsyncJobInfo, Domain, JobOutcome};

@@ -17,6 +17,7 @@ pub(crate) mod qemu_img;
 pub(crate) mod restore;
 pub(crate) mod save;
 pub(crate) mod stats;
+pub(crate) mod stream;
 
 use std::time::Duration;
 

@@ -80,7 +80,7 @@ pub(crate) async fn load(s: &Shared, dom: &Domain, ctx: &RunCtx, image: &File) -
                 ));
             }
             Ok(Ok(())) => {}
-            Err(_) => jobs::save::poll_migration(s, dom, ctx).await,
+            Err(_) => jobs::stream::poll_migration(s, dom, ctx).await,
         }
     }
 }

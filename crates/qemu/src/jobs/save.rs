@@ -17,14 +17,14 @@ use qmp::MigrationStatus;
 use qmp::commands::{
     Cont, Migrate, MigrateCancel, MigrateSetCapabilities, QueryMigrate, Quit, Stop,
 };
-use tokio::sync::watch;
 
 use super::AfterRestore;
 use super::image::header;
 use super::stats::{CompletedJob, JobEnd, RamStats, elapsed_ms};
+use super::stream::wait_completed;
 use crate::lifecycle::{power, stop};
 use crate::object::def::Def;
-use crate::object::run::{Progress, RunCtx};
+use crate::object::run::RunCtx;
 use crate::object::{AsyncJobInfo, Domain, JobOutcome};
 use crate::shared::Shared;
 use crate::state::{DomainState, StopCause, paused, running};
@@ -33,10 +33,6 @@ use crate::{Error, Result, jobs};
 
 /// The async job a save is.
 const KIND: AsyncKind = AsyncKind::Save;
-
-/// While a save runs, re-read query-migrate at least this often: events
-/// are hints (they may be coalesced, or disabled in an old QEMU).
-const POLL: Duration = Duration::from_millis(500);
 
 /// Jobs allowed beside a save (libvirt's mask: queries, abort, suspend,
 /// migration tuning; destroy is always allowed).
@@ -273,55 +269,6 @@ pub(crate) async fn final_ram(s: &Shared, dom: &Domain) -> RamStats {
         .ok()
         .and_then(|m| RamStats::from_query_migrate(&m))
         .unwrap_or_default()
-}
-
-/// Waits for MIGRATION "completed" of the migration to file a job named
-/// `what` runs, woken by the event task; re-reads query-migrate
-/// periodically and after overflows.
-pub(crate) async fn wait_completed(
-    s: &Shared,
-    dom: &Domain,
-    ctx: &RunCtx,
-    progress: &mut watch::Receiver<Progress>,
-    what: &str,
-) -> Result<()> {
-    let mut seen_overflows = 0;
-    loop {
-        let (status, closed, overflowed) = {
-            let p = progress.borrow_and_update();
-            (p.migration.clone(), p.closed, p.overflowed)
-        };
-        match status {
-            Some(MigrationStatus::Completed) => return Ok(()),
-            Some(MigrationStatus::Failed) => {
-                return Err(Error::Qemu("migration to file failed".into()));
-            }
-            Some(MigrationStatus::Cancelled) => {
-                return Err(Error::Aborted(format!("{what} job cancelled")));
-            }
-            _ => {}
-        }
-        if closed {
-            return Err(Error::Qemu(format!("QEMU exited during {what}")));
-        }
-        let changed = tokio::time::timeout(POLL, progress.changed()).await;
-        if matches!(changed, Ok(Err(_))) {
-            return Err(Error::Qemu(format!("QEMU exited during {what}")));
-        }
-        if changed.is_err() || overflowed != seen_overflows {
-            seen_overflows = overflowed;
-            poll_migration(s, dom, ctx).await;
-        }
-    }
-}
-
-/// Re-reads the migration status into the progress watch.
-pub(crate) async fn poll_migration(s: &Shared, dom: &Domain, ctx: &RunCtx) {
-    if let Ok(m) = dom.qmp(&QueryMigrate, s.cfg.monitor_timeout).await
-        && let Some(st) = m.status
-    {
-        ctx.update_progress(|p| p.migration = Some(st));
-    }
 }
 
 /// `domjobabort`: cancels the running save (migrate_cancel); the save

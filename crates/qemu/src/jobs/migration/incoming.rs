@@ -264,7 +264,7 @@ impl Incoming {
     async fn complete(&self, s: &Shared, dom: &Domain, paused: bool) -> Result<()> {
         let ctx = &self.ctx;
         let mut progress = ctx.progress.subscribe();
-        super::wait_completed(s, dom, ctx, &mut progress, "incoming migration").await?;
+        jobs::stream::wait_completed(s, dom, ctx, &mut progress, "incoming migration").await?;
         if paused {
             dom.lock().kept_paused(dom, &s.hub, ctx.generation);
             return Ok(());

@@ -17,22 +17,14 @@ pub(crate) mod ports;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use qmp::MigrationStatus;
 use qmp::commands::{MigrateIncoming, MigrateSetCapabilities};
-use tokio::sync::watch;
 
 pub(crate) use cookie::Cookie;
 
 use crate::object::Domain;
-use crate::object::run::{Progress, RunCtx};
 use crate::shared::Shared;
 use crate::{Error, Result};
-
-/// Re-read query-migrate at least this often while a migration runs:
-/// events are hints (they may be coalesced).
-const POLL: Duration = Duration::from_millis(500);
 
 /// The `VIR_MIGRATE_*` flags the driver acts on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -316,44 +308,4 @@ pub(crate) async fn listen(s: &Shared, dom: &Domain, uri: &str) -> Result<()> {
     };
     dom.qmp(&incoming, s.cfg.monitor_timeout).await?;
     Ok(())
-}
-
-/// Waits until QEMU's migration (either direction) completed, woken by
-/// the event task; re-reads query-migrate periodically and after
-/// overflows. `what` names the side in errors.
-async fn wait_completed(
-    s: &Shared,
-    dom: &Domain,
-    ctx: &RunCtx,
-    progress: &mut watch::Receiver<Progress>,
-    what: &str,
-) -> Result<()> {
-    let mut seen_overflows = 0;
-    loop {
-        let (status, closed, overflowed) = {
-            let p = progress.borrow_and_update();
-            (p.migration.clone(), p.closed, p.overflowed)
-        };
-        match status {
-            Some(MigrationStatus::Completed) => return Ok(()),
-            Some(MigrationStatus::Failed) => {
-                return Err(Error::OperationFailed(format!("{what} failed")));
-            }
-            Some(MigrationStatus::Cancelled) => {
-                return Err(Error::Aborted(format!("{what}: job cancelled")));
-            }
-            _ => {}
-        }
-        if closed {
-            return Err(Error::OperationFailed(format!("QEMU exited during {what}")));
-        }
-        let changed = tokio::time::timeout(POLL, progress.changed()).await;
-        if matches!(changed, Ok(Err(_))) {
-            return Err(Error::OperationFailed(format!("QEMU exited during {what}")));
-        }
-        if changed.is_err() || overflowed != seen_overflows {
-            seen_overflows = overflowed;
-            super::save::poll_migration(s, dom, ctx).await;
-        }
-    }
 }

@@ -238,7 +238,7 @@ impl Outgoing {
             )
             .await?;
         }
-        super::wait_completed(s, dom, ctx, &mut progress, "migration").await?;
+        jobs::stream::wait_completed(s, dom, ctx, &mut progress, "migration").await?;
         if let Ok(m) = dom.qmp(&QueryMigrate, t).await {
             self.ram = RamStats::from_query_migrate(&m).unwrap_or_default();
             self.downtime_ms = m.downtime;
