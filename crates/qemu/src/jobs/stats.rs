@@ -138,17 +138,35 @@ impl CompletedJob {
         started: std::time::SystemTime,
         res: &crate::Result<RamStats>,
     ) -> Self {
-        let (end, ram, error) = match res {
-            Ok(ram) => (JobEnd::Completed, *ram, None),
-            Err(e @ crate::Error::Aborted(_)) => (JobEnd::Cancelled, RamStats::default(), Some(e)),
-            Err(e) => (JobEnd::Failed, RamStats::default(), Some(e)),
+        match res {
+            Ok(ram) => Self::failed_with(operation, started, *ram, None),
+            Err(e) => Self::failed_with(operation, started, RamStats::default(), Some(e)),
+        }
+    }
+
+    /// The same, for a job that failed with `failure` if any; `ram`
+    /// counts only when it completed.
+    pub(crate) fn failed_with(
+        operation: JobOperation,
+        started: std::time::SystemTime,
+        ram: RamStats,
+        failure: Option<&crate::Error>,
+    ) -> Self {
+        let end = match failure {
+            None => JobEnd::Completed,
+            Some(crate::Error::Aborted(_)) => JobEnd::Cancelled,
+            Some(_) => JobEnd::Failed,
         };
         CompletedJob {
             end,
             operation,
             elapsed_ms: elapsed_ms(started),
-            ram,
-            error: error.map(ToString::to_string),
+            ram: if failure.is_none() {
+                ram
+            } else {
+                RamStats::default()
+            },
+            error: failure.map(ToString::to_string),
             downtime_ms: None,
         }
     }

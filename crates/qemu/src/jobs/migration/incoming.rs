@@ -13,14 +13,14 @@ use qmp::commands::{Cont, Quit};
 use super::ports::PortLease;
 use super::{Cookie, MigrateFlags, MigrationParams, Pending};
 use crate::events::hub::Hub;
-use crate::jobs::stats::{CompletedJob, JobEnd, RamStats, elapsed_ms};
+use crate::jobs::stats::{CompletedJob, RamStats};
 use crate::lifecycle::start::{self, Incoming as StartFrom, IncomingFrom};
 use crate::lifecycle::{power, stop};
 use crate::object::def::Def;
 use crate::object::run::RunCtx;
-use crate::object::{AsyncJobInfo, Domain, JobOutcome};
+use crate::object::{AsyncJobInfo, Domain};
 use crate::shared::Shared;
-use crate::state::{EventKind, StopCause, running};
+use crate::state::{StopCause, running};
 use crate::store::status;
 use crate::{Error, Result, jobs};
 
@@ -298,36 +298,10 @@ impl Incoming {
     }
 
     fn end(&self, dom: &Domain, hub: &Hub, failure: Option<&Error>) {
-        let error = failure.map(ToString::to_string);
-        let done = CompletedJob {
-            end: if failure.is_none() {
-                JobEnd::Completed
-            } else {
-                JobEnd::Failed
-            },
-            operation: KIND.into(),
-            elapsed_ms: elapsed_ms(self.started),
-            ram: RamStats::default(),
-            error: error.clone(),
-            downtime_ms: self.downtime_ms.filter(|_| failure.is_none()),
-        };
-        let outcome = JobOutcome {
-            operation: KIND.into(),
-            success: failure.is_none(),
-            message: error.unwrap_or_default(),
-        };
-        let mut g = dom.lock();
-        if failure.is_none() {
-            g.emit(
-                dom,
-                hub,
-                EventKind::JobCompleted {
-                    stats: done.stats(),
-                },
-            );
-        }
-        g.set_completed_job(done);
-        g.end_job(Some(outcome));
+        let mut done =
+            CompletedJob::failed_with(KIND.into(), self.started, RamStats::default(), failure);
+        done.downtime_ms = self.downtime_ms.filter(|_| failure.is_none());
+        super::end_job(dom, hub, done, failure);
     }
 }
 

@@ -22,8 +22,11 @@ use qmp::commands::{MigrateIncoming, MigrateSetCapabilities};
 
 pub(crate) use cookie::Cookie;
 
-use crate::object::Domain;
+use crate::events::hub::Hub;
+use crate::jobs::stats::CompletedJob;
+use crate::object::{Domain, JobOutcome};
 use crate::shared::Shared;
+use crate::state::EventKind;
 use crate::{Error, Result};
 
 /// The `VIR_MIGRATE_*` flags the driver acts on.
@@ -308,4 +311,27 @@ pub(crate) async fn listen(s: &Shared, dom: &Domain, uri: &str) -> Result<()> {
     };
     dom.qmp(&incoming, s.cfg.monitor_timeout).await?;
     Ok(())
+}
+
+/// Ends a migration job on this side: its statistics for `domjobinfo
+/// --completed` (`done`), its outcome, and JOB_COMPLETED when it
+/// completed.
+fn end_job(dom: &Domain, hub: &Hub, done: CompletedJob, failure: Option<&Error>) {
+    let outcome = JobOutcome {
+        operation: done.operation,
+        success: failure.is_none(),
+        message: failure.map(ToString::to_string).unwrap_or_default(),
+    };
+    let mut g = dom.lock();
+    if failure.is_none() {
+        g.emit(
+            dom,
+            hub,
+            EventKind::JobCompleted {
+                stats: done.stats(),
+            },
+        );
+    }
+    g.set_completed_job(done);
+    g.end_job(Some(outcome));
 }

@@ -18,13 +18,13 @@ use qmp::commands::{
 
 use super::{Cookie, MigrateFlags, MigrationParams, Pending};
 use crate::events::hub::Hub;
-use crate::jobs::stats::{CompletedJob, JobEnd, RamStats, elapsed_ms};
+use crate::jobs::stats::{CompletedJob, RamStats};
 use crate::lifecycle::{power, stop};
 use crate::object::def::Def;
 use crate::object::run::RunCtx;
 use crate::object::{AsyncJobInfo, Domain, JobOutcome};
 use crate::shared::Shared;
-use crate::state::{DomainState, EventKind, StopCause, paused, running};
+use crate::state::{DomainState, StopCause, paused, running};
 use crate::store::status;
 use crate::{Error, Result, jobs};
 
@@ -294,41 +294,9 @@ impl Outgoing {
     /// Ends the job, failed with `failure` if any, recording its
     /// statistics.
     fn end(self, dom: &Domain, hub: &Hub, failure: Option<&Error>) {
-        let end = match failure {
-            None => JobEnd::Completed,
-            Some(Error::Aborted(_)) => JobEnd::Cancelled,
-            Some(_) => JobEnd::Failed,
-        };
-        let error = failure.map(ToString::to_string);
-        let done = CompletedJob {
-            end,
-            operation: KIND.into(),
-            elapsed_ms: elapsed_ms(self.started),
-            ram: if failure.is_none() {
-                self.ram
-            } else {
-                RamStats::default()
-            },
-            error: error.clone(),
-            downtime_ms: self.downtime_ms.filter(|_| failure.is_none()),
-        };
-        let outcome = JobOutcome {
-            operation: KIND.into(),
-            success: failure.is_none(),
-            message: error.unwrap_or_default(),
-        };
-        let mut g = dom.lock();
-        if failure.is_none() {
-            g.emit(
-                dom,
-                hub,
-                EventKind::JobCompleted {
-                    stats: done.stats(),
-                },
-            );
-        }
-        g.set_completed_job(done);
-        g.end_job(Some(outcome));
+        let mut done = CompletedJob::failed_with(KIND.into(), self.started, self.ram, failure);
+        done.downtime_ms = self.downtime_ms.filter(|_| failure.is_none());
+        super::end_job(dom, hub, done, failure);
     }
 }
 
