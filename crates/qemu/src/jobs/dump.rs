@@ -29,7 +29,7 @@ use crate::lifecycle::{power, stop};
 use crate::object::run::{Progress, RunCtx};
 use crate::object::{AsyncJobInfo, Domain, JobOutcome};
 use crate::shared::Shared;
-use crate::state::{DomainState, StopCause, paused, running};
+use crate::state::{StopCause, paused, running};
 use crate::store::status::{self, JobRecord};
 use crate::{Error, Result, jobs};
 
@@ -151,17 +151,7 @@ pub(crate) async fn dump(
 /// and whether the guest ran.
 fn begin(dom: &Domain, path: &Path, started: SystemTime) -> Result<(Arc<RunCtx>, bool)> {
     let mut g = dom.lock();
-    let st = g.state().state;
-    if !matches!(st, DomainState::Running | DomainState::Paused) {
-        return Err(Error::OperationInvalid("domain is not running".into()));
-    }
-    if g.block_job().is_some() {
-        return Err(Error::OperationInvalid(
-            "domain has an active block job".into(),
-        ));
-    }
-    let ctx = g.active_ctx()?;
-    let was_running = st == DomainState::Running;
+    let (ctx, was_running) = g.live_job_run()?;
     g.begin_job(AsyncJobInfo {
         operation: KIND.into(),
         started,

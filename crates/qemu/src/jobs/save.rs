@@ -27,7 +27,7 @@ use crate::object::def::Def;
 use crate::object::run::RunCtx;
 use crate::object::{AsyncJobInfo, Domain, JobOutcome};
 use crate::shared::Shared;
-use crate::state::{DomainState, StopCause, paused, running};
+use crate::state::{StopCause, paused, running};
 use crate::store::status::{self, JobRecord};
 use crate::{Error, Result, jobs};
 
@@ -119,17 +119,7 @@ fn begin(
     new_def: Option<&Def>,
 ) -> Result<(Arc<RunCtx>, bool, String)> {
     let mut g = dom.lock();
-    let st = g.state().state;
-    if !matches!(st, DomainState::Running | DomainState::Paused) {
-        return Err(Error::OperationInvalid("domain is not running".into()));
-    }
-    if g.block_job().is_some() {
-        return Err(Error::OperationInvalid(
-            "domain has an active block job".into(),
-        ));
-    }
-    let ctx = g.active_ctx()?;
-    let was_running = st == DomainState::Running;
+    let (ctx, was_running) = g.live_job_run()?;
     let xml = image_xml(&g.current_def(), new_def)?;
     g.begin_job(AsyncJobInfo {
         operation: KIND.into(),

@@ -422,6 +422,22 @@ impl Inner {
         self.removed
     }
 
+    /// What an async job on the running guest (save, dump, outgoing
+    /// migration) checks before it begins: the guest runs or is paused and
+    /// no block job runs. Returns its run and whether it was running.
+    pub(crate) fn live_job_run(&self) -> Result<(Arc<RunCtx>, bool)> {
+        let st = self.state().state;
+        if !matches!(st, DomainState::Running | DomainState::Paused) {
+            return Err(Error::OperationInvalid("domain is not running".into()));
+        }
+        if self.block_job().is_some() {
+            return Err(Error::OperationInvalid(
+                "domain has an active block job".into(),
+            ));
+        }
+        Ok((self.active_ctx()?, st == DomainState::Running))
+    }
+
     /// We are about to kill run `generation`'s QEMU because of `cause`
     /// (an earlier reason wins). Returns the process, if the run is current.
     pub(crate) fn begin_kill(&mut self, generation: u64, cause: StopCause) -> Option<Arc<Process>> {

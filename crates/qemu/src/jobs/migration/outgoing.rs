@@ -113,17 +113,7 @@ fn begin_live(
     new: Option<&Def>,
 ) -> Result<(String, Arc<RunCtx>, bool)> {
     let mut g = dom.lock();
-    let st = g.state().state;
-    if !matches!(st, DomainState::Running | DomainState::Paused) {
-        return Err(Error::OperationInvalid("domain is not running".into()));
-    }
-    if g.block_job().is_some() {
-        return Err(Error::OperationInvalid(
-            "domain has an active block job".into(),
-        ));
-    }
-    let ctx = g.active_ctx()?;
-    let was_running = st == DomainState::Running;
+    let (ctx, was_running) = g.live_job_run()?;
     let xml = migration_xml(&g.current_def(), new)?;
     g.begin_job(AsyncJobInfo {
         operation: KIND.into(),
