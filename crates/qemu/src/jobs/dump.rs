@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use joblock::{AllowList, AsyncKind, NormalJob};
-use qmp::MigrationStatus;
 use qmp::commands::{
     Cont, DumpFormat, DumpGuestMemory, DumpStatus, Migrate, MigrateCancel, MigrateSetCapabilities,
-    QueryDump, QueryMigrate, Quit, Stop, SystemReset,
+    QueryDump, QueryMigrate, QueryStatus, Quit, Stop, SystemReset,
 };
+use qmp::{MigrationStatus, RunState};
 use tokio::sync::watch;
 
 use super::save::{final_ram, settled};
@@ -306,12 +306,36 @@ impl DumpJob<'_> {
 
     async fn resume(&self) {
         let (s, dom, ctx) = (self.s, self.dom, &self.ctx);
+        if self.opts.content == DumpContent::State {
+            migration_settled(s, dom).await;
+        }
         dom.lock().expect_resume(ctx.generation, running::UNPAUSED);
-        if dom.qmp(&Cont, s.cfg.monitor_timeout).await.is_ok() {
-            power::resumed(s, dom, ctx, running::UNPAUSED);
+        match dom.qmp(&Cont, s.cfg.monitor_timeout).await {
+            Ok(_) => power::resumed(s, dom, ctx, running::UNPAUSED),
+            Err(e) => {
+                tracing::warn!(domain = dom.name(), error = %e, "cannot resume after the dump");
+            }
         }
     }
 }
+
+/// QEMU reports a migration completed before its migration thread has
+/// left the finish-migrate state, and refuses `cont` until it has: wait
+/// for that (polling, bounded by the monitor deadline) before resuming.
+async fn migration_settled(s: &Shared, dom: &Domain) {
+    let deadline = tokio::time::Instant::now() + s.cfg.monitor_timeout;
+    while tokio::time::Instant::now() < deadline {
+        match dom.qmp(&QueryStatus, s.cfg.monitor_timeout).await {
+            Ok(st) if st.status == RunState::FinishMigrate => {
+                tokio::time::sleep(SETTLE_POLL).await;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// How often [`migration_settled`] asks.
+const SETTLE_POLL: Duration = Duration::from_millis(10);
 
 /// Creates (or truncates) the dump file, readable by its owner only: a
 /// guest's memory can hold anything.
