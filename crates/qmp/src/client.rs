@@ -264,21 +264,48 @@ impl Monitor {
     /// `qmp_capabilities`), all within `cfg.greeting_timeout`.
     pub async fn connect(path: &Path, cfg: Config) -> Result<(Monitor, Events), QmpError> {
         let deadline = Instant::now() + cfg.greeting_timeout;
-        let stream = match tokio::time::timeout_at(deadline, UnixStream::connect(path)).await {
-            Err(_) => {
-                return Err(QmpError::HandshakeTimeout {
-                    after: cfg.greeting_timeout,
-                });
-            }
-            Ok(Err(source)) => {
-                return Err(QmpError::Connect {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
-            Ok(Ok(s)) => s,
-        };
+        let stream = Self::dial(path, &cfg, deadline).await?;
         Self::handshake(stream, cfg, deadline).await
+    }
+
+    /// [`connect`](Self::connect), with `first` sent right behind
+    /// `qmp_capabilities` instead of after its reply: QEMU runs a
+    /// connection's commands in order, so `first` runs once capabilities
+    /// are negotiated, and both answers come back in one exchange (a
+    /// daemon re-attaching to thousands of QEMUs halves its round trips).
+    /// `first`'s own outcome is returned beside the connection, within
+    /// `cfg.greeting_timeout` too.
+    pub async fn connect_then<C: Command>(
+        path: &Path,
+        cfg: Config,
+        first: &C,
+    ) -> Result<(Monitor, Events, Result<C::Response, QmpError>), QmpError> {
+        let deadline = Instant::now() + cfg.greeting_timeout;
+        let stream = Self::dial(path, &cfg, deadline).await?;
+        let timeout = cfg.greeting_timeout;
+        let (monitor, events) = Self::greet(stream, cfg, deadline).await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        // `join!` polls in order, and each call queues its line on its
+        // first poll, so capabilities are written before `first`.
+        let (negotiated, answer) = tokio::join!(
+            Self::negotiate(&monitor, left, timeout),
+            monitor.execute_timeout(first, left)
+        );
+        negotiated?;
+        Ok((monitor, events, answer))
+    }
+
+    async fn dial(path: &Path, cfg: &Config, deadline: Instant) -> Result<UnixStream, QmpError> {
+        match tokio::time::timeout_at(deadline, UnixStream::connect(path)).await {
+            Err(_) => Err(QmpError::HandshakeTimeout {
+                after: cfg.greeting_timeout,
+            }),
+            Ok(Err(source)) => Err(QmpError::Connect {
+                path: path.to_owned(),
+                source,
+            }),
+            Ok(Ok(s)) => Ok(s),
+        }
     }
 
     /// Uses an already connected stream (e.g. a socketpair end whose other
@@ -293,6 +320,20 @@ impl Monitor {
     }
 
     async fn handshake(
+        stream: UnixStream,
+        cfg: Config,
+        deadline: Instant,
+    ) -> Result<(Monitor, Events), QmpError> {
+        let timeout = cfg.greeting_timeout;
+        let (monitor, events) = Self::greet(stream, cfg, deadline).await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        Self::negotiate(&monitor, left, timeout).await?;
+        Ok((monitor, events))
+    }
+
+    /// Reads QEMU's greeting by `deadline` and starts the connection's
+    /// reader and writer; capabilities are not negotiated yet.
+    async fn greet(
         stream: UnixStream,
         cfg: Config,
         deadline: Instant,
@@ -334,15 +375,22 @@ impl Monitor {
             _guard: Arc::new(HandleGuard(shared.clone())),
             shared,
         };
-        let events = Events::new(events);
+        Ok((monitor, Events::new(events)))
+    }
 
-        let left = deadline.saturating_duration_since(Instant::now());
+    /// Sends `qmp_capabilities` and waits `left` for its answer; a late
+    /// one is a handshake that took longer than `timeout` in all.
+    async fn negotiate(
+        monitor: &Monitor,
+        left: Duration,
+        timeout: Duration,
+    ) -> Result<(), QmpError> {
         match monitor
             .execute_timeout(&QmpCapabilities::default(), left)
             .await
         {
-            Ok(_) => Ok((monitor, events)),
-            Err(QmpError::Timeout { .. }) => Err(timeout),
+            Ok(_) => Ok(()),
+            Err(QmpError::Timeout { .. }) => Err(QmpError::HandshakeTimeout { after: timeout }),
             Err(e @ QmpError::Command { .. }) => Err(QmpError::Negotiation(Box::new(e))),
             Err(e) => Err(e),
         }

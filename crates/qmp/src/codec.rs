@@ -18,10 +18,15 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use crate::error::ProtocolError;
 use crate::types::events::Timestamp;
 
-/// How much we ask the socket for per read when the buffer has room. Big
-/// enough that a flood of small events costs few syscalls, small enough to
-/// be negligible per VM.
+/// The most we ask the socket for per read: big enough that a flood of
+/// small events costs few syscalls.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// What a connection reads at first. A greeting and a command's reply fit,
+/// so the thousands of idle monitors of a big host hold this much each;
+/// a read that fills it doubles it, up to [`READ_CHUNK`], so a flooding
+/// QEMU reaches the big reads within a few of them.
+const FIRST_CHUNK: usize = 2 * 1024;
 
 /// Above this capacity an idle buffer is shrunk back, so one big reply does
 /// not pin megabytes per VM for the life of the connection.
@@ -37,6 +42,9 @@ pub struct LineDecoder {
     /// long line arriving in many reads is scanned once, not quadratically.
     scanned: usize,
     max_line: usize,
+    /// Bytes the next read asks for, from [`FIRST_CHUNK`] up to
+    /// [`READ_CHUNK`] (doubled by each read that fills it).
+    chunk: usize,
 }
 
 impl LineDecoder {
@@ -48,6 +56,7 @@ impl LineDecoder {
             start: 0,
             scanned: 0,
             max_line,
+            chunk: FIRST_CHUNK,
         }
     }
 
@@ -107,7 +116,7 @@ impl LineDecoder {
             self.buf.shrink_to(READ_CHUNK.max(len));
         }
         let room_to_cap = (self.max_line + 1).saturating_sub(len);
-        let want = READ_CHUNK.min(room_to_cap).max(1);
+        let want = self.chunk.min(room_to_cap).max(1);
         if self.buf.capacity() - len < want {
             // Grow geometrically (no quadratic copying of a long line) but
             // never past the cap.
@@ -126,13 +135,24 @@ impl LineDecoder {
         let want = self.prepare();
         let n = want.min(data.len());
         self.buf.extend_from_slice(&data[..n]);
+        self.note_read(n, want);
         n
+    }
+
+    /// A read of `n` bytes that asked for `want`: one that filled it means
+    /// more is waiting, so the next asks for twice as much.
+    fn note_read(&mut self, n: usize, want: usize) {
+        if n == want && n == self.chunk {
+            self.chunk = (self.chunk * 2).min(READ_CHUNK);
+        }
     }
 
     /// Reads once from `r` into the buffer; returns bytes read (0 = EOF).
     pub async fn read_from<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> std::io::Result<usize> {
         let want = self.prepare();
-        r.read_buf(&mut (&mut self.buf).limit(want)).await
+        let n = r.read_buf(&mut (&mut self.buf).limit(want)).await?;
+        self.note_read(n, want);
+        Ok(n)
     }
 }
 
@@ -373,6 +393,34 @@ mod tests {
             out.push(l.to_vec());
         }
         Ok(out)
+    }
+
+    /// An idle connection holds a small buffer; a flood (every read
+    /// filled) brings the reads up to their full size.
+    #[test]
+    fn reads_start_small_and_grow_while_they_fill() {
+        let mut dec = LineDecoder::new(1 << 20);
+        let greeting = b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n";
+        assert_eq!(dec.feed(greeting), greeting.len());
+        assert_eq!(lines_of(&mut dec).unwrap().len(), 1);
+        assert!(dec.capacity() <= FIRST_CHUNK, "{}", dec.capacity());
+
+        let event = b"{\"event\": \"RTC_CHANGE\", \"data\": {\"offset\": 1}}\n";
+        let flood: Vec<u8> = event.iter().copied().cycle().take(4 * READ_CHUNK).collect();
+        let mut rest = &flood[..];
+        let mut reads = 0;
+        let mut lines = 0;
+        while !rest.is_empty() {
+            let n = dec.feed(rest);
+            rest = &rest[n..];
+            reads += 1;
+            lines += lines_of(&mut dec).unwrap().len();
+        }
+        assert_eq!(lines, 4 * READ_CHUNK / event.len());
+        assert_eq!(dec.chunk, READ_CHUNK);
+        // Doubling from the first size, then full reads: far fewer reads
+        // than at the first size.
+        assert!(reads < 4 * READ_CHUNK / FIRST_CHUNK / 4, "{reads} reads");
     }
 
     fn feed_all(dec: &mut LineDecoder, mut data: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {

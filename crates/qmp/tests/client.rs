@@ -74,6 +74,57 @@ async fn connect_by_path() {
     server.await.unwrap();
 }
 
+/// `connect_then` writes its command behind `qmp_capabilities` before
+/// QEMU has answered either: the fake reads both lines before replying.
+#[tokio::test]
+async fn connect_then_pipelines_the_first_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let server = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        let mut fake = FakeQemu::new(s);
+        fake.send(GREETING).await;
+        let caps = fake.expect_cmd("qmp_capabilities").await;
+        let status = fake.expect_cmd("query-status").await;
+        fake.reply(&caps, json!({})).await;
+        fake.reply(&status, json!({"running": true, "status": "running"}))
+            .await;
+        fake
+    });
+    let (mon, _events, st) = Monitor::connect_then(&path, cfg(), &QueryStatus)
+        .await
+        .unwrap();
+    assert_eq!(st.unwrap().status, RunState::Running);
+    assert!(!mon.is_closed());
+    server.await.unwrap();
+}
+
+/// A refused negotiation fails the connection even though the pipelined
+/// command was answered.
+#[tokio::test]
+async fn connect_then_fails_when_negotiation_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let server = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        let mut fake = FakeQemu::new(s);
+        fake.send(GREETING).await;
+        let caps = fake.expect_cmd("qmp_capabilities").await;
+        let status = fake.expect_cmd("query-status").await;
+        fake.reply_error(&caps, "GenericError", "no").await;
+        fake.reply(&status, json!({"running": true, "status": "running"}))
+            .await;
+        fake
+    });
+    let err = Monitor::connect_then(&path, cfg(), &QueryStatus)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QmpError::Negotiation(_)), "{err:?}");
+    server.await.unwrap();
+}
+
 #[tokio::test]
 async fn connect_to_missing_socket_fails() {
     let dir = tempfile::tempdir().unwrap();

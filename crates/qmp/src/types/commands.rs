@@ -270,6 +270,8 @@ pub enum BlockdevOptions {
     Raw(BlockdevFormat),
     /// A qcow2 image over a protocol node.
     Qcow2(BlockdevFormat),
+    /// An export of an NBD server (protocol node).
+    Nbd(BlockdevNbd),
 }
 
 /// Options of a `file` node.
@@ -536,6 +538,11 @@ command!(Migrate = "migrate" => Empty);
 no_args!(
     /// `migrate_cancel`.
     MigrateCancel = "migrate_cancel" => Empty
+);
+no_args!(
+    /// `migrate-start-postcopy`: switch a migration with the
+    /// `postcopy-ram` capability to post-copy.
+    MigrateStartPostcopy = "migrate-start-postcopy" => Empty
 );
 no_args!(
     /// `query-migrate`.
@@ -1271,3 +1278,5 @@ mod setup;
 pub use setup::*;
 mod dump;
 pub use dump::*;
+mod nbd;
+pub use nbd::*;

@@ -184,3 +184,16 @@ string_enum! {
         WaitUnplug = "wait-unplug",
     }
 }
+
+impl MigrationStatus {
+    /// Past the switch to post-copy (running, paused or recovering): the
+    /// destination has run the guest.
+    pub fn is_postcopy(&self) -> bool {
+        matches!(
+            self,
+            MigrationStatus::PostcopyActive
+                | MigrationStatus::PostcopyPaused
+                | MigrationStatus::PostcopyRecover
+        )
+    }
+}
