@@ -1,5 +1,5 @@
-//! An async client of the libvirt remote protocol, over a UNIX socket or
-//! plain TCP: for tests and benchmarks, and for the daemon's own calls to
+//! An async client of the libvirt remote protocol, over a UNIX socket,
+//! plain TCP or TLS: for tests and benchmarks, and for the daemon's own calls to
 //! a peer (peer-to-peer migration). Concurrent calls matched by serial,
 //! events on a bounded channel, keepalive PINGs answered.
 //!
@@ -140,6 +140,19 @@ impl Client {
     pub async fn connect_tcp(addr: &str, cfg: ClientConfig) -> Result<Client, ClientError> {
         let s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
+        Ok(Self::from_io(s, cfg))
+    }
+
+    /// Connects over TLS (`qemu+tls://HOST:PORT/`) to `addr` (`HOST:PORT`),
+    /// whose certificate must name `host`, presenting `files`' client
+    /// certificate.
+    pub async fn connect_tls(
+        addr: &str,
+        host: &str,
+        files: &crate::tls::TlsClientFiles,
+        cfg: ClientConfig,
+    ) -> Result<Client, ClientError> {
+        let s = crate::tls::connect(addr, host, files).await?;
         Ok(Self::from_io(s, cfg))
     }
 

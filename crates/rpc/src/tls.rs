@@ -1,7 +1,9 @@
-//! TLS for `qemu+tls://` clients, with libvirt's x509 layout: a CA that
-//! signed both sides, the server's certificate and key, client
-//! certificates required and verified, and an optional allow-list of
-//! client distinguished names (`tls_allowed_dn_list`, glob patterns).
+//! TLS for `qemu+tls://`, with libvirt's x509 layout: a CA that signed
+//! both sides, the server's certificate and key, client certificates
+//! required and verified, and an optional allow-list of client
+//! distinguished names (`tls_allowed_dn_list`, glob patterns). The client
+//! side ([`TlsClientFiles`], [`connect`]) is what a daemon presents to a
+//! peer daemon.
 //!
 //! After its handshake a libvirt client reads one byte before it speaks:
 //! 1 when the server accepted its certificate. A refused client gets the
@@ -12,13 +14,14 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::AsyncWriteExt;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::transport::{Conn, Transport};
 
@@ -56,27 +59,42 @@ pub struct TlsServer {
     allowed_dn: Vec<String>,
 }
 
+/// The crypto provider of both sides.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    #[allow(
+        deprecated,
+        reason = "ring builds with the C compiler alone; its suites and key exchanges are libvirt's"
+    )]
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The CA certificates of `ca_file`, as trust roots.
+fn roots(ca_file: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in certs(ca_file)? {
+        roots
+            .add(ca)
+            .map_err(|e| TlsError::Setup(format!("{}: {e}", ca_file.display())))?;
+    }
+    Ok(roots)
+}
+
+fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 impl TlsServer {
     pub fn new(f: &TlsFiles) -> Result<Self, TlsError> {
-        #[allow(
-            deprecated,
-            reason = "ring builds with the C compiler alone; its suites and key exchanges are libvirt's"
-        )]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in certs(&f.ca_file)? {
-            roots
-                .add(ca)
-                .map_err(|e| TlsError::Setup(format!("{}: {e}", f.ca_file.display())))?;
-        }
+        let provider = provider();
+        let roots = roots(&f.ca_file)?;
         let verifier =
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
                 .map_err(|e| TlsError::Setup(e.to_string()))?;
-        let key = PrivateKeyDer::from_pem_file(&f.key_file).map_err(|source| TlsError::Read {
-            path: f.key_file.clone(),
-            source,
-        })?;
+        let key = key(&f.key_file)?;
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Setup(e.to_string()))?
@@ -125,6 +143,75 @@ impl TlsServer {
             socket,
             transport: Transport::Tls,
         })
+    }
+}
+
+/// What a client presents and trusts (libvirt's `pkipath` layout:
+/// `cacert.pem`, `clientcert.pem`, `clientkey.pem`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsClientFiles {
+    /// The CA certificate(s) the server's certificate must chain to.
+    pub ca_file: PathBuf,
+    /// The client's certificate (chain), PEM.
+    pub cert_file: PathBuf,
+    /// The client's private key, PEM.
+    pub key_file: PathBuf,
+}
+
+impl TlsClientFiles {
+    /// The files of a `pkipath` directory.
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            ca_file: dir.join("cacert.pem"),
+            cert_file: dir.join("clientcert.pem"),
+            key_file: dir.join("clientkey.pem"),
+        }
+    }
+
+    /// libvirt's system-wide client files.
+    pub fn system() -> Self {
+        Self {
+            ca_file: "/etc/pki/CA/cacert.pem".into(),
+            cert_file: "/etc/pki/libvirt/clientcert.pem".into(),
+            key_file: "/etc/pki/libvirt/private/clientkey.pem".into(),
+        }
+    }
+
+    fn config(&self) -> Result<ClientConfig, TlsError> {
+        ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Setup(e.to_string()))?
+            .with_root_certificates(roots(&self.ca_file)?)
+            .with_client_auth_cert(certs(&self.cert_file)?, key(&self.key_file)?)
+            .map_err(|e| TlsError::Setup(e.to_string()))
+    }
+}
+
+/// Connects to the TLS server at `addr` (`HOST:PORT`), whose certificate
+/// must name `host`, presenting `files`' certificate; returns once the
+/// server has confirmed it accepted that certificate.
+pub async fn connect(
+    addr: &str,
+    host: &str,
+    files: &TlsClientFiles,
+) -> io::Result<TlsStream<TcpStream>> {
+    let setup = |e: TlsError| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
+    let config = files.config().map_err(setup)?;
+    let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?
+        .to_owned();
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let mut tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    let mut confirmed = [0u8; 1];
+    match tls.read(&mut confirmed).await? {
+        1 if confirmed[0] == 1 => Ok(tls),
+        _ => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the server refused this client's certificate",
+        )),
     }
 }
 
