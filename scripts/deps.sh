@@ -77,10 +77,11 @@ ferrovirt_check_tools() {
   fi
 }
 
-# The account QEMU runs as when ferrovirtd's `user` names it (README,
-# "QEMU's user"), which the tests that run QEMU unprivileged use too: a
-# system account with no home and no login shell, in the kvm group so that
-# it can open /dev/kvm. Created when missing.
+# The account QEMU runs as by default when ferrovirtd runs as root (README,
+# "Confinement"; the daemon refuses to start without it unless its config
+# says user = "root"), and so in the tests: a system account with no home
+# and no login shell, in the kvm group so that it can open /dev/kvm.
+# Created when missing.
 FERROVIRT_QEMU_USER=ferrovirt-qemu
 ferrovirt_create_account() {
   getent passwd "$FERROVIRT_QEMU_USER" >/dev/null && return 0

@@ -95,8 +95,10 @@ pub(crate) struct Config {
     /// `ferrovirt-exec` installed beside `ferrovirtd`.
     pub exec_helper: Option<PathBuf>,
     /// The user each guest's QEMU runs as (libvirt's `user`): an account
-    /// name, or `+N` for a numeric id. Absent or root: QEMU keeps the
-    /// daemon's own credentials, and a warning says so.
+    /// name, or `+N` for a numeric id. Absent: the system account
+    /// [`DEFAULT_QEMU_USER`] when the daemon runs as root (the daemon
+    /// refuses to start when that account is missing), the daemon's own
+    /// user otherwise. `root` (or `+0`) keeps root, with a warning.
     pub user: Option<String>,
     /// QEMU's group (libvirt's `group`): a name or `+N`; by default the
     /// user's primary group. QEMU also gets the user's supplementary
@@ -124,6 +126,15 @@ pub(crate) struct Config {
     /// Client certificate DNs let in over TLS (`*`, `?` globs, as
     /// libvirt's); empty lets in every client whose certificate verifies.
     pub tls_allowed_dn_list: Vec<String>,
+    /// A directory in libvirt's `pkipath` layout (`cacert.pem`,
+    /// `clientcert.pem`, `clientkey.pem`): the client certificate this
+    /// daemon presents, and the CA it trusts, when it connects to a peer
+    /// daemon over TLS (peer-to-peer migration to `qemu+tls://`). By
+    /// default libvirt's system-wide client files
+    /// (`/etc/pki/CA/cacert.pem`, `/etc/pki/libvirt/clientcert.pem`,
+    /// `/etc/pki/libvirt/private/clientkey.pem`). A `pkipath` parameter
+    /// in the peer's URI takes precedence.
+    pub client_pkipath: Option<PathBuf>,
     /// Most secrets defined at once (persistent and ephemeral); a define
     /// beyond it is refused with `VIR_ERR_OPERATION_FAILED`. At most
     /// 16384, what one list reply can carry.
@@ -136,6 +147,20 @@ pub(crate) struct Config {
     /// `migration_port_min` / `migration_port_max`).
     pub migration_port_min: u16,
     pub migration_port_max: u16,
+    /// A migration whose stream (memory or disk copies), or a save or
+    /// state dump whose stream, moves no byte for this long fails (a cut
+    /// network or a hung disk fails it instead of hanging it).
+    pub migration_stall_timeout_secs: u64,
+    /// A destination that prepared an incoming migration and is not
+    /// told to finish it within this long kills its QEMU.
+    pub migration_finish_timeout_secs: u64,
+    /// QEMU's credentials for `--tls` migrations (libvirt's
+    /// `migrate_tls_x509_cert_dir`): `ca-cert.pem`, `server-cert.pem`,
+    /// `server-key.pem`, `client-cert.pem`, `client-key.pem`.
+    pub migrate_tls_x509_cert_dir: PathBuf,
+    /// Whether an incoming `--tls` migration requires a client
+    /// certificate the CA signed (libvirt's `migrate_tls_x509_verify`).
+    pub migrate_tls_x509_verify: bool,
 }
 
 /// A namespace QEMU can be given (libvirt's `namespaces` values).
@@ -193,10 +218,15 @@ impl Default for Config {
             cert_file: "/etc/pki/libvirt/servercert.pem".into(),
             key_file: "/etc/pki/libvirt/private/serverkey.pem".into(),
             tls_allowed_dn_list: Vec::new(),
+            client_pkipath: None,
             max_secrets: secret::SecretConfig::DEFAULT_MAX_SECRETS,
             migration_address: None,
             migration_port_min: 49152,
             migration_port_max: 49215,
+            migration_stall_timeout_secs: 30,
+            migrate_tls_x509_cert_dir: PathBuf::from("/etc/pki/qemu"),
+            migrate_tls_x509_verify: true,
+            migration_finish_timeout_secs: 600,
         }
     }
 }
@@ -264,6 +294,12 @@ impl Config {
                 "max_secrets must be between 1 and {secrets_max}"
             )));
         }
+        if self.migration_stall_timeout_secs == 0 || self.migration_finish_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "migration_stall_timeout_secs and migration_finish_timeout_secs must be at least 1"
+                    .into(),
+            ));
+        }
         if self.job_wait_secs == 0 || self.monitor_timeout_secs == 0 {
             return Err(ConfigError::Invalid(
                 "job_wait_secs and monitor_timeout_secs must be at least 1".into(),
@@ -312,12 +348,28 @@ impl Config {
         }
     }
 
+    /// What this daemon presents to TLS peers.
+    pub(crate) fn peer_tls_files(&self) -> rpc::tls::TlsClientFiles {
+        match &self.client_pkipath {
+            Some(dir) => rpc::tls::TlsClientFiles::in_dir(dir),
+            None => rpc::tls::TlsClientFiles::system(),
+        }
+    }
+
     /// The credentials each guest's QEMU runs with (`user`, `group`);
-    /// `None` where that is root, so QEMU keeps the daemon's.
+    /// `None` where QEMU keeps the daemon's (root set explicitly, or a
+    /// daemon not run by root with no `user` set).
     pub(crate) fn qemu_creds(&self) -> Result<Option<qemu::Creds>, ConfigError> {
+        self.qemu_creds_for(nix::unistd::geteuid().is_root())
+    }
+
+    /// [`Config::qemu_creds`] for a daemon run by root (`root`) or not.
+    fn qemu_creds_for(&self, root: bool) -> Result<Option<qemu::Creds>, ConfigError> {
         use nix::unistd::{Gid, Group, User};
-        let Some(user) = self.user.as_deref() else {
-            return Ok(None);
+        let user = match (self.user.as_deref(), root) {
+            (Some(user), _) => user,
+            (None, true) => DEFAULT_QEMU_USER,
+            (None, false) => return Ok(None),
         };
         let unknown =
             |what: &str, v: &str| ConfigError::Invalid(format!("{what} '{v}': no such account"));
@@ -327,7 +379,10 @@ impl Config {
                 let u = User::from_name(user)
                     .ok()
                     .flatten()
-                    .ok_or_else(|| unknown("user", user))?;
+                    .ok_or_else(|| match self.user {
+                        None => missing_default_user(),
+                        Some(_) => unknown("user", user),
+                    })?;
                 (u.uid.as_raw(), Some(u))
             }
         };
@@ -387,6 +442,22 @@ impl Config {
     }
 }
 
+/// The account QEMU runs as when the daemon runs as root and `user` is not
+/// set: a system account with no home and no shell, in the `kvm` group,
+/// which `scripts/deps.sh` creates.
+pub(crate) const DEFAULT_QEMU_USER: &str = "ferrovirt-qemu";
+
+/// The default account is missing: starting anyway would run every QEMU
+/// as root without anyone having asked for it (libvirt likewise fails to
+/// load its QEMU driver when its configured user does not exist).
+fn missing_default_user() -> ConfigError {
+    ConfigError::Invalid(format!(
+        "QEMU runs as the system account '{DEFAULT_QEMU_USER}' by default, and it does not \
+         exist: create it with scripts/deps.sh (ferrovirt_create_account), or set \
+         user = \"root\" in the config to run QEMU as root"
+    ))
+}
+
 /// `+N`: a numeric user or group id, as libvirt writes one.
 fn numeric(v: &str) -> Option<u32> {
     v.strip_prefix('+')?.parse().ok()
@@ -424,7 +495,6 @@ mod tests {
             group: group.map(Into::into),
             ..Config::default()
         };
-        assert_eq!(Config::default().qemu_creds().expect("default"), None);
         assert_eq!(with("root", None).qemu_creds().expect("root"), None);
         assert_eq!(with("+0", Some("+0")).qemu_creds().expect("+0"), None);
         // `nobody` exists on every Debian system.
@@ -451,6 +521,35 @@ mod tests {
             .qemu_creds()
             .expect_err("group");
         assert!(e.to_string().contains("no-such-group"), "{e}");
+    }
+
+    #[test]
+    fn by_default_qemu_runs_as_the_system_account_or_the_daemon_refuses() {
+        let d = Config::default();
+        assert_eq!(d.user, None);
+        // A daemon not run by root cannot switch: QEMU keeps its user.
+        assert_eq!(d.qemu_creds_for(false).expect("not root"), None);
+        let account = nix::unistd::User::from_name(DEFAULT_QEMU_USER)
+            .ok()
+            .flatten();
+        match (account, d.qemu_creds_for(true)) {
+            (Some(a), Ok(Some(c))) => {
+                assert_eq!((c.uid, c.gid), (a.uid.as_raw(), a.gid.as_raw()));
+                assert_ne!(c.uid, 0);
+            }
+            (None, Err(e)) => assert_eq!(e.to_string(), missing_default_user().to_string()),
+            (a, c) => panic!("account {a:?} resolved to {c:?}"),
+        }
+        let msg = missing_default_user().to_string();
+        for needle in [DEFAULT_QEMU_USER, "scripts/deps.sh", "user = \"root\""] {
+            assert!(msg.contains(needle), "{msg}");
+        }
+        // Root set explicitly is root, run by root or not.
+        let root = Config {
+            user: Some("root".into()),
+            ..Config::default()
+        };
+        assert_eq!(root.qemu_creds_for(true).expect("root"), None);
     }
 
     #[test]

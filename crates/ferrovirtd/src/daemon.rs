@@ -65,6 +65,7 @@ pub(crate) fn uri_for(sock: &Path) -> String {
 }
 
 pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
+    crate::alloc::start_background_purge();
     let driver_cfg = driver_config(&cfg, &root)?;
     // Networks first: the QEMU driver's start-up removes what is left of
     // guests' taps, and its autostart needs their networks running.
@@ -92,6 +93,7 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
         root: root.clone(),
         message: e.to_string(),
     })?;
+    crate::alloc::release_unused();
     let (rw_path, ro_path) = socket_paths(&root);
     let rw = bind(&rw_path, 0o600)?;
     let ro = bind(&ro_path, 0o666)?;
@@ -107,7 +109,8 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
     let warm = driver.clone();
     tokio::spawn(async move { warm.emulator_caps(None).await });
     let uri = "qemu:///system".to_owned();
-    let daemon = Daemon::new(driver.clone(), storage, network, secrets, relay, uri)?;
+    let daemon = Daemon::new(driver.clone(), storage, network, secrets, relay, uri)?
+        .with_peer_tls(cfg.peer_tls_files());
     let server = Server::new(server_config(&cfg), daemon);
     if let Some(addr) = &cfg.metrics_listen {
         let src = metrics::Sources {
@@ -204,6 +207,10 @@ fn driver_config(cfg: &Config, root: &Path) -> Result<DriverConfig, crate::confi
         address: cfg.migration_address.clone(),
         port_min: cfg.migration_port_min,
         port_max: cfg.migration_port_max,
+        stall_timeout: std::time::Duration::from_secs(cfg.migration_stall_timeout_secs),
+        finish_timeout: std::time::Duration::from_secs(cfg.migration_finish_timeout_secs),
+        tls_dir: cfg.migrate_tls_x509_cert_dir.clone(),
+        tls_verify: cfg.migrate_tls_x509_verify,
     };
     Ok(d)
 }
@@ -229,9 +236,11 @@ fn confinement(cfg: &Config) -> Result<qemu::Confinement, crate::config::ConfigE
     // since then stops the daemon rather than run QEMU as root.
     c.creds = cfg.qemu_creds()?;
     c.dynamic_ownership = cfg.dynamic_ownership;
-    if c.creds.is_none() {
+    if c.creds.is_none() && root {
         tracing::warn!(
-            "QEMU runs as root: set `user` (and `group`) to run it as an unprivileged account"
+            "QEMU runs as root (`user = \"root\"`): without `user` it runs as the \
+             unprivileged account {}",
+            crate::config::DEFAULT_QEMU_USER
         );
     }
     Ok(c)

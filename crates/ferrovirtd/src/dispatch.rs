@@ -39,6 +39,9 @@ pub(crate) struct Daemon {
     /// Open console and channel sessions, one per device.
     pub consoles: Arc<Consoles>,
     pub uri: String,
+    /// What this daemon presents and trusts when it connects to a peer
+    /// daemon over TLS (peer-to-peer migration to `qemu+tls://`).
+    pub peer_tls: rpc::tls::TlsClientFiles,
     table: Table<Daemon>,
 }
 
@@ -59,8 +62,17 @@ impl Daemon {
             relay,
             consoles: Arc::new(Consoles::default()),
             uri,
+            peer_tls: rpc::tls::TlsClientFiles::system(),
             table: table()?,
         })
+    }
+
+    /// The same daemon presenting `files` to TLS peers.
+    pub(crate) fn with_peer_tls(self, files: rpc::tls::TlsClientFiles) -> Self {
+        Self {
+            peer_tls: files,
+            ..self
+        }
     }
 
     /// The domain a client names (looked up by UUID, as libvirt does).
@@ -213,6 +225,7 @@ fn table() -> Result<Table<Daemon>, TableError> {
         Row::new(p::DOMAIN_MIGRATE_GET_MAX_SPEED,                Read,  Normal,   migration::get_max_speed),
         Row::new(p::DOMAIN_MIGRATE_SET_MAX_DOWNTIME,             Write, Normal,   migration::set_max_downtime),
         Row::new(p::DOMAIN_MIGRATE_GET_MAX_DOWNTIME,             Read,  Normal,   migration::get_max_downtime),
+        Row::new(p::DOMAIN_MIGRATE_START_POST_COPY,              Write, Normal,   migration::start_post_copy),
         // Save, restore, managed save, save images.
         Row::new(p::DOMAIN_SAVE,                                 Write, Normal,   save::save),
         Row::new(p::DOMAIN_SAVE_FLAGS,                           Write, Normal,   save::save_flags),

@@ -1,6 +1,7 @@
 //! ferrovirtd: a QEMU management daemon that speaks libvirt's remote
 //! protocol, so virsh and libvirt-python drive it unchanged.
 
+mod alloc;
 mod config;
 mod consoles;
 mod daemon;

@@ -42,7 +42,7 @@ fn domain_with_disk(name: &str, disk: &Path, ctl: &Path) -> String {
 /// Defines and starts a sim domain with a disk; returns (disk, control).
 fn start_domain(d: &Daemon, name: &str) -> (PathBuf, PathBuf) {
     let disk = d.file(&format!("{name}.img"), "");
-    let ctl = d.root.path().join(format!("{name}.ctl"));
+    let ctl = d.qemu_dir().join(format!("{name}.ctl"));
     let f = d.file(&format!("{name}.xml"), &domain_with_disk(name, &disk, &ctl));
     d.virsh_ok(&["define", f.to_str().expect("utf8")]);
     d.virsh_ok(&["start", name]);

@@ -374,7 +374,7 @@ struct Flooder {
 
 impl Flooder {
     fn start(rt: &Runtime, d: &Daemon, c: &rpc::Client) -> Flooder {
-        let ctl = d.root.path().join("flood.ctl");
+        let ctl = d.qemu_dir().join("flood.ctl");
         let ctl_s = ctl.to_str().expect("utf8 path");
         let dom = rt.block_on(define_and_start(
             c,
@@ -1138,7 +1138,7 @@ fn flood_does_not_cost_other_vms_their_events() {
     let d = flood_daemon();
     let c = rt.block_on(rpc_open(&d.sock()));
     let flooder = Flooder::start(&rt, &d, &c);
-    let wctl = d.root.path().join("witness.ctl");
+    let wctl = d.qemu_dir().join("witness.ctl");
     let witness = rt.block_on(define_and_start(
         &c,
         &sim_domain_xml("witness", &["-sim-control", wctl.to_str().expect("utf8")]),

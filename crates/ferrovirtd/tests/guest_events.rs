@@ -20,7 +20,7 @@ use common::{Daemon, EventListener, sim_control, sim_domain_xml, wait_flood_end}
 #[test]
 fn rtc_and_balloon_events_reach_virsh_and_a_flood_is_throttled() {
     let d = Daemon::start();
-    let ctl = d.root.path().join("ev.ctl");
+    let ctl = d.qemu_dir().join("ev.ctl");
     let ctl_s = ctl.to_string_lossy().into_owned();
     let xml = sim_domain_xml("ev", &["-sim-control", &ctl_s]);
     let f = d.file("ev.xml", &xml);

@@ -61,10 +61,16 @@ fn network_nic(net: &str, mac: &str) -> String {
     )
 }
 
-/// Polls the serial log for `needle`; the line that holds it.
+/// Polls the serial log for a whole line (its newline written) holding
+/// `needle`; that line.
 fn wait_serial(d: &Daemon, serial: &Path, needle: &str) -> String {
     let read = || std::fs::read_to_string(serial).unwrap_or_default();
-    let ok = wait::until(BOOT, || read().contains(needle));
+    let whole = |text: &str| {
+        text.split_inclusive('\n')
+            .find(|l| l.ends_with('\n') && l.contains(needle))
+            .map(|l| l.trim_end().to_owned())
+    };
+    let ok = wait::until(BOOT, || whole(&read()).is_some());
     let text = read();
     assert!(
         ok,
@@ -73,10 +79,7 @@ fn wait_serial(d: &Daemon, serial: &Path, needle: &str) -> String {
         tail(&text, 30),
         tail(&d.log(), 40)
     );
-    text.lines()
-        .find(|l| l.contains(needle))
-        .unwrap_or_default()
-        .to_owned()
+    whole(&text).unwrap_or_default()
 }
 
 /// The taps (tun devices) in the namespace, with their bridge.

@@ -42,7 +42,7 @@ fn daemon() -> Daemon {
 /// Defines and starts a qemu-sim domain with disk `vda`; `sim` are extra
 /// simulator options. Returns its control socket.
 fn start_domain(d: &Daemon, name: &str, sim: &[&str]) -> PathBuf {
-    let ctl = d.root.path().join(format!("{name}.ctl"));
+    let ctl = d.qemu_dir().join(format!("{name}.ctl"));
     let ctl_s = ctl.to_string_lossy().into_owned();
     let mut args = vec!["-sim-control", ctl_s.as_str()];
     args.extend_from_slice(sim);
@@ -451,7 +451,7 @@ fn change_media_ejects_and_inserts_through_the_tray() {
     let cdrom = format!(
         "<disk type='file' device='cdrom'><source file='{iso1}'/><target dev='sdb' bus='sata'/></disk>"
     );
-    let ctl = d.root.path().join("tray.ctl");
+    let ctl = d.qemu_dir().join("tray.ctl");
     let ctl_s = ctl.to_string_lossy().into_owned();
     let xml = sim_domain_xml("tray", &["-sim-control", &ctl_s]).replacen(
         "</emulator>\n",
@@ -677,7 +677,7 @@ fn a_guest_that_refuses_the_unplug_fails_the_detach_and_keeps_the_device() {
 #[test]
 fn user_nics_attach_and_detach_live_and_bridges_in_the_config() {
     let d = daemon();
-    let ctl = d.root.path().join("nic.ctl");
+    let ctl = d.qemu_dir().join("nic.ctl");
     let ctl_s = ctl.to_string_lossy().into_owned();
     // Two free hot-plug ports (USB and the balloon take two).
     let ports = "<controller type='pci' model='pcie-root-port'/>\n".repeat(4);
@@ -791,7 +791,7 @@ fn qemu_objects(ctl: &Path) -> Vec<String> {
 #[test]
 fn rngs_inputs_watchdogs_and_controllers_plug_live_and_the_rest_is_refused() {
     let d = daemon();
-    let ctl = d.root.path().join("oth.ctl");
+    let ctl = d.qemu_dir().join("oth.ctl");
     let ctl_s = ctl.to_string_lossy().into_owned();
     // Free ports for six devices (USB, the balloon and the bridge take
     // three); the watchdog, a PCI device, plugs into the bridge.
@@ -1105,7 +1105,7 @@ async fn pins_on_the_wire_refuse_bad_maps_with_libvirts_codes() {
 #[test]
 fn vcpus_plug_and_unplug_live_up_to_the_maximum() {
     let d = daemon();
-    let ctl = d.root.path().join("hot.ctl");
+    let ctl = d.qemu_dir().join("hot.ctl");
     let ctl_s = ctl.to_string_lossy().into_owned();
     let xml = sim_domain_xml("hot", &["-sim-control", &ctl_s]).replacen(
         "<vcpu>1</vcpu>",

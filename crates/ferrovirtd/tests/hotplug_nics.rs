@@ -104,7 +104,7 @@ fn network_and_bridge_nics_plug_live_on_their_taps_and_release_them() {
         .unwrap();
     ns.exec(&["ip", "link", "set", "fvbr1", "up"]).unwrap();
 
-    let ctl = d.root.path().join("n.ctl");
+    let ctl = d.qemu_dir().join("n.ctl");
     let ctl_s = ctl.to_string_lossy().into_owned();
     let ports = "<controller type='pci' model='pcie-root-port'/>\n".repeat(6);
     let xml = sim_domain_xml("n", &["-sim-control", &ctl_s]).replacen(
@@ -263,7 +263,7 @@ fn a_tap_nic_whose_unplug_completes_after_a_daemon_restart_loses_its_tap() {
     let mut d = Daemon::start_in_netns(&ns, "unplug_timeout_secs = 1");
     ns.exec(&["ip", "link", "add", "fvbr2", "type", "bridge"])
         .unwrap();
-    let ctl = d.root.path().join("r.ctl");
+    let ctl = d.qemu_dir().join("r.ctl");
     let ctl_s = ctl.to_string_lossy().into_owned();
     let ports = "<controller type='pci' model='pcie-root-port'/>\n".repeat(3);
     let xml = sim_domain_xml("r", &["-sim-control", &ctl_s, "-sim-ignore-unplug"]).replacen(

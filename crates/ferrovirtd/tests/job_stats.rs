@@ -112,3 +112,38 @@ fn cancelled_save_stats_survive_restart_sim() {
     let still = d.virsh_ok(&["domjobinfo", "jc", "--completed"]);
     assert_eq!(job_type(&still), "None", "{still}");
 }
+
+/// A save or a state dump whose stream moves nothing (a hung disk) fails
+/// within `migration_stall_timeout_secs` instead of holding the domain's
+/// job forever: the guest runs on, the image is gone, the job is free.
+#[test]
+fn a_stalled_save_or_dump_fails_within_the_stall_deadline() {
+    let d = Daemon::start_with("migration_stall_timeout_secs = 2\n");
+    let ctl = d.qemu_dir().join("st.ctl");
+    let ctl_s = ctl.to_string_lossy().into_owned();
+    let xml = common::sim_domain_xml("st", &["-sim-job-ms", "200", "-sim-control", &ctl_s]);
+    define_start(&d, "st", &xml);
+    assert!(common::sim_control(&ctl, "stall-migration on").starts_with("ok"));
+    for (verb, name) in [("save", "st.save"), ("dump", "st.dump")] {
+        let img = d.root.path().join(name);
+        // Bounded here too: without the deadline the call never returns.
+        let out = std::process::Command::new("timeout")
+            .args(["60", "virsh", "-c", &d.uri, verb, "st"])
+            .arg(&img)
+            .output()
+            .expect("run virsh");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{verb} succeeded");
+        assert!(err.contains("sent nothing for 2 s"), "{verb}: {err}");
+        assert!(!img.exists(), "{verb} left its image");
+        wait_until("the guest running again", T, || {
+            d.virsh_ok(&["domstate", "st"]).trim() == "running"
+        });
+        let job = d.virsh_ok(&["domjobinfo", "st"]);
+        assert_eq!(job_type(&job), "None", "{job}");
+    }
+    // Lifted, the same save goes through.
+    assert!(common::sim_control(&ctl, "stall-migration off").starts_with("ok"));
+    let img = d.root.path().join("st.save");
+    d.virsh_ok(&["save", "st", &img.to_string_lossy()]);
+}

@@ -51,10 +51,16 @@ fn daemon_config(port: u16, migration_ports: (u16, u16)) -> String {
 
 impl Pair {
     fn new(tag: &str) -> Pair {
+        Pair::with_config(tag, "")
+    }
+
+    /// Both daemons with `extra` added to their configuration.
+    fn with_config(tag: &str, extra: &str) -> Pair {
         let ns = NetNs::new(tag).unwrap();
+        let cfg = |port, range| daemon_config(port, range) + extra;
         Pair {
-            src: Daemon::start_in_netns(&ns, &daemon_config(16601, (49152, 49159))),
-            dst: Daemon::start_in_netns(&ns, &daemon_config(16602, (49160, 49167))),
+            src: Daemon::start_in_netns(&ns, &cfg(16601, (49152, 49159))),
+            dst: Daemon::start_in_netns(&ns, &cfg(16602, (49160, 49167))),
             ns,
             shared: tempfile::tempdir().unwrap(),
         }
@@ -284,6 +290,9 @@ fn persistent_undefinesource_and_offline_migrations_move_the_definition() {
 fn the_migration_tunables_are_read_back() {
     let p = Pair::new("migt");
     p.start_guest("m3");
+    // Unthrottled until set, libvirt's figure (not QEMU's 32 MiB/s).
+    let speed = p.src.virsh_ok(&["migrate-getspeed", "m3"]);
+    assert_eq!(speed.trim(), "8796093022207");
     p.src.virsh_ok(&["migrate-setspeed", "m3", "64"]);
     let speed = p.src.virsh_ok(&["migrate-getspeed", "m3"]);
     assert_eq!(speed.trim(), "64");
@@ -295,9 +304,18 @@ fn the_migration_tunables_are_read_back() {
 /// Starts a slow migration of `name` (1 MiB/s) in the background and
 /// returns once both daemons report it under way.
 fn start_slow_migration(p: &Pair, name: &str) -> Child {
-    p.src.virsh_ok(&["migrate-setspeed", name, "1"]);
+    start_slow_migration_with(p, name, 1, &[])
+}
+
+/// [`start_slow_migration`] at `mib` MiB/s with `extra` virsh options.
+fn start_slow_migration_with(p: &Pair, name: &str, mib: u32, extra: &[&str]) -> Child {
+    p.src
+        .virsh_ok(&["migrate-setspeed", name, &mib.to_string()]);
+    let mut args = vec!["migrate", "--live"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[name, DST_URI]);
     let child = p
-        .virsh_cmd(SRC_URI, &["migrate", "--live", name, DST_URI])
+        .virsh_cmd(SRC_URI, &args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -368,15 +386,7 @@ fn a_destination_qemu_killed_mid_migration_leaves_the_guest_on_the_source() {
     let serial = p.start_guest("m5");
     let uuid = p.src.virsh_ok(&["domuuid", "m5"]).trim().to_owned();
     let child = start_slow_migration(&p, "m5");
-    let dst_root = p.dst.root.path().display().to_string();
-    let dst_qemu: Vec<u32> = qemus_of(&uuid)
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                .unwrap_or_default()
-                .contains(&dst_root)
-        })
-        .collect();
+    let dst_qemu = dst_qemus(&p, &uuid);
     assert_eq!(dst_qemu.len(), 1, "the destination's QEMU");
     testkit::processes::signal(dst_qemu[0], nix::sys::signal::Signal::SIGKILL).unwrap();
     migrate_failed(child);
@@ -451,13 +461,60 @@ fn string_param(field: &str, v: &str) -> rpc::protocol::remote::TypedParam {
     }
 }
 
-#[test]
-fn a_migration_whose_client_goes_away_is_undone_on_both_sides() {
+/// A migration a test drives by hand through the first two phases:
+/// begin on the source, prepare on the destination, each over its own
+/// bare connection.
+struct HandDriven {
+    src: rpc::Client,
+    dst: rpc::Client,
+    dom: rpc::protocol::remote::NonnullDomain,
+    /// The `destination_xml` parameter later phases pass on.
+    xml: rpc::protocol::remote::TypedParam,
+    prepared: rpc::protocol::remote::DomainMigratePrepare3ParamsRet,
+}
+
+async fn begin_and_prepare(p: &Pair, name: &str, flags: u32) -> HandDriven {
     use rpc::protocol::remote::{
         DomainMigrateBegin3ParamsArgs, DomainMigrateBegin3ParamsRet,
-        DomainMigratePrepare3ParamsArgs, DomainMigratePrepare3ParamsRet, procedure as p,
+        DomainMigratePrepare3ParamsArgs, procedure as proc_,
     };
+    let src = bare_client(&p.src).await;
+    let dom = src.lookup_by_name(name).await.unwrap();
+    let begun: DomainMigrateBegin3ParamsRet = src
+        .call(
+            proc_::DOMAIN_MIGRATE_BEGIN3_PARAMS,
+            &DomainMigrateBegin3ParamsArgs {
+                dom: dom.clone(),
+                params: Vec::new(),
+                flags,
+            },
+        )
+        .await
+        .unwrap();
+    let xml = string_param("destination_xml", &begun.xml);
+    let dst = bare_client(&p.dst).await;
+    let prepared = dst
+        .call(
+            proc_::DOMAIN_MIGRATE_PREPARE3_PARAMS,
+            &DomainMigratePrepare3ParamsArgs {
+                params: vec![xml.clone()],
+                cookie_in: begun.cookie_out,
+                flags,
+            },
+        )
+        .await
+        .unwrap();
+    HandDriven {
+        src,
+        dst,
+        dom,
+        xml,
+        prepared,
+    }
+}
 
+#[test]
+fn a_migration_whose_client_goes_away_is_undone_on_both_sides() {
     let p_ = Pair::new("migc");
     let serial = p_.start_guest("m8");
     let uuid = p_.src.virsh_ok(&["domuuid", "m8"]).trim().to_owned();
@@ -468,34 +525,10 @@ fn a_migration_whose_client_goes_away_is_undone_on_both_sides() {
     // Begin on the source, prepare on the destination, then the client
     // is gone before perform.
     rt.block_on(async {
-        let src = bare_client(&p_.src).await;
-        let dom = src.lookup_by_name("m8").await.unwrap();
-        let begun: DomainMigrateBegin3ParamsRet = src
-            .call(
-                p::DOMAIN_MIGRATE_BEGIN3_PARAMS,
-                &DomainMigrateBegin3ParamsArgs {
-                    dom,
-                    params: Vec::new(),
-                    flags: 1 | 256,
-                },
-            )
-            .await
-            .unwrap();
-        let dst = bare_client(&p_.dst).await;
-        let prepared: DomainMigratePrepare3ParamsRet = dst
-            .call(
-                p::DOMAIN_MIGRATE_PREPARE3_PARAMS,
-                &DomainMigratePrepare3ParamsArgs {
-                    params: vec![string_param("destination_xml", &begun.xml)],
-                    cookie_in: begun.cookie_out,
-                    flags: 1 | 256,
-                },
-            )
-            .await
-            .unwrap();
-        assert!(prepared.uri_out.is_some());
-        src.close().await;
-        dst.close().await;
+        let h = begin_and_prepare(&p_, "m8", 1 | 256).await;
+        assert!(h.prepared.uri_out.is_some());
+        h.src.close().await;
+        h.dst.close().await;
     });
     assert_on_source_only(&p_, "m8", &uuid, &serial);
     // The source's job was given back: the guest migrates again.
@@ -524,4 +557,574 @@ fn a_migration_raises_iteration_and_job_completed_events() {
     dst_events.expect_prefix("event 'job-completed' for domain 'm9'", WAIT);
     let printed = dst_events.stop();
     assert!(printed.contains("downtime"), "{printed}");
+}
+
+/// A qcow2 image of `mib` MiB whose every byte is known (a pattern that
+/// differs from block to block), so copies can be compared.
+fn patterned_image(path: &Path, mib: usize) {
+    let raw = path.with_extension("raw");
+    let data: Vec<u8> = (0..mib * 1024 * 1024)
+        .map(|i| u8::try_from((i / 512 + i) % 251).unwrap())
+        .collect();
+    std::fs::write(&raw, data).unwrap();
+    let out = Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "qcow2"])
+        .arg(&raw)
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::remove_file(raw).unwrap();
+}
+
+/// Both images hold the same guest-visible bytes.
+fn same_content(a: &Path, b: &Path) -> bool {
+    Command::new("qemu-img")
+        .args(["compare", "-q", "-U"])
+        .arg(a)
+        .arg(b)
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The counting guest with qcow2 disks at `disks` (vda, vdb, ...).
+fn with_disks(xml: &str, disks: &[&Path]) -> String {
+    let devs: String = disks
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            format!(
+                "    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>\
+                 <source file='{}'/><target dev='vd{}' bus='virtio'/></disk>\n",
+                d.display(),
+                char::from(b'a' + u8::try_from(i).unwrap())
+            )
+        })
+        .collect();
+    xml.replace("  </devices>", &format!("{devs}  </devices>"))
+}
+
+/// `name`'s live XML on `d` with its images in `to` instead of `from`.
+fn moved(d: &Daemon, name: &str, from: &Path, to: &Path) -> String {
+    d.virsh_ok(&["dumpxml", name])
+        .replace(&*from.to_string_lossy(), &to.to_string_lossy())
+}
+
+impl Pair {
+    /// Defines and starts `xml`'s guest on the source; returns once it
+    /// counts.
+    fn start_xml(&self, name: &str, xml: &str, serial: &Path) {
+        let f = self.src.file(&format!("{name}.xml"), xml);
+        self.src.virsh_ok(&["define", &f.to_string_lossy()]);
+        self.src.virsh_ok(&["start", name]);
+        let counting = wait::until(BOOT, || last_count(serial) >= 3);
+        assert!(counting, "the guest never counted\n{}", self.logs());
+    }
+
+    /// Two directories standing for the hosts' own storage.
+    fn disk_dirs(&self) -> (PathBuf, PathBuf) {
+        let (a, b) = (
+            self.shared.path().join("src"),
+            self.shared.path().join("dst"),
+        );
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        (a, b)
+    }
+}
+
+#[test]
+fn copy_storage_moves_the_disks_content_with_the_guest() {
+    let p = Pair::new("migs");
+    let (src_dir, dst_dir) = p.disk_dirs();
+    let (src_img, dst_img) = (src_dir.join("d.qcow2"), dst_dir.join("d.qcow2"));
+    patterned_image(&src_img, 24);
+    let (xml, serial) = p.guest_xml("m10");
+    let src_xml = with_disks(&xml, &[&src_img]);
+    p.start_xml("m10", &src_xml, &serial);
+    // The destination keeps the image in its own directory.
+    let dst_xml = p
+        .src
+        .file("m10-dst.xml", &moved(&p.src, "m10", &src_dir, &dst_dir));
+    assert!(!dst_img.exists());
+
+    let out = p.virsh(
+        SRC_URI,
+        &[
+            "migrate",
+            "--live",
+            "--copy-storage-all",
+            "--xml",
+            &dst_xml.to_string_lossy(),
+            "m10",
+            DST_URI,
+        ],
+    );
+    assert!(out.is_ok(), "migrate: {out:?}\n{}", p.logs());
+    let at = last_count(&serial);
+    assert_eq!(state(&p.dst, "m10"), "running (migrated)", "{}", p.logs());
+    assert_eq!(state(&p.src, "m10"), "shut off (migrated)");
+    assert!(p.src.virsh_ok(&["domjobinfo", "m10"]).contains("None"));
+    let blk = p.dst.virsh_ok(&["domblklist", "m10"]);
+    assert!(blk.contains(&*dst_img.to_string_lossy()), "{blk}");
+    assert_keeps_counting(&p, &serial, at);
+    assert!(same_content(&src_img, &dst_img), "the copy differs");
+
+    // Back, copying the top image only onto the source's own image.
+    let back_xml = p
+        .dst
+        .file("m10-back.xml", &moved(&p.dst, "m10", &dst_dir, &src_dir));
+    let at = last_count(&serial);
+    let out = p.virsh(
+        DST_URI,
+        &[
+            "migrate",
+            "--live",
+            "--copy-storage-inc",
+            "--xml",
+            &back_xml.to_string_lossy(),
+            "m10",
+            SRC_URI,
+        ],
+    );
+    assert!(out.is_ok(), "migrate back: {out:?}\n{}", p.logs());
+    assert_eq!(state(&p.src, "m10"), "running (migrated)", "{}", p.logs());
+    assert_keeps_counting(&p, &serial, at);
+    p.src.virsh_ok(&["destroy", "m10"]);
+    assert!(same_content(&src_img, &dst_img), "the copy back differs");
+}
+
+/// The QEMUs of `uuid` the destination daemon started.
+fn dst_qemus(p: &Pair, uuid: &str) -> Vec<u32> {
+    // Under the destination's root by its command line or, run as QEMU's
+    // own user, by the pidfile its environment names.
+    let under_dst = common::pids_mentioning(&p.dst.root.path().display().to_string());
+    qemus_of(uuid)
+        .into_iter()
+        .filter(|pid| under_dst.contains(pid))
+        .collect()
+}
+
+/// Starts migrating `name` with `--copy-storage-all` at 1 MiB/s (the
+/// disk copies take a while) onto `dst_xml`; returns once the destination
+/// made `made` and runs its QEMU and the source's job is under way.
+fn start_slow_copy(p: &Pair, name: &str, uuid: &str, dst_xml: &Path, made: &Path) -> Child {
+    let child = p
+        .virsh_cmd(
+            SRC_URI,
+            &[
+                "migrate",
+                "--live",
+                "--copy-storage-all",
+                "--bandwidth",
+                "1",
+                "--xml",
+                &dst_xml.to_string_lossy(),
+                name,
+                DST_URI,
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let copying = wait::until(WAIT, || {
+        made.exists()
+            && dst_qemus(p, uuid).len() == 1
+            && p.src
+                .virsh_ok(&["domjobinfo", name])
+                .contains("Outgoing migration")
+    });
+    assert!(copying, "the disk copy never got going\n{}", p.logs());
+    child
+}
+
+#[test]
+fn a_failed_storage_copy_removes_only_the_images_the_destination_made() {
+    let p = Pair::new("migf");
+    let (src_dir, dst_dir) = p.disk_dirs();
+    let src = [src_dir.join("a.qcow2"), src_dir.join("b.qcow2")];
+    let dst = [dst_dir.join("a.qcow2"), dst_dir.join("b.qcow2")];
+    for img in &src {
+        patterned_image(img, 16);
+    }
+    // The destination has the second image already: it must stay.
+    std::fs::copy(&src[1], &dst[1]).unwrap();
+    let (xml, serial) = p.guest_xml("m11");
+    p.start_xml("m11", &with_disks(&xml, &[&src[0], &src[1]]), &serial);
+    let uuid = p.src.virsh_ok(&["domuuid", "m11"]).trim().to_owned();
+    let dst_xml = p
+        .src
+        .file("m11-dst.xml", &moved(&p.src, "m11", &src_dir, &dst_dir));
+    let left_as_before = || {
+        let removed = wait::until(WAIT, || !dst[0].exists());
+        assert!(
+            removed,
+            "the image the destination made is left\n{}",
+            p.logs()
+        );
+        assert!(dst[1].exists(), "an image the destination had was removed");
+        assert!(same_content(&src[1], &dst[1]));
+        assert!(p.src.virsh_ok(&["domjobinfo", "m11"]).contains("None"));
+    };
+
+    let child = start_slow_copy(&p, "m11", &uuid, &dst_xml, &dst[0]);
+    // domjobinfo shows the disk copies (virsh calls them "File").
+    let shown = wait::until(WAIT, || {
+        let job = p.src.virsh_ok(&["domjobinfo", "m11"]);
+        job.contains("File total") && job.contains("File processed")
+    });
+    assert!(
+        shown,
+        "{}\n{}",
+        p.src.virsh_ok(&["domjobinfo", "m11"]),
+        p.logs()
+    );
+    p.src.virsh_ok(&["domjobabort", "m11"]);
+    let err = migrate_failed(child);
+    assert!(err.contains("cancel"), "{err}");
+    assert_on_source_only(&p, "m11", &uuid, &serial);
+    left_as_before();
+
+    let child = start_slow_copy(&p, "m11", &uuid, &dst_xml, &dst[0]);
+    let pid = dst_qemus(&p, &uuid)[0];
+    testkit::processes::signal(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    migrate_failed(child);
+    assert_on_source_only(&p, "m11", &uuid, &serial);
+    left_as_before();
+}
+
+#[test]
+fn a_destination_daemon_killed_mid_copy_comes_back_with_nothing_left() {
+    let mut p = Pair::new("migd");
+    let (src_dir, dst_dir) = p.disk_dirs();
+    let (src_img, dst_img) = (src_dir.join("d.qcow2"), dst_dir.join("d.qcow2"));
+    patterned_image(&src_img, 16);
+    let (xml, serial) = p.guest_xml("m12");
+    p.start_xml("m12", &with_disks(&xml, &[&src_img]), &serial);
+    let uuid = p.src.virsh_ok(&["domuuid", "m12"]).trim().to_owned();
+    let dst_xml = p
+        .src
+        .file("m12-dst.xml", &moved(&p.src, "m12", &src_dir, &dst_dir));
+
+    let child = start_slow_copy(&p, "m12", &uuid, &dst_xml, &dst_img);
+    p.dst.kill();
+    // Back at once: it kills the incoming QEMU the killed daemon left,
+    // which fails the source's disk copy (left alone, that QEMU would
+    // take the whole slow migration first).
+    p.dst.spawn();
+    migrate_failed(child);
+    let cleared = wait::until(WAIT, || {
+        dst_qemus(&p, &uuid).is_empty() && !dst_img.exists() && !names(&p.dst).contains("m12")
+    });
+    assert!(
+        cleared,
+        "left on the destination: QEMUs {:?}, image {}, domains {}\n{}",
+        dst_qemus(&p, &uuid),
+        dst_img.exists(),
+        names(&p.dst),
+        p.logs()
+    );
+    assert_on_source_only(&p, "m12", &uuid, &serial);
+    let job = wait::until(WAIT, || {
+        p.src.virsh_ok(&["domjobinfo", "m12"]).contains("None")
+    });
+    assert!(job, "{}", p.logs());
+}
+
+#[test]
+fn a_network_cut_mid_migration_fails_it_within_the_stall_deadline() {
+    let p = Pair::with_config("mign", "migration_stall_timeout_secs = 4\n");
+    let serial = p.start_guest("m13");
+    let uuid = p.src.virsh_ok(&["domuuid", "m13"]).trim().to_owned();
+    let child = start_slow_migration(&p, "m13");
+    // Inside the test's namespace: nothing reaches the destination's
+    // migration ports any more (the daemons' own ports stay open).
+    let rules = "table inet cut {\n chain out {\n  type filter hook output priority 0;\n  \
+                 tcp dport 49160-49167 drop\n  tcp sport 49160-49167 drop\n }\n}\n";
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", p.ns.name(), "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut nft.stdin.take().unwrap(), rules.as_bytes()).unwrap();
+    assert!(nft.wait().unwrap().success(), "nft refused the rules");
+    let cut_at = std::time::Instant::now();
+    let err = migrate_failed(child);
+    let took = cut_at.elapsed();
+    // The source's reason is what virsh shows.
+    assert!(err.contains("sent nothing"), "{err}");
+    assert!(took < Duration::from_secs(30), "failed only after {took:?}");
+    assert_on_source_only(&p, "m13", &uuid, &serial);
+    let done = p.src.virsh_ok(&["domjobinfo", "--completed", "m13"]);
+    assert!(done.contains("Failed"), "{done}");
+}
+
+#[test]
+fn sides_never_told_their_next_phase_clean_up_after_their_deadline() {
+    let p_ = Pair::with_config("migw", "migration_finish_timeout_secs = 3\n");
+    let serial = p_.start_guest("m14");
+    let uuid = p_.src.virsh_ok(&["domuuid", "m14"]).trim().to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let h = begin_and_prepare(&p_, "m14", 1).await;
+        assert_eq!(dst_qemus(&p_, &uuid).len(), 1, "the incoming QEMU");
+        // The client stays connected and never calls finish: the
+        // destination gives up on its own.
+        let cleared = wait::until(WAIT, || {
+            dst_qemus(&p_, &uuid).is_empty() && !names(&p_.dst).contains("m14")
+        });
+        assert!(cleared, "the destination still waits\n{}", p_.logs());
+        // Nor does the source wait for a perform forever: its job ends.
+        let src_free = wait::until(WAIT, || {
+            p_.src.virsh_ok(&["domjobinfo", "m14"]).contains("None")
+        });
+        assert!(src_free, "the source still holds its job\n{}", p_.logs());
+        h.src.close().await;
+        h.dst.close().await;
+    });
+    assert_on_source_only(&p_, "m14", &uuid, &serial);
+}
+
+#[test]
+fn a_source_daemon_killed_mid_copy_leaves_no_copy_behind() {
+    let mut p = Pair::new("migo");
+    let (src_dir, dst_dir) = p.disk_dirs();
+    let (src_img, dst_img) = (src_dir.join("d.qcow2"), dst_dir.join("d.qcow2"));
+    patterned_image(&src_img, 16);
+    let (xml, serial) = p.guest_xml("m15");
+    p.start_xml("m15", &with_disks(&xml, &[&src_img]), &serial);
+    let uuid = p.src.virsh_ok(&["domuuid", "m15"]).trim().to_owned();
+    let dst_xml = p
+        .src
+        .file("m15-dst.xml", &moved(&p.src, "m15", &src_dir, &dst_dir));
+
+    let child = start_slow_copy(&p, "m15", &uuid, &dst_xml, &dst_img);
+    p.src.kill();
+    migrate_failed(child);
+    p.src.spawn();
+    assert_on_source_only(&p, "m15", &uuid, &serial);
+    let removed = wait::until(WAIT, || !dst_img.exists());
+    assert!(removed, "the destination kept its image\n{}", p.logs());
+    let job = wait::until(WAIT, || {
+        p.src.virsh_ok(&["domjobinfo", "m15"]).contains("None")
+    });
+    assert!(job, "{}", p.logs());
+
+    // Nothing of the copy is left in the source's QEMU: the same copy
+    // (the same job and node names) runs again, to the end.
+    let out = p.virsh(
+        SRC_URI,
+        &[
+            "migrate",
+            "--live",
+            "--copy-storage-all",
+            "--xml",
+            &dst_xml.to_string_lossy(),
+            "m15",
+            DST_URI,
+        ],
+    );
+    assert!(out.is_ok(), "migrate again: {out:?}\n{}", p.logs());
+    assert_eq!(state(&p.dst, "m15"), "running (migrated)");
+    assert!(same_content(&src_img, &dst_img), "the copy differs");
+}
+
+/// virsh's `--timeout N --timeout-suspend` suspends the guest once the
+/// migration has run N seconds; the migration then completes with the
+/// guest paused, and it runs again on the destination.
+#[test]
+fn a_migration_past_its_timeout_suspends_the_guest_and_completes() {
+    let p = Pair::new("migs");
+    let serial = p.start_guest("m13");
+    let mut src_events = EventListener::start(&p.src, &["--event", "lifecycle"], 1);
+    let child = start_slow_migration_with(&p, "m13", 2, &["--timeout", "1", "--timeout-suspend"]);
+    // Not started with --postcopy: it cannot switch.
+    let err = p.virsh(SRC_URI, &["migrate-postcopy", "m13"]).unwrap_err();
+    assert!(err.contains("--postcopy"), "{err}");
+    // virsh's own timer suspended it while the job runs.
+    src_events.expect_line("event 'lifecycle' for domain 'm13': Suspended Paused", WAIT);
+    let at = last_count(&serial);
+    let out = child.wait_with_output().expect("virsh migrate ends");
+    assert!(
+        out.status.success(),
+        "migrate --timeout: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        p.logs()
+    );
+    assert_eq!(state(&p.src, "m13"), "shut off (migrated)");
+    assert_eq!(state(&p.dst, "m13"), "running (migrated)", "{}", p.logs());
+    assert_keeps_counting(&p, &serial, at);
+}
+
+/// `--postcopy` with `virsh migrate-postcopy`: the guest moves to the
+/// destination at the switch and pulls the rest of its memory from
+/// there. QEMU 7.2 needs userfaultfd for it, which an unprivileged QEMU
+/// may not use on a host with `vm.unprivileged_userfaultfd = 0`, so both
+/// daemons run QEMU as root here.
+#[test]
+fn a_postcopy_migration_switches_on_request_and_completes() {
+    let p = Pair::with_config("migpc", "user = \"root\"\n");
+    let serial = p.start_guest("m14");
+    let uuid = p.src.virsh_ok(&["domuuid", "m14"]).trim().to_owned();
+    // Nothing to switch yet.
+    let err = p.virsh(SRC_URI, &["migrate-postcopy", "m14"]).unwrap_err();
+    assert!(err.contains("outgoing migration"), "{err}");
+    let mut src_events = EventListener::start(&p.src, &["--event", "lifecycle"], 1);
+    let mut dst_events = EventListener::start(&p.dst, &["--event", "lifecycle"], 1);
+    let child = start_slow_migration_with(&p, "m14", 1, &["--postcopy"]);
+    p.src.virsh_ok(&["migrate-postcopy", "m14"]);
+    let out = child.wait_with_output().expect("virsh migrate ends");
+    assert!(
+        out.status.success(),
+        "migrate --postcopy: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        p.logs()
+    );
+    src_events.expect_line(
+        "event 'lifecycle' for domain 'm14': Suspended Post-copy",
+        WAIT,
+    );
+    dst_events.expect_line(
+        "event 'lifecycle' for domain 'm14': Resumed Post-copy",
+        WAIT,
+    );
+    dst_events.expect_line("event 'lifecycle' for domain 'm14': Resumed Migrated", WAIT);
+    assert_eq!(state(&p.src, "m14"), "shut off (migrated)");
+    assert_eq!(state(&p.dst, "m14"), "running (migrated)", "{}", p.logs());
+    assert_keeps_counting(&p, &serial, last_count(&serial));
+    assert_eq!(qemus_of(&uuid).len(), 1, "one QEMU of the guest");
+}
+
+/// A destination QEMU killed in post-copy: the guest cannot resume on the
+/// source (the destination ran it; its memory was split), so the source
+/// keeps it paused "post-copy failed" with its QEMU, as libvirt does, for
+/// the administrator to settle; nothing is left on the destination.
+#[test]
+fn a_postcopy_that_breaks_off_leaves_the_source_paused_not_resumed() {
+    let p = Pair::with_config("migpf", "user = \"root\"\n");
+    p.start_guest("m15");
+    let uuid = p.src.virsh_ok(&["domuuid", "m15"]).trim().to_owned();
+    let child =
+        start_slow_migration_with(&p, "m15", 1, &["--postcopy", "--postcopy-bandwidth", "1"]);
+    p.src.virsh_ok(&["migrate-postcopy", "m15"]);
+    let switched = wait::until(WAIT, || {
+        let out = p.dst.virsh(&["domstate", "--reason", "m15"]);
+        String::from_utf8_lossy(&out.stdout).contains("running (post-copy)")
+    });
+    assert!(switched, "the destination never ran it\n{}", p.logs());
+    let dst_qemu = dst_qemus(&p, &uuid);
+    assert_eq!(dst_qemu.len(), 1, "the destination's QEMU");
+    testkit::processes::signal(dst_qemu[0], nix::sys::signal::Signal::SIGKILL).unwrap();
+    migrate_failed(child);
+    let failed = wait::until(WAIT, || state(&p.src, "m15") == "paused (post-copy failed)");
+    assert!(failed, "source: {}\n{}", state(&p.src, "m15"), p.logs());
+    assert_eq!(qemus_of(&uuid).len(), 1, "the source's QEMU stays");
+    let cleared = wait::until(WAIT, || !names(&p.dst).contains("m15"));
+    assert!(cleared, "the destination kept the domain\n{}", p.logs());
+    // Settled by hand: nothing is left anywhere.
+    p.src.virsh_ok(&["destroy", "m15"]);
+    assert!(wait::until(WAIT, || qemus_of(&uuid).is_empty()));
+}
+
+/// A client that finishes the migration on the destination and is gone
+/// before confirm: the guest runs there, so the source must not resume
+/// it; it stays paused with its QEMU, for `destroy` to settle, and only
+/// one copy of the guest ever runs.
+#[test]
+fn a_client_gone_after_finish_leaves_the_source_paused_not_resumed() {
+    use rpc::protocol::remote::{
+        DomainMigrateFinish3ParamsArgs, DomainMigrateFinish3ParamsRet,
+        DomainMigratePerform3ParamsArgs, DomainMigratePerform3ParamsRet, procedure as p,
+    };
+
+    let p_ = Pair::new("migf");
+    let serial = p_.start_guest("m16");
+    let uuid = p_.src.virsh_ok(&["domuuid", "m16"]).trim().to_owned();
+    let flags = 1 | 256;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let HandDriven {
+            src,
+            dst,
+            dom,
+            xml,
+            prepared,
+        } = begin_and_prepare(&p_, "m16", flags).await;
+        let uri = prepared.uri_out.unwrap();
+        let performed: DomainMigratePerform3ParamsRet = src
+            .call(
+                p::DOMAIN_MIGRATE_PERFORM3_PARAMS,
+                &DomainMigratePerform3ParamsArgs {
+                    dom,
+                    dconnuri: None,
+                    params: vec![xml.clone(), string_param("migrate_uri", &uri)],
+                    cookie_in: prepared.cookie_out,
+                    flags,
+                },
+            )
+            .await
+            .unwrap();
+        let _: DomainMigrateFinish3ParamsRet = dst
+            .call(
+                p::DOMAIN_MIGRATE_FINISH3_PARAMS,
+                &DomainMigrateFinish3ParamsArgs {
+                    params: vec![xml],
+                    cookie_in: performed.cookie_out,
+                    flags,
+                    cancelled: 0,
+                },
+            )
+            .await
+            .unwrap();
+        // Gone before confirm.
+        src.close().await;
+        dst.close().await;
+    });
+    assert_eq!(state(&p_.dst, "m16"), "running (migrated)", "{}", p_.logs());
+    let job_gone = wait::until(WAIT, || {
+        p_.src.virsh_ok(&["domjobinfo", "m16"]).contains("None")
+    });
+    assert!(job_gone, "{}", p_.logs());
+    assert_eq!(state(&p_.src, "m16"), "paused (migrating)", "{}", p_.logs());
+    assert_keeps_counting(&p_, &serial, last_count(&serial));
+    assert_eq!(
+        qemus_of(&uuid).len(),
+        2,
+        "the paused source and the destination"
+    );
+    p_.src.virsh_ok(&["destroy", "m16"]);
+    assert!(wait::until(WAIT, || qemus_of(&uuid).len() == 1));
+}
+
+/// With QEMU as its own unprivileged user (the default), post-copy is
+/// possible only where the host lets such processes use userfaultfd.
+/// Where it does not, the destination refuses at prepare, saying why, and
+/// the guest stays on the source with nothing left behind.
+#[test]
+fn postcopy_with_an_unprivileged_qemu_follows_the_hosts_userfaultfd_setting() {
+    let p = Pair::new("migpu");
+    let serial = p.start_guest("m17");
+    let uuid = p.src.virsh_ok(&["domuuid", "m17"]).trim().to_owned();
+    let allowed = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd")
+        .is_ok_and(|v| v.trim() == "1");
+    let out = p.virsh(
+        SRC_URI,
+        &["migrate", "--live", "--postcopy", "m17", DST_URI],
+    );
+    if allowed {
+        assert!(out.is_ok(), "migrate --postcopy: {out:?}\n{}", p.logs());
+        assert_eq!(state(&p.dst, "m17"), "running (migrated)");
+        return;
+    }
+    let err = out.unwrap_err();
+    assert!(err.contains("userfaultfd"), "{err}");
+    assert_on_source_only(&p, "m17", &uuid, &serial);
 }

@@ -58,7 +58,7 @@ fn ok<T: xdr::Xdr>(h: &Header, body: &[u8]) -> T {
 #[test]
 fn destroy_and_lookups_answer_while_the_clients_slots_wait_on_a_hung_monitor() {
     let d = Daemon::start_with("max_client_requests = 2\nmax_client_priority_requests = 2\n");
-    let ctl = d.root.path().join("hung.ctl");
+    let ctl = d.qemu_dir().join("hung.ctl");
     let xml = sim_domain_xml("hung", &["-sim-control", ctl.to_str().expect("utf8")]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

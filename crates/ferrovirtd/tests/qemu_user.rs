@@ -28,11 +28,12 @@ fn status_field(pid: u32, field: &str) -> String {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
-/// A daemon whose QEMUs run as the test account.
+/// A daemon whose QEMUs run as the test account: the default of a daemon
+/// run by root, no `user` set.
 fn daemon() -> (Daemon, u32, u32) {
     let (uid, gid) = qemu_user().unwrap_or_else(|e| panic!("{e}"));
-    let d = Daemon::start_with(&format!("user = \"{QEMU_USER}\"\n"));
-    (d, uid, gid)
+    assert!(nix::unistd::geteuid().is_root(), "these tests run as root");
+    (Daemon::start(), uid, gid)
 }
 
 /// The one QEMU of domain `name` (by the uuid on its command line).
@@ -83,6 +84,152 @@ fn a_guests_qemu_runs_as_the_configured_user_and_its_monitor_works() {
         "QEMU still running after destroy\n{}",
         tail(&d.log(), 20)
     );
+}
+
+#[test]
+fn the_account_set_explicitly_or_root_only_when_asked_with_a_warning() {
+    let (uid, _) = qemu_user().unwrap_or_else(|e| panic!("{e}"));
+    let named = Daemon::start_with(&format!("user = \"{QEMU_USER}\"\n"));
+    define_start(&named, "n1", &real_domain_xml("n1"));
+    let pid = qemu_of(&named, "n1");
+    assert_eq!(status_field(pid, "Uid"), format!("{uid} {uid} {uid} {uid}"));
+    assert!(
+        !named.log().contains("QEMU runs as root"),
+        "{}",
+        named.log()
+    );
+    named.virsh_ok(&["destroy", "n1"]);
+
+    let root = Daemon::start_with("user = \"root\"\n");
+    root.wait_for_log("QEMU runs as root");
+    define_start(&root, "r1", &real_domain_xml("r1"));
+    let pid = qemu_of(&root, "r1");
+    assert_eq!(status_field(pid, "Uid"), "0 0 0 0");
+    root.virsh_ok(&["destroy", "r1"]);
+}
+
+/// Hot-plugged disks and media inserted while the guest runs are QEMU's
+/// user's while it holds them, recorded before the change; unplug, eject
+/// and destroy give them back.
+#[test]
+fn hot_plugged_disks_and_inserted_media_are_the_users_until_released() {
+    let (d, uid, gid) = daemon();
+    let dir = files_dir();
+    let image = |name: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.path().join(name);
+        std::fs::write(&p, vec![0u8; 1 << 20]).unwrap();
+        std::os::unix::fs::chown(&p, Some(ORIGINAL.0), Some(ORIGINAL.1)).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(ORIGINAL.2)).unwrap();
+        p
+    };
+    let (iso1, iso2, vdb) = (image("one.iso"), image("two.iso"), image("vdb.img"));
+    let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let ctl = d.qemu_dir().join("hp.ctl");
+    let cdrom = format!(
+        "<disk type='file' device='cdrom'><source file='{}'/><target dev='sdb' bus='sata'/></disk>",
+        iso1.display()
+    );
+    let xml = common::sim_domain_xml("hp", &["-sim-control", &s(&ctl)]).replacen(
+        "</emulator>\n",
+        &format!("</emulator>\n{cdrom}\n"),
+        1,
+    );
+    define_start(&d, "hp", &xml);
+    let users = (uid, gid, ORIGINAL.2);
+    assert_eq!(owner(&iso1), users);
+    let uuid = d.virsh_ok(&["domuuid", "hp"]).trim().to_owned();
+    let record =
+        || std::fs::read_to_string(d.root.path().join(format!("run/qemu/{uuid}.json"))).unwrap();
+
+    d.virsh_ok(&[
+        "attach-disk",
+        "hp",
+        &s(&vdb),
+        "vdb",
+        "--targetbus",
+        "virtio",
+        "--live",
+    ]);
+    assert_eq!(owner(&vdb), users);
+    assert!(
+        record().contains(&format!("\"path\": \"{}\"", vdb.display())),
+        "{}",
+        record()
+    );
+
+    d.virsh_ok(&["change-media", "hp", "sdb", &s(&iso2), "--update", "--live"]);
+    assert_eq!(owner(&iso2), users);
+    assert_eq!(owner(&iso1), ORIGINAL, "the replaced medium");
+    assert!(!record().contains(&s(&iso1)), "{}", record());
+    d.virsh_ok(&["change-media", "hp", "sdb", "--eject", "--live"]);
+    assert_eq!(owner(&iso2), ORIGINAL, "the ejected medium");
+
+    d.virsh_ok(&["detach-disk", "hp", "vdb", "--live"]);
+    wait_owner(&vdb, ORIGINAL, &d);
+    assert!(
+        wait::until(Duration::from_secs(20), || !record().contains(&s(&vdb))),
+        "{}",
+        record()
+    );
+
+    // A disk plugged, then the run ends: destroy gives it back.
+    d.virsh_ok(&[
+        "attach-disk",
+        "hp",
+        &s(&vdb),
+        "vdc",
+        "--targetbus",
+        "virtio",
+        "--live",
+    ]);
+    d.virsh_ok(&["change-media", "hp", "sdb", &s(&iso1), "--insert", "--live"]);
+    assert_eq!((owner(&vdb), owner(&iso1)), (users, users));
+    d.virsh_ok(&["destroy", "hp"]);
+    assert_eq!((owner(&vdb), owner(&iso1)), (ORIGINAL, ORIGINAL));
+}
+
+/// QEMU opens a block copy's destination by name as its user: it is the
+/// user's while QEMU holds it, and the source a pivot left goes back.
+#[test]
+fn a_block_copys_destination_is_the_users_while_qemu_holds_it() {
+    let (d, uid, gid) = daemon();
+    let dir = files_dir();
+    let (xml, disk) = disk_domain("bc", dir.path());
+    define_start(&d, "bc", &xml);
+    let dest = dir.path().join("copy.img");
+    let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    d.virsh_ok(&[
+        "blockcopy",
+        "bc",
+        "vda",
+        &s(&dest),
+        "--wait",
+        "--pivot",
+        "--format",
+        "raw",
+    ]);
+    let copied = owner(&dest);
+    assert_eq!((copied.0, copied.1), (uid, gid));
+    wait_owner(&disk, ORIGINAL, &d);
+    let dest2 = dir.path().join("copy2.img");
+    d.virsh_ok(&[
+        "blockcopy",
+        "bc",
+        "vda",
+        &s(&dest2),
+        "--wait",
+        "--finish",
+        "--format",
+        "raw",
+    ]);
+    assert!(
+        wait::until(Duration::from_secs(20), || owner(&dest2).0 == 0),
+        "a copy not pivoted to goes back to the daemon's user: {:?}",
+        owner(&dest2)
+    );
+    d.virsh_ok(&["destroy", "bc"]);
+    assert_eq!(owner(&dest).0, 0);
 }
 
 #[test]
@@ -352,7 +499,7 @@ fn serial_and_channel_sockets_are_bound_by_the_daemon_and_served_by_qemu() {
     let agent = d
         .root
         .path()
-        .join(format!("run/qemu/{uuid}/org.qemu.guest_agent.0"));
+        .join(format!("run/vm/{uuid}/org.qemu.guest_agent.0"));
     for sock in [&serial, &agent] {
         std::os::unix::net::UnixStream::connect(sock)
             .unwrap_or_else(|e| panic!("{}: {e}\n{}", sock.display(), tail(&d.log(), 20)));

@@ -13,101 +13,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use common::pki::{CLIENT_EXT, SERVER_EXT, ca, leaf, pkipath};
 use common::{Daemon, real_domain_xml};
 use testkit::netns::NetNs;
-
-/// Runs openssl with `args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA (`NAME-ca.pem`, `NAME-ca.key`).
-fn ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-keyout",
-            &format!("{name}-ca.key"),
-            "-out",
-            &format!("{name}-ca.pem"),
-            "-subj",
-            &format!("/O={name}/CN={name} CA"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-}
-
-/// A certificate for `subj` signed by CA `ca`: `NAME.pem`, `NAME.key`.
-fn leaf(dir: &Path, ca: &str, name: &str, subj: &str, ext: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            subj,
-        ],
-    );
-    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}-ca.pem"),
-            "-CAkey",
-            &format!("{ca}-ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &format!("{name}.pem"),
-            "-extfile",
-            &format!("{name}.ext"),
-        ],
-    );
-}
-
-/// A virsh `pkipath` directory for client `name` trusting CA `ca`.
-fn pkipath(dir: &Path, ca: &str, name: &str) -> PathBuf {
-    let p = dir.join(format!("pki-{name}"));
-    std::fs::create_dir_all(&p).unwrap();
-    std::fs::copy(dir.join(format!("{ca}-ca.pem")), p.join("cacert.pem")).unwrap();
-    std::fs::copy(dir.join(format!("{name}.pem")), p.join("clientcert.pem")).unwrap();
-    std::fs::copy(dir.join(format!("{name}.key")), p.join("clientkey.pem")).unwrap();
-    p
-}
 
 /// virsh inside `ns`: success and stdout, or failure and stderr.
 fn virsh(ns: &NetNs, uri: &str, args: &[&str]) -> Result<String, String> {
@@ -148,8 +59,8 @@ fn tls_clients_need_a_certificate_from_the_ca_and_an_allowed_dn() {
     let p = dir.path();
     ca(p, "good");
     ca(p, "rogue");
-    let server_ext = "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n";
-    let client_ext = "extendedKeyUsage=clientAuth\n";
+    let server_ext = SERVER_EXT;
+    let client_ext = CLIENT_EXT;
     leaf(
         p,
         "good",

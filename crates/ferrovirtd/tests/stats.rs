@@ -56,7 +56,7 @@ fn sim_disk_xml(d: &Daemon, name: &str, args: &[&str]) -> String {
 }
 
 fn ctl(d: &Daemon, name: &str) -> PathBuf {
-    d.root.path().join(format!("{name}.ctl"))
+    d.qemu_dir().join(format!("{name}.ctl"))
 }
 
 /// Defines and starts `(name, xml)` pairs, 16 at a time.

@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Daemon, tail};
+use nix::sys::signal::Signal;
 use rpc::protocol::remote::{
     NameArgs, NonnullStoragePool, StoragePoolArgs, StoragePoolGetInfoRet,
     StoragePoolListAllVolumesArgs, StoragePoolListAllVolumesRet, StoragePoolRet, procedure as p,
@@ -284,12 +285,12 @@ print(sorted(x.name() for x in c.listAllStoragePools(0)))
     assert_eq!(names, vec!["taken".to_owned()], "nothing half-made on disk");
 }
 
-/// A daemon killed while it clones leaves no visible partial volume, and
-/// the next start removes the partial file.
+/// A daemon killed while it clones leaves no visible partial volume and no
+/// qemu-img still writing one, and the next start removes the partial file.
 #[test]
 fn sigkill_during_clone_leaves_no_partial_volume() {
     let mut d = Daemon::start();
-    data_volume(&d, "big.img", 1024);
+    data_volume(&d, "big.img", 384);
     let mut clone = Command::new("virsh")
         .args([
             "-c",
@@ -312,13 +313,31 @@ fn sigkill_during_clone_leaves_no_partial_volume() {
                 .contains("ferrovirt-partial")
         })
     };
+    // The qemu-img writing the clone, named by its partial file.
+    let needle = dir
+        .join(".copy.img.ferrovirt-partial")
+        .to_string_lossy()
+        .into_owned();
+    let mut writer = None;
     assert!(
-        wait::until(Duration::from_secs(30), partial),
+        wait::until(Duration::from_secs(30), || {
+            writer = testkit::processes::with_arg(&needle).first().copied();
+            writer.is_some() && partial()
+        }),
         "the clone never started writing\n{}",
         tail(&d.log(), 30)
     );
+    // Held still, so that only the daemon's death can end it: a qemu-img
+    // that outlived the daemon would stay.
+    let writer = writer.unwrap();
+    testkit::processes::signal(writer, Signal::SIGSTOP).unwrap();
     d.kill();
     let _ = clone.wait();
+    let gone = wait::until(Duration::from_secs(10), || {
+        testkit::processes::with_arg(&needle).is_empty()
+    });
+    let _ = testkit::processes::kill_with_arg(&needle, Duration::from_secs(10));
+    assert!(gone, "qemu-img outlived the killed daemon");
     d.spawn();
     let vols = d.virsh_ok(&["vol-list", "default"]);
     assert!(
@@ -358,13 +377,13 @@ async fn query_round(c: &rpc::Client, pool: &NonnullStoragePool) -> Duration {
     t.elapsed()
 }
 
-/// Queries on the pool keep answering while a fully allocated 2 GiB volume
+/// Queries on the pool keep answering while a fully allocated volume
 /// is cloned on it: they read a snapshot and never wait for the clone's
 /// job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_answer_during_a_long_clone() {
     let d = Daemon::start();
-    data_volume(&d, "big.img", 2048);
+    data_volume(&d, "big.img", 256);
     let c = common::rpc_open(&d.sock()).await;
     let pool: StoragePoolRet = c
         .call(
@@ -418,7 +437,7 @@ async fn queries_answer_during_a_long_clone() {
     let (idle, busy_p) = (Percentiles::of(&idle), Percentiles::of(&busy));
     println!(
         "vol-list + pool-info + domain list, one connection: idle p50 {:?} p99 {:?}; \
-         during a 2 GiB clone ({:?}) p50 {:?} p99 {:?} ({} rounds)",
+         during a 256 MiB clone ({:?}) p50 {:?} p99 {:?} ({} rounds)",
         idle.p50,
         idle.p99,
         started.elapsed(),

@@ -134,6 +134,10 @@ fn run(sim: &Rc<Sim>, line: &str) -> Result<Reply, String> {
             sim.faults.ignore_unplug.set(on_off(words.next())?);
             ok()
         }
+        "stall-migration" => {
+            sim.faults.stall_migration.set(on_off(words.next())?);
+            ok()
+        }
         "release" => {
             let id = words.next().ok_or("usage: release ID")?;
             crate::qmp::release_device(sim, id)

@@ -81,6 +81,10 @@ pub(crate) struct Faults {
     /// `device_del` is accepted and the device stays: the guest ignores
     /// the unplug request (until `release ID` on the control socket).
     pub ignore_unplug: Cell<bool>,
+    /// An outgoing migration moves no byte (a hung disk or a cut
+    /// network): it stays active, its `transferred` count frozen at 0,
+    /// until `stall-migration off`.
+    pub stall_migration: Cell<bool>,
     /// Wakes a monitor waiting for `hang off`.
     pub changed: Notify,
     flood: RefCell<Option<JoinHandle<()>>>,
@@ -95,6 +99,7 @@ impl Faults {
             slow_ms: Cell::new(o.slow_ms),
             wrong_ids: Cell::new(o.wrong_ids),
             ignore_unplug: Cell::new(o.ignore_unplug),
+            stall_migration: Cell::new(false),
             changed: Notify::new(),
             flood: RefCell::new(None),
             last_was_resume: Cell::new(None),

@@ -198,6 +198,18 @@ async fn outgoing(sim: Rc<Sim>, serial: u64, ch: Channel) {
         return;
     }
     tokio::time::sleep(Duration::from_millis(sim.cfg.sim.job_ms)).await;
+    // A stalled stream stays active until the fault is lifted (or the
+    // migration is cancelled).
+    let active = |sim: &Sim| {
+        sim.vm
+            .borrow()
+            .migration
+            .as_ref()
+            .is_some_and(|m| m.serial == serial && m.status == "active")
+    };
+    while sim.faults.stall_migration.get() && active(&sim) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     if !current(&sim, serial)
         || sim
             .vm
@@ -502,6 +514,7 @@ pub(crate) fn query(sim: &Sim) -> Value {
     let done = match m.status {
         "completed" => total,
         "setup" => 0,
+        _ if sim.faults.stall_migration.get() => 0,
         _ => {
             let f = elapsed as f64 / sim.cfg.sim.job_ms.max(1) as f64;
             (total as f64 * f.min(1.0)) as u64

@@ -163,6 +163,13 @@ pub struct Layout {
     pub nvram_dir: PathBuf,
     /// Emulated TPM state: `UUID/` per domain.
     pub swtpm_dir: PathBuf,
+    /// Each running domain's own directory, `UUID/`, which belongs to its
+    /// QEMU's user (see [`Layout::domain_run_dir`]); this one is only
+    /// searchable by others (0711), not listable.
+    pub domains_dir: PathBuf,
+    /// Images an incoming migration created, recorded (`UUID.json`)
+    /// before they are and until the migration ends.
+    pub migration_dir: PathBuf,
 }
 
 impl Layout {
@@ -176,14 +183,17 @@ impl Layout {
             managed_save_dir: root.join("lib/qemu/save"),
             nvram_dir: root.join("lib/qemu/nvram"),
             swtpm_dir: root.join("lib/qemu/swtpm"),
+            domains_dir: root.join("run/vm"),
+            migration_dir: root.join("lib/qemu/migration"),
         }
     }
 
-    /// Creates every directory. All but the variable stores' are the
-    /// daemon's alone (mode 0700, set again on every open): a QEMU running
-    /// as its own user reads no definition, status record or log of
-    /// another guest. QEMU opens its variable store by name, so that
-    /// directory stays searchable.
+    /// Creates every directory. All but the variable stores' and the
+    /// domains' own are the daemon's alone (mode 0700, set again on every
+    /// open): a QEMU running as its own user reads no definition, status
+    /// record or log of another guest. QEMU opens its variable store by
+    /// name, so that directory stays searchable; so does the parent of
+    /// the domains' own directories (0711).
     pub fn create_all(&self) -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         for d in [
@@ -195,16 +205,19 @@ impl Layout {
             &self.managed_save_dir,
             &self.nvram_dir,
             &self.swtpm_dir,
+            &self.domains_dir,
+            &self.migration_dir,
         ] {
             std::fs::create_dir_all(d)?;
         }
         for d in self.private_dirs() {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
         }
+        std::fs::set_permissions(&self.domains_dir, std::fs::Permissions::from_mode(0o711))?;
         Ok(())
     }
 
-    fn private_dirs(&self) -> [&Path; 7] {
+    fn private_dirs(&self) -> [&Path; 8] {
         [
             &self.config_dir,
             &self.autostart_dir,
@@ -213,6 +226,7 @@ impl Layout {
             &self.caps_dir,
             &self.managed_save_dir,
             &self.swtpm_dir,
+            &self.migration_dir,
         ]
     }
 
@@ -234,10 +248,19 @@ impl Layout {
         self.run_dir.join(format!("{uuid}.qmp"))
     }
 
-    /// A running domain's own directory: sockets of its channels and
-    /// swtpm, file-backed RAM. Removed when the run ends.
+    /// A running domain's own directory: sockets of its channels, swtpm
+    /// and displays, file-backed RAM. It belongs to QEMU's user (mode
+    /// 0700), as libvirt's per-domain directories do, so QEMU creates its
+    /// own files there; the daemon keeps nothing it trusts in it. Removed
+    /// when the run ends.
     pub fn domain_run_dir(&self, uuid: &uuid::Uuid) -> PathBuf {
-        self.run_dir.join(uuid.to_string())
+        self.domains_dir.join(uuid.to_string())
+    }
+
+    /// swtpm's pidfile for domain `uuid`: in the daemon's own directory,
+    /// since the pid in it is signalled.
+    pub fn swtpm_pidfile(&self, uuid: &uuid::Uuid) -> PathBuf {
+        self.run_dir.join(format!("{uuid}.swtpm.pid"))
     }
 
     /// The emulated TPM state of domain `uuid`.
@@ -275,12 +298,13 @@ impl Layout {
 
     /// The directories whose temp files a writer killed mid-write may
     /// have left behind (swept when the driver opens).
-    pub fn written_dirs(&self) -> [&Path; 4] {
+    pub fn written_dirs(&self) -> [&Path; 5] {
         [
             &self.config_dir,
             &self.autostart_dir,
             &self.run_dir,
             &self.managed_save_dir,
+            &self.migration_dir,
         ]
     }
 
@@ -345,6 +369,11 @@ mod tests {
             assert_eq!(mode(d), 0o700, "{}", d.display());
         }
         assert_ne!(mode(&l.nvram_dir) & 0o001, 0, "QEMU's user opens its store");
+        assert_eq!(mode(&l.domains_dir), 0o711, "searchable, not listable");
+        assert!(
+            l.domain_run_dir(&uuid::Uuid::nil())
+                .starts_with(&l.domains_dir)
+        );
     }
 
     #[test]

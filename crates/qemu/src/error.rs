@@ -53,6 +53,11 @@ pub enum Error {
     /// by MAC address), as libvirt reports it.
     #[error("operation failed: {0}")]
     OperationFailed(String),
+    /// A destination's finish told that the source failed: its side is
+    /// undone, and it has nothing to add to the source's own error (the
+    /// client keeps that one, as with libvirt's destinations).
+    #[error("migration successfully aborted")]
+    MigrateFinishOk,
     /// The network driver refused a guest NIC's tap (no such network, not
     /// active, no such bridge); it knows the right code.
     #[error("{0}")]
@@ -98,6 +103,7 @@ impl ToVirError for Error {
             Error::Io { .. } => ErrorCode::SystemError,
             Error::Internal(_) => ErrorCode::InternalError,
             Error::OperationFailed(_) => ErrorCode::OperationFailed,
+            Error::MigrateFinishOk => ErrorCode::MigrateFinishOk,
         };
         VirError::new(code, ErrorDomain::Qemu, self.to_string())
     }
@@ -117,6 +123,7 @@ mod tests {
         assert_eq!(c(Error::JobTimeout("held by modify".into())), 68);
         assert_eq!(c(Error::Qemu("x".into())), 9);
         assert_eq!(c(Error::Internal("x".into())), 1);
+        assert_eq!(c(Error::MigrateFinishOk), 93);
         let t = Error::from_qmp(qmp::QmpError::Timeout {
             command: "stop".into(),
             after: Duration::from_secs(1),

@@ -54,9 +54,9 @@ pub use jobs::blockjob::{
     AbortOptions, BlockJobInfo, BlockJobSpec, BlockJobState, CopySpec, Intent,
 };
 pub use jobs::dump::{AfterDump, DumpContent, DumpOptions, MemoryDumpFormat};
-pub use jobs::migration::{MigrateFlags, MigrationConfig, MigrationParams};
+pub use jobs::migration::{CopyStorage, MigrateFlags, MigrationConfig, MigrationParams};
 pub use jobs::save::SaveOptions;
-pub use jobs::stats::{CompletedJob, JobEnd, JobStats, RamStats};
+pub use jobs::stats::{CompletedJob, DiskStats, JobEnd, JobStats, RamStats};
 pub use lifecycle::StartOptions;
 pub use limits::raise_nofile;
 pub use object::def::{Chardev, ChardevEndpoint};
@@ -74,7 +74,7 @@ pub use stats::{
 
 /// Process lookups for tests and tools.
 pub mod process {
-    pub use crate::emulator::process::{cpu_time_ns, pids_with_arg};
+    pub use crate::emulator::process::{cpu_time_ns, env_pidfile, pids_with_arg};
     pub use crate::stats::procfs::affinity_map;
 }
 

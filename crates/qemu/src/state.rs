@@ -42,6 +42,7 @@ pub mod running {
     pub const MIGRATION_CANCELED: i32 = 6;
     pub const SAVE_CANCELED: i32 = 7;
     pub const CRASHED: i32 = 9;
+    pub const POSTCOPY: i32 = 10;
 }
 
 /// `virDomainPausedReason`.
@@ -56,6 +57,8 @@ pub mod paused {
     pub const SHUTTING_DOWN: i32 = 8;
     pub const CRASHED: i32 = 10;
     pub const STARTING_UP: i32 = 11;
+    pub const POSTCOPY: i32 = 12;
+    pub const POSTCOPY_FAILED: i32 = 13;
 }
 
 /// `virDomainShutdownReason`.
@@ -133,8 +136,11 @@ pub mod detail {
     pub const SUSPENDED_IOERROR: i32 = 2;
     pub const SUSPENDED_WATCHDOG: i32 = 3;
     pub const SUSPENDED_API_ERROR: i32 = 6;
+    pub const SUSPENDED_POSTCOPY: i32 = 7;
+    pub const SUSPENDED_POSTCOPY_FAILED: i32 = 8;
     pub const RESUMED_UNPAUSED: i32 = 0;
     pub const RESUMED_MIGRATED: i32 = 1;
+    pub const RESUMED_POSTCOPY: i32 = 3;
     pub const STOPPED_SHUTDOWN: i32 = 0;
     pub const STOPPED_DESTROYED: i32 = 1;
     pub const STOPPED_CRASHED: i32 = 2;

@@ -2,7 +2,9 @@
 //! output and no growth of the file it writes for that long means it is
 //! stuck, and it is killed), its output is read into a bounded buffer, and
 //! dropping the future kills it, so nothing outlives the operation that
-//! started it.
+//! started it. A daemon killed outright takes its qemu-img runs with it
+//! (the parent-death signal), so none goes on writing a partial volume
+//! that the next start sweeps away.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -41,6 +43,23 @@ impl Progress {
     }
 }
 
+/// In the forked child: asks for SIGKILL when the daemon dies. The signal
+/// is tied to the thread that forked, a tokio worker that lives as long as
+/// the runtime. A daemon that died between fork and prctl is caught by the
+/// parent check that follows: the child is then already orphaned.
+fn die_with_parent(parent: u32) -> std::io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG, SIGKILL) takes no pointers.
+    let r = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } as u32 != parent {
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    Ok(())
+}
+
 impl QemuImg {
     /// Runs `qemu-img ARGS`. `grows` is a file whose size counts as
     /// progress (the image being written); `progress` receives `-p`
@@ -55,12 +74,20 @@ impl QemuImg {
             .first()
             .map(|a| a.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut child = Command::new(&self.binary)
-            .args(args)
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        let parent = std::process::id();
+        // SAFETY: the hook runs in the forked child before exec and calls
+        // only prctl and getppid, which are async-signal-safe, and
+        // allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || die_with_parent(parent));
+        }
+        let mut child = cmd
             .spawn()
             .map_err(|e| Error::io(format!("cannot run {}", self.binary.display()), e))?;
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {

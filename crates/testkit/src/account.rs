@@ -2,6 +2,7 @@
 //! daemon's `user` (`scripts/deps.sh` creates it for CI; a test run as root
 //! on another machine creates it the same way).
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -19,6 +20,24 @@ pub fn qemu_user() -> Result<(u32, u32), Error> {
             what: format!("the system account {QEMU_USER}"),
             remedy,
         })
+}
+
+/// Creates `dir` (mode 0700) for files QEMU itself creates while it runs
+/// as [`QEMU_USER`] (qemu-sim's control sockets): owned by that account
+/// when the harness runs as root, by the harness's user otherwise.
+pub fn qemu_user_dir(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(Error::io(format!("create {}", dir.display())))?;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let (uid, gid) = qemu_user()?;
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+        .map_err(Error::io(format!("chown {}", dir.display())))
 }
 
 fn ensure() -> Result<(u32, u32), Error> {

@@ -2,8 +2,8 @@
 //!
 //! Layout under the root, as the daemon makes it: `run/libvirt-sock` and
 //! `run/libvirt-sock-ro` (its sockets); the harness adds `ferrovirtd.toml`
-//! (the config it was given) and `ferrovirtd.log` (its stderr, appended
-//! across restarts).
+//! (the config it was given), `ferrovirtd.log` (its stderr, appended
+//! across restarts) and `qemu-files/` (see [`Ferrovirtd::qemu_dir`]).
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -65,6 +65,8 @@ impl Ferrovirtd {
         }
         std::fs::create_dir_all(&spec.root)
             .map_err(Error::io(format!("create {}", spec.root.display())))?;
+        traversable(&spec.root)?;
+        crate::account::qemu_user_dir(&qemu_dir(&spec.root))?;
         let config = config_path(&spec.root);
         let text = match spec.netns {
             Some(_) => spec.config.clone(),
@@ -190,6 +192,13 @@ impl Ferrovirtd {
         &self.spec.root
     }
 
+    /// A directory under the root where the daemon's QEMUs (real or
+    /// simulated), running as their own user, may create files: qemu-sim's
+    /// control sockets.
+    pub fn qemu_dir(&self) -> PathBuf {
+        qemu_dir(&self.spec.root)
+    }
+
     /// The read-write socket.
     pub fn socket(&self) -> PathBuf {
         self.spec.root.join("run/libvirt-sock")
@@ -226,6 +235,23 @@ impl Drop for Ferrovirtd {
         self.kill();
         let _ = self.kill_processes_under_root();
     }
+}
+
+/// Makes the root searchable but not listable by others (0711), as
+/// libvirt's `/var/lib/libvirt/images`: QEMU's own user reaches the disks,
+/// variable stores and logs a test puts there by name, while the daemon's
+/// state directories below stay its own (0700).
+fn traversable(root: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(ROOT_MODE))
+        .map_err(Error::io(format!("chmod {}", root.display())))
+}
+
+/// The mode of every daemon root the harness starts.
+pub const ROOT_MODE: u32 = 0o711;
+
+fn qemu_dir(root: &Path) -> PathBuf {
+    root.join("qemu-files")
 }
 
 fn config_path(root: &Path) -> PathBuf {

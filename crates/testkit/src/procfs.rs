@@ -50,6 +50,20 @@ pub fn fd_count(pid: u32) -> Option<usize> {
         .map(Iterator::count)
 }
 
+/// How many of `pid`'s open descriptors are sockets (files it opens for
+/// a moment, such as another process's /proc entries, are not counted).
+pub fn socket_count(pid: u32) -> Option<usize> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(
+        dir.flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+            })
+            .count(),
+    )
+}
+
 /// The arguments of `pid` (`/proc/PID/cmdline`); empty for a zombie.
 pub fn cmdline(pid: u32) -> Option<Vec<String>> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;

@@ -56,6 +56,9 @@ pub enum ErrorCode {
     ResourceBusy = 87,
     StorageVolExist = 90,
     CpuIncompatible = 91,
+    /// `VIR_ERR_MIGRATE_FINISH_OK`: a destination's finish with
+    /// `cancelled` undid its side; the client keeps the source's error.
+    MigrateFinishOk = 93,
     DeviceMissing = 99,
 }
 

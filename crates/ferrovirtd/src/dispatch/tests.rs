@@ -24,7 +24,7 @@ fn rows() -> Vec<(i32, Access, Lane)> {
 #[test]
 fn table_rows_are_known_procedures_each_once() {
     let rows = rows();
-    assert_eq!(rows.len(), 211, "procedures served");
+    assert_eq!(rows.len(), 212, "procedures served");
     for (n, _, _) in &rows {
         assert!(procedure_name(*n).is_some(), "{n}");
     }
@@ -215,6 +215,7 @@ fn virsh_command(proc_: i32, f: &Files) -> Option<Vec<&str>> {
         }
         p::DOMAIN_MIGRATE_SET_MAX_SPEED => vec!["migrate-setspeed", DOM, "10"],
         p::DOMAIN_MIGRATE_SET_MAX_DOWNTIME => vec!["migrate-setmaxdowntime", DOM, "100"],
+        p::DOMAIN_MIGRATE_START_POST_COPY => vec!["migrate-postcopy", DOM],
         p::DOMAIN_SAVE => vec!["save", DOM, image],
         p::DOMAIN_SAVE_FLAGS => vec!["save", "--running", DOM, image],
         p::DOMAIN_CORE_DUMP => vec!["dump", DOM, image],

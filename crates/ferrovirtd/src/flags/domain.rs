@@ -174,8 +174,19 @@ pub(crate) const MIGRATE_UNSAFE: u32 = 512;
 pub(crate) const MIGRATE_COMPRESSED: u32 = 2048;
 /// `VIR_MIGRATE_AUTO_CONVERGE`.
 pub(crate) const MIGRATE_AUTO_CONVERGE: u32 = 8192;
+/// `VIR_MIGRATE_TUNNELLED`.
+#[cfg(test)]
+pub(crate) const MIGRATE_TUNNELLED: u32 = 4;
+/// `VIR_MIGRATE_NON_SHARED_DISK`.
+pub(crate) const MIGRATE_NON_SHARED_DISK: u32 = 64;
+/// `VIR_MIGRATE_NON_SHARED_INC`.
+pub(crate) const MIGRATE_NON_SHARED_INC: u32 = 128;
 /// `VIR_MIGRATE_OFFLINE`.
 pub(crate) const MIGRATE_OFFLINE: u32 = 1024;
+/// `VIR_MIGRATE_POSTCOPY`.
+pub(crate) const MIGRATE_POSTCOPY: u32 = 32768;
+/// `VIR_MIGRATE_TLS`.
+pub(crate) const MIGRATE_TLS: u32 = 65536;
 
 #[cfg(test)]
 mod tests {

@@ -21,19 +21,20 @@ pub(crate) async fn get_job_info(
 ) -> Reply<DomainGetJobInfoRet> {
     let j = d.driver.job_info(&*d.domain(&a.dom)?).await.map_err(vir)?;
     let r = &j.ram;
+    let disk = j.disk.unwrap_or_default();
     Ok(DomainGetJobInfoRet {
         type_: j.job_type as i32,
         time_elapsed: j.elapsed_ms,
         time_remaining: 0,
-        data_total: r.total,
-        data_processed: r.transferred,
-        data_remaining: r.remaining,
+        data_total: r.total.saturating_add(disk.total),
+        data_processed: r.transferred.saturating_add(disk.processed),
+        data_remaining: r.remaining.saturating_add(disk.remaining),
         mem_total: r.total,
         mem_processed: r.transferred,
         mem_remaining: r.remaining,
-        file_total: 0,
-        file_processed: 0,
-        file_remaining: 0,
+        file_total: disk.total,
+        file_processed: disk.processed,
+        file_remaining: disk.remaining,
     })
 }
 
@@ -73,7 +74,8 @@ fn completed_mode(flags: u32) -> Result<Option<bool>, VirError> {
 }
 
 /// The typed parameters of a job's statistics (none without a job). A
-/// save moves only guest memory, so its data and memory totals agree.
+/// save moves only guest memory, so its data and memory totals agree; a
+/// migration that copies disks adds their bytes to the data totals.
 pub(crate) fn job_params(j: &JobStats) -> Vec<TypedParam> {
     if j.job_type == JobType::None {
         return Vec::new();
@@ -83,11 +85,15 @@ pub(crate) fn job_params(j: &JobStats) -> Vec<TypedParam> {
     if let Some(op) = j.operation {
         params.push(param_int("operation", op.as_i32()));
     }
+    let disk = j.disk.unwrap_or_default();
     params.extend([
         param_u64("time_elapsed", j.elapsed_ms),
-        param_u64("data_total", r.total),
-        param_u64("data_processed", r.transferred),
-        param_u64("data_remaining", r.remaining),
+        param_u64("data_total", r.total.saturating_add(disk.total)),
+        param_u64(
+            "data_processed",
+            r.transferred.saturating_add(disk.processed),
+        ),
+        param_u64("data_remaining", r.remaining.saturating_add(disk.remaining)),
         param_u64("memory_total", r.total),
         param_u64("memory_processed", r.transferred),
         param_u64("memory_remaining", r.remaining),
@@ -105,6 +111,13 @@ pub(crate) fn job_params(j: &JobStats) -> Vec<TypedParam> {
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| param_u64(k, v))),
     );
+    if let Some(d) = j.disk {
+        params.extend([
+            param_u64("disk_total", d.total),
+            param_u64("disk_processed", d.processed),
+            param_u64("disk_remaining", d.remaining),
+        ]);
+    }
     if let Some(ms) = j.downtime_ms {
         params.push(param_u64("downtime", ms));
     }

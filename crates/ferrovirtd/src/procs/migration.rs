@@ -3,7 +3,7 @@
 //! and prepare and finish on the destination; these handlers translate
 //! flags and parameters into the driver's and carry the cookies.
 
-use qemu::{MigrateFlags, MigrationParams};
+use qemu::{CopyStorage, MigrateFlags, MigrationParams};
 use rpc::CallContext;
 use rpc::protocol::remote::{
     DomainFlagsArgs, DomainMigrateBegin3ParamsArgs, DomainMigrateBegin3ParamsRet,
@@ -32,7 +32,11 @@ const MIGRATE_FLAGS: u32 = f::MIGRATE_LIVE
     | f::MIGRATE_UNSAFE
     | f::MIGRATE_OFFLINE
     | f::MIGRATE_COMPRESSED
-    | f::MIGRATE_AUTO_CONVERGE;
+    | f::MIGRATE_AUTO_CONVERGE
+    | f::MIGRATE_NON_SHARED_DISK
+    | f::MIGRATE_NON_SHARED_INC
+    | f::MIGRATE_POSTCOPY
+    | f::MIGRATE_TLS;
 
 /// The driver's flags from libvirt's, refusing the rest.
 pub(super) fn migrate_flags(api: &str, bits: u32) -> Result<MigrateFlags, VirError> {
@@ -48,7 +52,21 @@ pub(super) fn migrate_flags(api: &str, bits: u32) -> Result<MigrateFlags, VirErr
         offline: bits & f::MIGRATE_OFFLINE != 0,
         auto_converge: bits & f::MIGRATE_AUTO_CONVERGE != 0,
         compressed: bits & f::MIGRATE_COMPRESSED != 0,
+        copy_storage: copy_storage(bits),
+        postcopy: bits & f::MIGRATE_POSTCOPY != 0,
+        tls: bits & f::MIGRATE_TLS != 0,
     })
+}
+
+/// `--copy-storage-all` wins over `--copy-storage-inc`, as in libvirt.
+fn copy_storage(bits: u32) -> CopyStorage {
+    if bits & f::MIGRATE_NON_SHARED_DISK != 0 {
+        CopyStorage::All
+    } else if bits & f::MIGRATE_NON_SHARED_INC != 0 {
+        CopyStorage::Incremental
+    } else {
+        CopyStorage::None
+    }
 }
 
 /// The driver's parameters from `VIR_MIGRATE_PARAM_*`; one it does not
@@ -65,6 +83,10 @@ pub(super) fn migrate_params(params: &[TypedParam]) -> Result<MigrationParams, V
                 m.listen_address = Some(v.clone());
             }
             ("bandwidth", TypedParamValue::ULLong(v)) => m.bandwidth_mib = Some(*v),
+            ("bandwidth.postcopy", TypedParamValue::ULLong(v)) => {
+                m.postcopy_bandwidth_mib = Some(*v);
+            }
+            ("migrate_disks", TypedParamValue::String(v)) => m.migrate_disks.push(v.clone()),
             (name, _) => {
                 return Err(invalid_arg(format!(
                     "migration parameter '{name}' is not supported"
@@ -132,7 +154,7 @@ pub(crate) async fn perform3_params(
     let params = migrate_params(&a.params)?;
     let cookie = d
         .driver
-        .migrate_perform(&dom, &params, flags)
+        .migrate_perform(&dom, &params, &a.cookie_in.0, flags)
         .await
         .map_err(vir)?;
     Ok(DomainMigratePerform3ParamsRet {
@@ -211,6 +233,14 @@ pub(crate) async fn set_max_downtime(
         .map_err(vir)
 }
 
+/// `virsh migrate-postcopy`: the outgoing migration (started with
+/// `--postcopy`) switches to post-copy.
+pub(crate) async fn start_post_copy(d: &Daemon, _: &CallContext, a: DomainFlagsArgs) -> Reply<()> {
+    flags::check("virDomainMigrateStartPostCopy", a.flags, 0)?;
+    let dom = d.domain(&a.dom)?;
+    d.driver.migrate_start_postcopy(&dom).await.map_err(vir)
+}
+
 pub(crate) async fn get_max_downtime(
     d: &Daemon,
     _: &CallContext,
@@ -246,7 +276,10 @@ mod tests {
         .unwrap();
         assert_eq!(p.uri.as_deref(), Some("tcp:h:49152"));
         assert_eq!(p.bandwidth_mib, Some(8));
-        assert!(migrate_params(&[s("migrate_disks", "vda")]).is_err());
+        let disks =
+            migrate_params(&[s("migrate_disks", "vda"), s("migrate_disks", "vdb")]).unwrap();
+        assert_eq!(disks.migrate_disks, ["vda", "vdb"]);
+        assert!(migrate_params(&[s("graphics_uri", "spice://h")]).is_err());
         assert!(
             migrate_params(&[TypedParam {
                 field: "migrate_uri".into(),
@@ -264,6 +297,17 @@ mod tests {
             migrate_flags("x", f::MIGRATE_OFFLINE).is_err(),
             "offline needs persist"
         );
-        assert!(migrate_flags("x", 64).is_err(), "copy storage");
+        assert!(
+            migrate_flags("x", f::MIGRATE_TUNNELLED).is_err(),
+            "tunnelled"
+        );
+        let copy = |bits| migrate_flags("x", bits).unwrap().copy_storage;
+        assert_eq!(copy(0), CopyStorage::None);
+        assert_eq!(copy(f::MIGRATE_NON_SHARED_DISK), CopyStorage::All);
+        assert_eq!(copy(f::MIGRATE_NON_SHARED_INC), CopyStorage::Incremental);
+        assert_eq!(
+            copy(f::MIGRATE_NON_SHARED_DISK | f::MIGRATE_NON_SHARED_INC),
+            CopyStorage::All
+        );
     }
 }

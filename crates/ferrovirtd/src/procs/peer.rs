@@ -1,12 +1,14 @@
 //! Peer-to-peer migration (`virsh migrate --p2p`): the client calls only
 //! the source's perform, naming the destination daemon's URI; the source
-//! daemon connects to it (plain TCP) and runs the five phases itself,
+//! daemon connects to it (plain TCP, or TLS presenting its own client
+//! certificate) and runs the five phases itself,
 //! begin/perform/confirm locally and prepare/finish on the peer, with the
 //! same failure handling as a client-driven migration: a failed prepare
 //! cancels the begun job, a failed perform cancels the destination, a
 //! failed finish resumes the guest here.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +34,8 @@ const PEER_CALL: Duration = Duration::from_secs(120);
 
 /// The libvirt daemon's TCP port, when the URI names none.
 const DEFAULT_TCP_PORT: u16 = 16509;
+/// The libvirt daemon's TLS port, when the URI names none.
+const DEFAULT_TLS_PORT: u16 = 16514;
 
 /// Runs the whole migration of `dom` to the daemon at `dconnuri`.
 pub(crate) async fn migrate(
@@ -49,7 +53,7 @@ pub(crate) async fn migrate(
             "a migration URI cannot be given to a peer-to-peer migration",
         ));
     }
-    let peer = connect(dconnuri).await?;
+    let peer = connect(d, dconnuri).await?;
     let (xml, cookie) = d
         .driver
         .migrate_begin(dom, &params, flags, owner)
@@ -82,7 +86,9 @@ pub(crate) async fn migrate(
     let performed = if flags.offline {
         Ok(Vec::new())
     } else {
-        d.driver.migrate_perform(dom, &params, flags).await
+        d.driver
+            .migrate_perform(dom, &params, &prepared.cookie_out.0, flags)
+            .await
     };
     let finished: Result<DomainMigrateFinish3ParamsRet, VirError> = call(
         &peer,
@@ -104,13 +110,23 @@ pub(crate) async fn migrate(
     finished.map(|_| ())
 }
 
-/// Opens `dconnuri` (`qemu+tcp://HOST[:PORT]/system`) and checks the peer
-/// speaks migration v3 with parameters.
-async fn connect(dconnuri: &str) -> Result<Client, VirError> {
-    let addr = tcp_address(dconnuri)?;
-    let c = deadline(Client::connect_tcp(&addr, ClientConfig::default()))
-        .await
-        .map_err(|e| peer_error(&format!("cannot connect to {dconnuri}"), e))?;
+/// Opens `dconnuri` (`qemu+tcp://` or `qemu+tls://HOST[:PORT]/system`)
+/// and checks the peer speaks migration v3 with parameters.
+async fn connect(d: &Daemon, dconnuri: &str) -> Result<Client, VirError> {
+    let uri = PeerUri::parse(dconnuri)?;
+    let cannot = |e| peer_error(&format!("cannot connect to {dconnuri}"), e);
+    let c = match &uri.tls {
+        None => deadline(Client::connect_tcp(&uri.addr, ClientConfig::default())).await,
+        Some(pkipath) => {
+            let files = pkipath
+                .as_deref()
+                .map(rpc::tls::TlsClientFiles::in_dir)
+                .unwrap_or_else(|| d.peer_tls.clone());
+            let fut = Client::connect_tls(&uri.addr, &uri.host, &files, ClientConfig::default());
+            deadline(fut).await
+        }
+    }
+    .map_err(cannot)?;
     deadline(c.open(Some("qemu:///system"), 0))
         .await
         .map_err(|e| peer_error(&format!("cannot open {dconnuri}"), e))?;
@@ -132,26 +148,55 @@ async fn connect(dconnuri: &str) -> Result<Client, VirError> {
     Ok(c)
 }
 
-/// `HOST:PORT` of a `qemu+tcp://HOST[:PORT]/...` URI.
-fn tcp_address(uri: &str) -> Result<String, VirError> {
-    let bad = || {
-        invalid_arg(format!(
-            "peer URI '{uri}' is not qemu+tcp://HOST[:PORT]/system"
-        ))
-    };
-    let rest = uri.strip_prefix("qemu+tcp://").ok_or_else(bad)?;
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    if authority.is_empty() {
-        return Err(bad());
-    }
-    let has_port = match authority.rsplit_once(':') {
-        Some((h, p)) => !h.ends_with(':') && !p.contains(']') && p.parse::<u16>().is_ok(),
-        None => false,
-    };
-    if has_port {
-        Ok(authority.to_owned())
-    } else {
-        Ok(format!("{authority}:{DEFAULT_TCP_PORT}"))
+/// Where a peer URI points and how to reach it.
+#[derive(Debug, PartialEq, Eq)]
+struct PeerUri {
+    /// The host as written (brackets kept around an IPv6 address).
+    host: String,
+    /// `HOST:PORT`.
+    addr: String,
+    /// `None` for plain TCP; for TLS, the URI's `pkipath` if it has one.
+    tls: Option<Option<PathBuf>>,
+}
+
+impl PeerUri {
+    fn parse(uri: &str) -> Result<PeerUri, VirError> {
+        let bad = || {
+            invalid_arg(format!(
+                "peer URI '{uri}' is not qemu+tcp:// or qemu+tls://HOST[:PORT]/system"
+            ))
+        };
+        let (rest, tls, port) = if let Some(r) = uri.strip_prefix("qemu+tcp://") {
+            (r, false, DEFAULT_TCP_PORT)
+        } else if let Some(r) = uri.strip_prefix("qemu+tls://") {
+            (r, true, DEFAULT_TLS_PORT)
+        } else {
+            return Err(bad());
+        };
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        if authority.is_empty() {
+            return Err(bad());
+        }
+        let split = authority
+            .rsplit_once(':')
+            .filter(|(h, p)| !h.ends_with(':') && !p.contains(']'))
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)));
+        let (host, addr) = match split {
+            Some((h, _)) => (h.to_owned(), authority.to_owned()),
+            None => (authority.to_owned(), format!("{authority}:{port}")),
+        };
+        let pkipath = rest
+            .split_once('?')
+            .map(|(_, q)| q)
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|kv| kv.strip_prefix("pkipath="))
+            .map(PathBuf::from);
+        Ok(PeerUri {
+            host,
+            addr,
+            tls: tls.then_some(pkipath),
+        })
     }
 }
 
@@ -203,20 +248,26 @@ fn peer_error(what: &str, e: ClientError) -> VirError {
 mod tests {
     use super::*;
 
+    fn addr(uri: &str) -> String {
+        PeerUri::parse(uri).unwrap().addr
+    }
+
     #[test]
-    fn peer_uris_give_a_tcp_address() {
-        assert_eq!(
-            tcp_address("qemu+tcp://10.0.0.2:16602/system").unwrap(),
-            "10.0.0.2:16602"
-        );
-        assert_eq!(tcp_address("qemu+tcp://dst/system").unwrap(), "dst:16509");
-        assert_eq!(
-            tcp_address("qemu+tcp://[::1]/system").unwrap(),
-            "[::1]:16509"
-        );
-        assert_eq!(tcp_address("qemu+tcp://[::1]:7/system").unwrap(), "[::1]:7");
-        assert!(tcp_address("qemu+tls://dst/system").is_err());
-        assert!(tcp_address("qemu+tcp:///system").is_err());
+    fn peer_uris_give_an_address_and_a_transport() {
+        assert_eq!(addr("qemu+tcp://10.0.0.2:16602/system"), "10.0.0.2:16602");
+        assert_eq!(addr("qemu+tcp://dst/system"), "dst:16509");
+        assert_eq!(addr("qemu+tcp://[::1]/system"), "[::1]:16509");
+        assert_eq!(addr("qemu+tcp://[::1]:7/system"), "[::1]:7");
+        assert_eq!(addr("qemu+tls://dst/system"), "dst:16514");
+        assert!(PeerUri::parse("qemu+tcp:///system").is_err());
+        assert!(PeerUri::parse("qemu+ssh://dst/system").is_err());
+        assert_eq!(PeerUri::parse("qemu+tcp://dst/system").unwrap().tls, None);
+        let tls = PeerUri::parse("qemu+tls://dst:9/system?pkipath=/p/k&x=1").unwrap();
+        assert_eq!(tls.host, "dst");
+        assert_eq!(tls.addr, "dst:9");
+        assert_eq!(tls.tls, Some(Some(PathBuf::from("/p/k"))));
+        let plain = PeerUri::parse("qemu+tls://dst/system").unwrap();
+        assert_eq!(plain.tls, Some(None));
     }
 
     #[test]

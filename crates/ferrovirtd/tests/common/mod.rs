@@ -5,6 +5,8 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -99,6 +101,12 @@ impl Daemon {
         self.process.log()
     }
 
+    /// Where the daemon's QEMUs, running as their own user, may create
+    /// files (qemu-sim's control sockets).
+    pub fn qemu_dir(&self) -> PathBuf {
+        self.process.qemu_dir()
+    }
+
     /// The read-write socket.
     pub fn sock(&self) -> PathBuf {
         self.process.socket()
@@ -165,6 +173,11 @@ impl Daemon {
     /// Number of open file descriptors of the daemon.
     pub fn fd_count(&self) -> usize {
         testkit::procfs::fd_count(self.pid()).unwrap_or(0)
+    }
+
+    /// How many of the daemon's descriptors are sockets.
+    pub fn socket_count(&self) -> usize {
+        testkit::procfs::socket_count(self.pid()).unwrap_or(0)
     }
 
     /// A reader of the daemon log that returns only what was appended

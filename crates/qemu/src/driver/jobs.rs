@@ -152,6 +152,9 @@ impl Driver {
             st.ram = RamStats::from_query_migrate(&m).unwrap_or_default();
             st.status = m.status;
         }
+        if job.operation == JobOperation::MigrationOut {
+            st.disk = jobs::migration::disk_progress(&self.s, dom).await;
+        }
         Ok(st)
     }
 
@@ -181,7 +184,9 @@ impl Driver {
     /// `domjobabort`: cancels the running async job.
     pub async fn abort_job(&self, dom: &Arc<Domain>) -> Result<()> {
         dump::check_abortable(dom)?;
-        save::abort(&self.s, dom).await
+        save::abort(&self.s, dom).await?;
+        jobs::migration::aborted(&self.s, dom).await;
+        Ok(())
     }
 
     /// `virsh save`: pause, write the state to `path`, stop QEMU.

@@ -40,7 +40,7 @@ impl Driver {
             let host = self.s.cfg.migration.address.clone();
             return Ok((Vec::new(), format!("tcp:{}", host.unwrap_or_default())));
         }
-        incoming::prepare(&self.s, params, cookie, owner).await
+        incoming::prepare(&self.s, params, cookie, flags, owner).await
     }
 
     /// Perform (source): migrates and waits for completion; the guest is
@@ -49,9 +49,10 @@ impl Driver {
         &self,
         dom: &Arc<Domain>,
         params: &MigrationParams,
+        cookie: &[u8],
         flags: MigrateFlags,
     ) -> Result<Vec<u8>> {
-        outgoing::perform(&self.s, dom, params, flags).await
+        outgoing::perform(&self.s, dom, params, cookie, flags).await
     }
 
     /// Finish (destination): runs the arrived guest (or kills it when
@@ -115,12 +116,18 @@ impl Driver {
         }
     }
 
+    /// `migrate-postcopy`: switches the outgoing migration of `dom`
+    /// (started with `postcopy`) to post-copy.
+    pub async fn migrate_start_postcopy(&self, dom: &Arc<Domain>) -> Result<()> {
+        outgoing::start_postcopy(&self.s, dom).await
+    }
+
     /// `migrate-setspeed` (MiB/s; 0 = unlimited).
     pub async fn migrate_set_max_speed(&self, dom: &Arc<Domain>, mib: u64) -> Result<()> {
         let limit = if mib == 0 {
-            u64::MAX / (1024 * 1024)
+            jobs::migration::UNLIMITED_MIB
         } else {
-            mib
+            mib.min(jobs::migration::UNLIMITED_MIB)
         };
         self.migration_op(dom, &outgoing::max_bandwidth(limit))
             .await

@@ -76,8 +76,25 @@ impl Driver {
             files::sweep_temp_files(dir);
         }
         let s = Arc::new(Shared::new(cfg, layout, lock, network));
-        readopt::load_definitions(&s);
-        reconcile::reconcile(&s).await;
+        let began = std::time::Instant::now();
+        // Definitions, status records and the process scan are read at
+        // once; reconciling needs all three.
+        let definitions = {
+            let s = s.clone();
+            tokio::task::spawn_blocking(move || readopt::load_definitions(&s))
+        };
+        let survey = reconcile::survey(&s).await?;
+        definitions
+            .await
+            .map_err(|e| Error::Internal(format!("loading the definitions failed: {e}")))?;
+        let surveyed = began.elapsed();
+        reconcile::reconcile(&s, survey).await;
+        tracing::info!(
+            domains = s.registry.len(),
+            surveyed_ms = surveyed.as_millis(),
+            reconciled_ms = (began.elapsed() - surveyed).as_millis(),
+            "definitions loaded and running QEMUs re-adopted"
+        );
         crate::stats::poller::spawn(&s);
         let driver = Driver { s };
         if driver.s.cfg.autostart {

@@ -108,6 +108,13 @@ mod tests {
         assert!(run_lock_held(&path));
         assert!(RunLock::acquire(&path).unwrap().is_none(), "held");
         drop(lock);
+        // Released when the last reference to the description goes: a
+        // process another test thread forks at that instant holds a copy
+        // until its exec closes it (close-on-exec), so poll briefly.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while run_lock_held(&path) && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
         assert!(!run_lock_held(&path));
         assert!(RunLock::acquire(&path).unwrap().is_some(), "free again");
     }

@@ -296,12 +296,16 @@ pub fn pids_with_arg(needle: &str) -> Vec<i32> {
 
 /// Whether the pidfile `/proc/PID/environ` names contains `needle`.
 fn pidfile_env_contains(pid: i32, needle: &str) -> bool {
+    env_pidfile(pid).is_some_and(|v| v.contains(needle))
+}
+
+/// The pidfile the exec helper named in `pid`'s environment: a QEMU run
+/// as another user names none on its command line.
+pub fn env_pidfile(pid: i32) -> Option<String> {
     let key = format!("{}=", crate::lifecycle::start::PIDFILE_ENV);
-    nul_separated(&format!("/proc/{pid}/environ")).is_some_and(|env| {
-        env.iter()
-            .filter_map(|e| e.strip_prefix(&key))
-            .any(|v| v.contains(needle))
-    })
+    nul_separated(&format!("/proc/{pid}/environ"))?
+        .iter()
+        .find_map(|e| e.strip_prefix(&key).map(str::to_owned))
 }
 
 /// Who a process of this driver's root belongs to (see [`Ownership`]).

@@ -83,7 +83,7 @@ async fn event_loop(
 
 /// Handles events until the monitor closes or the process is gone.
 async fn pump(s: &Shared, dom: &Domain, ctx: &RunCtx, events: &mut qmp::Events, process: &Process) {
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = Vec::new();
     loop {
         batch.clear();
         let flush_at = ctx.throttle.next_due().map(tokio::time::Instant::from_std);
@@ -114,7 +114,7 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
 }
 
 async fn drain_after_exit(s: &Shared, dom: &Domain, ctx: &RunCtx, events: &mut qmp::Events) {
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = Vec::new();
     loop {
         batch.clear();
         match tokio::time::timeout(DRAIN_AFTER_EXIT, events.recv_many(&mut batch, BATCH)).await {

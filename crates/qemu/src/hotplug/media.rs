@@ -15,6 +15,7 @@ use qmp::commands::{
     BlockdevRemoveMedium,
 };
 
+use crate::lifecycle::host::owner;
 use crate::object::Domain;
 use crate::shared::Shared;
 use crate::store::status;
@@ -36,6 +37,28 @@ pub(super) async fn change_live(s: &Shared, dom: &Domain, new: &DiskDef) -> Resu
         std::fs::metadata(src)
             .map_err(|e| Error::io(format!("Cannot access storage file '{}'", src.display()), e))?;
     }
+    if let Some(src) = &new.source {
+        owner::give_live(s, dom, ctx.generation, src)?;
+    }
+    let res = swap(s, dom, ctx.generation, i, &old, new).await;
+    if let Some(src) = &new.source {
+        owner::given(dom, ctx.generation, src);
+    }
+    // The medium QEMU no longer holds (the old one, or a new one that
+    // failed to go in) goes back to its owner.
+    owner::settle(s, dom, ctx.generation);
+    res
+}
+
+/// Takes the old medium of CD-ROM `i` out and puts the new one in.
+async fn swap(
+    s: &Shared,
+    dom: &Domain,
+    generation: u64,
+    i: usize,
+    old: &DiskDef,
+    new: &DiskDef,
+) -> Result<()> {
     let alias = old.alias();
     let t = s.cfg.monitor_timeout;
     let open = BlockdevOpenTray {
@@ -46,8 +69,8 @@ pub(super) async fn change_live(s: &Shared, dom: &Domain, new: &DiskDef) -> Resu
     if old.source.is_some() {
         dom.qmp(&BlockdevRemoveMedium { id: alias.clone() }, t)
             .await?;
-        let (storage, format) = domain::disk_nodes(i, &old);
-        set_media(s, dom, ctx.generation, &old.target, None, None)?;
+        let (storage, format) = domain::disk_nodes(i, old);
+        set_media(s, dom, generation, &old.target, None, None)?;
         for node_name in [format, storage] {
             if let Err(e) = dom.qmp(&BlockdevDel { node_name }, t).await {
                 tracing::warn!(domain = dom.name(), error = %e, "cannot delete the node of an ejected medium");
@@ -55,7 +78,7 @@ pub(super) async fn change_live(s: &Shared, dom: &Domain, new: &DiskDef) -> Resu
         }
     }
     if let Some(src) = &new.source {
-        insert(s, dom, ctx.generation, &alias, new, src).await?;
+        insert(s, dom, generation, &alias, new, src).await?;
     }
     Ok(())
 }

@@ -14,7 +14,10 @@ use qmp::commands::{
 use qmp::types::stats::QueryNamedBlockNodes;
 
 use super::device_error;
+use crate::lifecycle::host::owner;
 use crate::object::Domain;
+use crate::object::def::Def;
+use crate::object::run::RunCtx;
 use crate::shared::Shared;
 use crate::store::status;
 use crate::{Error, Result};
@@ -30,6 +33,28 @@ pub(super) async fn plug_disk(s: &Shared, dom: &Domain, disk: DiskDef) -> Result
         std::fs::metadata(src)
             .map_err(|e| Error::io(format!("Cannot access storage file '{}'", src.display()), e))?;
     }
+    if let Some(src) = &disk.source {
+        owner::give_live(s, dom, ctx.generation, src)?;
+    }
+    let src = disk.source.clone();
+    let res = plug_disk_nodes(s, dom, &ctx, &live, disk).await;
+    if let Some(src) = &src {
+        owner::given(dom, ctx.generation, src);
+    }
+    if res.is_err() {
+        owner::settle(s, dom, ctx.generation);
+    }
+    res
+}
+
+/// [`plug_disk`] once QEMU's user may open the disk.
+async fn plug_disk_nodes(
+    s: &Shared,
+    dom: &Domain,
+    ctx: &RunCtx,
+    live: &Def,
+    disk: DiskDef,
+) -> Result<()> {
     let used = node_numbers_in_use(s, dom).await?;
     let (new_live, i) = live.changed(|d| {
         let i = d.add_disk(disk, true)?;

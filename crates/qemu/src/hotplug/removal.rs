@@ -9,6 +9,7 @@ use qmp::commands::{BlockdevDel, NetdevDel, ObjectDel, QomList};
 use qmp::events::DeviceDeletedData;
 
 use crate::actions;
+use crate::lifecycle::host::owner;
 use crate::object::Domain;
 use crate::object::run::RunCtx;
 use crate::shared::Shared;
@@ -76,6 +77,7 @@ pub(crate) async fn release(s: &Shared, dom: &Domain, ctx: &RunCtx) {
             }
         }
     }
+    owner::settle(s, dom, ctx.generation);
 }
 
 /// Completes the pending unplugs of devices QEMU no longer has (their

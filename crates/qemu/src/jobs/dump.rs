@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use super::save::{final_ram, settled};
 use super::stats::{CompletedJob, RamStats};
-use super::stream::wait_completed;
+use super::stream::{Until, wait_for};
 use crate::lifecycle::{power, stop};
 use crate::object::run::{Progress, RunCtx};
 use crate::object::{AsyncJobInfo, Domain, JobOutcome};
@@ -193,7 +193,12 @@ impl DumpJob<'_> {
                 self.ctx.update_progress(|p| p.migration = None);
                 self.start_migration(&file).await?;
                 drop(file);
-                wait_completed(self.s, self.dom, &self.ctx, &mut progress, "dump").await?;
+                let until = Until {
+                    stall: Some(self.s.cfg.migration.stall_timeout),
+                    ..Until::default()
+                };
+                let (s, dom, ctx) = (self.s, self.dom, &self.ctx);
+                wait_for(s, dom, ctx, &mut progress, "dump", until).await?;
                 final_ram(self.s, self.dom).await
             }
             DumpContent::Memory(format) => {

@@ -2,13 +2,18 @@
 //! (to know what a commit merges into) and creating a copy destination.
 //!
 //! `qemu-img` runs as a child process with `-U` (force share) because the
-//! running QEMU holds the image locks; it only reads metadata.
+//! running QEMU holds the image locks; it only reads metadata. Each run
+//! has a deadline ([`DEADLINE`]): metadata work that takes longer means
+//! the storage under it hangs, and the job fails instead of waiting on it.
 
 use std::path::{Path, PathBuf};
 
 use tokio::process::Command;
 
 use crate::{Error, Result};
+
+/// How long one metadata-only run may take before it is killed.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// One image of a backing chain, top first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,10 +66,10 @@ pub(crate) async fn create(
 }
 
 async fn run(cmd: &mut Command) -> Result<Vec<u8>> {
-    let out = cmd
-        .kill_on_drop(true)
-        .output()
+    // Dropping the output future at the deadline kills the child.
+    let out = tokio::time::timeout(DEADLINE, cmd.kill_on_drop(true).output())
         .await
+        .map_err(|_| Error::Qemu(format!("qemu-img did not finish within {DEADLINE:?}")))?
         .map_err(|e| Error::io("cannot run qemu-img", e))?;
     if !out.status.success() {
         return Err(Error::Qemu(format!(

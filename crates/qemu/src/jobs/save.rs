@@ -21,7 +21,7 @@ use qmp::commands::{
 use super::AfterRestore;
 use super::image::header;
 use super::stats::{CompletedJob, JobEnd, RamStats, elapsed_ms};
-use super::stream::wait_completed;
+use super::stream::{Until, wait_for};
 use crate::lifecycle::{power, stop};
 use crate::object::def::Def;
 use crate::object::run::RunCtx;
@@ -167,7 +167,11 @@ impl SaveJob<'_> {
         // Subscribed before `migrate`, so its events cannot be missed.
         let mut progress = self.ctx.progress.subscribe();
         self.start_migration().await?;
-        wait_completed(s, dom, &self.ctx, &mut progress, "save").await?;
+        let until = Until {
+            stall: Some(s.cfg.migration.stall_timeout),
+            ..Until::default()
+        };
+        wait_for(s, dom, &self.ctx, &mut progress, "save", until).await?;
         let ram = final_ram(s, dom).await;
         header::mark_complete(self.path)?;
         // The state is on disk: stop QEMU as "saved".
@@ -220,13 +224,16 @@ impl SaveJob<'_> {
         }
         let _ = std::fs::remove_file(self.path);
         let still_ours = dom.lock().run_of(self.ctx.generation).is_some();
+        if still_ours && !self.job.destroyed() {
+            // The migration may be over already (or stalled on a hung
+            // disk); cancelling is harmless, and stops it writing.
+            let _ = dom.qmp(&MigrateCancel, self.t()).await;
+        }
         if still_ours
             && self.was_running
             && !self.job.destroyed()
             && let Ok(_n) = self.nested(NormalJob::Resume).await
         {
-            // The migration may be over already; cancelling is harmless.
-            let _ = dom.qmp(&MigrateCancel, self.t()).await;
             dom.lock()
                 .expect_resume(self.ctx.generation, running::SAVE_CANCELED);
             if dom.qmp(&Cont, self.t()).await.is_ok() {

@@ -32,6 +32,16 @@ pub struct JobStats {
     pub error: Option<String>,
     /// The guest's downtime a completed migration measured, ms.
     pub downtime_ms: Option<u64>,
+    /// Disks a running migration copies with the guest.
+    pub disk: Option<DiskStats>,
+}
+
+/// Bytes of the disks a migration copies (its mirrors' progress, summed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskStats {
+    pub total: u64,
+    pub processed: u64,
+    pub remaining: u64,
 }
 
 impl JobStats {
@@ -46,6 +56,7 @@ impl JobStats {
             success: None,
             error: None,
             downtime_ms: None,
+            disk: None,
         }
     }
 }
@@ -182,6 +193,7 @@ impl CompletedJob {
             success: Some(self.end == JobEnd::Completed),
             error: self.error.clone(),
             downtime_ms: self.downtime_ms,
+            disk: None,
         }
     }
 }

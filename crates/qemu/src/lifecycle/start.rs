@@ -68,8 +68,12 @@ pub(crate) enum IncomingFrom {
         consume: Option<PathBuf>,
     },
     /// Another host's migration: QEMU listens on this `migrate-incoming`
-    /// URI; the start returns with the guest paused, waiting for it.
-    Migration { listen: String },
+    /// URI (as `flags` ask: TLS, post-copy); the start returns with the
+    /// guest paused, waiting for it.
+    Migration {
+        listen: String,
+        flags: jobs::migration::MigrateFlags,
+    },
 }
 
 /// Boots a defined, inactive domain.
@@ -546,6 +550,7 @@ async fn finish_start(
     events::spawn_run_tasks(s, dom, ctx, Some(events), process.clone());
     fill_ptys(s, dom, ctx).await;
     host::configure(s, dom, ctx, &dom.def_for_xml(false), process.pid()).await?;
+    jobs::migration::unthrottle(s, dom).await;
     let how = match incoming.map(|i| &i.from) {
         None => Started::Booted,
         Some(IncomingFrom::Image { image, consume }) => {
@@ -556,8 +561,8 @@ async fn finish_start(
             }
             Started::Restored
         }
-        Some(IncomingFrom::Migration { listen }) => {
-            jobs::migration::listen(s, dom, listen).await?;
+        Some(IncomingFrom::Migration { listen, flags }) => {
+            jobs::migration::listen(s, dom, listen, *flags).await?;
             Started::Migrated
         }
     };

@@ -178,6 +178,15 @@ impl Def {
         self.inner.serial_chardev_ids()
     }
 
+    /// Whether [`with_ptys`](Self::with_ptys) would change nothing: the
+    /// serial ports' pseudo-terminals are already `ptys` (a missing one is
+    /// one not known), or this is not a live definition.
+    pub(crate) fn has_ptys(&self, ptys: &[Option<String>]) -> bool {
+        self.live.as_ref().is_none_or(|l| {
+            l.serial_ptys == ptys || (l.serial_ptys.is_empty() && ptys.iter().all(Option::is_none))
+        })
+    }
+
     /// This live definition with the serials' pty paths filled in.
     pub(crate) fn with_ptys(&self, ptys: Vec<Option<String>>) -> Self {
         let mut out = self.clone();
@@ -328,6 +337,21 @@ impl Def {
             .iter()
             .position(|d| d.target == name || d.source.as_deref() == Some(Path::new(name)))?;
         self.disk_at(index)
+    }
+
+    /// The disks the guest writes to and that have an image (not
+    /// read-only, not a CD-ROM): those a migration copies with
+    /// `--copy-storage-*`.
+    pub(crate) fn writable_disks(&self) -> Vec<DiskInfo> {
+        let disks = &self.inner.devices.disks;
+        (0..disks.len())
+            .filter(|i| {
+                disks.get(*i).is_some_and(|d| {
+                    d.source.is_some() && !d.readonly && d.device == domain::DiskDevice::Disk
+                })
+            })
+            .filter_map(|i| self.disk_at(i))
+            .collect()
     }
 
     fn disk_at(&self, index: usize) -> Option<DiskInfo> {

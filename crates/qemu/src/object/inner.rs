@@ -11,6 +11,7 @@
 //! transitions (pause, resume, shutdown, reset, panic) are in
 //! `object::run_state`.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +22,7 @@ use crate::emulator::process::Process;
 use crate::events::hub::Hub;
 use crate::jobs::blockjob::BlockJobState;
 use crate::jobs::stats::CompletedJob;
+use crate::lifecycle::host::owner::Owned;
 use crate::state::{
     DomainState, EventKind, LifecycleKind as L, StateReason, StopCause, detail, paused, running,
     shutoff,
@@ -356,6 +358,7 @@ impl Inner {
     pub(crate) fn set_serial_ptys(&mut self, generation: u64, ptys: Vec<Option<String>>) {
         if self.run_of(generation).is_some()
             && let Some(live) = self.live.clone()
+            && !live.has_ptys(&ptys)
         {
             self.live = Some(Arc::new(live.with_ptys(ptys)));
         }
@@ -369,6 +372,38 @@ impl Inner {
         {
             self.live = Some(Arc::new(f(&live)));
         }
+    }
+
+    /// Run `generation` now also holds `file` (given to QEMU's user while
+    /// it runs); false when that run is over or already holds it.
+    /// The file is marked as being given until [`Inner::given`].
+    pub(crate) fn add_owned(&mut self, generation: u64, file: Owned) -> bool {
+        let Some(run) = self.run_mut(generation) else {
+            return false;
+        };
+        run.giving.push(file.path.clone());
+        if run.owned.iter().any(|o| o.path == file.path) {
+            return false;
+        }
+        run.owned.push(file);
+        true
+    }
+
+    /// The plug that was given `path` is over (its device is in the live
+    /// definition, or the plug failed).
+    pub(crate) fn given(&mut self, generation: u64, path: &Path) {
+        if let Some(run) = self.run_mut(generation)
+            && let Some(i) = run.giving.iter().position(|p| p == path)
+        {
+            run.giving.remove(i);
+        }
+    }
+
+    /// Run `generation` no longer holds `path`: its record, to restore.
+    pub(crate) fn remove_owned(&mut self, generation: u64, path: &Path) -> Option<Owned> {
+        let run = self.run_mut(generation)?;
+        let i = run.owned.iter().position(|o| o.path == path)?;
+        Some(run.owned.remove(i))
     }
 
     // ----- a run ends --------------------------------------------------
@@ -512,7 +547,7 @@ impl Inner {
         hub: &Hub,
         generation: u64,
         st: &BlockJobState,
-        pivot_to: Option<(&std::path::Path, bool)>,
+        pivot_to: Option<(&Path, bool)>,
         ev: EventKind,
     ) {
         if let (Some((path, qcow2)), Some(live)) = (pivot_to, self.live.clone()) {

@@ -124,6 +124,10 @@ pub(crate) struct Run {
     /// action task to delete (`object-del`); at most one per device the
     /// definition had.
     pub(super) released_objects: Vec<String>,
+    /// Files given to QEMU's user for a device being plugged that the
+    /// live definition does not name yet: kept from being given back
+    /// meanwhile. At most one per plug in flight (one per job).
+    pub(super) giving: Vec<PathBuf>,
 }
 
 impl Run {
@@ -152,6 +156,7 @@ impl Run {
             released_netdevs: Vec::new(),
             released_taps: Vec::new(),
             released_objects: Vec::new(),
+            giving: Vec::new(),
         }
     }
 
@@ -179,6 +184,11 @@ impl Run {
     /// The files given to QEMU's user for the run, with their originals.
     pub(crate) fn owned(&self) -> &[Owned] {
         &self.owned
+    }
+
+    /// Files given for a plug still in flight (see [`Run::giving`]).
+    pub(crate) fn giving(&self) -> &[PathBuf] {
+        &self.giving
     }
 
     pub(crate) fn monitor(&self) -> Option<&qmp::Monitor> {

@@ -94,6 +94,30 @@ impl Inner {
         self.set_state(dom, hub, st, Some(ev));
     }
 
+    /// A post-copy migration ended on this side of run `generation`:
+    /// completed, the destination's guest runs as migrated (RESUMED
+    /// "migrated"); failed, the guest is paused "post-copy failed" on
+    /// both sides, as its memory is split between them.
+    pub(crate) fn postcopy_ended(&mut self, dom: &Domain, hub: &Hub, generation: u64, ok: bool) {
+        if self.run_of(generation).is_none() || !self.state.state.is_active() {
+            return;
+        }
+        let (st, ev) = if ok {
+            if self.state != StateReason::new(DomainState::Running, running::POSTCOPY) {
+                return;
+            }
+            let st = StateReason::new(DomainState::Running, running::MIGRATED);
+            (st, lifecycle(L::Resumed, detail::RESUMED_MIGRATED))
+        } else {
+            let st = StateReason::new(DomainState::Paused, paused::POSTCOPY_FAILED);
+            (
+                st,
+                lifecycle(L::Suspended, detail::SUSPENDED_POSTCOPY_FAILED),
+            )
+        };
+        self.set_state(dom, hub, st, Some(ev));
+    }
+
     /// `virsh reboot` (on) or `virsh shutdown` (off): what the guest's
     /// next power-off means.
     pub(crate) fn set_fake_reboot(&mut self, generation: u64, on: bool) {
@@ -290,15 +314,19 @@ fn suspended_detail(reason: i32) -> i32 {
         paused::IOERROR => detail::SUSPENDED_IOERROR,
         paused::WATCHDOG => detail::SUSPENDED_WATCHDOG,
         paused::MIGRATION => detail::SUSPENDED_MIGRATED,
+        paused::POSTCOPY => detail::SUSPENDED_POSTCOPY,
+        paused::POSTCOPY_FAILED => detail::SUSPENDED_POSTCOPY_FAILED,
         _ => detail::SUSPENDED_PAUSED,
     }
 }
 
 /// The RESUMED detail of a resume for `reason`: a migration's end (on
-/// either host) is "migrated", everything else "unpaused".
+/// either host) is "migrated", the destination's run during post-copy
+/// "post-copy", everything else "unpaused".
 fn resumed_detail(reason: i32) -> i32 {
     match reason {
         running::MIGRATED | running::MIGRATION_CANCELED => detail::RESUMED_MIGRATED,
+        running::POSTCOPY => detail::RESUMED_POSTCOPY,
         _ => detail::RESUMED_UNPAUSED,
     }
 }

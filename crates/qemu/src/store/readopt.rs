@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use qmp::commands::QueryStatus;
+use qmp::commands::{QueryStatus, StatusInfo};
 
 use super::files;
 use super::status::{self, StatusRecord};
@@ -102,19 +102,21 @@ pub(super) async fn adopt(
     process: Process,
 ) {
     let process = Arc::new(process);
+    // The state is asked for with the handshake: one exchange with each
+    // QEMU, not two, when thousands are re-adopted at once.
     let conn = tokio::time::timeout(
         s.cfg.monitor_timeout,
-        qmp::Monitor::connect(&rec.monitor, s.qmp.clone()),
+        qmp::Monitor::connect_then(&rec.monitor, s.qmp.clone(), &QueryStatus),
     )
     .await;
-    let (monitor, events) = match conn {
-        Ok(Ok((m, e))) => (Some(m), Some(e)),
+    let (monitor, events, status) = match conn {
+        Ok(Ok((m, e, st))) => (Some(m), Some(e), st.ok()),
         _ => {
             tracing::warn!(
                 domain = dom.name(),
                 "monitor did not answer after restart: tracking QEMU as unresponsive"
             );
-            (None, None)
+            (None, None, None)
         }
     };
     let start = RunStart {
@@ -146,15 +148,34 @@ pub(super) async fn adopt(
     s.registry.set_id(rec.id, dom);
     events::spawn_run_tasks(s, dom, &ctx, events, process);
     if dom.lock().monitor().is_some() {
-        resync(s, dom, &ctx, rec).await;
+        resync(s, dom, &ctx, rec, status).await;
         lifecycle::start::fill_ptys(s, dom, &ctx).await;
+    } else if rec
+        .job
+        .as_ref()
+        .is_some_and(|j| j.operation == JobOperation::MigrationIn)
+    {
+        // An incoming migration cannot finish once its daemon is gone,
+        // whether or not its QEMU answers: never keep it as a guest.
+        incoming::readopt(s, dom, &ctx).await;
     }
-    status::persist_in_background(s, dom);
+    status::persist_adopted(s, dom, rec);
 }
 
-/// Re-reads the state, and finishes the jobs that ran across the restart.
-async fn resync(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &Arc<RunCtx>, rec: &StatusRecord) {
-    if let Ok(st) = dom.qmp(&QueryStatus, s.cfg.monitor_timeout).await {
+/// Applies the state QEMU reported at the handshake (asks again if that
+/// answer was lost), and finishes the jobs that ran across the restart.
+async fn resync(
+    s: &Arc<Shared>,
+    dom: &Arc<Domain>,
+    ctx: &Arc<RunCtx>,
+    rec: &StatusRecord,
+    status: Option<StatusInfo>,
+) {
+    let status = match status {
+        Some(st) => Some(st),
+        None => dom.qmp(&QueryStatus, s.cfg.monitor_timeout).await.ok(),
+    };
+    if let Some(st) = status {
         events::apply_qemu_status(s, dom, ctx, &st.status);
     }
     if let Some(b) = rec.block_job.clone() {

@@ -87,12 +87,48 @@ pub(crate) async fn lock_driver(layout: &Layout) -> Result<DriverLock> {
     }
 }
 
-/// Reconciles the run directory with the processes alive (see the
-/// module's doc); returns once every record is settled.
-pub(crate) async fn reconcile(s: &Arc<Shared>) {
-    let records = read_records(s);
+/// What the previous daemon left: its status records, and the processes
+/// of this root that are alive.
+pub(crate) struct Survey {
+    records: Vec<StatusRecord>,
+    owners: Ownership,
+    found: Vec<(i32, Owner)>,
+}
+
+/// Reads the status records and scans /proc at the same time, each on a
+/// blocking thread (thousands of files either way), while the caller
+/// loads the definitions.
+pub(crate) async fn survey(s: &Arc<Shared>) -> Result<Survey> {
     let owners = Ownership::new(&s.layout.run_dir, &s.layout.caps_dir);
-    let (mut by_domain, probes) = group(owners.scan());
+    let reader = {
+        let s = s.clone();
+        tokio::task::spawn_blocking(move || read_records(&s))
+    };
+    let scanner = {
+        let o = owners.clone();
+        tokio::task::spawn_blocking(move || o.scan())
+    };
+    let (records, found) = tokio::join!(reader, scanner);
+    // Either fails only if its thread panicked. Acting on half a survey
+    // would kill QEMUs no record seemed to name, so the driver does not
+    // open at all.
+    let lost = |e: tokio::task::JoinError| Error::Internal(format!("start-up survey failed: {e}"));
+    Ok(Survey {
+        records: records.map_err(lost)?,
+        found: found.map_err(lost)?,
+        owners,
+    })
+}
+
+/// Reconciles the run directory with the processes alive (see the
+/// module's doc), from `survey`; returns once every record is settled.
+pub(crate) async fn reconcile(s: &Arc<Shared>, survey: Survey) {
+    let Survey {
+        records,
+        owners,
+        found,
+    } = survey;
+    let (mut by_domain, probes) = group(found);
     let mut set = JoinSet::new();
     for pid in probes {
         let o = owners.clone();
@@ -120,6 +156,7 @@ pub(crate) async fn reconcile(s: &Arc<Shared>) {
         }
     }
     while set.join_next().await.is_some() {}
+    crate::jobs::migration::sweep_precreated(&s.layout.migration_dir);
     sweep_run_dir(s);
     sweep_probe_dir(&s.layout);
 }

@@ -202,6 +202,13 @@ impl StatusRecord {
 /// lock orders writes against [`remove`], so a late write never
 /// resurrects a stopped domain's file.
 pub(crate) fn persist(s: &Shared, dom: &Domain) -> Result<()> {
+    persist_unless(s, dom, None)
+}
+
+/// [`persist`], skipped when the record would say exactly what `on_disk`
+/// (the file as last read) says: re-adopting an unchanged run after a
+/// restart writes and syncs nothing.
+fn persist_unless(s: &Shared, dom: &Domain, on_disk: Option<&StatusRecord>) -> Result<()> {
     let _p = dom.persist_lock.lock().unwrap_or_else(|e| e.into_inner());
     let (mut rec, live) = {
         let g = dom.lock();
@@ -211,11 +218,20 @@ pub(crate) fn persist(s: &Shared, dom: &Domain) -> Result<()> {
         (rec, g.current_def())
     };
     rec.live_xml = live.to_xml();
+    if on_disk == Some(&rec) {
+        return Ok(());
+    }
     let path = s.layout.status(&dom.uuid());
     let res = files::atomic_write(&path, &rec.to_bytes())
         .map_err(|e| Error::io(format!("cannot write status file {}", path.display()), e));
     note_outcome(dom, &res);
     res
+}
+
+/// [`persist_in_background`] for a re-adopted run whose file said
+/// `on_disk`: written only if something changed.
+pub(crate) fn persist_adopted(s: &Shared, dom: &Domain, on_disk: &StatusRecord) {
+    let _logged_and_shown_by_domcontrol = persist_unless(s, dom, Some(on_disk));
 }
 
 /// Writes the intent record `rec` of a start, before anything outside
@@ -298,12 +314,22 @@ mod tests {
             job: None,
             block_job: None,
             pending_unplug: vec!["virtio-disk1".into()],
-            owned: vec![Owned {
-                path: "/srv/vm.img".into(),
-                uid: 7,
-                gid: 8,
-                mode: Some(0o640),
-            }],
+            owned: vec![
+                Owned {
+                    path: "/srv/vm.img".into(),
+                    uid: 7,
+                    gid: 8,
+                    mode: Some(0o640),
+                    backing: false,
+                },
+                Owned {
+                    path: "/srv/base.qcow2".into(),
+                    uid: 0,
+                    gid: 0,
+                    mode: Some(0o600),
+                    backing: true,
+                },
+            ],
             completed_job: Some(CompletedJob {
                 end: JobEnd::Cancelled,
                 operation: JobOperation::Save,

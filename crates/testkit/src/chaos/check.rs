@@ -312,9 +312,11 @@ fn qemus_by_uuid(w: &World) -> BTreeMap<String, Vec<u32>> {
     let prefix = format!("{}/", w.paths.run_dir().display());
     let mut out: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for pid in crate::processes::with_arg(&prefix) {
-        let Some(cmdline) = crate::procfs::cmdline(pid) else {
+        let Some(mut cmdline) = crate::procfs::cmdline(pid) else {
             continue;
         };
+        // A QEMU run as another user names its pidfile in its environment.
+        cmdline.extend(i32::try_from(pid).ok().and_then(qemu::process::env_pidfile));
         let uuid = cmdline.iter().find_map(|arg| {
             let rest = &arg[arg.find(&prefix)? + prefix.len()..];
             let file = rest.split(',').next()?;

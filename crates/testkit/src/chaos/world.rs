@@ -172,15 +172,10 @@ impl World {
     /// The domains and the pool are defined by [`super::run`] over RPC.
     pub fn create(setup: &Setup) -> Result<(World, Ferrovirtd), Error> {
         let paths = Paths::new(&setup.root);
-        for d in [
-            &paths.images,
-            &paths.copies,
-            &paths.disks,
-            &paths.pool,
-            &paths.ctl,
-        ] {
+        for d in [&paths.images, &paths.copies, &paths.disks, &paths.pool] {
             std::fs::create_dir_all(d).map_err(Error::io(format!("create {}", d.display())))?;
         }
+        crate::account::qemu_user_dir(&paths.ctl)?;
         let domains = domains(setup);
         for d in domains.iter().filter(|d| d.disk) {
             make_disk(&setup.emulator, &paths.disk(&d.name))?;

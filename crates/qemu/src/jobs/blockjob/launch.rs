@@ -11,6 +11,7 @@ use qmp::commands::{
 
 use super::{BlockJobSpec, BlockJobState, CopySpec, Intent};
 use crate::jobs::qemu_img;
+use crate::lifecycle::host::owner;
 use crate::object::Domain;
 use crate::object::def::DiskInfo;
 use crate::shared::Shared;
@@ -79,6 +80,10 @@ pub(super) async fn abandon(s: &Shared, dom: &Domain, st: &BlockJobState) {
     remove_created(st);
     if dom.lock().forget_block_job(&st.job_id) {
         status::persist_in_background(s, dom);
+    }
+    let generation = dom.lock().run().map(|r| r.ctx().generation);
+    if let Some(generation) = generation {
+        owner::settle(s, dom, generation);
     }
 }
 
@@ -226,7 +231,7 @@ async fn send(s: &Shared, dom: &Domain, cmd: &StartCommand) -> Result<()> {
 
 /// The node QEMU's device for `disk` reads from now (it changes at every
 /// pivot); the startup name if QEMU does not say.
-async fn top_node(s: &Shared, dom: &Domain, disk: &DiskInfo) -> String {
+pub(crate) async fn top_node(s: &Shared, dom: &Domain, disk: &DiskInfo) -> String {
     let p = format!("/machine/peripheral/{}", disk.alias);
     let by_qdev = |q: &str| q == disk.alias || q == p || q.starts_with(&format!("{p}/"));
     if let Ok(list) = dom.qmp(&QueryBlock, s.cfg.monitor_timeout).await
@@ -280,6 +285,11 @@ async fn add_copy_target(
     } else {
         create_dest(disk, c, format).await?;
     }
+    // QEMU opens the destination by name, as its own user.
+    let generation = dom.lock().active_ctx()?.generation;
+    // The job, recorded already, names it from here on.
+    owner::give_live(s, dom, generation, &c.dest)?;
+    owner::given(dom, generation, &c.dest);
     let [fmt_node, storage] = nodes.clone();
     let qcow2 = format == "qcow2";
     let t = s.cfg.monitor_timeout;

@@ -20,6 +20,8 @@
 mod launch;
 mod supervise;
 
+pub(crate) use launch::top_node;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

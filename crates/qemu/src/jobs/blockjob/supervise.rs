@@ -11,6 +11,7 @@ use qmp::commands::{JobDismiss, JobFinalize, QueryJobs};
 
 use super::launch::del_nodes;
 use super::{BlockJobState, Intent};
+use crate::lifecycle::host::owner;
 use crate::object::Domain;
 use crate::object::run::RunCtx;
 use crate::shared::Shared;
@@ -178,6 +179,9 @@ async fn finish(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &RunCtx, job: &AsyncJob
         event_of(&st, status),
     );
     status::persist_in_background(s, dom);
+    // The file QEMU no longer holds (a copy's destination it did not
+    // pivot to, or the source it left) goes back to its owner.
+    owner::settle(s, dom, ctx.generation);
     // Wake synchronous abort/pivot callers waiting on the watch.
     ctx.update_progress(|_| {});
 }

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::storage::{CookieDisk, NbdServer};
 use crate::object::Domain;
 use crate::{Error, Result};
 
@@ -25,6 +26,12 @@ pub(crate) struct Cookie {
     /// Guest downtime QEMU measured (perform's cookie).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) downtime_ms: Option<u64>,
+    /// The disks the source copies (begin's cookie, with a storage copy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) disks: Vec<CookieDisk>,
+    /// Where the destination exports them (prepare's cookie).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) nbd: Option<NbdServer>,
 }
 
 const FORMAT: &str = "ferrovirt-migration";
@@ -38,6 +45,8 @@ impl Cookie {
             name: dom.name().to_owned(),
             uuid: dom.uuid(),
             downtime_ms: None,
+            disks: Vec::new(),
+            nbd: None,
         }
     }
 
@@ -87,6 +96,16 @@ mod tests {
             name: "d".into(),
             uuid: uuid::Uuid::nil(),
             downtime_ms: Some(12),
+            disks: vec![CookieDisk {
+                target: "vda".into(),
+                capacity: 1 << 20,
+                format: "qcow2".into(),
+                backing: None,
+            }],
+            nbd: Some(NbdServer {
+                host: "h".into(),
+                port: 49153,
+            }),
         };
         assert_eq!(Cookie::parse(&c.to_bytes()).unwrap(), Some(c.clone()));
         assert_eq!(Cookie::parse(b"").unwrap(), None);

@@ -8,19 +8,21 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use joblock::{AllowList, AsyncKind, NormalJob};
-use qmp::commands::{Cont, Quit};
+use qmp::commands::{Cont, Quit, Stop};
 
 use super::ports::PortLease;
+use super::storage::{self, CookieDisk, CopyStorage, NbdServer, Precreated};
 use super::{Cookie, MigrateFlags, MigrationParams, Pending};
 use crate::events::hub::Hub;
 use crate::jobs::stats::{CompletedJob, RamStats};
+use crate::jobs::stream::{self, Reached, Until};
 use crate::lifecycle::start::{self, Incoming as StartFrom, IncomingFrom};
 use crate::lifecycle::{power, stop};
 use crate::object::def::Def;
 use crate::object::run::RunCtx;
 use crate::object::{AsyncJobInfo, Domain};
 use crate::shared::Shared;
-use crate::state::{StopCause, running};
+use crate::state::{StopCause, paused, running};
 use crate::store::status;
 use crate::{Error, Result, jobs};
 
@@ -38,6 +40,22 @@ pub(crate) struct Incoming {
     /// Held until finish: no other migration is handed this port (none
     /// when the client chose the port).
     _port: Option<PortLease>,
+    /// The images prepare created, removed if the migration fails.
+    precreated: Precreated,
+    /// The port QEMU's NBD server takes the disks on (a storage copy).
+    nbd: Option<PortLease>,
+    /// The migration switched to post-copy: the guest runs here while its
+    /// remaining pages arrive, so a failure from then on cannot be undone
+    /// by killing this QEMU (see [`Incoming::postcopy_failed`]).
+    in_postcopy: bool,
+}
+
+/// What prepare needs for a storage copy: how much is copied, the disks
+/// and what the source said of them.
+struct StorageCopy {
+    mode: CopyStorage,
+    disks: Vec<crate::object::def::DiskInfo>,
+    announced: Vec<CookieDisk>,
 }
 
 /// Parses the definition the source sent.
@@ -63,33 +81,53 @@ pub(crate) async fn prepare(
     s: &Arc<Shared>,
     params: &MigrationParams,
     cookie: &[u8],
+    flags: MigrateFlags,
     owner: u64,
 ) -> Result<(Vec<u8>, String)> {
-    Cookie::parse(cookie)?;
+    let announced = Cookie::parse(cookie)?.map(|c| c.disks).unwrap_or_default();
     let def = Arc::new(incoming_def(params)?);
+    let copy = StorageCopy {
+        mode: flags.copy_storage,
+        disks: match flags.copy_storage {
+            CopyStorage::None => Vec::new(),
+            _ => storage::selected(&def, &params.migrate_disks)?,
+        },
+        announced,
+    };
     let (dom, created) = claim(s, &def).await?;
-    let res = match s.migrations.first_phase(&dom, owner) {
-        Ok(phase) => start_incoming(s, &dom, def, params)
+    let mut made = Precreated::default();
+    let res = match s.migrations.first_phase(&dom, owner, flags) {
+        Ok(phase) => start_incoming(s, &dom, def, params, &copy, flags, &mut made)
             .await
             .map(|(inc, uri)| (phase, inc, uri)),
         Err(e) => Err(e),
     };
-    match res {
-        Ok((phase, mut inc, uri)) => {
-            inc.created = created;
-            if let Some(p) = phase.park(Pending::In(inc)) {
-                super::undo(s, &dom, p).await;
-                return Err(super::gone());
-            }
-            Ok((Cookie::new(&dom).to_bytes(), uri))
-        }
+    let (phase, mut inc, uri) = match res {
+        Ok(r) => r,
         Err(e) => {
+            made.remove();
             if created && !dom.is_active() {
                 forget(s, &dom);
             }
-            Err(e)
+            return Err(e);
+        }
+    };
+    inc.created = created;
+    inc.precreated = made;
+    let mut out = Cookie::new(&dom);
+    match inc.serve_disks(s, &dom, params, &uri, &copy.disks).await {
+        Ok(nbd) => out.nbd = nbd,
+        Err(e) => {
+            inc.abandon(s, &dom, &e).await;
+            return Err(e);
         }
     }
+    let wait = s.cfg.migration.finish_timeout;
+    if let Some(p) = phase.park_until(s, &dom, Pending::In(inc), wait) {
+        super::undo(s, &dom, p).await;
+        return Err(super::gone());
+    }
+    Ok((out.to_bytes(), uri))
 }
 
 /// The domain the guest arrives in: an inactive definition of the same
@@ -122,6 +160,9 @@ async fn start_incoming(
     dom: &Arc<Domain>,
     def: Arc<Def>,
     params: &MigrationParams,
+    copy: &StorageCopy,
+    flags: MigrateFlags,
+    made: &mut Precreated,
 ) -> Result<(Incoming, String)> {
     let job = jobs::begin_async(
         dom,
@@ -132,19 +173,18 @@ async fn start_incoming(
     )
     .await?;
     let (host, port) = endpoint(s, params)?;
-    let listen_addr = params
-        .listen_address
-        .clone()
-        .or_else(|| s.cfg.migration.address.clone())
-        .unwrap_or_else(|| "0.0.0.0".into());
+    let listen_addr = listen_address(s, params);
     let lease = match port {
         Some(_) => None,
         None => Some(s.migration_ports.reserve(&listen_addr)?),
     };
     let port = port.or(lease.as_ref().map(|l| l.port)).unwrap_or_default();
     let started = SystemTime::now();
+    let record = (s.layout.migration_dir.as_path(), dom.uuid());
+    storage::precreate(record, &copy.disks, &copy.announced, copy.mode, made).await?;
     let from = IncomingFrom::Migration {
         listen: format!("tcp:{}:{port}", bracketed(&listen_addr)),
+        flags,
     };
     start::start_from(s, dom, true, Some(StartFrom { def, from })).await?;
     let ctx = {
@@ -167,8 +207,21 @@ async fn start_incoming(
         started,
         downtime_ms: None,
         _port: lease,
+        precreated: Precreated::default(),
+        nbd: None,
+        in_postcopy: false,
     };
     Ok((inc, uri))
+}
+
+/// Where the incoming QEMU listens: `listen_address`, else
+/// `migration_address`, else every address.
+fn listen_address(s: &Shared, params: &MigrationParams) -> String {
+    params
+        .listen_address
+        .clone()
+        .or_else(|| s.cfg.migration.address.clone())
+        .unwrap_or_else(|| "0.0.0.0".into())
 }
 
 /// The host the source is told to send to, and the port if the client
@@ -215,6 +268,15 @@ fn parse_host_port(s: &str) -> Option<(Option<String>, Option<u16>)> {
     Some((host, port))
 }
 
+/// The host of a `tcp:HOST:PORT` migration URI (what the destination's
+/// certificate must name).
+pub(crate) fn uri_host(uri: &str) -> Option<String> {
+    let rest = uri
+        .strip_prefix("tcp://")
+        .or_else(|| uri.strip_prefix("tcp:"))?;
+    parse_host_port(rest).and_then(|(h, _)| h)
+}
+
 /// An IPv6 address in URI form.
 fn bracketed(addr: &str) -> String {
     if addr.contains(':') && !addr.starts_with('[') {
@@ -245,13 +307,21 @@ pub(crate) async fn finish(
     if cancelled {
         let e = Error::OperationFailed("migration was cancelled by the source".into());
         inc.abandon(s, dom, &e).await;
-        return Err(e);
+        return Err(Error::MigrateFinishOk);
     }
-    match inc.complete(s, dom, flags.paused).await {
+    let res = inc.complete(s, dom, flags).await;
+    if flags.tls {
+        super::tls::disable(s, dom).await;
+    }
+    match res {
         Ok(()) => {
             inc.end(dom, &s.hub, None);
             status::persist_in_background(s, dom);
             Ok(())
+        }
+        Err(e) if inc.in_postcopy => {
+            inc.postcopy_failed(s, dom, &e).await;
+            Err(e)
         }
         Err(e) => {
             inc.abandon(s, dom, &e).await;
@@ -261,28 +331,96 @@ pub(crate) async fn finish(
 }
 
 impl Incoming {
-    async fn complete(&self, s: &Shared, dom: &Domain, paused: bool) -> Result<()> {
-        let ctx = &self.ctx;
+    /// With a storage copy: QEMU's NBD server exports `disks` on a port of
+    /// the migration range, at the host of `uri` (what the source is told).
+    async fn serve_disks(
+        &mut self,
+        s: &Shared,
+        dom: &Domain,
+        params: &MigrationParams,
+        uri: &str,
+        disks: &[crate::object::def::DiskInfo],
+    ) -> Result<Option<NbdServer>> {
+        if disks.is_empty() {
+            return Ok(None);
+        }
+        let listen = listen_address(s, params);
+        let lease = s.migration_ports.reserve(&listen)?;
+        let port = lease.port;
+        self.nbd = Some(lease);
+        storage::serve(s, dom, disks, &listen, port).await?;
+        let host = uri_host(uri).unwrap_or_else(super::cookie::hostname);
+        Ok(Some(NbdServer { host, port }))
+    }
+
+    async fn complete(&mut self, s: &Shared, dom: &Domain, flags: MigrateFlags) -> Result<()> {
+        let ctx = self.ctx.clone();
         let mut progress = ctx.progress.subscribe();
-        jobs::stream::wait_completed(s, dom, ctx, &mut progress, "incoming migration").await?;
-        if paused {
+        let what = "incoming migration";
+        // No stall deadline here: the source watches the stream it sends.
+        let until = Until {
+            postcopy: flags.postcopy,
+            stall: None,
+        };
+        let reached = stream::wait_for(s, dom, &ctx, &mut progress, what, until).await?;
+        if self.nbd.is_some() {
+            storage::stop_serving(s, dom).await?;
+        }
+        // The guest's state and disks are here: from now on its images are
+        // never removed (a daemon killed before the guest runs leaves them
+        // rather than take them from a guest that might run on them).
+        self.precreated.keep();
+        if reached == Reached::Postcopy {
+            // The guest runs here and pulls the pages it still lacks.
+            self.in_postcopy = true;
+            if !flags.paused {
+                self.resume(s, dom, running::POSTCOPY).await?;
+            }
+            stream::wait_completed(s, dom, &ctx, &mut progress, what).await?;
+            dom.lock().postcopy_ended(dom, &s.hub, ctx.generation, true);
+        }
+        if flags.paused {
             dom.lock().kept_paused(dom, &s.hub, ctx.generation);
             return Ok(());
         }
+        if reached == Reached::Completed {
+            self.resume(s, dom, running::MIGRATED).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs the arrived guest, as `reason` says.
+    async fn resume(&self, s: &Shared, dom: &Domain, reason: i32) -> Result<()> {
+        let ctx = &self.ctx;
         let _n = self
             .job
             .nested(NormalJob::Resume, s.cfg.job_wait)
             .await
             .map_err(|e| jobs::map_err(dom, e))?;
-        dom.lock().expect_resume(ctx.generation, running::MIGRATED);
+        dom.lock().expect_resume(ctx.generation, reason);
         dom.qmp(&Cont, s.cfg.monitor_timeout).await?;
-        power::resumed(s, dom, ctx, running::MIGRATED);
+        power::resumed(s, dom, ctx, reason);
         Ok(())
+    }
+
+    /// Post-copy broke off: part of the guest's memory is here, the rest
+    /// on the source, so neither QEMU may go. The guest is paused "post-copy
+    /// failed" on both sides (as libvirt leaves it) for the administrator
+    /// to settle; the domain and its images stay.
+    async fn postcopy_failed(self, s: &Arc<Shared>, dom: &Arc<Domain>, why: &Error) {
+        let generation = self.ctx.generation;
+        tracing::error!(domain = dom.name(), error = %why, "incoming post-copy migration failed; guest left paused");
+        dom.lock()
+            .expect_pause(generation, Some(paused::POSTCOPY_FAILED));
+        let _ = dom.qmp(&Stop, s.cfg.monitor_timeout).await;
+        dom.lock().postcopy_ended(dom, &s.hub, generation, false);
+        self.end(dom, &s.hub, Some(why));
+        status::persist_in_background(s, dom);
     }
 
     /// Kills the QEMU that never got (or never ran) the guest, and forgets
     /// a domain made for it.
-    pub(super) async fn abandon(self, s: &Arc<Shared>, dom: &Arc<Domain>, why: &Error) {
+    pub(super) async fn abandon(mut self, s: &Arc<Shared>, dom: &Arc<Domain>, why: &Error) {
         let generation = self.ctx.generation;
         let process = dom.lock().begin_kill(generation, StopCause::Failed);
         if let Some(process) = process {
@@ -290,6 +428,7 @@ impl Incoming {
             let _ = process.terminate(s.cfg.destroy_grace, true).await;
             stop::cleanup(s, dom, generation, Some(StopCause::Failed));
         }
+        self.precreated.remove();
         let created = self.created;
         self.end(dom, &s.hub, Some(why));
         if created && !dom.is_active() && !dom.is_persistent() {
@@ -309,6 +448,15 @@ impl Incoming {
 /// finish it (the finish call went to the old daemon), so its QEMU is
 /// killed, as the source resumes the guest when its migration fails.
 pub(crate) async fn readopt(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &RunCtx) {
+    if in_postcopy(s, dom).await {
+        // The source can no longer run the guest: this QEMU holds it.
+        tracing::warn!(
+            domain = dom.name(),
+            "incoming migration interrupted by a daemon restart in post-copy; the guest stays here"
+        );
+        dom.lock().end_job(None);
+        return;
+    }
     tracing::info!(
         domain = dom.name(),
         "incoming migration interrupted by a daemon restart; stopping its QEMU"
@@ -319,6 +467,19 @@ pub(crate) async fn readopt(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: &RunCtx) {
         stop::cleanup(s, dom, ctx.generation, Some(StopCause::Failed));
     }
     dom.lock().end_job(None);
+}
+
+/// Whether QEMU (if its monitor answers) says its incoming migration
+/// switched to post-copy.
+async fn in_postcopy(s: &Shared, dom: &Domain) -> bool {
+    if dom.lock().monitor().is_none() {
+        return false;
+    }
+    dom.qmp(&qmp::commands::QueryMigrate, s.cfg.monitor_timeout)
+        .await
+        .ok()
+        .and_then(|m| m.status)
+        .is_some_and(|st| st.is_postcopy())
 }
 
 #[cfg(test)]

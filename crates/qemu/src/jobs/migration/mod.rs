@@ -14,6 +14,8 @@ mod cookie;
 pub(crate) mod incoming;
 pub(crate) mod outgoing;
 pub(crate) mod ports;
+mod storage;
+mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use qmp::commands::{MigrateIncoming, MigrateSetCapabilities};
 
 pub(crate) use cookie::Cookie;
+pub use storage::CopyStorage;
 
 use crate::events::hub::Hub;
 use crate::jobs::stats::CompletedJob;
@@ -50,6 +53,16 @@ pub struct MigrateFlags {
     /// `--compressed`: QEMU's XBZRLE page deltas (libvirt's default
     /// compression method; source only).
     pub compressed: bool,
+    /// `--copy-storage-all` / `--copy-storage-inc`: the disks are copied
+    /// with the guest.
+    pub copy_storage: CopyStorage,
+    /// `--postcopy`: both QEMUs may switch to post-copy (`migrate-postcopy`
+    /// asks for it): the guest then runs on the destination while the
+    /// pages it lacks are pulled from the source.
+    pub postcopy: bool,
+    /// `--tls`: QEMU's stream is TLS, with the credentials of
+    /// [`MigrationConfig::tls_dir`] on both sides.
+    pub tls: bool,
 }
 
 /// The typed parameters (`VIR_MIGRATE_PARAM_*`) the driver understands.
@@ -67,8 +80,14 @@ pub struct MigrationParams {
     pub persistent_xml: Option<String>,
     /// `bandwidth` in MiB/s (0 = unlimited).
     pub bandwidth_mib: Option<u64>,
+    /// `bandwidth.postcopy` in MiB/s: the rate after the switch to
+    /// post-copy (0 = unlimited, QEMU's default).
+    pub postcopy_bandwidth_mib: Option<u64>,
     /// `listen_address`: where the destination's QEMU listens.
     pub listen_address: Option<String>,
+    /// `migrate_disks`: the disks (by target) a storage copy takes; empty
+    /// = every writable disk.
+    pub migrate_disks: Vec<String>,
 }
 
 /// Where migrations are received (libvirt's `migration_address` and
@@ -82,6 +101,17 @@ pub struct MigrationConfig {
     /// First and last port an incoming QEMU may listen on.
     pub port_min: u16,
     pub port_max: u16,
+    /// A migration whose stream moves no byte for this long fails.
+    pub stall_timeout: std::time::Duration,
+    /// An incoming migration not finished this long after its prepare is
+    /// undone.
+    pub finish_timeout: std::time::Duration,
+    /// Where `--tls` migrations take QEMU's credentials from (libvirt's
+    /// `migrate_tls_x509_cert_dir`, QEMU's file names).
+    pub tls_dir: std::path::PathBuf,
+    /// Whether the destination requires and verifies the source's
+    /// certificate (`migrate_tls_x509_verify`).
+    pub tls_verify: bool,
 }
 
 impl Default for MigrationConfig {
@@ -90,6 +120,10 @@ impl Default for MigrationConfig {
             address: None,
             port_min: 49152,
             port_max: 49215,
+            stall_timeout: std::time::Duration::from_secs(30),
+            finish_timeout: std::time::Duration::from_secs(600),
+            tls_dir: std::path::PathBuf::from("/etc/pki/qemu"),
+            tls_verify: true,
         }
     }
 }
@@ -112,6 +146,12 @@ struct Entry {
     /// The connection that drives this side (an opaque number from the
     /// caller): when it closes, the migration is undone.
     owner: u64,
+    /// This wait among all of the table's: renewed each time the
+    /// migration parks, so a deadline set for one wait never undoes a
+    /// later wait or a later migration of the same domain.
+    id: u64,
+    /// Started with `--postcopy`: `migrate-postcopy` may switch it.
+    postcopy: bool,
     slot: Slot,
 }
 
@@ -121,6 +161,7 @@ struct Entry {
 #[derive(Default)]
 pub(crate) struct Table {
     entries: std::sync::Mutex<HashMap<uuid::Uuid, Entry>>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 /// One phase running: its entry is busy until [`Phase::park`] hands the
@@ -138,7 +179,12 @@ impl Table {
     }
 
     /// The first phase of a migration of `dom` driven by `owner`.
-    pub(crate) fn first_phase(&self, dom: &Domain, owner: u64) -> Result<Phase<'_>> {
+    pub(crate) fn first_phase(
+        &self,
+        dom: &Domain,
+        owner: u64,
+        flags: MigrateFlags,
+    ) -> Result<Phase<'_>> {
         let mut g = self.lock();
         if g.contains_key(&dom.uuid()) {
             return Err(Error::OperationInvalid(format!(
@@ -147,7 +193,19 @@ impl Table {
             )));
         }
         let slot = Slot::Busy { abandoned: false };
-        g.insert(dom.uuid(), Entry { owner, slot });
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let postcopy = flags.postcopy;
+        g.insert(
+            dom.uuid(),
+            Entry {
+                owner,
+                id,
+                postcopy,
+                slot,
+            },
+        );
         Ok(Phase {
             table: self,
             uuid: dom.uuid(),
@@ -226,6 +284,28 @@ impl Table {
         undo
     }
 
+    /// Takes migration `id` of `uuid` if it still waits for its next
+    /// phase (its deadline passed).
+    fn take_expired(&self, uuid: &uuid::Uuid, id: u64) -> Option<Pending> {
+        let mut g = self.lock();
+        match g.get(uuid) {
+            Some(e) if e.id == id && matches!(e.slot, Slot::Parked(_)) => {}
+            _ => return None,
+        }
+        match g.remove(uuid) {
+            Some(Entry {
+                slot: Slot::Parked(p),
+                ..
+            }) => Some(*p),
+            _ => None,
+        }
+    }
+
+    /// Whether the migration of `uuid` was started with `--postcopy`.
+    pub(crate) fn postcopy_allowed(&self, uuid: &uuid::Uuid) -> bool {
+        self.lock().get(uuid).is_some_and(|e| e.postcopy)
+    }
+
     /// Drops what waits for a domain that is gone (its QEMU died and a
     /// transient domain went with it): its job and its port.
     pub(crate) fn forget(&self, uuid: &uuid::Uuid) {
@@ -238,16 +318,44 @@ impl Phase<'_> {
     /// driving it is gone, for the caller to undo.
     #[must_use]
     pub(crate) fn park(self, p: Pending) -> Option<Pending> {
-        let mut g = self.table.lock();
-        let back = match g.get_mut(&self.uuid) {
-            Some(e) if matches!(e.slot, Slot::Busy { abandoned: false }) => {
-                e.slot = Slot::Parked(Box::new(p));
+        self.park_ticket(p).err().map(|b| *b)
+    }
+
+    /// [`Phase::park`], and undoes the migration if its next phase has
+    /// not come within `after` (a client that hangs, or keeps its
+    /// connection and never calls).
+    #[must_use]
+    pub(crate) fn park_until(
+        self,
+        s: &Arc<Shared>,
+        dom: &Arc<Domain>,
+        p: Pending,
+        after: std::time::Duration,
+    ) -> Option<Pending> {
+        match self.park_ticket(p) {
+            Ok(ticket) => {
+                expire_after(s, dom, ticket, after);
                 None
             }
-            _ => Some(p),
-        };
-        drop(g);
-        back
+            Err(p) => Some(*p),
+        }
+    }
+
+    /// Parks `p` under a fresh ticket (returned), or hands it back.
+    fn park_ticket(self, p: Pending) -> std::result::Result<u64, Box<Pending>> {
+        let ticket = self
+            .table
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut g = self.table.lock();
+        match g.get_mut(&self.uuid) {
+            Some(e) if matches!(e.slot, Slot::Busy { abandoned: false }) => {
+                e.slot = Slot::Parked(Box::new(p));
+                e.id = ticket;
+                Ok(ticket)
+            }
+            _ => Err(Box::new(p)),
+        }
     }
 }
 
@@ -275,9 +383,55 @@ pub(crate) async fn undo(s: &Arc<Shared>, dom: &Arc<Domain>, p: Pending) {
     );
     let e = gone();
     match p {
-        Pending::Out(o) => o.undo(s, dom, &e).await,
+        Pending::Out(o) => o.abandon(s, dom, &e).await,
         Pending::In(i) => i.abandon(s, dom, &e).await,
     }
+}
+
+/// `domjobabort` cancelled QEMU's migration: an outgoing one's disk
+/// copies are cancelled too.
+pub(crate) async fn aborted(s: &Shared, dom: &Domain) {
+    let out = dom
+        .async_job()
+        .is_some_and(|j| j.operation == crate::state::JobOperation::MigrationOut);
+    if out {
+        storage::cancel_copies(s, dom).await;
+    }
+}
+
+/// How far an outgoing migration's disk copies are (none without them).
+pub(crate) async fn disk_progress(
+    s: &Shared,
+    dom: &Domain,
+) -> Option<crate::jobs::stats::DiskStats> {
+    storage::progress(s, dom).await
+}
+
+/// Driver open: removes the images incoming migrations that never
+/// finished created (see `storage::Precreated`).
+pub(crate) fn sweep_precreated(dir: &std::path::Path) {
+    storage::sweep(dir);
+}
+
+/// Undoes the migration of `dom` if it still waits for its next phase
+/// under `ticket` after `after`.
+fn expire_after(s: &Arc<Shared>, dom: &Arc<Domain>, ticket: u64, after: std::time::Duration) {
+    let (s, dom) = (s.clone(), dom.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        let Some(p) = s.migrations.take_expired(&dom.uuid(), ticket) else {
+            return;
+        };
+        let e = Error::OperationFailed(format!(
+            "the migration's next phase did not come within {} s",
+            after.as_secs()
+        ));
+        tracing::warn!(domain = dom.name(), error = %e, "undoing the migration");
+        match p {
+            Pending::Out(o) => o.abandon(&s, &dom, &e).await,
+            Pending::In(i) => i.abandon(&s, &dom, &e).await,
+        }
+    });
 }
 
 /// Why a migration was undone by [`undo`].
@@ -303,14 +457,58 @@ async fn enable_events(s: &Shared, dom: &Domain) {
 }
 
 /// The destination's QEMU (started with `-incoming defer`) starts
-/// listening on `uri` for the source's stream.
-pub(crate) async fn listen(s: &Shared, dom: &Domain, uri: &str) -> Result<()> {
+/// listening on `uri` for the source's stream: with `flags.tls` over TLS,
+/// with `flags.postcopy` ready to take the guest in post-copy (QEMU
+/// refuses where it cannot, e.g. when it may not use userfaultfd).
+pub(crate) async fn listen(s: &Shared, dom: &Domain, uri: &str, flags: MigrateFlags) -> Result<()> {
     enable_events(s, dom).await;
+    if flags.tls {
+        tls::enable(s, dom, tls::Endpoint::Server, None).await?;
+    }
+    if flags.postcopy {
+        let caps = MigrateSetCapabilities {
+            capabilities: vec![capability_on("postcopy-ram")],
+        };
+        dom.qmp(&caps, s.cfg.monitor_timeout).await.map_err(|e| {
+            let why = match e {
+                Error::Qemu(m) => m,
+                other => other.to_string(),
+            };
+            Error::OperationFailed(format!(
+                "post-copy is not available on the destination ({why}): QEMU needs \
+                     userfaultfd, which a QEMU not run as root may use only where \
+                     vm.unprivileged_userfaultfd = 1"
+            ))
+        })?;
+    }
     let incoming = MigrateIncoming {
         uri: uri.to_owned(),
     };
     dom.qmp(&incoming, s.cfg.monitor_timeout).await?;
     Ok(())
+}
+
+/// libvirt's "unlimited" migration bandwidth, in MiB/s: what
+/// `migrate-getspeed` reports when nothing was set.
+pub(crate) const UNLIMITED_MIB: u64 = 8_796_093_022_207;
+
+/// A new QEMU migrates unthrottled until `migrate-setspeed` says
+/// otherwise, as under libvirt (QEMU's own default is 32 MiB/s). QEMU
+/// keeps the value, so it survives a daemon restart. Best effort: a
+/// QEMU that refuses only migrates more slowly.
+pub(crate) async fn unthrottle(s: &Shared, dom: &Domain) {
+    let cmd = outgoing::max_bandwidth(UNLIMITED_MIB);
+    if let Err(e) = dom.qmp(&cmd, s.cfg.monitor_timeout).await {
+        tracing::debug!(domain = dom.name(), error = %e, "migration bandwidth left at QEMU's default");
+    }
+}
+
+/// QEMU's migration capability `name`, on.
+fn capability_on(name: &str) -> qmp::commands::MigrationCapabilityStatus {
+    qmp::commands::MigrationCapabilityStatus {
+        capability: name.into(),
+        state: true,
+    }
 }
 
 /// Ends a migration job on this side: its statistics for `domjobinfo

@@ -42,8 +42,9 @@ fn swtpm_paths(s: &Shared, def: &DomainDef, run_dir: &Path) -> swtpm::SwtpmPaths
             domain_run_dir: run_dir.to_path_buf(),
             ..Default::default()
         }),
-        pidfile: run_dir.join("swtpm.pid"),
+        pidfile: s.layout.swtpm_pidfile(&def.uuid),
         log: s.layout.log_dir.join(format!("{}-swtpm.log", def.name)),
+        socket_owner: s.cfg.confinement.creds.as_ref().map(|c| (c.uid, c.gid)),
     }
 }
 
@@ -77,7 +78,7 @@ pub(crate) async fn prepare(
     owned: &[owner::Owned],
 ) -> Result<()> {
     let d = def.domain();
-    create_private_dir(&run.run_dir)?;
+    create_private_dir(&run.run_dir, s.cfg.confinement.creds.as_ref())?;
     nvram::ensure(d)?;
     check_hugepages(d)?;
     if let Some(creds) = &s.cfg.confinement.creds {
@@ -89,13 +90,20 @@ pub(crate) async fn prepare(
     Ok(())
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+/// The run's own directory (or one inside it; mode 0700), given to
+/// QEMU's user when QEMU runs as one.
+pub(crate) fn create_private_dir(dir: &Path, creds: Option<&confine::Creds>) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    match creds {
+        Some(c) => std::os::unix::fs::chown(dir, Some(c.uid), Some(c.gid))
+            .map_err(|e| Error::io(format!("cannot give {} to QEMU's user", dir.display()), e)),
+        None => Ok(()),
+    }
 }
 
 /// Huge pages come from the host's reserved pool: refuse clearly when it

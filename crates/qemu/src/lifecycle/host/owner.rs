@@ -24,6 +24,10 @@ use std::sync::Mutex;
 use domain::{ChrSource, DomainDef};
 use serde::{Deserialize, Serialize};
 
+use crate::object::Domain;
+use crate::object::Inner;
+use crate::shared::Shared;
+use crate::store::status;
 use crate::{Error, Result};
 
 /// A file given to QEMU's user for a run, with what it was before.
@@ -36,21 +40,64 @@ pub(crate) struct Owned {
     /// log, a variable store copied from its template), which goes back to
     /// the daemon's user with the mode it was created with.
     pub(crate) mode: Option<u32>,
+    /// A layer below a disk's top image (its backing chain): QEMU reads
+    /// it for as long as the run lasts (a commit or a shallow copy's pivot
+    /// may still need it), so only the run's end gives it back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) backing: bool,
 }
+
+/// Deepest backing chain followed (libvirt's own bound is larger, but a
+/// chain this deep is a loop or a mistake).
+const MAX_CHAIN: usize = 64;
 
 /// The files `def`'s QEMU opens by path, and who owns each now (nothing is
 /// changed). A file QEMU's user could not reach through its directories
 /// fails with libvirt's error.
 pub(crate) fn plan(def: &DomainDef, creds: &confine::Creds) -> Result<Vec<Owned>> {
     let mut out: Vec<Owned> = Vec::new();
-    for path in paths(def) {
+    let tops = paths(def);
+    let layers = def
+        .disk_paths()
+        .into_iter()
+        .flat_map(backing_chain)
+        .collect::<Vec<_>>();
+    let all = tops
+        .into_iter()
+        .map(|p| (p, false))
+        .chain(layers.into_iter().map(|p| (p, true)));
+    for (path, backing) in all {
         if out.iter().any(|o| o.path == path) {
             continue;
         }
         check_reachable(&path, creds)?;
-        out.push(current(path)?);
+        out.push(Owned {
+            backing,
+            ..current(path)?
+        });
     }
     Ok(out)
+}
+
+/// The images below `top` (its backing file, that one's, …), read from
+/// their qcow2 headers; stops at a raw image, a missing file or a loop.
+fn backing_chain(top: &Path) -> Vec<PathBuf> {
+    let mut chain: Vec<PathBuf> = Vec::new();
+    let mut at = top.to_path_buf();
+    while chain.len() < MAX_CHAIN {
+        let next = storage::probe::probe(&at)
+            .ok()
+            .and_then(|p| p.qcow2)
+            .and_then(|h| h.backing);
+        match next {
+            Some(b) if b != top && !chain.contains(&b) => {
+                chain.push(b.clone());
+                at = b;
+            }
+            _ => break,
+        }
+    }
+    chain
 }
 
 fn paths(def: &DomainDef) -> Vec<PathBuf> {
@@ -88,12 +135,14 @@ fn current(path: PathBuf) -> Result<Owned> {
             gid: m.gid(),
             mode: Some(m.mode() & 0o7777),
             path,
+            backing: false,
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Owned {
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
             mode: None,
             path,
+            backing: false,
         }),
         Err(e) => Err(Error::io(format!("cannot stat {}", path.display()), e)),
     }
@@ -183,6 +232,114 @@ pub(crate) fn restore_files(list: &[Owned]) {
     }
 }
 
+/// Gives QEMU's user `path`, which run `generation` of `dom` opens from
+/// now on (a disk plugged, a medium inserted). Intent first: the original
+/// is in the run and in its status record before the owner changes.
+/// Nothing happens where QEMU keeps the daemon's user. Until [`given`],
+/// [`settle`] leaves the file alone even though the live definition does
+/// not name it yet.
+pub(crate) fn give_live(s: &Shared, dom: &Domain, generation: u64, path: &Path) -> Result<()> {
+    let c = &s.cfg.confinement;
+    let Some(creds) = c.creds.as_ref().filter(|_| c.dynamic_ownership) else {
+        return Ok(());
+    };
+    let _one = s.owned.one_change();
+    check_reachable(path, creds)?;
+    let now = current(path.to_path_buf())?;
+    let held = s.owned.hold(dom.uuid(), vec![now]);
+    let Some(original) = held.into_iter().next() else {
+        return Err(Error::Internal("no record of a file to give".into()));
+    };
+    if !dom.lock().add_owned(generation, original.clone()) {
+        // The run holds it already (its own disk twice), or is over.
+        return match dom.lock().run_of(generation) {
+            Some(_) => Ok(()),
+            None => {
+                s.owned.release(dom.uuid(), &[original]);
+                Err(Error::NotRunning)
+            }
+        };
+    }
+    let res = status::persist(s, dom).and_then(|()| apply(&[original], creds));
+    if res.is_err() {
+        given(dom, generation, path);
+        take_back_held(s, dom, generation, path);
+    }
+    res
+}
+
+/// The plug [`give_live`] gave `path` for is over: from now on the live
+/// definition says whether QEMU holds it.
+pub(crate) fn given(dom: &Domain, generation: u64, path: &Path) {
+    dom.lock().given(generation, path);
+}
+
+/// Puts back the owner of each file run `generation` of `dom` holds that
+/// its live definition no longer names (a disk unplugged, a medium
+/// ejected or replaced, a block copy's destination not pivoted to, the
+/// source a pivot left), then records that it holds them no more.
+pub(crate) fn settle(s: &Shared, dom: &Domain, generation: u64) {
+    let stale: Vec<PathBuf> = {
+        let g = dom.lock();
+        let Some(used) = in_use(&g, generation) else {
+            return;
+        };
+        g.run_of(generation)
+            .map(|run| run.owned())
+            .unwrap_or_default()
+            .iter()
+            .filter(|o| !used.contains(&o.path))
+            .map(|o| o.path.clone())
+            .collect()
+    };
+    let _one = s.owned.one_change();
+    for path in &stale {
+        take_back_held(s, dom, generation, path);
+    }
+}
+
+/// The files run `generation` needs now: those its live definition names,
+/// a block copy's destination (QEMU's before it is the disk's), those
+/// given for a plug in flight, and the backing layers given at start. `None` when that run is over.
+fn in_use(g: &Inner, generation: u64) -> Option<HashSet<PathBuf>> {
+    let (run, live) = (g.run_of(generation)?, g.live()?);
+    let copying = g.block_job().and_then(|j| j.pivot_to.clone()).map(|p| p.0);
+    let layers = run
+        .owned()
+        .iter()
+        .filter(|o| o.backing)
+        .map(|o| o.path.clone());
+    Some(
+        paths(live.domain())
+            .into_iter()
+            .chain(copying)
+            .chain(run.giving().iter().cloned())
+            .chain(layers)
+            .collect(),
+    )
+}
+
+/// Restores `path` (unless another running guest holds it), then drops it
+/// from the run and its record: a crash in between restores it again.
+/// Under [`Holdings::one_change`]; nothing when the run needs the file
+/// again (a plug of it began meanwhile).
+fn take_back_held(s: &Shared, dom: &Domain, generation: u64, path: &Path) {
+    let o = {
+        let g = dom.lock();
+        if in_use(&g, generation).is_none_or(|used| used.contains(path)) {
+            return;
+        }
+        g.run_of(generation)
+            .and_then(|r| r.owned().iter().find(|o| o.path == path).cloned())
+    };
+    let Some(o) = o else {
+        return;
+    };
+    s.owned.release(dom.uuid(), std::slice::from_ref(&o));
+    dom.lock().remove_owned(generation, path);
+    status::persist_in_background(s, dom);
+}
+
 /// Which running guests hold each file given to QEMU's user, and what the
 /// file was before the first of them: a shared file is restored once, to
 /// its real original, when its last guest stops. Bounded by the files of
@@ -190,6 +347,9 @@ pub(crate) fn restore_files(list: &[Owned]) {
 #[derive(Debug, Default)]
 pub(crate) struct Holdings {
     files: Mutex<HashMap<PathBuf, Holding>>,
+    /// Held across one file's change while its guest runs (given or given
+    /// back), so a give and a give-back of the same file never interleave.
+    changing: Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -199,6 +359,11 @@ struct Holding {
 }
 
 impl Holdings {
+    /// Serialises the changes made while guests run (see `changing`).
+    pub(crate) fn one_change(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Records that `uuid`'s run holds `list`, and returns the list with
     /// each original that another running guest already recorded (the
     /// file is already QEMU's user's, so its owner now is not original).
@@ -256,6 +421,49 @@ mod tests {
     fn owner(p: &Path) -> (u32, u32, u32) {
         let m = std::fs::metadata(p).unwrap();
         (m.uid(), m.gid(), m.mode() & 0o7777)
+    }
+
+    /// A qcow2 overlay's backing files are given too, marked as layers; a
+    /// raw base ends the chain.
+    #[test]
+    fn the_backing_chain_of_a_disk_is_found_from_its_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.raw");
+        let mid = dir.path().join("mid.qcow2");
+        let top = dir.path().join("top.qcow2");
+        let img = |args: &[&str]| {
+            let ok = std::process::Command::new("qemu-img")
+                .args(args)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "qemu-img {args:?}");
+        };
+        img(&["create", "-q", "-f", "raw", base.to_str().unwrap(), "1M"]);
+        img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            "base.raw",
+            "-F",
+            "raw",
+            mid.to_str().unwrap(),
+        ]);
+        img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            mid.to_str().unwrap(),
+            "-F",
+            "qcow2",
+            top.to_str().unwrap(),
+        ]);
+        assert_eq!(backing_chain(&top), vec![mid.clone(), base.clone()]);
+        assert_eq!(backing_chain(&base), Vec::<PathBuf>::new());
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub(crate) struct SwtpmPaths {
     pub(crate) socket: PathBuf,
     pub(crate) pidfile: PathBuf,
     pub(crate) log: PathBuf,
+    /// Who the socket is for (QEMU's user and group), when not the
+    /// daemon's user.
+    pub(crate) socket_owner: Option<(u32, u32)>,
 }
 
 /// Whether swtpm is installed (domain capabilities, and a clear error at
@@ -81,13 +84,17 @@ async fn setup(paths: &SwtpmPaths, v2: bool) -> Result<()> {
 }
 
 fn swtpm_args(paths: &SwtpmPaths, v2: bool) -> Vec<String> {
+    let mut ctrl = format!("type=unixio,path={},mode=0600", paths.socket.display());
+    if let Some((uid, gid)) = paths.socket_owner {
+        ctrl.push_str(&format!(",uid={uid},gid={gid}"));
+    }
     let mut a = vec![
         SWTPM.to_string(),
         "socket".into(),
         "--tpmstate".into(),
         format!("dir={},mode=0600", paths.state.display()),
         "--ctrl".into(),
-        format!("type=unixio,path={},mode=0600", paths.socket.display()),
+        ctrl,
         "--log".into(),
         format!("file={}", paths.log.display()),
         "--pid".into(),
