@@ -24,8 +24,9 @@ pub(crate) enum Scenario {
     Nics,
     /// Attach + detach of a virtio disk on a booted real guest.
     Hotplug,
-    /// Live migration between two daemons in a namespace (ferrovirtd
-    /// alone).
+    /// Live migration between two daemons of one kind in a namespace
+    /// (libvirtd: two instances, needs the libvirt harness's reaper.py);
+    /// ferrovirtd also under an event flood.
     Migration,
     /// Only render the Markdown report of --from-json.
     Report,
@@ -141,6 +142,10 @@ pub(crate) struct Cli {
     /// How long to wait for the in-flight call on a hung monitor (default 40; smoke 8).
     #[arg(long)]
     pub hung_cap_secs: Option<u64>,
+    /// Migrations per guest in the migration scenario, back and forth
+    /// (default 10; smoke 2).
+    #[arg(long)]
+    pub migration_rounds: Option<usize>,
     /// VM counts of the rpc scenario (default 10,50,100; smoke 3).
     #[arg(long, value_delimiter = ',')]
     pub rpc_n: Option<Vec<usize>>,
@@ -226,7 +231,7 @@ impl Cli {
             transfer_mib: pick(smoke, 64, 1024),
             nics_rounds: pick(smoke, 5, 30),
             hotplug_rounds: pick(smoke, 5, 20),
-            migration_rounds: pick(smoke, 2, 10),
+            migration_rounds: self.migration_rounds.unwrap_or(pick(smoke, 2, 10)),
         }
     }
 

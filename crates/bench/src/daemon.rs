@@ -46,7 +46,7 @@ pub(crate) struct Env {
 
 impl Env {
     /// A file of the libvirt harness.
-    fn harness_file(&self, name: &str) -> BenchResult<PathBuf> {
+    pub(crate) fn harness_file(&self, name: &str) -> BenchResult<PathBuf> {
         self.libvirt_harness
             .as_ref()
             .map(|dir| dir.join(name))
@@ -295,8 +295,9 @@ impl Daemon {
         use std::os::unix::fs::PermissionsExt;
         let state = self.root.join("proxy");
         let ctl = state.join("ctl");
-        std::fs::create_dir_all(&ctl)
-            .map_err(BenchError::io(format!("create {}", ctl.display())))?;
+        // The proxy runs as QEMU's user and writes there.
+        testkit::account::qemu_user_dir(&state)?;
+        testkit::account::qemu_user_dir(&ctl)?;
         let shim = self.root.join("qemu-proxy");
         if shim.exists() {
             return Ok(shim);
@@ -312,6 +313,16 @@ impl Daemon {
         std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755))
             .map_err(BenchError::io(what))?;
         Ok(shim)
+    }
+
+    /// qemu-sim's control socket (`-sim-control`) for domain `name`: in a
+    /// directory its QEMU's user may create it in.
+    pub(crate) fn sim_ctl(&self, name: &str) -> PathBuf {
+        let dir = match &self.process {
+            Process::Ferrovirtd(process) => process.qemu_dir(),
+            Process::Libvirtd { .. } => self.root.clone(),
+        };
+        dir.join(format!("ctl-{name}.sock"))
     }
 
     /// Control socket of the QMP proxy of domain `name`.
@@ -336,7 +347,14 @@ impl Daemon {
     }
 }
 
-fn domain_xml(name: &str, domain_type: &str, emulator: &Path, extra: &[String]) -> String {
+/// Domain XML: q35, 64 MiB, 1 vCPU, no disk; `extra` goes to
+/// `<qemu:commandline>`.
+pub(crate) fn domain_xml(
+    name: &str,
+    domain_type: &str,
+    emulator: &Path,
+    extra: &[String],
+) -> String {
     let commandline = if extra.is_empty() {
         String::new()
     } else {

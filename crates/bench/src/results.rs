@@ -441,7 +441,7 @@ pub(crate) struct HotplugResult {
 
 // ---------------------------------------------------------------- migration
 
-/// Live migration between two daemons (ferrovirtd alone, in a namespace).
+/// Live migration between two daemons of one kind, in a namespace.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct MigrationResult {
     /// Migrations, alternating direction.
@@ -450,4 +450,50 @@ pub(crate) struct MigrationResult {
     pub total: LatencySummary,
     /// The guest's downtime QEMU measured.
     pub downtime: LatencySummary,
+    /// A migration under an event flood (absent in results written
+    /// before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flood: Option<Outcome<MigrationFlood>>,
+    /// The tiny test guest, idle and rewriting memory (absent in results
+    /// written before they existed).
+    #[serde(default)]
+    pub guests: Vec<MigrationGuest>,
+}
+
+/// Migrations of one guest, alternating direction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MigrationGuest {
+    /// What the guest does.
+    pub guest: String,
+    /// Migrations that completed.
+    pub rounds: usize,
+    pub total: LatencySummary,
+    pub downtime: LatencySummary,
+    /// Why the rounds stopped short.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A qemu-sim VM migrating while it floods the source daemon with events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MigrationFlood {
+    /// RTC_CHANGE events per second asked of the migrating VM.
+    pub target_ev_s: u64,
+    /// What it sent while it migrated.
+    pub achieved_ev_s: f64,
+    /// How long qemu-sim's migration lasts (its `-sim-job-ms`).
+    pub sim_job_s: f64,
+    /// `virsh migrate --live` under the flood, end to end.
+    pub migrate_s: f64,
+    /// GET_INFO on the migrating VM and on the quiet ones, before.
+    pub idle_migrating: ProbeResult,
+    pub idle_others: ProbeResult,
+    /// The same during the flooded migration.
+    pub during_migrating: ProbeResult,
+    pub during_others: ProbeResult,
+    /// `destroy` of a flooding VM on a migration's source, part-way.
+    pub destroy_ms: f64,
+    /// Until the destination no longer ran the domain (`None`: not
+    /// within 30 s).
+    pub destination_cleared_s: Option<f64>,
 }

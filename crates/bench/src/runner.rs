@@ -116,10 +116,9 @@ async fn run_scenarios(plan: &Plan<'_>) -> (Scenarios, BTreeMap<String, f64>) {
         scenarios.hotplug = Some(rows(&cli.storage_rows(), measure).await);
         record("hotplug", &mut lap);
     }
-    if cli.wants(Scenario::Migration) && cli.which() != Which::Libvirtd {
-        let row = [(DaemonKind::Ferrovirtd, Emu::Real)];
-        let measure = |_, _| migration::run(env, params);
-        scenarios.migration = Some(rows(&row, measure).await);
+    if cli.wants(Scenario::Migration) {
+        let measure = |kind, _| migration::run(kind, env, params);
+        scenarios.migration = Some(rows(&cli.storage_rows(), measure).await);
         record("migration", &mut lap);
     }
     (scenarios, timings)

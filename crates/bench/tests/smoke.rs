@@ -72,6 +72,24 @@ fn smoke_mode_covers_every_scenario() {
     assert!(attach > 0.0 && trip >= attach, "{hp}");
     assert_eq!(num(hp, &["pending"]), 0.0, "{hp}");
 
+    // Migration: the tiny guest idle and dirtying memory (pre-copy, and
+    // switched to post-copy) moved both ways, and the flooded migration
+    // kept its rate and its probes answered.
+    let mig = &sc["migration"][0];
+    assert!(mig.get("error").is_none(), "migration failed: {mig}");
+    let guests = mig["guests"].as_array().expect("migration guests");
+    assert_eq!(guests.len(), 3, "{mig}");
+    for g in guests {
+        assert!(g.get("error").is_none(), "{g}");
+        assert_eq!(num(g, &["rounds"]), 2.0, "{g}");
+    }
+    let flood = &mig["flood"];
+    assert!(flood.get("error").is_none(), "{flood}");
+    assert!(num(flood, &["achieved_ev_s"]) > 5000.0, "{flood}");
+    assert_eq!(num(flood, &["during_others", "errors"]), 0.0, "{flood}");
+    assert_eq!(num(flood, &["during_migrating", "errors"]), 0.0, "{flood}");
+    assert!(num(flood, &["destination_cleared_s"]) < 30.0, "{flood}");
+
     // 1. rpc: every cell ran, with positive throughput and ordered percentiles
     let cells = sc["rpc"][0]["cells"].as_array().expect("rpc cells");
     assert_eq!(cells.len(), 4, "1 N x 2 calls x 2 client counts");

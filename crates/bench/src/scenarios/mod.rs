@@ -161,7 +161,7 @@ impl Rig {
         let name = format!("{}fl00001", run_tag());
         let mut extra = special.extra;
         let injector = if special.emu == Emu::Sim {
-            let ctl = daemon.root.join(format!("ctl-{name}.sock"));
+            let ctl = daemon.sim_ctl(&name);
             extra.extend(["-sim-control".to_owned(), ctl.display().to_string()]);
             Injector::Sim(ctl)
         } else {
