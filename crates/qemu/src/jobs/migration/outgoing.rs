@@ -233,7 +233,7 @@ pub(crate) async fn perform(
 /// Confirm: with the guest running on the destination, stops the source's
 /// QEMU as migrated; `cancelled`, resumes the guest here.
 pub(crate) async fn confirm(s: &Arc<Shared>, dom: &Arc<Domain>, cancelled: bool) -> Result<()> {
-    let (_phase, out) = s.migrations.take_out(dom)?;
+    let (_phase, mut out) = s.migrations.take_out(dom)?;
     if cancelled {
         let e = Error::Aborted("migration cancelled on the destination".into());
         out.undo(s, dom, &e).await;
@@ -348,16 +348,22 @@ impl Outgoing {
         };
         let reached = stream::wait_for(s, dom, ctx, &mut progress, "migration", until).await?;
         self.postcopy = reached == Reached::Postcopy;
-        if let Ok(m) = dom.qmp(&QueryMigrate, t).await {
-            self.ram = RamStats::from_query_migrate(&m).unwrap_or_default();
-            self.downtime_ms = m.downtime;
-        }
+        self.take_figures(s, dom).await;
         // The guest is paused: the copies write what is left and end.
         let res = storage::end_mirrors(s, dom, &self.mirrors, true, t).await;
         if res.is_ok() {
             self.mirrors.clear();
         }
         res
+    }
+
+    /// QEMU's RAM figures and downtime as they stand (best effort: a
+    /// migration that ended is not failed for want of its figures).
+    async fn take_figures(&mut self, s: &Shared, dom: &Domain) {
+        if let Ok(m) = dom.qmp(&QueryMigrate, s.cfg.monitor_timeout).await {
+            self.ram = RamStats::from_query_migrate(&m).unwrap_or_default();
+            self.downtime_ms = m.downtime.or(self.downtime_ms);
+        }
     }
 
     /// With a storage copy: mirrors each disk into the destination's
@@ -396,8 +402,10 @@ impl Outgoing {
     }
 
     /// After the switch to post-copy: waits until QEMU has sent the last
-    /// page the destination lacked (or the stream stalls).
-    async fn finish_postcopy(&self, s: &Shared, dom: &Domain, ctx: &RunCtx) -> Result<()> {
+    /// page the destination lacked (or the stream stalls), then takes
+    /// QEMU's final figures: it reports the downtime only once the whole
+    /// stream is through, not at the switch.
+    async fn finish_postcopy(&mut self, s: &Shared, dom: &Domain, ctx: &RunCtx) -> Result<()> {
         let mut progress = ctx.progress.subscribe();
         let until = Until {
             stall: Some(s.cfg.migration.stall_timeout),
@@ -405,6 +413,7 @@ impl Outgoing {
         };
         let what = "post-copy migration";
         stream::wait_for(s, dom, ctx, &mut progress, what, until).await?;
+        self.take_figures(s, dom).await;
         Ok(())
     }
 
