@@ -19,6 +19,8 @@ FERROVIRT_PACKAGES=(
   busybox-static cpio linux-image-amd64
   # UEFI firmware and its descriptors (domain capabilities, firmware='efi')
   ovmf
+  # the emulated TPM (<tpm><backend type='emulator'>) and its state setup
+  swtpm swtpm-tools
   # virtual networks: dnsmasq, nftables, ip
   dnsmasq-base nftables iproute2
   # the Prometheus exporter tested against the daemon, curl, and the
@@ -31,7 +33,7 @@ FERROVIRT_PACKAGES=(
 # Tools that must exist after the install (command names or absolute paths).
 FERROVIRT_TOOLS=(
   qemu-system-x86_64 qemu-img virsh virt-install virt-xml busybox cpio
-  dnsmasq nft ip curl prometheus-libvirt-exporter openssl
+  dnsmasq nft ip curl prometheus-libvirt-exporter openssl swtpm swtpm_setup
 )
 
 # Installed when a package is missing, or when qemu-utils does not come from
