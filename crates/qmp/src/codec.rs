@@ -147,6 +147,20 @@ impl LineDecoder {
         }
     }
 
+    /// Frees the buffer when nothing is buffered and reads are still at
+    /// their first size (no flood under way); says whether it did. An idle
+    /// monitor then holds no read buffer while it waits, which is most of
+    /// what thousands of idle monitors would otherwise keep.
+    fn release_if_idle(&mut self) -> bool {
+        if self.start < self.buf.len() || self.chunk != FIRST_CHUNK {
+            return false;
+        }
+        self.buf = Vec::new();
+        self.start = 0;
+        self.scanned = 0;
+        true
+    }
+
     /// Reads once from `r` into the buffer; returns bytes read (0 = EOF).
     pub async fn read_from<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> std::io::Result<usize> {
         let want = self.prepare();
@@ -330,7 +344,20 @@ pub enum ReadError {
     Io(std::io::Error),
 }
 
-impl<R: AsyncRead + Unpin> MessageReader<R> {
+/// A read half that can wait until it has bytes (or EOF) without being
+/// handed a buffer to read into.
+pub trait ReadReady: AsyncRead + Unpin {
+    /// Resolves once a read would not block (possibly spuriously).
+    fn ready_to_read(&self) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+impl ReadReady for tokio::net::unix::OwnedReadHalf {
+    fn ready_to_read(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        self.readable()
+    }
+}
+
+impl<R: ReadReady> MessageReader<R> {
     /// Wraps a read half.
     pub fn new(inner: R, max_line: usize) -> Self {
         MessageReader {
@@ -354,6 +381,14 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                     }
                 }
                 Ok(None) => {}
+            }
+            // Nothing buffered: wait for QEMU's next bytes holding no
+            // buffer. A readiness that turns out spurious only means the
+            // read below waits with one, as it always did.
+            if self.decoder.release_if_idle()
+                && let Err(e) = self.inner.ready_to_read().await
+            {
+                return Err(ReadError::Io(e));
             }
             match self.decoder.read_from(&mut self.inner).await {
                 Ok(0) => return Err(ReadError::Eof),
@@ -386,6 +421,31 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader with nothing buffered waits holding no buffer, and reads
+    /// the next message whole when it comes; one that is mid-line keeps
+    /// its bytes.
+    #[tokio::test]
+    async fn an_idle_reader_holds_no_buffer() {
+        use tokio::io::AsyncWriteExt;
+        let (ours, mut qemu) = tokio::net::UnixStream::pair().unwrap();
+        let (read, _write) = ours.into_split();
+        let mut reader = MessageReader::new(read, 1024);
+        qemu.write_all(b"{\"return\": {}}\n{\"ret").await.unwrap();
+        assert!(reader.next().await.is_ok());
+        // A partial line is buffered: nothing is released.
+        let zero = std::time::Duration::ZERO;
+        assert!(tokio::time::timeout(zero, reader.next()).await.is_err());
+        assert!(reader.buffer_capacity() > 0);
+        qemu.write_all(b"urn\": {}}\n").await.unwrap();
+        assert!(reader.next().await.is_ok());
+        // Nothing buffered: one poll of the next read frees the buffer.
+        assert!(tokio::time::timeout(zero, reader.next()).await.is_err());
+        assert_eq!(reader.buffer_capacity(), 0);
+        qemu.write_all(b"{\"return\": 7}\n").await.unwrap();
+        let (msg, _) = reader.next().await.unwrap();
+        assert!(matches!(msg, Message::Return { .. }), "{msg:?}");
+    }
 
     fn lines_of(dec: &mut LineDecoder) -> Result<Vec<Vec<u8>>, ProtocolError> {
         let mut out = Vec::new();
