@@ -94,6 +94,7 @@ pub(crate) async fn run(cfg: Config, root: PathBuf) -> Result<(), StartError> {
         message: e.to_string(),
     })?;
     crate::alloc::release_unused();
+    crate::alloc::log_heap();
     let (rw_path, ro_path) = socket_paths(&root);
     let rw = bind(&rw_path, 0o600)?;
     let ro = bind(&ro_path, 0o666)?;
