@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::counting::{self, last_count, qemus_of, serial_log, state};
 use common::{Daemon, EventListener, tail};
 use testkit::netns::NetNs;
 use testkit::wait;
@@ -122,62 +123,20 @@ impl Pair {
         assert!(
             counting,
             "the guest never counted\n{}\n{}",
-            tail(&read(&serial), 20),
+            tail(&serial_log(&serial), 20),
             self.logs()
         );
         serial
     }
 }
 
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-/// The highest `FERROVIRT-COUNT N` in the serial log (0 = none yet).
-fn last_count(serial: &Path) -> u64 {
-    read(serial)
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("FERROVIRT-COUNT "))
-        .filter_map(|n| n.trim().parse().ok())
-        .max()
-        .unwrap_or(0)
-}
-
-/// The guest goes on counting past `from` (it runs, and it did not boot
-/// again: a rebooted guest would start over from 1 after a new marker).
+/// The guest goes on counting past `from`, without booting again.
 fn assert_keeps_counting(p: &Pair, serial: &Path, from: u64) {
-    let went_on = wait::until(WAIT, || last_count(serial) >= from + 5);
-    assert!(
-        went_on,
-        "the guest stopped counting at {}\n{}\n{}",
-        last_count(serial),
-        tail(&read(serial), 10),
-        p.logs()
-    );
-    let boots = read(serial).matches("FERROVIRT-GUEST-READY").count();
-    assert_eq!(boots, 1, "the guest booted again");
-}
-
-fn state(d: &Daemon, name: &str) -> String {
-    d.virsh_ok(&["domstate", "--reason", name])
-        .trim()
-        .to_owned()
+    counting::assert_counts_on(serial, from, WAIT, || p.logs());
 }
 
 fn names(d: &Daemon) -> String {
     d.virsh_ok(&["list", "--all", "--name"])
-}
-
-/// QEMU processes (their command lines name the domain's uuid).
-fn qemus_of(uuid: &str) -> Vec<u32> {
-    common::pids_mentioning(uuid)
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                .unwrap_or_default()
-                .contains("qemu-system")
-        })
-        .collect()
 }
 
 #[test]
@@ -632,21 +591,56 @@ impl Pair {
         std::fs::create_dir_all(&b).unwrap();
         (a, b)
     }
+
+    /// Guest `name` with one patterned qcow2 disk of `mib` MiB in the
+    /// source's storage, running on the source, and the definition that
+    /// moves that disk into the destination's storage.
+    fn start_with_disk(&self, name: &str, mib: usize) -> DiskGuest {
+        let (src_dir, dst_dir) = self.disk_dirs();
+        let (src_img, dst_img) = (src_dir.join("d.qcow2"), dst_dir.join("d.qcow2"));
+        patterned_image(&src_img, mib);
+        let (xml, serial) = self.guest_xml(name);
+        self.start_xml(name, &with_disks(&xml, &[&src_img]), &serial);
+        let uuid = self.src.virsh_ok(&["domuuid", name]).trim().to_owned();
+        let moved_xml = moved(&self.src, name, &src_dir, &dst_dir);
+        let dst_xml = self.src.file(&format!("{name}-dst.xml"), &moved_xml);
+        DiskGuest {
+            src_dir,
+            dst_dir,
+            src_img,
+            dst_img,
+            serial,
+            uuid,
+            dst_xml,
+        }
+    }
+}
+
+/// What [`Pair::start_with_disk`] made.
+struct DiskGuest {
+    src_dir: PathBuf,
+    dst_dir: PathBuf,
+    src_img: PathBuf,
+    dst_img: PathBuf,
+    serial: PathBuf,
+    uuid: String,
+    /// The definition with the disk in the destination's storage.
+    dst_xml: PathBuf,
 }
 
 #[test]
 fn copy_storage_moves_the_disks_content_with_the_guest() {
     let p = Pair::new("migs");
-    let (src_dir, dst_dir) = p.disk_dirs();
-    let (src_img, dst_img) = (src_dir.join("d.qcow2"), dst_dir.join("d.qcow2"));
-    patterned_image(&src_img, 24);
-    let (xml, serial) = p.guest_xml("m10");
-    let src_xml = with_disks(&xml, &[&src_img]);
-    p.start_xml("m10", &src_xml, &serial);
     // The destination keeps the image in its own directory.
-    let dst_xml = p
-        .src
-        .file("m10-dst.xml", &moved(&p.src, "m10", &src_dir, &dst_dir));
+    let DiskGuest {
+        src_dir,
+        dst_dir,
+        src_img,
+        dst_img,
+        serial,
+        dst_xml,
+        ..
+    } = p.start_with_disk("m10", 24);
     assert!(!dst_img.exists());
 
     let out = p.virsh(
@@ -798,15 +792,13 @@ fn a_failed_storage_copy_removes_only_the_images_the_destination_made() {
 #[test]
 fn a_destination_daemon_killed_mid_copy_comes_back_with_nothing_left() {
     let mut p = Pair::new("migd");
-    let (src_dir, dst_dir) = p.disk_dirs();
-    let (src_img, dst_img) = (src_dir.join("d.qcow2"), dst_dir.join("d.qcow2"));
-    patterned_image(&src_img, 16);
-    let (xml, serial) = p.guest_xml("m12");
-    p.start_xml("m12", &with_disks(&xml, &[&src_img]), &serial);
-    let uuid = p.src.virsh_ok(&["domuuid", "m12"]).trim().to_owned();
-    let dst_xml = p
-        .src
-        .file("m12-dst.xml", &moved(&p.src, "m12", &src_dir, &dst_dir));
+    let DiskGuest {
+        dst_img,
+        serial,
+        uuid,
+        dst_xml,
+        ..
+    } = p.start_with_disk("m12", 16);
 
     let child = start_slow_copy(&p, "m12", &uuid, &dst_xml, &dst_img);
     p.dst.kill();
@@ -893,15 +885,14 @@ fn sides_never_told_their_next_phase_clean_up_after_their_deadline() {
 #[test]
 fn a_source_daemon_killed_mid_copy_leaves_no_copy_behind() {
     let mut p = Pair::new("migo");
-    let (src_dir, dst_dir) = p.disk_dirs();
-    let (src_img, dst_img) = (src_dir.join("d.qcow2"), dst_dir.join("d.qcow2"));
-    patterned_image(&src_img, 16);
-    let (xml, serial) = p.guest_xml("m15");
-    p.start_xml("m15", &with_disks(&xml, &[&src_img]), &serial);
-    let uuid = p.src.virsh_ok(&["domuuid", "m15"]).trim().to_owned();
-    let dst_xml = p
-        .src
-        .file("m15-dst.xml", &moved(&p.src, "m15", &src_dir, &dst_dir));
+    let DiskGuest {
+        src_img,
+        dst_img,
+        serial,
+        uuid,
+        dst_xml,
+        ..
+    } = p.start_with_disk("m15", 16);
 
     let child = start_slow_copy(&p, "m15", &uuid, &dst_xml, &dst_img);
     p.src.kill();

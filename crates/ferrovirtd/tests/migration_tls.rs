@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::counting::{self, last_count, qemus_of, state};
 use common::pki::{CLIENT_EXT, SERVER_EXT, ca, leaf, pkipath};
 use common::{Daemon, tail};
 use testkit::netns::NetNs;
@@ -214,50 +215,9 @@ impl Pair {
     }
 }
 
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-/// The highest `FERROVIRT-COUNT N` in the serial log (0 = none yet).
-fn last_count(serial: &Path) -> u64 {
-    read(serial)
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("FERROVIRT-COUNT "))
-        .filter_map(|n| n.trim().parse().ok())
-        .max()
-        .unwrap_or(0)
-}
-
 /// The guest counts on past where it is now, without booting again.
 fn assert_keeps_counting(p: &Pair, serial: &Path) {
-    let from = last_count(serial);
-    let went_on = wait::until(WAIT, || last_count(serial) >= from + 5);
-    assert!(
-        went_on,
-        "the guest stopped counting at {}\n{}",
-        last_count(serial),
-        p.logs()
-    );
-    let boots = read(serial).matches("FERROVIRT-GUEST-READY").count();
-    assert_eq!(boots, 1, "the guest booted again");
-}
-
-fn state(d: &Daemon, name: &str) -> String {
-    d.virsh_ok(&["domstate", "--reason", name])
-        .trim()
-        .to_owned()
-}
-
-/// QEMU processes of the guest (their command lines name its uuid).
-fn qemus_of(uuid: &str) -> usize {
-    common::pids_mentioning(uuid)
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                .unwrap_or_default()
-                .contains("qemu-system")
-        })
-        .count()
+    counting::assert_counts_on(serial, last_count(serial), WAIT, || p.logs());
 }
 
 #[test]
@@ -274,7 +234,7 @@ fn a_guest_migrates_between_tls_daemons_client_driven_and_peer_to_peer() {
     assert_eq!(state(&p.dst, "t1"), "running (migrated)", "{}", p.logs());
     assert_eq!(state(&p.src, "t1"), "shut off (migrated)");
     assert_keeps_counting(&p, &serial);
-    assert_eq!(qemus_of(&uuid), 1, "one QEMU of the guest");
+    assert_eq!(qemus_of(&uuid).len(), 1, "one QEMU of the guest");
 
     // Peer to peer, back: the destination daemon (now the source)
     // connects to the other one with its own client certificate.
@@ -290,7 +250,7 @@ fn a_guest_migrates_between_tls_daemons_client_driven_and_peer_to_peer() {
     });
     assert!(gone, "the transient guest stayed on the other side");
     assert_keeps_counting(&p, &serial);
-    assert_eq!(qemus_of(&uuid), 1, "one QEMU of the guest");
+    assert_eq!(qemus_of(&uuid).len(), 1, "one QEMU of the guest");
     assert!(
         p.src.log().contains("CN=daemon-b"),
         "the peer was not let in by its own certificate\n{}",
@@ -320,7 +280,7 @@ fn a_peer_whose_dn_is_not_allowed_cannot_take_a_p2p_migration() {
     assert_eq!(state(&p.src, "t2"), "running (booted)");
     assert!(p.src.virsh_ok(&["domjobinfo", "t2"]).contains("None"));
     assert!(!p.dst.virsh_ok(&["list", "--all", "--name"]).contains("t2"));
-    assert_eq!(qemus_of(&uuid), 1, "one QEMU of the guest");
+    assert_eq!(qemus_of(&uuid).len(), 1, "one QEMU of the guest");
     assert_keeps_counting(&p, &serial);
 
     // The URI's own pkipath takes precedence over the daemon's: with
@@ -356,7 +316,7 @@ fn a_tls_stream_from_a_qemu_of_another_ca_is_refused_and_the_guest_stays() {
     });
     assert!(cleared, "the destination kept the domain\n{}", p.logs());
     assert!(
-        wait::until(WAIT, || qemus_of(&uuid) == 1),
+        wait::until(WAIT, || qemus_of(&uuid).len() == 1),
         "one QEMU of the guest"
     );
     assert_keeps_counting(&p, &serial);

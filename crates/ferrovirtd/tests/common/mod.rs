@@ -5,6 +5,7 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod counting;
 pub mod pki;
 
 use std::path::{Path, PathBuf};
