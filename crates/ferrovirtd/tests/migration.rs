@@ -825,14 +825,9 @@ fn a_destination_daemon_killed_mid_copy_comes_back_with_nothing_left() {
     assert!(job, "{}", p.logs());
 }
 
-#[test]
-fn a_network_cut_mid_migration_fails_it_within_the_stall_deadline() {
-    let p = Pair::with_config("mign", "migration_stall_timeout_secs = 4\n");
-    let serial = p.start_guest("m13");
-    let uuid = p.src.virsh_ok(&["domuuid", "m13"]).trim().to_owned();
-    let child = start_slow_migration(&p, "m13");
-    // Inside the test's namespace: nothing reaches the destination's
-    // migration ports any more (the daemons' own ports stay open).
+/// Inside the test's namespace: nothing reaches the destination's
+/// migration ports any more (the daemons' own ports stay open).
+fn cut_migration_ports(p: &Pair) {
     let rules = "table inet cut {\n chain out {\n  type filter hook output priority 0;\n  \
                  tcp dport 49160-49167 drop\n  tcp sport 49160-49167 drop\n }\n}\n";
     let mut nft = Command::new("ip")
@@ -842,6 +837,15 @@ fn a_network_cut_mid_migration_fails_it_within_the_stall_deadline() {
         .unwrap();
     std::io::Write::write_all(&mut nft.stdin.take().unwrap(), rules.as_bytes()).unwrap();
     assert!(nft.wait().unwrap().success(), "nft refused the rules");
+}
+
+#[test]
+fn a_network_cut_mid_migration_fails_it_within_the_stall_deadline() {
+    let p = Pair::with_config("mign", "migration_stall_timeout_secs = 4\n");
+    let serial = p.start_guest("m13");
+    let uuid = p.src.virsh_ok(&["domuuid", "m13"]).trim().to_owned();
+    let child = start_slow_migration(&p, "m13");
+    cut_migration_ports(&p);
     let cut_at = std::time::Instant::now();
     let err = migrate_failed(child);
     let took = cut_at.elapsed();
@@ -1024,6 +1028,95 @@ fn a_postcopy_that_breaks_off_leaves_the_source_paused_not_resumed() {
     // Settled by hand: nothing is left anywhere.
     p.src.virsh_ok(&["destroy", "m15"]);
     assert!(wait::until(WAIT, || qemus_of(&uuid).is_empty()));
+}
+
+/// A network cut after the switch to post-copy, while the source waits
+/// for confirm and its client, still connected, has not called finish
+/// yet: the source sees its stream stall and leaves the guest paused
+/// "post-copy failed" with its job ended, long before QEMU's TCP
+/// connection would time out, without waiting for its client.
+#[test]
+fn a_postcopy_stream_cut_while_the_source_waits_fails_there_on_the_stall_deadline() {
+    use rpc::protocol::remote::{
+        DomainMigratePerform3ParamsArgs, DomainMigratePerform3ParamsRet, TypedParam,
+        TypedParamValue, procedure as p,
+    };
+
+    let p_ = Pair::with_config(
+        "migpc2",
+        "user = \"root\"\nmigration_stall_timeout_secs = 4\n",
+    );
+    p_.start_guest("m18");
+    let uuid = p_.src.virsh_ok(&["domuuid", "m18"]).trim().to_owned();
+    p_.src.virsh_ok(&["migrate-setspeed", "m18", "1"]);
+    // VIR_MIGRATE_LIVE | CHANGE_PROTECTION | POSTCOPY.
+    let flags = 1 | 256 | 32768;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Perform returns at the switch, which virsh asks for once the
+    // stream is under way.
+    let (src, dst) = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let under_way = wait::until(WAIT, || {
+                p_.src
+                    .virsh_ok(&["domjobinfo", "m18"])
+                    .contains("Memory processed")
+            });
+            assert!(under_way, "the migration never got going\n{}", p_.logs());
+            p_.src.virsh_ok(&["migrate-postcopy", "m18"]);
+        });
+        rt.block_on(async {
+            let HandDriven {
+                src,
+                dst,
+                dom,
+                xml,
+                prepared,
+            } = begin_and_prepare(&p_, "m18", flags).await;
+            let uri = prepared.uri_out.unwrap();
+            // Post-copy at 1 MiB/s too: the stream outlasts the cut below.
+            let slow = TypedParam {
+                field: "bandwidth.postcopy".into(),
+                value: TypedParamValue::ULLong(1),
+            };
+            let args = DomainMigratePerform3ParamsArgs {
+                dom,
+                dconnuri: None,
+                params: vec![xml, string_param("migrate_uri", &uri), slow],
+                cookie_in: prepared.cookie_out,
+                flags,
+            };
+            let _: DomainMigratePerform3ParamsRet = src
+                .call(p::DOMAIN_MIGRATE_PERFORM3_PARAMS, &args)
+                .await
+                .unwrap();
+            (src, dst)
+        })
+    });
+    assert_eq!(state(&p_.src, "m18"), "paused (post-copy)");
+    cut_migration_ports(&p_);
+    let cut_at = std::time::Instant::now();
+    let failed = wait::until(WAIT, || {
+        state(&p_.src, "m18") == "paused (post-copy failed)"
+    });
+    let took = cut_at.elapsed();
+    assert!(failed, "source: {}\n{}", state(&p_.src, "m18"), p_.logs());
+    assert!(took < Duration::from_secs(40), "failed only after {took:?}");
+    rt.block_on(async {
+        src.close().await;
+        dst.close().await;
+    });
+    assert!(p_.src.virsh_ok(&["domjobinfo", "m18"]).contains("None"));
+    let done = p_.src.virsh_ok(&["domjobinfo", "--completed", "m18"]);
+    assert!(done.contains("Failed"), "{done}\n{}", p_.logs());
+    assert!(
+        qemus_of(&uuid)
+            .iter()
+            .any(|pid| !dst_qemus(&p_, &uuid).contains(pid)),
+        "the source's QEMU stays"
+    );
 }
 
 /// A client that finishes the migration on the destination and is gone

@@ -209,10 +209,19 @@ pub(crate) async fn perform(
             cookie.downtime_ms = out.downtime_ms;
             out.sent = true;
             // In post-copy the destination's finish waits for the whole
-            // stream, however long; confirm then waits on the stall
-            // deadline instead.
+            // stream, however long: no phase deadline, but the stream is
+            // watched for a stall or a failure meanwhile.
             let parked = if out.postcopy {
-                phase.park(Pending::Out(out))
+                let ctx = out.ctx.clone();
+                match phase.park_ticket(Pending::Out(out)) {
+                    Ok(ticket) => {
+                        if let Some(ctx) = ctx {
+                            watch_parked_postcopy(s, dom, ctx, ticket);
+                        }
+                        None
+                    }
+                    Err(p) => Some(*p),
+                }
             } else {
                 let wait = s.cfg.migration.finish_timeout;
                 phase.park_until(s, dom, Pending::Out(out), wait)
@@ -228,6 +237,33 @@ pub(crate) async fn perform(
             Err(e)
         }
     }
+}
+
+/// A source parked in post-copy until confirm: nobody else looks at its
+/// stream until then, which may be long (finish waits for the whole
+/// stream). A stream that fails or moves nothing for the stall time
+/// (a cut network, which QEMU would notice only at the TCP timeout) ends
+/// the migration here as post-copy failed, without waiting for a client.
+/// A stream that completes leaves the migration parked for confirm; one
+/// that confirm or a gone client took first is theirs.
+fn watch_parked_postcopy(s: &Arc<Shared>, dom: &Arc<Domain>, ctx: Arc<RunCtx>, ticket: u64) {
+    let (s, dom) = (s.clone(), dom.clone());
+    tokio::spawn(async move {
+        // Subscribed now: the first look reads the status as it stands,
+        // so a failure before this task ran is not missed.
+        let mut progress = ctx.progress.subscribe();
+        let until = Until {
+            stall: Some(s.cfg.migration.stall_timeout),
+            ..Until::default()
+        };
+        let what = "post-copy migration";
+        let Err(e) = stream::wait_for(&s, &dom, &ctx, &mut progress, what, until).await else {
+            return;
+        };
+        if let Some(Pending::Out(out)) = s.migrations.take_expired(&dom.uuid(), ticket) {
+            out.postcopy_failed(&s, &dom, &e);
+        }
+    });
 }
 
 /// Confirm: with the guest running on the destination, stops the source's
