@@ -69,19 +69,11 @@ impl Pair {
 
     /// virsh inside the namespace: stdout, or stderr on failure.
     fn virsh(&self, uri: &str, args: &[&str]) -> Result<String, String> {
-        let out = self.virsh_cmd(uri, args).output().expect("run virsh");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        common::virsh_in_netns_output(&self.ns, uri, args)
     }
 
     fn virsh_cmd(&self, uri: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", self.ns.name(), "virsh", "-c", uri])
-            .args(args);
-        c
+        common::virsh_in_netns(&self.ns, uri, args)
     }
 
     /// What went wrong, for a failed assertion.

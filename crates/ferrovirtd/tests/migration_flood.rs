@@ -15,7 +15,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Daemon, define_start, sim_domain_xml, tail};
@@ -47,9 +47,7 @@ fn flooding_xml(name: &str) -> String {
 }
 
 fn migrate(ns: &NetNs, from: &str, name: &str, to: &str) -> Child {
-    Command::new("ip")
-        .args(["netns", "exec", ns.name(), "virsh", "-c", from])
-        .args(["migrate", "--live", name, to])
+    common::virsh_in_netns(ns, from, &["migrate", "--live", name, to])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

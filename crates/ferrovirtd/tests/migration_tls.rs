@@ -18,7 +18,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::counting::{self, last_count, qemus_of, state};
@@ -170,16 +169,7 @@ impl Pair {
 
     /// virsh inside the namespace: stdout, or stderr on failure.
     fn virsh(&self, uri: &str, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", self.ns.name(), "virsh", "-c", uri])
-            .args(args)
-            .output()
-            .expect("run virsh");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        common::virsh_in_netns_output(&self.ns, uri, args)
     }
 
     fn logs(&self) -> String {

@@ -22,16 +22,7 @@ use testkit::netns::NetNs;
 
 /// virsh inside `ns`: success and stdout, or failure and stderr.
 fn virsh(ns: &NetNs, uri: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "virsh", "-c", uri])
-        .args(args)
-        .output()
-        .expect("run virsh");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    common::virsh_in_netns_output(ns, uri, args)
 }
 
 #[test]

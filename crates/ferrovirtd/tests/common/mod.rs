@@ -543,3 +543,29 @@ pub fn assert_in_order(text: &str, wanted: &[&str]) {
         at += pos + w.len();
     }
 }
+
+/// `virsh -c URI ARGS` inside network namespace `ns`, not yet run.
+pub fn virsh_in_netns(
+    ns: &testkit::netns::NetNs,
+    uri: &str,
+    args: &[&str],
+) -> std::process::Command {
+    let mut c = std::process::Command::new("ip");
+    c.args(["netns", "exec", ns.name(), "virsh", "-c", uri])
+        .args(args);
+    c
+}
+
+/// [`virsh_in_netns`], run: its stdout, or its stderr on failure.
+pub fn virsh_in_netns_output(
+    ns: &testkit::netns::NetNs,
+    uri: &str,
+    args: &[&str],
+) -> Result<String, String> {
+    let out = virsh_in_netns(ns, uri, args).output().expect("run virsh");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
