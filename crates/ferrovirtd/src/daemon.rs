@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use network::{NetworkConfig, NetworkDriver};
-use qemu::{Driver, DriverConfig};
+use qemu::{Driver, DriverConfig, PausePoint, StartStage};
 use rpc::Server;
 use secret::{SecretConfig, SecretDriver};
 use storage::{StorageConfig, StorageDriver};
@@ -180,11 +180,25 @@ async fn start_metrics(addr: &str, src: metrics::Sources) -> Result<(), StartErr
     println!("ferrovirtd metrics: http://{local}/metrics");
     Ok(())
 }
-/// A test aid, read once at start-up: a start pauses forever right after
-/// spawning QEMU, having written this marker file (see
-/// `qemu::DriverConfig::pause_after_spawn`), so a test can kill the daemon
-/// at exactly that instant.
-const PAUSE_AFTER_SPAWN_ENV: &str = "FERROVIRT_PAUSE_AFTER_SPAWN";
+/// Test aids, read once at start-up: every start pauses forever right
+/// after spawning QEMU (or once it completed and was recorded), having
+/// written the file the variable names (see `qemu::DriverConfig::pause_point`),
+/// so a test can kill the daemon at exactly that instant.
+const PAUSE_ENVS: [(&str, StartStage); 2] = [
+    ("FERROVIRT_PAUSE_AFTER_SPAWN", StartStage::Spawned),
+    ("FERROVIRT_PAUSE_AFTER_START", StartStage::Recorded),
+];
+
+/// The pause point the environment sets, if any (the first that is set).
+fn pause_point() -> Option<PausePoint> {
+    let (var, at, marker) = PAUSE_ENVS.iter().find_map(|(var, at)| {
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(|v| (var, *at, PathBuf::from(v)))
+    })?;
+    tracing::warn!(marker = %marker.display(), "{var} is set: every start pauses ({at:?})");
+    Some(PausePoint { at, marker })
+}
 
 fn driver_config(cfg: &Config, root: &Path) -> Result<DriverConfig, crate::config::ConfigError> {
     let mut d = DriverConfig::new(root);
@@ -194,15 +208,7 @@ fn driver_config(cfg: &Config, root: &Path) -> Result<DriverConfig, crate::confi
     d.unplug_timeout = cfg.unplug_timeout();
     d.events.max_events = cfg.vm_event_queue;
     d.stats = cfg.stats();
-    d.pause_after_spawn = std::env::var_os(PAUSE_AFTER_SPAWN_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    if let Some(marker) = &d.pause_after_spawn {
-        tracing::warn!(
-            marker = %marker.display(),
-            "{PAUSE_AFTER_SPAWN_ENV} is set: every start pauses after spawning QEMU"
-        );
-    }
+    d.pause_point = pause_point();
     d.confinement = confinement(cfg)?;
     d.migration = qemu::MigrationConfig {
         address: cfg.migration_address.clone(),

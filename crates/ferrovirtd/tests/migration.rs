@@ -817,6 +817,70 @@ fn a_destination_daemon_killed_mid_copy_comes_back_with_nothing_left() {
     assert!(job, "{}", p.logs());
 }
 
+/// The destination's start of the incoming QEMU stops once it completed
+/// and was recorded (QEMU listens for the stream; prepare has not
+/// returned), and the daemon is SIGKILLed exactly there: back, it must
+/// know that QEMU for an unfinished incoming migration and kill it, not
+/// keep it as a paused guest.
+#[test]
+fn a_destination_daemon_killed_once_its_qemu_listens_comes_back_with_nothing_left() {
+    let mut p = Pair::new("migl");
+    let DiskGuest {
+        dst_img,
+        serial,
+        uuid,
+        dst_xml,
+        ..
+    } = p.start_with_disk("m14", 4);
+    let marker = p.dst.root.path().join("start-paused");
+    p.dst
+        .spawn_with_env(&[("FERROVIRT_PAUSE_AFTER_START", marker.as_os_str())]);
+    let child = p
+        .virsh_cmd(
+            SRC_URI,
+            &[
+                "migrate",
+                "--live",
+                "--copy-storage-all",
+                "--xml",
+                &dst_xml.to_string_lossy(),
+                "m14",
+                DST_URI,
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let paused = wait::until(WAIT, || {
+        line = std::fs::read_to_string(&marker).unwrap_or_default();
+        line.ends_with('\n')
+    });
+    assert!(paused, "the incoming start never paused\n{}", p.logs());
+    let (who, pid) = line.trim().split_once(' ').expect("NAME PID");
+    assert_eq!(who, "m14");
+    let pid: u32 = pid.parse().expect("pid");
+    assert_eq!(dst_qemus(&p, &uuid), [pid]);
+    assert!(dst_img.exists(), "the copy's image was not made first");
+
+    p.dst.kill();
+    p.dst.spawn();
+    migrate_failed(child);
+    let cleared = wait::until(WAIT, || {
+        dst_qemus(&p, &uuid).is_empty() && !dst_img.exists() && !names(&p.dst).contains("m14")
+    });
+    assert!(
+        cleared,
+        "left on the destination: QEMUs {:?}, image {}, domains {}\n{}",
+        dst_qemus(&p, &uuid),
+        dst_img.exists(),
+        names(&p.dst),
+        p.logs()
+    );
+    assert_on_source_only(&p, "m14", &uuid, &serial);
+}
+
 /// Inside the test's namespace: nothing reaches the destination's
 /// migration ports any more (the daemons' own ports stay open).
 fn cut_migration_ports(p: &Pair) {

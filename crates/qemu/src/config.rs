@@ -37,11 +37,9 @@ pub struct DriverConfig {
     pub firmware_dirs: Vec<PathBuf>,
     /// The statistics poller (see [`crate::StatsConfig`]).
     pub stats: crate::stats::StatsConfig,
-    /// A test aid: right after spawning a QEMU (before recording its pid),
-    /// write this marker file (the domain's name and QEMU's pid) and let
-    /// that start wait forever, so a test can kill the daemon at exactly
-    /// that instant. `None` in production.
-    pub pause_after_spawn: Option<PathBuf>,
+    /// A test aid: every start stops forever at this point, so a test can
+    /// kill the daemon at exactly that instant. `None` in production.
+    pub pause_point: Option<PausePoint>,
     /// How long `detach-device` waits for the guest to release a device
     /// (QEMU's DEVICE_DELETED) before it returns with the removal still
     /// pending; the event completes it whenever it comes.
@@ -92,6 +90,25 @@ impl Default for Confinement {
     }
 }
 
+/// Where a start stops for a test (see [`DriverConfig::pause_point`]):
+/// having written `marker` (the domain's name and QEMU's pid, one line),
+/// it waits forever.
+#[derive(Debug, Clone)]
+pub struct PausePoint {
+    pub at: StartStage,
+    pub marker: PathBuf,
+}
+
+/// How far a start has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartStage {
+    /// QEMU was spawned; its pid is not recorded yet.
+    Spawned,
+    /// The start completed and its status record says so (an incoming
+    /// migration's QEMU listens for the stream), before the start returns.
+    Recorded,
+}
+
 impl DriverConfig {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -108,7 +125,7 @@ impl DriverConfig {
                 .map(PathBuf::from)
                 .to_vec(),
             stats: crate::stats::StatsConfig::default(),
-            pause_after_spawn: None,
+            pause_point: None,
             unplug_timeout: Duration::from_secs(5),
             confinement: Confinement::default(),
             migration: crate::jobs::migration::MigrationConfig::default(),

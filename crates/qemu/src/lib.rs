@@ -38,7 +38,9 @@ pub mod state;
 mod stats;
 mod store;
 
-pub use config::{Confinement, DEFAULT_SANDBOX, DriverConfig, Layout, default_root};
+pub use config::{
+    Confinement, DEFAULT_SANDBOX, DriverConfig, Layout, PausePoint, StartStage, default_root,
+};
 pub use confine::{Creds, MAX_GROUPS};
 pub use domain::{EmulatorCaps, parse_copy_dest};
 pub use driver::{

@@ -19,6 +19,7 @@ use domain::Accel;
 use qmp::commands::{Cont, QueryChardev};
 
 use super::{host, stop};
+use crate::config::StartStage;
 use crate::emulator::liveness::{self, RunLock};
 use crate::emulator::monitor;
 use crate::emulator::process::{self, Process};
@@ -537,7 +538,7 @@ async fn finish_start(
     paused: bool,
     incoming: Option<&Incoming>,
 ) -> Result<()> {
-    pause_point(s, dom, process).await;
+    pause_point(s, dom, process, StartStage::Spawned).await;
     // The pid on disk: a restarted daemon finds this QEMU without a scan.
     status::persist(s, dom)?;
     let socket = s.layout.monitor_socket(&dom.uuid());
@@ -576,13 +577,22 @@ async fn finish_start(
     {
         return Err(gone_during_startup());
     }
-    status::persist(s, dom)
+    status::persist(s, dom)?;
+    pause_point(s, dom, process, StartStage::Recorded).await;
+    Ok(())
 }
 
-/// The test aid of `DriverConfig::pause_after_spawn`: writes the marker
-/// (domain name and QEMU's pid), then this start never returns.
-async fn pause_point(s: &Shared, dom: &Domain, process: &Process) {
-    let Some(marker) = &s.cfg.pause_after_spawn else {
+/// The test aid of `DriverConfig::pause_point`: at `stage`, if that is the
+/// pause point, writes the marker (domain name and QEMU's pid), then this
+/// start never returns.
+async fn pause_point(s: &Shared, dom: &Domain, process: &Process, stage: StartStage) {
+    let Some(marker) = s
+        .cfg
+        .pause_point
+        .as_ref()
+        .filter(|p| p.at == stage)
+        .map(|p| &p.marker)
+    else {
         return;
     };
     let line = format!("{} {}\n", dom.name(), process.pid());
@@ -592,7 +602,8 @@ async fn pause_point(s: &Shared, dom: &Domain, process: &Process) {
     tracing::warn!(
         domain = dom.name(),
         pid = process.pid(),
-        "start paused after spawning QEMU (pause_after_spawn is set)"
+        ?stage,
+        "start paused (a pause point is set)"
     );
     std::future::pending::<()>().await;
 }

@@ -206,7 +206,13 @@ pub(super) fn mark_dead(
     if let Some(b) = &rec.block_job {
         blockjob::found_dead(b);
     }
-    let (outcome, saved) = match &rec.job {
+    // An incoming migration leaves nothing to settle here: its images
+    // are swept by their own record, and the guest never ran on this host.
+    let settled_job = rec
+        .job
+        .as_ref()
+        .filter(|j| j.operation != JobOperation::MigrationIn);
+    let (outcome, saved) = match settled_job {
         Some(job) => {
             let (outcome, done) = if job.operation == JobOperation::Dump {
                 dump::found_dead(job)

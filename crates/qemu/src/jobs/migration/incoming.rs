@@ -186,19 +186,26 @@ async fn start_incoming(
         listen: format!("tcp:{}:{port}", bracketed(&listen_addr)),
         flags,
     };
-    start::start_from(s, dom, true, Some(StartFrom { def, from })).await?;
-    let ctx = {
-        let mut g = dom.lock();
-        let ctx = g.active_ctx()?;
-        g.begin_job(AsyncJobInfo {
-            operation: KIND.into(),
-            started,
-            path: None,
-            resume_running: true,
-        });
-        ctx
+    // The job is the domain's before its QEMU exists, so every status
+    // record of this run names it: QEMU listens for the stream before the
+    // start returns, and a daemon killed at any instant from then on comes
+    // back knowing this QEMU holds an unfinished incoming migration (and
+    // kills it), never taking it for a guest to keep.
+    dom.lock().begin_job(AsyncJobInfo {
+        operation: KIND.into(),
+        started,
+        path: None,
+        resume_running: true,
+    });
+    let launched = start::start_from(s, dom, true, Some(StartFrom { def, from })).await;
+    let ctx = launched.and_then(|()| dom.lock().active_ctx());
+    let ctx = match ctx {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            dom.lock().end_job(None);
+            return Err(e);
+        }
     };
-    status::persist_in_background(s, dom);
     let uri = format!("tcp:{}:{port}", bracketed(&host));
     let inc = Incoming {
         job,
