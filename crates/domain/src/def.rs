@@ -94,6 +94,14 @@ impl DomainDef {
     pub fn boot_vcpus(&self) -> u32 {
         self.current_vcpus.unwrap_or(self.vcpus)
     }
+
+    /// Gives the domain another name (a migration's `--dname`), checked
+    /// as a parsed `<name>` is.
+    pub fn rename(&mut self, name: &str) -> Result<(), crate::DomainXmlError> {
+        crate::parse::validate_name(name)?;
+        name.clone_into(&mut self.name);
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,7 +41,7 @@ pub const MAX_NAME_LEN: usize = 200;
 /// Most I/O threads a domain may ask for.
 pub const MAX_IOTHREADS: u32 = 64;
 
-fn validate_name(name: &str) -> Result<(), DomainXmlError> {
+pub(crate) fn validate_name(name: &str) -> Result<(), DomainXmlError> {
     if name.is_empty() {
         return Err(DomainXmlError::MissingName);
     }

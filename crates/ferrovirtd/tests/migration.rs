@@ -213,11 +213,27 @@ fn persistent_undefinesource_and_offline_migrations_move_the_definition() {
     assert!(info.contains("State:          running"), "{info}");
     assert_keeps_counting(&p, &serial, at);
 
-    // Back with --suspend: it arrives paused.
-    let out = p.virsh(DST_URI, &["migrate", "--live", "--suspend", "m2", SRC_URI]);
+    // Back with --suspend, renamed: it arrives paused, as m2b.
+    let out = p.virsh(
+        DST_URI,
+        &[
+            "migrate",
+            "--live",
+            "--suspend",
+            "--dname",
+            "m2b",
+            "m2",
+            SRC_URI,
+        ],
+    );
     assert!(out.is_ok(), "migrate --suspend: {out:?}\n{}", p.logs());
-    assert_eq!(state(&p.src, "m2"), "paused (user)");
+    assert_eq!(state(&p.src, "m2b"), "paused (user)");
+    assert!(!names(&p.src).contains("m2\n"), "{}", names(&p.src));
     assert_eq!(state(&p.dst, "m2"), "shut off (migrated)");
+    assert_eq!(
+        p.src.virsh_ok(&["domuuid", "m2b"]),
+        p.dst.virsh_ok(&["domuuid", "m2"])
+    );
 
     // Offline: only the definition moves; the source keeps its own.
     let (xml, _) = p.guest_xml("o1");
@@ -230,6 +246,38 @@ fn persistent_undefinesource_and_offline_migrations_move_the_definition() {
     assert!(out.is_ok(), "offline: {out:?}\n{}", p.logs());
     assert_eq!(state(&p.dst, "o1"), "shut off (unknown)");
     assert!(names(&p.src).contains("o1"));
+    // Renamed: defined there under the new name, the same uuid.
+    let out = p.virsh(
+        SRC_URI,
+        &[
+            "migrate",
+            "--offline",
+            "--persistent",
+            "--undefinesource",
+            "--dname",
+            "o2",
+            "o1",
+            DST_URI,
+        ],
+    );
+    assert!(out.is_err(), "o1's uuid is defined there as o1: {out:?}");
+    p.dst.virsh_ok(&["undefine", "o1"]);
+    let out = p.virsh(
+        SRC_URI,
+        &[
+            "migrate",
+            "--offline",
+            "--persistent",
+            "--undefinesource",
+            "--dname",
+            "o2",
+            "o1",
+            DST_URI,
+        ],
+    );
+    assert!(out.is_ok(), "offline --dname: {out:?}\n{}", p.logs());
+    assert_eq!(state(&p.dst, "o2"), "shut off (unknown)");
+    assert!(!names(&p.src).contains("o1"), "{}", names(&p.src));
     // Offline needs --persistent (virsh refuses it before any call).
     assert!(
         p.virsh(SRC_URI, &["migrate", "--offline", "o1", DST_URI])
@@ -395,6 +443,32 @@ fn virsh_migrate_p2p_lets_the_source_daemon_drive_the_destination() {
     assert!(err.contains("cannot connect"), "{err}");
     assert_eq!(state(&p.dst, "m7"), "running (migrated)");
     assert!(p.dst.virsh_ok(&["domjobinfo", "m7"]).contains("None"));
+
+    // Back, renamed: refused while the source still defines the guest's
+    // uuid as m7, then taken once that definition is gone.
+    let back = [
+        "migrate",
+        "--live",
+        "--p2p",
+        "--persistent",
+        "--dname",
+        "m7b",
+        "m7",
+        SRC_URI,
+    ];
+    let err = p.virsh(DST_URI, &back).unwrap_err();
+    assert!(err.contains("already defined with uuid"), "{err}");
+    assert_eq!(state(&p.dst, "m7"), "running (migrated)");
+    p.src.virsh_ok(&["undefine", "m7"]);
+    let at = last_count(&serial);
+    let out = p.virsh(DST_URI, &back);
+    assert!(out.is_ok(), "migrate --p2p --dname: {out:?}\n{}", p.logs());
+    assert_eq!(state(&p.src, "m7b"), "running (migrated)", "{}", p.logs());
+    let info = p.src.virsh_ok(&["dominfo", "m7b"]);
+    assert!(info.contains("Persistent:     yes"), "{info}");
+    assert_eq!(state(&p.dst, "m7"), "shut off (migrated)");
+    assert_keeps_counting(&p, &serial, at);
+    assert_eq!(qemus_of(&uuid).len(), 1, "one QEMU of the guest");
 }
 
 /// A bare protocol client on a daemon's UNIX socket, for a phase a real

@@ -83,6 +83,11 @@ pub(crate) async fn migrate(
         }
     };
     params.uri = prepared.uri_out;
+    // The name the guest has there (`--dname`, else its own).
+    let dest_name = params
+        .dest_name
+        .clone()
+        .unwrap_or_else(|| dom.name().to_owned());
     let performed = if flags.offline {
         Ok(Vec::new())
     } else {
@@ -94,7 +99,7 @@ pub(crate) async fn migrate(
         &peer,
         p::DOMAIN_MIGRATE_FINISH3_PARAMS,
         &DomainMigrateFinish3ParamsArgs {
-            params: with_string(&remote, "destination_name", dom.name()),
+            params: with_string(&remote, "destination_name", &dest_name),
             cookie_in: Opaque(performed.as_ref().cloned().unwrap_or_default()),
             flags: dest_bits,
             cancelled: i32::from(performed.is_err()),

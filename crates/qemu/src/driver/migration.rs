@@ -69,8 +69,8 @@ impl Driver {
             if cancelled {
                 return Err(Error::OperationFailed("migration was cancelled".into()));
             }
-            let xml = params.persistent_xml.as_deref().unwrap_or(def_xml(params));
-            return self.define_xml(xml).await;
+            let xml = incoming::persistent_def(params)?.to_xml();
+            return self.define_xml(&xml).await;
         }
         let dom = match self.lookup_by_uuid(&def.uuid()) {
             Ok(dom) => dom,
@@ -82,8 +82,8 @@ impl Driver {
         };
         incoming::finish(&self.s, &dom, cookie, flags, cancelled).await?;
         if flags.persist_dest {
-            let xml = params.persistent_xml.as_deref().unwrap_or(def_xml(params));
-            self.define_xml(xml).await?;
+            let xml = incoming::persistent_def(params)?.to_xml();
+            self.define_xml(&xml).await?;
         }
         Ok(dom)
     }
@@ -172,8 +172,4 @@ impl Driver {
         dom.qmp(&QueryMigrateParameters, self.s.cfg.monitor_timeout)
             .await
     }
-}
-
-fn def_xml(params: &MigrationParams) -> &str {
-    params.dest_xml.as_deref().unwrap_or_default()
 }

@@ -97,6 +97,13 @@ impl Def {
     pub(crate) fn name(&self) -> &str {
         &self.inner.name
     }
+    /// This definition under the name `name` (see [`DomainDef::rename`]).
+    pub(crate) fn renamed(mut self, name: &str) -> Result<Self> {
+        self.inner
+            .rename(name)
+            .map_err(|e| Error::Xml(e.to_vir_error()))?;
+        Ok(self)
+    }
     pub(crate) fn uuid(&self) -> uuid::Uuid {
         self.inner.uuid
     }

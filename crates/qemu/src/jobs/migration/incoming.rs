@@ -58,21 +58,31 @@ struct StorageCopy {
     announced: Vec<CookieDisk>,
 }
 
-/// Parses the definition the source sent.
+/// Parses the definition the source sent, under the destination's name.
 pub(crate) fn incoming_def(params: &MigrationParams) -> Result<Def> {
     let xml = params
         .dest_xml
         .as_deref()
         .ok_or_else(|| Error::InvalidArg("no domain XML for the destination".into()))?;
-    let def = Def::parse(xml)?;
-    if let Some(name) = &params.dest_name
-        && name != def.name()
-    {
-        return Err(Error::ConfigUnsupported(
-            "renaming a domain while migrating it is not supported".into(),
-        ));
+    named(params, Def::parse(xml)?)
+}
+
+/// What `--persistent` defines on the destination: the persistent
+/// definition the source sent (else the one it runs), under the
+/// destination's name.
+pub(crate) fn persistent_def(params: &MigrationParams) -> Result<Def> {
+    match params.persistent_xml.as_deref() {
+        Some(xml) => named(params, Def::parse(xml)?),
+        None => incoming_def(params),
     }
-    Ok(def)
+}
+
+/// `def` renamed to `destination_name`, when that is given.
+fn named(params: &MigrationParams, def: Def) -> Result<Def> {
+    match params.dest_name.as_deref() {
+        Some(name) if name != def.name() => def.renamed(name),
+        _ => Ok(def),
+    }
 }
 
 /// Prepare: starts the destination's QEMU waiting for the stream and
@@ -506,5 +516,38 @@ mod tests {
         assert_eq!(hp("[::1"), None);
         assert_eq!(bracketed("::1"), "[::1]");
         assert_eq!(bracketed("10.0.0.1"), "10.0.0.1");
+    }
+
+    const XML: &str = "<domain type='qemu'><name>vm</name>\
+        <uuid>0b0c5a5e-5b8e-4c1f-9a43-2d7b5d1b3c11</uuid>\
+        <memory unit='MiB'>64</memory><vcpu>1</vcpu>\
+        <os><type arch='x86_64' machine='q35'>hvm</type></os></domain>";
+
+    #[test]
+    fn the_destination_name_renames_both_definitions_and_keeps_the_uuid() {
+        let persistent = XML.replace("<vcpu>1</vcpu>", "<vcpu>2</vcpu>");
+        let mut params = MigrationParams {
+            dest_xml: Some(XML.into()),
+            persistent_xml: Some(persistent),
+            ..MigrationParams::default()
+        };
+        assert_eq!(incoming_def(&params).unwrap().name(), "vm");
+        params.dest_name = Some("vm2".into());
+        let live = incoming_def(&params).unwrap();
+        let kept = persistent_def(&params).unwrap();
+        assert_eq!((live.name(), kept.name()), ("vm2", "vm2"));
+        assert_eq!(live.uuid(), kept.uuid());
+        assert_eq!(
+            kept.vcpus(),
+            2,
+            "the persistent definition, not the live one"
+        );
+        params.persistent_xml = None;
+        assert_eq!(persistent_def(&params).unwrap().vcpus(), 1);
+        for bad in ["a/b", "..", "-x", ""] {
+            params.dest_name = Some(bad.into());
+            let e = incoming_def(&params).unwrap_err();
+            assert!(matches!(e, Error::Xml(_)), "{bad}: {e}");
+        }
     }
 }

@@ -71,8 +71,8 @@ pub struct MigrationParams {
     /// `migrate_uri`: where the source's QEMU sends the stream
     /// (`tcp:HOST:PORT`); the destination's prepare answers it.
     pub uri: Option<String>,
-    /// `destination_name`: must be the domain's own name (renaming is
-    /// not supported).
+    /// `destination_name` (`virsh migrate --dname`): the name the domain
+    /// takes on the destination (the same uuid); its own when absent.
     pub dest_name: Option<String>,
     /// `destination_xml`: the definition the destination runs.
     pub dest_xml: Option<String>,
