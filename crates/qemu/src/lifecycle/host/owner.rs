@@ -238,32 +238,52 @@ pub(crate) fn restore_files(list: &[Owned]) {
 /// Nothing happens where QEMU keeps the daemon's user. Until [`given`],
 /// [`settle`] leaves the file alone even though the live definition does
 /// not name it yet.
+///
+/// The layers below it (its backing chain) are given with it: QEMU opens
+/// them too. They stay QEMU's user's while a disk of the run reads them
+/// (see [`in_use`]), so a plug that fails or a disk unplugged gives back
+/// the layers no other disk of the run needs.
 pub(crate) fn give_live(s: &Shared, dom: &Domain, generation: u64, path: &Path) -> Result<()> {
     let c = &s.cfg.confinement;
     let Some(creds) = c.creds.as_ref().filter(|_| c.dynamic_ownership) else {
         return Ok(());
     };
+    let mut files = vec![path.to_path_buf()];
+    files.extend(backing_chain(path));
     let _one = s.owned.one_change();
-    check_reachable(path, creds)?;
-    let now = current(path.to_path_buf())?;
-    let held = s.owned.hold(dom.uuid(), vec![now]);
-    let Some(original) = held.into_iter().next() else {
-        return Err(Error::Internal("no record of a file to give".into()));
-    };
-    if !dom.lock().add_owned(generation, original.clone()) {
-        // The run holds it already (its own disk twice), or is over.
-        return match dom.lock().run_of(generation) {
-            Some(_) => Ok(()),
-            None => {
-                s.owned.release(dom.uuid(), &[original]);
-                Err(Error::NotRunning)
-            }
-        };
+    let mut now = Vec::with_capacity(files.len());
+    for f in files {
+        check_reachable(&f, creds)?;
+        now.push(current(f)?);
     }
-    let res = status::persist(s, dom).and_then(|()| apply(&[original], creds));
+    let mut added = Vec::new();
+    for original in s.owned.hold(dom.uuid(), now) {
+        let top = original.path == path;
+        let layer = original.path.clone();
+        if dom.lock().add_owned(generation, original.clone()) {
+            added.push(original);
+        } else if dom.lock().run_of(generation).is_none() {
+            s.owned.release(dom.uuid(), &[original]);
+            s.owned.release(dom.uuid(), &added);
+            return Err(Error::NotRunning);
+        }
+        // Else the run holds it already (its own disk twice, a layer
+        // another disk shares). A layer is not a plug in flight: only
+        // the disks above it keep it.
+        if !top {
+            given(dom, generation, &layer);
+        }
+    }
+    if added.is_empty() {
+        return Ok(());
+    }
+    let res = status::persist(s, dom).and_then(|()| apply(&added, creds));
     if res.is_err() {
         given(dom, generation, path);
-        take_back_held(s, dom, generation, path);
+        let layers = layers_in_use(dom, generation);
+        for o in &added {
+            take_back_held(s, dom, generation, &o.path, &layers);
+        }
     }
     res
 }
@@ -279,9 +299,11 @@ pub(crate) fn given(dom: &Domain, generation: u64, path: &Path) {
 /// ejected or replaced, a block copy's destination not pivoted to, the
 /// source a pivot left), then records that it holds them no more.
 pub(crate) fn settle(s: &Shared, dom: &Domain, generation: u64) {
+    let _one = s.owned.one_change();
+    let layers = layers_in_use(dom, generation);
     let stale: Vec<PathBuf> = {
         let g = dom.lock();
-        let Some(used) = in_use(&g, generation) else {
+        let Some(used) = in_use(&g, generation, &layers) else {
             return;
         };
         g.run_of(generation)
@@ -292,19 +314,39 @@ pub(crate) fn settle(s: &Shared, dom: &Domain, generation: u64) {
             .map(|o| o.path.clone())
             .collect()
     };
-    let _one = s.owned.one_change();
     for path in &stale {
-        take_back_held(s, dom, generation, path);
+        take_back_held(s, dom, generation, path, &layers);
     }
+}
+
+/// The layers below the disks run `generation` opens now or is being
+/// given, read from their headers outside the domain's lock; under
+/// [`Holdings::one_change`], so no plug gives a disk meanwhile.
+fn layers_in_use(dom: &Domain, generation: u64) -> HashSet<PathBuf> {
+    let tops: Vec<PathBuf> = {
+        let g = dom.lock();
+        match (g.run_of(generation), g.live()) {
+            (Some(run), Some(live)) => live
+                .domain()
+                .disk_paths()
+                .into_iter()
+                .map(Path::to_path_buf)
+                .chain(run.giving().iter().cloned())
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    tops.iter().flat_map(|t| backing_chain(t)).collect()
 }
 
 /// The files run `generation` needs now: those its live definition names,
 /// a block copy's destination (QEMU's before it is the disk's), those
-/// given for a plug in flight, and the backing layers given at start. `None` when that run is over.
-fn in_use(g: &Inner, generation: u64) -> Option<HashSet<PathBuf>> {
+/// given for a plug in flight, the backing layers given at start, and
+/// `layers` (see [`layers_in_use`]). `None` when that run is over.
+fn in_use(g: &Inner, generation: u64, layers: &HashSet<PathBuf>) -> Option<HashSet<PathBuf>> {
     let (run, live) = (g.run_of(generation)?, g.live()?);
     let copying = g.block_job().and_then(|j| j.pivot_to.clone()).map(|p| p.0);
-    let layers = run
+    let from_start = run
         .owned()
         .iter()
         .filter(|o| o.backing)
@@ -314,7 +356,8 @@ fn in_use(g: &Inner, generation: u64) -> Option<HashSet<PathBuf>> {
             .into_iter()
             .chain(copying)
             .chain(run.giving().iter().cloned())
-            .chain(layers)
+            .chain(from_start)
+            .chain(layers.iter().cloned())
             .collect(),
     )
 }
@@ -323,10 +366,16 @@ fn in_use(g: &Inner, generation: u64) -> Option<HashSet<PathBuf>> {
 /// from the run and its record: a crash in between restores it again.
 /// Under [`Holdings::one_change`]; nothing when the run needs the file
 /// again (a plug of it began meanwhile).
-fn take_back_held(s: &Shared, dom: &Domain, generation: u64, path: &Path) {
+fn take_back_held(
+    s: &Shared,
+    dom: &Domain,
+    generation: u64,
+    path: &Path,
+    layers: &HashSet<PathBuf>,
+) {
     let o = {
         let g = dom.lock();
-        if in_use(&g, generation).is_none_or(|used| used.contains(path)) {
+        if in_use(&g, generation, layers).is_none_or(|used| used.contains(path)) {
             return;
         }
         g.run_of(generation)
