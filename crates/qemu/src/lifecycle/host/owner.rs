@@ -256,22 +256,21 @@ pub(crate) fn give_live(s: &Shared, dom: &Domain, generation: u64, path: &Path) 
         check_reachable(&f, creds)?;
         now.push(current(f)?);
     }
+    let held = s.owned.hold(dom.uuid(), now);
     let mut added = Vec::new();
-    for original in s.owned.hold(dom.uuid(), now) {
-        let top = original.path == path;
-        let layer = original.path.clone();
+    for original in &held {
         if dom.lock().add_owned(generation, original.clone()) {
-            added.push(original);
+            added.push(original.clone());
         } else if dom.lock().run_of(generation).is_none() {
-            s.owned.release(dom.uuid(), &[original]);
-            s.owned.release(dom.uuid(), &added);
+            // The run is over: nothing of this call stays held for it.
+            s.owned.release(dom.uuid(), &held);
             return Err(Error::NotRunning);
         }
         // Else the run holds it already (its own disk twice, a layer
         // another disk shares). A layer is not a plug in flight: only
         // the disks above it keep it.
-        if !top {
-            given(dom, generation, &layer);
+        if original.path != path {
+            given(dom, generation, &original.path);
         }
     }
     if added.is_empty() {
