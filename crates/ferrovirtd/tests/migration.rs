@@ -246,43 +246,31 @@ fn persistent_undefinesource_and_offline_migrations_move_the_definition() {
     assert!(out.is_ok(), "offline: {out:?}\n{}", p.logs());
     assert_eq!(state(&p.dst, "o1"), "shut off (unknown)");
     assert!(names(&p.src).contains("o1"));
-    // Renamed: defined there under the new name, the same uuid.
-    let out = p.virsh(
-        SRC_URI,
-        &[
-            "migrate",
-            "--offline",
-            "--persistent",
-            "--undefinesource",
-            "--dname",
-            "o2",
-            "o1",
-            DST_URI,
-        ],
-    );
-    assert!(out.is_err(), "o1's uuid is defined there as o1: {out:?}");
-    p.dst.virsh_ok(&["undefine", "o1"]);
-    let out = p.virsh(
-        SRC_URI,
-        &[
-            "migrate",
-            "--offline",
-            "--persistent",
-            "--undefinesource",
-            "--dname",
-            "o2",
-            "o1",
-            DST_URI,
-        ],
-    );
-    assert!(out.is_ok(), "offline --dname: {out:?}\n{}", p.logs());
-    assert_eq!(state(&p.dst, "o2"), "shut off (unknown)");
-    assert!(!names(&p.src).contains("o1"), "{}", names(&p.src));
     // Offline needs --persistent (virsh refuses it before any call).
     assert!(
         p.virsh(SRC_URI, &["migrate", "--offline", "o1", DST_URI])
             .is_err()
     );
+    // Renamed: refused while the uuid is defined there as o1, then
+    // defined there under the new name, the same uuid.
+    let renamed = [
+        "migrate",
+        "--offline",
+        "--persistent",
+        "--undefinesource",
+        "--dname",
+        "o2",
+        "o1",
+        DST_URI,
+    ];
+    let err = p.virsh(SRC_URI, &renamed).unwrap_err();
+    assert!(err.contains("already defined with uuid"), "{err}");
+    assert!(names(&p.src).contains("o1"), "the source kept it");
+    p.dst.virsh_ok(&["undefine", "o1"]);
+    let out = p.virsh(SRC_URI, &renamed);
+    assert!(out.is_ok(), "offline --dname: {out:?}\n{}", p.logs());
+    assert_eq!(state(&p.dst, "o2"), "shut off (unknown)");
+    assert!(!names(&p.src).contains("o1"), "{}", names(&p.src));
 }
 
 #[test]
@@ -766,29 +754,25 @@ fn dst_qemus(p: &Pair, uuid: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Starts `virsh migrate --live --copy-storage-all EXTRA` of `name` onto
+/// `dst_xml` in the background.
+fn start_copy(p: &Pair, name: &str, dst_xml: &Path, extra: &[&str]) -> Child {
+    let xml = dst_xml.to_string_lossy();
+    let mut args = vec!["migrate", "--live", "--copy-storage-all", "--xml", &xml];
+    args.extend(extra);
+    args.extend([name, DST_URI]);
+    p.virsh_cmd(SRC_URI, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Starts migrating `name` with `--copy-storage-all` at 1 MiB/s (the
 /// disk copies take a while) onto `dst_xml`; returns once the destination
 /// made `made` and runs its QEMU and the source's job is under way.
 fn start_slow_copy(p: &Pair, name: &str, uuid: &str, dst_xml: &Path, made: &Path) -> Child {
-    let child = p
-        .virsh_cmd(
-            SRC_URI,
-            &[
-                "migrate",
-                "--live",
-                "--copy-storage-all",
-                "--bandwidth",
-                "1",
-                "--xml",
-                &dst_xml.to_string_lossy(),
-                name,
-                DST_URI,
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_copy(p, name, dst_xml, &["--bandwidth", "1"]);
     let copying = wait::until(WAIT, || {
         made.exists()
             && dst_qemus(p, uuid).len() == 1
@@ -873,17 +857,7 @@ fn a_destination_daemon_killed_mid_copy_comes_back_with_nothing_left() {
     // take the whole slow migration first).
     p.dst.spawn();
     migrate_failed(child);
-    let cleared = wait::until(WAIT, || {
-        dst_qemus(&p, &uuid).is_empty() && !dst_img.exists() && !names(&p.dst).contains("m12")
-    });
-    assert!(
-        cleared,
-        "left on the destination: QEMUs {:?}, image {}, domains {}\n{}",
-        dst_qemus(&p, &uuid),
-        dst_img.exists(),
-        names(&p.dst),
-        p.logs()
-    );
+    assert_destination_clear(&p, "m12", &uuid, &dst_img);
     assert_on_source_only(&p, "m12", &uuid, &serial);
     let job = wait::until(WAIT, || {
         p.src.virsh_ok(&["domjobinfo", "m12"]).contains("None")
@@ -909,23 +883,7 @@ fn a_destination_daemon_killed_once_its_qemu_listens_comes_back_with_nothing_lef
     let marker = p.dst.root.path().join("start-paused");
     p.dst
         .spawn_with_env(&[("FERROVIRT_PAUSE_AFTER_START", marker.as_os_str())]);
-    let child = p
-        .virsh_cmd(
-            SRC_URI,
-            &[
-                "migrate",
-                "--live",
-                "--copy-storage-all",
-                "--xml",
-                &dst_xml.to_string_lossy(),
-                "m14",
-                DST_URI,
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_copy(&p, "m14", &dst_xml, &[]);
     let mut line = String::new();
     let paused = wait::until(WAIT, || {
         line = std::fs::read_to_string(&marker).unwrap_or_default();
@@ -941,18 +899,24 @@ fn a_destination_daemon_killed_once_its_qemu_listens_comes_back_with_nothing_lef
     p.dst.kill();
     p.dst.spawn();
     migrate_failed(child);
+    assert_destination_clear(&p, "m14", &uuid, &dst_img);
+    assert_on_source_only(&p, "m14", &uuid, &serial);
+}
+
+/// The destination ends with no QEMU of the guest, no domain `name` and
+/// no copy's image `img`.
+fn assert_destination_clear(p: &Pair, name: &str, uuid: &str, img: &Path) {
     let cleared = wait::until(WAIT, || {
-        dst_qemus(&p, &uuid).is_empty() && !dst_img.exists() && !names(&p.dst).contains("m14")
+        dst_qemus(p, uuid).is_empty() && !img.exists() && !names(&p.dst).contains(name)
     });
     assert!(
         cleared,
         "left on the destination: QEMUs {:?}, image {}, domains {}\n{}",
-        dst_qemus(&p, &uuid),
-        dst_img.exists(),
+        dst_qemus(p, uuid),
+        img.exists(),
         names(&p.dst),
         p.logs()
     );
-    assert_on_source_only(&p, "m14", &uuid, &serial);
 }
 
 /// Inside the test's namespace: nothing reaches the destination's
