@@ -83,6 +83,11 @@ async fn on_stopped(s: &Shared, dom: &Arc<Domain>, ctx: &RunCtx) {
     stop::cleanup(s, dom, ctx.generation, None);
 }
 
+/// How many times a resync asks QEMU's state when the state keeps
+/// changing while it asks (each change already came from QEMU or a
+/// command it answered, so giving up then loses nothing).
+const RESYNC_TRIES: u32 = 3;
+
 /// Re-reads state from QEMU after events were coalesced: events are hints,
 /// QEMU's state is the truth.
 async fn resync(s: &Shared, dom: &Domain, ctx: &RunCtx) {
@@ -90,9 +95,18 @@ async fn resync(s: &Shared, dom: &Domain, ctx: &RunCtx) {
         return;
     }
     let t = s.cfg.monitor_timeout;
-    match dom.qmp(&QueryStatus, t).await {
-        Ok(st) => events::apply_qemu_status(s, dom, ctx, &st.status),
-        Err(e) => tracing::debug!(domain = dom.name(), error = %e, "resync query-status failed"),
+    for _ in 0..RESYNC_TRIES {
+        let seen = dom.lock().state_version();
+        match dom.qmp(&QueryStatus, t).await {
+            Ok(st) if events::apply_qemu_status(s, dom, ctx, &st.status, seen) => break,
+            // The state changed while QEMU answered (a suspend's `stop`
+            // right after this query): that answer may be the older one.
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::debug!(domain = dom.name(), error = %e, "resync query-status failed");
+                break;
+            }
+        }
     }
     let job_runs = dom.lock().job().is_some();
     if job_runs

@@ -232,7 +232,22 @@ pub(crate) fn state_of_qemu_status(status: &RunState) -> StateReason {
 
 /// Moves the domain to what QEMU says it is (after coalesced events or a
 /// daemon restart), emitting the lifecycle events the difference implies.
-pub(crate) fn apply_qemu_status(s: &Shared, dom: &Domain, ctx: &RunCtx, status: &RunState) {
+/// `seen` is the state version read before QEMU was asked: if the state
+/// changed since (a command's `stop` or `cont`, an event), QEMU's answer
+/// may predate that change and is not applied; false then.
+pub(crate) fn apply_qemu_status(
+    s: &Shared,
+    dom: &Domain,
+    ctx: &RunCtx,
+    status: &RunState,
+    seen: u64,
+) -> bool {
     let truth = state_of_qemu_status(status);
-    with_run(s, dom, ctx, |g, dom, hub| g.converge(dom, hub, truth));
+    let mut current = true;
+    with_run(s, dom, ctx, |g, dom, hub| {
+        let follow_up = g.converge_since(dom, hub, truth, seen);
+        current = follow_up.is_some();
+        follow_up.unwrap_or(0)
+    });
+    current
 }

@@ -39,6 +39,10 @@ pub(crate) struct Inner {
     pub(super) autostart: bool,
     pub(super) state: StateReason,
     pub(super) state_since: Instant,
+    /// Bumped on every change of `state` (see [`Inner::put_state`]): a run
+    /// state QEMU reported before a change is older than it, and a resync
+    /// that asked before must not apply it (see [`Inner::state_version`]).
+    pub(super) state_version: u64,
     pub(super) id: Option<u32>,
     pub(super) run: Option<Run>,
     /// Bumped on every start: tasks of an older run see they are stale.
@@ -96,6 +100,7 @@ impl Inner {
             autostart: false,
             state: StateReason::shutoff(shutoff::UNKNOWN),
             state_since: Instant::now(),
+            state_version: 0,
             id: None,
             run: None,
             generation: 0,
@@ -112,6 +117,20 @@ impl Inner {
 
     pub(crate) fn state(&self) -> StateReason {
         self.state
+    }
+
+    /// Counts the changes of the state: equal before and after a
+    /// `query-status`, no state was decided while QEMU answered, so its
+    /// answer is current.
+    pub(crate) fn state_version(&self) -> u64 {
+        self.state_version
+    }
+
+    /// The one place `state` changes.
+    pub(super) fn put_state(&mut self, st: StateReason) {
+        self.state = st;
+        self.state_since = Instant::now();
+        self.state_version = self.state_version.wrapping_add(1);
     }
 
     pub(crate) fn is_active(&self) -> bool {
@@ -197,8 +216,7 @@ impl Inner {
         ev: Option<EventKind>,
     ) {
         if self.state != st {
-            self.state = st;
-            self.state_since = Instant::now();
+            self.put_state(st);
         }
         if let Some(kind) = ev {
             self.emit(dom, hub, kind);
@@ -263,9 +281,7 @@ impl Inner {
     /// until [`Inner::boot_complete`]; no event yet.
     pub(crate) fn start_run(&mut self, id: u32, def: &Def, start: RunStart) -> Arc<RunCtx> {
         let ctx = self.new_run(id, def, start);
-        let st = StateReason::new(DomainState::Paused, paused::STARTING_UP);
-        self.state = st;
-        self.state_since = Instant::now();
+        self.put_state(StateReason::new(DomainState::Paused, paused::STARTING_UP));
         ctx
     }
 
@@ -282,8 +298,7 @@ impl Inner {
         let ctx = self.new_run(id, live, start);
         self.persistent = rec.persistent;
         self.completed_job = rec.completed_job;
-        self.state = rec.state;
-        self.state_since = Instant::now();
+        self.put_state(rec.state);
         if let Some(run) = self.run.as_mut() {
             run.unresponsive = rec.monitor.is_none();
             run.monitor = rec.monitor;
@@ -445,8 +460,7 @@ impl Inner {
         last_job: Option<JobOutcome>,
         was_persistent: bool,
     ) -> bool {
-        self.state = StateReason::shutoff(cause.shutoff_reason());
-        self.state_since = Instant::now();
+        self.put_state(StateReason::shutoff(cause.shutoff_reason()));
         self.completed_job = completed_job;
         if last_job.is_some() {
             self.last_job = last_job;
@@ -628,6 +642,33 @@ mod tests {
                 lifecycle(L::Resumed, detail::RESUMED_UNPAUSED),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_status_asked_before_a_suspend_does_not_undo_it() {
+        let (dom, hub) = (domain(), Hub::new(16));
+        let generation = started(&dom);
+        let mut g = dom.lock();
+        assert!(g.boot_complete(&dom, &hub, generation, false, Started::Booted));
+        // A resync asks QEMU (running) ...
+        let seen = g.state_version();
+        // ... a suspend's `stop` and its state land before the answer.
+        g.expect_pause(generation, Some(paused::USER));
+        assert!(g.paused_by_command(&dom, &hub, generation, paused::USER));
+        assert_eq!(g.converge_since(&dom, &hub, running(0), seen), None);
+        assert_eq!(g.state(), paused_for(paused::USER));
+        // Asked again: current, and the same state changes nothing.
+        let seen = g.state_version();
+        assert_eq!(
+            g.converge_since(&dom, &hub, paused_for(paused::UNKNOWN), seen),
+            Some(0)
+        );
+        assert_eq!(g.state_version(), seen, "no change, no new version");
+        // A current answer that differs is applied.
+        let crashed = StateReason::new(DomainState::Crashed, crate::state::crashed::PANICKED);
+        assert!(g.converge_since(&dom, &hub, crashed, seen).is_some());
+        assert_eq!(g.state(), crashed);
+        assert_ne!(g.state_version(), seen);
     }
 
     #[tokio::test]

@@ -7,8 +7,6 @@
 //! need (bits of [`crate::actions`]); the event task records them. The
 //! caller has checked that the event belongs to the current run.
 
-use std::time::Instant;
-
 use super::Domain;
 use super::inner::{Inner, lifecycle};
 use super::run::ShutdownBy;
@@ -283,6 +281,19 @@ impl Inner {
         actions::PERSIST
     }
 
+    /// [`Inner::converge`] to what QEMU answered when the state version
+    /// was `seen`; `None` (nothing changed) if the state changed since,
+    /// as that answer may predate the change.
+    pub(crate) fn converge_since(
+        &mut self,
+        dom: &Domain,
+        hub: &Hub,
+        truth: StateReason,
+        seen: u64,
+    ) -> Option<u32> {
+        (self.state_version() == seen).then(|| self.converge(dom, hub, truth))
+    }
+
     /// Moves to the state QEMU reports (`truth`, after coalesced events or
     /// a daemon restart), emitting the events the difference implies.
     pub(crate) fn converge(&mut self, dom: &Domain, hub: &Hub, truth: StateReason) -> u32 {
@@ -301,8 +312,7 @@ impl Inner {
             DomainState::Shutdown => self.guest_shutdown(dom, hub, None),
             DomainState::Crashed => self.guest_panicked(dom, hub),
             _ => {
-                self.state = truth;
-                self.state_since = Instant::now();
+                self.put_state(truth);
                 actions::PERSIST
             }
         }

@@ -138,6 +138,9 @@ pub(super) async fn adopt(
         pending_unplug: rec.pending_unplug.clone(),
     };
     let ctx = dom.lock().adopt_run(rec.id, live, start, adopted);
+    // The handshake's answer stands unless an event changes the state
+    // before it is applied (the run's tasks start below).
+    let seen = dom.lock().state_version();
     let taps = rec
         .taps
         .iter()
@@ -148,7 +151,7 @@ pub(super) async fn adopt(
     s.registry.set_id(rec.id, dom);
     events::spawn_run_tasks(s, dom, &ctx, events, process);
     if dom.lock().monitor().is_some() {
-        resync(s, dom, &ctx, rec, status).await;
+        resync(s, dom, &ctx, rec, status.map(|st| (st, seen))).await;
         lifecycle::start::fill_ptys(s, dom, &ctx).await;
     } else if rec
         .job
@@ -162,21 +165,27 @@ pub(super) async fn adopt(
     status::persist_adopted(s, dom, rec);
 }
 
-/// Applies the state QEMU reported at the handshake (asks again if that
-/// answer was lost), and finishes the jobs that ran across the restart.
+/// Applies the state QEMU reported at the handshake, with the state
+/// version it is current for (asks again if that answer was lost), and
+/// finishes the jobs that ran across the restart.
 async fn resync(
     s: &Arc<Shared>,
     dom: &Arc<Domain>,
     ctx: &Arc<RunCtx>,
     rec: &StatusRecord,
-    status: Option<StatusInfo>,
+    status: Option<(StatusInfo, u64)>,
 ) {
     let status = match status {
-        Some(st) => Some(st),
-        None => dom.qmp(&QueryStatus, s.cfg.monitor_timeout).await.ok(),
+        Some(answer) => Some(answer),
+        None => {
+            let seen = dom.lock().state_version();
+            let st = dom.qmp(&QueryStatus, s.cfg.monitor_timeout).await.ok();
+            st.map(|st| (st, seen))
+        }
     };
-    if let Some(st) = status {
-        events::apply_qemu_status(s, dom, ctx, &st.status);
+    if let Some((st, seen)) = status {
+        // A newer state from an event wins over this answer.
+        events::apply_qemu_status(s, dom, ctx, &st.status, seen);
     }
     if let Some(b) = rec.block_job.clone() {
         blockjob::readopt(s, dom, ctx, b);
